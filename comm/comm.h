@@ -1,0 +1,31 @@
+/* comm.h — gradient all-reduce between the ranks that each hold a replica of the network.
+ *
+ * One interface, several transports: MPI (the CPU path, and the bootstrap for NCCL), NCCL
+ * (the CUDA backend plugs in here) and a single-process fallback when the program was not
+ * launched by mpirun/srun or was built without MPI. The training loop only calls these. */
+#ifndef UNET_COMM_H
+#define UNET_COMM_H
+
+#include <stddef.h>
+
+typedef struct Comm Comm;
+
+struct Comm {
+    const char *transport; /* "mpi" or "single" */
+    int rank, size;
+    int local_rank;        /* rank within the node: picks the GPU */
+    void *impl;
+    /* In place: buf (n floats) becomes the sum over ranks. The reduction order is fixed, so
+     * results are reproducible for a given world size. */
+    void (*allreduce_sum)(Comm *c, float *buf, size_t n);
+    void (*allreduce_sum_f64)(Comm *c, double *buf, size_t n);
+    void (*broadcast)(Comm *c, void *buf, size_t bytes, int root);
+    void (*barrier)(Comm *c);
+    void (*destroy)(Comm *c);
+};
+
+/* MPI when built with it and started by a launcher (or forced by UNET_COMM=mpi), else a
+ * single process. Never fails silently: an MPI error aborts with file:line. */
+Comm *comm_create(int *argc, char ***argv);
+
+#endif

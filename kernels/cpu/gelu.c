@@ -1,0 +1,30 @@
+/* gelu.c — exact (erf) GELU as torch.nn.functional.gelu(approximate='none'):
+ *   y = 0.5 x (1 + erf(x / √2)) = x Φ(x),   dy/dx = Φ(x) + x φ(x),  φ(x) = exp(−x²/2) / √(2π). */
+#include <math.h>
+
+#include "cpu_ops.h"
+
+#define GELU_INV_SQRT2 0.70710678118654752440f
+#define GELU_INV_SQRT_2PI 0.39894228040143267794f
+
+void cpu_gelu_forward(Backend *be, float *out /* (n) */, const float *in /* (n) */, size_t n) {
+    (void)be;
+#pragma omp parallel for schedule(static)
+    for (ptrdiff_t i = 0; i < (ptrdiff_t)n; i++) {
+        float x = in[i];
+        out[i] = 0.5f * x * (1.0f + erff(x * GELU_INV_SQRT2));
+    }
+}
+
+void cpu_gelu_backward(Backend *be, float *din /* (n) */, const float *dout /* (n) */,
+                       const float *in /* (n) */, size_t n) {
+    (void)be;
+    if (!din) return;
+#pragma omp parallel for schedule(static)
+    for (ptrdiff_t i = 0; i < (ptrdiff_t)n; i++) {
+        float x = in[i];
+        float cdf = 0.5f * (1.0f + erff(x * GELU_INV_SQRT2));
+        float pdf = GELU_INV_SQRT_2PI * expf(-0.5f * x * x);
+        din[i] += dout[i] * (cdf + x * pdf);
+    }
+}

@@ -1,0 +1,109 @@
+/* layernorm.c — LayerNorm over the channel (last, contiguous) dim, as torch.nn.LayerNorm:
+ * biased variance, y = (x - mean) * rstd * g + b, rstd = 1 / sqrt(var + eps).
+ *
+ * Statistics are computed in double with two passes (mean, then centred sum of squares):
+ * channel counts are small (≤ 768) so the extra pass is cheap, and it avoids the
+ * cancellation of E[x²] − E[x]² for inputs with a large mean (residual streams).
+ *
+ * The parameter gradients dg, db are reductions over all N rows. To be thread-safe AND
+ * bit-for-bit deterministic regardless of the thread count, rows are cut into a fixed
+ * number of chunks that depends only on N; each chunk writes its own partial sums into
+ * the workspace, and the partials are then added in chunk order. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "check.h"
+#include "cpu_ops.h"
+
+/* Rows per chunk of the dg/db reduction: at least 64 rows, at most 1024 chunks. */
+static size_t ln_rows_per_chunk(size_t N) {
+    size_t r = (N + 1023) / 1024;
+    return r < 64 ? 64 : r;
+}
+
+void cpu_layernorm_forward(Backend *be, float *out, /* (N, C) */ float *mean, /* (N) */
+                           float *rstd, /* (N) */ const float *in, /* (N, C) */
+                           const float *g, /* (C) */ const float *b, /* (C) */ size_t N, int C,
+                           float eps) {
+    (void)be;
+#pragma omp parallel for schedule(static)
+    for (ptrdiff_t r = 0; r < (ptrdiff_t)N; r++) {
+        const float *x = in + (size_t)r * C; /* (C) */
+        float *y = out + (size_t)r * C;      /* (C) */
+        double s = 0;
+        for (int c = 0; c < C; c++) s += x[c];
+        double mu = s / C;
+        double ss = 0;
+        for (int c = 0; c < C; c++) {
+            double d = x[c] - mu;
+            ss += d * d;
+        }
+        double rs = 1.0 / sqrt(ss / C + (double)eps);
+        float muf = (float)mu, rsf = (float)rs;
+        mean[r] = muf;
+        rstd[r] = rsf;
+        for (int c = 0; c < C; c++) y[c] = (x[c] - muf) * rsf * g[c] + b[c];
+    }
+}
+
+/* din += rstd * (dxh - mean(dxh) - xh * mean(dxh * xh)),  dxh = dout * g, xh = (x - mean) * rstd
+ * dg  += sum_rows dout * xh,  db += sum_rows dout                                                */
+void cpu_layernorm_backward(Backend *be, float *din, /* (N, C) or NULL */ float *dg, /* (C) */
+                            float *db, /* (C) */ const float *dout, /* (N, C) */
+                            const float *in, /* (N, C) */ const float *mean, /* (N) */
+                            const float *rstd, /* (N) */ const float *g, /* (C) */ size_t N, int C) {
+    if (N == 0 || C <= 0) return;
+    const int want_params = dg != NULL || db != NULL;
+    const size_t rows_per = ln_rows_per_chunk(N);
+    const size_t nchunks = (N + rows_per - 1) / rows_per;
+    /* partial[k] = (dg partial (C), db partial (C)) of chunk k, in double */
+    double *partial = want_params ? cpu_workspace(be, nchunks * 2 * (size_t)C * sizeof(double)) : NULL;
+
+#pragma omp parallel for schedule(static)
+    for (ptrdiff_t k = 0; k < (ptrdiff_t)nchunks; k++) {
+        double *pg = partial ? partial + (size_t)k * 2 * C : NULL; /* (C) */
+        double *pb = partial ? pg + C : NULL;                      /* (C) */
+        if (partial) memset(pg, 0, 2 * (size_t)C * sizeof(double));
+        size_t r0 = (size_t)k * rows_per, r1 = r0 + rows_per < N ? r0 + rows_per : N;
+        for (size_t r = r0; r < r1; r++) {
+            const float *x = in + r * C;    /* (C) */
+            const float *dy = dout + r * C; /* (C) */
+            const float mu = mean[r], rs = rstd[r];
+            if (din) {
+                double a = 0, bsum = 0; /* sum dxh, sum dxh * xh */
+                for (int c = 0; c < C; c++) {
+                    float xh = (x[c] - mu) * rs;
+                    float dxh = dy[c] * g[c];
+                    a += dxh;
+                    bsum += (double)dxh * xh;
+                }
+                const float ma = (float)(a / C), mb = (float)(bsum / C);
+                float *dx = din + r * C; /* (C) */
+                for (int c = 0; c < C; c++) {
+                    float xh = (x[c] - mu) * rs;
+                    dx[c] += rs * (dy[c] * g[c] - ma - xh * mb);
+                }
+            }
+            if (partial) {
+                for (int c = 0; c < C; c++) {
+                    float xh = (x[c] - mu) * rs;
+                    pg[c] += (double)dy[c] * xh;
+                    pb[c] += dy[c];
+                }
+            }
+        }
+    }
+    if (!partial) return;
+    /* Fixed-order reduction over chunks; parallel over channels (each writes its own dg[c]). */
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double sg = 0, sb = 0;
+        for (size_t k = 0; k < nchunks; k++) {
+            sg += partial[k * 2 * C + c];
+            sb += partial[k * 2 * C + C + c];
+        }
+        if (dg) dg[c] += (float)sg;
+        if (db) db[c] += (float)sb;
+    }
+}

@@ -1,0 +1,66 @@
+/* linear.c — fully connected layer over the last dim: out(N, Co) = in(N, Ci) · wᵀ + b,
+ * weight (Co, Ci) as PyTorch's nn.Linear. All three products are single cblas_sgemm calls
+ * on the row-major matrices as they are (no transposed copies); backward uses beta = 1
+ * because gradients accumulate (backend.h). */
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+#include "check.h"
+#include "cpu_ops.h"
+
+/* db[c] += Σ_n x[n, c]; each channel summed serially in n order in double (deterministic,
+ * independent of the thread count); threads split the channels. */
+static void colsum_acc(float *db,      /* (C) */
+                       const float *x, /* (N, C) */
+                       size_t N, int C) {
+    enum { CB = 32 };
+    int nblk = (C + CB - 1) / CB;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblk; blk++) {
+        int c0 = blk * CB, c1 = c0 + CB < C ? c0 + CB : C;
+        double acc[CB] = {0};
+        for (size_t n = 0; n < N; n++) {
+            const float *row = x + n * (size_t)C;
+            for (int c = c0; c < c1; c++) acc[c - c0] += row[c];
+        }
+        for (int c = c0; c < c1; c++) db[c] += (float)acc[c - c0];
+    }
+}
+
+void cpu_linear_forward(Backend *be,
+                        float *out,      /* (N, Co) */
+                        const float *in, /* (N, Ci) */
+                        const float *w,  /* (Co, Ci) */
+                        const float *b,  /* (Co) or NULL */
+                        size_t N, int Ci, int Co) {
+    if (N == 0) return;
+    CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
+    if (b) {
+        /* Prefill with the bias and let the GEMM add onto it (beta = 1): saves a pass. */
+#pragma omp parallel for schedule(static)
+        for (size_t n = 0; n < N; n++) memcpy(out + n * Co, b, (size_t)Co * sizeof(float));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, Co, Ci, 1.0f, in, Ci, w, Ci,
+                b ? 1.0f : 0.0f, out, Co);
+}
+
+void cpu_linear_backward(Backend *be,
+                         float *din,        /* (N, Ci) or NULL */
+                         float *dw,         /* (Co, Ci) */
+                         float *db,         /* (Co) or NULL */
+                         const float *dout, /* (N, Co) */
+                         const float *in,   /* (N, Ci) */
+                         const float *w,    /* (Co, Ci) */
+                         size_t N, int Ci, int Co) {
+    if (N == 0) return;
+    CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
+    /* din(N, Ci) += dout(N, Co) · w(Co, Ci) */
+    if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, Ci, Co, 1.0f, dout, Co, w,
+                    Ci, 1.0f, din, Ci);
+    /* dw(Co, Ci) += doutᵀ(Co, N) · in(N, Ci) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Co, Ci, (int)N, 1.0f, dout, Co, in, Ci,
+                1.0f, dw, Ci);
+    if (db) colsum_acc(db, dout, N, Co);
+}

@@ -1,0 +1,394 @@
+/* window_attention.c — Swin windowed multi-head self-attention on an already padded and
+ * rolled NHWC map (see backend.h for the exact contract).
+ *
+ * Work unit: one (batch, window, head). Its q, k, v (n = w² tokens × hd channels) are
+ * gathered from the NHWC map into small contiguous per-thread buffers (the window's tokens
+ * are not uniformly strided in the map, and a gather costs O(n·hd) against O(n²·hd) of
+ * arithmetic). The n×n score matrix is built in place in the saved `probs` slot.
+ *
+ * The small matrix products (n = 49..400, hd = 32) are hand loops in "axpy" form — every
+ * inner loop runs over a contiguous row — rather than cblas_sgemm: Debian's OpenBLAS is the
+ * pthread build, which would start its own threads inside our OpenMP region for the larger
+ * windows (oversubscription), and per-call overhead dominates at these sizes. The kernels
+ * are compiled twice (AVX2+FMA and baseline) and picked at run time by target_clones.
+ *
+ * Backward: windows and heads touch disjoint (token, channel) entries of dqkv, so the dqkv
+ * scatter needs no synchronisation. dtable is a reduction over all windows: the windows are
+ * cut into a fixed number of chunks (depending only on the problem size), each (chunk, head)
+ * task sums into its own partial table (double), and the partials are added in chunk order,
+ * so the result is deterministic and independent of the thread count. */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "check.h"
+#include "cpu_ops.h"
+
+/* ISO C mode (-std=c11) turns off FMA contraction; the GEMM tiles below rely on it to use
+ * fused multiply-adds in the x86-64-v3 clone (rounding differs from mul+add by < 1 ulp). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define WA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define WA_CLONES
+#endif
+
+/* Round a byte count up to a 64-byte multiple so carved workspace blocks stay aligned. */
+static size_t wa_align(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+/* Swin's relative_position_index: rel[i*n + j] = (yi − yj + w − 1)(2w − 1) + (xi − xj + w − 1). */
+static void wa_rel_index(int *rel /* (n, n) */, int w) {
+    const int n = w * w;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            int dy = i / w - j / w, dx = i % w - j % w;
+            rel[i * n + j] = (dy + w - 1) * (2 * w - 1) + (dx + w - 1);
+        }
+}
+
+/* Shift-mask region of a coordinate along one axis of length L: Swin's slices
+ * (0 : L−w) → 0, (L−w : L−s) → 1, (L−s : L) → 2. */
+static inline int wa_axis_region(int v, int L, int w, int s) { return v < L - w ? 0 : (v < L - s ? 1 : 2); }
+
+/* Region id (3·row_region + col_region) of every token of window (wy, wx); returns 1 if the
+ * window holds more than one region (i.e. the mask is not all zero). */
+static int wa_regions(int *reg /* (n) */, int wy, int wx, int Hp, int Wp, int w, int s) {
+    int mixed = 0;
+    for (int yi = 0; yi < w; yi++)
+        for (int xi = 0; xi < w; xi++) {
+            int r = 3 * wa_axis_region(wy * w + yi, Hp, w, s) + wa_axis_region(wx * w + xi, Wp, w, s);
+            reg[yi * w + xi] = r;
+            if (r != reg[0]) mixed = 1;
+        }
+    return mixed;
+}
+
+/* Copy one head's slice (hd channels starting at channel `off` of each 3C-wide token) of
+ * window (b, wy, wx) into dst (n, hd), multiplied by `mul`. */
+static void wa_gather(float *dst /* (n, hd) */, const float *qkv /* (B, Hp, Wp, 3C) */, int b, int wy, int wx,
+                      int Hp, int Wp, int C3, int w, int off, int hd, float mul) {
+    for (int yi = 0; yi < w; yi++) {
+        const float *row = qkv + (((size_t)b * Hp + (size_t)wy * w + yi) * Wp + (size_t)wx * w) * C3 + off;
+        for (int xi = 0; xi < w; xi++) {
+            const float *src = row + (size_t)xi * C3;
+            float *d = dst + (size_t)(yi * w + xi) * hd;
+            for (int j = 0; j < hd; j++) d[j] = src[j] * mul;
+        }
+    }
+}
+
+/* Same, transposed: dst (hd, n). */
+static void wa_gather_t(float *dst /* (hd, n) */, const float *qkv /* (B, Hp, Wp, 3C) */, int b, int wy, int wx,
+                        int Hp, int Wp, int C3, int w, int off, int hd) {
+    const int n = w * w;
+    for (int yi = 0; yi < w; yi++) {
+        const float *row = qkv + (((size_t)b * Hp + (size_t)wy * w + yi) * Wp + (size_t)wx * w) * C3 + off;
+        for (int xi = 0; xi < w; xi++) {
+            const float *src = row + (size_t)xi * C3;
+            int t = yi * w + xi;
+            for (int j = 0; j < hd; j++) dst[(size_t)j * n + t] = src[j];
+        }
+    }
+}
+
+/* dst[token, off + j] += src[token, j] over the window's tokens (map row stride `cs`). */
+static void wa_scatter_add(float *map /* (B, Hp, Wp, cs) */, const float *src /* (n, hd) */, int b, int wy,
+                           int wx, int Hp, int Wp, int cs, int w, int off, int hd) {
+    for (int yi = 0; yi < w; yi++) {
+        float *row = map + (((size_t)b * Hp + (size_t)wy * w + yi) * Wp + (size_t)wx * w) * cs + off;
+        for (int xi = 0; xi < w; xi++) {
+            float *d = row + (size_t)xi * cs;
+            const float *s = src + (size_t)(yi * w + xi) * hd;
+            for (int j = 0; j < hd; j++) d[j] += s[j];
+        }
+    }
+}
+
+/* Overwriting variant of the above, for the forward output. */
+static void wa_scatter(float *map /* (B, Hp, Wp, cs) */, const float *src /* (n, hd) */, int b, int wy, int wx,
+                       int Hp, int Wp, int cs, int w, int off, int hd) {
+    for (int yi = 0; yi < w; yi++) {
+        float *row = map + (((size_t)b * Hp + (size_t)wy * w + yi) * Wp + (size_t)wx * w) * cs + off;
+        for (int xi = 0; xi < w; xi++)
+            memcpy(row + (size_t)xi * cs, src + (size_t)(yi * w + xi) * hd, (size_t)hd * sizeof(float));
+    }
+}
+
+/* ---- the small GEMM ------------------------------------------------------------------
+ * C (m, n) = alpha · op(A) · B  (+ C if `accumulate`), row-major with leading dims;
+ * op(A) = A (m, k) or, when transA, the transpose of A stored (k, m).
+ * Register tiles of 4 rows × 16 columns held in GCC vector-extension accumulators (8 floats
+ * each: two AVX registers per row in the x86-64-v3 clone, SSE pairs in the baseline one);
+ * each step of k loads one 16-wide row of B and broadcasts 4 entries of A. Leftover rows and
+ * columns take a plain scalar loop (≤ 15 columns, ≤ 3 rows). */
+typedef float wa_v8 __attribute__((vector_size(32)));
+
+static inline void wa_ld(wa_v8 *v, const float *p) { memcpy(v, p, sizeof *v); }
+
+static inline void wa_st(float *p, const wa_v8 *v, float alpha, int accumulate) {
+    wa_v8 r = *v * alpha;
+    if (accumulate) {
+        wa_v8 old;
+        wa_ld(&old, p);
+        r += old;
+    }
+    memcpy(p, &r, sizeof r);
+}
+
+WA_CLONES
+static void wa_gemm(float *restrict Cm, int ldc, const float *restrict A, int lda, int transA,
+                    const float *restrict Bm, int ldb, int m, int n, int k, float alpha, int accumulate) {
+    const int m4 = m / 4 * 4, n16 = n / 16 * 16;
+    for (int i = 0; i < m4; i += 4) {
+        for (int j = 0; j < n16; j += 16) {
+            wa_v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+            for (int kk = 0; kk < k; kk++) {
+                wa_v8 b0, b1;
+                wa_ld(&b0, Bm + (size_t)kk * ldb + j);
+                wa_ld(&b1, Bm + (size_t)kk * ldb + j + 8);
+                float a0, a1, a2, a3;
+                if (transA) {
+                    const float *ap = A + (size_t)kk * lda + i;
+                    a0 = ap[0], a1 = ap[1], a2 = ap[2], a3 = ap[3];
+                } else {
+                    const float *ap = A + (size_t)i * lda + kk;
+                    a0 = ap[0], a1 = ap[lda], a2 = ap[2 * (size_t)lda], a3 = ap[3 * (size_t)lda];
+                }
+                c00 += a0 * b0, c01 += a0 * b1;
+                c10 += a1 * b0, c11 += a1 * b1;
+                c20 += a2 * b0, c21 += a2 * b1;
+                c30 += a3 * b0, c31 += a3 * b1;
+            }
+            float *cp = Cm + (size_t)i * ldc + j;
+            wa_st(cp, &c00, alpha, accumulate), wa_st(cp + 8, &c01, alpha, accumulate);
+            cp += ldc;
+            wa_st(cp, &c10, alpha, accumulate), wa_st(cp + 8, &c11, alpha, accumulate);
+            cp += ldc;
+            wa_st(cp, &c20, alpha, accumulate), wa_st(cp + 8, &c21, alpha, accumulate);
+            cp += ldc;
+            wa_st(cp, &c30, alpha, accumulate), wa_st(cp + 8, &c31, alpha, accumulate);
+        }
+    }
+    /* leftovers: columns [n16, n) of the tiled rows, then every column of rows [m4, m) */
+    for (int i = 0; i < m; i++)
+        for (int j = i < m4 ? n16 : 0; j < n; j++) {
+            float s = 0;
+            for (int kk = 0; kk < k; kk++)
+                s += (transA ? A[(size_t)kk * lda + i] : A[(size_t)i * lda + kk]) * Bm[(size_t)kk * ldb + j];
+            float *cp = Cm + (size_t)i * ldc + j;
+            *cp = accumulate ? *cp + alpha * s : alpha * s;
+        }
+}
+
+/* exp(x) for x ≤ 0 (softmax arguments after the max is subtracted), written branch-free so
+ * the row loops vectorise (libm's expf is a scalar call and was a quarter of the forward).
+ * Cephes' expf: x = k·ln2 + r with a two-constant Cody–Waite split of ln2, a degree-6
+ * polynomial for e^r on |r| ≤ ln2/2 (relative error ≈ 2e-7), then 2^k built in the exponent
+ * bits. Arguments below −87 (e^x < 2^-125, under FLT_MIN territory) give exactly 0. */
+static inline float wa_exp_neg(float x) {
+    const float big = 12582912.0f; /* 1.5·2^23: adding and subtracting it rounds to an integer */
+    const float xc = x < -87.0f ? -87.0f : x;
+    float k = (xc * 1.44269504088896341f + big) - big;
+    float r = xc - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } two_k = {.i = ((int32_t)k + 127) * (1 << 23)}; /* k in [-126, 0]: normal 2^k */
+    const float y = p * two_k.f;
+    return x < -87.0f ? 0.0f : y;
+}
+
+/* Scores of one (window, head) → softmax probabilities, in place in S (n, n):
+ * S = Qs·Kᵀ (Qs pre-scaled) + bias (the head's gathered table, (n, n)) (+ −100 across
+ * regions), then a numerically stable row softmax (max subtracted, exp, normalised). */
+WA_CLONES
+static void wa_softmax_rows(float *restrict S /* (n, n) */, const float *restrict bias /* (n, n) */,
+                            const int *reg /* (n) or NULL */, int n) {
+    for (int i = 0; i < n; i++) {
+        float *s = S + (size_t)i * n;
+        const float *bi = bias + (size_t)i * n;
+        for (int j = 0; j < n; j++) s[j] += bi[j];
+        if (reg) {
+            const int gi = reg[i];
+            for (int j = 0; j < n; j++) s[j] += reg[j] != gi ? -100.0f : 0.0f;
+        }
+        float mx = s[0];
+#pragma omp simd reduction(max : mx)
+        for (int j = 1; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+        float sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < n; j++) {
+            s[j] = wa_exp_neg(s[j] - mx);
+            sum += s[j];
+        }
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < n; j++) s[j] *= inv;
+    }
+}
+
+/* Softmax backward in place: dP (n, n) → dS = P ∘ (dP − rowsum(P ∘ dP)). */
+WA_CLONES
+static void wa_softmax_backward(float *restrict dP /* (n, n) */, const float *restrict P /* (n, n) */, int n) {
+    for (int i = 0; i < n; i++) {
+        float *g = dP + (size_t)i * n;
+        const float *p = P + (size_t)i * n;
+        float dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int j = 0; j < n; j++) dot += p[j] * g[j];
+        for (int j = 0; j < n; j++) g[j] = p[j] * (g[j] - dot);
+    }
+}
+
+static void wa_check(int Hp, int Wp, int C, int heads, int w, int shift) {
+    CHECK(w > 0 && Hp % w == 0 && Wp % w == 0, "window_attention: map %dx%d is not a multiple of window %d", Hp,
+          Wp, w);
+    CHECK(heads > 0 && C % heads == 0, "window_attention: C=%d not divisible by heads=%d", C, heads);
+    CHECK(shift >= 0 && shift < w, "window_attention: shift %d outside [0, %d)", shift, w);
+}
+
+void cpu_window_attention_forward(Backend *be, float *out, /* (B, Hp, Wp, C) */
+                                  float *probs,            /* (B, nWin, heads, w*w, w*w) */
+                                  const float *qkv,        /* (B, Hp, Wp, 3C) */
+                                  const float *table,      /* ((2w-1)^2, heads) */
+                                  int B, int Hp, int Wp, int C, int heads, int window, int shift) {
+    wa_check(Hp, Wp, C, heads, window, shift);
+    const int w = window, n = w * w, hd = C / heads, C3 = 3 * C;
+    const int nWx = Wp / w, nWin = (Hp / w) * nWx;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const size_t tasks = (size_t)B * nWin * heads;
+    const int nt = omp_get_max_threads();
+
+    /* workspace: rel (n², int) | bias (heads, n, n) | per thread: Qs (n, hd), Kt (hd, n),
+     * V (n, hd), O (n, hd), reg (n, int). The bias of each head is gathered from the table
+     * once per call so the softmax reads it contiguously. */
+    const size_t rel_bytes = wa_align((size_t)n * n * sizeof(int));
+    const size_t bias_bytes = wa_align((size_t)heads * n * n * sizeof(float));
+    const size_t per_thread = wa_align(4 * (size_t)n * hd * sizeof(float)) + wa_align((size_t)n * sizeof(int));
+    char *ws = cpu_workspace(be, rel_bytes + bias_bytes + (size_t)nt * per_thread);
+    int *rel = (int *)ws;
+    float *bias = (float *)(ws + rel_bytes); /* (heads, n, n) */
+    wa_rel_index(rel, w);
+#pragma omp parallel for schedule(static)
+    for (int hi = 0; hi < heads * n; hi++) {
+        const int h = hi / n, i = hi % n;
+        for (int j = 0; j < n; j++) bias[(size_t)hi * n + j] = table[(size_t)rel[i * n + j] * heads + h];
+    }
+
+#pragma omp parallel num_threads(nt)
+    {
+        char *mine = ws + rel_bytes + bias_bytes + (size_t)omp_get_thread_num() * per_thread;
+        float *Qs = (float *)mine;                /* (n, hd) q · scale */
+        float *Kt = Qs + (size_t)n * hd;          /* (hd, n) */
+        float *V = Kt + (size_t)n * hd;           /* (n, hd) */
+        float *O = V + (size_t)n * hd;            /* (n, hd) */
+        int *reg = (int *)(mine + wa_align(4 * (size_t)n * hd * sizeof(float))); /* (n) */
+#pragma omp for schedule(static)
+        for (ptrdiff_t t = 0; t < (ptrdiff_t)tasks; t++) {
+            const int h = (int)(t % heads);
+            const size_t g = (size_t)t / heads; /* b * nWin + win */
+            const int b = (int)(g / nWin), win = (int)(g % nWin), wy = win / nWx, wx = win % nWx;
+            float *S = probs + (size_t)t * n * n; /* (n, n) this (b, win, h) slot */
+            wa_gather(Qs, qkv, b, wy, wx, Hp, Wp, C3, w, h * hd, hd, scale);
+            wa_gather_t(Kt, qkv, b, wy, wx, Hp, Wp, C3, w, C + h * hd, hd);
+            wa_gather(V, qkv, b, wy, wx, Hp, Wp, C3, w, 2 * C + h * hd, hd, 1.0f);
+            const int masked = shift > 0 && wa_regions(reg, wy, wx, Hp, Wp, w, shift);
+            wa_gemm(S, n, Qs, hd, 0, Kt, n, n, n, hd, 1.0f, 0); /* S = (q·scale) kᵀ */
+            wa_softmax_rows(S, bias + (size_t)h * n * n, masked ? reg : NULL, n);
+            wa_gemm(O, hd, S, n, 0, V, hd, n, hd, n, 1.0f, 0); /* O = P v */
+            wa_scatter(out, O, b, wy, wx, Hp, Wp, C, w, h * hd, hd);
+        }
+    }
+}
+
+void cpu_window_attention_backward(Backend *be, float *dqkv, /* (B, Hp, Wp, 3C) */
+                                   float *dtable,            /* ((2w-1)^2, heads) */
+                                   const float *dout,        /* (B, Hp, Wp, C) */
+                                   const float *qkv,         /* (B, Hp, Wp, 3C) */
+                                   const float *probs,       /* (B, nWin, heads, w*w, w*w) */
+                                   int B, int Hp, int Wp, int C, int heads, int window, int shift) {
+    wa_check(Hp, Wp, C, heads, window, shift);
+    if (!dqkv && !dtable) return;
+    const int w = window, n = w * w, hd = C / heads, C3 = 3 * C, T = (2 * w - 1) * (2 * w - 1);
+    const int nWx = Wp / w, nWin = (Hp / w) * nWx;
+    const size_t G = (size_t)B * nWin; /* windows in the batch */
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int nt = omp_get_max_threads();
+    /* Fixed window chunking (a function of G only) for the deterministic dtable reduction. */
+    const size_t K = G < 64 ? G : 64;
+    const size_t tasks = K * (size_t)heads;
+
+    /* workspace: rel (n², int) | partial tables (K, heads, T, double) |
+     * per thread: Qs, K, Vt, dO, dQ, dK, dV (each n·hd), dP (n, n) and dB (n, n), the chunk's
+     * summed dS (contiguous adds), scattered into the partial table once per chunk */
+    const size_t rel_bytes = wa_align((size_t)n * n * sizeof(int));
+    const size_t part_bytes = dtable ? wa_align(K * heads * (size_t)T * sizeof(double)) : 0;
+    const size_t per_thread = wa_align((7 * (size_t)n * hd + 2 * (size_t)n * n) * sizeof(float));
+    char *ws = cpu_workspace(be, rel_bytes + part_bytes + (size_t)nt * per_thread);
+    int *rel = (int *)ws;
+    double *part = dtable ? (double *)(ws + rel_bytes) : NULL;
+    wa_rel_index(rel, w);
+    if (part) memset(part, 0, K * heads * (size_t)T * sizeof(double));
+
+#pragma omp parallel num_threads(nt)
+    {
+        float *Qs = (float *)(ws + rel_bytes + part_bytes + (size_t)omp_get_thread_num() * per_thread); /* (n, hd) */
+        float *Km = Qs + (size_t)n * hd; /* (n, hd) */
+        float *Vt = Km + (size_t)n * hd; /* (hd, n) */
+        float *dO = Vt + (size_t)n * hd; /* (n, hd) */
+        float *dQ = dO + (size_t)n * hd; /* (n, hd) */
+        float *dK = dQ + (size_t)n * hd; /* (n, hd) */
+        float *dV = dK + (size_t)n * hd; /* (n, hd) */
+        float *dP = dV + (size_t)n * hd; /* (n, n) */
+        float *dB = dP + (size_t)n * n;  /* (n, n) */
+#pragma omp for schedule(dynamic, 1)
+        for (ptrdiff_t task = 0; task < (ptrdiff_t)tasks; task++) {
+            const int h = (int)(task % heads);
+            const size_t k = (size_t)task / heads;
+            double *pt = part ? part + (k * heads + h) * (size_t)T : NULL; /* (T) this task's partial */
+            if (pt) memset(dB, 0, (size_t)n * n * sizeof(float));
+            for (size_t g = k * G / K; g < (k + 1) * G / K; g++) {
+                const int b = (int)(g / nWin), win = (int)(g % nWin), wy = win / nWx, wx = win % nWx;
+                const float *P = probs + (g * heads + h) * (size_t)n * n; /* (n, n) */
+                wa_gather(Qs, qkv, b, wy, wx, Hp, Wp, C3, w, h * hd, hd, scale);
+                wa_gather(Km, qkv, b, wy, wx, Hp, Wp, C3, w, C + h * hd, hd, 1.0f);
+                wa_gather_t(Vt, qkv, b, wy, wx, Hp, Wp, C3, w, 2 * C + h * hd, hd);
+                wa_gather(dO, dout, b, wy, wx, Hp, Wp, C, w, h * hd, hd, 1.0f);
+                /* dP = dO · Vᵀ, then dS = softmax backward (in place) */
+                wa_gemm(dP, n, dO, hd, 0, Vt, n, n, n, hd, 1.0f, 0);
+                wa_softmax_backward(dP, P, n);
+                /* the bias gradient: summed over the chunk's windows, scattered below */
+                if (pt)
+                    for (size_t ij = 0; ij < (size_t)n * n; ij++) dB[ij] += dP[ij];
+                if (dqkv) {
+                    wa_gemm(dV, hd, P, n, 1, dO, hd, n, hd, n, 1.0f, 0);      /* dV = Pᵀ dO */
+                    wa_gemm(dQ, hd, dP, n, 0, Km, hd, n, hd, n, scale, 0);    /* dq = scale · dS k */
+                    wa_gemm(dK, hd, dP, n, 1, Qs, hd, n, hd, n, 1.0f, 0);     /* dk = dSᵀ (q · scale) */
+                    wa_scatter_add(dqkv, dQ, b, wy, wx, Hp, Wp, C3, w, h * hd, hd);
+                    wa_scatter_add(dqkv, dK, b, wy, wx, Hp, Wp, C3, w, C + h * hd, hd);
+                    wa_scatter_add(dqkv, dV, b, wy, wx, Hp, Wp, C3, w, 2 * C + h * hd, hd);
+                }
+            }
+            /* every dS[i][j] belongs to table row rel[i][j] of head h */
+            if (pt)
+                for (size_t ij = 0; ij < (size_t)n * n; ij++) pt[rel[ij]] += dB[ij];
+        }
+    }
+    if (!dtable) return;
+    /* Sum the partial tables in chunk order: deterministic for any thread count. */
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < T; r++)
+        for (int h = 0; h < heads; h++) {
+            double s = 0;
+            for (size_t k = 0; k < K; k++) s += part[(k * heads + h) * (size_t)T + r];
+            dtable[(size_t)r * heads + h] += (float)s;
+        }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every system package the build and the tests need, on Debian 12, as root.
+# Idempotent and quick when everything is already there (nothing is fetched then).
+# The CUDA toolkit (nvcc, cuDNN, cuBLAS, NCCL) is not a Debian package: where nvcc is
+# present the CUDA backend is built, otherwise scripts/build.sh configures without it.
+set -euo pipefail
+
+APT_PACKAGES=(
+  build-essential cmake pkg-config git
+  libopenblas-dev libhdf5-dev hdf5-tools libyaml-dev libcjson-dev
+  libopenmpi-dev openmpi-bin
+  libnifti-dev libtiff-dev libpng-dev libjpeg-dev zlib1g-dev
+  python3 python3-torch python3-numpy python3-scipy python3-h5py python3-nibabel
+  python3-yaml python3-pip
+)
+# PyPI oracles, installed into Debian's python3 without dependencies (PyPI's torch is a
+# multi-gigabyte CUDA build: never let pip pull it in).
+PIP_PACKAGES=(safetensors)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing packages: ${missing[*]}; run this script as root" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+for p in "${PIP_PACKAGES[@]}"; do
+  if ! /usr/bin/python3 -c "import $p" 2>/dev/null; then
+    echo "install-deps: pip installing $p (no dependencies)"
+    /usr/bin/python3 -m pip install --quiet --break-system-packages --no-deps "$p"
+  fi
+done
+echo "install-deps: ok"

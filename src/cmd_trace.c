@@ -1,0 +1,193 @@
+/* cmd_trace.c — `unet2022 trace CONFIG --weights W --batch X --out OUT [--steps S] [--lr LR]`
+ *
+ * Runs the training computation on one given batch and writes everything it computed:
+ * the outputs ("out.k", NCHW logits), the loss ("loss"), every parameter gradient
+ * ("grad.<state_dict key>", before clipping) and, with --steps S, the losses of S
+ * training steps (forward, backward, clip 12, Adam) on that batch ("losses").
+ * Stochastic depth is off, so the result is a deterministic function of the inputs:
+ * this is how the C model is compared with a reference implementation, and how a user
+ * checks a port or a weights file. The batch file holds "image" F32 (B, Cin, H, W) and
+ * "labels" I32 (B, H, W), both in PyTorch's layout. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "check.h"
+#include "commands.h"
+#include "config.h"
+#include "model.h"
+#include "optimizer.h"
+#include "safetensors.h"
+#include "weights_io.h"
+
+static void usage(void) {
+    fprintf(stderr, "usage: unet2022 trace CONFIG --weights W.safetensors --batch BATCH.safetensors\n"
+                    "                      --out OUT.safetensors [--steps S] [--lr LR] [--threads T]\n");
+}
+
+static int error(const char *msg) {
+    fprintf(stderr, "unet2022: error: %s\n", msg);
+    return 2;
+}
+
+/* NCHW ↔ NHWC on the host */
+static void nchw_to_nhwc(float *dst, const float *src, int B, int C, int H, int W) {
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++)
+                    dst[(((size_t)b * H + y) * W + x) * C + c] = src[(((size_t)b * C + c) * H + y) * W + x];
+}
+
+static void nhwc_to_nchw(float *dst, const float *src, int B, int C, int H, int W) {
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++)
+                    dst[(((size_t)b * C + c) * H + y) * W + x] = src[(((size_t)b * H + y) * W + x) * C + c];
+}
+
+int cmd_trace(int argc, char **argv) {
+    const char *cfg_path = NULL, *weights = NULL, *batch_path = NULL, *out_path = NULL;
+    int steps = 0, threads = 0;
+    double lr = -1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(a, "--weights") && has) weights = argv[++i];
+        else if (!strcmp(a, "--batch") && has) batch_path = argv[++i];
+        else if (!strcmp(a, "--out") && has) out_path = argv[++i];
+        else if (!strcmp(a, "--steps") && has) steps = atoi(argv[++i]);
+        else if (!strcmp(a, "--lr") && has) lr = atof(argv[++i]);
+        else if (!strcmp(a, "--threads") && has) threads = atoi(argv[++i]);
+        else if (a[0] != '-' && !cfg_path) cfg_path = a;
+        else {
+            usage();
+            return 1;
+        }
+    }
+    if (!cfg_path || !weights || !batch_path || !out_path || steps < 0 || steps > 100000) {
+        usage();
+        return 1;
+    }
+    char err[1024];
+    Config cfg;
+    if (config_load(&cfg, cfg_path, err, sizeof err) != 0) return error(err);
+    if (lr > 0) cfg.lr = lr;
+    Model m;
+    model_build(&m, &cfg);
+
+    float *params_host = xcalloc(m.params.total, sizeof(float));
+    if (weights_load(&m, params_host, weights, err, sizeof err) != 0) return error(err);
+
+    StFile batch;
+    if (st_read(&batch, batch_path, err, sizeof err) != 0) return error(err);
+    const StTensor *img = st_find(&batch, "image"), *lab = st_find(&batch, "labels");
+    if (!img || img->dtype != ST_F32 || img->ndim != 4 || img->shape[1] != m.cin) {
+        snprintf(err, sizeof err, "%s: expected tensor 'image' F32 (B, %d, H, W)", batch_path, m.cin);
+        return error(err);
+    }
+    int B = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3];
+    if (!lab || lab->dtype != ST_I32 || lab->ndim != 3 || lab->shape[0] != B || lab->shape[1] != H ||
+        lab->shape[2] != W) {
+        snprintf(err, sizeof err, "%s: expected tensor 'labels' I32 (%d, %d, %d)", batch_path, B, H, W);
+        return error(err);
+    }
+    const int32_t *labels_host = lab->data;
+    for (size_t i = 0; i < (size_t)B * H * W; i++)
+        if (labels_host[i] < 0 || labels_host[i] >= m.K) {
+            snprintf(err, sizeof err, "%s: labels[%zu] = %d is outside [0, %d)", batch_path, i, labels_host[i], m.K);
+            return error(err);
+        }
+    int unit = m.P * 8;
+    if (H % unit || W % unit) {
+        snprintf(err, sizeof err, "%s: image is %d x %d; both sides must be multiples of %d", batch_path, H, W, unit);
+        return error(err);
+    }
+
+    Backend *be = backend_cpu_create(threads);
+    size_t n_img = (size_t)B * m.cin * H * W, n_lab = (size_t)B * H * W;
+    float *tmp = xmalloc(n_img * sizeof(float));
+    nchw_to_nhwc(tmp, img->data, B, m.cin, H, W);
+    float *image = be->alloc(be, n_img * sizeof(float));
+    be->upload(be, image, tmp, n_img * sizeof(float));
+    free(tmp);
+    int32_t *labels = be->alloc(be, n_lab * sizeof(int32_t));
+    be->upload(be, labels, labels_host, n_lab * sizeof(int32_t));
+    float *params = be->alloc(be, m.params.total * sizeof(float));
+    be->upload(be, params, params_host, m.params.total * sizeof(float));
+    float *grads = be->alloc(be, m.params.total * sizeof(float));
+
+    ModelActs *acts = model_acts_create(&m, be, B, H, W, 0);
+    PassOptions opt = {.training = 0, .seed = 0, .step = 0};
+    float *outs[3];
+    int n_out = model_forward(&m, be, acts, params, image, &opt, outs);
+    float loss = model_loss(&m, be, acts, labels, NULL);
+    model_backward(&m, be, acts, params, grads);
+
+    StFile out;
+    st_init(&out);
+    st_add_meta(&out, "config", cfg_path);
+    float *host_outs[3];
+    for (int k = 0; k < n_out; k++) {
+        int hk = H >> k, wk = W >> k;
+        size_t n = (size_t)B * m.K * hk * wk;
+        float *nhwc = xmalloc(n * sizeof(float));
+        host_outs[k] = xmalloc(n * sizeof(float));
+        be->download(be, nhwc, outs[k], n * sizeof(float));
+        nhwc_to_nchw(host_outs[k], nhwc, B, m.K, hk, wk);
+        free(nhwc);
+        char name[16];
+        snprintf(name, sizeof name, "out.%d", k);
+        int64_t shape[4] = {B, m.K, hk, wk};
+        st_add(&out, name, ST_F32, 4, shape, host_outs[k]);
+    }
+    int64_t one = 1;
+    st_add(&out, "loss", ST_F32, 1, &one, &loss);
+    float *grads_host = xmalloc(m.params.total * sizeof(float));
+    be->download(be, grads_host, grads, m.params.total * sizeof(float));
+    char (*gnames)[PARAM_NAME_MAX + 8] = xmalloc((size_t)m.params.count * sizeof *gnames);
+    for (int i = 0; i < m.params.count; i++) {
+        const ParamInfo *p = &m.params.items[i];
+        snprintf(gnames[i], sizeof gnames[i], "grad.%s", p->name);
+        st_add(&out, gnames[i], ST_F32, p->ndim, p->shape, grads_host + p->offset);
+    }
+
+    float *losses = xcalloc(steps ? (size_t)steps : 1, sizeof(float));
+    if (steps > 0) {
+        Adam adam;
+        adam_create(&adam, be, m.params.total, (float)cfg.lr);
+        for (int s = 0; s < steps; s++) {
+            opt.step = (uint64_t)s;
+            model_forward(&m, be, acts, params, image, &opt, outs);
+            losses[s] = model_loss(&m, be, acts, labels, NULL);
+            be->zero(be, grads, m.params.total * sizeof(float));
+            model_backward(&m, be, acts, params, grads);
+            double norm = adam_clip_and_step(&adam, be, params, grads);
+            fprintf(stderr, "step %d: loss %.6f grad-norm %.4f\n", s + 1, losses[s], norm);
+        }
+        int64_t ns = steps;
+        st_add(&out, "losses", ST_F32, 1, &ns, losses);
+        adam_destroy(&adam, be);
+    }
+
+    int rc = st_write_file(&out, out_path, err, sizeof err) == 0 ? 0 : error(err);
+    printf("trace: %d output(s), loss %.6f, %d gradients -> %s\n", n_out, loss, m.params.count, out_path);
+
+    st_free(&out);
+    free(losses);
+    free(gnames);
+    free(grads_host);
+    for (int k = 0; k < n_out; k++) free(host_outs[k]);
+    model_acts_free(acts);
+    be->release(be, image);
+    be->release(be, labels);
+    be->release(be, params);
+    be->release(be, grads);
+    be->destroy(be);
+    st_free(&batch);
+    free(params_host);
+    model_free(&m);
+    return rc;
+}

@@ -1,0 +1,340 @@
+/* config.c — strict YAML configuration (see config.h).
+ *
+ * The whole schema is the FIELDS table: one row per key with its type, range and
+ * default. Parsing walks the libyaml document tree, so every error can name the exact
+ * line and column; overrides from the command line reuse the same per-type parsers. */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+typedef enum { F_INT, F_FLOAT, F_BOOL, F_STRING, F_INT_LIST } FieldType;
+
+typedef struct {
+    const char *section; /* "" for top level */
+    const char *key;
+    FieldType type;
+    size_t offset;       /* into Config */
+    int count;           /* list length (F_INT_LIST), string capacity (F_STRING) */
+    double min, max;     /* inclusive range for numbers / list items */
+    const char *choices; /* F_STRING: "|"-separated allowed values, or NULL */
+    const char *deflt;   /* default as text, or NULL if required */
+} Field;
+
+#define OFF(f) offsetof(Config, f)
+static const Field FIELDS[] = {
+    {"", "name", F_STRING, OFF(name), sizeof(((Config *)0)->name), 0, 0, NULL, NULL},
+    {"network", "preset", F_STRING, OFF(preset), sizeof(((Config *)0)->preset), 0, 0, "tiny|base|large|custom", NULL},
+    {"network", "embed_dim", F_INT, OFF(embed_dim), 0, 0, 4096, NULL, "0"},
+    {"network", "heads", F_INT_LIST, OFF(heads), 4, 0, 1024, NULL, "[0, 0, 0, 0]"},
+    {"network", "patch_size", F_INT, OFF(patch_size), 0, 4, 8, NULL, NULL},
+    {"network", "windows", F_INT_LIST, OFF(windows), 4, 1, 64, NULL, NULL},
+    {"network", "in_channels", F_INT, OFF(in_channels), 0, 1, 64, NULL, NULL},
+    {"network", "classes", F_INT, OFF(classes), 0, 2, 1024, NULL, NULL},
+    {"network", "deep_supervision", F_BOOL, OFF(deep_supervision), 0, 0, 1, NULL, NULL},
+    {"network", "crop", F_INT_LIST, OFF(crop), 2, 32, 8192, NULL, NULL},
+    {"network", "drop_path_rate", F_FLOAT, OFF(drop_path_rate), 0, 0.0, 0.99, NULL, "0.2"},
+    {"train", "batch_size", F_INT, OFF(batch_size), 0, 1, 4096, NULL, "8"},
+    {"train", "lr", F_FLOAT, OFF(lr), 0, 0.0, 10.0, NULL, "1e-4"},
+    {"train", "epochs", F_INT, OFF(epochs), 0, 1, 1000000, NULL, "1"},
+};
+#define N_FIELDS (int)(sizeof FIELDS / sizeof FIELDS[0])
+static const char *SECTIONS[] = {"network", "train"};
+#define N_SECTIONS (int)(sizeof SECTIONS / sizeof SECTIONS[0])
+
+static int fail(char *err, size_t err_len, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- scalar parsers shared by the file and the overrides ---- */
+
+static int parse_int(const char *s, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || errno || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out) {
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "yes") || !strcmp(s, "on")) *out = 1;
+    else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "no") || !strcmp(s, "off")) *out = 0;
+    else return -1;
+    return 0;
+}
+
+static const char *type_words(const Field *f) {
+    switch (f->type) {
+    case F_INT: return "an integer";
+    case F_FLOAT: return "a number";
+    case F_BOOL: return "true or false";
+    case F_STRING: return "a string";
+    case F_INT_LIST: return "a list of integers";
+    }
+    return "?";
+}
+
+/* Stores one scalar (or list item `index`) into cfg. `where` prefixes any error. */
+static int store_scalar(Config *cfg, const Field *f, int index, const char *text, const char *where, char *err,
+                        size_t err_len) {
+    char *base = (char *)cfg + f->offset;
+    if (f->type == F_INT || f->type == F_INT_LIST) {
+        long v;
+        if (parse_int(text, &v) != 0)
+            return fail(err, err_len, "%s: expected %s, got '%s'", where, f->type == F_INT ? "an integer" : "integer list items", text);
+        if (v < f->min || v > f->max)
+            return fail(err, err_len, "%s: %ld is out of range [%g, %g]", where, v, f->min, f->max);
+        ((int *)base)[index] = (int)v;
+    } else if (f->type == F_FLOAT) {
+        double v;
+        if (parse_float(text, &v) != 0) return fail(err, err_len, "%s: expected a number, got '%s'", where, text);
+        if (v < f->min || v > f->max) return fail(err, err_len, "%s: %g is out of range [%g, %g]", where, v, f->min, f->max);
+        *(double *)base = v;
+    } else if (f->type == F_BOOL) {
+        if (parse_bool(text, (int *)base) != 0) return fail(err, err_len, "%s: expected true or false, got '%s'", where, text);
+    } else {
+        if (strlen(text) >= (size_t)f->count)
+            return fail(err, err_len, "%s: '%s' is longer than %d characters", where, text, f->count - 1);
+        if (f->choices) {
+            int ok = 0;
+            const char *c = f->choices;
+            size_t n = strlen(text);
+            while (*c) {
+                const char *bar = strchr(c, '|');
+                size_t len = bar ? (size_t)(bar - c) : strlen(c);
+                if (len == n && strncmp(c, text, n) == 0) ok = 1;
+                c += len + (bar ? 1 : 0);
+            }
+            if (!ok) return fail(err, err_len, "%s: expected one of %s, got '%s'", where, f->choices, text);
+        }
+        strcpy(base, text);
+    }
+    return 0;
+}
+
+/* Parses a value given as text: "[1, 2, 3]" or "1,2,3" for lists, plain scalars otherwise. */
+static int store_text(Config *cfg, const Field *f, const char *text, const char *where, char *err, size_t err_len) {
+    if (f->type != F_INT_LIST) return store_scalar(cfg, f, 0, text, where, err, err_len);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", text);
+    char *s = buf;
+    while (*s == ' ' || *s == '[') s++;
+    char *close = strrchr(s, ']');
+    if (close) *close = '\0';
+    int n = 0;
+    for (char *tok = strtok(s, ", "); tok; tok = strtok(NULL, ", ")) {
+        if (n >= f->count) break;
+        if (store_scalar(cfg, f, n, tok, where, err, err_len) != 0) return -1;
+        n++;
+    }
+    if (n != f->count || strtok(NULL, ", "))
+        return fail(err, err_len, "%s: expected a list of %d integers, got '%s'", where, f->count, text);
+    return 0;
+}
+
+static const Field *find_field(const char *section, const char *key) {
+    for (int i = 0; i < N_FIELDS; i++)
+        if (!strcmp(FIELDS[i].section, section) && !strcmp(FIELDS[i].key, key)) return &FIELDS[i];
+    return NULL;
+}
+
+static int is_section(const char *name) {
+    for (int i = 0; i < N_SECTIONS; i++)
+        if (!strcmp(SECTIONS[i], name)) return 1;
+    return 0;
+}
+
+/* ---- the YAML walk ---- */
+
+typedef struct {
+    const char *path;
+    yaml_document_t *doc;
+    Config *cfg;
+    unsigned char seen[N_FIELDS];
+    char *err;
+    size_t err_len;
+} Walk;
+
+static int node_fail(Walk *w, const yaml_node_t *n, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail(w->err, w->err_len, "%s:%zu:%zu: %s", w->path, n->start_mark.line + 1, n->start_mark.column + 1, msg);
+}
+
+static int store_node(Walk *w, const Field *f, const yaml_node_t *v, const char *dotted) {
+    char where[512];
+    snprintf(where, sizeof where, "%s:%zu:%zu: %s", w->path, v->start_mark.line + 1, v->start_mark.column + 1, dotted);
+    if (f->type == F_INT_LIST) {
+        if (v->type != YAML_SEQUENCE_NODE)
+            return node_fail(w, v, "%s: expected a list of %d integers", dotted, f->count);
+        int n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
+        if (n != f->count) return node_fail(w, v, "%s: expected a list of %d integers, got %d items", dotted, f->count, n);
+        for (int i = 0; i < n; i++) {
+            yaml_node_t *item = yaml_document_get_node(w->doc, v->data.sequence.items.start[i]);
+            if (item->type != YAML_SCALAR_NODE) return node_fail(w, item, "%s: list items must be integers", dotted);
+            char iw[560];
+            snprintf(iw, sizeof iw, "%s:%zu:%zu: %s[%d]", w->path, item->start_mark.line + 1, item->start_mark.column + 1, dotted, i);
+            if (store_scalar(w->cfg, f, i, (const char *)item->data.scalar.value, iw, w->err, w->err_len) != 0) return -1;
+        }
+        return 0;
+    }
+    if (v->type != YAML_SCALAR_NODE) return node_fail(w, v, "%s: expected %s", dotted, type_words(f));
+    return store_scalar(w->cfg, f, 0, (const char *)v->data.scalar.value, where, w->err, w->err_len);
+}
+
+static int walk_mapping(Walk *w, const yaml_node_t *map, const char *section) {
+    if (map->type != YAML_MAPPING_NODE)
+        return node_fail(w, map, "%s: expected a mapping of keys", section[0] ? section : "top level");
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(w->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(w->doc, p->value);
+        if (k->type != YAML_SCALAR_NODE) return node_fail(w, k, "keys must be plain words");
+        const char *key = (const char *)k->data.scalar.value;
+        char dotted[160];
+        snprintf(dotted, sizeof dotted, "%s%s%s", section, section[0] ? "." : "", key);
+        if (!section[0] && is_section(key)) {
+            if (walk_mapping(w, v, key) != 0) return -1;
+            continue;
+        }
+        const Field *f = find_field(section, key);
+        if (!f) return node_fail(w, k, "unknown key '%s'", dotted);
+        int idx = (int)(f - FIELDS);
+        if (w->seen[idx]) return node_fail(w, k, "key '%s' appears twice", dotted);
+        w->seen[idx] = 1;
+        if (store_node(w, f, v, dotted) != 0) return -1;
+    }
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int dim;
+    int heads[4];
+} PRESETS[] = {{"tiny", 96, {3, 6, 12, 24}}, {"base", 128, {4, 8, 16, 32}}, {"large", 192, {6, 12, 24, 48}}};
+
+/* Fills embed_dim/heads from the preset; custom presets must give both. */
+static int resolve_preset(Config *cfg, char *err, size_t err_len) {
+    for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++) {
+        if (strcmp(cfg->preset, PRESETS[i].name) != 0) continue;
+        if (cfg->embed_dim != 0 || cfg->heads[0] != 0)
+            return fail(err, err_len, "%s: network.embed_dim and network.heads are fixed by preset '%s' (use preset: custom to set them)",
+                        cfg->path, cfg->preset);
+        cfg->embed_dim = PRESETS[i].dim;
+        memcpy(cfg->heads, PRESETS[i].heads, sizeof cfg->heads);
+        return 0;
+    }
+    if (cfg->embed_dim < 8 || cfg->heads[0] == 0)
+        return fail(err, err_len, "%s: preset 'custom' needs network.embed_dim (>= 8) and network.heads", cfg->path);
+    return 0;
+}
+
+int config_validate(const Config *cfg, char *err, size_t err_len) {
+    int P = cfg->patch_size;
+    if (P != 4 && P != 8) return fail(err, err_len, "%s: network.patch_size: expected 4 or 8, got %d", cfg->path, P);
+    for (int a = 0; a < 2; a++)
+        if (cfg->crop[a] % (P * 8) != 0)
+            return fail(err, err_len, "%s: network.crop: %d is not a multiple of %d (patch_size x 8, the encoder's total stride)",
+                        cfg->path, cfg->crop[a], P * 8);
+    if (cfg->embed_dim % (P == 8 ? 4 : 2) != 0)
+        return fail(err, err_len, "%s: network.embed_dim %d must be divisible by %d for patch_size %d", cfg->path,
+                    cfg->embed_dim, P == 8 ? 4 : 2, P);
+    for (int i = 0; i < 4; i++) {
+        int d = cfg->embed_dim << i;
+        if (cfg->heads[i] <= 0 || d % cfg->heads[i] != 0)
+            return fail(err, err_len, "%s: network.heads[%d] = %d does not divide the stage width %d", cfg->path, i,
+                        cfg->heads[i], d);
+    }
+    return 0;
+}
+
+static int apply_defaults_and_check_required(Walk *w) {
+    for (int i = 0; i < N_FIELDS; i++) {
+        if (w->seen[i]) continue;
+        const Field *f = &FIELDS[i];
+        if (!f->deflt)
+            return fail(w->err, w->err_len, "%s: missing required key '%s%s%s'", w->path, f->section,
+                        f->section[0] ? "." : "", f->key);
+        char where[64];
+        snprintf(where, sizeof where, "default of %s", f->key);
+        if (store_text(w->cfg, f, f->deflt, where, w->err, w->err_len) != 0) return -1;
+    }
+    return 0;
+}
+
+int config_load(Config *cfg, const char *path, char *err, size_t err_len) {
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->path, sizeof cfg->path, "%s", path);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return fail(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, fp);
+    int rc = -1;
+    if (!yaml_parser_load(&parser, &doc)) {
+        fail(err, err_len, "%s:%zu:%zu: invalid YAML: %s", path, parser.problem_mark.line + 1,
+             parser.problem_mark.column + 1, parser.problem ? parser.problem : "parse error");
+        yaml_parser_delete(&parser);
+        fclose(fp);
+        return -1;
+    }
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    Walk w = {.path = path, .doc = &doc, .cfg = cfg, .err = err, .err_len = err_len};
+    if (!root) fail(err, err_len, "%s: the file is empty", path);
+    else if (walk_mapping(&w, root, "") == 0 && apply_defaults_and_check_required(&w) == 0 &&
+             resolve_preset(cfg, err, err_len) == 0 && config_validate(cfg, err, err_len) == 0)
+        rc = 0;
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    fclose(fp);
+    return rc;
+}
+
+int config_override(Config *cfg, const char *assignment, char *err, size_t err_len) {
+    const char *eq = strchr(assignment, '=');
+    if (!eq) return fail(err, err_len, "override '%s': expected section.key=value", assignment);
+    char lhs[128];
+    snprintf(lhs, sizeof lhs, "%.*s", (int)(eq - assignment), assignment);
+    char *dot = strrchr(lhs, '.');
+    const Field *f = dot ? (*dot = '\0', find_field(lhs, dot + 1)) : find_field("", lhs);
+    if (!f) return fail(err, err_len, "override '%s': unknown key", assignment);
+    char where[200];
+    snprintf(where, sizeof where, "override '%s'", assignment);
+    if (store_text(cfg, f, eq + 1, where, err, err_len) != 0) return -1;
+    return config_validate(cfg, err, err_len);
+}
+
+void config_print(const Config *cfg, void *file) {
+    FILE *fp = file;
+    fprintf(fp, "name: %s\nnetwork:\n", cfg->name);
+    fprintf(fp, "  preset: %s\n  embed_dim: %d\n  heads: [%d, %d, %d, %d]\n", cfg->preset, cfg->embed_dim,
+            cfg->heads[0], cfg->heads[1], cfg->heads[2], cfg->heads[3]);
+    fprintf(fp, "  patch_size: %d\n  windows: [%d, %d, %d, %d]\n", cfg->patch_size, cfg->windows[0], cfg->windows[1],
+            cfg->windows[2], cfg->windows[3]);
+    fprintf(fp, "  in_channels: %d\n  classes: %d\n  deep_supervision: %s\n  crop: [%d, %d]\n  drop_path_rate: %g\n",
+            cfg->in_channels, cfg->classes, cfg->deep_supervision ? "true" : "false", cfg->crop[0], cfg->crop[1],
+            cfg->drop_path_rate);
+    fprintf(fp, "train:\n  batch_size: %d\n  lr: %g\n  epochs: %d\n", cfg->batch_size, cfg->lr, cfg->epochs);
+}

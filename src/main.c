@@ -1,0 +1,54 @@
+/* main.c — `unet2022 COMMAND ...`: dispatches to the subcommands in cmd_*.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#ifdef UNET_HAVE_CUDA
+#include "device_info.h"
+#endif
+
+#define UNET_VERSION "0.1.0"
+
+static void usage(FILE *fp) {
+    fprintf(fp, "unet2022 %s — UNet-2022 medical image segmentation, training and inference\n\n"
+                "usage: unet2022 COMMAND [ARGS]\n\n"
+                "commands:\n"
+                "  info CONFIG      resolved network, parameter count, memory estimate\n"
+                "  trace CONFIG     run one training computation on a given batch and dump\n"
+                "                   outputs, loss and gradients (for checking against PyTorch)\n"
+                "  init CONFIG      fresh weights (PyTorch default initialisation) as safetensors\n"
+                "  devices          list the CUDA devices this process sees\n"
+                "  version          print the version\n\n"
+                "Run `unet2022 COMMAND --help` for a command's options.\n",
+            UNET_VERSION);
+}
+
+static int cmd_devices(void) {
+#ifdef UNET_HAVE_CUDA
+    char desc[2048];
+    int n = cuda_describe_devices(desc, sizeof desc);
+    printf("CUDA devices: %d: %s\n", n, desc);
+#else
+    printf("CUDA devices: built without CUDA (configure with -DUNET_WITH_CUDA=ON)\n");
+#endif
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(cmd, "trace")) return cmd_trace(argc - 2, argv + 2);
+    if (!strcmp(cmd, "init")) return cmd_init(argc - 2, argv + 2);
+    if (!strcmp(cmd, "devices")) return cmd_devices();
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("unet2022 %s\n", UNET_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "unet2022: error: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 1;
+}

@@ -1,0 +1,197 @@
+/* model_acts.c — plans and allocates every activation and gradient buffer of one batch
+ * shape. The same walk either counts bytes (for `unet2022 info`'s memory estimate) or
+ * allocates through the backend, so the estimate is exactly what a run allocates. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "model_internal.h"
+
+static void *take(ModelActs *a, size_t bytes, int backward) {
+    if (backward) a->bytes_bwd += bytes;
+    else a->bytes_fwd += bytes;
+    if (a->count_only) return NULL;
+    void *p = a->be->alloc(a->be, bytes);
+    if (a->n_ptrs == a->cap_ptrs) {
+        a->cap_ptrs = a->cap_ptrs ? 2 * a->cap_ptrs : 512;
+        a->ptrs = realloc(a->ptrs, (size_t)a->cap_ptrs * sizeof(void *));
+        CHECK(a->ptrs, "out of memory");
+    }
+    a->ptrs[a->n_ptrs++] = p;
+    return p;
+}
+
+static float *fwd(ModelActs *a, size_t numel) { return take(a, numel * sizeof(float), 0); }
+static float *bwd(ModelActs *a, size_t numel) { return take(a, numel * sizeof(float), 1); }
+
+/* A stage-level tensor with a gradient twin that backward zeroes first. */
+static Buf buf(ModelActs *a, size_t numel) {
+    Buf b = {fwd(a, numel), bwd(a, numel)};
+    if (a->n_grads == a->cap_grads) {
+        a->cap_grads = a->cap_grads ? 2 * a->cap_grads : 256;
+        a->grads = realloc(a->grads, (size_t)a->cap_grads * sizeof(Buf));
+        a->grad_numel = realloc(a->grad_numel, (size_t)a->cap_grads * sizeof(size_t));
+        CHECK(a->grads && a->grad_numel, "out of memory");
+    }
+    a->grads[a->n_grads] = b;
+    a->grad_numel[a->n_grads++] = numel;
+    return b;
+}
+
+static NormBuf normbuf(ModelActs *a, size_t rows, int c) {
+    NormBuf n = {buf(a, rows * (size_t)c), fwd(a, rows), fwd(a, rows)};
+    return n;
+}
+
+static int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+static void plan_block(ModelActs *a, BlockActs *ba, const BlockDesc *bd, int B, int H, int W) {
+    int d = bd->dim, w = bd->window;
+    memset(ba, 0, sizeof *ba);
+    ba->H = H;
+    ba->W = W;
+    ba->Hp = round_up(H, w);
+    ba->Wp = round_up(W, w);
+    ba->N = (size_t)B * H * W;
+    ba->Np = (size_t)B * ba->Hp * ba->Wp;
+    size_t N = ba->N, Np = ba->Np, nd = N * d, npd = Np * d;
+    size_t n_win = (size_t)(ba->Hp / w) * (ba->Wp / w);
+    ba->dw1 = fwd(a, nd);
+    ba->ln1 = fwd(a, nd);
+    ba->mean1 = fwd(a, N);
+    ba->rstd1 = fwd(a, N);
+    ba->fc1 = fwd(a, 4 * nd);
+    ba->ge = fwd(a, 4 * nd);
+    ba->fc2 = fwd(a, nd);
+    ba->ls = fwd(a, nd);
+    ba->x1 = fwd(a, nd);
+    ba->u = fwd(a, nd);
+    ba->mean2 = fwd(a, N);
+    ba->rstd2 = fwd(a, N);
+    ba->r = fwd(a, npd);
+    ba->qkv = fwd(a, 3 * npd);
+    ba->probs = fwd(a, (size_t)B * n_win * bd->heads * w * w * w * w);
+    ba->att = fwd(a, npd);
+    ba->dw2 = fwd(a, npd);
+    ba->proj = fwd(a, npd);
+    ba->o = fwd(a, nd);
+    if (bd->drop_rate > 0) { /* only blocks that can drop need the scaled copies */
+        ba->dp1 = fwd(a, nd);
+        ba->dp2 = fwd(a, nd);
+    }
+    ba->out = buf(a, nd);
+    if (!a->count_only) {
+        ba->dp_scale1 = xcalloc((size_t)B, sizeof(float));
+        ba->dp_scale2 = xcalloc((size_t)B, sizeof(float));
+    }
+    BlockScratch *s = &a->scratch;
+    if (nd > s->max_nd) s->max_nd = nd;
+    if (npd > s->max_npd) s->max_npd = npd;
+}
+
+static void plan_scratch(ModelActs *a) {
+    BlockScratch *s = &a->scratch;
+    size_t nd = s->max_nd, npd = s->max_npd;
+    s->d_x1 = bwd(a, nd);
+    s->d_o = bwd(a, nd);
+    s->d_u = bwd(a, nd);
+    s->d_ls = bwd(a, nd);
+    s->d_fc2 = bwd(a, nd);
+    s->d_ln1 = bwd(a, nd);
+    s->d_dw1 = bwd(a, nd);
+    s->d_ge = bwd(a, 4 * nd);
+    s->d_fc1 = bwd(a, 4 * nd);
+    s->d_proj = bwd(a, npd);
+    s->d_sum = bwd(a, npd);
+    s->d_r = bwd(a, npd);
+    s->d_qkv = bwd(a, 3 * npd);
+}
+
+static void plan_conv_pair(ModelActs *a, ConvPairActs *c, size_t rows, int ch, int with_second_norm) {
+    c->c1 = buf(a, rows * ch);
+    c->g1 = buf(a, rows * ch);
+    c->n1 = normbuf(a, rows, ch);
+    c->c2 = buf(a, rows * ch);
+    if (with_second_norm) {
+        c->g2 = buf(a, rows * ch);
+        c->n2 = normbuf(a, rows, ch);
+    }
+}
+
+ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, int count_only) {
+    int unit = m->P * 8;
+    CHECK(H % unit == 0 && W % unit == 0, "input %dx%d is not a multiple of %d (patch size x 8)", H, W, unit);
+    ModelActs *a = xcalloc(1, sizeof(ModelActs));
+    a->be = be;
+    a->count_only = count_only;
+    a->B = B;
+    a->H = H;
+    a->W = W;
+    size_t b = (size_t)B;
+
+    for (int i = 0; i < m->n_stem; i++) {
+        const StemBlockDesc *s = &m->stem[i];
+        size_t rows = b * (H >> (i + 1)) * (W >> (i + 1));
+        plan_conv_pair(a, &a->stem[i], rows, s->cout, !s->last);
+    }
+    int h0 = H / m->P, w0 = W / m->P;
+    a->stem_norm = normbuf(a, b * h0 * w0, m->C);
+
+    for (int i = 0; i < 4; i++) {
+        int hi = h0 >> i, wi = w0 >> i, d = m->C << i;
+        size_t rows = b * hi * wi;
+        for (int j = 0; j < 3; j++) plan_block(a, &a->enc[i][j], &m->enc[i][j], B, hi, wi);
+        a->skip[i] = normbuf(a, rows, d);
+        if (i < 3) {
+            a->down[i].g = buf(a, rows * d);
+            a->down[i].n = normbuf(a, rows, d);
+            a->down[i].conv = buf(a, rows / 4 * 2 * d);
+        }
+    }
+    for (int i = 2; i >= 0; i--) {
+        int hi = h0 >> i, wi = w0 >> i, d = m->C << i;
+        size_t rows = b * hi * wi;
+        a->up[i].n = normbuf(a, rows / 4, 2 * d);
+        a->up[i].t = buf(a, rows * d);
+        a->up[i].sum = buf(a, rows * d);
+        for (int j = 0; j < 3; j++) plan_block(a, &a->dec[i][j], &m->dec[i][j], B, hi, wi);
+    }
+
+    a->n_outputs = m->cfg.deep_supervision ? 3 : 1;
+    model_ds_weights(m, a->loss_weight);
+    for (int k = 0; k < a->n_outputs; k++) {
+        const HeadDesc *hd = &m->head[k];
+        int hk = h0 >> k, wk = w0 >> k;
+        if (hd->has_project) {
+            plan_conv_pair(a, &a->head[k].proj, b * (2 * hk) * (2 * wk), hd->mid, 1);
+        }
+        size_t out_rows = b * (H >> k) * (W >> k);
+        a->head[k].logits = buf(a, out_rows * m->K);
+        a->probs[k] = fwd(a, out_rows * m->K);
+        a->stats[k] = fwd(a, 3 * (size_t)m->K);
+        if (k > 0) a->labels[k] = take(a, out_rows * sizeof(int32_t), 0);
+    }
+    plan_scratch(a);
+    return a;
+}
+
+static void free_block_host(BlockActs *ba) {
+    free(ba->dp_scale1);
+    free(ba->dp_scale2);
+}
+
+void model_acts_free(ModelActs *a) {
+    if (!a) return;
+    for (int i = 0; i < a->n_ptrs; i++) a->be->release(a->be, a->ptrs[i]);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 3; j++) free_block_host(&a->enc[i][j]);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) free_block_host(&a->dec[i][j]);
+    free(a->ptrs);
+    free(a->grads);
+    free(a->grad_numel);
+    free(a);
+}
+
+size_t model_acts_bytes_forward(const ModelActs *a) { return a->bytes_fwd; }
+size_t model_acts_bytes_backward(const ModelActs *a) { return a->bytes_bwd; }

@@ -1,0 +1,241 @@
+/* model_forward.c — the whole network's forward and backward passes and the
+ * deep-supervision loss, composed from backend ops and PI blocks.
+ *
+ *   stem → encoder stages 0..3 (skips = norm_i(stage output); downsample from the
+ *   un-normalised output: GELU → LN → conv3x3/2) → decoder stages 2 → 1 → 0
+ *   (LN → convT2x2/2, add the skip, 3 blocks) → a head per decoder stage.  */
+#include <string.h>
+
+#include "check.h"
+#include "model_internal.h"
+
+#define EPS 1e-5f /* every LayerNorm outside the ConvNeXt part */
+
+/* ---- conv → GELU → LN → conv [→ GELU → LN]: the stem blocks and the P=8 heads' project block ---- */
+
+/* first layer: conv3x3/2 (stem) or convT2x2/2 (head) */
+typedef enum { FIRST_CONV_S2, FIRST_CONVT_2 } FirstLayer;
+
+static void conv_pair_forward(Backend *be, ConvPairActs *c, const float *P, const float *x, FirstLayer first,
+                              int B, int H, int W, int cin, int cout, size_t w1, size_t b1, size_t n1w, size_t n1b,
+                              size_t w2, size_t b2, int second_norm, size_t n2w, size_t n2b) {
+    int Ho = first == FIRST_CONV_S2 ? H / 2 : H * 2, Wo = first == FIRST_CONV_S2 ? W / 2 : W * 2;
+    size_t rows = (size_t)B * Ho * Wo;
+    if (first == FIRST_CONV_S2) be->conv3x3_forward(be, c->c1.v, x, P + w1, P + b1, B, H, W, cin, cout, 2);
+    else be->convT_forward(be, c->c1.v, x, P + w1, P + b1, B, H, W, cin, cout, 2);
+    be->gelu_forward(be, c->g1.v, c->c1.v, rows * cout);
+    be->layernorm_forward(be, c->n1.y.v, c->n1.mean, c->n1.rstd, c->g1.v, P + n1w, P + n1b, rows, cout, EPS);
+    be->conv3x3_forward(be, c->c2.v, c->n1.y.v, P + w2, P + b2, B, Ho, Wo, cout, cout, 1);
+    if (second_norm) {
+        be->gelu_forward(be, c->g2.v, c->c2.v, rows * cout);
+        be->layernorm_forward(be, c->n2.y.v, c->n2.mean, c->n2.rstd, c->g2.v, P + n2w, P + n2b, rows, cout, EPS);
+    }
+}
+
+/* The pair's output gradient must already be in n2.y.g (second_norm) or c2.g. */
+static void conv_pair_backward(Backend *be, ConvPairActs *c, const float *P, float *G, const float *x, float *dx,
+                               FirstLayer first, int B, int H, int W, int cin, int cout, size_t w1, size_t b1,
+                               size_t n1w, size_t n1b, size_t w2, size_t b2, int second_norm, size_t n2w, size_t n2b) {
+    int Ho = first == FIRST_CONV_S2 ? H / 2 : H * 2, Wo = first == FIRST_CONV_S2 ? W / 2 : W * 2;
+    size_t rows = (size_t)B * Ho * Wo;
+    if (second_norm) {
+        be->layernorm_backward(be, c->g2.g, G + n2w, G + n2b, c->n2.y.g, c->g2.v, c->n2.mean, c->n2.rstd, P + n2w,
+                               rows, cout);
+        be->gelu_backward(be, c->c2.g, c->g2.g, c->c2.v, rows * cout);
+    }
+    be->conv3x3_backward(be, c->n1.y.g, G + w2, G + b2, c->c2.g, c->n1.y.v, P + w2, B, Ho, Wo, cout, cout, 1);
+    be->layernorm_backward(be, c->g1.g, G + n1w, G + n1b, c->n1.y.g, c->g1.v, c->n1.mean, c->n1.rstd, P + n1w, rows,
+                           cout);
+    be->gelu_backward(be, c->c1.g, c->g1.g, c->c1.v, rows * cout);
+    if (first == FIRST_CONV_S2) be->conv3x3_backward(be, dx, G + w1, G + b1, c->c1.g, x, P + w1, B, H, W, cin, cout, 2);
+    else be->convT_backward(be, dx, G + w1, G + b1, c->c1.g, x, P + w1, B, H, W, cin, cout, 2);
+}
+
+/* ---- stages ---- */
+
+static const float *stage_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const float *params,
+                                  const float *x, int B, const PassOptions *opt) {
+    for (int j = 0; j < 3; j++) {
+        pi_block_forward(&bd[j], be, &ba[j], params, x, B, opt);
+        x = ba[j].out.v;
+    }
+    return x;
+}
+
+/* The stage output's gradient must be in ba[2].out.g; accumulates into dx. */
+static void stage_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScratch *s, const float *params,
+                           float *grads, const float *x, float *dx, int B) {
+    for (int j = 2; j >= 0; j--) {
+        const float *xin = j == 0 ? x : ba[j - 1].out.v;
+        float *dxin = j == 0 ? dx : ba[j - 1].out.g;
+        pi_block_backward(&bd[j], be, &ba[j], s, params, grads, xin, dxin, B);
+    }
+}
+
+int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, const float *image,
+                  const PassOptions *opt, float **outputs) {
+    CHECK(!a->count_only, "model_forward on a planning-only ModelActs");
+    int B = a->B, H = a->H, W = a->W;
+    a->image = image;
+    a->opt = *opt;
+
+    /* stem */
+    const float *x = image;
+    int h = H, w = W;
+    for (int i = 0; i < m->n_stem; i++) {
+        const StemBlockDesc *s = &m->stem[i];
+        conv_pair_forward(be, &a->stem[i], P, x, FIRST_CONV_S2, B, h, w, s->cin, s->cout, s->conv1_w, s->conv1_b,
+                          s->norm1_w, s->norm1_b, s->conv2_w, s->conv2_b, !s->last, s->norm2_w, s->norm2_b);
+        x = s->last ? a->stem[i].c2.v : a->stem[i].n2.y.v;
+        h /= 2;
+        w /= 2;
+    }
+    size_t rows0 = (size_t)B * h * w;
+    be->layernorm_forward(be, a->stem_norm.y.v, a->stem_norm.mean, a->stem_norm.rstd, x, P + m->stem_norm_w,
+                          P + m->stem_norm_b, rows0, m->C, EPS);
+
+    /* encoder */
+    x = a->stem_norm.y.v;
+    for (int i = 0; i < 4; i++) {
+        int d = m->C << i, hi = h >> i, wi = w >> i;
+        size_t rows = (size_t)B * hi * wi;
+        const float *s_out = stage_forward(m->enc[i], be, a->enc[i], P, x, B, opt);
+        NormBuf *sk = &a->skip[i];
+        be->layernorm_forward(be, sk->y.v, sk->mean, sk->rstd, s_out, P + m->skip_norm_w[i], P + m->skip_norm_b[i],
+                              rows, d, EPS);
+        if (i < 3) {
+            be->gelu_forward(be, a->down[i].g.v, s_out, rows * d);
+            NormBuf *n = &a->down[i].n;
+            be->layernorm_forward(be, n->y.v, n->mean, n->rstd, a->down[i].g.v, P + m->down_norm_w[i],
+                                  P + m->down_norm_b[i], rows, d, EPS);
+            be->conv3x3_forward(be, a->down[i].conv.v, n->y.v, P + m->down_w[i], P + m->down_b[i], B, hi, wi, d,
+                                2 * d, 2);
+            x = a->down[i].conv.v;
+        }
+    }
+
+    /* decoder: stage 2 (4C) first; input of stage i is the previous output at 2d channels */
+    const float *y = a->skip[3].y.v;
+    for (int i = 2; i >= 0; i--) {
+        int d = m->C << i, hi = h >> i, wi = w >> i;
+        size_t rows_in = (size_t)B * (hi / 2) * (wi / 2), rows = (size_t)B * hi * wi;
+        NormBuf *n = &a->up[i].n;
+        be->layernorm_forward(be, n->y.v, n->mean, n->rstd, y, P + m->up_norm_w[i], P + m->up_norm_b[i], rows_in,
+                              2 * d, EPS);
+        be->convT_forward(be, a->up[i].t.v, n->y.v, P + m->up_w[i], P + m->up_b[i], B, hi / 2, wi / 2, 2 * d, d, 2);
+        be->add(be, a->up[i].sum.v, a->up[i].t.v, a->skip[i].y.v, rows * d);
+        y = stage_forward(m->dec[i], be, a->dec[i], P, a->up[i].sum.v, B, opt);
+    }
+
+    /* heads */
+    for (int k = 0; k < a->n_outputs; k++) {
+        const HeadDesc *hd = &m->head[k];
+        int hk = h >> k, wk = w >> k;
+        const float *hx = a->dec[k][2].out.v;
+        if (hd->has_project) {
+            conv_pair_forward(be, &a->head[k].proj, P, hx, FIRST_CONVT_2, B, hk, wk, hd->dim, hd->mid,
+                              hd->t_w, hd->t_b, hd->n1_w, hd->n1_b, hd->c_w, hd->c_b, 1, hd->n2_w, hd->n2_b);
+            hx = a->head[k].proj.n2.y.v;
+            hk *= 2;
+            wk *= 2;
+        }
+        be->convT_forward(be, a->head[k].logits.v, hx, P + hd->up_w, P + hd->up_b, B, hk, wk, hd->mid, m->K, 4);
+        outputs[k] = a->head[k].logits.v;
+    }
+    return a->n_outputs;
+}
+
+float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *labels, float *parts_host) {
+    int B = a->B, H = a->H, W = a->W;
+    a->labels[0] = (int32_t *)labels;
+    float total = 0.0f;
+    for (int k = 0; k < a->n_outputs; k++) {
+        if (k > 0) be->downsample_labels(be, a->labels[k], labels, B, H, W, 1 << k);
+        size_t n = (size_t)B * (H >> k) * (W >> k);
+        float parts[3];
+        be->dice_ce_forward(be, parts, a->probs[k], a->stats[k], a->head[k].logits.v, a->labels[k], n, m->K, 1.2f,
+                            0.8f);
+        total += a->loss_weight[k] * parts[0];
+        if (k == 0 && parts_host) memcpy(parts_host, parts, sizeof parts);
+    }
+    if (parts_host) parts_host[0] = total;
+    return total;
+}
+
+void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, float *G) {
+    int B = a->B, H = a->H, W = a->W;
+    int h = H / m->P, w = W / m->P;
+    for (int i = 0; i < a->n_grads; i++) be->zero(be, a->grads[i].g, a->grad_numel[i] * sizeof(float));
+
+    /* loss and heads */
+    for (int k = 0; k < a->n_outputs; k++) {
+        const HeadDesc *hd = &m->head[k];
+        size_t n = (size_t)B * (H >> k) * (W >> k);
+        be->dice_ce_backward(be, a->head[k].logits.g, a->probs[k], a->stats[k], a->labels[k], n, m->K, 1.2f, 0.8f,
+                             a->loss_weight[k]);
+        int hk = h >> k, wk = w >> k;
+        float *dec_g = a->dec[k][2].out.g;
+        const float *dec_v = a->dec[k][2].out.v;
+        if (hd->has_project) {
+            be->convT_backward(be, a->head[k].proj.n2.y.g, G + hd->up_w, G + hd->up_b, a->head[k].logits.g,
+                               a->head[k].proj.n2.y.v, P + hd->up_w, B, 2 * hk, 2 * wk, hd->mid, m->K, 4);
+            conv_pair_backward(be, &a->head[k].proj, P, G, dec_v, dec_g, FIRST_CONVT_2, B, hk, wk,
+                               hd->dim, hd->mid, hd->t_w, hd->t_b, hd->n1_w, hd->n1_b, hd->c_w, hd->c_b, 1, hd->n2_w,
+                               hd->n2_b);
+        } else {
+            be->convT_backward(be, dec_g, G + hd->up_w, G + hd->up_b, a->head[k].logits.g, dec_v, P + hd->up_w, B, hk,
+                               wk, hd->mid, m->K, 4);
+        }
+    }
+
+    /* decoder, in reverse of the forward order: 0 → 1 → 2 */
+    for (int i = 0; i <= 2; i++) {
+        int d = m->C << i, hi = h >> i, wi = w >> i;
+        size_t rows_in = (size_t)B * (hi / 2) * (wi / 2), rows = (size_t)B * hi * wi;
+        stage_backward(m->dec[i], be, a->dec[i], &a->scratch, P, G, a->up[i].sum.v, a->up[i].sum.g, B);
+        be->accumulate(be, a->up[i].t.g, a->up[i].sum.g, rows * d);
+        be->accumulate(be, a->skip[i].y.g, a->up[i].sum.g, rows * d);
+        NormBuf *n = &a->up[i].n;
+        be->convT_backward(be, n->y.g, G + m->up_w[i], G + m->up_b[i], a->up[i].t.g, n->y.v, P + m->up_w[i], B,
+                           hi / 2, wi / 2, 2 * d, d, 2);
+        const float *y_in = i == 2 ? a->skip[3].y.v : a->dec[i + 1][2].out.v;
+        float *dy_in = i == 2 ? a->skip[3].y.g : a->dec[i + 1][2].out.g;
+        be->layernorm_backward(be, dy_in, G + m->up_norm_w[i], G + m->up_norm_b[i], n->y.g, y_in, n->mean, n->rstd,
+                               P + m->up_norm_w[i], rows_in, 2 * d);
+    }
+
+    /* encoder, deepest first */
+    for (int i = 3; i >= 0; i--) {
+        int d = m->C << i, hi = h >> i, wi = w >> i;
+        size_t rows = (size_t)B * hi * wi;
+        BlockActs *last = &a->enc[i][2];
+        if (i < 3) {
+            NormBuf *n = &a->down[i].n;
+            be->conv3x3_backward(be, n->y.g, G + m->down_w[i], G + m->down_b[i], a->down[i].conv.g, n->y.v,
+                                 P + m->down_w[i], B, hi, wi, d, 2 * d, 2);
+            be->layernorm_backward(be, a->down[i].g.g, G + m->down_norm_w[i], G + m->down_norm_b[i], n->y.g,
+                                   a->down[i].g.v, n->mean, n->rstd, P + m->down_norm_w[i], rows, d);
+            be->gelu_backward(be, last->out.g, a->down[i].g.g, last->out.v, rows * d);
+        }
+        NormBuf *sk = &a->skip[i];
+        be->layernorm_backward(be, last->out.g, G + m->skip_norm_w[i], G + m->skip_norm_b[i], sk->y.g, last->out.v,
+                               sk->mean, sk->rstd, P + m->skip_norm_w[i], rows, d);
+        const float *x_in = i == 0 ? a->stem_norm.y.v : a->down[i - 1].conv.v;
+        float *dx_in = i == 0 ? a->stem_norm.y.g : a->down[i - 1].conv.g;
+        stage_backward(m->enc[i], be, a->enc[i], &a->scratch, P, G, x_in, dx_in, B);
+    }
+
+    /* stem */
+    ConvPairActs *lc = &a->stem[m->n_stem - 1];
+    be->layernorm_backward(be, lc->c2.g, G + m->stem_norm_w, G + m->stem_norm_b, a->stem_norm.y.g, lc->c2.v,
+                           a->stem_norm.mean, a->stem_norm.rstd, P + m->stem_norm_w, (size_t)B * h * w, m->C);
+    for (int i = m->n_stem - 1; i >= 0; i--) {
+        const StemBlockDesc *s = &m->stem[i];
+        int hi = H >> i, wi = W >> i;
+        const float *x = i == 0 ? a->image : (const float *)a->stem[i - 1].n2.y.v;
+        float *dx = i == 0 ? NULL : a->stem[i - 1].n2.y.g;
+        conv_pair_backward(be, &a->stem[i], P, G, x, dx, FIRST_CONV_S2, B, hi, wi, s->cin, s->cout, s->conv1_w,
+                           s->conv1_b, s->norm1_w, s->norm1_b, s->conv2_w, s->conv2_b, !s->last, s->norm2_w,
+                           s->norm2_b);
+    }
+}

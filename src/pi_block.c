@@ -1,0 +1,121 @@
+/* pi_block.c — one PI block (shared/spec/architecture.md, "PI block"), forward and backward.
+ *
+ *   ConvNeXt part:  x1 = x + DropPath(γ · pwconv2(GELU(pwconv1(LN₁e-6(dwconv7(x))))))
+ *   attention part: u = LN₁e-5(x1); r = roll(pad(u), −s)
+ *                   o = crop(roll(proj(WindowAttention(qkv(r)) + dwconv7(r)), +s))
+ *                   out = x1 + DropPath(o)
+ * The attention's depthwise conv sees the normed, padded, rolled map (the spec's trap),
+ * and its output joins the merged heads before proj. qkv and proj are per-token linears,
+ * so they run on the whole (padded) map; the window partition happens inside the
+ * attention op's indexing. */
+#include <string.h>
+
+#include "model_internal.h"
+#include "rng.h"
+
+/* Per-sample drop-path scales for one residual branch: 0 or 1/keep (timm's DropPath).
+ * Keyed by (seed, step, block, branch, sample) so any rank layout draws the same. */
+static int draw_drop_path(float *scale_host, int B, float rate, const PassOptions *opt, int block_id, int branch) {
+    if (!opt->training || rate <= 0.0f) return 0;
+    float keep = 1.0f - rate;
+    uint64_t stream = opt->step * 4096u + (uint64_t)block_id * 2u + (uint64_t)branch;
+    for (int b = 0; b < B; b++) {
+        double u = rng_uniform(rng_key(opt->seed, stream, (uint64_t)b));
+        scale_host[b] = u < keep ? 1.0f / keep : 0.0f;
+    }
+    return 1;
+}
+
+void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const float *params, const float *x, int B,
+                      const PassOptions *opt) {
+    const float *P = params;
+    int d = bd->dim, H = ba->H, W = ba->W, Hp = ba->Hp, Wp = ba->Wp;
+    size_t N = ba->N, Np = ba->Np;
+
+    /* ConvNeXt part */
+    be->dwconv7_forward(be, ba->dw1, x, P + bd->dw_w, P + bd->dw_b, B, H, W, d);
+    be->layernorm_forward(be, ba->ln1, ba->mean1, ba->rstd1, ba->dw1, P + bd->norm_w, P + bd->norm_b, N, d, 1e-6f);
+    be->linear_forward(be, ba->fc1, ba->ln1, P + bd->fc1_w, P + bd->fc1_b, N, d, 4 * d);
+    be->gelu_forward(be, ba->ge, ba->fc1, N * 4 * d);
+    be->linear_forward(be, ba->fc2, ba->ge, P + bd->fc2_w, P + bd->fc2_b, N, 4 * d, d);
+    be->channel_scale_forward(be, ba->ls, ba->fc2, P + bd->gamma, N, d);
+    const float *branch1 = ba->ls;
+    ba->dp_active = draw_drop_path(ba->dp_scale1, B, bd->drop_rate, opt, bd->id, 0);
+    if (ba->dp_active) {
+        be->sample_scale_forward(be, ba->dp1, ba->ls, ba->dp_scale1, B, (size_t)H * W * d);
+        branch1 = ba->dp1;
+    }
+    be->add(be, ba->x1, x, branch1, N * d);
+
+    /* attention part */
+    be->layernorm_forward(be, ba->u, ba->mean2, ba->rstd2, ba->x1, P + bd->n1_w, P + bd->n1_b, N, d, 1e-5f);
+    be->pad_roll_forward(be, ba->r, ba->u, B, H, W, d, Hp, Wp, bd->shift);
+    be->linear_forward(be, ba->qkv, ba->r, P + bd->qkv_w, P + bd->qkv_b, Np, d, 3 * d);
+    be->window_attention_forward(be, ba->att, ba->probs, ba->qkv, P + bd->table, B, Hp, Wp, d, bd->heads,
+                                 bd->window, bd->shift);
+    be->dwconv7_forward(be, ba->dw2, ba->r, P + bd->dw2_w, P + bd->dw2_b, B, Hp, Wp, d);
+    be->add(be, ba->att, ba->att, ba->dw2, Np * d); /* att now holds proj's input */
+    be->linear_forward(be, ba->proj, ba->att, P + bd->proj_w, P + bd->proj_b, Np, d, d);
+    be->roll_crop_forward(be, ba->o, ba->proj, B, H, W, d, Hp, Wp, bd->shift);
+    const float *branch2 = ba->o;
+    if (draw_drop_path(ba->dp_scale2, B, bd->drop_rate, opt, bd->id, 1)) {
+        be->sample_scale_forward(be, ba->dp2, ba->o, ba->dp_scale2, B, (size_t)H * W * d);
+        branch2 = ba->dp2;
+    }
+    be->add(be, ba->out.v, ba->x1, branch2, N * d);
+}
+
+void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScratch *s, const float *params,
+                       float *grads, const float *x, float *dx, int B) {
+    const float *P = params;
+    float *G = grads;
+    int d = bd->dim, H = ba->H, W = ba->W, Hp = ba->Hp, Wp = ba->Wp;
+    size_t N = ba->N, Np = ba->Np, nd = N * d, npd = Np * d;
+    const float *dout = ba->out.g;
+    size_t per = (size_t)H * W * d;
+
+    /* attention part: out = x1 + dp(o) */
+    be->copy(be, s->d_x1, dout, nd * sizeof(float)); /* residual path */
+    const float *d_o = dout;
+    if (ba->dp_active) {
+        be->zero(be, s->d_o, nd * sizeof(float));
+        be->sample_scale_backward(be, s->d_o, dout, ba->dp_scale2, B, per);
+        d_o = s->d_o;
+    }
+    be->zero(be, s->d_proj, npd * sizeof(float));
+    be->roll_crop_backward(be, s->d_proj, d_o, B, H, W, d, Hp, Wp, bd->shift);
+    be->zero(be, s->d_sum, npd * sizeof(float));
+    be->linear_backward(be, s->d_sum, G + bd->proj_w, G + bd->proj_b, s->d_proj, ba->att, P + bd->proj_w, Np, d, d);
+    /* d_sum flows to both the attention output and the depthwise branch */
+    be->zero(be, s->d_r, npd * sizeof(float));
+    be->dwconv7_backward(be, s->d_r, G + bd->dw2_w, G + bd->dw2_b, s->d_sum, ba->r, P + bd->dw2_w, B, Hp, Wp, d);
+    be->zero(be, s->d_qkv, 3 * npd * sizeof(float));
+    be->window_attention_backward(be, s->d_qkv, G + bd->table, s->d_sum, ba->qkv, ba->probs, B, Hp, Wp, d, bd->heads,
+                                  bd->window, bd->shift);
+    be->linear_backward(be, s->d_r, G + bd->qkv_w, G + bd->qkv_b, s->d_qkv, ba->r, P + bd->qkv_w, Np, d, 3 * d);
+    be->zero(be, s->d_u, nd * sizeof(float));
+    be->pad_roll_backward(be, s->d_u, s->d_r, B, H, W, d, Hp, Wp, bd->shift);
+    be->layernorm_backward(be, s->d_x1, G + bd->n1_w, G + bd->n1_b, s->d_u, ba->x1, ba->mean2, ba->rstd2,
+                           P + bd->n1_w, N, d);
+
+    /* ConvNeXt part: x1 = x + dp(γ·fc2) */
+    be->accumulate(be, dx, s->d_x1, nd); /* residual path */
+    const float *d_ls = s->d_x1;
+    if (ba->dp_active) {
+        be->zero(be, s->d_ls, nd * sizeof(float));
+        be->sample_scale_backward(be, s->d_ls, s->d_x1, ba->dp_scale1, B, per);
+        d_ls = s->d_ls;
+    }
+    be->zero(be, s->d_fc2, nd * sizeof(float));
+    be->channel_scale_backward(be, s->d_fc2, G + bd->gamma, d_ls, ba->fc2, P + bd->gamma, N, d);
+    be->zero(be, s->d_ge, 4 * nd * sizeof(float));
+    be->linear_backward(be, s->d_ge, G + bd->fc2_w, G + bd->fc2_b, s->d_fc2, ba->ge, P + bd->fc2_w, N, 4 * d, d);
+    be->zero(be, s->d_fc1, 4 * nd * sizeof(float));
+    be->gelu_backward(be, s->d_fc1, s->d_ge, ba->fc1, 4 * nd);
+    be->zero(be, s->d_ln1, nd * sizeof(float));
+    be->linear_backward(be, s->d_ln1, G + bd->fc1_w, G + bd->fc1_b, s->d_fc1, ba->ln1, P + bd->fc1_w, N, d, 4 * d);
+    be->zero(be, s->d_dw1, nd * sizeof(float));
+    be->layernorm_backward(be, s->d_dw1, G + bd->norm_w, G + bd->norm_b, s->d_ln1, ba->dw1, ba->mean1, ba->rstd1,
+                           P + bd->norm_w, N, d);
+    be->dwconv7_backward(be, dx, G + bd->dw_w, G + bd->dw_b, s->d_dw1, x, P + bd->dw_w, B, H, W, d);
+}
