@@ -220,12 +220,13 @@ struct Backend {
     /* ---- optimiser ---- */
     void (*sum_squares)(Backend *be, double *out_host /* (1) */, const float *x /* (n) */, size_t n);
     void (*scale)(Backend *be, float *x /* (n) */, float s, size_t n); /* x *= s */
-    /* PyTorch Adam (no weight decay, no amsgrad), step counts from 1:
+    /* PyTorch Adam (no weight decay, no amsgrad), step counts from 1. Hyper-parameters are
+     * doubles because PyTorch computes 1 - beta and the bias corrections from Python floats:
      * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;
      * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)                */
     void (*adam_update)(Backend *be, float *param /* (n) */, float *m /* (n) */, float *v /* (n) */,
-                        const float *grad /* (n) */, size_t n, float lr, float beta1, float beta2,
-                        float eps, int step);
+                        const float *grad /* (n) */, size_t n, double lr, double beta1, double beta2,
+                        double eps, int step);
 };
 
 /* The CPU reference backend (kernels/cpu/backend_cpu.c). threads <= 0: OpenMP default. */

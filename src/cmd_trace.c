@@ -157,7 +157,7 @@ int cmd_trace(int argc, char **argv) {
     float *losses = xcalloc(steps ? (size_t)steps : 1, sizeof(float));
     if (steps > 0) {
         Adam adam;
-        adam_create(&adam, be, m.params.total, (float)cfg.lr);
+        adam_create(&adam, be, m.params.total, cfg.lr);
         for (int s = 0; s < steps; s++) {
             opt.step = (uint64_t)s;
             model_forward(&m, be, acts, params, image, &opt, outs);

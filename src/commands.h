@@ -6,5 +6,6 @@
 int cmd_info(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

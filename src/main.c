@@ -17,6 +17,7 @@ static void usage(FILE *fp) {
                 "  trace CONFIG     run one training computation on a given batch and dump\n"
                 "                   outputs, loss and gradients (for checking against PyTorch)\n"
                 "  init CONFIG      fresh weights (PyTorch default initialisation) as safetensors\n"
+                "  bench CONFIG     time forward+backward on the CPU against the sgemm rate\n"
                 "  devices          list the CUDA devices this process sees\n"
                 "  version          print the version\n\n"
                 "Run `unet2022 COMMAND --help` for a command's options.\n",
@@ -43,6 +44,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(cmd, "trace")) return cmd_trace(argc - 2, argv + 2);
     if (!strcmp(cmd, "init")) return cmd_init(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "devices")) return cmd_devices();
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("unet2022 %s\n", UNET_VERSION);

@@ -110,6 +110,9 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *para
 /* Loss weights of the deep-supervision outputs (normalised 1, ½, ¼ → 4/7, 2/7, 1/7). */
 void model_ds_weights(const Model *m, float w[3]);
 
+/* Forward-pass FLOPs at batch B and input H×W (model_flops.c); a training step ≈ 3×. */
+double model_forward_flops(const Model *m, int B, int H, int W);
+
 /* Human-readable description (resolved network, windows, parameter count) to a FILE*. */
 void model_print(const Model *m, void *file);
 

@@ -3,16 +3,16 @@
 
 #include <math.h>
 
-void adam_create(Adam *opt, Backend *be, size_t n, float lr) {
+void adam_create(Adam *opt, Backend *be, size_t n, double lr) {
     opt->n = n;
     opt->m = be->alloc(be, n * sizeof(float));
     opt->v = be->alloc(be, n * sizeof(float));
     opt->step = 0;
     opt->lr = lr;
-    opt->beta1 = 0.9f;
-    opt->beta2 = 0.999f;
-    opt->eps = 1e-8f;
-    opt->clip_norm = 12.0f;
+    opt->beta1 = 0.9;
+    opt->beta2 = 0.999;
+    opt->eps = 1e-8;
+    opt->clip_norm = 12.0;
 }
 
 void adam_destroy(Adam *opt, Backend *be) {
@@ -26,7 +26,7 @@ double adam_clip_and_step(Adam *opt, Backend *be, float *params, float *grads) {
     be->sum_squares(be, &sq, grads, opt->n);
     double norm = sqrt(sq);
     /* PyTorch: coef = max_norm / (norm + 1e-6), applied when below 1 */
-    double coef = (double)opt->clip_norm / (norm + 1e-6);
+    double coef = opt->clip_norm / (norm + 1e-6);
     if (coef < 1.0) be->scale(be, grads, (float)coef, opt->n);
     opt->step++;
     be->adam_update(be, params, opt->m, opt->v, grads, opt->n, opt->lr, opt->beta1, opt->beta2, opt->eps, opt->step);

@@ -12,10 +12,10 @@ typedef struct {
     float *m, *v; /* (n) backend memory */
     size_t n;
     int step;     /* updates done so far */
-    float lr, beta1, beta2, eps, clip_norm;
+    double lr, beta1, beta2, eps, clip_norm;
 } Adam;
 
-void adam_create(Adam *opt, Backend *be, size_t n, float lr);
+void adam_create(Adam *opt, Backend *be, size_t n, double lr);
 void adam_destroy(Adam *opt, Backend *be);
 
 /* Clips grads in place to the global norm clip_norm (torch.nn.utils.clip_grad_norm_),

@@ -86,6 +86,14 @@ static void im2col(float *col,       /* (m1 - m0, 9*Ci) */
         float *dst = col + (m - m0) * K;
         for (int kh = 0; kh < 3; kh++) {
             int iy = oy * s - 1 + kh;
+            int ix0 = ox * s - 1;
+            /* The 3 taps of a kernel row are 3 adjacent input pixels: away from the border
+             * they are one contiguous 3*Ci run, in the same order as the column. */
+            if (iy >= 0 && iy < H && ix0 >= 0 && ix0 + 2 < W) {
+                memcpy(dst + (size_t)kh * 3 * Ci, in + (((b * H + iy) * W) + ix0) * Ci,
+                       (size_t)3 * Ci * sizeof(float));
+                continue;
+            }
             for (int kw = 0; kw < 3; kw++) {
                 int ix = ox * s - 1 + kw;
                 float *d = dst + (size_t)(kh * 3 + kw) * Ci;

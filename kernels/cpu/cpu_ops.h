@@ -39,6 +39,6 @@ void cpu_dice_ce_backward(Backend *be, float *dlogits, /* (N, K) */ const float 
 void cpu_downsample_labels(Backend *be, int32_t *out /* (B, H/f, W/f) */, const int32_t *in /* (B, H, W) */, int B, int H, int W, int f);
 void cpu_sum_squares(Backend *be, double *out_host /* (1) */, const float *x /* (n) */, size_t n);
 void cpu_scale(Backend *be, float *x /* (n) */, float s, size_t n);
-void cpu_adam_update(Backend *be, float *param /* (n) */, float *m /* (n) */, float *v /* (n) */, const float *grad /* (n) */, size_t n, float lr, float beta1, float beta2, float eps, int step);
+void cpu_adam_update(Backend *be, float *param /* (n) */, float *m /* (n) */, float *v /* (n) */, const float *grad /* (n) */, size_t n, double lr, double beta1, double beta2, double eps, int step);
 
 #endif

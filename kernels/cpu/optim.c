@@ -41,20 +41,6 @@ void cpu_scale(Backend *be, float *x /* (n) */, float s, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
-/* The double a user most likely wrote for this float: the shortest decimal that rounds to it
- * ("0.999" for 0.999f). PyTorch keeps hyper-parameters as Python floats (doubles) and computes
- * 1 − beta, bias corrections and lr / bc1 in double before casting to fp32; the Backend
- * interface hands us floats, and 1 − (double)0.999f differs from 1 − 0.999 by 1.3e-5 relative,
- * which would visibly drift v. Recovering the decimal restores PyTorch's coefficients. */
-static double intended_double(float x) {
-    char buf[32];
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)x);
-        if (strtof(buf, NULL) == x) return strtod(buf, NULL);
-    }
-    return (double)x;
-}
-
 /* torch.optim.Adam, single-tensor (non-fused, non-capturable) path, in its operation order:
  *   m.mul_(b1).add_(g, alpha=1-b1)
  *   v.mul_(b2).addcmul_(g, g, value=1-b2)
@@ -64,17 +50,17 @@ static double intended_double(float x) {
  *   p.addcdiv_(m, denom, value=-step_size)            (p + (-step_size * m) / denom)
  * Every Python scalar is cast to fp32 when it meets an fp32 tensor, as below. */
 void cpu_adam_update(Backend *be, float *param /* (n) */, float *m /* (n) */, float *v /* (n) */,
-                     const float *grad /* (n) */, size_t n, float lr, float beta1, float beta2, float eps,
+                     const float *grad /* (n) */, size_t n, double lr, double beta1, double beta2, double eps,
                      int step) {
     CHECK(step >= 1, "adam_update: step %d, steps count from 1", step);
-    const double b1 = intended_double(beta1), b2 = intended_double(beta2), lrd = intended_double(lr);
+    const double b1 = beta1, b2 = beta2, lrd = lr;
     const double bc1 = 1.0 - pow(b1, (double)step);
     const double bc2 = 1.0 - pow(b2, (double)step);
     const float f_b1 = (float)b1, f_omb1 = (float)(1.0 - b1);
     const float f_b2 = (float)b2, f_omb2 = (float)(1.0 - b2);
     const float f_neg_step = (float)(-(lrd / bc1));
     const float f_bc2_sqrt = (float)sqrt(bc2);
-    const float f_eps = (float)intended_double(eps);
+    const float f_eps = (float)eps;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float g = grad[i];

@@ -123,28 +123,42 @@ static void wa_scatter(float *map /* (B, Hp, Wp, cs) */, const float *src /* (n,
  * op(A) = A (m, k) or, when transA, the transpose of A stored (k, m).
  * Register tiles of 4 rows × 16 columns held in GCC vector-extension accumulators (8 floats
  * each: two AVX registers per row in the x86-64-v3 clone, SSE pairs in the baseline one);
- * each step of k loads one 16-wide row of B and broadcasts 4 entries of A. Leftover rows and
- * columns take a plain scalar loop (≤ 15 columns, ≤ 3 rows). */
+ * each step of k loads one 16-wide row of B and broadcasts 4 entries of A.
+ * Ragged edges (n = 49, 100... are not multiples of 16) run the same tile: rows past m
+ * re-read row m−1 and are not stored, columns past n read beyond the row — so every B
+ * passed here must have WA_SLACK readable floats after its last element (the workspace
+ * carving below guarantees it) — and only the valid columns are stored. */
 typedef float wa_v8 __attribute__((vector_size(32)));
+
+#define WA_SLACK 16
 
 static inline void wa_ld(wa_v8 *v, const float *p) { memcpy(v, p, sizeof *v); }
 
-static inline void wa_st(float *p, const wa_v8 *v, float alpha, int accumulate) {
-    wa_v8 r = *v * alpha;
-    if (accumulate) {
-        wa_v8 old;
-        wa_ld(&old, p);
-        r += old;
+/* Store one tile row (16 floats in two vectors) to cp[0..nw): scaled, optionally added. */
+static inline void wa_st_row(float *cp, const wa_v8 *lo, const wa_v8 *hi, int nw, float alpha, int accumulate) {
+    wa_v8 r0 = *lo * alpha, r1 = *hi * alpha;
+    if (nw == 16) {
+        if (accumulate) {
+            wa_v8 o0, o1;
+            wa_ld(&o0, cp), wa_ld(&o1, cp + 8);
+            r0 += o0, r1 += o1;
+        }
+        memcpy(cp, &r0, sizeof r0), memcpy(cp + 8, &r1, sizeof r1);
+    } else {
+        float t[16];
+        memcpy(t, &r0, sizeof r0), memcpy(t + 8, &r1, sizeof r1);
+        for (int j = 0; j < nw; j++) cp[j] = accumulate ? cp[j] + t[j] : t[j];
     }
-    memcpy(p, &r, sizeof r);
 }
 
 WA_CLONES
 static void wa_gemm(float *restrict Cm, int ldc, const float *restrict A, int lda, int transA,
                     const float *restrict Bm, int ldb, int m, int n, int k, float alpha, int accumulate) {
-    const int m4 = m / 4 * 4, n16 = n / 16 * 16;
-    for (int i = 0; i < m4; i += 4) {
-        for (int j = 0; j < n16; j += 16) {
+    for (int i = 0; i < m; i += 4) {
+        const int nr = m - i < 4 ? m - i : 4;
+        /* rows of this tile, clamped to m−1 (their results are discarded) */
+        const int i1 = nr > 1 ? i + 1 : i, i2 = nr > 2 ? i + 2 : i, i3 = nr > 3 ? i + 3 : i;
+        for (int j = 0; j < n; j += 16) {
             wa_v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
             for (int kk = 0; kk < k; kk++) {
                 wa_v8 b0, b1;
@@ -152,59 +166,78 @@ static void wa_gemm(float *restrict Cm, int ldc, const float *restrict A, int ld
                 wa_ld(&b1, Bm + (size_t)kk * ldb + j + 8);
                 float a0, a1, a2, a3;
                 if (transA) {
-                    const float *ap = A + (size_t)kk * lda + i;
-                    a0 = ap[0], a1 = ap[1], a2 = ap[2], a3 = ap[3];
+                    const float *ap = A + (size_t)kk * lda;
+                    a0 = ap[i], a1 = ap[i1], a2 = ap[i2], a3 = ap[i3];
                 } else {
-                    const float *ap = A + (size_t)i * lda + kk;
-                    a0 = ap[0], a1 = ap[lda], a2 = ap[2 * (size_t)lda], a3 = ap[3 * (size_t)lda];
+                    a0 = A[(size_t)i * lda + kk], a1 = A[(size_t)i1 * lda + kk];
+                    a2 = A[(size_t)i2 * lda + kk], a3 = A[(size_t)i3 * lda + kk];
                 }
                 c00 += a0 * b0, c01 += a0 * b1;
                 c10 += a1 * b0, c11 += a1 * b1;
                 c20 += a2 * b0, c21 += a2 * b1;
                 c30 += a3 * b0, c31 += a3 * b1;
             }
+            const int nw = n - j < 16 ? n - j : 16;
             float *cp = Cm + (size_t)i * ldc + j;
-            wa_st(cp, &c00, alpha, accumulate), wa_st(cp + 8, &c01, alpha, accumulate);
-            cp += ldc;
-            wa_st(cp, &c10, alpha, accumulate), wa_st(cp + 8, &c11, alpha, accumulate);
-            cp += ldc;
-            wa_st(cp, &c20, alpha, accumulate), wa_st(cp + 8, &c21, alpha, accumulate);
-            cp += ldc;
-            wa_st(cp, &c30, alpha, accumulate), wa_st(cp + 8, &c31, alpha, accumulate);
+            wa_st_row(cp, &c00, &c01, nw, alpha, accumulate);
+            if (nr > 1) wa_st_row(cp + ldc, &c10, &c11, nw, alpha, accumulate);
+            if (nr > 2) wa_st_row(cp + 2 * (size_t)ldc, &c20, &c21, nw, alpha, accumulate);
+            if (nr > 3) wa_st_row(cp + 3 * (size_t)ldc, &c30, &c31, nw, alpha, accumulate);
         }
     }
-    /* leftovers: columns [n16, n) of the tiled rows, then every column of rows [m4, m) */
-    for (int i = 0; i < m; i++)
-        for (int j = i < m4 ? n16 : 0; j < n; j++) {
-            float s = 0;
-            for (int kk = 0; kk < k; kk++)
-                s += (transA ? A[(size_t)kk * lda + i] : A[(size_t)i * lda + kk]) * Bm[(size_t)kk * ldb + j];
-            float *cp = Cm + (size_t)i * ldc + j;
-            *cp = accumulate ? *cp + alpha * s : alpha * s;
-        }
 }
 
-/* exp(x) for x ≤ 0 (softmax arguments after the max is subtracted), written branch-free so
- * the row loops vectorise (libm's expf is a scalar call and was a quarter of the forward).
- * Cephes' expf: x = k·ln2 + r with a two-constant Cody–Waite split of ln2, a degree-6
- * polynomial for e^r on |r| ≤ ln2/2 (relative error ≈ 2e-7), then 2^k built in the exponent
- * bits. Arguments below −87 (e^x < 2^-125, under FLT_MIN territory) give exactly 0. */
+/* exp(x) for x ≤ 0 (softmax arguments after the max is subtracted), vectorised by hand
+ * (libm's expf is a scalar call and was a quarter of the forward; the compiler would not
+ * vectorise the branchy scalar form). Cephes' expf: x = k·ln2 + r with a two-constant
+ * Cody–Waite split of ln2, a degree-6 polynomial for e^r on |r| ≤ ln2/2 (relative error
+ * ≈ 2e-7), then 2^k assembled in the exponent bits. Arguments below −87 (e^x < 2^-125)
+ * give exactly 0. The scalar form handles row tails with the same arithmetic. */
+#define WA_EXP_LO (-87.0f)
+#define WA_EXP_BIG 12582912.0f /* 1.5·2^23: adding and subtracting it rounds to an integer */
+#define WA_EXP_POLY(p, r)                                                                          \
+    do {                                                                                           \
+        p = r * 1.9875691500e-4f + 1.3981999507e-3f;                                               \
+        p = p * r + 8.3334519073e-3f;                                                              \
+        p = p * r + 4.1665795894e-2f;                                                              \
+        p = p * r + 1.6666665459e-1f;                                                              \
+        p = p * r + 5.0000001201e-1f;                                                              \
+        p = p * r * r + r + 1.0f;                                                                  \
+    } while (0)
+
 static inline float wa_exp_neg(float x) {
-    const float big = 12582912.0f; /* 1.5·2^23: adding and subtracting it rounds to an integer */
-    const float xc = x < -87.0f ? -87.0f : x;
-    float k = (xc * 1.44269504088896341f + big) - big;
-    float r = xc - k * 0.693359375f;
+    if (x < WA_EXP_LO) return 0.0f;
+    float k = (x * 1.44269504088896341f + WA_EXP_BIG) - WA_EXP_BIG;
+    float r = x - k * 0.693359375f;
     r = r - k * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } two_k = {.i = ((int32_t)k + 127) * (1 << 23)}; /* k in [-126, 0]: normal 2^k */
-    const float y = p * two_k.f;
-    return x < -87.0f ? 0.0f : y;
+    float p;
+    WA_EXP_POLY(p, r);
+    union { int32_t i; float f; } two_k;
+    two_k.i = ((int32_t)k + 127) * (1 << 23); /* k in [-126, 0]: a normal 2^k */
+    return p * two_k.f;
+}
+
+typedef int32_t wa_v8i __attribute__((vector_size(32)));
+
+
+/* p[0..8) = exp(p[0..8) − mx); adds the 8 results into *acc. */
+static inline void wa_exp8(float *p, float mx, wa_v8 *acc) {
+    const wa_v8 lo = {WA_EXP_LO, WA_EXP_LO, WA_EXP_LO, WA_EXP_LO, WA_EXP_LO, WA_EXP_LO, WA_EXP_LO, WA_EXP_LO};
+    wa_v8 x;
+    wa_ld(&x, p);
+    x = x - mx;
+    const wa_v8i under = x < lo;                                  /* all-ones lanes: result 0 */
+    x = (wa_v8)(((wa_v8i)x & ~under) | ((wa_v8i)lo & under));     /* clamp */
+    wa_v8 k = (x * 1.44269504088896341f + WA_EXP_BIG) - WA_EXP_BIG;
+    wa_v8 r = x - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    wa_v8 q;
+    WA_EXP_POLY(q, r);
+    const wa_v8i ki = __builtin_convertvector(k, wa_v8i);
+    const wa_v8 two_k = (wa_v8)((ki + 127) << 23);
+    wa_v8 y = (wa_v8)((wa_v8i)(q * two_k) & ~under);
+    memcpy(p, &y, sizeof y);
+    *acc += y;
 }
 
 /* Scores of one (window, head) → softmax probabilities, in place in S (n, n):
@@ -224,9 +257,11 @@ static void wa_softmax_rows(float *restrict S /* (n, n) */, const float *restric
         float mx = s[0];
 #pragma omp simd reduction(max : mx)
         for (int j = 1; j < n; j++) mx = s[j] > mx ? s[j] : mx;
-        float sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < n; j++) {
+        wa_v8 acc = {0};
+        int j = 0;
+        for (; j + 8 <= n; j += 8) wa_exp8(s + j, mx, &acc);
+        float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        for (; j < n; j++) {
             s[j] = wa_exp_neg(s[j] - mx);
             sum += s[j];
         }
@@ -268,11 +303,12 @@ void cpu_window_attention_forward(Backend *be, float *out, /* (B, Hp, Wp, C) */
     const int nt = omp_get_max_threads();
 
     /* workspace: rel (n², int) | bias (heads, n, n) | per thread: Qs (n, hd), Kt (hd, n),
-     * V (n, hd), O (n, hd), reg (n, int). The bias of each head is gathered from the table
+     * V (n, hd), O (n, hd) (each followed by WA_SLACK floats for the GEMM), reg (n, int). The bias of each head is gathered from the table
      * once per call so the softmax reads it contiguously. */
     const size_t rel_bytes = wa_align((size_t)n * n * sizeof(int));
     const size_t bias_bytes = wa_align((size_t)heads * n * n * sizeof(float));
-    const size_t per_thread = wa_align(4 * (size_t)n * hd * sizeof(float)) + wa_align((size_t)n * sizeof(int));
+    const size_t blk = wa_align(((size_t)n * hd + WA_SLACK) * sizeof(float)); /* one (n, hd) + slack */
+    const size_t per_thread = 4 * blk + wa_align((size_t)n * sizeof(int));
     char *ws = cpu_workspace(be, rel_bytes + bias_bytes + (size_t)nt * per_thread);
     int *rel = (int *)ws;
     float *bias = (float *)(ws + rel_bytes); /* (heads, n, n) */
@@ -286,11 +322,11 @@ void cpu_window_attention_forward(Backend *be, float *out, /* (B, Hp, Wp, C) */
 #pragma omp parallel num_threads(nt)
     {
         char *mine = ws + rel_bytes + bias_bytes + (size_t)omp_get_thread_num() * per_thread;
-        float *Qs = (float *)mine;                /* (n, hd) q · scale */
-        float *Kt = Qs + (size_t)n * hd;          /* (hd, n) */
-        float *V = Kt + (size_t)n * hd;           /* (n, hd) */
-        float *O = V + (size_t)n * hd;            /* (n, hd) */
-        int *reg = (int *)(mine + wa_align(4 * (size_t)n * hd * sizeof(float))); /* (n) */
+        float *Qs = (float *)mine;             /* (n, hd) q · scale */
+        float *Kt = (float *)(mine + blk);     /* (hd, n) */
+        float *V = (float *)(mine + 2 * blk);  /* (n, hd) */
+        float *O = (float *)(mine + 3 * blk);  /* (n, hd) */
+        int *reg = (int *)(mine + 4 * blk);    /* (n) */
 #pragma omp for schedule(static)
         for (ptrdiff_t t = 0; t < (ptrdiff_t)tasks; t++) {
             const int h = (int)(t % heads);
@@ -327,11 +363,12 @@ void cpu_window_attention_backward(Backend *be, float *dqkv, /* (B, Hp, Wp, 3C) 
     const size_t tasks = K * (size_t)heads;
 
     /* workspace: rel (n², int) | partial tables (K, heads, T, double) |
-     * per thread: Qs, K, Vt, dO, dQ, dK, dV (each n·hd), dP (n, n) and dB (n, n), the chunk's
+     * per thread: Qs, K, Vt, dO, dQ, dK, dV (each n·hd + slack), dP (n, n) and dB (n, n), the chunk's
      * summed dS (contiguous adds), scattered into the partial table once per chunk */
     const size_t rel_bytes = wa_align((size_t)n * n * sizeof(int));
     const size_t part_bytes = dtable ? wa_align(K * heads * (size_t)T * sizeof(double)) : 0;
-    const size_t per_thread = wa_align((7 * (size_t)n * hd + 2 * (size_t)n * n) * sizeof(float));
+    const size_t blk = wa_align(((size_t)n * hd + WA_SLACK) * sizeof(float)); /* one (n, hd) + slack */
+    const size_t per_thread = 7 * blk + 2 * wa_align((size_t)n * n * sizeof(float));
     char *ws = cpu_workspace(be, rel_bytes + part_bytes + (size_t)nt * per_thread);
     int *rel = (int *)ws;
     double *part = dtable ? (double *)(ws + rel_bytes) : NULL;
@@ -340,15 +377,16 @@ void cpu_window_attention_backward(Backend *be, float *dqkv, /* (B, Hp, Wp, 3C) 
 
 #pragma omp parallel num_threads(nt)
     {
-        float *Qs = (float *)(ws + rel_bytes + part_bytes + (size_t)omp_get_thread_num() * per_thread); /* (n, hd) */
-        float *Km = Qs + (size_t)n * hd; /* (n, hd) */
-        float *Vt = Km + (size_t)n * hd; /* (hd, n) */
-        float *dO = Vt + (size_t)n * hd; /* (n, hd) */
-        float *dQ = dO + (size_t)n * hd; /* (n, hd) */
-        float *dK = dQ + (size_t)n * hd; /* (n, hd) */
-        float *dV = dK + (size_t)n * hd; /* (n, hd) */
-        float *dP = dV + (size_t)n * hd; /* (n, n) */
-        float *dB = dP + (size_t)n * n;  /* (n, n) */
+        char *mine = ws + rel_bytes + part_bytes + (size_t)omp_get_thread_num() * per_thread;
+        float *Qs = (float *)mine;                   /* (n, hd) q · scale */
+        float *Km = (float *)(mine + blk);           /* (n, hd) */
+        float *Vt = (float *)(mine + 2 * blk);       /* (hd, n) */
+        float *dO = (float *)(mine + 3 * blk);       /* (n, hd) */
+        float *dQ = (float *)(mine + 4 * blk);       /* (n, hd) */
+        float *dK = (float *)(mine + 5 * blk);       /* (n, hd) */
+        float *dV = (float *)(mine + 6 * blk);       /* (n, hd) */
+        float *dP = (float *)(mine + 7 * blk);       /* (n, n) */
+        float *dB = dP + wa_align((size_t)n * n * sizeof(float)) / sizeof(float); /* (n, n) */
 #pragma omp for schedule(dynamic, 1)
         for (ptrdiff_t task = 0; task < (ptrdiff_t)tasks; task++) {
             const int h = (int)(task % heads);

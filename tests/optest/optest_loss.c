@@ -69,8 +69,8 @@ static void run_adam(Backend *be, const StFile *in, StFile *out) {
     memcpy(p, ot_f32(in, "param", n), n * sizeof(float));
     memcpy(m, ot_f32(in, "m", n), n * sizeof(float));
     memcpy(v, ot_f32(in, "v", n), n * sizeof(float));
-    float lr = (float)ot_float(in, "lr"), b1 = (float)ot_float(in, "beta1"), b2 = (float)ot_float(in, "beta2");
-    float eps = (float)ot_float(in, "eps");
+    double lr = ot_float(in, "lr"), b1 = ot_float(in, "beta1"), b2 = ot_float(in, "beta2");
+    double eps = ot_float(in, "eps");
     int first = (int)ot_int(in, "first_step");
     for (int s = 0; s < S; s++) be->adam_update(be, p, m, v, grads + (size_t)s * n, n, lr, b1, b2, eps, first + s);
 }

@@ -1,0 +1,143 @@
+/* cmd_bench.c — `unet2022 bench CONFIG [--batch B] [--runs N] [--threads T]`
+ *
+ * Times one training computation (forward, deep-supervision loss, backward) on the CPU
+ * backend, N runs after a warm-up, and reports the median, the GFLOP/s it achieves (3x the
+ * forward FLOPs, see model_flops.c) and that rate as a fraction of this machine's OpenBLAS
+ * sgemm rate measured in the same process with the same threads. The last line is JSON,
+ * for scripts/bench_cpu.sh. */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "check.h"
+#include "commands.h"
+#include "config.h"
+#include "model.h"
+#include "rng.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* OpenBLAS sgemm GFLOP/s on square matrices (median of 5). */
+static double sgemm_gflops(int n) {
+    size_t nn = (size_t)n * n;
+    float *a = xmalloc(nn * sizeof(float)), *b = xmalloc(nn * sizeof(float)), *c = xmalloc(nn * sizeof(float));
+    for (size_t i = 0; i < nn; i++) {
+        a[i] = (float)(rng_uniform(rng_key(1, 0, i)) - 0.5);
+        b[i] = (float)(rng_uniform(rng_key(1, 1, i)) - 0.5);
+    }
+    double t[5];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        t[r] = now_s() - t0;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * n * (double)n * n / median(t, 5) / 1e9;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *cfg_path = NULL;
+    int batch = 1, runs = 5, threads = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (argv[i][0] != '-' && !cfg_path) cfg_path = argv[i];
+        else cfg_path = NULL, i = argc;
+    }
+    if (!cfg_path || batch < 1 || runs < 1 || runs > 1000) {
+        fprintf(stderr, "usage: unet2022 bench CONFIG [--batch B] [--runs N] [--threads T]\n");
+        return 1;
+    }
+    Config cfg;
+    char err[1024];
+    if (config_load(&cfg, cfg_path, err, sizeof err) != 0) {
+        fprintf(stderr, "unet2022: error: %s\n", err);
+        return 2;
+    }
+    Backend *be = backend_cpu_create(threads);
+    if (threads > 0) openblas_set_num_threads(threads);
+    threads = omp_get_max_threads();
+    Model m;
+    model_build(&m, &cfg);
+    int H = cfg.crop[0], W = cfg.crop[1];
+    size_t n_img = (size_t)batch * H * W * m.cin, n_lab = (size_t)batch * H * W;
+
+    float *params = be->alloc(be, m.params.total * sizeof(float));
+    float *grads = be->alloc(be, m.params.total * sizeof(float));
+    float *image = be->alloc(be, n_img * sizeof(float));
+    int32_t *labels = be->alloc(be, n_lab * sizeof(int32_t));
+    float *host = xmalloc(m.params.total * sizeof(float));
+    model_init_params(&m, host, 1);
+    be->upload(be, params, host, m.params.total * sizeof(float));
+    free(host);
+    float *img_host = xmalloc(n_img * sizeof(float));
+    int32_t *lab_host = xmalloc(n_lab * sizeof(int32_t));
+    for (size_t i = 0; i < n_img; i++) img_host[i] = (float)rng_normal(rng_key(2, 0, i));
+    for (size_t i = 0; i < n_lab; i++) /* horizontal bands: every class present */
+        lab_host[i] = (int32_t)((i / W % H) * m.K / H);
+    be->upload(be, image, img_host, n_img * sizeof(float));
+    be->upload(be, labels, lab_host, n_lab * sizeof(int32_t));
+    free(img_host);
+    free(lab_host);
+
+    ModelActs *acts = model_acts_create(&m, be, batch, H, W, 0);
+    PassOptions opt = {.training = 1, .seed = 1, .step = 0};
+    float *outs[3];
+    double *t = xcalloc((size_t)runs, sizeof(double));
+    for (int r = -1; r < runs; r++) { /* r = -1: warm-up (first-touch page faults, workspace growth) */
+        double t0 = now_s();
+        be->zero(be, grads, m.params.total * sizeof(float));
+        model_forward(&m, be, acts, params, image, &opt, outs);
+        float loss = model_loss(&m, be, acts, labels, NULL);
+        model_backward(&m, be, acts, params, grads);
+        be->synchronize(be);
+        double dt = now_s() - t0;
+        if (r >= 0) {
+            t[r] = dt;
+            printf("run %d: %.1f ms (loss %.4f)\n", r + 1, dt * 1e3, loss);
+        }
+    }
+    double runs_ms[1000];
+    for (int r = 0; r < runs; r++) runs_ms[r] = t[r] * 1e3;
+    double med = median(t, runs);
+    double flops = 3.0 * model_forward_flops(&m, batch, H, W);
+    double gf = flops / med / 1e9, peak = sgemm_gflops(2048);
+    printf("%s batch %d, %d threads: median %.1f ms, %.1f GFLOP per step, %.1f GFLOP/s = %.0f%% of sgemm (%.1f GFLOP/s)\n",
+           cfg.name, batch, threads, med * 1e3, flops / 1e9, gf, 100 * gf / peak, peak);
+    printf("{\"impl\":\"c\",\"config\":\"%s\",\"batch\":%d,\"threads\":%d,\"median_ms\":%.2f,\"runs_ms\":[", cfg.name,
+           batch, threads, med * 1e3);
+    for (int r = 0; r < runs; r++) printf("%s%.2f", r ? "," : "", runs_ms[r]);
+    printf("],\"gflop_per_step\":%.3f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"fraction_of_sgemm\":%.3f}\n",
+           flops / 1e9, gf, peak, gf / peak);
+    free(t);
+    model_acts_free(acts);
+    be->release(be, params);
+    be->release(be, grads);
+    be->release(be, image);
+    be->release(be, labels);
+    be->destroy(be);
+    model_free(&m);
+    return 0;
+}
