@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "blas_tune.h"
 #include "commands.h"
 #ifdef UNET_HAVE_CUDA
 #include "device_info.h"
@@ -36,6 +37,7 @@ static int cmd_devices(void) {
 }
 
 int main(int argc, char **argv) {
+    blas_tune_or_reexec(argv);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return argc < 2 ? 1 : 0;

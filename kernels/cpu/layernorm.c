@@ -1,7 +1,8 @@
 /* layernorm.c — LayerNorm over the channel (last, contiguous) dim, as torch.nn.LayerNorm:
  * biased variance, y = (x - mean) * rstd * g + b, rstd = 1 / sqrt(var + eps).
  *
- * Statistics are computed in double with two passes (mean, then centred sum of squares):
+ * Row sums use `omp simd` reductions (vectorised, fixed order for a given build, so still
+ * deterministic). Statistics are computed in double with two passes (mean, then centred sum of squares):
  * channel counts are small (≤ 768) so the extra pass is cheap, and it avoids the
  * cancellation of E[x²] − E[x]² for inputs with a large mean (residual streams).
  *
@@ -32,9 +33,11 @@ void cpu_layernorm_forward(Backend *be, float *out, /* (N, C) */ float *mean, /*
         const float *x = in + (size_t)r * C; /* (C) */
         float *y = out + (size_t)r * C;      /* (C) */
         double s = 0;
+#pragma omp simd reduction(+ : s)
         for (int c = 0; c < C; c++) s += x[c];
         double mu = s / C;
         double ss = 0;
+#pragma omp simd reduction(+ : ss)
         for (int c = 0; c < C; c++) {
             double d = x[c] - mu;
             ss += d * d;
@@ -72,6 +75,7 @@ void cpu_layernorm_backward(Backend *be, float *din, /* (N, C) or NULL */ float 
             const float mu = mean[r], rs = rstd[r];
             if (din) {
                 double a = 0, bsum = 0; /* sum dxh, sum dxh * xh */
+#pragma omp simd reduction(+ : a, bsum)
                 for (int c = 0; c < C; c++) {
                     float xh = (x[c] - mu) * rs;
                     float dxh = dy[c] * g[c];

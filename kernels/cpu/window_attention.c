@@ -6,11 +6,12 @@
  * are not uniformly strided in the map, and a gather costs O(n·hd) against O(n²·hd) of
  * arithmetic). The n×n score matrix is built in place in the saved `probs` slot.
  *
- * The small matrix products (n = 49..400, hd = 32) are hand loops in "axpy" form — every
- * inner loop runs over a contiguous row — rather than cblas_sgemm: Debian's OpenBLAS is the
- * pthread build, which would start its own threads inside our OpenMP region for the larger
- * windows (oversubscription), and per-call overhead dominates at these sizes. The kernels
- * are compiled twice (AVX2+FMA and baseline) and picked at run time by target_clones.
+ * The small matrix products (n = 49..400, hd = 32) use a register-tiled hand GEMM (wa_gemm)
+ * rather than cblas_sgemm: Debian's OpenBLAS is the pthread build, which would start its own
+ * threads inside our OpenMP region for the larger windows (oversubscription), and per-call
+ * overhead dominates at these sizes. The softmax uses a vectorised exp. The hot kernels are
+ * compiled twice (x86-64-v3 = AVX2+FMA, and the baseline) and picked at run time by
+ * target_clones, since the project builds for x86-64-v2.
  *
  * Backward: windows and heads touch disjoint (token, channel) entries of dqkv, so the dqkv
  * scatter needs no synchronisation. dtable is a reduction over all windows: the windows are
@@ -303,8 +304,9 @@ void cpu_window_attention_forward(Backend *be, float *out, /* (B, Hp, Wp, C) */
     const int nt = omp_get_max_threads();
 
     /* workspace: rel (n², int) | bias (heads, n, n) | per thread: Qs (n, hd), Kt (hd, n),
-     * V (n, hd), O (n, hd) (each followed by WA_SLACK floats for the GEMM), reg (n, int). The bias of each head is gathered from the table
-     * once per call so the softmax reads it contiguously. */
+     * V (n, hd), O (n, hd) (each followed by WA_SLACK floats for the GEMM), reg (n, int).
+     * The bias of each head is gathered from the table once per call so the softmax reads
+     * it contiguously. */
     const size_t rel_bytes = wa_align((size_t)n * n * sizeof(int));
     const size_t bias_bytes = wa_align((size_t)heads * n * n * sizeof(float));
     const size_t blk = wa_align(((size_t)n * hd + WA_SLACK) * sizeof(float)); /* one (n, hd) + slack */
@@ -363,8 +365,9 @@ void cpu_window_attention_backward(Backend *be, float *dqkv, /* (B, Hp, Wp, 3C) 
     const size_t tasks = K * (size_t)heads;
 
     /* workspace: rel (n², int) | partial tables (K, heads, T, double) |
-     * per thread: Qs, K, Vt, dO, dQ, dK, dV (each n·hd + slack), dP (n, n) and dB (n, n), the chunk's
-     * summed dS (contiguous adds), scattered into the partial table once per chunk */
+     * per thread: Qs, K, Vt, dO, dQ, dK, dV (each n·hd + slack), dP (n, n) and dB (n, n),
+     * the chunk's summed dS (contiguous adds), scattered into the partial table once per
+     * chunk */
     const size_t rel_bytes = wa_align((size_t)n * n * sizeof(int));
     const size_t part_bytes = dtable ? wa_align(K * heads * (size_t)T * sizeof(double)) : 0;
     const size_t blk = wa_align(((size_t)n * hd + WA_SLACK) * sizeof(float)); /* one (n, hd) + slack */
