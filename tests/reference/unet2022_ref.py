@@ -113,6 +113,13 @@ def stage_windows(cfg):
 # ----------------------------------------------------------------------------------------------
 # building blocks
 # ----------------------------------------------------------------------------------------------
+def gelu(x):
+    """Exact (erf) GELU, written out. Not F.gelu: in this torch build (Debian 1.13, CPU) the fp32
+    GeluBackward kernel returns garbage when grad_output is channels-last strided and the input is
+    contiguous (rel. err ~1e19 vs fp64), which the permutes around our LayerNorms produce."""
+    return x * 0.5 * (1.0 + torch.erf(x * 0.7071067811865476))
+
+
 def ln_cf(ln, x):
     """nn.LayerNorm `ln` over the channel dim of an NCHW tensor."""
     return ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -145,10 +152,10 @@ class ConvBlock(nn.Module):
             self.norm2 = nn.LayerNorm(cout, eps=LN_EPS)
 
     def forward(self, x):
-        x = ln_cf(self.norm1, F.gelu(self.conv1(x)))
+        x = ln_cf(self.norm1, gelu(self.conv1(x)))
         x = self.conv2(x)
         if not self.last:
-            x = ln_cf(self.norm2, F.gelu(x))
+            x = ln_cf(self.norm2, gelu(x))
         return x
 
 
@@ -280,7 +287,7 @@ class PIBlock(nn.Module):
         """x: (B, d, H, W) -> (B, d, H, W)."""
         training = self.training and self.use_drop_path
         y = self.dwconv(x).permute(0, 2, 3, 1)
-        y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))
+        y = self.pwconv2(gelu(self.pwconv1(self.norm(y))))
         y = self.gamma * y
         x = x.permute(0, 2, 3, 1) + drop_path(y, self.dp, training)       # channels-last
         x = x + drop_path(self.blocks_tr(x), self.dp, training)
@@ -301,7 +308,7 @@ class Downsample(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
 
     def forward(self, x):
-        return self.reduction(ln_cf(self.norm, F.gelu(x)))
+        return self.reduction(ln_cf(self.norm, gelu(x)))
 
 
 class EncoderLayer(nn.Module):
@@ -465,11 +472,14 @@ def loss_fn(outputs, labels):
 # test-time parameter draw and training
 # ----------------------------------------------------------------------------------------------
 @torch.no_grad()
-def draw_params(model, seed, head_scale=0.5):
+def draw_params(model, seed, head_scale=0.5, cnx_dw_scale=1.0):
     """Draws every parameter so that every path matters (spec testing note): weights
     N(0, 1/fan_in) (activations stay O(1)), LayerNorm weight U(0.5,1.5) / bias U(-0.2,0.2),
     gamma U(0.5,1.0), relative position bias table N(0,1), other biases U(-0.1,0.1).
-    The final up_final weights are scaled by head_scale so the logits stay unsaturated."""
+    The final up_final weights are scaled by head_scale so the logits stay unsaturated.
+    cnx_dw_scale scales the ConvNeXt part's dwconv (weight and bias): the LayerNorm after it is
+    scale invariant except for its eps, so e.g. 0.01 (output variance ~1e-4) makes the eps 1e-6
+    vs 1e-5 trap visible (~5% change) without changing anything else."""
     g = torch.Generator().manual_seed(seed)
 
     def U(t, lo, hi):
@@ -492,6 +502,9 @@ def draw_params(model, seed, head_scale=0.5):
             fan_in = m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
             N(m.weight, 1.0 / math.sqrt(fan_in))
             U(m.bias, -0.1, 0.1)
+            if name.endswith("dwconv") and not name.endswith("blocks_tr.dwconv"):
+                m.weight.mul_(cnx_dw_scale)
+                m.bias.mul_(cnx_dw_scale)
         elif isinstance(m, nn.Linear):
             N(m.weight, 1.0 / math.sqrt(m.weight.shape[1]))
             U(m.bias, -0.1, 0.1)
