@@ -1,6 +1,9 @@
 /* gelu.c — exact (erf) GELU as torch.nn.functional.gelu(approximate='none'):
  *   y = 0.5 x (1 + erf(x / √2)) = x Φ(x),   dy/dx = Φ(x) + x φ(x),  φ(x) = exp(−x²/2) / √(2π). */
 #include <math.h>
+/* Built with -ffast-math (CMakeLists.txt) so that glibc's math.h declares the SIMD variants
+ * of erff/expf (libmvec) and the loops below vectorise: the scalar libm erff was 7% of a
+ * training step. libmvec's erff/expf stay within 4 ulp; the op tests hold it to torch. */
 
 #include "cpu_ops.h"
 
@@ -9,7 +12,7 @@
 
 void cpu_gelu_forward(Backend *be, float *out /* (n) */, const float *in /* (n) */, size_t n) {
     (void)be;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (ptrdiff_t i = 0; i < (ptrdiff_t)n; i++) {
         float x = in[i];
         out[i] = 0.5f * x * (1.0f + erff(x * GELU_INV_SQRT2));
@@ -20,7 +23,7 @@ void cpu_gelu_backward(Backend *be, float *din /* (n) */, const float *dout /* (
                        const float *in /* (n) */, size_t n) {
     (void)be;
     if (!din) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (ptrdiff_t i = 0; i < (ptrdiff_t)n; i++) {
         float x = in[i];
         float cdf = 0.5f * (1.0f + erff(x * GELU_INV_SQRT2));
