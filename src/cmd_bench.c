@@ -110,7 +110,7 @@ int cmd_bench(int argc, char **argv) {
         double t0 = now_s();
         be->zero(be, grads, m.params.total * sizeof(float));
         model_forward(&m, be, acts, params, image, &opt, outs);
-        float loss = model_loss(&m, be, acts, labels, NULL);
+        float loss = model_loss(&m, be, acts, labels, NULL, NULL);
         model_backward(&m, be, acts, params, grads);
         be->synchronize(be);
         double dt = now_s() - t0;

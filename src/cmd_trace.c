@@ -123,7 +123,7 @@ int cmd_trace(int argc, char **argv) {
     PassOptions opt = {.training = 0, .seed = 0, .step = 0};
     float *outs[3];
     int n_out = model_forward(&m, be, acts, params, image, &opt, outs);
-    float loss = model_loss(&m, be, acts, labels, NULL);
+    float loss = model_loss(&m, be, acts, labels, NULL, NULL);
     model_backward(&m, be, acts, params, grads);
 
     StFile out;
@@ -161,7 +161,7 @@ int cmd_trace(int argc, char **argv) {
         for (int s = 0; s < steps; s++) {
             opt.step = (uint64_t)s;
             model_forward(&m, be, acts, params, image, &opt, outs);
-            losses[s] = model_loss(&m, be, acts, labels, NULL);
+            losses[s] = model_loss(&m, be, acts, labels, NULL, NULL);
             be->zero(be, grads, m.params.total * sizeof(float));
             model_backward(&m, be, acts, params, grads);
             double norm = adam_clip_and_step(&adam, be, params, grads);

@@ -88,10 +88,21 @@ size_t model_acts_bytes_backward(const ModelActs *a); /* gradient and scratch bu
 /* ---- passes ---- */
 
 typedef struct {
-    int training;       /* drop path active when training and rate > 0 */
-    uint64_t seed;      /* drop-path stream: (seed, step, block, sample) */
+    int training;           /* drop path active when training and rate > 0 */
+    uint64_t seed;          /* drop-path stream: (seed, step, block, global sample) */
     uint64_t step;
+    uint64_t sample_offset; /* global index of this rank's first sample in the global batch */
 } PassOptions;
+
+/* How the loss sees the other ranks' shares of a global batch. Soft Dice over the batch is not
+ * a mean of per-rank Dice, so the ranks sum their (tp, fp, fn) statistics and CE sums before
+ * the loss is formed; every rank then gets the exact global loss, and its gradient is its
+ * share of the global batch's gradient (the gradient all-reduce is then a plain sum). */
+typedef struct {
+    void (*sum_f32)(void *ctx, float *buf /* backend memory */, size_t n); /* in-place all-reduce */
+    void (*sum_f64)(void *ctx, double *buf /* host */, size_t n);
+    void *ctx;
+} LossReduce;
 
 /* image: (B, H, W, Cin) NHWC backend memory. Returns the number of outputs (3 with deep
  * supervision, else 1); outputs[k] are (B, H/2^k, W/2^k, K) logits inside the acts. */
@@ -99,10 +110,10 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *params
                   const float *image /* (B, H, W, Cin) */, const PassOptions *opt, float **outputs);
 
 /* Deep-supervision loss on the outputs of the last forward; labels (B, H, W) backend memory.
- * Returns the weighted total; parts_host (optional, 3 floats): total, dice term, CE term
- * of the full-resolution output. */
+ * Returns the weighted total over the global batch; parts_host (optional, 3 floats): total,
+ * dice term and CE term of the full-resolution output. */
 float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *labels /* (B, H, W) */,
-                 float *parts_host);
+                 float *parts_host, const LossReduce *reduce /* NULL: one process */);
 
 /* Backward of loss ∘ forward; ACCUMULATES into grads (flat, m->params.total). */
 void model_backward(const Model *m, Backend *be, ModelActs *a, const float *params, float *grads);

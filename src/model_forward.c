@@ -145,21 +145,46 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
     return a->n_outputs;
 }
 
-float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *labels, float *parts_host) {
-    int B = a->B, H = a->H, W = a->W;
+#define W_DICE 1.2f
+#define W_CE 0.8f
+#define DICE_SMOOTH 1e-5
+#define DICE_EPS 1e-8 /* nnU-Net v1 adds it to the denominator */
+
+float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *labels, float *parts_host,
+                 const LossReduce *reduce) {
+    int B = a->B, H = a->H, W = a->W, K = m->K;
     a->labels[0] = (int32_t *)labels;
-    float total = 0.0f;
+    double total = 0.0;
     for (int k = 0; k < a->n_outputs; k++) {
         if (k > 0) be->downsample_labels(be, a->labels[k], labels, B, H, W, 1 << k);
         size_t n = (size_t)B * (H >> k) * (W >> k);
-        float parts[3];
-        be->dice_ce_forward(be, parts, a->probs[k], a->stats[k], a->head[k].logits.v, a->labels[k], n, m->K, 1.2f,
-                            0.8f);
-        total += a->loss_weight[k] * parts[0];
-        if (k == 0 && parts_host) memcpy(parts_host, parts, sizeof parts);
+        float local[3];
+        be->dice_ce_forward(be, local, a->probs[k], a->stats[k], a->head[k].logits.v, a->labels[k], n, K, W_DICE,
+                            W_CE);
+        /* global CE = Σ_ranks CE_local·n_local / Σ n_local; Dice from the summed statistics */
+        double ce_n[2] = {(double)local[2] * (double)n, (double)n};
+        if (reduce) {
+            reduce->sum_f32(reduce->ctx, a->stats[k], 3 * (size_t)K);
+            reduce->sum_f64(reduce->ctx, ce_n, 2);
+        }
+        float stats[3 * 1024];
+        CHECK(K <= 1024, "too many classes");
+        be->download(be, stats, a->stats[k], 3 * (size_t)K * sizeof(float));
+        double dc_sum = 0;
+        for (int c = 1; c < K; c++) {
+            double tp = stats[c], fp = stats[K + c], fn = stats[2 * K + c];
+            dc_sum += (2 * tp + DICE_SMOOTH) / (2 * tp + fp + fn + DICE_SMOOTH + DICE_EPS);
+        }
+        double dice = -dc_sum / (K - 1), ce = ce_n[0] / ce_n[1];
+        a->ce_weight[k] = (float)(W_CE * (double)n / ce_n[1]);
+        total += a->loss_weight[k] * (W_DICE * dice + W_CE * ce);
+        if (k == 0 && parts_host) {
+            parts_host[1] = (float)dice;
+            parts_host[2] = (float)ce;
+        }
     }
-    if (parts_host) parts_host[0] = total;
-    return total;
+    if (parts_host) parts_host[0] = (float)total;
+    return (float)total;
 }
 
 void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, float *G) {
@@ -171,8 +196,8 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
     for (int k = 0; k < a->n_outputs; k++) {
         const HeadDesc *hd = &m->head[k];
         size_t n = (size_t)B * (H >> k) * (W >> k);
-        be->dice_ce_backward(be, a->head[k].logits.g, a->probs[k], a->stats[k], a->labels[k], n, m->K, 1.2f, 0.8f,
-                             a->loss_weight[k]);
+        be->dice_ce_backward(be, a->head[k].logits.g, a->probs[k], a->stats[k], a->labels[k], n, m->K, W_DICE,
+                             a->ce_weight[k], a->loss_weight[k]);
         int hk = h >> k, wk = w >> k;
         float *dec_g = a->dec[k][2].out.g;
         const float *dec_v = a->dec[k][2].out.v;

@@ -20,7 +20,7 @@ static int draw_drop_path(float *scale_host, int B, float rate, const PassOption
     float keep = 1.0f - rate;
     uint64_t stream = opt->step * 4096u + (uint64_t)block_id * 2u + (uint64_t)branch;
     for (int b = 0; b < B; b++) {
-        double u = rng_uniform(rng_key(opt->seed, stream, (uint64_t)b));
+        double u = rng_uniform(rng_key(opt->seed, stream, opt->sample_offset + (uint64_t)b));
         scale_host[b] = u < keep ? 1.0f / keep : 0.0f;
     }
     return 1;
