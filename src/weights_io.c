@@ -61,6 +61,7 @@ int weights_load_st(const Model *m, float *params, const StFile *f, char *err, s
     int rc = 0;
     for (int i = 0; i < f->n_tensors && rc == 0; i++) {
         const StTensor *t = &f->tensors[i];
+        if (strncmp(t->name, WEIGHTS_RESERVED_PREFIX, sizeof WEIGHTS_RESERVED_PREFIX - 1) == 0) continue;
         const ParamInfo *p = param_find(&m->params, t->name);
         if (!p) {
             const ParamInfo *table = table_of_index(m, t->name);

@@ -12,6 +12,10 @@
 #include "model.h"
 #include "safetensors.h"
 
+/* Tensors whose names start with this belong to a training checkpoint's optimizer state
+ * (checkpoint.h) and are skipped, so a checkpoint loads wherever a weights file does. */
+#define WEIGHTS_RESERVED_PREFIX "adam."
+
 /* params: host, m->params.total floats. Returns 0, or -1 with a message in err. */
 int weights_load(const Model *m, float *params, const char *path, char *err, size_t err_len);
 int weights_load_st(const Model *m, float *params, const StFile *f, char *err, size_t err_len);
