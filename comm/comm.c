@@ -15,6 +15,10 @@ static void single_allreduce_f64(Comm *c, double *buf, size_t n) { (void)c, (voi
 static void single_broadcast(Comm *c, void *buf, size_t bytes, int root) { (void)c, (void)buf, (void)bytes, (void)root; }
 static void single_barrier(Comm *c) { (void)c; }
 static void single_destroy(Comm *c) { free(c); }
+static void single_abort(Comm *c, int status) {
+    (void)c;
+    exit(status);
+}
 
 static Comm *comm_single_create(void) {
     Comm *c = xcalloc(1, sizeof(Comm));
@@ -27,6 +31,7 @@ static Comm *comm_single_create(void) {
     c->broadcast = single_broadcast;
     c->barrier = single_barrier;
     c->destroy = single_destroy;
+    c->abort_all = single_abort;
     return c;
 }
 

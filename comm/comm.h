@@ -21,6 +21,9 @@ struct Comm {
     void (*allreduce_sum_f64)(Comm *c, double *buf, size_t n);
     void (*broadcast)(Comm *c, void *buf, size_t bytes, int root);
     void (*barrier)(Comm *c);
+    /* Ends every rank's process with this status (a failed rank must not leave the others
+     * blocked in a collective). */
+    void (*abort_all)(Comm *c, int status);
     void (*destroy)(Comm *c);
 };
 

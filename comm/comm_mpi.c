@@ -1,6 +1,7 @@
 /* comm_mpi.c — the MPI transport (CPU gradients; NCCL's bootstrap). */
 #ifdef UNET_HAVE_MPI
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -49,6 +50,14 @@ static void mpi_barrier(Comm *c) {
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
 }
 
+static void mpi_abort(Comm *c, int status) {
+    (void)c;
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, status);
+    exit(status);
+}
+
 static void mpi_destroy(Comm *c) {
     MPI_CHECK(MPI_Finalize());
     free(c);
@@ -69,6 +78,7 @@ Comm *comm_mpi_create(int *argc, char ***argv) {
     c->broadcast = mpi_broadcast;
     c->barrier = mpi_barrier;
     c->destroy = mpi_destroy;
+    c->abort_all = mpi_abort;
     return c;
 }
 #endif

@@ -7,15 +7,21 @@ set -euo pipefail
 
 APT_PACKAGES=(
   build-essential cmake pkg-config git
-  libopenblas-dev libopenblas-openmp-dev libhdf5-dev hdf5-tools libyaml-dev libcjson-dev
+  libopenblas-dev libhdf5-dev hdf5-tools libyaml-dev libcjson-dev libssl-dev
   libopenmpi-dev openmpi-bin
   libnifti-dev libtiff-dev libpng-dev libjpeg-dev zlib1g-dev
   python3 python3-torch python3-numpy python3-scipy python3-h5py python3-nibabel
-  python3-yaml python3-pip
+  python3-yaml python3-pip python3-pil
+  python3-skimage python3-pandas
 )
 # PyPI oracles, installed into Debian's python3 without dependencies (PyPI's torch is a
 # multi-gigabyte CUDA build: never let pip pull it in).
-PIP_PACKAGES=(safetensors)
+# batchgenerators (the augmentation oracle) is pinned: 0.25.5 resamples labels by argmax with the
+# nearest-neighbour tie-break, which data/augment_spatial.c reproduces; it needs threadpoolctl,
+# scikit-image and pandas (Debian's, above).
+# medpy and MONAI are the metric oracles (tests/reference/test_metrics_vs_medpy.py); pinned: MONAI 1.3
+# still imports with Debian's torch 1.13.
+PIP_PACKAGES=(safetensors threadpoolctl batchgenerators==0.25.5 medpy==0.5.2 monai==1.3.2)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -33,7 +39,7 @@ if ((${#missing[@]})); then
 fi
 
 for p in "${PIP_PACKAGES[@]}"; do
-  if ! /usr/bin/python3 -c "import $p" 2>/dev/null; then
+  if ! /usr/bin/python3 -c "import ${p%%==*}" 2>/dev/null; then
     echo "install-deps: pip installing $p (no dependencies)"
     /usr/bin/python3 -m pip install --quiet --break-system-packages --no-deps "$p"
   fi

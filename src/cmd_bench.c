@@ -35,8 +35,10 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* OpenBLAS sgemm GFLOP/s on square matrices (median of 5). */
-static double sgemm_gflops(int n) {
+/* OpenBLAS's own multi-threaded sgemm GFLOP/s on square matrices with `threads` threads (median
+ * of 5): the machine's reference rate. The backend itself keeps OpenBLAS single-threaded. */
+static double sgemm_gflops(int n, int threads) {
+    openblas_set_num_threads(threads);
     size_t nn = (size_t)n * n;
     float *a = xmalloc(nn * sizeof(float)), *b = xmalloc(nn * sizeof(float)), *c = xmalloc(nn * sizeof(float));
     for (size_t i = 0; i < nn; i++) {
@@ -53,6 +55,7 @@ static double sgemm_gflops(int n) {
     free(a);
     free(b);
     free(c);
+    openblas_set_num_threads(1);
     return 2.0 * n * (double)n * n / median(t, 5) / 1e9;
 }
 
@@ -77,7 +80,6 @@ int cmd_bench(int argc, char **argv) {
         return 2;
     }
     Backend *be = backend_cpu_create(threads);
-    if (threads > 0) openblas_set_num_threads(threads);
     threads = omp_get_max_threads();
     Model m;
     model_build(&m, &cfg);
@@ -123,7 +125,7 @@ int cmd_bench(int argc, char **argv) {
     for (int r = 0; r < runs; r++) runs_ms[r] = t[r] * 1e3;
     double med = median(t, runs);
     double flops = 3.0 * model_forward_flops(&m, batch, H, W);
-    double gf = flops / med / 1e9, peak = sgemm_gflops(2048);
+    double gf = flops / med / 1e9, peak = sgemm_gflops(2048, threads);
     printf("%s batch %d, %d threads: median %.1f ms, %.1f GFLOP per step, %.1f GFLOP/s = %.0f%% of sgemm (%.1f GFLOP/s)\n",
            cfg.name, batch, threads, med * 1e3, flops / 1e9, gf, 100 * gf / peak, peak);
     printf("{\"impl\":\"c\",\"config\":\"%s\",\"batch\":%d,\"threads\":%d,\"median_ms\":%.2f,\"runs_ms\":[", cfg.name,

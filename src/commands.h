@@ -7,5 +7,14 @@ int cmd_info(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_prepare(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_check_store(int argc, char **argv);
+int cmd_bench_store(int argc, char **argv);
+int cmd_augment_apply(int argc, char **argv);
+int cmd_bench_loader(int argc, char **argv);
 
 #endif

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <yaml.h>
 
-typedef enum { F_INT, F_FLOAT, F_BOOL, F_STRING, F_INT_LIST } FieldType;
+typedef enum { F_INT, F_LONG, F_FLOAT, F_BOOL, F_STRING, F_INT_LIST } FieldType;
 
 typedef struct {
     const char *section; /* "" for top level */
@@ -42,9 +42,54 @@ static const Field FIELDS[] = {
     {"train", "batch_size", F_INT, OFF(batch_size), 0, 1, 4096, NULL, "8"},
     {"train", "lr", F_FLOAT, OFF(lr), 0, 0.0, 10.0, NULL, "1e-4"},
     {"train", "epochs", F_INT, OFF(epochs), 0, 1, 1000000, NULL, "1"},
+    {"train", "max_steps", F_LONG, OFF(max_steps), 0, 0, 1e15, NULL, "0"},
+    {"train", "seed", F_LONG, OFF(seed), 0, 0, 1e15, NULL, "1"},
+    {"train", "store", F_STRING, OFF(store), sizeof(((Config *)0)->store), 0, 0, NULL, ""},
+    {"train", "train_split", F_STRING, OFF(train_split), sizeof(((Config *)0)->train_split), 0, 0, NULL, "train"},
+    {"train", "val_split", F_STRING, OFF(val_split), sizeof(((Config *)0)->val_split), 0, 0, NULL, "val"},
+    {"train", "run_dir", F_STRING, OFF(run_dir), sizeof(((Config *)0)->run_dir), 0, 0, NULL, ""},
+    {"train", "keep_last", F_INT, OFF(keep_last), 0, 1, 1000, NULL, "3"},
+    {"train", "checkpoint_every", F_LONG, OFF(checkpoint_every), 0, 0, 1e15, NULL, "0"},
+    {"train", "val_every", F_INT, OFF(val_every), 0, 0, 1000000, NULL, "1"},
+    {"train", "val_max_slices", F_INT, OFF(val_max_slices), 0, 0, 100000000, NULL, "0"},
+    {"train", "ema_alpha", F_FLOAT, OFF(ema_alpha), 0, 0.0, 1.0, NULL, "0.9"},
+    {"train", "backend", F_STRING, OFF(backend), sizeof(((Config *)0)->backend), 0, 0, "cpu|cuda", "cpu"},
+    {"train", "threads", F_INT, OFF(threads), 0, 0, 1024, NULL, "0"},
+    {"augment", "enlarged", F_INT_LIST, OFF(aug_enlarged), 2, 0, 16384, NULL, "[0, 0]"},
+    {"augment", "p_rotation", F_FLOAT, OFF(aug_p_rotation), 0, 0, 1, NULL, "0.2"},
+    {"augment", "rotation_min", F_FLOAT, OFF(aug_rotation_min), 0, -180, 180, NULL, "0"},
+    {"augment", "rotation_max", F_FLOAT, OFF(aug_rotation_max), 0, -180, 180, NULL, "15"},
+    {"augment", "p_scale", F_FLOAT, OFF(aug_p_scale), 0, 0, 1, NULL, "0.2"},
+    {"augment", "scale_min", F_FLOAT, OFF(aug_scale_min), 0, 0.05, 20, NULL, "0.7"},
+    {"augment", "scale_max", F_FLOAT, OFF(aug_scale_max), 0, 0.05, 20, NULL, "1.4"},
+    {"augment", "p_noise", F_FLOAT, OFF(aug_p_noise), 0, 0, 1, NULL, "0.1"},
+    {"augment", "noise_std_min", F_FLOAT, OFF(aug_noise_std_min), 0, 0, 100, NULL, "0"},
+    {"augment", "noise_std_max", F_FLOAT, OFF(aug_noise_std_max), 0, 0, 100, NULL, "0.1"},
+    {"augment", "p_blur", F_FLOAT, OFF(aug_p_blur), 0, 0, 1, NULL, "0.2"},
+    {"augment", "p_blur_channel", F_FLOAT, OFF(aug_p_blur_channel), 0, 0, 1, NULL, "0.5"},
+    {"augment", "blur_sigma_min", F_FLOAT, OFF(aug_blur_sigma_min), 0, 0.01, 15, NULL, "0.5"},
+    {"augment", "blur_sigma_max", F_FLOAT, OFF(aug_blur_sigma_max), 0, 0.01, 15, NULL, "1"},
+    {"augment", "p_brightness", F_FLOAT, OFF(aug_p_brightness), 0, 0, 1, NULL, "0.15"},
+    {"augment", "brightness_min", F_FLOAT, OFF(aug_brightness_min), 0, 0, 100, NULL, "0.75"},
+    {"augment", "brightness_max", F_FLOAT, OFF(aug_brightness_max), 0, 0, 100, NULL, "1.25"},
+    {"augment", "p_contrast", F_FLOAT, OFF(aug_p_contrast), 0, 0, 1, NULL, "0.15"},
+    {"augment", "contrast_min", F_FLOAT, OFF(aug_contrast_min), 0, 0, 100, NULL, "0.75"},
+    {"augment", "contrast_max", F_FLOAT, OFF(aug_contrast_max), 0, 0, 100, NULL, "1.25"},
+    {"augment", "p_lowres", F_FLOAT, OFF(aug_p_lowres), 0, 0, 1, NULL, "0.25"},
+    {"augment", "p_lowres_channel", F_FLOAT, OFF(aug_p_lowres_channel), 0, 0, 1, NULL, "0.5"},
+    {"augment", "lowres_zoom_min", F_FLOAT, OFF(aug_lowres_zoom_min), 0, 0.05, 1, NULL, "0.5"},
+    {"augment", "lowres_zoom_max", F_FLOAT, OFF(aug_lowres_zoom_max), 0, 0.05, 1, NULL, "1"},
+    {"augment", "p_gamma_inverted", F_FLOAT, OFF(aug_p_gamma_inverted), 0, 0, 1, NULL, "0.1"},
+    {"augment", "p_gamma", F_FLOAT, OFF(aug_p_gamma), 0, 0, 1, NULL, "0.3"},
+    {"augment", "gamma_min", F_FLOAT, OFF(aug_gamma_min), 0, 0.01, 100, NULL, "0.7"},
+    {"augment", "gamma_max", F_FLOAT, OFF(aug_gamma_max), 0, 0.01, 100, NULL, "1.5"},
+    {"augment", "p_mirror_y", F_FLOAT, OFF(aug_p_mirror_y), 0, 0, 1, NULL, "0.5"},
+    {"augment", "p_mirror_x", F_FLOAT, OFF(aug_p_mirror_x), 0, 0, 1, NULL, "0.5"},
+    {"loader", "workers", F_INT, OFF(loader_workers), 0, 1, 1024, NULL, "4"},
+    {"loader", "prefetch", F_INT, OFF(loader_prefetch), 0, 1, 1024, NULL, "4"},
 };
 #define N_FIELDS (int)(sizeof FIELDS / sizeof FIELDS[0])
-static const char *SECTIONS[] = {"network", "train"};
+static const char *SECTIONS[] = {"network", "train", "augment", "loader"};
 #define N_SECTIONS (int)(sizeof SECTIONS / sizeof SECTIONS[0])
 
 static int fail(char *err, size_t err_len, const char *fmt, ...) {
@@ -84,7 +129,8 @@ static int parse_bool(const char *s, int *out) {
 
 static const char *type_words(const Field *f) {
     switch (f->type) {
-    case F_INT: return "an integer";
+    case F_INT:
+    case F_LONG: return "an integer";
     case F_FLOAT: return "a number";
     case F_BOOL: return "true or false";
     case F_STRING: return "a string";
@@ -97,13 +143,14 @@ static const char *type_words(const Field *f) {
 static int store_scalar(Config *cfg, const Field *f, int index, const char *text, const char *where, char *err,
                         size_t err_len) {
     char *base = (char *)cfg + f->offset;
-    if (f->type == F_INT || f->type == F_INT_LIST) {
+    if (f->type == F_INT || f->type == F_LONG || f->type == F_INT_LIST) {
         long v;
         if (parse_int(text, &v) != 0)
-            return fail(err, err_len, "%s: expected %s, got '%s'", where, f->type == F_INT ? "an integer" : "integer list items", text);
+            return fail(err, err_len, "%s: expected %s, got '%s'", where, f->type != F_INT_LIST ? "an integer" : "integer list items", text);
         if (v < f->min || v > f->max)
             return fail(err, err_len, "%s: %ld is out of range [%g, %g]", where, v, f->min, f->max);
-        ((int *)base)[index] = (int)v;
+        if (f->type == F_LONG) *(long *)base = v;
+        else ((int *)base)[index] = (int)v;
     } else if (f->type == F_FLOAT) {
         double v;
         if (parse_float(text, &v) != 0) return fail(err, err_len, "%s: expected a number, got '%s'", where, text);
@@ -333,8 +380,23 @@ void config_print(const Config *cfg, void *file) {
             cfg->heads[0], cfg->heads[1], cfg->heads[2], cfg->heads[3]);
     fprintf(fp, "  patch_size: %d\n  windows: [%d, %d, %d, %d]\n", cfg->patch_size, cfg->windows[0], cfg->windows[1],
             cfg->windows[2], cfg->windows[3]);
-    fprintf(fp, "  in_channels: %d\n  classes: %d\n  deep_supervision: %s\n  crop: [%d, %d]\n  drop_path_rate: %g\n",
+    fprintf(fp, "  in_channels: %d\n  classes: %d\n  deep_supervision: %s\n  crop: [%d, %d]\n  drop_path_rate: %.17g\n",
             cfg->in_channels, cfg->classes, cfg->deep_supervision ? "true" : "false", cfg->crop[0], cfg->crop[1],
             cfg->drop_path_rate);
-    fprintf(fp, "train:\n  batch_size: %d\n  lr: %g\n  epochs: %d\n", cfg->batch_size, cfg->lr, cfg->epochs);
+    fprintf(fp, "train:\n  batch_size: %d\n  lr: %.17g\n  epochs: %d\n  max_steps: %ld\n  seed: %ld\n", cfg->batch_size,
+            cfg->lr, cfg->epochs, cfg->max_steps, cfg->seed);
+    fprintf(fp, "  store: \"%s\"\n  train_split: %s\n  val_split: %s\n  run_dir: \"%s\"\n", cfg->store, cfg->train_split,
+            cfg->val_split, cfg->run_dir);
+    fprintf(fp, "  keep_last: %d\n  checkpoint_every: %ld\n  val_every: %d\n  val_max_slices: %d\n  ema_alpha: %g\n",
+            cfg->keep_last, cfg->checkpoint_every, cfg->val_every, cfg->val_max_slices, cfg->ema_alpha);
+    fprintf(fp, "  backend: %s\n  threads: %d\n", cfg->backend, cfg->threads);
+    fprintf(fp, "augment:\n"); /* every augment row is a number but the enlarged crop */
+    for (int i = 0; i < N_FIELDS; i++) {
+        const Field *f = &FIELDS[i];
+        const char *base = (const char *)cfg + f->offset;
+        if (strcmp(f->section, "augment") != 0) continue;
+        if (f->type == F_FLOAT) fprintf(fp, "  %s: %.17g\n", f->key, *(const double *)base);
+        else fprintf(fp, "  %s: [%d, %d]\n", f->key, ((const int *)base)[0], ((const int *)base)[1]);
+    }
+    fprintf(fp, "loader:\n  workers: %d\n  prefetch: %d\n", cfg->loader_workers, cfg->loader_prefetch);
 }

@@ -24,10 +24,39 @@ typedef struct {
     int crop[2];         /* H, W of the training patch; fixes the window clamping */
     double drop_path_rate;
 
-    /* train: (the training driver extends this section) */
-    int batch_size;
+    /* train: */
+    int batch_size;        /* global batch, split across ranks */
     double lr;
     int epochs;
+    long max_steps;        /* stop after this many steps in total (0: run all epochs) */
+    long seed;             /* shuffles, augmentation, drop path, fresh weights */
+    char store[512];       /* the slice store directory (unet2022 prepare) */
+    char train_split[16];
+    char val_split[16];
+    char run_dir[512];     /* checkpoints, logs; default runs/<name> */
+    int keep_last;         /* step checkpoints kept, besides best.safetensors */
+    long checkpoint_every; /* steps between checkpoints (0: at each epoch end) */
+    int val_every;         /* epochs between validations (0: never) */
+    int val_max_slices;    /* validation slices per evaluation (0: all) */
+    double ema_alpha;      /* EMA of the validation pseudo-Dice (nnU-Net v1: 0.9) */
+    char backend[8];       /* cpu | cuda */
+    int threads;           /* CPU threads per rank (0: all cores / ranks per node) */
+
+    /* augment: (the released recipe's augmentation, data/augment.h; defaults = the spec) */
+    int aug_enlarged[2];  /* H, W of the random crop before rotation/scaling; [0, 0] = nnU-Net's rule */
+    double aug_p_rotation, aug_rotation_min, aug_rotation_max; /* degrees */
+    double aug_p_scale, aug_scale_min, aug_scale_max;
+    double aug_p_noise, aug_noise_std_min, aug_noise_std_max;
+    double aug_p_blur, aug_p_blur_channel, aug_blur_sigma_min, aug_blur_sigma_max;
+    double aug_p_brightness, aug_brightness_min, aug_brightness_max;
+    double aug_p_contrast, aug_contrast_min, aug_contrast_max;
+    double aug_p_lowres, aug_p_lowres_channel, aug_lowres_zoom_min, aug_lowres_zoom_max;
+    double aug_p_gamma_inverted, aug_p_gamma, aug_gamma_min, aug_gamma_max;
+    double aug_p_mirror_y, aug_p_mirror_x;
+
+    /* loader: (data/loader.h) */
+    int loader_workers;   /* augmentation threads per rank */
+    int loader_prefetch;  /* batch slots in the queue */
 } Config;
 
 /* Loads and validates; on error returns -1 with "file:line:col: message" in err. */

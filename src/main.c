@@ -14,11 +14,20 @@ static void usage(FILE *fp) {
     fprintf(fp, "unet2022 %s — UNet-2022 medical image segmentation, training and inference\n\n"
                 "usage: unet2022 COMMAND [ARGS]\n\n"
                 "commands:\n"
+                "  train CONFIG     train (resumes automatically from the run's checkpoints)\n"
                 "  info CONFIG      resolved network, parameter count, memory estimate\n"
                 "  trace CONFIG     run one training computation on a given batch and dump\n"
                 "                   outputs, loss and gradients (for checking against PyTorch)\n"
                 "  init CONFIG      fresh weights (PyTorch default initialisation) as safetensors\n"
                 "  bench CONFIG     time forward+backward on the CPU against the sgemm rate\n"
+                "  evaluate         DSC, IoU, HD95 of predictions against ground truth\n"
+                "  predict          sliding-window inference on NIfTI volumes or a store split\n"
+                "  synth            write the built-in phantom dataset (raw BTCV layout)\n"
+                "  prepare DATASET  import a dataset into a slice store\n"
+                "  check-store DIR  read every slice of a store, verifying checksums\n"
+                "  bench-store DIR  random slice reads per second, one thread and many\n"
+                "  bench-loader     augmentation loader throughput (samples/s per core)\n"
+                "  augment-apply    one augmentation transform with fixed parameters (for tests)\n"
                 "  devices          list the CUDA devices this process sees\n"
                 "  version          print the version\n\n"
                 "Run `unet2022 COMMAND --help` for a command's options.\n",
@@ -46,7 +55,16 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(cmd, "trace")) return cmd_trace(argc - 2, argv + 2);
     if (!strcmp(cmd, "init")) return cmd_init(argc - 2, argv + 2);
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(cmd, "evaluate")) return cmd_evaluate(argc - 2, argv + 2);
+    if (!strcmp(cmd, "predict")) return cmd_predict(argc - 2, argv + 2);
+    if (!strcmp(cmd, "prepare")) return cmd_prepare(argc - 2, argv + 2);
+    if (!strcmp(cmd, "synth")) return cmd_synth(argc - 2, argv + 2);
+    if (!strcmp(cmd, "check-store")) return cmd_check_store(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench-store")) return cmd_bench_store(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench-loader")) return cmd_bench_loader(argc - 2, argv + 2);
+    if (!strcmp(cmd, "augment-apply")) return cmd_augment_apply(argc - 2, argv + 2);
     if (!strcmp(cmd, "devices")) return cmd_devices();
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("unet2022 %s\n", UNET_VERSION);

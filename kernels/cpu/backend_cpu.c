@@ -1,5 +1,6 @@
 /* backend_cpu.c — the CPU reference backend: host memory, one growable workspace,
  * and the op table. The ops themselves live in the other files of kernels/cpu/. */
+#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,7 @@ static void cpu_destroy(Backend *be) {
 }
 
 Backend *backend_cpu_create(int threads) {
+    openblas_set_num_threads(1); /* we parallelise GEMMs ourselves: see gemm.c */
     if (threads > 0) omp_set_num_threads(threads);
     Backend *be = xcalloc(1, sizeof(Backend));
     be->name = "cpu";

@@ -168,7 +168,7 @@ void cpu_conv3x3_forward(Backend *be,
         /* Prefill with the bias and let the GEMM add onto it (beta = 1): saves a pass. */
 #pragma omp parallel for schedule(static)
         for (size_t m = 0; m < m1 - m0; m++) memcpy(o + m * Co, b, (size_t)Co * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(m1 - m0), Co, (int)K, 1.0f, col,
+        cpu_sgemm(0, 1, (int)(m1 - m0), Co, (int)K, 1.0f, col,
                     (int)K, wp, (int)K, 1.0f, o, Co);
     }
 }
@@ -201,10 +201,10 @@ void cpu_conv3x3_backward(Backend *be,
         const float *g = dout + m0 * Co; /* (mcur, Co) */
         im2col(col, in, m0, m1, H, W, Ci, Ho, Wo, stride);
         /* dwp = Σ_chunks gᵀ · col; the first chunk overwrites the (dirty) workspace. */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Co, (int)K, mcur, 1.0f, g, Co, col,
+        cpu_sgemm(1, 0, Co, (int)K, mcur, 1.0f, g, Co, col,
                     (int)K, m0 == 0 ? 0.0f : 1.0f, dwp, (int)K);
         if (din) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mcur, (int)K, Co, 1.0f, g, Co,
+            cpu_sgemm(0, 0, mcur, (int)K, Co, 1.0f, g, Co,
                         wp, (int)K, 0.0f, dcol, (int)K);
             col2im_acc(din, dcol, m0, m1, H, W, Ci, Ho, Wo, stride);
         }

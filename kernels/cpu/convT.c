@@ -82,7 +82,7 @@ void cpu_convT_forward(Backend *be,
 
     for (size_t m0 = 0; m0 < M; m0 += mc) {
         size_t m1 = m0 + mc < M ? m0 + mc : M;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0), (int)N2, Ci, 1.0f,
+        cpu_sgemm(0, 0, (int)(m1 - m0), (int)N2, Ci, 1.0f,
                     in + m0 * Ci, Ci, wp, (int)N2, 0.0f, G, (int)N2);
 #pragma omp parallel for schedule(static)
         for (size_t m = m0; m < m1; m++) {
@@ -132,10 +132,10 @@ void cpu_convT_backward(Backend *be,
                        rowlen * sizeof(float));
         }
         /* dwp = Σ_chunks inᵀ · G; the first chunk overwrites the (dirty) workspace. */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Ci, (int)N2, mcur, 1.0f, in + m0 * Ci,
+        cpu_sgemm(1, 0, Ci, (int)N2, mcur, 1.0f, in + m0 * Ci,
                     Ci, G, (int)N2, m0 == 0 ? 0.0f : 1.0f, dwp, (int)N2);
         if (din)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mcur, Ci, (int)N2, 1.0f, G,
+            cpu_sgemm(0, 1, mcur, Ci, (int)N2, 1.0f, G,
                         (int)N2, wp, (int)N2, 1.0f, din + m0 * Ci, Ci);
     }
     /* dw[ci][co][t] += dwp[ci][t][co] */

@@ -10,6 +10,11 @@
  * next call. Ops use it for im2col and similar temporaries. */
 void *cpu_workspace(Backend *be, size_t bytes);
 
+/* Row-major sgemm with the same arguments as cblas_sgemm (trans flags 0/1), split across
+ * OpenMP threads by output blocks (gemm.c); OpenBLAS itself stays single-threaded. */
+void cpu_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc);
+
 void cpu_conv3x3_forward(Backend *be, float *out, /* (B, Ho, Wo, Co) */ const float *in, /* (B, H, W, Ci) */ const float *w, /* (Co, Ci, 3, 3) */ const float *b, /* (Co) */ int B, int H, int W, int Ci, int Co, int stride);
 void cpu_conv3x3_backward(Backend *be, float *din, /* (B, H, W, Ci) or NULL */ float *dw, /* (Co, Ci, 3, 3) */ float *db, /* (Co) */ const float *dout, /* (B, Ho, Wo, Co) */ const float *in, /* (B, H, W, Ci) */ const float *w, /* (Co, Ci, 3, 3) */ int B, int H, int W, int Ci, int Co, int stride);
 void cpu_dwconv7_forward(Backend *be, float *out, /* (B, H, W, C) */ const float *in, /* (B, H, W, C) */ const float *w, /* (C, 1, 7, 7) */ const float *b, /* (C) */ int B, int H, int W, int C);

@@ -41,7 +41,7 @@ void cpu_linear_forward(Backend *be,
 #pragma omp parallel for schedule(static)
         for (size_t n = 0; n < N; n++) memcpy(out + n * Co, b, (size_t)Co * sizeof(float));
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, Co, Ci, 1.0f, in, Ci, w, Ci,
+    cpu_sgemm(0, 1, (int)N, Co, Ci, 1.0f, in, Ci, w, Ci,
                 b ? 1.0f : 0.0f, out, Co);
 }
 
@@ -57,10 +57,10 @@ void cpu_linear_backward(Backend *be,
     CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
     /* din(N, Ci) += dout(N, Co) · w(Co, Ci) */
     if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, Ci, Co, 1.0f, dout, Co, w,
+        cpu_sgemm(0, 0, (int)N, Ci, Co, 1.0f, dout, Co, w,
                     Ci, 1.0f, din, Ci);
     /* dw(Co, Ci) += doutᵀ(Co, N) · in(N, Ci) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Co, Ci, (int)N, 1.0f, dout, Co, in, Ci,
+    cpu_sgemm(1, 0, Co, Ci, (int)N, 1.0f, dout, Co, in, Ci,
                 1.0f, dw, Ci);
     if (db) colsum_acc(db, dout, N, Co);
 }

@@ -1,0 +1,108 @@
+/* import_acdc.c — `prepare acdc`: patientXXX/patientXXX_frameNN.nii.gz with ground truth
+ * patientXXX_frameNN_gt.nii.gz (labels 1 RV, 2 MYO, 3 LV); each annotated frame is one case
+ * (patientXXX_frameNN). MRI: per-case z-score. Split: patients 1-70 train, 71-80 val, 81-100
+ * test (70/10/20 as the paper; the exact lists of the released split files were not available
+ * to us: pass --split FILE to use them). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "fsutil.h"
+#include "import_common.h"
+#include "importers.h"
+#include "nifti_io.h"
+#include "store_format.h"
+
+static const char *const classes[4] = {"background", "RV", "MYO", "LV"};
+static const int map4[4] = {0, 1, 2, 3};
+
+static int add_frame(const PrepareOptions *o, StoreWriter *w, const char *name, const char *split, const char *ip,
+                     const char *lp, char *err, size_t err_len) {
+    NiftiVol img, l;
+    if (nvol_read(ip, &img, err, err_len)) return -1;
+    if (nvol_read(lp, &l, err, err_len)) {
+        nvol_free(&img);
+        return -1;
+    }
+    int rc = -1;
+    uint8_t *lab = NULL;
+    if (img.nt != 1 || l.nt != 1) {
+        store_err(err, err_len, "%s: expected a 3-D volume", img.nt != 1 ? ip : lp);
+        goto out;
+    }
+    if (img.nx != l.nx || img.ny != l.ny || img.nz != l.nz) {
+        store_err(err, err_len, "case %s: image %s is %d x %d x %d but label %s is %d x %d x %d", name, ip, img.nx,
+                  img.ny, img.nz, lp, l.nx, l.ny, l.nz);
+        goto out;
+    }
+    if (imp_check_finite(ip, img.data, img.nx, img.ny, img.nz, 1, err, err_len)) goto out;
+    lab = xmalloc((size_t)l.nx * l.ny * l.nz);
+    if (imp_map_labels(lp, l.data, lab, l.nx, l.ny, l.nz, map4, 4, err, err_len)) goto out;
+    imp_norm_zscore(img.data, (size_t)img.nx * img.ny * img.nz, 1);
+    StoreCaseInput in = {.name = name, .split = split, .depth = img.nz, .channels = 1, .height = img.ny,
+                         .width = img.nx, .image = img.data, .label = lab, .original_ndim = 3,
+                         .original_shape = {img.nx, img.ny, img.nz}, .normalisation = "per-case z-score",
+                         .num_sources = 2, .sources = {ip, lp}};
+    memcpy(in.spacing, img.spacing, sizeof in.spacing);
+    memcpy(in.affine, img.affine, sizeof in.affine);
+    rc = store_writer_add_case(w, &in, err, err_len);
+    if (rc == 0) imp_progress(o, "prepare acdc: %s (%s) %d x %d x %d", name, split, img.nx, img.ny, img.nz);
+out:
+    free(lab);
+    nvol_free(&img);
+    nvol_free(&l);
+    return rc;
+}
+
+int import_acdc(const PrepareOptions *o, char *err, size_t err_len) {
+    int ids[512];
+    SplitKind kinds[512];
+    int n = 0;
+    if (o->split_file) {
+        if ((n = imp_read_split(o->split_file, ids, kinds, 512, err, err_len)) < 0) return -1;
+    } else {
+        for (int p = 1; p <= 100; p++) ids[n] = p, kinds[n++] = p <= 70 ? SPLIT_TRAIN : p <= 80 ? SPLIT_VAL : SPLIT_TEST;
+    }
+    /* Presence first: a missing patient fails before any work. */
+    for (int i = 0; i < n; i++) {
+        char d[4096];
+        snprintf(d, sizeof d, "%s/patient%03d", o->src, ids[i]);
+        if (!imp_file_exists(d))
+            return store_err(err, err_len, "acdc: missing case patient%03d (%s split): %s not found", ids[i],
+                             imp_split_name(kinds[i]), d);
+    }
+    StoreWriter *w;
+    if (imp_writer(o, classes, 4, 1, &w, err, err_len)) return -1;
+    store_writer_set_attribute(w, "normalisation", "per-case z-score");
+    for (int i = 0; i < n; i++) {
+        char d[4096];
+        snprintf(d, sizeof d, "%s/patient%03d", o->src, ids[i]);
+        int nf;
+        char **names = fsu_list(d, &nf);
+        int frames = 0, rc = 0;
+        for (int k = 0; rc == 0 && names && k < nf; k++) {
+            int pid, fr;
+            char rest[64];
+            if (sscanf(names[k], "patient%3d_frame%2d%63s", &pid, &fr, rest) != 3 || strcmp(rest, ".nii.gz") ||
+                pid != ids[i])
+                continue;
+            char ip[8192], lp[8192], name[64];
+            snprintf(ip, sizeof ip, "%s/%s", d, names[k]);
+            snprintf(lp, sizeof lp, "%s/patient%03d_frame%02d_gt.nii.gz", d, pid, fr);
+            if (!imp_file_exists(lp)) continue; /* only annotated frames */
+            snprintf(name, sizeof name, "patient%03d_frame%02d", pid, fr);
+            rc = add_frame(o, w, name, imp_split_name(kinds[i]), ip, lp, err, err_len);
+            frames++;
+        }
+        if (names) fsu_free_list(names, nf);
+        if (rc == 0 && frames == 0)
+            rc = store_err(err, err_len, "acdc: missing case: %s has no patient%03d_frameNN.nii.gz with a _gt partner",
+                           d, ids[i]);
+        if (rc) {
+            store_writer_abort(w);
+            return -1;
+        }
+    }
+    return store_writer_commit(w, err, err_len);
+}

@@ -1,0 +1,128 @@
+/* import_em.c — `prepare em`: ISBI-2012 train-volume.tif / train-labels.tif (30 slices, 8- or
+ * 16-bit grey, libtiff). Labels: 0 (black, membrane) -> class 0, 255 (white, cell) -> class 1;
+ * anything else is an error. Split 24 / 3 / 3 by slice: cases em_train (0-23), em_val (24-26),
+ * em_test (27-29). Per-case z-score. Spacing 4 x 4 x 50 nm. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tiffio.h>
+
+#include "check.h"
+#include "import_common.h"
+#include "importers.h"
+#include "store_format.h"
+
+static const char *const classes[2] = {"membrane", "cell"};
+
+static void quiet_handler(const char *module, const char *fmt, va_list ap) {
+    (void)module, (void)fmt, (void)ap;
+}
+
+/* All pages of a grey TIFF stack as float (pages, h, w). */
+static int read_stack(const char *path, float **out, int *pages, int *h, int *w, char *err, size_t err_len) {
+    TIFFSetErrorHandler(quiet_handler);
+    TIFFSetWarningHandler(quiet_handler);
+    TIFF *t = TIFFOpen(path, "r");
+    if (!t) return store_err(err, err_len, "%s: cannot open as TIFF (missing, truncated or not a TIFF)", path);
+    int n = 0, rc = -1;
+    uint32_t W = 0, H = 0;
+    float *data = NULL;
+    uint8_t *row = NULL;
+    do {
+        uint32_t w2, h2;
+        uint16_t bps = 0, spp = 1, fmt = SAMPLEFORMAT_UINT;
+        TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w2);
+        TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h2);
+        TIFFGetFieldDefaulted(t, TIFFTAG_BITSPERSAMPLE, &bps);
+        TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLESPERPIXEL, &spp);
+        TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLEFORMAT, &fmt);
+        if (spp != 1 || (bps != 8 && bps != 16) || fmt != SAMPLEFORMAT_UINT) {
+            store_err(err, err_len, "%s: page %d: %u-bit, %u samples per pixel; expected 8- or 16-bit grey", path, n,
+                      bps, spp);
+            goto out;
+        }
+        if (n == 0) {
+            W = w2, H = h2;
+            row = xmalloc((size_t)TIFFScanlineSize(t) + 16);
+        } else if (w2 != W || h2 != H) {
+            store_err(err, err_len, "%s: page %d is %u x %u, page 0 %u x %u", path, n, w2, h2, W, H);
+            goto out;
+        }
+        data = realloc(data, (size_t)(n + 1) * W * H * sizeof(float));
+        CHECK(data, "out of memory");
+        free(row);
+        row = xmalloc((size_t)TIFFScanlineSize(t) + 16);
+        for (uint32_t y = 0; y < H; y++) {
+            if (TIFFReadScanline(t, row, y, 0) < 0) {
+                store_err(err, err_len, "%s: page %d row %u cannot be read (truncated or corrupt)", path, n, y);
+                goto out;
+            }
+            float *dst = data + ((size_t)n * H + y) * W;
+            for (uint32_t x = 0; x < W; x++) dst[x] = bps == 8 ? row[x] : ((uint16_t *)row)[x];
+        }
+        n++;
+    } while (TIFFReadDirectory(t));
+    *out = data, *pages = n, *h = (int)H, *w = (int)W;
+    data = NULL;
+    rc = 0;
+out:
+    free(data);
+    free(row);
+    TIFFClose(t);
+    return rc;
+}
+
+int import_em(const PrepareOptions *o, char *err, size_t err_len) {
+    char *ip = imp_join(o->src, "train-volume.tif"), *lp = imp_join(o->src, "train-labels.tif");
+    float *img = NULL, *labf = NULL;
+    uint8_t *lab = NULL;
+    int n, h, w, n2, h2, w2, rc = -1;
+    StoreWriter *wr = NULL;
+    if (read_stack(ip, &img, &n, &h, &w, err, err_len) || read_stack(lp, &labf, &n2, &h2, &w2, err, err_len)) goto out;
+    if (n != n2 || h != h2 || w != w2) {
+        store_err(err, err_len, "%s is %d x %d x %d but %s is %d x %d x %d", ip, w, h, n, lp, w2, h2, n2);
+        goto out;
+    }
+    if (n != 30) {
+        store_err(err, err_len, "%s: %d slices; ISBI-2012 has 30 (split 24 / 3 / 3)", ip, n);
+        goto out;
+    }
+    if (imp_check_finite(ip, img, w, h, n, 1, err, err_len)) goto out;
+    /* map: 0 -> 0, 255 -> 1, everything else invalid */
+    int *map = xmalloc(256 * sizeof *map);
+    for (int k = 0; k < 256; k++) map[k] = -1;
+    map[0] = 0, map[255] = 1;
+    lab = xmalloc((size_t)n * h * w);
+    rc = imp_map_labels(lp, labf, lab, w, h, n, map, 256, err, err_len);
+    free(map);
+    if (rc) goto out;
+    rc = -1;
+    if (imp_writer(o, classes, 2, 1, &wr, err, err_len)) goto out;
+    store_writer_set_attribute(wr, "normalisation", "per-case z-score");
+    static const struct { const char *name, *split; int z0, z1; } parts[3] = {
+        {"em_train", "train", 0, 24}, {"em_val", "val", 24, 27}, {"em_test", "test", 27, 30}};
+    for (int p = 0; p < 3; p++) {
+        int D = parts[p].z1 - parts[p].z0;
+        size_t off = (size_t)parts[p].z0 * h * w;
+        imp_norm_zscore(img + off, (size_t)D * h * w, 1);
+        const double nm = 1e-6; /* mm */
+        StoreCaseInput in = {.name = parts[p].name, .split = parts[p].split, .depth = D, .channels = 1, .height = h,
+                             .width = w, .image = img + off, .label = lab + off, .spacing = {4 * nm, 4 * nm, 50 * nm},
+                             .affine = {4 * nm, 0, 0, 0, 0, 4 * nm, 0, 0, 0, 0, 50 * nm, 50 * nm * parts[p].z0, 0, 0, 0, 1},
+                             .original_ndim = 3, .original_shape = {n, h, w}, .normalisation = "per-case z-score",
+                             .num_sources = 2, .sources = {ip, lp}};
+        if (store_writer_add_case(wr, &in, err, err_len)) goto out;
+        imp_progress(o, "prepare em: %s (%s) %d x %d x %d", in.name, in.split, w, h, D);
+    }
+    rc = store_writer_commit(wr, err, err_len);
+    wr = NULL;
+out:
+    if (wr) store_writer_abort(wr);
+    free(img);
+    free(labf);
+    free(lab);
+    free(ip);
+    free(lp);
+    return rc;
+}

@@ -1,0 +1,199 @@
+/* import_transunet.c — `prepare synapse-transunet`: the preprocessed Synapse that TransUNet
+ * released and most baselines use: train_npz/caseXXXX_sliceNNN.npz (keys image, label; one
+ * axial slice each, already clipped to [-125, 275] and scaled to [0, 1]) and
+ * test_vol_h5/caseXXXX.npy.h5 (datasets image, label: (D, H, W)). Labels are the 9-class form
+ * (0..8). The intensities are kept as provided; no geometry survives that preprocessing, so
+ * spacing is 1 and the affine the identity (manifest attribute "geometry": "unknown"). */
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "fsutil.h"
+#include "import_common.h"
+#include "importers.h"
+#include "npz.h"
+#include "store_format.h"
+
+static const char *const classes8[9] = {"background", "spleen", "right_kidney", "left_kidney", "gallbladder",
+                                        "liver", "stomach", "aorta", "pancreas"};
+static const int map9[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+static const char *const NORM = "as provided (TransUNet: clip [-125, 275] -> [0, 1])";
+
+static int add_volume(const PrepareOptions *o, StoreWriter *w, const char *name, const char *split, float *img,
+                      const float *labf, int D, int H, int W, const char *src_img, const char *src_lab, int nsrc,
+                      int64_t orig0, char *err, size_t err_len) {
+    if (imp_check_finite(src_img, img, W, H, D, 1, err, err_len)) return -1;
+    uint8_t *lab = xmalloc((size_t)D * H * W);
+    int rc = imp_map_labels(src_lab, labf, lab, W, H, D, map9, 9, err, err_len);
+    if (rc == 0) {
+        StoreCaseInput in = {.name = name, .split = split, .depth = D, .channels = 1, .height = H, .width = W,
+                             .image = img, .label = lab, .original_ndim = 3, .original_shape = {orig0, H, W},
+                             .normalisation = NORM, .num_sources = nsrc, .sources = {src_img, src_lab}};
+        imp_identity_geometry(in.spacing, in.affine);
+        rc = store_writer_add_case(w, &in, err, err_len);
+        if (rc == 0) imp_progress(o, "prepare synapse-transunet: %s (%s) %d x %d x %d", name, split, W, H, D);
+    }
+    free(lab);
+    return rc;
+}
+
+/* train_npz: group caseXXXX_sliceNNN.npz by case; slices must run 0..n-1 without gaps. */
+static int import_train(const PrepareOptions *o, StoreWriter *w, char *err, size_t err_len) {
+    char *dir = imp_join(o->src, "train_npz");
+    int n;
+    char **names = fsu_list(dir, &n);
+    if (!names) {
+        store_err(err, err_len, "%s: cannot list the directory (expected the TransUNet layout)", dir);
+        free(dir);
+        return -1;
+    }
+    int rc = 0, i = 0;
+    while (rc == 0 && i < n) {
+        int cs, sl;
+        char tail[8];
+        if (sscanf(names[i], "case%4d_slice%3d.np%1s", &cs, &sl, tail) != 3 || strcmp(tail, "z")) {
+            i++;
+            continue;
+        }
+        /* This case's files (sorted names: slices in order). */
+        int j = i, D = 0, H = 0, W = 0;
+        char pre[32];
+        snprintf(pre, sizeof pre, "case%04d_slice", cs);
+        while (j < n && !strncmp(names[j], pre, strlen(pre))) j++;
+        D = j - i;
+        float *img = NULL, *lab = NULL;
+        for (int k = 0; rc == 0 && k < D; k++) {
+            char *p = imp_join(dir, names[i + k]);
+            int s2;
+            if (sscanf(names[i + k] + strlen(pre), "%3d", &s2) != 1 || s2 != k) {
+                rc = store_err(err, err_len, "%s: case%04d: expected slice %03d here (slices must run 0..%d with no gaps)",
+                               p, cs, k, D - 1);
+                free(p);
+                break;
+            }
+            NpyArray a, b;
+            rc = npz_read(p, "image", &a, err, err_len);
+            if (rc == 0) {
+                rc = npz_read(p, "label", &b, err, err_len);
+                if (rc) npy_free(&a);
+            }
+            if (rc == 0) {
+                if (a.ndim != 2 || b.ndim != 2 || a.shape[0] != b.shape[0] || a.shape[1] != b.shape[1])
+                    rc = store_err(err, err_len, "%s: image and label shapes differ or are not 2-D", p);
+                else if (k == 0) {
+                    H = (int)a.shape[0];
+                    W = (int)a.shape[1];
+                    img = xmalloc((size_t)D * H * W * sizeof(float));
+                    lab = xmalloc((size_t)D * H * W * sizeof(float));
+                } else if (a.shape[0] != H || a.shape[1] != W)
+                    rc = store_err(err, err_len, "%s: slice is %lld x %lld, earlier slices of case%04d %d x %d", p,
+                                   (long long)a.shape[0], (long long)a.shape[1], cs, H, W);
+                if (rc == 0) {
+                    memcpy(img + (size_t)k * H * W, a.data, (size_t)H * W * sizeof(float));
+                    memcpy(lab + (size_t)k * H * W, b.data, (size_t)H * W * sizeof(float));
+                }
+                npy_free(&a);
+                npy_free(&b);
+            }
+            free(p);
+        }
+        if (rc == 0) {
+            char name[32], first[4096];
+            snprintf(name, sizeof name, "case%04d", cs);
+            snprintf(first, sizeof first, "%s/%s", dir, names[i]);
+            /* Sources: the first slice file stands for the case (hashing every slice is noise). */
+            rc = add_volume(o, w, name, "train", img, lab, D, H, W, first, first, 1, D, err, err_len);
+        }
+        free(img);
+        free(lab);
+        i = j;
+    }
+    fsu_free_list(names, n);
+    free(dir);
+    return rc;
+}
+
+static int read_h5_float(const char *path, hid_t f, const char *name, float **out, hsize_t dims[3], char *err,
+                         size_t err_len) {
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) return store_err(err, err_len, "%s: no dataset '%s'", path, name);
+    hid_t sp = H5Dget_space(ds);
+    int rank = H5Sget_simple_extent_ndims(sp);
+    int rc = -1;
+    if (rank != 3) {
+        store_err(err, err_len, "%s: dataset '%s' has %d dimensions, expected 3 (D, H, W)", path, name, rank);
+        goto out;
+    }
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    *out = xmalloc((size_t)(dims[0] * dims[1] * dims[2]) * sizeof(float) + 1);
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
+        free(*out);
+        store_err(err, err_len, "%s: dataset '%s' cannot be read as numbers (corrupt?)", path, name);
+        goto out;
+    }
+    rc = 0;
+out:
+    H5Sclose(sp);
+    H5Dclose(ds);
+    return rc;
+}
+
+static int import_test(const PrepareOptions *o, StoreWriter *w, char *err, size_t err_len) {
+    char *dir = imp_join(o->src, "test_vol_h5");
+    int n;
+    char **names = fsu_list(dir, &n);
+    if (!names) {
+        store_err(err, err_len, "%s: cannot list the directory (expected the TransUNet layout)", dir);
+        free(dir);
+        return -1;
+    }
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        int cs;
+        size_t L = strlen(names[i]);
+        if (sscanf(names[i], "case%4d", &cs) != 1 || L < 7 || strcmp(names[i] + L - 7, ".npy.h5")) continue;
+        char *p = imp_join(dir, names[i]);
+        hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f < 0) {
+            rc = store_err(err, err_len, "%s: not a readable HDF5 file (truncated or corrupt?)", p);
+            free(p);
+            break;
+        }
+        float *img = NULL, *lab = NULL;
+        hsize_t di[3], dl[3];
+        rc = read_h5_float(p, f, "image", &img, di, err, err_len);
+        if (rc == 0) rc = read_h5_float(p, f, "label", &lab, dl, err, err_len);
+        H5Fclose(f);
+        if (rc == 0 && memcmp(di, dl, sizeof di))
+            rc = store_err(err, err_len, "%s: image is %llu x %llu x %llu but label %llu x %llu x %llu", p,
+                           (unsigned long long)di[0], (unsigned long long)di[1], (unsigned long long)di[2],
+                           (unsigned long long)dl[0], (unsigned long long)dl[1], (unsigned long long)dl[2]);
+        if (rc == 0) {
+            char name[32];
+            snprintf(name, sizeof name, "case%04d", cs);
+            rc = add_volume(o, w, name, "test", img, lab, (int)di[0], (int)di[1], (int)di[2], p, p, 1, (int64_t)di[0],
+                            err, err_len);
+        }
+        free(img);
+        free(lab);
+        free(p);
+    }
+    fsu_free_list(names, n);
+    free(dir);
+    return rc;
+}
+
+int import_synapse_transunet(const PrepareOptions *o, char *err, size_t err_len) {
+    StoreWriter *w;
+    if (imp_writer(o, classes8, 9, 1, &w, err, err_len)) return -1;
+    store_writer_set_attribute(w, "normalisation", NORM);
+    store_writer_set_attribute(w, "geometry", "unknown (spacing 1, identity affine)");
+    if (import_train(o, w, err, err_len) || import_test(o, w, err, err_len)) {
+        store_writer_abort(w);
+        return -1;
+    }
+    return store_writer_commit(w, err, err_len);
+}

@@ -1,0 +1,121 @@
+/* cmd_bench_store.c — `unet2022 bench-store STORE [--threads T] [--reads N] [--repeats R]`:
+ * random slice reads (image + label, checksum verified) per second with one thread and with T
+ * threads, each the median of R timed runs of N reads over the store's slices. The baseline is
+ * the one-thread rate in the same run; the ratio shows how well reads scale past HDF5's global
+ * lock (docs/architecture.md, "Data"). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "commands.h"
+#include "rng.h"
+#include "store.h"
+
+typedef struct {
+    const Store *s;
+    int thread, reads, failed;
+    uint64_t seed;
+    char err[512];
+} Worker;
+
+static void *work(void *arg) {
+    Worker *w = arg;
+    int n = store_num_cases(w->s), maxhw = 0, maxc = 1;
+    for (int i = 0; i < n; i++) {
+        const StoreCase *c = store_case(w->s, i);
+        if (c->height * c->width > maxhw) maxhw = c->height * c->width;
+        if (c->channels > maxc) maxc = c->channels;
+    }
+    float *img = xmalloc((size_t)maxhw * maxc * sizeof(float));
+    int32_t *lab = xmalloc((size_t)maxhw * sizeof(int32_t));
+    for (int r = 0; r < w->reads && !w->failed; r++) {
+        uint64_t k = rng_key(w->seed, (uint64_t)w->thread, (uint64_t)r);
+        int ci = (int)(rng_uniform(k) * n);
+        const StoreCase *c = store_case(w->s, ci);
+        int z = (int)(rng_uniform(k ^ 0xABCDEFull) * c->depth);
+        if (store_read_slice(w->s, ci, z, img, lab, w->err, sizeof w->err) != 0) w->failed = 1;
+    }
+    free(img);
+    free(lab);
+    return NULL;
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* Slices per second with T threads sharing `reads` reads. */
+static double run(const Store *s, int threads, int reads, uint64_t seed) {
+    pthread_t *th = xmalloc((size_t)threads * sizeof *th);
+    Worker *w = xcalloc((size_t)threads, sizeof *w);
+    double t0 = now();
+    for (int t = 0; t < threads; t++) {
+        w[t] = (Worker){.s = s, .thread = t, .reads = reads / threads, .seed = seed};
+        pthread_create(&th[t], NULL, work, &w[t]);
+    }
+    int done = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        if (w[t].failed) {
+            fprintf(stderr, "unet2022: error: %s\n", w[t].err);
+            exit(2);
+        }
+        done += w[t].reads;
+    }
+    double dt = now() - t0;
+    free(th);
+    free(w);
+    return done / dt;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int cmd_bench_store(int argc, char **argv) {
+    const char *dir = NULL;
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reads = 400, repeats = 5, bad = 0;
+    for (int i = 0; i < argc && !bad; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reads") && i + 1 < argc) reads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = atoi(argv[++i]);
+        else if (argv[i][0] != '-' && !dir) dir = argv[i];
+        else bad = 1;
+    }
+    if (bad || !dir || threads < 1 || reads < 1 || repeats < 1) {
+        fprintf(stderr, "usage: unet2022 bench-store STORE [--threads T (default: all cores)] [--reads N (400)] "
+                        "[--repeats R (5)]\n");
+        return 1;
+    }
+    char err[1024];
+    Store *s;
+    if (store_open(&s, dir, err, sizeof err) != 0) {
+        fprintf(stderr, "unet2022: error: %s\n", err);
+        return 2;
+    }
+    const StoreCase *c0 = store_case(s, 0);
+    printf("bench-store: %s: %d cases, first %s (D %d, C %d, H %d, W %d); %d reads x %d repeats\n", dir,
+           store_num_cases(s), c0->name, c0->depth, c0->channels, c0->height, c0->width, reads, repeats);
+    run(s, 1, reads < 50 ? reads : 50, 999); /* warm the page cache */
+    int counts[2] = {1, threads};
+    double med[2];
+    for (int k = 0; k < 2; k++) {
+        double *r = xmalloc((size_t)repeats * sizeof *r);
+        for (int i = 0; i < repeats; i++) r[i] = run(s, counts[k], reads, (uint64_t)i);
+        qsort(r, (size_t)repeats, sizeof *r, cmp_d);
+        med[k] = r[repeats / 2];
+        printf("  %2d thread%s: %8.1f slices/s (median; min %.1f, max %.1f)\n", counts[k], counts[k] > 1 ? "s" : " ",
+               med[k], r[0], r[repeats - 1]);
+        free(r);
+    }
+    printf("  speed-up with %d threads: %.2fx\n", threads, med[1] / med[0]);
+    store_close(s);
+    return 0;
+}
