@@ -205,6 +205,20 @@ int checkpoint_find_latest(const char *dir, char *path_out, size_t n) {
     return rc;
 }
 
+void checkpoint_remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) /* a writer killed mid-write leaves NAME.safetensors.tmp.PID */
+        if (strncmp(e->d_name, "ckpt-", 5) == 0 || strncmp(e->d_name, "best.", 5) == 0)
+            if (strstr(e->d_name, ".safetensors.tmp.")) {
+                char path[4096];
+                snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+                unlink(path);
+            }
+    closedir(d);
+}
+
 void checkpoint_prune(const char *dir, int keep_last) {
     uint64_t *steps = NULL;
     int count = list_steps(dir, &steps);

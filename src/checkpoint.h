@@ -43,6 +43,9 @@ void checkpoint_path(char *out, size_t n, const char *dir, uint64_t step);
  * damaged, and each rejection is reported on stderr. Returns 0 and the path, or -1 if none. */
 int checkpoint_find_latest(const char *dir, char *path_out, size_t n);
 
+/* Removes the temporary files of writes that were killed (never a complete checkpoint). */
+void checkpoint_remove_stale_temporaries(const char *dir);
+
 /* Removes all but the newest keep_last step checkpoints (best.safetensors is separate). */
 void checkpoint_prune(const char *dir, int keep_last);
 

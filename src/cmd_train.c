@@ -91,6 +91,8 @@ static void config_identity(char out[17], const Config *cfg) {
     c.checkpoint_every = 0;
     c.val_every = 0;
     c.val_max_slices = 0;
+    c.val_at_start = 0;
+    c.log_every = 0;
     memset(c.run_dir, 0, sizeof c.run_dir);
     memset(c.path, 0, sizeof c.path);
     memset(c.backend, 0, sizeof c.backend);
@@ -238,6 +240,7 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
     int mk = t->comm->rank == 0 ? mkdir_p(t->ckpt_dir) : 0;
     if (any_rank(t->comm, mk != 0))
         return snprintf(err, err_len, "%s: cannot create: %s", t->ckpt_dir, strerror(errno)), -1;
+    if (t->comm->rank == 0) checkpoint_remove_stale_temporaries(t->ckpt_dir);
 
     size_t n = t->model.params.total;
     t->params = t->be->alloc(t->be, n * sizeof(float));
@@ -329,29 +332,32 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
     return 0;
 }
 
-static int validate_epoch(Trainer *t, char *err, size_t err_len) {
+/* baseline: the untrained network, reported but kept out of the EMA and the best checkpoint */
+static int validate_epoch(Trainer *t, int baseline, char *err, size_t err_len) {
     ValResult vr;
     const Config *c = &t->cfg;
     if (validate_pseudo_dice(&vr, &t->model, t->be, t->acts, t->b_local, t->params, t->store, c->val_split,
                              c->val_max_slices, t->comm, err, err_len) != 0)
         return -1;
-    t->st.ema_metric = t->st.ema_metric < 0 ? vr.mean_fg : c->ema_alpha * t->st.ema_metric + (1 - c->ema_alpha) * vr.mean_fg;
-    say(t, "validation (%ld slices): pseudo-Dice %.4f, EMA %.4f; per class:", vr.slices, vr.mean_fg, t->st.ema_metric);
+    if (!baseline)
+        t->st.ema_metric = t->st.ema_metric < 0 ? vr.mean_fg : c->ema_alpha * t->st.ema_metric + (1 - c->ema_alpha) * vr.mean_fg;
+    say(t, "validation%s (%ld slices): pseudo-Dice %.4f, EMA %.4f; per class:", baseline ? " before training" : "",
+        vr.slices, vr.mean_fg, t->st.ema_metric);
     for (int k = 1; k < c->classes; k++) say(t, " %s %.3f", store_class_name(t->store, k), vr.dice[k]);
     say(t, "\n");
     if (t->comm->rank == 0) {
         char json[8192];
         size_t k = (size_t)snprintf(json, sizeof json,
-                                    "{\"kind\":\"val\",\"step\":%" PRIu64 ",\"epoch\":%" PRIu64
+                                    "{\"kind\":\"%s\",\"step\":%" PRIu64 ",\"epoch\":%" PRIu64
                                     ",\"pseudo_dice\":%.6f,\"ema\":%.6f,\"slices\":%ld,\"dice\":{",
-                                    t->st.step, t->st.epoch, vr.mean_fg, t->st.ema_metric, vr.slices);
+                                    baseline ? "val_baseline" : "val", t->st.step, t->st.epoch, vr.mean_fg, t->st.ema_metric, vr.slices);
         for (int j = 1; j < c->classes && k < sizeof json - 64; j++)
             k += (size_t)snprintf(json + k, sizeof json - k, "%s\"%s\":%.6f", j > 1 ? "," : "",
                                   store_class_name(t->store, j), vr.dice[j]);
         snprintf(json + k, sizeof json - k, "}}");
         run_log_json(&t->log, json);
     }
-    if (t->st.ema_metric > t->st.best_metric) {
+    if (!baseline && t->st.ema_metric > t->st.best_metric) {
         t->st.best_metric = t->st.ema_metric;
         char path[1024];
         snprintf(path, sizeof path, "%s/best.safetensors", t->ckpt_dir);
@@ -367,9 +373,11 @@ static int run(Trainer *t, char *err, size_t err_len) {
     say(t, "train: %d rank(s) x %d samples = global batch %d, %ld steps per epoch, %d epochs, run dir %s\n",
         t->comm->size, t->b_local, c->batch_size, spe, c->epochs, c->run_dir);
     stop_signal_install();
+    if (c->val_at_start && t->st.step == 0 && validate_epoch(t, 1, err, err_len) != 0) return 2;
     double t_epoch = run_log_now(), loss_sum = 0;
     long loss_n = 0;
-    while (t->st.epoch < (uint64_t)c->epochs) {
+    int done_already = c->max_steps > 0 && t->st.step >= (uint64_t)c->max_steps;
+    while (!done_already && t->st.epoch < (uint64_t)c->epochs) {
         int stop_sig = 0, at_limit = 0;
         while (t->st.epoch_step < (uint64_t)spe) {
             float loss;
@@ -377,7 +385,16 @@ static int run(Trainer *t, char *err, size_t err_len) {
             if (train_step(t, &loss, &norm, err, err_len) != 0) return 2;
             loss_sum += loss;
             loss_n++;
-            if (t->comm->rank == 0) run_log_step(&t->log, (long)t->st.epoch, (long)t->st.epoch_step, spe, loss);
+            if (t->comm->rank == 0) {
+                run_log_step(&t->log, (long)t->st.epoch, (long)t->st.epoch_step, spe, loss);
+                if (c->log_every > 0 && t->st.step % (uint64_t)c->log_every == 0) {
+                    char json[256];
+                    snprintf(json, sizeof json,
+                             "{\"kind\":\"step\",\"step\":%" PRIu64 ",\"epoch\":%" PRIu64 ",\"loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%g}",
+                             t->st.step, t->st.epoch, loss, norm, c->lr);
+                    run_log_json(&t->log, json);
+                }
+            }
             at_limit = c->max_steps > 0 && t->st.step >= (uint64_t)c->max_steps;
             stop_sig = any_rank(t->comm, stop_requested() != 0);
             int periodic = c->checkpoint_every > 0 && t->st.step % (uint64_t)c->checkpoint_every == 0;
@@ -407,7 +424,7 @@ static int run(Trainer *t, char *err, size_t err_len) {
             }
             loss_sum = 0;
             loss_n = 0;
-            if (c->val_every > 0 && t->st.epoch % (uint64_t)c->val_every == 0 && validate_epoch(t, err, err_len) != 0)
+            if (c->val_every > 0 && t->st.epoch % (uint64_t)c->val_every == 0 && validate_epoch(t, 0, err, err_len) != 0)
                 return 2;
             at_limit = at_limit || (c->max_steps > 0 && t->st.step >= (uint64_t)c->max_steps);
             stop_sig = stop_sig || any_rank(t->comm, stop_requested() != 0);

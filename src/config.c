@@ -52,6 +52,8 @@ static const Field FIELDS[] = {
     {"train", "checkpoint_every", F_LONG, OFF(checkpoint_every), 0, 0, 1e15, NULL, "0"},
     {"train", "val_every", F_INT, OFF(val_every), 0, 0, 1000000, NULL, "1"},
     {"train", "val_max_slices", F_INT, OFF(val_max_slices), 0, 0, 100000000, NULL, "0"},
+    {"train", "val_at_start", F_BOOL, OFF(val_at_start), 0, 0, 1, NULL, "false"},
+    {"train", "log_every", F_INT, OFF(log_every), 0, 0, 100000000, NULL, "0"},
     {"train", "ema_alpha", F_FLOAT, OFF(ema_alpha), 0, 0.0, 1.0, NULL, "0.9"},
     {"train", "backend", F_STRING, OFF(backend), sizeof(((Config *)0)->backend), 0, 0, "cpu|cuda", "cpu"},
     {"train", "threads", F_INT, OFF(threads), 0, 0, 1024, NULL, "0"},
@@ -389,6 +391,7 @@ void config_print(const Config *cfg, void *file) {
             cfg->val_split, cfg->run_dir);
     fprintf(fp, "  keep_last: %d\n  checkpoint_every: %ld\n  val_every: %d\n  val_max_slices: %d\n  ema_alpha: %g\n",
             cfg->keep_last, cfg->checkpoint_every, cfg->val_every, cfg->val_max_slices, cfg->ema_alpha);
+    fprintf(fp, "  val_at_start: %s\n  log_every: %d\n", cfg->val_at_start ? "true" : "false", cfg->log_every);
     fprintf(fp, "  backend: %s\n  threads: %d\n", cfg->backend, cfg->threads);
     fprintf(fp, "augment:\n"); /* every augment row is a number but the enlarged crop */
     for (int i = 0; i < N_FIELDS; i++) {

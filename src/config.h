@@ -38,6 +38,8 @@ typedef struct {
     long checkpoint_every; /* steps between checkpoints (0: at each epoch end) */
     int val_every;         /* epochs between validations (0: never) */
     int val_max_slices;    /* validation slices per evaluation (0: all) */
+    int val_at_start;      /* validate the fresh network before the first step (a baseline) */
+    int log_every;         /* steps between per-step metric lines (0: per epoch only) */
     double ema_alpha;      /* EMA of the validation pseudo-Dice (nnU-Net v1: 0.9) */
     char backend[8];       /* cpu | cuda */
     int threads;           /* CPU threads per rank (0: all cores / ranks per node) */

@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+"""`unet2022 train` end to end on a tiny phantom store: exact resume (1 and 2 ranks), the same
+losses on 1, 2 and 4 ranks for one global batch, SIGTERM → checkpoint + exit 75, kill -9 during
+checkpoint writes never leaves a run that cannot resume, and clear errors for damaged
+checkpoints, bad YAML, a missing store and a changed config. Multi-rank cases use Open MPI's
+mpirun on the CPU."""
+import glob
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+import numpy as np
+from safetensors.numpy import load_file
+
+BIN = os.environ.get("UNET2022_BIN", "build/unet2022")
+EXIT_REQUEUE = 75
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none"}
+
+CONFIG = """name: tiny
+network:
+  preset: custom
+  embed_dim: 8
+  heads: [1, 1, 2, 2]
+  patch_size: 4
+  windows: [4, 2, 2, 1]
+  in_channels: 1
+  classes: 14
+  deep_supervision: true
+  crop: [32, 32]
+  drop_path_rate: 0.2
+train:
+  batch_size: 4
+  lr: 1e-3
+  epochs: 100
+  seed: 7
+  store: {store}
+  train_split: train
+  val_split: test
+  val_every: 1
+  val_max_slices: 4
+  keep_last: 100
+  log_every: 1
+  threads: 1
+loader:
+  workers: 1
+  prefetch: 2
+"""
+
+
+def run(args, env=None, timeout=600, ranks=0):
+    cmd = ([shutil.which("mpirun") or "mpirun", "-np", str(ranks), "--oversubscribe"] if ranks else []) + [BIN, *args]
+    e = dict(os.environ, OMP_NUM_THREADS="1", **(MPI_ENV if ranks else {}), **(env or {}))
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def step_losses(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(l) for l in f if l.strip()]
+    out = {}
+    for r in rows:
+        if r["kind"] == "step":
+            out[r["step"]] = r["loss"]  # a resumed run re-logs nothing: steps are unique
+    return out
+
+
+class Train(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="unet-train-")
+        raw, store = os.path.join(cls.tmp, "raw"), os.path.join(cls.tmp, "store")
+        r = subprocess.run([BIN, "synth", "--out", raw, "--seed", "3", "--cases", "4", "--size", "32..40",
+                            "--depth", "6..8"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        r = subprocess.run([BIN, "prepare", "synapse", "--src", raw, "--split", os.path.join(raw, "split.txt"),
+                            "--out", store, "--quiet"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        cls.config = os.path.join(cls.tmp, "tiny.yaml")
+        with open(cls.config, "w") as f:
+            f.write(CONFIG.format(store=store))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def run_dir(self, name):
+        d = os.path.join(self.tmp, name)
+        shutil.rmtree(d, ignore_errors=True)
+        return d
+
+    def train(self, run_dir, *extra, ranks=0, expect=0):
+        r = run(["train", self.config, f"train.run_dir={run_dir}", *extra], ranks=ranks)
+        self.assertEqual(r.returncode, expect, r.stdout[-3000:] + r.stderr[-3000:])
+        return r
+
+    def assert_same_checkpoint(self, a, b):
+        ta, tb = load_file(a), load_file(b)
+        self.assertEqual(sorted(ta), sorted(tb))
+        for k in ta:
+            self.assertTrue(np.array_equal(ta[k], tb[k]), f"{k} differs between {a} and {b}")
+
+    def exact_resume(self, ranks):
+        n = 5  # the tiny store has fewer slices than 2n·batch: the resume crosses an epoch boundary
+        straight = self.run_dir(f"straight{ranks}")
+        self.train(straight, f"train.max_steps={2 * n}", ranks=ranks)
+        split = self.run_dir(f"split{ranks}")
+        self.train(split, f"train.max_steps={n}", ranks=ranks)
+        r = self.train(split, f"train.max_steps={2 * n}", ranks=ranks)
+        self.assertIn("resume:", r.stdout)
+        name = f"checkpoints/ckpt-{2 * n:08d}.safetensors"
+        self.assert_same_checkpoint(os.path.join(straight, name), os.path.join(split, name))
+        print(f"{ranks or 1} rank(s): {2 * n} steps straight == {n} + resume + {n}, bit for bit")
+
+    def test_exact_resume_one_rank(self):
+        self.exact_resume(0)
+
+    def test_exact_resume_two_ranks(self):
+        self.exact_resume(2)
+
+    def test_same_losses_on_1_2_4_ranks(self):
+        losses = {}
+        for ranks in (0, 2, 4):
+            d = self.run_dir(f"ranks{ranks}")
+            self.train(d, "train.max_steps=4", ranks=ranks)
+            losses[ranks or 1] = step_losses(d)
+        base = losses[1]
+        self.assertEqual(sorted(base), [1, 2, 3, 4])
+        for r in (2, 4):
+            for s in base:
+                # identical arithmetic except the order of float sums across ranks: a few ulps,
+                # compounded over 4 Adam steps
+                self.assertAlmostEqual(losses[r][s], base[s], delta=1e-5 * max(1.0, abs(base[s])),
+                                       msg=f"{r} ranks, step {s}")
+        print("losses per step, 1/2/4 ranks:", {r: [round(losses[r][s], 7) for s in sorted(base)] for r in losses})
+
+    def test_sigterm_checkpoints_and_exits_for_requeue(self):
+        d = self.run_dir("sigterm")
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        p = subprocess.Popen([BIN, "train", self.config, f"train.run_dir={d}", "train.max_steps=100000"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        metrics = os.path.join(d, "metrics.jsonl")
+        deadline = time.time() + 120
+        def started():
+            if not os.path.exists(metrics):
+                return False
+            with open(metrics) as f:
+                return '"step"' in f.read()
+        while time.time() < deadline and not started():
+            time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        out, errs = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, EXIT_REQUEUE, out[-2000:] + errs[-2000:])
+        self.assertIn("stopped by signal", out)
+        last = max(step_losses(d))
+        ckpt = os.path.join(d, "checkpoints", f"ckpt-{last:08d}.safetensors")
+        self.assertTrue(os.path.exists(ckpt), f"no checkpoint at the last step {last}")
+        r = self.train(d, f"train.max_steps={last + 1}")
+        self.assertIn(f"ckpt-{last:08d}", r.stdout)
+
+    def test_kill9_during_checkpoint_writes_never_breaks_resume(self):
+        d = self.run_dir("kill9")
+        rng = random.Random(11)
+        resumed = 0
+        for trial in range(12):
+            p = subprocess.Popen([BIN, "train", self.config, f"train.run_dir={d}", "train.max_steps=100000",
+                                  "train.checkpoint_every=1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env=dict(os.environ, OMP_NUM_THREADS="1"))
+            time.sleep(rng.uniform(0.3, 2.0))
+            p.kill()
+            p.wait()
+            had = glob.glob(os.path.join(d, "checkpoints", "ckpt-*.safetensors"))
+            r = self.train(d, "train.max_steps=1")  # resume and stop at once: must find an intact checkpoint
+            if had:
+                self.assertIn("resume:", r.stdout)
+                resumed += 1
+        self.assertGreater(resumed, 6, "too few trials got far enough to have written a checkpoint")
+        self.assertEqual(glob.glob(os.path.join(d, "checkpoints", "*.tmp.*")), [], "stale temporaries remain")
+        print(f"kill -9: {resumed} of 12 trials resumed from an intact checkpoint")
+
+    def test_damaged_newest_checkpoint_falls_back(self):
+        d = self.run_dir("damaged")
+        self.train(d, "train.max_steps=3", "train.checkpoint_every=1")
+        newest = os.path.join(d, "checkpoints", "ckpt-00000003.safetensors")
+        with open(newest, "r+b") as f:
+            f.seek(-100, os.SEEK_END)
+            f.write(b"\x00" * 50)
+        r = self.train(d, "train.max_steps=4")
+        self.assertIn("skipping damaged checkpoint", r.stderr)
+        self.assertIn("ckpt-00000002", r.stdout)
+
+    def test_bad_yaml_names_the_line(self):
+        bad = os.path.join(self.tmp, "bad.yaml")
+        with open(self.config) as f, open(bad, "w") as g:
+            g.write(f.read().replace("  lr: 1e-3", "  lr: fast"))
+        r = run(["train", bad, f"train.run_dir={self.run_dir('bad')}"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(f"{bad}:15:7: train.lr: expected a number, got 'fast'", r.stderr)
+
+    def test_missing_store_is_a_clear_error(self):
+        r = run(["train", self.config, f"train.run_dir={self.run_dir('nostore')}", "train.store=/nonexistent/st"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("/nonexistent/st", r.stderr)
+
+    def test_resume_with_a_different_config_is_refused(self):
+        d = self.run_dir("changed")
+        self.train(d, "train.max_steps=2")
+        r = run(["train", self.config, f"train.run_dir={d}", "train.max_steps=3", "train.lr=0.5"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("different configuration", r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(d, "checkpoints", "ckpt-00000002.safetensors")), "nothing lost")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
