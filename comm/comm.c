@@ -26,6 +26,7 @@ static Comm *comm_single_create(void) {
     c->rank = 0;
     c->size = 1;
     c->local_rank = 0;
+    c->local_size = 1;
     c->allreduce_sum = single_allreduce;
     c->allreduce_sum_f64 = single_allreduce_f64;
     c->broadcast = single_broadcast;

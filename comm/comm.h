@@ -14,6 +14,7 @@ struct Comm {
     const char *transport; /* "mpi" or "single" */
     int rank, size;
     int local_rank;        /* rank within the node: picks the GPU */
+    int local_size;        /* ranks on this node: share its cores */
     void *impl;
     /* In place: buf (n floats) becomes the sum over ranks. The reduction order is fixed, so
      * results are reproducible for a given world size. */

@@ -72,6 +72,7 @@ Comm *comm_mpi_create(int *argc, char ***argv) {
     MPI_Comm node;
     MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node));
     MPI_CHECK(MPI_Comm_rank(node, &c->local_rank));
+    MPI_CHECK(MPI_Comm_size(node, &c->local_size));
     MPI_CHECK(MPI_Comm_free(&node));
     c->allreduce_sum = mpi_allreduce;
     c->allreduce_sum_f64 = mpi_allreduce_f64;

@@ -13,26 +13,17 @@
 
 #include "check.h"
 
-static int fail(char *err, size_t err_len, const char *fmt, ...) UNET_PRINTF(3, 4);
-static int fail(char *err, size_t err_len, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int nifti_volume_open(NiftiVolume *v, const char *path, char *err, size_t err_len) {
     memset(v, 0, sizeof *v);
     snprintf(v->path, sizeof v->path, "%s", path);
-    if (access(path, R_OK) != 0) return fail(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+    if (access(path, R_OK) != 0) return error_at(err, err_len, "%s: cannot read: %s", path, strerror(errno));
     nifti_set_debug_level(getenv("UNET_NIFTI_DEBUG") ? 3 : 0); /* its own messages would duplicate ours */
     nifti_image *nim = nifti_image_read(path, 0);
-    if (!nim) return fail(err, err_len, "%s: not a readable NIfTI-1 file", path);
+    if (!nim) return error_at(err, err_len, "%s: not a readable NIfTI-1 file", path);
     if (nim->ndim < 2 || nim->ndim > 4 || nim->nu > 1 || nim->nv > 1 || nim->nw > 1) {
         int nd = nim->ndim;
         nifti_image_free(nim);
-        return fail(err, err_len, "%s: %d-dimensional image; expected a 3D volume (or 4D with channels last)", path, nd);
+        return error_at(err, err_len, "%s: %d-dimensional image; expected a 3D volume (or 4D with channels last)", path, nd);
     }
     v->nx = nim->nx;
     v->ny = nim->ny > 0 ? nim->ny : 1;
@@ -91,7 +82,7 @@ static nifti_image *load(const NiftiVolume *v, char *err, size_t err_len) {
     nifti_image *nim = nifti_image_read(v->path, 1);
     if (!nim || !nim->data) {
         if (nim) nifti_image_free(nim);
-        fail(err, err_len, "%s: cannot read the voxel data (truncated or corrupt file?)", v->path);
+        error_at(err, err_len, "%s: cannot read the voxel data (truncated or corrupt file?)", v->path);
         return NULL;
     }
     return nim;
@@ -127,7 +118,7 @@ int nifti_volume_read_labels(const NiftiVolume *v, int32_t **out, char *err, siz
     if (!supported(nim)) {
         int dt = nim->datatype;
         nifti_image_free(nim);
-        return fail(err, err_len, "%s: unsupported voxel type %s", v->path, nifti_datatype_string(dt));
+        return error_at(err, err_len, "%s: unsupported voxel type %s", v->path, nifti_datatype_string(dt));
     }
     int scaled = nim->scl_slope != 0 && (nim->scl_slope != 1 || nim->scl_inter != 0);
     double slope = scaled ? nim->scl_slope : 1, inter = scaled ? nim->scl_inter : 0;
@@ -145,7 +136,7 @@ int nifti_volume_read_labels(const NiftiVolume *v, int32_t **out, char *err, siz
     if (bad != (size_t)-1) {
         double x = voxel(nim, bad) * slope + inter;
         size_t nx = (size_t)v->nx, ny = (size_t)v->ny;
-        fail(err, err_len, "%s: voxel (x=%zu, y=%zu, z=%zu) holds %.9g: labels must be integers", v->path,
+        error_at(err, err_len, "%s: voxel (x=%zu, y=%zu, z=%zu) holds %.9g: labels must be integers", v->path,
              bad % nx, bad / nx % ny, bad / (nx * ny), x);
         free(lab);
         nifti_image_free(nim);
@@ -162,7 +153,7 @@ int nifti_volume_read_float(const NiftiVolume *v, float **out, char *err, size_t
     if (!supported(nim)) {
         int dt = nim->datatype;
         nifti_image_free(nim);
-        return fail(err, err_len, "%s: unsupported voxel type %s", v->path, nifti_datatype_string(dt));
+        return error_at(err, err_len, "%s: unsupported voxel type %s", v->path, nifti_datatype_string(dt));
     }
     int scaled = nim->scl_slope != 0 && (nim->scl_slope != 1 || nim->scl_inter != 0);
     double slope = scaled ? nim->scl_slope : 1, inter = scaled ? nim->scl_inter : 0;
@@ -179,15 +170,15 @@ static int close_rel(double a, double b) {
 
 int nifti_volume_same_geometry(const NiftiVolume *a, const NiftiVolume *b, char *err, size_t err_len) {
     if (a->nx != b->nx || a->ny != b->ny || a->nz != b->nz)
-        return fail(err, err_len, "shape %dx%dx%d (%s) differs from %dx%dx%d (%s)", a->nx, a->ny, a->nz, a->path,
+        return error_at(err, err_len, "shape %dx%dx%d (%s) differs from %dx%dx%d (%s)", a->nx, a->ny, a->nz, a->path,
                     b->nx, b->ny, b->nz, b->path);
     for (int d = 0; d < 3; d++)
         if (!close_rel(a->spacing[d], b->spacing[d]))
-            return fail(err, err_len, "voxel spacing along %c: %g mm (%s) vs %g mm (%s)", "xyz"[d], a->spacing[d],
+            return error_at(err, err_len, "voxel spacing along %c: %g mm (%s) vs %g mm (%s)", "xyz"[d], a->spacing[d],
                         a->path, b->spacing[d], b->path);
     for (int i = 0; i < 12; i++)
         if (!close_rel(a->affine[i], b->affine[i]))
-            return fail(err, err_len, "affine entry [%d][%d]: %g (%s) vs %g (%s): the volumes are not on the same grid",
+            return error_at(err, err_len, "affine entry [%d][%d]: %g (%s) vs %g (%s): the volumes are not on the same grid",
                         i / 4, i % 4, a->affine[i], a->path, b->affine[i], b->path);
     return 0;
 }
@@ -197,7 +188,7 @@ int nifti_volume_write_like(const NiftiVolume *ref, const char *path, const void
     const nifti_image *src = ref->header;
     CHECK(src, "nifti_volume_write_like: reference volume %s is closed", ref->path);
     if (dtype != DT_UINT8 && dtype != DT_INT16 && dtype != DT_FLOAT32)
-        return fail(err, err_len, "%s: unsupported output type %d", path, dtype);
+        return error_at(err, err_len, "%s: unsupported output type %d", path, dtype);
     nifti_image *nim = nifti_copy_nim_info(src);
     nim->datatype = dtype;
     nifti_datatype_sizes(dtype, &nim->nbyper, &nim->swapsize);
@@ -224,7 +215,7 @@ int nifti_volume_write_like(const NiftiVolume *ref, const char *path, const void
     int rc = 0;
     nim->nifti_type = NIFTI_FTYPE_NIFTI1_1; /* one .nii(.gz) file, whatever the reference was */
     if (nifti_set_filenames(nim, tmp, 0, 1) != 0) {
-        rc = fail(err, err_len, "%s: not a NIfTI file name (use .nii or .nii.gz)", path);
+        rc = error_at(err, err_len, "%s: not a NIfTI file name (use .nii or .nii.gz)", path);
     } else {
         /* with write_data the library closes the file itself and returns NULL; it reports no
          * status, so the written header is read back as the check */
@@ -232,17 +223,17 @@ int nifti_volume_write_like(const NiftiVolume *ref, const char *path, const void
         if (!znz_isnull(fp)) znzclose(fp);
         nifti_image *back = nifti_image_read(tmp, 0);
         if (!back || back->nvox != nim->nvox || back->datatype != dtype)
-            rc = fail(err, err_len, "%s: cannot write %s", path, tmp);
+            rc = error_at(err, err_len, "%s: cannot write %s", path, tmp);
         if (back) nifti_image_free(back);
     }
     nim->data = NULL;
     nifti_image_free(nim);
     if (rc == 0) {
         int fd = open(tmp, O_RDONLY);
-        if (fd < 0 || fsync(fd) != 0) rc = fail(err, err_len, "%s: fsync of %s: %s", path, tmp, strerror(errno));
+        if (fd < 0 || fsync(fd) != 0) rc = error_at(err, err_len, "%s: fsync of %s: %s", path, tmp, strerror(errno));
         if (fd >= 0) close(fd);
     }
-    if (rc == 0 && rename(tmp, path) != 0) rc = fail(err, err_len, "%s: rename from %s: %s", path, tmp, strerror(errno));
+    if (rc == 0 && rename(tmp, path) != 0) rc = error_at(err, err_len, "%s: rename from %s: %s", path, tmp, strerror(errno));
     if (rc != 0) {
         unlink(tmp);
         return rc;
@@ -250,7 +241,7 @@ int nifti_volume_write_like(const NiftiVolume *ref, const char *path, const void
     int dfd = open(dir, O_RDONLY);
     if (dfd >= 0) {
         if (fsync(dfd) != 0 && errno != EINVAL && errno != ENOTSUP)
-            rc = fail(err, err_len, "%s: fsync of directory %s: %s", path, dir, strerror(errno));
+            rc = error_at(err, err_len, "%s: fsync of directory %s: %s", path, dir, strerror(errno));
         close(dfd);
     }
     return rc;

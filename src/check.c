@@ -16,6 +16,14 @@ void die_at(const char *file, int line, const char *fmt, ...) {
     exit(2);
 }
 
+int error_at(char *err, size_t err_len, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && err_len) vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 void *xmalloc_at(const char *file, int line, size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
     if (!p) die_at(file, line, "out of memory allocating %zu bytes", bytes);

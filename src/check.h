@@ -27,6 +27,10 @@ void die_at(const char *file, int line, const char *fmt, ...) UNET_NORETURN UNET
         if (!(cond)) die_at(__FILE__, __LINE__, __VA_ARGS__);                                      \
     } while (0)
 
+/* Formats a message into err (for functions that return errors instead of exiting) and
+ * returns -1, so error paths read `return error_at(err, err_len, "...", ...);`. */
+int error_at(char *err, size_t err_len, const char *fmt, ...) UNET_PRINTF(3, 4);
+
 /* malloc/calloc that never return NULL. */
 void *xmalloc_at(const char *file, int line, size_t bytes);
 void *xcalloc_at(const char *file, int line, size_t n, size_t size);

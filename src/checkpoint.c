@@ -14,15 +14,6 @@
 #include "safetensors.h"
 #include "weights_io.h"
 
-static int fail(char *err, size_t err_len, const char *fmt, ...) UNET_PRINTF(3, 4);
-static int fail(char *err, size_t err_len, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 void checkpoint_text_hash(char out[17], const char *text) {
     uint64_t h = 1469598103934665603ull;
     for (const unsigned char *p = (const unsigned char *)text; *p; p++) h = (h ^ *p) * 1099511628211ull;
@@ -90,9 +81,9 @@ int checkpoint_save(const char *path, const Model *m, const float *params, const
 static int meta_u64(const StFile *f, const char *key, uint64_t *out, char *err, size_t err_len) {
     const char *v = st_meta_get(f, key);
     char *end;
-    if (!v) return fail(err, err_len, "%s: not a checkpoint (no metadata '%s')", f->path, key);
+    if (!v) return error_at(err, err_len, "%s: not a checkpoint (no metadata '%s')", f->path, key);
     *out = strtoull(v, &end, 10);
-    if (*v == '\0' || *end != '\0') return fail(err, err_len, "%s: metadata '%s' = '%s' is not a number", f->path, key, v);
+    if (*v == '\0' || *end != '\0') return error_at(err, err_len, "%s: metadata '%s' = '%s' is not a number", f->path, key, v);
     return 0;
 }
 
@@ -102,12 +93,12 @@ static int open_verified(StFile *f, const char *path, char *err, size_t err_len)
     const char *crc = st_meta_get(f, "crc32");
     if (!st_meta_get(f, "unet2022_checkpoint") || !crc) {
         st_free(f);
-        return fail(err, err_len, "%s: not a unet2022 checkpoint (no checkpoint metadata)", path);
+        return error_at(err, err_len, "%s: not a unet2022 checkpoint (no checkpoint metadata)", path);
     }
     char now[16];
     snprintf(now, sizeof now, "%08" PRIx32, tensors_crc(f));
     if (strcmp(now, crc) != 0) {
-        fail(err, err_len, "%s: checksum mismatch (stored %.8s, computed %s): the file is damaged", path, crc, now);
+        error_at(err, err_len, "%s: checksum mismatch (stored %.8s, computed %s): the file is damaged", path, crc, now);
         st_free(f); /* after formatting: crc points into f */
         return -1;
     }
@@ -129,7 +120,7 @@ int checkpoint_load(const char *path, const Model *m, float *params, float *adam
     uint64_t version = 0, ws = 0;
     if (meta_u64(&f, "format_version", &version, err, err_len) != 0) goto out;
     if (version != CHECKPOINT_FORMAT_VERSION) {
-        fail(err, err_len, "%s: checkpoint format version %" PRIu64 ", this build reads version %d", path, version,
+        error_at(err, err_len, "%s: checkpoint format version %" PRIu64 ", this build reads version %d", path, version,
              CHECKPOINT_FORMAT_VERSION);
         goto out;
     }
@@ -139,7 +130,7 @@ int checkpoint_load(const char *path, const Model *m, float *params, float *adam
     for (int i = 0; i < 2; i++) {
         const StTensor *t = st_find(&f, names[i]);
         if (!t || t->dtype != ST_F32 || t->nbytes != m->params.total * sizeof(float)) {
-            fail(err, err_len, "%s: tensor '%s' missing or not F32 [%zu]", path, names[i], m->params.total);
+            error_at(err, err_len, "%s: tensor '%s' missing or not F32 [%zu]", path, names[i], m->params.total);
             goto out;
         }
         memcpy(dst[i], t->data, t->nbytes);

@@ -226,8 +226,7 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
     int threads = c->threads;
     if (threads <= 0) { /* share the node's cores between its ranks */
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        int per_node = t->comm->size; /* upper bound; exact split needs the node's rank count */
-        threads = (int)(cores / (per_node > 0 ? per_node : 1));
+        threads = (int)(cores / (t->comm->local_size > 0 ? t->comm->local_size : 1));
         if (threads < 1) threads = 1;
     }
     t->be = backend_cpu_create(threads);

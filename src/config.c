@@ -13,6 +13,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "check.h"
+
 typedef enum { F_INT, F_LONG, F_FLOAT, F_BOOL, F_STRING, F_INT_LIST } FieldType;
 
 typedef struct {
@@ -94,14 +96,6 @@ static const Field FIELDS[] = {
 static const char *SECTIONS[] = {"network", "train", "augment", "loader"};
 #define N_SECTIONS (int)(sizeof SECTIONS / sizeof SECTIONS[0])
 
-static int fail(char *err, size_t err_len, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* ---- scalar parsers shared by the file and the overrides ---- */
 
 static int parse_int(const char *s, long *out) {
@@ -148,21 +142,21 @@ static int store_scalar(Config *cfg, const Field *f, int index, const char *text
     if (f->type == F_INT || f->type == F_LONG || f->type == F_INT_LIST) {
         long v;
         if (parse_int(text, &v) != 0)
-            return fail(err, err_len, "%s: expected %s, got '%s'", where, f->type != F_INT_LIST ? "an integer" : "integer list items", text);
+            return error_at(err, err_len, "%s: expected %s, got '%s'", where, f->type != F_INT_LIST ? "an integer" : "integer list items", text);
         if (v < f->min || v > f->max)
-            return fail(err, err_len, "%s: %ld is out of range [%g, %g]", where, v, f->min, f->max);
+            return error_at(err, err_len, "%s: %ld is out of range [%g, %g]", where, v, f->min, f->max);
         if (f->type == F_LONG) *(long *)base = v;
         else ((int *)base)[index] = (int)v;
     } else if (f->type == F_FLOAT) {
         double v;
-        if (parse_float(text, &v) != 0) return fail(err, err_len, "%s: expected a number, got '%s'", where, text);
-        if (v < f->min || v > f->max) return fail(err, err_len, "%s: %g is out of range [%g, %g]", where, v, f->min, f->max);
+        if (parse_float(text, &v) != 0) return error_at(err, err_len, "%s: expected a number, got '%s'", where, text);
+        if (v < f->min || v > f->max) return error_at(err, err_len, "%s: %g is out of range [%g, %g]", where, v, f->min, f->max);
         *(double *)base = v;
     } else if (f->type == F_BOOL) {
-        if (parse_bool(text, (int *)base) != 0) return fail(err, err_len, "%s: expected true or false, got '%s'", where, text);
+        if (parse_bool(text, (int *)base) != 0) return error_at(err, err_len, "%s: expected true or false, got '%s'", where, text);
     } else {
         if (strlen(text) >= (size_t)f->count)
-            return fail(err, err_len, "%s: '%s' is longer than %d characters", where, text, f->count - 1);
+            return error_at(err, err_len, "%s: '%s' is longer than %d characters", where, text, f->count - 1);
         if (f->choices) {
             int ok = 0;
             const char *c = f->choices;
@@ -173,7 +167,7 @@ static int store_scalar(Config *cfg, const Field *f, int index, const char *text
                 if (len == n && strncmp(c, text, n) == 0) ok = 1;
                 c += len + (bar ? 1 : 0);
             }
-            if (!ok) return fail(err, err_len, "%s: expected one of %s, got '%s'", where, f->choices, text);
+            if (!ok) return error_at(err, err_len, "%s: expected one of %s, got '%s'", where, f->choices, text);
         }
         strcpy(base, text);
     }
@@ -196,7 +190,7 @@ static int store_text(Config *cfg, const Field *f, const char *text, const char 
         n++;
     }
     if (n != f->count || strtok(NULL, ", "))
-        return fail(err, err_len, "%s: expected a list of %d integers, got '%s'", where, f->count, text);
+        return error_at(err, err_len, "%s: expected a list of %d integers, got '%s'", where, f->count, text);
     return 0;
 }
 
@@ -229,7 +223,7 @@ static int node_fail(Walk *w, const yaml_node_t *n, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return fail(w->err, w->err_len, "%s:%zu:%zu: %s", w->path, n->start_mark.line + 1, n->start_mark.column + 1, msg);
+    return error_at(w->err, w->err_len, "%s:%zu:%zu: %s", w->path, n->start_mark.line + 1, n->start_mark.column + 1, msg);
 }
 
 static int store_node(Walk *w, const Field *f, const yaml_node_t *v, const char *dotted) {
@@ -288,31 +282,31 @@ static int resolve_preset(Config *cfg, char *err, size_t err_len) {
     for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++) {
         if (strcmp(cfg->preset, PRESETS[i].name) != 0) continue;
         if (cfg->embed_dim != 0 || cfg->heads[0] != 0)
-            return fail(err, err_len, "%s: network.embed_dim and network.heads are fixed by preset '%s' (use preset: custom to set them)",
+            return error_at(err, err_len, "%s: network.embed_dim and network.heads are fixed by preset '%s' (use preset: custom to set them)",
                         cfg->path, cfg->preset);
         cfg->embed_dim = PRESETS[i].dim;
         memcpy(cfg->heads, PRESETS[i].heads, sizeof cfg->heads);
         return 0;
     }
     if (cfg->embed_dim < 8 || cfg->heads[0] == 0)
-        return fail(err, err_len, "%s: preset 'custom' needs network.embed_dim (>= 8) and network.heads", cfg->path);
+        return error_at(err, err_len, "%s: preset 'custom' needs network.embed_dim (>= 8) and network.heads", cfg->path);
     return 0;
 }
 
 int config_validate(const Config *cfg, char *err, size_t err_len) {
     int P = cfg->patch_size;
-    if (P != 4 && P != 8) return fail(err, err_len, "%s: network.patch_size: expected 4 or 8, got %d", cfg->path, P);
+    if (P != 4 && P != 8) return error_at(err, err_len, "%s: network.patch_size: expected 4 or 8, got %d", cfg->path, P);
     for (int a = 0; a < 2; a++)
         if (cfg->crop[a] % (P * 8) != 0)
-            return fail(err, err_len, "%s: network.crop: %d is not a multiple of %d (patch_size x 8, the encoder's total stride)",
+            return error_at(err, err_len, "%s: network.crop: %d is not a multiple of %d (patch_size x 8, the encoder's total stride)",
                         cfg->path, cfg->crop[a], P * 8);
     if (cfg->embed_dim % (P == 8 ? 4 : 2) != 0)
-        return fail(err, err_len, "%s: network.embed_dim %d must be divisible by %d for patch_size %d", cfg->path,
+        return error_at(err, err_len, "%s: network.embed_dim %d must be divisible by %d for patch_size %d", cfg->path,
                     cfg->embed_dim, P == 8 ? 4 : 2, P);
     for (int i = 0; i < 4; i++) {
         int d = cfg->embed_dim << i;
         if (cfg->heads[i] <= 0 || d % cfg->heads[i] != 0)
-            return fail(err, err_len, "%s: network.heads[%d] = %d does not divide the stage width %d", cfg->path, i,
+            return error_at(err, err_len, "%s: network.heads[%d] = %d does not divide the stage width %d", cfg->path, i,
                         cfg->heads[i], d);
     }
     return 0;
@@ -323,7 +317,7 @@ static int apply_defaults_and_check_required(Walk *w) {
         if (w->seen[i]) continue;
         const Field *f = &FIELDS[i];
         if (!f->deflt)
-            return fail(w->err, w->err_len, "%s: missing required key '%s%s%s'", w->path, f->section,
+            return error_at(w->err, w->err_len, "%s: missing required key '%s%s%s'", w->path, f->section,
                         f->section[0] ? "." : "", f->key);
         char where[64];
         snprintf(where, sizeof where, "default of %s", f->key);
@@ -336,14 +330,14 @@ int config_load(Config *cfg, const char *path, char *err, size_t err_len) {
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     FILE *fp = fopen(path, "rb");
-    if (!fp) return fail(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+    if (!fp) return error_at(err, err_len, "%s: cannot open: %s", path, strerror(errno));
     yaml_parser_t parser;
     yaml_document_t doc;
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_file(&parser, fp);
     int rc = -1;
     if (!yaml_parser_load(&parser, &doc)) {
-        fail(err, err_len, "%s:%zu:%zu: invalid YAML: %s", path, parser.problem_mark.line + 1,
+        error_at(err, err_len, "%s:%zu:%zu: invalid YAML: %s", path, parser.problem_mark.line + 1,
              parser.problem_mark.column + 1, parser.problem ? parser.problem : "parse error");
         yaml_parser_delete(&parser);
         fclose(fp);
@@ -351,7 +345,7 @@ int config_load(Config *cfg, const char *path, char *err, size_t err_len) {
     }
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     Walk w = {.path = path, .doc = &doc, .cfg = cfg, .err = err, .err_len = err_len};
-    if (!root) fail(err, err_len, "%s: the file is empty", path);
+    if (!root) error_at(err, err_len, "%s: the file is empty", path);
     else if (walk_mapping(&w, root, "") == 0 && apply_defaults_and_check_required(&w) == 0 &&
              resolve_preset(cfg, err, err_len) == 0 && config_validate(cfg, err, err_len) == 0)
         rc = 0;
@@ -363,12 +357,12 @@ int config_load(Config *cfg, const char *path, char *err, size_t err_len) {
 
 int config_override(Config *cfg, const char *assignment, char *err, size_t err_len) {
     const char *eq = strchr(assignment, '=');
-    if (!eq) return fail(err, err_len, "override '%s': expected section.key=value", assignment);
+    if (!eq) return error_at(err, err_len, "override '%s': expected section.key=value", assignment);
     char lhs[128];
     snprintf(lhs, sizeof lhs, "%.*s", (int)(eq - assignment), assignment);
     char *dot = strrchr(lhs, '.');
     const Field *f = dot ? (*dot = '\0', find_field(lhs, dot + 1)) : find_field("", lhs);
-    if (!f) return fail(err, err_len, "override '%s': unknown key", assignment);
+    if (!f) return error_at(err, err_len, "override '%s': unknown key", assignment);
     char where[200];
     snprintf(where, sizeof where, "override '%s'", assignment);
     if (store_text(cfg, f, eq + 1, where, err, err_len) != 0) return -1;

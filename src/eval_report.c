@@ -15,15 +15,6 @@
 
 #include "check.h"
 
-static int fail(char *err, size_t err_len, const char *fmt, ...) UNET_PRINTF(3, 4);
-static int fail(char *err, size_t err_len, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int eval_write_atomic(const char *path, const char *text, size_t len, char *err, size_t err_len) {
     char tmp[1200], dir[1024];
     const char *slash = strrchr(path, '/');
@@ -31,7 +22,7 @@ int eval_write_atomic(const char *path, const char *text, size_t len, char *err,
     else snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
     snprintf(tmp, sizeof tmp, "%s/.tmp-%ld-%s", dir, (long)getpid(), slash ? slash + 1 : path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return fail(err, err_len, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+    if (fd < 0) return error_at(err, err_len, "%s: cannot create %s: %s", path, tmp, strerror(errno));
     size_t done = 0;
     while (done < len) {
         ssize_t w = write(fd, text + done, len - done);
@@ -40,23 +31,23 @@ int eval_write_atomic(const char *path, const char *text, size_t len, char *err,
             int e = errno;
             close(fd);
             unlink(tmp);
-            return fail(err, err_len, "%s: write: %s", path, strerror(e));
+            return error_at(err, err_len, "%s: write: %s", path, strerror(e));
         }
         done += (size_t)w;
     }
     if (fsync(fd) != 0 || close(fd) != 0) {
         unlink(tmp);
-        return fail(err, err_len, "%s: fsync/close: %s", path, strerror(errno));
+        return error_at(err, err_len, "%s: fsync/close: %s", path, strerror(errno));
     }
     if (rename(tmp, path) != 0) {
         unlink(tmp);
-        return fail(err, err_len, "%s: rename: %s", path, strerror(errno));
+        return error_at(err, err_len, "%s: rename: %s", path, strerror(errno));
     }
     int dfd = open(dir, O_RDONLY);
     if (dfd >= 0) {
         if (fsync(dfd) != 0 && errno != EINVAL && errno != ENOTSUP) {
             close(dfd);
-            return fail(err, err_len, "%s: fsync of directory %s: %s", path, dir, strerror(errno));
+            return error_at(err, err_len, "%s: fsync of directory %s: %s", path, dir, strerror(errno));
         }
         close(dfd);
     }

@@ -8,15 +8,6 @@
 
 #include "check.h"
 
-static int fail(char *err, size_t err_len, const char *fmt, ...) UNET_PRINTF(3, 4);
-static int fail(char *err, size_t err_len, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape) {
     size_t k = (size_t)snprintf(buf, n, "[");
     for (int i = 0; i < ndim && k < n; i++) k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
@@ -46,13 +37,13 @@ static int check_index(const Model *m, const StTensor *t, const ParamInfo *table
     int w = window_of_table(table);
     int64_t n = (int64_t)w * w;
     if (t->dtype != ST_I64 || t->ndim != 2 || t->shape[0] != n || t->shape[1] != n)
-        return fail(err, err_len, "%s: tensor '%s' must be I64 [%lld, %lld] for window %d", path, t->name,
+        return error_at(err, err_len, "%s: tensor '%s' must be I64 [%lld, %lld] for window %d", path, t->name,
                     (long long)n, (long long)n, w);
     int64_t *expect = xmalloc((size_t)(n * n) * sizeof(int64_t));
     model_relative_position_index(expect, w);
     int same = memcmp(expect, t->data, (size_t)(n * n) * sizeof(int64_t)) == 0;
     free(expect);
-    if (!same) return fail(err, err_len, "%s: tensor '%s' does not hold Swin's relative position index for window %d", path, t->name, w);
+    if (!same) return error_at(err, err_len, "%s: tensor '%s' does not hold Swin's relative position index for window %d", path, t->name, w);
     return 0;
 }
 
@@ -66,7 +57,7 @@ int weights_load_st(const Model *m, float *params, const StFile *f, char *err, s
         if (!p) {
             const ParamInfo *table = table_of_index(m, t->name);
             if (table) rc = check_index(m, t, table, f->path, err, err_len);
-            else rc = fail(err, err_len, "%s: unexpected tensor '%s' (not a parameter of this network: check the config)", f->path, t->name);
+            else rc = error_at(err, err_len, "%s: unexpected tensor '%s' (not a parameter of this network: check the config)", f->path, t->name);
             continue;
         }
         int same = t->ndim == p->ndim;
@@ -75,16 +66,16 @@ int weights_load_st(const Model *m, float *params, const StFile *f, char *err, s
             char got[96], want[96];
             shape_text(got, sizeof got, t->ndim, t->shape);
             shape_text(want, sizeof want, p->ndim, p->shape);
-            rc = fail(err, err_len, "%s: tensor '%s' has shape %s, expected %s", f->path, t->name, got, want);
+            rc = error_at(err, err_len, "%s: tensor '%s' has shape %s, expected %s", f->path, t->name, got, want);
         } else if (t->dtype != ST_F32) {
-            rc = fail(err, err_len, "%s: tensor '%s' is %s, expected F32", f->path, t->name, st_dtype_name(t->dtype));
+            rc = error_at(err, err_len, "%s: tensor '%s' is %s, expected F32", f->path, t->name, st_dtype_name(t->dtype));
         } else {
             memcpy(params + p->offset, t->data, p->numel * sizeof(float));
             found[p - m->params.items] = 1;
         }
     }
     for (int i = 0; i < m->params.count && rc == 0; i++)
-        if (!found[i]) rc = fail(err, err_len, "%s: missing tensor '%s'", f->path, m->params.items[i].name);
+        if (!found[i]) rc = error_at(err, err_len, "%s: missing tensor '%s'", f->path, m->params.items[i].name);
     free(found);
     return rc;
 }

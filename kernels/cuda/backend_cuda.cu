@@ -1,0 +1,204 @@
+// backend_cuda.cu — the CUDA backend: device memory, one stream, library handles, one growable
+// workspace, and the op table. The ops live in the other .cu files of kernels/cuda/, one per
+// family (see cuda_internal.h). fp32 throughout; cuBLAS and cuDNN are told not to use TF32 so
+// the backend can be compared with the CPU reference at fp32 tolerances.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_cuda.h"
+#include "cuda_internal.h"
+
+void *cuda_workspace(Backend *be, size_t bytes) {
+    CudaState *st = cuda_state(be);
+    if (bytes > st->workspace_bytes) {
+        // Earlier kernels may still read the old buffer: wait for them before freeing it.
+        CUDA_CHECK(cudaStreamSynchronize(st->stream));
+        if (st->workspace) CUDA_CHECK(cudaFree(st->workspace));
+        size_t grown = bytes + bytes / 4; // headroom: avoid regrowing by a few bytes each call
+        cudaError_t e = cudaMalloc(&st->workspace, grown);
+        if (e != cudaSuccess)
+            die("CUDA device %d: out of memory growing the workspace to %zu bytes (%s)", st->device, grown,
+                cudaGetErrorString(e));
+        st->workspace_bytes = grown;
+    }
+    return st->workspace;
+}
+
+// Allocation sizes are kept in a 64-byte header-free way: cudaMalloc has no size query, so the
+// live/peak counter tracks a small side table keyed by pointer.
+typedef struct {
+    void *p;
+    size_t bytes;
+} AllocRec;
+typedef struct {
+    AllocRec *v;
+    size_t n, cap;
+} AllocTable;
+
+static AllocTable *alloc_table(Backend *be) { return (AllocTable *)((char *)be->impl + sizeof(CudaState)); }
+
+static void *cu_alloc(Backend *be, size_t bytes) {
+    CudaState *st = cuda_state(be);
+    void *p = NULL;
+    size_t sz = bytes ? bytes : 256;
+    cudaError_t e = cudaMalloc(&p, sz);
+    if (e != cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        die("CUDA device %d: out of memory allocating %zu bytes (%zu MiB free of %zu MiB; %s)", st->device, bytes,
+            free_b >> 20, total_b >> 20, cudaGetErrorString(e));
+    }
+    CUDA_CHECK(cudaMemsetAsync(p, 0, sz, st->stream));
+    AllocTable *t = alloc_table(be);
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 256;
+        t->v = (AllocRec *)realloc(t->v, t->cap * sizeof(AllocRec));
+        if (!t->v) die("out of host memory");
+    }
+    t->v[t->n].p = p;
+    t->v[t->n].bytes = sz;
+    t->n++;
+    st->live_bytes += sz;
+    if (st->live_bytes > st->peak_bytes) st->peak_bytes = st->live_bytes;
+    return p;
+}
+
+static void cu_release(Backend *be, void *ptr) {
+    if (!ptr) return;
+    CudaState *st = cuda_state(be);
+    // Kernels queued on the stream may still use it.
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    CUDA_CHECK(cudaFree(ptr));
+    AllocTable *t = alloc_table(be);
+    for (size_t i = 0; i < t->n; i++)
+        if (t->v[i].p == ptr) {
+            st->live_bytes -= t->v[i].bytes;
+            t->v[i] = t->v[--t->n];
+            break;
+        }
+}
+
+static void cu_upload(Backend *be, void *dst, const void *src_host, size_t bytes) {
+    CudaState *st = cuda_state(be);
+    if (!bytes) return;
+    // Synchronous w.r.t. the host buffer (it may be reused at once); ordered on our stream.
+    CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+}
+
+static void cu_download(Backend *be, void *dst_host, const void *src, size_t bytes) {
+    CudaState *st = cuda_state(be);
+    if (!bytes) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+}
+
+static void cu_zero(Backend *be, void *dst, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, cuda_state(be)->stream));
+}
+
+static void cu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_state(be)->stream));
+}
+
+static void cu_synchronize(Backend *be) { CUDA_CHECK(cudaStreamSynchronize(cuda_state(be)->stream)); }
+
+static void cu_destroy(Backend *be) {
+    CudaState *st = cuda_state(be);
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    if (st->workspace) CUDA_CHECK(cudaFree(st->workspace));
+    CUDA_CHECK(cudaFreeHost(st->host_scalar));
+    CUBLAS_CHECK(cublasDestroy(st->cublas));
+    CUDNN_CHECK(cudnnDestroy(st->cudnn));
+    CUDA_CHECK(cudaStreamDestroy(st->stream));
+    free(st->algos);
+    free(alloc_table(be)->v);
+    free(be->impl);
+    free(be);
+}
+
+extern "C" int cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError(); // clear the sticky "no driver" error
+        return 0;
+    }
+    return n;
+}
+
+extern "C" void *cuda_pinned_alloc(void *ctx, size_t bytes) {
+    (void)ctx;
+    void *p = NULL;
+    CUDA_CHECK(cudaMallocHost(&p, bytes ? bytes : 64));
+    return p;
+}
+
+extern "C" void cuda_pinned_free(void *ctx, void *ptr) {
+    (void)ctx;
+    if (ptr) CUDA_CHECK(cudaFreeHost(ptr));
+}
+
+extern "C" size_t backend_cuda_peak_bytes(Backend *be) { return cuda_state(be)->peak_bytes; }
+
+extern "C" Backend *backend_cuda_create(int device) {
+    int n = cuda_device_count();
+    if (device < 0 || device >= n)
+        die("CUDA device %d requested, but this process sees %d device(s) (CUDA_VISIBLE_DEVICES=%s)", device, n,
+            getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES") : "unset");
+    CUDA_CHECK(cudaSetDevice(device));
+    Backend *be = (Backend *)xcalloc(1, sizeof(Backend));
+    be->impl = xcalloc(1, sizeof(CudaState) + sizeof(AllocTable));
+    CudaState *st = cuda_state(be);
+    st->device = device;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&st->cublas));
+    CUBLAS_CHECK(cublasSetStream(st->cublas, st->stream));
+    // Plain fp32 FMA: no TF32 tensor-core rounding in the exact-comparison mode.
+    CUBLAS_CHECK(cublasSetMathMode(st->cublas, CUBLAS_PEDANTIC_MATH));
+    CUDNN_CHECK(cudnnCreate(&st->cudnn));
+    CUDNN_CHECK(cudnnSetStream(st->cudnn, st->stream));
+    CUDA_CHECK(cudaMallocHost((void **)&st->host_scalar, 4 * sizeof(double)));
+
+    be->name = "cuda";
+    be->alloc = cu_alloc;
+    be->release = cu_release;
+    be->upload = cu_upload;
+    be->download = cu_download;
+    be->zero = cu_zero;
+    be->copy = cu_copy;
+    be->synchronize = cu_synchronize;
+    be->destroy = cu_destroy;
+
+    be->conv3x3_forward = cu_conv3x3_forward;
+    be->conv3x3_backward = cu_conv3x3_backward;
+    be->dwconv7_forward = cu_dwconv7_forward;
+    be->dwconv7_backward = cu_dwconv7_backward;
+    be->convT_forward = cu_convT_forward;
+    be->convT_backward = cu_convT_backward;
+    be->linear_forward = cu_linear_forward;
+    be->linear_backward = cu_linear_backward;
+    be->layernorm_forward = cu_layernorm_forward;
+    be->layernorm_backward = cu_layernorm_backward;
+    be->gelu_forward = cu_gelu_forward;
+    be->gelu_backward = cu_gelu_backward;
+    be->pad_roll_forward = cu_pad_roll_forward;
+    be->pad_roll_backward = cu_pad_roll_backward;
+    be->roll_crop_forward = cu_roll_crop_forward;
+    be->roll_crop_backward = cu_roll_crop_backward;
+    be->window_attention_forward = cu_window_attention_forward;
+    be->window_attention_backward = cu_window_attention_backward;
+    be->add = cu_add;
+    be->accumulate = cu_accumulate;
+    be->channel_scale_forward = cu_channel_scale_forward;
+    be->channel_scale_backward = cu_channel_scale_backward;
+    be->sample_scale_forward = cu_sample_scale_forward;
+    be->sample_scale_backward = cu_sample_scale_backward;
+    be->dice_ce_forward = cu_dice_ce_forward;
+    be->dice_ce_backward = cu_dice_ce_backward;
+    be->downsample_labels = cu_downsample_labels;
+    be->sum_squares = cu_sum_squares;
+    be->scale = cu_scale;
+    be->adam_update = cu_adam_update;
+    return be;
+}

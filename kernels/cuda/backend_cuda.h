@@ -1,0 +1,34 @@
+/* backend_cuda.h — the CUDA backend (kernels/cuda/): the same op table as the CPU reference
+ * (src/backend.h), on one device, fp32, one stream. Include only when UNET_HAVE_CUDA. */
+#ifndef UNET_BACKEND_CUDA_H
+#define UNET_BACKEND_CUDA_H
+
+#include <stddef.h>
+
+#include "backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The backend on CUDA device `device` (e.g. the local rank). Dies with a clear message when
+ * the device does not exist. All ops are queued on one stream; memory functions and ops that
+ * return host values (dice_ce_forward's loss_host, sum_squares) synchronise that stream. */
+Backend *backend_cuda_create(int device);
+
+/* Number of usable CUDA devices; 0 without driver or GPU (never dies). */
+int cuda_device_count(void);
+
+/* Page-locked host memory (cudaMallocHost) for batches copied to the device asynchronously:
+ * the signature of LoaderOptions.alloc / release hooks (ctx unused). */
+void *cuda_pinned_alloc(void *ctx, size_t bytes);
+void cuda_pinned_free(void *ctx, void *ptr);
+
+/* Peak device memory this process has held since start (bytes), from the backend's counter. */
+size_t backend_cuda_peak_bytes(Backend *be);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,42 @@
+/* cuda_check.h — error checks for every CUDA-family call, reporting file:line through die_at()
+ * (check.h) so a GPU failure reads like every other error of the program. */
+#ifndef UNET_CUDA_CHECK_H
+#define UNET_CUDA_CHECK_H
+
+#include <cuda_runtime.h>
+
+#include "check.h"
+
+#define CUDA_CHECK(call)                                                                           \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) die_at(__FILE__, __LINE__, "%s failed: %s", #call, cudaGetErrorString(e_)); \
+    } while (0)
+
+/* After a kernel launch: launch-configuration errors surface here, not at the next sync. */
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+#define CUBLAS_CHECK(call)                                                                         \
+    do {                                                                                           \
+        int s_ = (int)(call);                                                                      \
+        if (s_ != 0) die_at(__FILE__, __LINE__, "%s failed: cuBLAS status %d", #call, s_);         \
+    } while (0)
+
+#ifdef CUDNN_MAJOR
+#define CUDNN_CHECK(call)                                                                          \
+    do {                                                                                           \
+        cudnnStatus_t s_ = (call);                                                                 \
+        if (s_ != CUDNN_STATUS_SUCCESS)                                                            \
+            die_at(__FILE__, __LINE__, "%s failed: %s", #call, cudnnGetErrorString(s_));           \
+    } while (0)
+#endif
+
+#ifdef NCCL_MAJOR
+#define NCCL_CHECK(call)                                                                           \
+    do {                                                                                           \
+        ncclResult_t r_ = (call);                                                                  \
+        if (r_ != ncclSuccess) die_at(__FILE__, __LINE__, "%s failed: %s", #call, ncclGetErrorString(r_)); \
+    } while (0)
+#endif
+
+#endif

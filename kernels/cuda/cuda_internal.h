@@ -1,0 +1,90 @@
+/* cuda_internal.h — state shared by the CUDA backend's files (kernels/cuda/*.cu) and the op
+ * entry points each file provides. Signatures and semantics are those of src/backend.h. */
+#ifndef UNET_CUDA_INTERNAL_H
+#define UNET_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "cuda_check.h"
+
+/* One cached cuDNN algorithm choice for a conv3x3 shape (chosen once, see conv_cudnn.cu). */
+typedef struct {
+    int B, H, W, Ci, Co, stride;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+} ConvAlgo;
+
+typedef struct {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    cudnnHandle_t cudnn;
+    /* One growable workspace shared by every op (cuDNN workspaces, permuted weights,
+     * partial sums); valid until the next op, since everything runs on one stream. */
+    void *workspace;
+    size_t workspace_bytes;
+    double *host_scalar; /* (4) pinned: reductions read back to the host */
+    ConvAlgo *algos;
+    int n_algos, cap_algos;
+    size_t live_bytes, peak_bytes;
+} CudaState;
+
+static inline CudaState *cuda_state(Backend *be) { return (CudaState *)be->impl; }
+
+/* At least `bytes` of device scratch (grown by free + malloc after a stream sync). */
+void *cuda_workspace(Backend *be, size_t bytes);
+
+/* Blocks of 256 threads covering n items, capped (grid-stride loops do the rest). */
+static inline unsigned cuda_grid(size_t n) {
+    size_t g = (n + 255) / 256;
+    if (g > 65535u * 8) g = 65535u * 8;
+    return (unsigned)(g ? g : 1);
+}
+
+/* db[c] += Σ_m x[m, c] for a row-major (M, C) matrix (elementwise.cu). */
+void cuda_colsum_acc(Backend *be, float *db /* (C) */, const float *x /* (M, C) */, size_t M, int C);
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+void cu_conv3x3_forward(Backend *be, float *out, const float *in, const float *w, const float *b, int B, int H, int W, int Ci, int Co, int stride);
+void cu_conv3x3_backward(Backend *be, float *din, float *dw, float *db, const float *dout, const float *in, const float *w, int B, int H, int W, int Ci, int Co, int stride);
+void cu_dwconv7_forward(Backend *be, float *out, const float *in, const float *w, const float *b, int B, int H, int W, int C);
+void cu_dwconv7_backward(Backend *be, float *din, float *dw, float *db, const float *dout, const float *in, const float *w, int B, int H, int W, int C);
+void cu_convT_forward(Backend *be, float *out, const float *in, const float *w, const float *b, int B, int H, int W, int Ci, int Co, int k);
+void cu_convT_backward(Backend *be, float *din, float *dw, float *db, const float *dout, const float *in, const float *w, int B, int H, int W, int Ci, int Co, int k);
+void cu_linear_forward(Backend *be, float *out, const float *in, const float *w, const float *b, size_t N, int Ci, int Co);
+void cu_linear_backward(Backend *be, float *din, float *dw, float *db, const float *dout, const float *in, const float *w, size_t N, int Ci, int Co);
+void cu_layernorm_forward(Backend *be, float *out, float *mean, float *rstd, const float *in, const float *g, const float *b, size_t N, int C, float eps);
+void cu_layernorm_backward(Backend *be, float *din, float *dg, float *db, const float *dout, const float *in, const float *mean, const float *rstd, const float *g, size_t N, int C);
+void cu_gelu_forward(Backend *be, float *out, const float *in, size_t n);
+void cu_gelu_backward(Backend *be, float *din, const float *dout, const float *in, size_t n);
+void cu_pad_roll_forward(Backend *be, float *out, const float *in, int B, int H, int W, int C, int Hp, int Wp, int shift);
+void cu_pad_roll_backward(Backend *be, float *din, const float *dout, int B, int H, int W, int C, int Hp, int Wp, int shift);
+void cu_roll_crop_forward(Backend *be, float *out, const float *in, int B, int H, int W, int C, int Hp, int Wp, int shift);
+void cu_roll_crop_backward(Backend *be, float *din, const float *dout, int B, int H, int W, int C, int Hp, int Wp, int shift);
+void cu_window_attention_forward(Backend *be, float *out, float *probs, const float *qkv, const float *table, int B, int Hp, int Wp, int C, int heads, int window, int shift);
+void cu_window_attention_backward(Backend *be, float *dqkv, float *dtable, const float *dout, const float *qkv, const float *probs, int B, int Hp, int Wp, int C, int heads, int window, int shift);
+void cu_add(Backend *be, float *out, const float *a, const float *b, size_t n);
+void cu_accumulate(Backend *be, float *dst, const float *src, size_t n);
+void cu_channel_scale_forward(Backend *be, float *out, const float *in, const float *gamma, size_t N, int C);
+void cu_channel_scale_backward(Backend *be, float *din, float *dgamma, const float *dout, const float *in, const float *gamma, size_t N, int C);
+void cu_sample_scale_forward(Backend *be, float *out, const float *in, const float *scale_host, int B, size_t per);
+void cu_sample_scale_backward(Backend *be, float *din, const float *dout, const float *scale_host, int B, size_t per);
+void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, float *stats, const float *logits, const int32_t *labels, size_t N, int K, float w_dice, float w_ce);
+void cu_dice_ce_backward(Backend *be, float *dlogits, const float *probs, const float *stats, const int32_t *labels, size_t N, int K, float w_dice, float w_ce, float dloss);
+void cu_downsample_labels(Backend *be, int32_t *out, const int32_t *in, int B, int H, int W, int f);
+void cu_sum_squares(Backend *be, double *out_host, const float *x, size_t n);
+void cu_scale(Backend *be, float *x, float s, size_t n);
+void cu_adam_update(Backend *be, float *param, float *m, float *v, const float *grad, size_t n, double lr, double beta1, double beta2, double eps, int step);
+#ifdef __cplusplus
+}
+#endif
+
+#endif
