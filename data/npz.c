@@ -6,40 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
+#include <zip.h>
 
 #include "store_format.h"
 
 static uint16_t u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint32_t u32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t u64(const uint8_t *p) { return (uint64_t)u32(p) | (uint64_t)u32(p + 4) << 32; }
 
 void npy_free(NpyArray *a) {
     if (a) free(a->data), a->data = NULL;
-}
-
-static int read_file(const char *path, uint8_t **buf, size_t *n, char *err, size_t err_len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return store_err(err, err_len, "%s: cannot open", path);
-    fseek(fp, 0, SEEK_END);
-    long L = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    if (L < 0) {
-        fclose(fp);
-        return store_err(err, err_len, "%s: cannot size", path);
-    }
-    *buf = malloc((size_t)L + 1);
-    if (!*buf) {
-        fclose(fp);
-        return store_err(err, err_len, "%s: out of memory", path);
-    }
-    *n = fread(*buf, 1, (size_t)L, fp);
-    fclose(fp);
-    if (*n != (size_t)L) {
-        free(*buf);
-        return store_err(err, err_len, "%s: short read", path);
-    }
-    return 0;
 }
 
 /* Value of 'key': in the npy header dict, copied into out (up to a ',' or '}' at depth 0). */
@@ -159,120 +134,49 @@ int npy_parse(const char *name, const uint8_t *buf, size_t n, NpyArray *out, cha
 
 int npz_read(const char *path, const char *key, NpyArray *out, char *err, size_t err_len) {
     memset(out, 0, sizeof *out);
-    uint8_t *z = NULL;
-    size_t n = 0;
-    if (read_file(path, &z, &n, err, err_len)) return -1;
-    int rc = -1;
-    uint8_t *member = NULL;
-    /* End of central directory: the last signature within 64 KiB + 22 bytes of the end. */
-    size_t eocd = (size_t)-1;
-    for (size_t i = n >= 22 ? n - 22 : 0; n >= 22; i--) {
-        if (u32(z + i) == 0x06054b50) {
-            eocd = i;
-            break;
-        }
-        if (i == 0 || n - i > 65557) break;
-    }
-    if (eocd == (size_t)-1) {
-        store_err(err, err_len, "%s: not a zip (.npz) archive, or truncated (no end of central directory)", path);
-        goto out;
-    }
-    uint64_t entries = u16(z + eocd + 10), cd = u32(z + eocd + 16);
-    if (cd == 0xFFFFFFFFu || entries == 0xFFFF) {
-        if (eocd < 20 || u32(z + eocd - 20) != 0x07064b50) {
-            store_err(err, err_len, "%s: zip64 locator missing", path);
-            goto out;
-        }
-        uint64_t z64 = u64(z + eocd - 20 + 8);
-        if (z64 + 56 > n || u32(z + z64) != 0x06064b50) {
-            store_err(err, err_len, "%s: bad zip64 end record", path);
-            goto out;
-        }
-        entries = u64(z + z64 + 32);
-        cd = u64(z + z64 + 48);
+    int zerr = 0;
+    zip_t *za = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &zerr);
+    if (!za) {
+        zip_error_t ze;
+        zip_error_init_with_code(&ze, zerr);
+        store_err(err, err_len, "%s: not a readable .npz (zip) archive: %s", path, zip_error_strerror(&ze));
+        zip_error_fini(&ze);
+        return -1;
     }
     char want[256];
     snprintf(want, sizeof want, "%s.npy", key);
-    size_t p = (size_t)cd;
-    for (uint64_t e = 0; e < entries; e++) {
-        if (p + 46 > n || u32(z + p) != 0x02014b50) {
-            store_err(err, err_len, "%s: corrupt zip central directory", path);
-            goto out;
-        }
-        int method = u16(z + p + 10);
-        uint32_t crc = u32(z + p + 16);
-        uint64_t csize = u32(z + p + 20), usize = u32(z + p + 24), loff = u32(z + p + 42);
-        size_t nl = u16(z + p + 28), xl = u16(z + p + 30), cl = u16(z + p + 32);
-        if (p + 46 + nl + xl + cl > n) {
-            store_err(err, err_len, "%s: corrupt zip central directory", path);
-            goto out;
-        }
-        const char *nm = (const char *)z + p + 46;
-        /* zip64 extra field: only the fields whose 32-bit slot is 0xFFFFFFFF, in this order. */
-        for (size_t x = p + 46 + nl; x + 4 <= p + 46 + nl + xl;) {
-            size_t id = u16(z + x), sz = u16(z + x + 2), q = x + 4;
-            if (id == 1) {
-                if (usize == 0xFFFFFFFFu && q + 8 <= x + 4 + sz) usize = u64(z + q), q += 8;
-                if (csize == 0xFFFFFFFFu && q + 8 <= x + 4 + sz) csize = u64(z + q), q += 8;
-                if (loff == 0xFFFFFFFFu && q + 8 <= x + 4 + sz) loff = u64(z + q), q += 8;
-            }
-            x += 4 + sz;
-        }
-        if (nl == strlen(want) && !memcmp(nm, want, nl)) {
-            if (loff + 30 > n || u32(z + loff) != 0x04034b50) {
-                store_err(err, err_len, "%s: member %s: bad local header", path, want);
-                goto out;
-            }
-            size_t data = (size_t)loff + 30 + u16(z + loff + 26) + u16(z + loff + 28);
-            if (data + csize > n) {
-                store_err(err, err_len, "%s: member %s is truncated", path, want);
-                goto out;
-            }
-            member = malloc(usize ? usize : 1);
-            if (!member) {
-                store_err(err, err_len, "%s: out of memory", path);
-                goto out;
-            }
-            if (method == 0) {
-                if (csize != usize) {
-                    store_err(err, err_len, "%s: member %s: stored sizes differ", path, want);
-                    goto out;
-                }
-                memcpy(member, z + data, usize);
-            } else if (method == 8) {
-                z_stream s;
-                memset(&s, 0, sizeof s);
-                inflateInit2(&s, -15);
-                s.next_in = z + data;
-                s.avail_in = (uInt)csize;
-                s.next_out = member;
-                s.avail_out = (uInt)usize;
-                int zr = inflate(&s, Z_FINISH);
-                size_t got = s.total_out;
-                inflateEnd(&s);
-                if (zr != Z_STREAM_END || got != usize) {
-                    store_err(err, err_len, "%s: member %s does not inflate (corrupt or truncated)", path, want);
-                    goto out;
-                }
-            } else {
-                store_err(err, err_len, "%s: member %s: zip method %d not supported (stored or deflate only)", path,
-                          want, method);
-                goto out;
-            }
-            if ((uint32_t)crc32(0L, member, (uInt)usize) != crc) {
-                store_err(err, err_len, "%s: member %s fails its CRC-32", path, want);
-                goto out;
-            }
-            char nm2[512];
-            snprintf(nm2, sizeof nm2, "%s[%s]", path, key);
-            rc = npy_parse(nm2, member, usize, out, err, err_len);
-            goto out;
-        }
-        p += 46 + nl + xl + cl;
+    int rc = -1;
+    uint8_t *member = NULL;
+    zip_stat_t st;
+    zip_file_t *zf = NULL;
+    if (zip_stat(za, want, ZIP_FL_ENC_GUESS, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) {
+        store_err(err, err_len, "%s: no array '%s' in the archive", path, key);
+        goto out;
     }
-    store_err(err, err_len, "%s: no array '%s' in the archive", path, key);
+    member = malloc(st.size ? st.size : 1);
+    if (!member) {
+        store_err(err, err_len, "%s: out of memory", path);
+        goto out;
+    }
+    /* libzip checks the member's CRC-32 when the last byte is read */
+    zf = zip_fopen(za, want, 0);
+    zip_int64_t got = zf ? zip_fread(zf, member, st.size) : -1;
+    if (!zf || got != (zip_int64_t)st.size) {
+        store_err(err, err_len, "%s: member %s is corrupt or truncated: %s", path, want,
+                  zip_strerror(za));
+        goto out;
+    }
+    uint8_t extra;
+    if (zip_fread(zf, &extra, 1) != 0) { /* reaching the end is what triggers the CRC check */
+        store_err(err, err_len, "%s: member %s fails its checksum: %s", path, want, zip_file_strerror(zf));
+        goto out;
+    }
+    char nm2[512];
+    snprintf(nm2, sizeof nm2, "%s[%s]", path, key);
+    rc = npy_parse(nm2, member, (size_t)st.size, out, err, err_len);
 out:
+    if (zf) zip_fclose(zf);
     free(member);
-    free(z);
+    zip_discard(za);
     return rc;
 }

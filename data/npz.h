@@ -1,5 +1,5 @@
-/* npz.h — strict readers for numpy's .npy and .npz (a zip archive of .npy members, stored or
- * deflated, zip64 extensions as numpy writes them). Arrays are returned as float32 in C order;
+/* npz.h — strict readers for numpy's .npy and .npz (a zip archive of .npy members, read with
+ * libzip). Arrays are returned as float32 in C order;
  * integer, bool and float dtypes of either byte order are accepted, anything else is an error. */
 #ifndef UNET_NPZ_H
 #define UNET_NPZ_H

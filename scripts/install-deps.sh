@@ -7,7 +7,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   build-essential cmake pkg-config git
-  libopenblas-dev libhdf5-dev hdf5-tools libyaml-dev libcjson-dev libssl-dev
+  libopenblas-dev libhdf5-dev hdf5-tools libyaml-dev libcjson-dev libssl-dev libzip-dev
   libopenmpi-dev openmpi-bin
   libnifti-dev libtiff-dev libpng-dev libjpeg-dev zlib1g-dev
   python3 python3-torch python3-numpy python3-scipy python3-h5py python3-nibabel

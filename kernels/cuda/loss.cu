@@ -1,0 +1,173 @@
+// loss.cu — nnU-Net v1 DC_and_CE_loss (soft Dice + CE) and label downsampling; formulas and
+// the stats layout as kernels/cpu/loss.c. Forward: one thread per pixel writes its softmax and
+// a row of per-pixel terms [p (K) | p·onehot (K) | onehot (K) | −log p_y]; the class sums are then
+// deterministic column sums in double, and the final Dice/CE arithmetic runs on the host in
+// double exactly as the CPU backend does it.
+#include <stdlib.h>
+
+#include "cuda_internal.h"
+
+#define DICE_SMOOTH 1e-5
+#define DICE_EPS 1e-8
+#define LOSS_MAX_K 64
+
+__global__ void k_softmax_terms(float *probs /* (N, K) */, float *terms /* (N, 3K+1) */, int *bad,
+                                const float *logits, const int32_t *labels, size_t N, int K) {
+    for (size_t n = blockIdx.x * (size_t)blockDim.x + threadIdx.x; n < N; n += (size_t)gridDim.x * blockDim.x) {
+        const float *x = logits + n * K;
+        float *p = probs + n * K;
+        float *t = terms + n * (size_t)(3 * K + 1);
+        int y = labels[n];
+        if (y < 0 || y >= K) {
+            atomicMax(bad, (int)(n < 0x7fffffff ? n : 0x7fffffff));
+            y = 0;
+        }
+        float m = x[0];
+        for (int c = 1; c < K; c++) m = x[c] > m ? x[c] : m;
+        float s = 0;
+        for (int c = 0; c < K; c++) {
+            p[c] = expf(x[c] - m);
+            s += p[c];
+        }
+        float inv = 1.0f / s;
+        for (int c = 0; c < K; c++) {
+            p[c] *= inv;
+            t[c] = p[c];
+            t[K + c] = c == y ? p[c] : 0.0f;
+            t[2 * K + c] = c == y ? 1.0f : 0.0f;
+        }
+        t[3 * K] = logf(s) - (x[y] - m);
+    }
+}
+
+// Column sums in double: fixed row chunks, partials then an ordered finish (as elementwise.cu).
+__global__ void k_colsum_f64_partial(double *part, const float *x, size_t M, int C, size_t rows) {
+    int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    size_t r0 = blockIdx.x * rows, r1 = r0 + rows < M ? r0 + rows : M;
+    double s = 0;
+    for (size_t r = r0; r < r1; r++) s += x[r * C + c];
+    part[(size_t)blockIdx.x * C + c] = s;
+}
+__global__ void k_colsum_f64_finish(double *tot, const double *part, int nchunk, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double s = 0;
+    for (int k = 0; k < nchunk; k++) s += part[(size_t)k * C + c];
+    tot[c] = s;
+}
+
+extern "C" void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, float *stats, const float *logits,
+                                   const int32_t *labels, size_t N, int K, float w_dice, float w_ce) {
+    CHECK(K >= 2, "dice_ce_forward: K = %d, need at least 2 classes (background + one)", K);
+    CHECK(K <= LOSS_MAX_K, "dice_ce_forward: K = %d classes, the CUDA backend supports up to %d", K, LOSS_MAX_K);
+    CHECK(N > 0, "dice_ce_forward: no pixels");
+    CudaState *st = cuda_state(be);
+    const int C = 3 * K + 1;
+    int nchunk = (int)(N < 1024 ? N : 1024);
+    size_t rows = (N + nchunk - 1) / nchunk;
+    nchunk = (int)((N + rows - 1) / rows);
+    size_t terms_bytes = (N * C * sizeof(float) + 255) / 256 * 256;
+    size_t part_bytes = ((size_t)nchunk * C * sizeof(double) + 255) / 256 * 256;
+    char *ws = (char *)cuda_workspace(be, terms_bytes + part_bytes + (C + 1) * sizeof(double) + 64);
+    float *terms = (float *)ws;                                  /* (N, 3K+1) */
+    double *part = (double *)(ws + terms_bytes);                 /* (nchunk, 3K+1) */
+    double *tot = (double *)(ws + terms_bytes + part_bytes);     /* (3K+1) */
+    int *bad = (int *)(tot + C);                                 /* (1) */
+    CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(int), st->stream)); // −1: no bad label
+    k_softmax_terms<<<cuda_grid(N), 256, 0, st->stream>>>(probs, terms, bad, logits, labels, N, K);
+    CUDA_CHECK_LAUNCH();
+    dim3 grid(nchunk, (C + 255) / 256);
+    k_colsum_f64_partial<<<grid, 256, 0, st->stream>>>(part, terms, N, C, rows);
+    CUDA_CHECK_LAUNCH();
+    k_colsum_f64_finish<<<(C + 255) / 256, 256, 0, st->stream>>>(tot, part, nchunk, C);
+    CUDA_CHECK_LAUNCH();
+    double t[3 * LOSS_MAX_K + 1];
+    int bad_host = -1;
+    CUDA_CHECK(cudaMemcpyAsync(t, tot, C * sizeof(double), cudaMemcpyDeviceToHost, st->stream));
+    CUDA_CHECK(cudaMemcpyAsync(&bad_host, bad, sizeof(int), cudaMemcpyDeviceToHost, st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    if (bad_host >= 0) {
+        int32_t lab = 0;
+        CUDA_CHECK(cudaMemcpy(&lab, labels + bad_host, sizeof lab, cudaMemcpyDeviceToHost));
+        die("dice_ce_forward: label %d at pixel %d is outside [0, %d)", (int)lab, bad_host, K);
+    }
+    const double *psum = t, *tp = t + K, *cnt = t + 2 * K;
+    double ce = t[3 * K] / (double)N, dc_sum = 0;
+    float stats_host[3 * LOSS_MAX_K];
+    for (int c = 0; c < K; c++) {
+        double fp = psum[c] - tp[c], fn = cnt[c] - tp[c];
+        stats_host[c] = (float)tp[c];
+        stats_host[K + c] = (float)fp;
+        stats_host[2 * K + c] = (float)fn;
+        if (c == 0) continue; // do_bg = False
+        dc_sum += (2 * tp[c] + DICE_SMOOTH) / (2 * tp[c] + fp + fn + DICE_SMOOTH + DICE_EPS);
+    }
+    CUDA_CHECK(cudaMemcpyAsync(stats, stats_host, 3 * (size_t)K * sizeof(float), cudaMemcpyHostToDevice, st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream)); // stats_host is on our stack
+    double dice = -dc_sum / (double)(K - 1);
+    loss_host[0] = (float)((double)w_dice * dice + (double)w_ce * ce);
+    loss_host[1] = (float)dice;
+    loss_host[2] = (float)ce;
+}
+
+typedef struct {
+    float gb[LOSS_MAX_K], gy[LOSS_MAX_K];
+} DiceCoef;
+
+__global__ void k_dice_ce_bwd(float *dlogits, const float *probs, const int32_t *labels, size_t N, int K,
+                              DiceCoef co, float ce_scale, float dloss) {
+    for (size_t n = blockIdx.x * (size_t)blockDim.x + threadIdx.x; n < N; n += (size_t)gridDim.x * blockDim.x) {
+        const float *p = probs + n * K;
+        float *d = dlogits + n * K;
+        int y = labels[n];
+        if (y < 0 || y >= K) continue; // reported by the forward pass
+        float dot = 0;
+        for (int c = 0; c < K; c++) dot += p[c] * co.gb[c];
+        dot += p[y] * co.gy[y];
+        for (int c = 0; c < K; c++) {
+            float g = co.gb[c] + (c == y ? co.gy[c] : 0.0f);
+            float ce = ce_scale * (p[c] - (c == y ? 1.0f : 0.0f));
+            d[c] += dloss * (p[c] * (g - dot) + ce);
+        }
+    }
+}
+
+extern "C" void cu_dice_ce_backward(Backend *be, float *dlogits, const float *probs, const float *stats,
+                                    const int32_t *labels, size_t N, int K, float w_dice, float w_ce, float dloss) {
+    CHECK(K >= 2 && K <= LOSS_MAX_K, "dice_ce_backward: K = %d outside [2, %d]", K, LOSS_MAX_K);
+    if (!N) return;
+    CudaState *st = cuda_state(be);
+    float s[3 * LOSS_MAX_K];
+    CUDA_CHECK(cudaMemcpyAsync(s, stats, 3 * (size_t)K * sizeof(float), cudaMemcpyDeviceToHost, st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    DiceCoef co;
+    const double wd = -(double)w_dice / (double)(K - 1);
+    co.gb[0] = co.gy[0] = 0;
+    for (int c = 1; c < K; c++) {
+        double tp = s[c], fp = s[K + c], fn = s[2 * K + c];
+        double num = 2 * tp + DICE_SMOOTH, den = 2 * tp + fp + fn + DICE_SMOOTH + DICE_EPS;
+        co.gb[c] = (float)(wd * -num / (den * den));
+        co.gy[c] = (float)(wd * 2.0 / den);
+    }
+    k_dice_ce_bwd<<<cuda_grid(N), 256, 0, st->stream>>>(dlogits, probs, labels, N, K, co,
+                                                        (float)((double)w_ce / (double)N), dloss);
+    CUDA_CHECK_LAUNCH();
+}
+
+__global__ void k_downsample(int32_t *out, const int32_t *in, int B, int H, int W, int f) {
+    int Ho = H / f, Wo = W / f, o = f / 2;
+    size_t n = (size_t)B * Ho * Wo;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        int x = (int)(i % Wo), y = (int)(i / Wo % Ho), b = (int)(i / ((size_t)Wo * Ho));
+        out[i] = in[((size_t)b * H + (size_t)y * f + o) * W + (size_t)x * f + o];
+    }
+}
+
+extern "C" void cu_downsample_labels(Backend *be, int32_t *out, const int32_t *in, int B, int H, int W, int f) {
+    CHECK(f >= 1, "downsample_labels: factor %d < 1", f);
+    size_t n = (size_t)B * (H / f) * (W / f);
+    if (!n) return;
+    k_downsample<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>(out, in, B, H, W, f);
+    CUDA_CHECK_LAUNCH();
+}

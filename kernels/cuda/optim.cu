@@ -1,0 +1,82 @@
+// optim.cu — squared norm (gradient clipping), in-place scale, and torch.optim.Adam's update
+// in PyTorch's operation order (see kernels/cpu/optim.c for the derivation of the constants).
+#include <math.h>
+
+#include "cuda_internal.h"
+
+#define SUMSQ_CHUNK 65536
+
+// One block per fixed chunk: per-thread double sums, then a shared-memory tree in a fixed order
+// (deterministic for a given n).
+__global__ void k_sumsq_partial(double *part, const float *x, size_t n) {
+    __shared__ double sh[256];
+    size_t i0 = (size_t)blockIdx.x * SUMSQ_CHUNK, i1 = i0 + SUMSQ_CHUNK < n ? i0 + SUMSQ_CHUNK : n;
+    double s = 0;
+    for (size_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) s += (double)x[i] * (double)x[i];
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (int w = 128; w > 0; w >>= 1) {
+        if ((int)threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+}
+
+__global__ void k_sum_ordered(double *out, const double *part, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += part[i];
+    *out = s;
+}
+
+extern "C" void cu_sum_squares(Backend *be, double *out_host, const float *x, size_t n) {
+    CudaState *st = cuda_state(be);
+    if (n == 0) {
+        *out_host = 0;
+        return;
+    }
+    size_t nb = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
+    double *part = (double *)cuda_workspace(be, (nb + 1) * sizeof(double));
+    k_sumsq_partial<<<(unsigned)nb, 256, 0, st->stream>>>(part, x, n);
+    CUDA_CHECK_LAUNCH();
+    k_sum_ordered<<<1, 1, 0, st->stream>>>(part + nb, part, nb);
+    CUDA_CHECK_LAUNCH();
+    CUDA_CHECK(cudaMemcpyAsync(st->host_scalar, part + nb, sizeof(double), cudaMemcpyDeviceToHost, st->stream));
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    *out_host = st->host_scalar[0];
+}
+
+__global__ void k_scale(float *x, float s, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] *= s;
+}
+
+extern "C" void cu_scale(Backend *be, float *x, float s, size_t n) {
+    if (!n) return;
+    k_scale<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>(x, s, n);
+    CUDA_CHECK_LAUNCH();
+}
+
+__global__ void k_adam(float *param, float *m, float *v, const float *grad, size_t n, float b1, float omb1, float b2,
+                       float omb2, float neg_step, float bc2_sqrt, float eps) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float g = grad[i];
+        // __fmul_rn/__fadd_rn: no FMA contraction, so each step rounds as PyTorch's kernels do.
+        float mi = __fadd_rn(__fmul_rn(m[i], b1), __fmul_rn(omb1, g));
+        float vi = __fadd_rn(__fmul_rn(v[i], b2), __fmul_rn(__fmul_rn(omb2, g), g));
+        float denom = __fadd_rn(__fdiv_rn(sqrtf(vi), bc2_sqrt), eps);
+        m[i] = mi;
+        v[i] = vi;
+        param[i] = __fadd_rn(param[i], __fdiv_rn(__fmul_rn(neg_step, mi), denom));
+    }
+}
+
+extern "C" void cu_adam_update(Backend *be, float *param, float *m, float *v, const float *grad, size_t n, double lr,
+                               double beta1, double beta2, double eps, int step) {
+    CHECK(step >= 1, "adam_update: step %d, steps count from 1", step);
+    if (!n) return;
+    const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+    k_adam<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>(
+        param, m, v, grad, n, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2),
+        (float)(-(lr / bc1)), (float)sqrt(bc2), (float)eps);
+    CUDA_CHECK_LAUNCH();
+}
