@@ -1,10 +1,14 @@
-/* cmd_bench.c — `unet2022 bench CONFIG [--batch B] [--runs N] [--threads T]`
+/* cmd_bench.c — `unet2022 bench CONFIG [--batch B] [--runs N] [--threads T] [--backend cpu|cuda]`
  *
  * Times one training computation (forward, deep-supervision loss, backward) on the CPU
  * backend, N runs after a warm-up, and reports the median, the GFLOP/s it achieves (3x the
  * forward FLOPs, see model_flops.c) and that rate as a fraction of this machine's OpenBLAS
  * sgemm rate measured in the same process with the same threads. The last line is JSON,
- * for scripts/bench_cpu.sh. */
+ * for scripts/bench_cpu.sh.
+ *
+ * With --backend cuda (builds with CUDA only) the same step runs on the GPU backend (device
+ * --device D); the sgemm comparison is replaced by images/s and the peak device memory the
+ * backend allocated; the JSON line then has "impl":"c-cuda" (tests/gpu/check.sh reads it). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -18,6 +22,9 @@
 #include "config.h"
 #include "model.h"
 #include "rng.h"
+#ifdef UNET_HAVE_CUDA
+#include "backend_cuda.h"
+#endif
 
 static double now_s(void) {
     struct timespec ts;
@@ -61,25 +68,46 @@ static double sgemm_gflops(int n, int threads) {
 
 int cmd_bench(int argc, char **argv) {
     const char *cfg_path = NULL;
-    int batch = 1, runs = 5, threads = 0;
+    const char *backend = "cpu";
+    int batch = 1, runs = 5, threads = 0, device = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (argv[i][0] != '-' && !cfg_path) cfg_path = argv[i];
         else cfg_path = NULL, i = argc;
     }
-    if (!cfg_path || batch < 1 || runs < 1 || runs > 1000) {
-        fprintf(stderr, "usage: unet2022 bench CONFIG [--batch B] [--runs N] [--threads T]\n");
+    int cuda = !strcmp(backend, "cuda");
+    if (!cfg_path || batch < 1 || runs < 1 || runs > 1000 || (!cuda && strcmp(backend, "cpu"))) {
+        fprintf(stderr, "usage: unet2022 bench CONFIG [--batch B] [--runs N] [--threads T]\n"
+                        "                             [--backend cpu|cuda] [--device D]\n");
         return 1;
     }
+#ifndef UNET_HAVE_CUDA
+    (void)device;
+    if (cuda) {
+        fprintf(stderr, "unet2022: error: --backend cuda: this build has no CUDA backend\n");
+        return 2;
+    }
+#else
+    if (cuda && cuda_device_count() == 0) {
+        fprintf(stderr, "unet2022: error: --backend cuda: no CUDA device visible\n");
+        return 2;
+    }
+#endif
     Config cfg;
     char err[1024];
     if (config_load(&cfg, cfg_path, err, sizeof err) != 0) {
         fprintf(stderr, "unet2022: error: %s\n", err);
         return 2;
     }
+#ifdef UNET_HAVE_CUDA
+    Backend *be = cuda ? backend_cuda_create(device) : backend_cpu_create(threads);
+#else
     Backend *be = backend_cpu_create(threads);
+#endif
     threads = omp_get_max_threads();
     Model m;
     model_build(&m, &cfg);
@@ -125,6 +153,27 @@ int cmd_bench(int argc, char **argv) {
     for (int r = 0; r < runs; r++) runs_ms[r] = t[r] * 1e3;
     double med = median(t, runs);
     double flops = 3.0 * model_forward_flops(&m, batch, H, W);
+#ifdef UNET_HAVE_CUDA
+    if (cuda) {
+        double peak_mib = (double)backend_cuda_peak_bytes(be) / (1 << 20);
+        printf("%s batch %d, cuda device %d: median %.2f ms, %.1f images/s, %.1f TFLOP/s, peak %.0f MiB\n", cfg.name,
+               batch, device, med * 1e3, batch / med, flops / med / 1e12, peak_mib);
+        printf("{\"impl\":\"c-cuda\",\"config\":\"%s\",\"batch\":%d,\"median_ms\":%.3f,\"images_per_s\":%.2f,"
+               "\"peak_mib\":%.0f,\"gflop_per_step\":%.3f,\"runs_ms\":[",
+               cfg.name, batch, med * 1e3, batch / med, peak_mib, flops / 1e9);
+        for (int r = 0; r < runs; r++) printf("%s%.3f", r ? "," : "", runs_ms[r]);
+        printf("]}\n");
+        free(t);
+        model_acts_free(acts);
+        be->release(be, params);
+        be->release(be, grads);
+        be->release(be, image);
+        be->release(be, labels);
+        be->destroy(be);
+        model_free(&m);
+        return 0;
+    }
+#endif
     double gf = flops / med / 1e9, peak = sgemm_gflops(2048, threads);
     printf("%s batch %d, %d threads: median %.1f ms, %.1f GFLOP per step, %.1f GFLOP/s = %.0f%% of sgemm (%.1f GFLOP/s)\n",
            cfg.name, batch, threads, med * 1e3, flops / 1e9, gf, 100 * gf / peak, peak);

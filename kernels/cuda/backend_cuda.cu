@@ -15,18 +15,22 @@ void *cuda_workspace(Backend *be, size_t bytes) {
         // Earlier kernels may still read the old buffer: wait for them before freeing it.
         CUDA_CHECK(cudaStreamSynchronize(st->stream));
         if (st->workspace) CUDA_CHECK(cudaFree(st->workspace));
+        st->live_bytes -= st->workspace_bytes;
+        st->workspace = NULL, st->workspace_bytes = 0;
         size_t grown = bytes + bytes / 4; // headroom: avoid regrowing by a few bytes each call
         cudaError_t e = cudaMalloc(&st->workspace, grown);
         if (e != cudaSuccess)
             die("CUDA device %d: out of memory growing the workspace to %zu bytes (%s)", st->device, grown,
                 cudaGetErrorString(e));
         st->workspace_bytes = grown;
+        st->live_bytes += grown;
+        if (st->live_bytes > st->peak_bytes) st->peak_bytes = st->live_bytes;
     }
     return st->workspace;
 }
 
-// Allocation sizes are kept in a 64-byte header-free way: cudaMalloc has no size query, so the
-// live/peak counter tracks a small side table keyed by pointer.
+// cudaMalloc has no size query, so the live/peak byte counter (bench's "peak memory") keeps a
+// small side table of allocation sizes keyed by pointer, placed after CudaState in be->impl.
 typedef struct {
     void *p;
     size_t bytes;

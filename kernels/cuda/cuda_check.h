@@ -5,7 +5,13 @@
 
 #include <cuda_runtime.h>
 
-#include "check.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+#include "check.h" /* die_at, xcalloc: C functions of unet_core */
+#ifdef __cplusplus
+}
+#endif
 
 #define CUDA_CHECK(call)                                                                           \
     do {                                                                                           \

@@ -9,12 +9,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
 #include "backend.h"
+#ifdef __cplusplus
+}
+#endif
 #include "cuda_check.h"
 
 /* One cached cuDNN algorithm choice for a conv3x3 shape (chosen once, see conv_cudnn.cu). */
 typedef struct {
     int B, H, W, Ci, Co, stride;
+    int filter_nchw; /* 0: KRSC (permuted) filter, 1: PyTorch's KCRS filter as it is */
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;

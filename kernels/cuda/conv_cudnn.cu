@@ -1,0 +1,211 @@
+// conv_cudnn.cu — 3x3 convolution, zero pad 1, stride 1 or 2, bias, through cuDNN.
+//
+// Layouts: activations are NHWC; cuDNN gets the weight preferably as an NHWC ("KRSC") filter,
+// i.e. the permuted copy wp (Co, 3, 3, Ci) of the PyTorch weight (Co, Ci, 3, 3) — all-NHWC is the
+// combination cuDNN's NHWC kernels are built for. The weight gradient comes back in that layout
+// and is un-permuted while it is added into dw. Should cuDNN offer no fp32 algorithm for that
+// combination, the shape falls back to the PyTorch (KCRS) filter as it is, with NHWC tensors
+// (then dw accumulates directly, beta = 1).
+//
+// Algorithms are chosen once per shape (cudnnGet*_v7 heuristics, first supported choice whose
+// workspace fits CONV_WS_LIMIT) and cached in the backend state; all ops share the backend's one
+// workspace. The math type is CUDNN_FMA_MATH: plain fp32, no TF32, so the backend is comparable
+// with the CPU reference.
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_internal.h"
+
+#define CONV_WS_LIMIT ((size_t)1 << 30)
+
+typedef struct {
+    cudnnTensorDescriptor_t x, y;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+} ConvDesc;
+
+static void conv_desc_create(ConvDesc *d, int B, int H, int W, int Ci, int Co, int stride, int filter_nchw) {
+    int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->x));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->y));
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&d->w));
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d->conv));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, B, Ci, H, W));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, B, Co, Ho, Wo));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, filter_nchw ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC,
+                                           Co, Ci, 3, 3));
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d->conv, 1, 1, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
+                                                CUDNN_DATA_FLOAT));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, CUDNN_FMA_MATH));
+}
+
+static void conv_desc_destroy(ConvDesc *d) {
+    CUDNN_CHECK(cudnnDestroyTensorDescriptor(d->x));
+    CUDNN_CHECK(cudnnDestroyTensorDescriptor(d->y));
+    CUDNN_CHECK(cudnnDestroyFilterDescriptor(d->w));
+    CUDNN_CHECK(cudnnDestroyConvolutionDescriptor(d->conv));
+}
+
+// FMA-only execution: TF32/tensor-op variants would round the inputs to 10-bit mantissas.
+static int no_tensor_ops(cudnnMathType_t m) {
+    return m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+}
+
+// A layout combination cuDNN rejects outright is a reason to try the other filter layout, not
+// an error; anything else is.
+static int heuristics_ok(cudnnStatus_t s) {
+    if (s == CUDNN_STATUS_NOT_SUPPORTED || s == CUDNN_STATUS_BAD_PARAM) return 0;
+    CUDNN_CHECK(s);
+    return 1;
+}
+
+// Fills a's three algorithms for descriptor set d; 0 when one direction has no usable algorithm.
+static int pick_algos(cudnnHandle_t h, const ConvDesc *d, ConvAlgo *a) {
+    enum { MAXA = 16 };
+    int got = 0, found = 0;
+    cudnnConvolutionFwdAlgoPerf_t fp[MAXA];
+    if (!heuristics_ok(cudnnGetConvolutionForwardAlgorithm_v7(h, d->x, d->w, d->conv, d->y, MAXA, &got, fp))) return 0;
+    for (int i = 0; i < got && !found; i++)
+        if (fp[i].status == CUDNN_STATUS_SUCCESS && fp[i].memory <= CONV_WS_LIMIT && no_tensor_ops(fp[i].mathType))
+            a->fwd = fp[i].algo, found = 1;
+    if (!found) return 0;
+    found = 0;
+    cudnnConvolutionBwdDataAlgoPerf_t bp[MAXA];
+    if (!heuristics_ok(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d->w, d->y, d->conv, d->x, MAXA, &got, bp))) return 0;
+    for (int i = 0; i < got && !found; i++)
+        if (bp[i].status == CUDNN_STATUS_SUCCESS && bp[i].memory <= CONV_WS_LIMIT && no_tensor_ops(bp[i].mathType))
+            a->bwd_data = bp[i].algo, found = 1;
+    if (!found) return 0;
+    found = 0;
+    cudnnConvolutionBwdFilterAlgoPerf_t wf[MAXA];
+    if (!heuristics_ok(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d->x, d->y, d->conv, d->w, MAXA, &got, wf))) return 0;
+    for (int i = 0; i < got && !found; i++)
+        if (wf[i].status == CUDNN_STATUS_SUCCESS && wf[i].memory <= CONV_WS_LIMIT && no_tensor_ops(wf[i].mathType))
+            a->bwd_filter = wf[i].algo, found = 1;
+    return found;
+}
+
+// The cached algorithms (and filter layout) for this shape, choosing them on first use.
+static const ConvAlgo *conv_algo(Backend *be, int B, int H, int W, int Ci, int Co, int stride) {
+    CudaState *st = cuda_state(be);
+    for (int i = 0; i < st->n_algos; i++) {
+        const ConvAlgo *a = &st->algos[i];
+        if (a->B == B && a->H == H && a->W == W && a->Ci == Ci && a->Co == Co && a->stride == stride) return a;
+    }
+    if (st->n_algos == st->cap_algos) {
+        st->cap_algos = st->cap_algos ? 2 * st->cap_algos : 32;
+        st->algos = (ConvAlgo *)realloc(st->algos, (size_t)st->cap_algos * sizeof(ConvAlgo));
+        if (!st->algos) die("out of host memory");
+    }
+    ConvAlgo *a = &st->algos[st->n_algos];
+    memset(a, 0, sizeof *a);
+    a->B = B, a->H = H, a->W = W, a->Ci = Ci, a->Co = Co, a->stride = stride;
+    int ok = 0;
+    for (int nchw = 0; nchw <= 1 && !ok; nchw++) {
+        ConvDesc d;
+        conv_desc_create(&d, B, H, W, Ci, Co, stride, nchw);
+        ok = pick_algos(st->cudnn, &d, a);
+        a->filter_nchw = nchw;
+        conv_desc_destroy(&d);
+    }
+    CHECK(ok, "cuDNN %zu offers no fp32 (non-TF32) algorithm for conv3x3 B=%d %dx%d %d->%d stride %d with NHWC "
+              "tensors and either filter layout", cudnnGetVersion(), B, H, W, Ci, Co, stride);
+    st->n_algos++;
+    return a;
+}
+
+// wp[co][t*Ci + ci] = w[co][ci][t]  (t = kh*3 + kw)
+__global__ void k_conv_permute(float *wp, const float *w, int Ci, int Co) {
+    size_t n = (size_t)Co * Ci * 9;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        int t = (int)(i % 9), ci = (int)(i / 9 % Ci), co = (int)(i / ((size_t)9 * Ci));
+        wp[((size_t)co * 9 + t) * Ci + ci] = w[i];
+    }
+}
+
+__global__ void k_conv_unpermute_acc(float *dw, const float *dwp, int Ci, int Co) {
+    size_t n = (size_t)Co * Ci * 9;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        int t = (int)(i % 9), ci = (int)(i / 9 % Ci), co = (int)(i / ((size_t)9 * Ci));
+        dw[i] += dwp[((size_t)co * 9 + t) * Ci + ci];
+    }
+}
+
+__global__ void k_add_bias(float *out, const float *b, size_t n, int C) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        out[i] += b[i % C];
+}
+
+static size_t align256(size_t b) { return (b + 255) / 256 * 256; }
+
+extern "C" void cu_conv3x3_forward(Backend *be, float *out, const float *in, const float *w, const float *b, int B,
+                                   int H, int W, int Ci, int Co, int stride) {
+    CHECK(stride == 1 || stride == 2, "conv3x3: stride %d not supported", stride);
+    int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    size_t nout = (size_t)B * Ho * Wo * Co;
+    if (!nout) return;
+    CudaState *st = cuda_state(be);
+    const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride);
+    ConvDesc d;
+    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw);
+    size_t ws_bytes = 0;
+    CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(st->cudnn, d.x, d.w, d.conv, d.y, a->fwd, &ws_bytes));
+    size_t wp_bytes = align256((size_t)Co * Ci * 9 * sizeof(float));
+    char *ws = (char *)cuda_workspace(be, wp_bytes + ws_bytes + 256);
+    const float *filt = w;
+    if (!a->filter_nchw) {
+        k_conv_permute<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>((float *)ws, w, Ci, Co);
+        CUDA_CHECK_LAUNCH();
+        filt = (const float *)ws;
+    }
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_CHECK(cudnnConvolutionForward(st->cudnn, &one, d.x, in, d.w, filt, d.conv, a->fwd, ws + wp_bytes, ws_bytes,
+                                        &zero, d.y, out));
+    k_add_bias<<<cuda_grid(nout), 256, 0, st->stream>>>(out, b, nout, Co);
+    CUDA_CHECK_LAUNCH();
+    conv_desc_destroy(&d);
+}
+
+extern "C" void cu_conv3x3_backward(Backend *be, float *din, float *dw, float *db, const float *dout,
+                                    const float *in, const float *w, int B, int H, int W, int Ci, int Co, int stride) {
+    CHECK(stride == 1 || stride == 2, "conv3x3: stride %d not supported", stride);
+    int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    size_t M = (size_t)B * Ho * Wo;
+    if (!M) return;
+    CudaState *st = cuda_state(be);
+    cuda_colsum_acc(be, db, dout, M, Co); // before the workspace is carved below
+    const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride);
+    ConvDesc d;
+    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw);
+    size_t wsd = 0, wsf = 0;
+    if (din)
+        CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(st->cudnn, d.w, d.y, d.conv, d.x, a->bwd_data, &wsd));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(st->cudnn, d.x, d.y, d.conv, d.w, a->bwd_filter, &wsf));
+    size_t wp_bytes = align256((size_t)Co * Ci * 9 * sizeof(float));
+    size_t lib_bytes = wsd > wsf ? wsd : wsf;
+    char *ws = (char *)cuda_workspace(be, 2 * wp_bytes + lib_bytes + 256);
+    float *wp = (float *)ws, *dwp = (float *)(ws + wp_bytes);
+    void *lib = ws + 2 * wp_bytes;
+    const float one = 1.0f, zero = 0.0f;
+    if (a->filter_nchw) { // PyTorch's layout: cuDNN adds into dw directly
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, in, d.y, dout, d.conv, a->bwd_filter, lib,
+                                                   wsf, &one, d.w, dw));
+    } else { // dwp = weight gradient in the KRSC layout (overwritten), then added into dw un-permuted
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, in, d.y, dout, d.conv, a->bwd_filter, lib,
+                                                   wsf, &zero, d.w, dwp));
+        k_conv_unpermute_acc<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>(dw, dwp, Ci, Co);
+        CUDA_CHECK_LAUNCH();
+    }
+    if (din) {
+        const float *filt = w;
+        if (!a->filter_nchw) {
+            k_conv_permute<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>(wp, w, Ci, Co);
+            CUDA_CHECK_LAUNCH();
+            filt = wp;
+        }
+        // beta = 1: cuDNN adds into din, as the backend contract asks.
+        CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, filt, d.y, dout, d.conv, a->bwd_data, lib, wsd,
+                                                 &one, d.x, din));
+    }
+    conv_desc_destroy(&d);
+}

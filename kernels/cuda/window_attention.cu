@@ -1,0 +1,233 @@
+// window_attention.cu — Swin windowed multi-head self-attention with relative position bias and
+// shift mask, fused with the window partition (contract: src/backend.h; arithmetic order as
+// kernels/cpu/window_attention.c).
+//
+// First version, correctness first: one block per (window, head), 8 warps, one warp per query
+// row. The window's K and V (n = w² ≤ 400 tokens × hd channels) sit in shared memory with rows
+// padded to hd + 1 floats (lanes read different rows of the same column: no bank conflicts);
+// each warp keeps its current score row and query in shared memory too. Shared memory is
+// 2·n·(hd+1) + 8·(n+hd) floats (≈ 116 KiB at n = 400, hd = 32: needs the opt-in limit).
+//
+// Backward, same blocks: pass 1 (warp per query row i) forms dP = dO·Vᵀ, dS = P∘(dP − rowsum),
+// dQ = scale·dS·K, the bias gradient into a block-local table (shared atomics), and stores the
+// dS row in a scratch copy of probs; pass 2 (warp per key row j) reloads Q·scale and dO into
+// the same shared memory and forms dK = dSᵀ·(Q·scale), dV = Pᵀ·dO. Every (token, channel) of
+// dqkv belongs to one block, so dqkv needs no atomics; the block tables are added into dtable
+// with global atomics (order not fixed: dtable is reproducible to rounding only).
+#include <math.h>
+
+#include "cuda_internal.h"
+
+#define WA_WARPS 8
+
+struct WaGeom {
+    int Hp, Wp, C, heads, w, shift, n, hd, nWx, nWin;
+    float scale;
+};
+
+__device__ __forceinline__ size_t wa_pix(const WaGeom &g, int b, int wy, int wx, int t) {
+    return ((size_t)b * g.Hp + (size_t)wy * g.w + t / g.w) * g.Wp + (size_t)wx * g.w + t % g.w;
+}
+
+__device__ __forceinline__ int wa_axis_region(int v, int L, int w, int s) {
+    return v < L - w ? 0 : (v < L - s ? 1 : 2);
+}
+
+__device__ __forceinline__ int wa_region(const WaGeom &g, int wy, int wx, int t) {
+    return 3 * wa_axis_region(wy * g.w + t / g.w, g.Hp, g.w, g.shift) +
+           wa_axis_region(wx * g.w + t % g.w, g.Wp, g.w, g.shift);
+}
+
+__device__ __forceinline__ int wa_rel(const WaGeom &g, int i, int j) {
+    int dy = i / g.w - j / g.w, dx = i % g.w - j % g.w;
+    return (dy + g.w - 1) * (2 * g.w - 1) + (dx + g.w - 1);
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_sumf(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__global__ void k_wa_fwd(float *out, float *probs, const float *qkv, const float *table, WaGeom g) {
+    extern __shared__ float sm[];
+    const int n = g.n, hd = g.hd, ld = hd + 1, C3 = 3 * g.C, h = blockIdx.y;
+    const size_t gw = blockIdx.x;
+    const int b = (int)(gw / g.nWin), win = (int)(gw % g.nWin), wy = win / g.nWx, wx = win % g.nWx;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float *Ks = sm, *Vs = sm + (size_t)n * ld;
+    float *row = sm + 2 * (size_t)n * ld + (size_t)warp * (n + hd), *q = row + n;
+    for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
+        int t = e / hd, j = e % hd;
+        const float *src = qkv + wa_pix(g, b, wy, wx, t) * C3 + h * hd + j;
+        Ks[t * ld + j] = src[g.C];
+        Vs[t * ld + j] = src[2 * g.C];
+    }
+    __syncthreads();
+    float *P = probs + (gw * g.heads + h) * (size_t)n * n;
+    for (int i = warp; i < n; i += WA_WARPS) {
+        const size_t pi = wa_pix(g, b, wy, wx, i);
+        for (int c = lane; c < hd; c += 32) q[c] = qkv[pi * C3 + h * hd + c] * g.scale;
+        __syncwarp();
+        const int ri = g.shift > 0 ? wa_region(g, wy, wx, i) : 0;
+        float mx = -INFINITY;
+        for (int j = lane; j < n; j += 32) {
+            float s = 0;
+            for (int c = 0; c < hd; c++) s = fmaf(q[c], Ks[j * ld + c], s);
+            s += table[(size_t)wa_rel(g, i, j) * g.heads + h];
+            if (g.shift > 0 && wa_region(g, wy, wx, j) != ri) s += -100.0f;
+            row[j] = s;
+            mx = fmaxf(mx, s);
+        }
+        mx = warp_max(mx);
+        float sum = 0;
+        for (int j = lane; j < n; j += 32) {
+            float e = expf(row[j] - mx);
+            row[j] = e;
+            sum += e;
+        }
+        const float inv = 1.0f / warp_sumf(sum);
+        for (int j = lane; j < n; j += 32) {
+            row[j] *= inv;
+            P[(size_t)i * n + j] = row[j];
+        }
+        __syncwarp();
+        for (int c = lane; c < hd; c += 32) {
+            float o = 0;
+            for (int j = 0; j < n; j++) o = fmaf(row[j], Vs[j * ld + c], o);
+            out[pi * g.C + h * hd + c] = o;
+        }
+        __syncwarp(); // row and q are rewritten by the next i
+    }
+}
+
+__global__ void k_wa_bwd(float *dqkv, float *dtable, float *dS_all, const float *dout, const float *qkv,
+                         const float *probs, WaGeom g) {
+    extern __shared__ float sm[];
+    const int n = g.n, hd = g.hd, ld = hd + 1, C3 = 3 * g.C, h = blockIdx.y;
+    const int T = (2 * g.w - 1) * (2 * g.w - 1);
+    const size_t gw = blockIdx.x;
+    const int b = (int)(gw / g.nWin), win = (int)(gw % g.nWin), wy = win / g.nWx, wx = win % g.nWx;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float *A = sm, *Bm = sm + (size_t)n * ld; // pass 1: K, V; pass 2: Q·scale, dO
+    float *row = sm + 2 * (size_t)n * ld + (size_t)warp * (n + hd), *vec = row + n;
+    float *tab = sm + 2 * (size_t)n * ld + (size_t)WA_WARPS * (n + hd); /* (T) block-local dtable */
+    const float *P = probs + (gw * g.heads + h) * (size_t)n * n;
+    float *dS = dS_all + (gw * g.heads + h) * (size_t)n * n;
+
+    for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
+        int t = e / hd, j = e % hd;
+        const float *src = qkv + wa_pix(g, b, wy, wx, t) * C3 + h * hd + j;
+        A[t * ld + j] = src[g.C];
+        Bm[t * ld + j] = src[2 * g.C];
+    }
+    for (int e = threadIdx.x; e < T; e += blockDim.x) tab[e] = 0;
+    __syncthreads();
+    // pass 1: query rows
+    for (int i = warp; i < n; i += WA_WARPS) {
+        const size_t pi = wa_pix(g, b, wy, wx, i);
+        for (int c = lane; c < hd; c += 32) vec[c] = dout[pi * g.C + h * hd + c];
+        __syncwarp();
+        float dot = 0;
+        for (int j = lane; j < n; j += 32) {
+            float dp = 0;
+            for (int c = 0; c < hd; c++) dp = fmaf(vec[c], Bm[j * ld + c], dp);
+            row[j] = dp;
+            dot += P[(size_t)i * n + j] * dp;
+        }
+        dot = warp_sumf(dot);
+        for (int j = lane; j < n; j += 32) {
+            float ds = P[(size_t)i * n + j] * (row[j] - dot);
+            row[j] = ds;
+            dS[(size_t)i * n + j] = ds;
+            if (dtable) atomicAdd(&tab[wa_rel(g, i, j)], ds);
+        }
+        __syncwarp();
+        if (dqkv)
+            for (int c = lane; c < hd; c += 32) {
+                float s = 0;
+                for (int j = 0; j < n; j++) s = fmaf(row[j], A[j * ld + c], s);
+                dqkv[pi * C3 + h * hd + c] += g.scale * s;
+            }
+        __syncwarp();
+    }
+    __syncthreads();
+    if (dtable)
+        for (int e = threadIdx.x; e < T; e += blockDim.x)
+            if (tab[e] != 0.0f) atomicAdd(&dtable[(size_t)e * g.heads + h], tab[e]);
+    if (!dqkv) return;
+    // pass 2: key rows
+    for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
+        int t = e / hd, j = e % hd;
+        size_t pt = wa_pix(g, b, wy, wx, t);
+        A[t * ld + j] = qkv[pt * C3 + h * hd + j] * g.scale;
+        Bm[t * ld + j] = dout[pt * g.C + h * hd + j];
+    }
+    __syncthreads();
+    for (int j = warp; j < n; j += WA_WARPS) {
+        const size_t pj = wa_pix(g, b, wy, wx, j);
+        for (int c = lane; c < hd; c += 32) {
+            float dk = 0, dv = 0;
+            for (int i = 0; i < n; i++) {
+                dk = fmaf(dS[(size_t)i * n + j], A[i * ld + c], dk);
+                dv = fmaf(P[(size_t)i * n + j], Bm[i * ld + c], dv);
+            }
+            dqkv[pj * C3 + g.C + h * hd + c] += dk;
+            dqkv[pj * C3 + 2 * g.C + h * hd + c] += dv;
+        }
+    }
+}
+
+static WaGeom wa_geom(int Hp, int Wp, int C, int heads, int w, int shift) {
+    CHECK(w > 0 && Hp % w == 0 && Wp % w == 0, "window_attention: map %dx%d is not a multiple of window %d", Hp, Wp,
+          w);
+    CHECK(heads > 0 && C % heads == 0, "window_attention: C=%d not divisible by heads=%d", C, heads);
+    CHECK(shift >= 0 && shift < w, "window_attention: shift %d outside [0, %d)", shift, w);
+    WaGeom g;
+    g.Hp = Hp, g.Wp = Wp, g.C = C, g.heads = heads, g.w = w, g.shift = shift;
+    g.n = w * w, g.hd = C / heads, g.nWx = Wp / w, g.nWin = (Hp / w) * (Wp / w);
+    g.scale = 1.0f / sqrtf((float)g.hd);
+    return g;
+}
+
+// Dynamic shared memory of one block, checked against the device's opt-in limit.
+static size_t wa_smem(Backend *be, const WaGeom &g, int with_table, const void *kernel) {
+    size_t floats = 2 * (size_t)g.n * (g.hd + 1) + (size_t)WA_WARPS * (g.n + g.hd);
+    if (with_table) floats += (size_t)(2 * g.w - 1) * (2 * g.w - 1);
+    size_t bytes = floats * sizeof(float);
+    int limit = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, cuda_state(be)->device));
+    CHECK(bytes <= (size_t)limit,
+          "window_attention: window %d (%d tokens) with head dim %d needs %zu bytes of shared memory per block; "
+          "this device allows %d",
+          g.w, g.n, g.hd, bytes, limit);
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    return bytes;
+}
+
+extern "C" void cu_window_attention_forward(Backend *be, float *out, float *probs, const float *qkv,
+                                            const float *table, int B, int Hp, int Wp, int C, int heads, int window,
+                                            int shift) {
+    WaGeom g = wa_geom(Hp, Wp, C, heads, window, shift);
+    size_t G = (size_t)B * g.nWin;
+    if (!G) return;
+    size_t smem = wa_smem(be, g, 0, (const void *)k_wa_fwd);
+    k_wa_fwd<<<dim3((unsigned)G, heads), 32 * WA_WARPS, smem, cuda_state(be)->stream>>>(out, probs, qkv, table, g);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cu_window_attention_backward(Backend *be, float *dqkv, float *dtable, const float *dout,
+                                             const float *qkv, const float *probs, int B, int Hp, int Wp, int C,
+                                             int heads, int window, int shift) {
+    WaGeom g = wa_geom(Hp, Wp, C, heads, window, shift);
+    size_t G = (size_t)B * g.nWin;
+    if (!G || (!dqkv && !dtable)) return;
+    float *dS = (float *)cuda_workspace(be, G * heads * (size_t)g.n * g.n * sizeof(float)); /* like probs */
+    size_t smem = wa_smem(be, g, 1, (const void *)k_wa_bwd);
+    k_wa_bwd<<<dim3((unsigned)G, heads), 32 * WA_WARPS, smem, cuda_state(be)->stream>>>(dqkv, dtable, dS, dout, qkv,
+                                                                                        probs, g);
+    CUDA_CHECK_LAUNCH();
+}

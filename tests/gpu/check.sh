@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# tests/gpu/check.sh — THE GPU check (docs/gpu-check.md): run it from the repository root on a
+# machine with one NVIDIA GPU. Within ~8 minutes on an H100 it
+#   1. builds unet2022 with the CUDA backend (using .devdeps/ when present: scripts/pack-gpu-deps.sh),
+#   2. checks every CUDA op, forward and backward, against the CPU reference (gpu-check-ops),
+#   3. runs 20 training steps of the demo network on both backends and compares the losses,
+#   4. all-reduces through the NCCL transport on one rank,
+#   5. benchmarks a synapse_320 training step at batch 8: ours (bench --backend cuda) against the
+#      PyTorch reference network in eager AMP and torch.compile (scripts/bench_torch_gpu.py),
+# and prints one table last. Every step has its own time limit inside a global deadline, so one
+# failure or hang cannot eat the budget. Logs go to $OUT (when set) or ./gpu-logs.
+# Exit status: 0 when every check that ran passed, 1 otherwise.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+LOG=${OUT:-$PWD/gpu-logs}
+mkdir -p "$LOG"
+BUDGET_S=${GPU_CHECK_BUDGET_S:-470}  # the whole script, build included
+START=$(date +%s)
+DEADLINE=$((START + BUDGET_S))
+BUILD=${GPU_CHECK_BUILD_DIR:-build-gpucheck}
+PY=${GPU_CHECK_PYTHON:-python3}      # the Python that has torch with CUDA
+declare -a ROWS=()
+FAILED=0
+
+# run_step NAME LIMIT_S CMD...: runs CMD with its output in $LOG/NAME.log, limited to LIMIT_S and
+# to what is left before the deadline; records ok / FAIL / TIMEOUT / SKIPPED.
+run_step() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((DEADLINE - $(date +%s) - 5))
+  if ((left < 15)); then
+    ROWS+=("$name|NOT RUN|no time left in the ${BUDGET_S}s budget")
+    FAILED=1
+    return 1
+  fi
+  ((limit > left)) && limit=$left
+  local t0=$(date +%s)
+  echo "== $name (limit ${limit}s): $*" | tee -a "$LOG/steps.log"
+  timeout --kill-after=10 "$limit" "$@" >"$LOG/$name.log" 2>&1
+  local rc=$? dt=$(($(date +%s) - t0))
+  tail -n 3 "$LOG/$name.log" | sed 's/^/   /'
+  local status
+  case $rc in
+    0) status=ok ;;
+    77) status=SKIPPED ;;
+    124 | 137) status="TIMEOUT (${limit}s)"; FAILED=1 ;;
+    *) status="FAIL (rc $rc)"; FAILED=1 ;;
+  esac
+  ROWS+=("$name|$status|${dt}s")
+  return $rc
+}
+
+GPU=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+GPU=${GPU:-no nvidia-smi / no GPU}
+{
+  echo "gpu check: $(date -u +%FT%TZ), $(git rev-parse --short HEAD 2>/dev/null || echo no-git)$(git diff --quiet 2>/dev/null || echo +dirty)"
+  echo "$GPU"
+  /usr/local/cuda/bin/nvcc --version 2>&1 | tail -n 1
+  "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1
+} | tee "$LOG/machine.log"
+
+# ---- 1. build ----------------------------------------------------------------------------------
+if [[ -f .devdeps/setup.sh ]]; then
+  # shellcheck disable=SC1091
+  source .devdeps/setup.sh >>"$LOG/machine.log" 2>&1
+  export PATH="$PATH:/opt/devdeps/usr/bin"          # cmake / pkgconf when packed
+  # Debian reaches these headers through alternatives symlinks, which dpkg -x does not create.
+  export CPATH="${CPATH:-}:/opt/devdeps/usr/include/x86_64-linux-gnu:/opt/devdeps/usr/include/x86_64-linux-gnu/openblas-pthread"
+fi
+export PATH="$PATH:/usr/local/cuda/bin"
+mpi=OFF
+command -v mpicc >/dev/null 2>&1 && mpi=ON
+if ! run_step build 240 bash -c "cmake -S . -B '$BUILD' -DCMAKE_BUILD_TYPE=Release -DUNET_WITH_CUDA=ON \
+    -DUNET_WITH_MPI=$mpi -DUNET_BUILD_TESTS=OFF -DUNET_CPU_ARCH=native -DCMAKE_CUDA_ARCHITECTURES=90 &&
+    cmake --build '$BUILD' -j$(nproc) --target unet2022"; then
+  echo "build failed: see $LOG/build.log" >&2
+fi
+BIN=$BUILD/unet2022
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+
+if [[ -x $BIN ]]; then
+  "$BIN" devices | tee -a "$LOG/machine.log"
+  # ---- 2. every op against the CPU reference -------------------------------------------------
+  run_step ops 90 "$BIN" gpu-check-ops
+  # ---- 3. 20 training steps, GPU vs CPU (fp32) -----------------------------------------------
+  run_step steps20 90 "$BIN" gpu-check-ops --steps 20 --config configs/demo.yaml --batch 2
+  # ---- 4. NCCL on one rank (MPI singleton) ---------------------------------------------------
+  if [[ $mpi == ON ]]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # containers run as root
+    run_step nccl 45 "$BIN" gpu-check-ops --nccl
+  else
+    ROWS+=("nccl|SKIPPED|no MPI on this machine (pack .devdeps with Open MPI)")
+  fi
+  # ---- 5a. our throughput ---------------------------------------------------------------------
+  run_step bench_ours 90 "$BIN" bench configs/synapse_320.yaml --backend cuda --batch 8 --runs 10
+fi
+# ---- 5b. the PyTorch reference on the same GPU -------------------------------------------------
+run_step bench_torch_eager_amp 75 "$PY" scripts/bench_torch_gpu.py configs/synapse_320.yaml --mode eager-amp --batch 8
+run_step bench_torch_compile_amp 150 "$PY" scripts/bench_torch_gpu.py configs/synapse_320.yaml --mode compile-amp --batch 8
+
+# ---- the table -----------------------------------------------------------------------------------
+{
+  echo
+  echo "================ GPU check: $GPU ================"
+  printf '%-26s %-18s %s\n' step result detail
+  for r in "${ROWS[@]}"; do
+    IFS='|' read -r name status detail <<<"$r"
+    case $name in
+      ops) detail="$detail; $(grep -a '^ops:' "$LOG/ops.log" | tail -n 1)" ;;
+      steps20) detail="$detail; $(grep -a '^steps:' "$LOG/steps20.log" | tail -n 1)" ;;
+      nccl) [[ -f $LOG/nccl.log ]] && detail="$detail; $(grep -a '^nccl:' "$LOG/nccl.log" | tail -n 1)" ;;
+    esac
+    printf '%-26s %-18s %s\n' "$name" "$status" "$detail"
+  done
+  echo
+  "$PY" - "$LOG" <<'PY'
+import json, os, sys
+log = sys.argv[1]
+rows = []
+for name in ("bench_ours", "bench_torch_eager_amp", "bench_torch_compile_amp"):
+    path = os.path.join(log, name + ".log")
+    last = None
+    if os.path.exists(path):
+        for line in open(path, errors="replace"):
+            if line.startswith("{"):
+                try:
+                    last = json.loads(line)
+                except ValueError:
+                    pass
+    rows.append((name, last))
+ref = next((r for n, r in rows if n == "bench_torch_eager_amp" and r), None)
+print("synapse_320, batch 8, forward+loss+backward (median of 10)")
+print(f"{'implementation':<26} {'images/s':>9} {'ms/step':>9} {'peak MiB':>9} {'vs torch eager AMP':>19}")
+for name, r in rows:
+    if not r:
+        print(f"{name:<26} {'-':>9} {'-':>9} {'-':>9} {'(no result)':>19}")
+        continue
+    ratio = f"{r['images_per_s'] / ref['images_per_s']:.2f}x" if ref else "-"
+    print(f"{r['impl']:<26} {r['images_per_s']:>9.1f} {r['median_ms']:>9.1f} {r.get('peak_mib', 0):>9.0f} {ratio:>19}")
+PY
+  echo "logs: $LOG  (total $(($(date +%s) - START))s)"
+} | tee "$LOG/table.txt"
+exit $FAILED
