@@ -86,16 +86,9 @@ static int load_model(Model *m, float **params, const char *wpath, const char *c
             st_free(&f);
             return -1;
         }
-        char tmp[] = "/tmp/unet2022-config-XXXXXX";
-        int fd = mkstemp(tmp);
-        CHECK(fd >= 0, "mkstemp failed");
-        size_t len = strlen(yaml);
-        int ok = write(fd, yaml, len) == (ssize_t)len;
-        close(fd);
-        int rc = ok ? config_load(&cfg, tmp, err, err_len) : -1;
-        unlink(tmp);
-        if (rc != 0) {
-            if (!ok) snprintf(err, err_len, "%s: cannot write the stored config to %s", wpath, tmp);
+        char name[1100];
+        snprintf(name, sizeof name, "%s (stored config)", wpath);
+        if (config_load_text(&cfg, yaml, name, err, err_len) != 0) {
             st_free(&f);
             return -1;
         }

@@ -151,25 +151,20 @@ static int resume_from(Trainer *t, const char *path, char *err, size_t err_len) 
     int rc = checkpoint_load(path, &t->model, p, m, v, &t->st, &yaml, err, err_len);
     if (rc == 0) {
         Config old;
-        FILE *tmp = NULL;
-        char tmp_path[] = "/tmp/unet2022-resume-XXXXXX";
-        int fd = mkstemp(tmp_path);
-        if (fd >= 0 && (tmp = fdopen(fd, "w"))) {
-            fputs(yaml, tmp);
-            fclose(tmp);
-            char cerr[1024];
-            if (config_load(&old, tmp_path, cerr, sizeof cerr) == 0) {
-                char id[17];
-                config_identity(id, &old);
-                if (strcmp(id, t->identity) != 0) {
-                    snprintf(err, err_len,
-                             "%s was written by a run with a different configuration (network, data, batch, lr, "
-                             "seed or augmentation differ); resume it with its own config or start a new run_dir",
-                             path);
-                    rc = -1;
-                }
+        char cerr[1024], name[1100], id[17];
+        snprintf(name, sizeof name, "%s (stored config)", path);
+        if (config_load_text(&old, yaml, name, cerr, sizeof cerr) != 0) {
+            snprintf(err, err_len, "%s", cerr);
+            rc = -1;
+        } else {
+            config_identity(id, &old);
+            if (strcmp(id, t->identity) != 0) {
+                snprintf(err, err_len,
+                         "%s was written by a run with a different configuration (network, data, batch, lr, seed or "
+                         "augmentation differ); resume it with its own config or start a new run_dir",
+                         path);
+                rc = -1;
             }
-            unlink(tmp_path);
         }
     }
     if (rc == 0) {

@@ -281,7 +281,9 @@ static const struct {
 static int resolve_preset(Config *cfg, char *err, size_t err_len) {
     for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++) {
         if (strcmp(cfg->preset, PRESETS[i].name) != 0) continue;
-        if (cfg->embed_dim != 0 || cfg->heads[0] != 0)
+        int given = cfg->embed_dim != 0 || cfg->heads[0] != 0;
+        int same = cfg->embed_dim == PRESETS[i].dim && !memcmp(cfg->heads, PRESETS[i].heads, sizeof cfg->heads);
+        if (given && !same) /* a resolved config (config_print) repeats the preset's own values */
             return error_at(err, err_len, "%s: network.embed_dim and network.heads are fixed by preset '%s' (use preset: custom to set them)",
                         cfg->path, cfg->preset);
         cfg->embed_dim = PRESETS[i].dim;
@@ -326,32 +328,45 @@ static int apply_defaults_and_check_required(Walk *w) {
     return 0;
 }
 
+/* Parses a YAML document from an initialised parser into cfg; `name` labels messages. */
+static int load_from_parser(Config *cfg, yaml_parser_t *parser, const char *name, char *err, size_t err_len) {
+    yaml_document_t doc;
+    if (!yaml_parser_load(parser, &doc))
+        return error_at(err, err_len, "%s:%zu:%zu: invalid YAML: %s", name, parser->problem_mark.line + 1,
+                        parser->problem_mark.column + 1, parser->problem ? parser->problem : "parse error");
+    int rc = -1;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    Walk w = {.path = name, .doc = &doc, .cfg = cfg, .err = err, .err_len = err_len};
+    if (!root) error_at(err, err_len, "%s: the file is empty", name);
+    else if (walk_mapping(&w, root, "") == 0 && apply_defaults_and_check_required(&w) == 0 &&
+             resolve_preset(cfg, err, err_len) == 0 && config_validate(cfg, err, err_len) == 0)
+        rc = 0;
+    yaml_document_delete(&doc);
+    return rc;
+}
+
 int config_load(Config *cfg, const char *path, char *err, size_t err_len) {
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
     FILE *fp = fopen(path, "rb");
     if (!fp) return error_at(err, err_len, "%s: cannot open: %s", path, strerror(errno));
     yaml_parser_t parser;
-    yaml_document_t doc;
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_file(&parser, fp);
-    int rc = -1;
-    if (!yaml_parser_load(&parser, &doc)) {
-        error_at(err, err_len, "%s:%zu:%zu: invalid YAML: %s", path, parser.problem_mark.line + 1,
-             parser.problem_mark.column + 1, parser.problem ? parser.problem : "parse error");
-        yaml_parser_delete(&parser);
-        fclose(fp);
-        return -1;
-    }
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    Walk w = {.path = path, .doc = &doc, .cfg = cfg, .err = err, .err_len = err_len};
-    if (!root) error_at(err, err_len, "%s: the file is empty", path);
-    else if (walk_mapping(&w, root, "") == 0 && apply_defaults_and_check_required(&w) == 0 &&
-             resolve_preset(cfg, err, err_len) == 0 && config_validate(cfg, err, err_len) == 0)
-        rc = 0;
-    yaml_document_delete(&doc);
+    int rc = load_from_parser(cfg, &parser, path, err, err_len);
     yaml_parser_delete(&parser);
     fclose(fp);
+    return rc;
+}
+
+int config_load_text(Config *cfg, const char *text, const char *name, char *err, size_t err_len) {
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->path, sizeof cfg->path, "%s", name);
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+    int rc = load_from_parser(cfg, &parser, name, err, err_len);
+    yaml_parser_delete(&parser);
     return rc;
 }
 

@@ -64,6 +64,9 @@ typedef struct {
 /* Loads and validates; on error returns -1 with "file:line:col: message" in err. */
 int config_load(Config *cfg, const char *path, char *err, size_t err_len);
 
+/* The same from YAML text (e.g. the config stored in a checkpoint); name labels messages. */
+int config_load_text(Config *cfg, const char *text, const char *name, char *err, size_t err_len);
+
 /* Applies one "section.key=value" override (as given on a command line) with the same
  * validation as the file; returns -1 with a message naming the override on error. */
 int config_override(Config *cfg, const char *assignment, char *err, size_t err_len);
