@@ -3,6 +3,10 @@
 #ifndef UNET_FSUTIL_H
 #define UNET_FSUTIL_H
 
+/* mkdir -p: creates dir and any missing parents; 0 or -1 (errno set). */
+int fsu_mkdir_p(const char *dir);
+/* Creates the missing parent directories of path (not path itself); 0 or -1 (errno set). */
+int fsu_mkdir_parents(const char *path);
 /* fsync a file or a directory by path; 0 or -1 (errno set). */
 int fsu_fsync_path(const char *path, int is_dir);
 /* Removes the plain files directly inside dir, then dir itself (not recursive: a directory

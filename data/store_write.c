@@ -5,6 +5,8 @@
  * manifest is cJSON built as cases arrive and written last. */
 #include "store_write.h"
 
+#include "fsutil.h"
+
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -124,7 +126,7 @@ int store_writer_create(StoreWriter **out, const char *out_dir, const StoreWrite
     }
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", w->out, (long)getpid());
     remove_store_dir(w->tmp); /* a leftover of a crashed run with our pid */
-    if (mkdir(w->tmp, 0755) != 0) {
+    if (fsu_mkdir_parents(w->tmp) != 0 || mkdir(w->tmp, 0755) != 0) {
         store_err(err, err_len, "%s: cannot create directory: %s", w->tmp, strerror(errno));
         free(w);
         return -1;

@@ -196,7 +196,8 @@ int synth_write(const char *out_dir, const SynthOptions *o, char *err, size_t er
     }
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
     rm_phantom(tmp);
-    if (mkdir(tmp, 0755) != 0) return store_err(err, err_len, "%s: cannot create: %s", tmp, strerror(errno));
+    if (fsu_mkdir_parents(tmp) != 0 || mkdir(tmp, 0755) != 0)
+        return store_err(err, err_len, "%s: cannot create: %s", tmp, strerror(errno));
     snprintf(p, sizeof p, "%s/img", tmp);
     mkdir(p, 0755);
     snprintf(p, sizeof p, "%s/label", tmp);

@@ -11,4 +11,5 @@ if command -v nvcc >/dev/null 2>&1 || [[ -x /usr/local/cuda/bin/nvcc ]]; then
 fi
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DUNET_WITH_CUDA=$cuda "$@" >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"
-echo "build: ok ($BUILD_DIR/unet2022, CUDA backend: $cuda)"
+cuda=$(sed -n 's/^UNET_WITH_CUDA:BOOL=//p' "$BUILD_DIR/CMakeCache.txt")
+echo "build: ok ($BUILD_DIR/unet2022, CUDA backend: ${cuda:-?})"

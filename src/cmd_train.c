@@ -22,6 +22,13 @@
 #include "comm.h"
 #include "commands.h"
 #include "config.h"
+#include "fsutil.h"
+#ifdef UNET_HAVE_CUDA
+#include "backend_cuda.h"
+#ifdef UNET_HAVE_MPI
+#include "comm_nccl.h"
+#endif
+#endif
 #include "model.h"
 #include "optimizer.h"
 #include "run_log.h"
@@ -57,18 +64,6 @@ static void say(const Trainer *t, const char *fmt, ...) {
     vprintf(fmt, ap);
     va_end(ap);
     fflush(stdout);
-}
-
-static int mkdir_p(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
 static char *config_yaml_text(const Config *cfg) {
@@ -196,12 +191,23 @@ static int parse_args(Trainer *t, int argc, char **argv, const char **resume, ch
         return snprintf(err, err_len, "%s: train.store: required for training (the directory `unet2022 prepare` wrote; "
                         "set it in the config or as train.store=PATH)", t->cfg.path), 2;
     if (!t->cfg.run_dir[0]) snprintf(t->cfg.run_dir, sizeof t->cfg.run_dir, "runs/%s", t->cfg.name);
+#ifndef UNET_HAVE_CUDA
     if (strcmp(t->cfg.backend, "cpu") != 0)
-        return snprintf(err, err_len, "train.backend: '%s' is not available in this build yet (use cpu)", t->cfg.backend), 2;
-    if (t->cfg.batch_size < t->comm->size)
-        return snprintf(err, err_len, "train.batch_size %d is smaller than the %d ranks", t->cfg.batch_size,
-                        t->comm->size), 2;
+        return snprintf(err, err_len, "train.backend: 'cuda': this build has no CUDA backend (configure with "
+                        "-DUNET_WITH_CUDA=ON where nvcc exists), or use cpu"), 2;
+#endif
     return 0;
+}
+
+/* The transport follows the backend: NCCL all-reduces device memory (bootstrapped over MPI);
+ * the CPU backend's buffers go through MPI (or nothing, in a single process). */
+static Comm *create_comm(const Config *cfg, int *argc, char ***argv) {
+#if defined(UNET_HAVE_CUDA) && defined(UNET_HAVE_MPI)
+    if (!strcmp(cfg->backend, "cuda")) return comm_nccl_create(argc, argv);
+#else
+    (void)cfg;
+#endif
+    return comm_create(argc, argv);
 }
 
 static int check_store(const Trainer *t, char *err, size_t err_len) {
@@ -224,14 +230,18 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
         threads = (int)(cores / (t->comm->local_size > 0 ? t->comm->local_size : 1));
         if (threads < 1) threads = 1;
     }
-    t->be = backend_cpu_create(threads);
+#ifdef UNET_HAVE_CUDA
+    if (!strcmp(c->backend, "cuda")) t->be = backend_cuda_create(t->comm->local_rank);
+    else
+#endif
+        t->be = backend_cpu_create(threads);
     if (store_open(&t->store, c->store, err, err_len) != 0) return -1;
     if (check_store(t, err, err_len) != 0) return -1;
     model_build(&t->model, c);
     t->config_yaml = config_yaml_text(c);
     config_identity(t->identity, c);
     snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s/checkpoints", c->run_dir);
-    int mk = t->comm->rank == 0 ? mkdir_p(t->ckpt_dir) : 0;
+    int mk = t->comm->rank == 0 ? fsu_mkdir_p(t->ckpt_dir) : 0;
     if (any_rank(t->comm, mk != 0))
         return snprintf(err, err_len, "%s: cannot create: %s", t->ckpt_dir, strerror(errno)), -1;
     if (t->comm->rank == 0) checkpoint_remove_stale_temporaries(t->ckpt_dir);
@@ -262,6 +272,12 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
 
     TrainFeedStart fs = {.rank = t->comm->rank, .world = t->comm->size, .global_batch = c->batch_size,
                          .epoch = t->st.epoch, .epoch_step = t->st.epoch_step};
+#ifdef UNET_HAVE_CUDA
+    if (!strcmp(c->backend, "cuda")) { /* batches land in pinned memory: fast, asynchronous-capable copies */
+        fs.alloc = cuda_pinned_alloc;
+        fs.free = cuda_pinned_free;
+    }
+#endif
     if (train_feed_create(&t->feed, c, t->store, &fs, err, err_len) != 0) return -1;
     if (train_feed_steps_per_epoch(t->feed) < 1)
         return snprintf(err, err_len, "%s: split '%s' has fewer slices than one global batch (%d)", c->store,
@@ -440,10 +456,14 @@ static int run(Trainer *t, char *err, size_t err_len) {
 int cmd_train(int argc, char **argv) {
     Trainer t;
     memset(&t, 0, sizeof t);
-    t.comm = comm_create(&argc, &argv);
     char err[2048] = "";
     const char *resume;
-    int rc = parse_args(&t, argc, argv, &resume, err, sizeof err);
+    int rc = parse_args(&t, argc, argv, &resume, err, sizeof err); /* before MPI: needs the backend */
+    t.comm = create_comm(&t.cfg, &argc, &argv);
+    if (rc == 0 && t.cfg.batch_size < t.comm->size) {
+        snprintf(err, sizeof err, "train.batch_size %d is smaller than the %d ranks", t.cfg.batch_size, t.comm->size);
+        rc = 2;
+    }
     if (rc == 0) {
         say(&t, "resolved config (%s):\n", t.cfg.path);
         if (t.comm->rank == 0) config_print(&t.cfg, stdout);

@@ -33,6 +33,11 @@ int train_feed_create(TrainFeed **out, const Config *cfg, const Store *store, co
         free(f);
         return -1;
     }
+    if (start->alloc) {
+        opt.alloc = start->alloc;
+        opt.free = start->free;
+        opt.alloc_ctx = NULL;
+    }
     /* the loader counts global steps; an epoch is ceil(slices / global batch) of them */
     long long G_all = start->global_batch, spe = (f->src.num_slices + G_all - 1) / G_all;
     opt.start_step = (long long)start->epoch * spe + (long long)start->epoch_step;

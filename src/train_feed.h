@@ -17,6 +17,9 @@ typedef struct {
     int global_batch;
     uint64_t epoch;         /* where to start: resume position */
     uint64_t epoch_step;
+    /* batch slot memory (e.g. pinned host memory for the CUDA backend); NULL = malloc/free */
+    void *(*alloc)(void *ctx, size_t bytes);
+    void (*free)(void *ctx, void *ptr);
 } TrainFeedStart;
 
 int train_feed_create(TrainFeed **out, const Config *cfg, const Store *store, const TrainFeedStart *start, char *err,
