@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "store_format.h"
 
 void img2d_free(Image2D *im) {
@@ -42,7 +43,7 @@ static int read_jpeg(const char *path, FILE *fp, Image2D *out, char *err, size_t
     if (setjmp(je.jb)) {
         jpeg_destroy_decompress(&ci);
         free((void *)data);
-        return store_err(err, err_len, "%s: bad JPEG: %s", path, je.msg);
+        return error_at(err, err_len, "%s: bad JPEG: %s", path, je.msg);
     }
     jpeg_create_decompress(&ci);
     jpeg_stdio_src(&ci, fp);
@@ -67,11 +68,11 @@ static int read_png(const char *path, Image2D *out, char *err, size_t err_len) {
     png_image im;
     memset(&im, 0, sizeof im);
     im.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_file(&im, path)) return store_err(err, err_len, "%s: bad PNG: %s", path, im.message);
+    if (!png_image_begin_read_from_file(&im, path)) return error_at(err, err_len, "%s: bad PNG: %s", path, im.message);
     int color = (im.format & PNG_FORMAT_FLAG_COLOR) != 0;
     if (im.format & PNG_FORMAT_FLAG_LINEAR) {
         png_image_free(&im);
-        return store_err(err, err_len, "%s: 16-bit PNG not supported (8-bit expected)", path);
+        return error_at(err, err_len, "%s: 16-bit PNG not supported (8-bit expected)", path);
     }
     im.format = color ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
     size_t n = PNG_IMAGE_SIZE(im);
@@ -79,7 +80,7 @@ static int read_png(const char *path, Image2D *out, char *err, size_t err_len) {
     png_color black = {0, 0, 0};
     if (!buf || !png_image_finish_read(&im, &black, buf, 0, NULL)) {
         free(buf);
-        int r = store_err(err, err_len, "%s: bad PNG: %s", path, im.message);
+        int r = error_at(err, err_len, "%s: bad PNG: %s", path, im.message);
         png_image_free(&im);
         return r;
     }
@@ -95,11 +96,11 @@ static int read_bmp(const char *path, FILE *fp, Image2D *out, char *err, size_t 
     fseek(fp, 0, SEEK_END);
     long L = ftell(fp);
     fseek(fp, 0, SEEK_SET);
-    if (L < 54) return store_err(err, err_len, "%s: truncated BMP (%ld bytes)", path, L);
+    if (L < 54) return error_at(err, err_len, "%s: truncated BMP (%ld bytes)", path, L);
     uint8_t *f = malloc((size_t)L);
     if (!f || fread(f, 1, (size_t)L, fp) != (size_t)L) {
         free(f);
-        return store_err(err, err_len, "%s: cannot read", path);
+        return error_at(err, err_len, "%s: cannot read", path);
     }
     int rc = -1;
     uint32_t off = le32(f + 10), hsz = le32(f + 14);
@@ -108,21 +109,21 @@ static int read_bmp(const char *path, FILE *fp, Image2D *out, char *err, size_t 
     uint32_t comp = hsz >= 40 ? le32(f + 30) : 0, ncol = hsz >= 40 ? le32(f + 46) : 0;
     int H = Hs < 0 ? -Hs : Hs, top_down = Hs < 0;
     if (hsz < 40 || hsz > 124 || planes != 1 || W <= 0 || H <= 0 || W > 65535 || H > 65535) {
-        store_err(err, err_len, "%s: unsupported BMP header (size %u, %d x %d)", path, hsz, W, Hs);
+        error_at(err, err_len, "%s: unsupported BMP header (size %u, %d x %d)", path, hsz, W, Hs);
         goto out;
     }
     /* BI_RGB (0), or BI_BITFIELDS (3) with 32-bit BGRX masks as some writers emit. */
     if (!(comp == 0 || (comp == 3 && bpp == 32))) {
-        store_err(err, err_len, "%s: compressed BMP (method %u) not supported; expected uncompressed", path, comp);
+        error_at(err, err_len, "%s: compressed BMP (method %u) not supported; expected uncompressed", path, comp);
         goto out;
     }
     if (bpp != 1 && bpp != 8 && bpp != 24 && bpp != 32) {
-        store_err(err, err_len, "%s: %u-bit BMP not supported (1, 8, 24 or 32)", path, bpp);
+        error_at(err, err_len, "%s: %u-bit BMP not supported (1, 8, 24 or 32)", path, bpp);
         goto out;
     }
     size_t stride = ((size_t)W * bpp + 31) / 32 * 4;
     if ((size_t)off + stride * H > (size_t)L) {
-        store_err(err, err_len, "%s: truncated BMP: pixel data needs %zu bytes from offset %u, file has %ld", path,
+        error_at(err, err_len, "%s: truncated BMP: pixel data needs %zu bytes from offset %u, file has %ld", path,
                   stride * H, off, L);
         goto out;
     }
@@ -130,7 +131,7 @@ static int read_bmp(const char *path, FILE *fp, Image2D *out, char *err, size_t 
     if (bpp <= 8) {
         if (ncol == 0) ncol = 1u << bpp;
         if (ncol > 256u || (size_t)(14 + hsz + 4 * ncol) > off) {
-            store_err(err, err_len, "%s: bad BMP palette", path);
+            error_at(err, err_len, "%s: bad BMP palette", path);
             goto out;
         }
     }
@@ -144,7 +145,7 @@ static int read_bmp(const char *path, FILE *fp, Image2D *out, char *err, size_t 
     int C = grey ? 1 : 3;
     uint8_t *d = malloc((size_t)W * H * C);
     if (!d) {
-        store_err(err, err_len, "%s: out of memory", path);
+        error_at(err, err_len, "%s: out of memory", path);
         goto out;
     }
     for (int y = 0; y < H; y++) {
@@ -156,7 +157,7 @@ static int read_bmp(const char *path, FILE *fp, Image2D *out, char *err, size_t 
                 unsigned idx = bpp == 8 ? row[x] : (row[x >> 3] >> (7 - (x & 7))) & 1;
                 if (idx >= ncol) {
                     free(d);
-                    store_err(err, err_len, "%s: palette index %u at (x=%d, y=%d) beyond %u colours", path, idx, x, y, ncol);
+                    error_at(err, err_len, "%s: palette index %u at (x=%d, y=%d) beyond %u colours", path, idx, x, y, ncol);
                     goto out;
                 }
                 bgr = pal + 4 * idx;
@@ -175,7 +176,7 @@ out:
 int img2d_read(const char *path, Image2D *out, char *err, size_t err_len) {
     memset(out, 0, sizeof *out);
     FILE *fp = fopen(path, "rb");
-    if (!fp) return store_err(err, err_len, "%s: cannot open", path);
+    if (!fp) return error_at(err, err_len, "%s: cannot open", path);
     uint8_t m[8] = {0};
     size_t got = fread(m, 1, 8, fp);
     fseek(fp, 0, SEEK_SET);
@@ -185,7 +186,7 @@ int img2d_read(const char *path, Image2D *out, char *err, size_t err_len) {
         fclose(fp);
         return read_png(path, out, err, err_len);
     } else if (got >= 2 && m[0] == 'B' && m[1] == 'M') rc = read_bmp(path, fp, out, err, err_len);
-    else rc = store_err(err, err_len, "%s: not a JPEG, PNG or BMP file", path);
+    else rc = error_at(err, err_len, "%s: not a JPEG, PNG or BMP file", path);
     fclose(fp);
     return rc;
 }

@@ -28,11 +28,11 @@ static int add_frame(const PrepareOptions *o, StoreWriter *w, const char *name, 
     int rc = -1;
     uint8_t *lab = NULL;
     if (img.nt != 1 || l.nt != 1) {
-        store_err(err, err_len, "%s: expected a 3-D volume", img.nt != 1 ? ip : lp);
+        error_at(err, err_len, "%s: expected a 3-D volume", img.nt != 1 ? ip : lp);
         goto out;
     }
     if (img.nx != l.nx || img.ny != l.ny || img.nz != l.nz) {
-        store_err(err, err_len, "case %s: image %s is %d x %d x %d but label %s is %d x %d x %d", name, ip, img.nx,
+        error_at(err, err_len, "case %s: image %s is %d x %d x %d but label %s is %d x %d x %d", name, ip, img.nx,
                   img.ny, img.nz, lp, l.nx, l.ny, l.nz);
         goto out;
     }
@@ -69,7 +69,7 @@ int import_acdc(const PrepareOptions *o, char *err, size_t err_len) {
         char d[4096];
         snprintf(d, sizeof d, "%s/patient%03d", o->src, ids[i]);
         if (!imp_file_exists(d))
-            return store_err(err, err_len, "acdc: missing case patient%03d (%s split): %s not found", ids[i],
+            return error_at(err, err_len, "acdc: missing case patient%03d (%s split): %s not found", ids[i],
                              imp_split_name(kinds[i]), d);
     }
     StoreWriter *w;
@@ -97,7 +97,7 @@ int import_acdc(const PrepareOptions *o, char *err, size_t err_len) {
         }
         if (names) fsu_free_list(names, nf);
         if (rc == 0 && frames == 0)
-            rc = store_err(err, err_len, "acdc: missing case: %s has no patient%03d_frameNN.nii.gz with a _gt partner",
+            rc = error_at(err, err_len, "acdc: missing case: %s has no patient%03d_frameNN.nii.gz with a _gt partner",
                            d, ids[i]);
         if (rc) {
             store_writer_abort(w);

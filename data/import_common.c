@@ -28,9 +28,9 @@ int imp_check_finite(const char *file, const float *x, int nx, int ny, int nz, i
             int c = (int)(i / ((size_t)nx * ny * nz));
             int xx = (int)(v % nx), yy = (int)(v / nx % ny), zz = (int)(v / ((size_t)nx * ny));
             if (nc > 1)
-                return store_err(err, err_len, "%s: %s intensity at voxel (x=%d, y=%d, z=%d), channel %d", file,
+                return error_at(err, err_len, "%s: %s intensity at voxel (x=%d, y=%d, z=%d), channel %d", file,
                                  isnan(x[i]) ? "NaN" : "infinite", xx, yy, zz, c);
-            return store_err(err, err_len, "%s: %s intensity at voxel (x=%d, y=%d, z=%d)", file,
+            return error_at(err, err_len, "%s: %s intensity at voxel (x=%d, y=%d, z=%d)", file,
                              isnan(x[i]) ? "NaN" : "infinite", xx, yy, zz);
         }
     return 0;
@@ -50,7 +50,7 @@ int imp_map_labels(const char *file, const float *src, uint8_t *dst, int nx, int
                     if (first < 0) first = k;
                     last = k;
                 }
-            return store_err(err, err_len,
+            return error_at(err, err_len,
                              "%s: label id %g at voxel (x=%d, y=%d, z=%d) is outside the mapping (expected an integer "
                              "in %d..%d)",
                              file, (double)v, xx, yy, zz, first, last);
@@ -102,7 +102,7 @@ const char *imp_split_name(SplitKind k) { return k == SPLIT_TRAIN ? "train" : k 
 
 int imp_read_split(const char *path, int *ids, SplitKind *kinds, int max, char *err, size_t err_len) {
     FILE *fp = fopen(path, "r");
-    if (!fp) return store_err(err, err_len, "%s: cannot open split file: %s", path, strerror(errno));
+    if (!fp) return error_at(err, err_len, "%s: cannot open split file: %s", path, strerror(errno));
     char line[512];
     int n = 0, ln = 0;
     while (fgets(line, sizeof line, fp)) {
@@ -116,29 +116,29 @@ int imp_read_split(const char *path, int *ids, SplitKind *kinds, int max, char *
         SplitKind kind;
         if (k != 2 || id < 0 || id > 99999) {
             fclose(fp);
-            return store_err(err, err_len, "%s:%d: expected `<train|val|test> <case number>`", path, ln);
+            return error_at(err, err_len, "%s:%d: expected `<train|val|test> <case number>`", path, ln);
         }
         if (!strcmp(word, "train")) kind = SPLIT_TRAIN;
         else if (!strcmp(word, "val")) kind = SPLIT_VAL;
         else if (!strcmp(word, "test")) kind = SPLIT_TEST;
         else {
             fclose(fp);
-            return store_err(err, err_len, "%s:%d: split '%s' (expected train, val or test)", path, ln, word);
+            return error_at(err, err_len, "%s:%d: split '%s' (expected train, val or test)", path, ln, word);
         }
         for (int i = 0; i < n; i++)
             if (ids[i] == id) {
                 fclose(fp);
-                return store_err(err, err_len, "%s:%d: case %ld listed twice", path, ln, id);
+                return error_at(err, err_len, "%s:%d: case %ld listed twice", path, ln, id);
             }
         if (n == max) {
             fclose(fp);
-            return store_err(err, err_len, "%s:%d: more than %d cases", path, ln, max);
+            return error_at(err, err_len, "%s:%d: more than %d cases", path, ln, max);
         }
         ids[n] = (int)id;
         kinds[n++] = kind;
     }
     fclose(fp);
-    if (n == 0) return store_err(err, err_len, "%s: no cases listed", path);
+    if (n == 0) return error_at(err, err_len, "%s: no cases listed", path);
     return n;
 }
 

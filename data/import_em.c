@@ -24,7 +24,7 @@ static int read_stack(const char *path, float **out, int *pages, int *h, int *w,
     TIFFSetErrorHandler(quiet_handler);
     TIFFSetWarningHandler(quiet_handler);
     TIFF *t = TIFFOpen(path, "r");
-    if (!t) return store_err(err, err_len, "%s: cannot open as TIFF (missing, truncated or not a TIFF)", path);
+    if (!t) return error_at(err, err_len, "%s: cannot open as TIFF (missing, truncated or not a TIFF)", path);
     int n = 0, rc = -1;
     uint32_t W = 0, H = 0;
     float *data = NULL;
@@ -38,7 +38,7 @@ static int read_stack(const char *path, float **out, int *pages, int *h, int *w,
         TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLESPERPIXEL, &spp);
         TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLEFORMAT, &fmt);
         if (spp != 1 || (bps != 8 && bps != 16) || fmt != SAMPLEFORMAT_UINT) {
-            store_err(err, err_len, "%s: page %d: %u-bit, %u samples per pixel; expected 8- or 16-bit grey", path, n,
+            error_at(err, err_len, "%s: page %d: %u-bit, %u samples per pixel; expected 8- or 16-bit grey", path, n,
                       bps, spp);
             goto out;
         }
@@ -46,7 +46,7 @@ static int read_stack(const char *path, float **out, int *pages, int *h, int *w,
             W = w2, H = h2;
             row = xmalloc((size_t)TIFFScanlineSize(t) + 16);
         } else if (w2 != W || h2 != H) {
-            store_err(err, err_len, "%s: page %d is %u x %u, page 0 %u x %u", path, n, w2, h2, W, H);
+            error_at(err, err_len, "%s: page %d is %u x %u, page 0 %u x %u", path, n, w2, h2, W, H);
             goto out;
         }
         data = realloc(data, (size_t)(n + 1) * W * H * sizeof(float));
@@ -55,7 +55,7 @@ static int read_stack(const char *path, float **out, int *pages, int *h, int *w,
         row = xmalloc((size_t)TIFFScanlineSize(t) + 16);
         for (uint32_t y = 0; y < H; y++) {
             if (TIFFReadScanline(t, row, y, 0) < 0) {
-                store_err(err, err_len, "%s: page %d row %u cannot be read (truncated or corrupt)", path, n, y);
+                error_at(err, err_len, "%s: page %d row %u cannot be read (truncated or corrupt)", path, n, y);
                 goto out;
             }
             float *dst = data + ((size_t)n * H + y) * W;
@@ -81,11 +81,11 @@ int import_em(const PrepareOptions *o, char *err, size_t err_len) {
     StoreWriter *wr = NULL;
     if (read_stack(ip, &img, &n, &h, &w, err, err_len) || read_stack(lp, &labf, &n2, &h2, &w2, err, err_len)) goto out;
     if (n != n2 || h != h2 || w != w2) {
-        store_err(err, err_len, "%s is %d x %d x %d but %s is %d x %d x %d", ip, w, h, n, lp, w2, h2, n2);
+        error_at(err, err_len, "%s is %d x %d x %d but %s is %d x %d x %d", ip, w, h, n, lp, w2, h2, n2);
         goto out;
     }
     if (n != 30) {
-        store_err(err, err_len, "%s: %d slices; ISBI-2012 has 30 (split 24 / 3 / 3)", ip, n);
+        error_at(err, err_len, "%s: %d slices; ISBI-2012 has 30 (split 24 / 3 / 3)", ip, n);
         goto out;
     }
     if (imp_check_finite(ip, img, w, h, n, 1, err, err_len)) goto out;

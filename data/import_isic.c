@@ -34,7 +34,7 @@ static int add_pair(const PrepareOptions *o, StoreWriter *w, const char *name, c
     float *img = NULL, *mf = NULL;
     uint8_t *lab = NULL;
     if (mk.width != W || mk.height != H) {
-        store_err(err, err_len, "case %s: image %s is %d x %d but mask %s is %d x %d", name, ip, W, H, mp, mk.width,
+        error_at(err, err_len, "case %s: image %s is %d x %d but mask %s is %d x %d", name, ip, W, H, mp, mk.width,
                   mk.height);
         goto out;
     }
@@ -42,7 +42,7 @@ static int add_pair(const PrepareOptions *o, StoreWriter *w, const char *name, c
         /* A colour mask must still be grey (R = G = B). */
         for (size_t i = 0; i < hw; i++)
             if (mk.data[3 * i] != mk.data[3 * i + 1] || mk.data[3 * i] != mk.data[3 * i + 2]) {
-                store_err(err, err_len, "%s: mask pixel (x=%zu, y=%zu) is coloured; expected 0 or 255 grey", mp,
+                error_at(err, err_len, "%s: mask pixel (x=%zu, y=%zu) is coloured; expected 0 or 255 grey", mp,
                           i % W, i / W);
                 goto out;
             }
@@ -80,7 +80,7 @@ static int isic_part(const PrepareOptions *o, StoreWriter *w, const char *part, 
     snprintf(gd, sizeof gd, "%s/ISBI2016_ISIC_Part1_%s_GroundTruth", o->src, part);
     int n;
     char **names = fsu_list(dd, &n);
-    if (!names) return required ? store_err(err, err_len, "isic: %s not found (expected the ISIC-2016 layout)", dd) : 0;
+    if (!names) return required ? error_at(err, err_len, "isic: %s not found (expected the ISIC-2016 layout)", dd) : 0;
     int rc = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         size_t L = strlen(names[i]);
@@ -89,7 +89,7 @@ static int isic_part(const PrepareOptions *o, StoreWriter *w, const char *part, 
         snprintf(id, sizeof id, "%.*s", (int)(L - 4), names[i]);
         snprintf(ip, sizeof ip, "%s/%s", dd, names[i]);
         snprintf(mp, sizeof mp, "%s/%s_Segmentation.png", gd, id);
-        if (!imp_file_exists(mp)) rc = store_err(err, err_len, "isic: missing case %s: mask %s not found", id, mp);
+        if (!imp_file_exists(mp)) rc = error_at(err, err_len, "isic: missing case %s: mask %s not found", id, mp);
         else rc = add_pair(o, w, id, split, ip, mp, err, err_len);
         (*count)++;
     }
@@ -116,7 +116,7 @@ int import_ph2(const PrepareOptions *o, char *err, size_t err_len) {
     if (!imp_file_exists(root)) snprintf(root, sizeof root, "%s", o->src);
     int n;
     char **names = fsu_list(root, &n);
-    if (!names) return store_err(err, err_len, "ph2: cannot list %s", root);
+    if (!names) return error_at(err, err_len, "ph2: cannot list %s", root);
     StoreWriter *w;
     if (imp_writer(o, classes, 2, 3, &w, err, err_len)) {
         fsu_free_list(names, n);
@@ -129,13 +129,13 @@ int import_ph2(const PrepareOptions *o, char *err, size_t err_len) {
         char ip[8192], mp[8192];
         snprintf(ip, sizeof ip, "%s/%s/%s_Dermoscopic_Image/%s.bmp", root, names[i], names[i], names[i]);
         snprintf(mp, sizeof mp, "%s/%s/%s_lesion/%s_lesion.bmp", root, names[i], names[i], names[i]);
-        if (!imp_file_exists(ip)) rc = store_err(err, err_len, "ph2: missing case %s: %s not found", names[i], ip);
-        else if (!imp_file_exists(mp)) rc = store_err(err, err_len, "ph2: missing case %s: %s not found", names[i], mp);
+        if (!imp_file_exists(ip)) rc = error_at(err, err_len, "ph2: missing case %s: %s not found", names[i], ip);
+        else if (!imp_file_exists(mp)) rc = error_at(err, err_len, "ph2: missing case %s: %s not found", names[i], mp);
         else rc = add_pair(o, w, names[i], "test", ip, mp, err, err_len);
         found++;
     }
     fsu_free_list(names, n);
-    if (rc == 0 && found == 0) rc = store_err(err, err_len, "ph2: no IMDXXX case directories in %s", root);
+    if (rc == 0 && found == 0) rc = error_at(err, err_len, "ph2: no IMDXXX case directories in %s", root);
     if (rc) {
         store_writer_abort(w);
         return -1;

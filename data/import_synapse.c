@@ -42,12 +42,12 @@ static int load_case(const SynCase *c, const int *map, NiftiVol *img, uint8_t **
     }
     int rc = -1;
     if (img->nt != 1 || l.nt != 1) {
-        store_err(err, err_len, "%s: expected a 3-D volume, found %d volumes", img->nt != 1 ? c->img : c->lab,
+        error_at(err, err_len, "%s: expected a 3-D volume, found %d volumes", img->nt != 1 ? c->img : c->lab,
                   img->nt != 1 ? img->nt : l.nt);
         goto out;
     }
     if (img->nx != l.nx || img->ny != l.ny || img->nz != l.nz) {
-        store_err(err, err_len, "case %s: image %s is %d x %d x %d but label %s is %d x %d x %d", c->name, c->img,
+        error_at(err, err_len, "case %s: image %s is %d x %d x %d but label %s is %d x %d x %d", c->name, c->img,
                   img->nx, img->ny, img->nz, c->lab, l.nx, l.ny, l.nz);
         goto out;
     }
@@ -67,10 +67,10 @@ out:
 
 int import_synapse(const PrepareOptions *o, char *err, size_t err_len) {
     if (o->labels != 13 && o->labels != 8)
-        return store_err(err, err_len, "synapse: --labels %d (expected 13 or 8)", o->labels);
+        return error_at(err, err_len, "synapse: --labels %d (expected 13 or 8)", o->labels);
     int zscore = !strcmp(o->norm, "zscore");
     if (!zscore && strcmp(o->norm, "clip"))
-        return store_err(err, err_len, "synapse: --norm %s (expected clip or zscore)", o->norm);
+        return error_at(err, err_len, "synapse: --norm %s (expected clip or zscore)", o->norm);
     const int *map = o->labels == 13 ? map13 : map8;
 
     int ids[512];
@@ -94,7 +94,7 @@ int import_synapse(const PrepareOptions *o, char *err, size_t err_len) {
         /* Every case is checked for presence before any work, so a missing one fails fast. */
         const char *missing = !imp_file_exists(c->img) ? c->img : !imp_file_exists(c->lab) ? c->lab : NULL;
         if (missing) {
-            store_err(err, err_len, "synapse: missing case %04d (%s split): %s not found", ids[i],
+            error_at(err, err_len, "synapse: missing case %04d (%s split): %s not found", ids[i],
                       imp_split_name(kinds[i]), missing);
             free(cs);
             return -1;
@@ -130,7 +130,7 @@ int import_synapse(const PrepareOptions *o, char *err, size_t err_len) {
         if (cnt < 2) {
             free(fg);
             free(cs);
-            return store_err(err, err_len, "synapse: --norm zscore needs labelled foreground in the training cases");
+            return error_at(err, err_len, "synapse: --norm zscore needs labelled foreground in the training cases");
         }
         double s = 0, ss = 0;
         for (size_t i = 0; i < cnt; i++) s += fg[i];

@@ -45,7 +45,7 @@ static int import_train(const PrepareOptions *o, StoreWriter *w, char *err, size
     int n;
     char **names = fsu_list(dir, &n);
     if (!names) {
-        store_err(err, err_len, "%s: cannot list the directory (expected the TransUNet layout)", dir);
+        error_at(err, err_len, "%s: cannot list the directory (expected the TransUNet layout)", dir);
         free(dir);
         return -1;
     }
@@ -68,7 +68,7 @@ static int import_train(const PrepareOptions *o, StoreWriter *w, char *err, size
             char *p = imp_join(dir, names[i + k]);
             int s2;
             if (sscanf(names[i + k] + strlen(pre), "%3d", &s2) != 1 || s2 != k) {
-                rc = store_err(err, err_len, "%s: case%04d: expected slice %03d here (slices must run 0..%d with no gaps)",
+                rc = error_at(err, err_len, "%s: case%04d: expected slice %03d here (slices must run 0..%d with no gaps)",
                                p, cs, k, D - 1);
                 free(p);
                 break;
@@ -81,14 +81,14 @@ static int import_train(const PrepareOptions *o, StoreWriter *w, char *err, size
             }
             if (rc == 0) {
                 if (a.ndim != 2 || b.ndim != 2 || a.shape[0] != b.shape[0] || a.shape[1] != b.shape[1])
-                    rc = store_err(err, err_len, "%s: image and label shapes differ or are not 2-D", p);
+                    rc = error_at(err, err_len, "%s: image and label shapes differ or are not 2-D", p);
                 else if (k == 0) {
                     H = (int)a.shape[0];
                     W = (int)a.shape[1];
                     img = xmalloc((size_t)D * H * W * sizeof(float));
                     lab = xmalloc((size_t)D * H * W * sizeof(float));
                 } else if (a.shape[0] != H || a.shape[1] != W)
-                    rc = store_err(err, err_len, "%s: slice is %lld x %lld, earlier slices of case%04d %d x %d", p,
+                    rc = error_at(err, err_len, "%s: slice is %lld x %lld, earlier slices of case%04d %d x %d", p,
                                    (long long)a.shape[0], (long long)a.shape[1], cs, H, W);
                 if (rc == 0) {
                     memcpy(img + (size_t)k * H * W, a.data, (size_t)H * W * sizeof(float));
@@ -118,19 +118,19 @@ static int import_train(const PrepareOptions *o, StoreWriter *w, char *err, size
 static int read_h5_float(const char *path, hid_t f, const char *name, float **out, hsize_t dims[3], char *err,
                          size_t err_len) {
     hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
-    if (ds < 0) return store_err(err, err_len, "%s: no dataset '%s'", path, name);
+    if (ds < 0) return error_at(err, err_len, "%s: no dataset '%s'", path, name);
     hid_t sp = H5Dget_space(ds);
     int rank = H5Sget_simple_extent_ndims(sp);
     int rc = -1;
     if (rank != 3) {
-        store_err(err, err_len, "%s: dataset '%s' has %d dimensions, expected 3 (D, H, W)", path, name, rank);
+        error_at(err, err_len, "%s: dataset '%s' has %d dimensions, expected 3 (D, H, W)", path, name, rank);
         goto out;
     }
     H5Sget_simple_extent_dims(sp, dims, NULL);
     *out = xmalloc((size_t)(dims[0] * dims[1] * dims[2]) * sizeof(float) + 1);
     if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
         free(*out);
-        store_err(err, err_len, "%s: dataset '%s' cannot be read as numbers (corrupt?)", path, name);
+        error_at(err, err_len, "%s: dataset '%s' cannot be read as numbers (corrupt?)", path, name);
         goto out;
     }
     rc = 0;
@@ -145,7 +145,7 @@ static int import_test(const PrepareOptions *o, StoreWriter *w, char *err, size_
     int n;
     char **names = fsu_list(dir, &n);
     if (!names) {
-        store_err(err, err_len, "%s: cannot list the directory (expected the TransUNet layout)", dir);
+        error_at(err, err_len, "%s: cannot list the directory (expected the TransUNet layout)", dir);
         free(dir);
         return -1;
     }
@@ -158,7 +158,7 @@ static int import_test(const PrepareOptions *o, StoreWriter *w, char *err, size_
         char *p = imp_join(dir, names[i]);
         hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f < 0) {
-            rc = store_err(err, err_len, "%s: not a readable HDF5 file (truncated or corrupt?)", p);
+            rc = error_at(err, err_len, "%s: not a readable HDF5 file (truncated or corrupt?)", p);
             free(p);
             break;
         }
@@ -168,7 +168,7 @@ static int import_test(const PrepareOptions *o, StoreWriter *w, char *err, size_
         if (rc == 0) rc = read_h5_float(p, f, "label", &lab, dl, err, err_len);
         H5Fclose(f);
         if (rc == 0 && memcmp(di, dl, sizeof di))
-            rc = store_err(err, err_len, "%s: image is %llu x %llu x %llu but label %llu x %llu x %llu", p,
+            rc = error_at(err, err_len, "%s: image is %llu x %llu x %llu but label %llu x %llu x %llu", p,
                            (unsigned long long)di[0], (unsigned long long)di[1], (unsigned long long)di[2],
                            (unsigned long long)dl[0], (unsigned long long)dl[1], (unsigned long long)dl[2]);
         if (rc == 0) {

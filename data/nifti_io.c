@@ -77,24 +77,24 @@ static int gz_payload_ok(const char *path, size_t want_bytes) {
 
 int nvol_read(const char *path, NiftiVol *out, char *err, size_t err_len) {
     memset(out, 0, sizeof *out);
-    if (access(path, R_OK) != 0) return store_err(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+    if (access(path, R_OK) != 0) return error_at(err, err_len, "%s: cannot read: %s", path, strerror(errno));
     nifti_image *nim = nifti_image_read(path, 0);
-    if (!nim) return store_err(err, err_len, "%s: not a readable NIfTI-1 file (bad or truncated header)", path);
+    if (!nim) return error_at(err, err_len, "%s: not a readable NIfTI-1 file (bad or truncated header)", path);
     int rc = -1;
     if (nim->ndim < 1 || nim->nx < 1 || nim->ny < 1 || nim->nz < 1) {
-        store_err(err, err_len, "%s: dimensions %d x %d x %d are not a volume", path, nim->nx, nim->ny, nim->nz);
+        error_at(err, err_len, "%s: dimensions %d x %d x %d are not a volume", path, nim->nx, nim->ny, nim->nz);
         goto out;
     }
     size_t n = nim->nvox;
     size_t bytes = n * (size_t)nim->nbyper;
     nim->data = malloc(bytes ? bytes : 1);
     if (!nim->data) {
-        store_err(err, err_len, "%s: out of memory for %zu voxels", path, n);
+        error_at(err, err_len, "%s: out of memory for %zu voxels", path, n);
         goto out;
     }
     int pr = read_payload(nim, nim->data, bytes);
     if (pr != 0) {
-        store_err(err, err_len, "%s: %s", path,
+        error_at(err, err_len, "%s: %s", path,
                   pr == -1 ? "truncated: the voxel data is shorter than the header promises (or the gzip stream is corrupt)"
                            : "the voxel data cannot be opened");
         goto out;
@@ -102,11 +102,11 @@ int nvol_read(const char *path, NiftiVol *out, char *err, size_t err_len) {
     if (nim->byteorder != nifti_short_order() && nim->swapsize > 1) nifti_swap_Nbytes(n, nim->swapsize, nim->data);
     out->data = malloc(n * sizeof(float));
     if (!out->data) {
-        store_err(err, err_len, "%s: out of memory for %zu voxels", path, n);
+        error_at(err, err_len, "%s: out of memory for %zu voxels", path, n);
         goto out;
     }
     if (to_float(nim, out->data, n) != 0) {
-        store_err(err, err_len, "%s: unsupported NIfTI datatype %d (%s)", path, nim->datatype,
+        error_at(err, err_len, "%s: unsupported NIfTI datatype %d (%s)", path, nim->datatype,
                   nifti_datatype_string(nim->datatype));
         goto out;
     }
@@ -135,11 +135,11 @@ out:
 int nvol_write(const char *path, const void *data, int datatype, int nx, int ny, int nz, const double spacing[3],
                const double affine[16], char *err, size_t err_len) {
     if (datatype != DT_UINT8 && datatype != DT_INT16 && datatype != DT_FLOAT32)
-        return store_err(err, err_len, "%s: datatype %d not supported for writing", path, datatype);
+        return error_at(err, err_len, "%s: datatype %d not supported for writing", path, datatype);
     size_t L = strlen(path);
     int gz = L > 7 && !strcmp(path + L - 7, ".nii.gz");
     if (!gz && !(L > 4 && !strcmp(path + L - 4, ".nii")))
-        return store_err(err, err_len, "%s: expected a .nii or .nii.gz name", path);
+        return error_at(err, err_len, "%s: expected a .nii or .nii.gz name", path);
     char tmp[PATH_MAX];
     /* Same directory (so rename is atomic), same extension (nifticlib picks gzip by name). */
     const char *slash = strrchr(path, '/');
@@ -148,7 +148,7 @@ int nvol_write(const char *path, const void *data, int datatype, int nx, int ny,
 
     int dims[8] = {3, nx, ny, nz, 1, 1, 1, 1};
     nifti_image *nim = nifti_make_new_nim(dims, datatype, 0);
-    if (!nim) return store_err(err, err_len, "%s: nifticlib could not make an image", path);
+    if (!nim) return error_at(err, err_len, "%s: nifticlib could not make an image", path);
     nim->data = (void *)data; /* borrowed: detached before nifti_image_free */
     nim->dx = nim->pixdim[1] = (float)spacing[0];
     nim->dy = nim->pixdim[2] = (float)spacing[1];
@@ -167,7 +167,7 @@ int nvol_write(const char *path, const void *data, int datatype, int nx, int ny,
     nim->qto_ijk = nifti_mat44_inverse(nim->qto_xyz);
     int rc = -1;
     if (nifti_set_filenames(nim, tmp, 0, 1) != 0) {
-        store_err(err, err_len, "%s: nifticlib rejected the file name", tmp);
+        error_at(err, err_len, "%s: nifticlib rejected the file name", tmp);
         goto out;
     }
     nifti_image_write(nim); /* void: success is checked by reading the header back */
@@ -176,20 +176,20 @@ int nvol_write(const char *path, const void *data, int datatype, int nx, int ny,
              gz_payload_ok(tmp, (size_t)back->iname_offset + (size_t)nx * ny * nz * back->nbyper);
     if (back) nifti_image_free(back);
     if (!ok) {
-        store_err(err, err_len, "%s: writing failed (disk full or not writable?)", tmp);
+        error_at(err, err_len, "%s: writing failed (disk full or not writable?)", tmp);
         unlink(tmp);
         goto out;
     }
     int fd = open(tmp, O_RDONLY);
     if (fd < 0 || fsync(fd) != 0) {
-        store_err(err, err_len, "%s: fsync failed: %s", tmp, strerror(errno));
+        error_at(err, err_len, "%s: fsync failed: %s", tmp, strerror(errno));
         if (fd >= 0) close(fd);
         unlink(tmp);
         goto out;
     }
     close(fd);
     if (rename(tmp, path) != 0) {
-        store_err(err, err_len, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        error_at(err, err_len, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         unlink(tmp);
         goto out;
     }

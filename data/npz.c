@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zip.h>
 
+#include "check.h"
 #include "store_format.h"
 
 static uint16_t u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -43,15 +44,15 @@ static int dict_value(const char *h, const char *key, char *out, size_t n) {
 
 int npy_parse(const char *name, const uint8_t *buf, size_t n, NpyArray *out, char *err, size_t err_len) {
     memset(out, 0, sizeof *out);
-    if (n < 10 || memcmp(buf, "\x93NUMPY", 6)) return store_err(err, err_len, "%s: not a .npy array (bad magic)", name);
+    if (n < 10 || memcmp(buf, "\x93NUMPY", 6)) return error_at(err, err_len, "%s: not a .npy array (bad magic)", name);
     int major = buf[6];
     size_t hlen, hoff;
     if (major == 1) hlen = u16(buf + 8), hoff = 10;
     else if (major == 2 || major == 3) {
-        if (n < 12) return store_err(err, err_len, "%s: truncated .npy header", name);
+        if (n < 12) return error_at(err, err_len, "%s: truncated .npy header", name);
         hlen = u32(buf + 8), hoff = 12;
-    } else return store_err(err, err_len, "%s: .npy version %d not supported", name, major);
-    if (hoff + hlen > n) return store_err(err, err_len, "%s: truncated .npy header", name);
+    } else return error_at(err, err_len, "%s: .npy version %d not supported", name, major);
+    if (hoff + hlen > n) return error_at(err, err_len, "%s: truncated .npy header", name);
     char *h = malloc(hlen + 1);
     memcpy(h, buf + hoff, hlen);
     h[hlen] = 0;
@@ -59,23 +60,23 @@ int npy_parse(const char *name, const uint8_t *buf, size_t n, NpyArray *out, cha
     int ok = !dict_value(h, "descr", descr, sizeof descr) && !dict_value(h, "fortran_order", fortran, sizeof fortran) &&
              !dict_value(h, "shape", shape, sizeof shape);
     free(h);
-    if (!ok) return store_err(err, err_len, "%s: .npy header lacks descr, fortran_order or shape", name);
+    if (!ok) return error_at(err, err_len, "%s: .npy header lacks descr, fortran_order or shape", name);
     /* descr like '<f4' */
     size_t dl = strlen(descr);
     if (dl < 4 || dl > 6 || (descr[0] != '\'' && descr[0] != '"'))
-        return store_err(err, err_len, "%s: unsupported dtype %s", name, descr);
+        return error_at(err, err_len, "%s: unsupported dtype %s", name, descr);
     char order = descr[1], kind = descr[2];
     int size = atoi(descr + 3);
     snprintf(out->descr, sizeof out->descr, "%.*s", (int)(dl - 2), descr + 1);
     int okdt = (kind == 'f' && (size == 4 || size == 8)) || ((kind == 'i' || kind == 'u') && (size == 1 || size == 2 || size == 4 || size == 8)) ||
                (kind == 'b' && size == 1);
     if (!okdt || (order != '<' && order != '>' && order != '|' && order != '='))
-        return store_err(err, err_len, "%s: unsupported dtype %s (expected int, uint, bool or float)", name, out->descr);
+        return error_at(err, err_len, "%s: unsupported dtype %s (expected int, uint, bool or float)", name, out->descr);
     int fort = !strncmp(fortran, "True", 4);
-    if (!fort && strncmp(fortran, "False", 5)) return store_err(err, err_len, "%s: bad fortran_order", name);
+    if (!fort && strncmp(fortran, "False", 5)) return error_at(err, err_len, "%s: bad fortran_order", name);
     /* shape like (512, 512) or (3,) or () */
     const char *p = strchr(shape, '(');
-    if (!p) return store_err(err, err_len, "%s: bad shape %s", name, shape);
+    if (!p) return error_at(err, err_len, "%s: bad shape %s", name, shape);
     p++;
     size_t count = 1;
     while (*p && *p != ')') {
@@ -83,17 +84,17 @@ int npy_parse(const char *name, const uint8_t *buf, size_t n, NpyArray *out, cha
         if (*p == ')') break;
         char *end;
         long long v = strtoll(p, &end, 10);
-        if (end == p || v < 0 || out->ndim == 8) return store_err(err, err_len, "%s: bad shape %s", name, shape);
+        if (end == p || v < 0 || out->ndim == 8) return error_at(err, err_len, "%s: bad shape %s", name, shape);
         out->shape[out->ndim++] = v;
         count *= (size_t)v;
         p = end;
     }
     size_t off = hoff + hlen;
     if (off + count * (size_t)size > n)
-        return store_err(err, err_len, "%s: truncated: %zu elements of %d bytes promised, %zu bytes present", name,
+        return error_at(err, err_len, "%s: truncated: %zu elements of %d bytes promised, %zu bytes present", name,
                          count, size, n - off);
     out->data = malloc((count ? count : 1) * sizeof(float));
-    if (!out->data) return store_err(err, err_len, "%s: out of memory", name);
+    if (!out->data) return error_at(err, err_len, "%s: out of memory", name);
     const uint8_t *d = buf + off;
     int swap = order == '>';
     for (size_t i = 0; i < count; i++) {
@@ -139,7 +140,7 @@ int npz_read(const char *path, const char *key, NpyArray *out, char *err, size_t
     if (!za) {
         zip_error_t ze;
         zip_error_init_with_code(&ze, zerr);
-        store_err(err, err_len, "%s: not a readable .npz (zip) archive: %s", path, zip_error_strerror(&ze));
+        error_at(err, err_len, "%s: not a readable .npz (zip) archive: %s", path, zip_error_strerror(&ze));
         zip_error_fini(&ze);
         return -1;
     }
@@ -150,25 +151,25 @@ int npz_read(const char *path, const char *key, NpyArray *out, char *err, size_t
     zip_stat_t st;
     zip_file_t *zf = NULL;
     if (zip_stat(za, want, ZIP_FL_ENC_GUESS, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) {
-        store_err(err, err_len, "%s: no array '%s' in the archive", path, key);
+        error_at(err, err_len, "%s: no array '%s' in the archive", path, key);
         goto out;
     }
     member = malloc(st.size ? st.size : 1);
     if (!member) {
-        store_err(err, err_len, "%s: out of memory", path);
+        error_at(err, err_len, "%s: out of memory", path);
         goto out;
     }
     /* libzip checks the member's CRC-32 when the last byte is read */
     zf = zip_fopen(za, want, 0);
     zip_int64_t got = zf ? zip_fread(zf, member, st.size) : -1;
     if (!zf || got != (zip_int64_t)st.size) {
-        store_err(err, err_len, "%s: member %s is corrupt or truncated: %s", path, want,
+        error_at(err, err_len, "%s: member %s is corrupt or truncated: %s", path, want,
                   zip_strerror(za));
         goto out;
     }
     uint8_t extra;
     if (zip_fread(zf, &extra, 1) != 0) { /* reaching the end is what triggers the CRC check */
-        store_err(err, err_len, "%s: member %s fails its checksum: %s", path, want, zip_file_strerror(zf));
+        error_at(err, err_len, "%s: member %s fails its checksum: %s", path, want, zip_file_strerror(zf));
         goto out;
     }
     char nm2[512];

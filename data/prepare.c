@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "importers.h"
+#include "check.h"
 #include "store_format.h"
 
 const char *const prepare_datasets = "synapse, synapse-transunet, acdc, em, isic, ph2";
@@ -17,5 +18,5 @@ int prepare_run(const PrepareOptions *o, char *err, size_t err_len) {
                  {"isic", import_isic},       {"ph2", import_ph2}};
     for (size_t i = 0; i < sizeof table / sizeof *table; i++)
         if (!strcmp(o->dataset, table[i].name)) return table[i].fn(o, err, err_len);
-    return store_err(err, err_len, "unknown dataset '%s' (expected one of: %s)", o->dataset, prepare_datasets);
+    return error_at(err, err_len, "unknown dataset '%s' (expected one of: %s)", o->dataset, prepare_datasets);
 }

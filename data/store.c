@@ -80,7 +80,7 @@ void store_close(Store *s) {
 static char *read_text(const char *path, char *err, size_t err_len) {
     FILE *fp = fopen(path, "rb");
     if (!fp) {
-        store_err(err, err_len, "%s: cannot open: %s (not a slice store, or an unfinished one)", path, strerror(errno));
+        error_at(err, err_len, "%s: cannot open: %s (not a slice store, or an unfinished one)", path, strerror(errno));
         return NULL;
     }
     fseek(fp, 0, SEEK_END);
@@ -88,7 +88,7 @@ static char *read_text(const char *path, char *err, size_t err_len) {
     fseek(fp, 0, SEEK_SET);
     if (n < 0 || n > (1L << 30)) {
         fclose(fp);
-        store_err(err, err_len, "%s: unreadable size", path);
+        error_at(err, err_len, "%s: unreadable size", path);
         return NULL;
     }
     char *buf = xmalloc((size_t)n + 1);
@@ -97,7 +97,7 @@ static char *read_text(const char *path, char *err, size_t err_len) {
     buf[got] = 0;
     if (got != (size_t)n) {
         free(buf);
-        store_err(err, err_len, "%s: short read", path);
+        error_at(err, err_len, "%s: short read", path);
         return NULL;
     }
     return buf;
@@ -116,23 +116,23 @@ static int json_doubles(const cJSON *arr, double *out, int n) {
 static int parse_manifest(Store *s, const char *mpath, cJSON *m, char *err, size_t err_len) {
     cJSON *f = cJSON_GetObjectItem(m, "format"), *v = cJSON_GetObjectItem(m, "version");
     if (!cJSON_IsString(f) || strcmp(f->valuestring, STORE_FORMAT_NAME))
-        return store_err(err, err_len, "%s: field 'format' is not \"%s\"", mpath, STORE_FORMAT_NAME);
+        return error_at(err, err_len, "%s: field 'format' is not \"%s\"", mpath, STORE_FORMAT_NAME);
     if (!cJSON_IsNumber(v) || v->valueint != STORE_FORMAT_VERSION)
-        return store_err(err, err_len, "%s: field 'version': this build reads version %d", mpath, STORE_FORMAT_VERSION);
+        return error_at(err, err_len, "%s: field 'version': this build reads version %d", mpath, STORE_FORMAT_VERSION);
     cJSON *classes = cJSON_GetObjectItem(m, "classes"), *shards = cJSON_GetObjectItem(m, "shards"),
           *cases = cJSON_GetObjectItem(m, "cases"), *ch = cJSON_GetObjectItem(m, "channels");
     if (!cJSON_IsArray(classes) || cJSON_GetArraySize(classes) < 2 || cJSON_GetArraySize(classes) > STORE_MAX_CLASSES)
-        return store_err(err, err_len, "%s: field 'classes': expected an array of 2..%d names", mpath, STORE_MAX_CLASSES);
+        return error_at(err, err_len, "%s: field 'classes': expected an array of 2..%d names", mpath, STORE_MAX_CLASSES);
     if (!cJSON_IsArray(shards) || cJSON_GetArraySize(shards) < 1)
-        return store_err(err, err_len, "%s: field 'shards': expected a non-empty array", mpath);
+        return error_at(err, err_len, "%s: field 'shards': expected a non-empty array", mpath);
     if (!cJSON_IsArray(cases) || cJSON_GetArraySize(cases) < 1)
-        return store_err(err, err_len, "%s: field 'cases': expected a non-empty array", mpath);
-    if (!cJSON_IsNumber(ch) || ch->valueint < 1) return store_err(err, err_len, "%s: field 'channels'", mpath);
+        return error_at(err, err_len, "%s: field 'cases': expected a non-empty array", mpath);
+    if (!cJSON_IsNumber(ch) || ch->valueint < 1) return error_at(err, err_len, "%s: field 'channels'", mpath);
     s->nclasses = cJSON_GetArraySize(classes);
     s->class_names = xcalloc((size_t)s->nclasses, sizeof *s->class_names);
     for (int k = 0; k < s->nclasses; k++) {
         cJSON *c = cJSON_GetArrayItem(classes, k);
-        if (!cJSON_IsString(c)) return store_err(err, err_len, "%s: classes[%d] is not a string", mpath, k);
+        if (!cJSON_IsString(c)) return error_at(err, err_len, "%s: classes[%d] is not a string", mpath, k);
         snprintf(s->class_names[k], STORE_NAME_MAX, "%s", c->valuestring);
     }
     s->nshards = cJSON_GetArraySize(shards);
@@ -150,27 +150,27 @@ static int parse_manifest(Store *s, const char *mpath, cJSON *m, char *err, size
               *shard = cJSON_GetObjectItem(c, "shard");
         double shape[4];
         if (!cJSON_IsString(name) || strlen(name->valuestring) >= STORE_NAME_MAX)
-            return store_err(err, err_len, "%s: cases[%d].name missing or too long", mpath, i);
+            return error_at(err, err_len, "%s: cases[%d].name missing or too long", mpath, i);
         snprintf(sc->name, sizeof sc->name, "%s", name->valuestring);
         if (!cJSON_IsString(split) || strlen(split->valuestring) >= sizeof sc->split)
-            return store_err(err, err_len, "%s: case %s: field 'split'", mpath, sc->name);
+            return error_at(err, err_len, "%s: case %s: field 'split'", mpath, sc->name);
         snprintf(sc->split, sizeof sc->split, "%s", split->valuestring);
         if (!cJSON_IsNumber(shard) || shard->valueint < 0 || shard->valueint >= s->nshards)
-            return store_err(err, err_len, "%s: case %s: field 'shard' is not a shard index", mpath, sc->name);
+            return error_at(err, err_len, "%s: case %s: field 'shard' is not a shard index", mpath, sc->name);
         sc->shard = shard->valueint;
         if (json_doubles(cJSON_GetObjectItem(c, "shape"), shape, 4) ||
             json_doubles(cJSON_GetObjectItem(c, "spacing"), sc->spacing, 3) ||
             json_doubles(cJSON_GetObjectItem(c, "affine"), sc->affine, 16))
-            return store_err(err, err_len, "%s: case %s: fields shape[4], spacing[3], affine[16] expected", mpath, sc->name);
+            return error_at(err, err_len, "%s: case %s: fields shape[4], spacing[3], affine[16] expected", mpath, sc->name);
         for (int d = 0; d < 4; d++)
             if (!(shape[d] >= 1 && shape[d] <= 1e6))
-                return store_err(err, err_len, "%s: case %s: shape[%d] = %g", mpath, sc->name, d, shape[d]);
+                return error_at(err, err_len, "%s: case %s: shape[%d] = %g", mpath, sc->name, d, shape[d]);
         sc->depth = (int)shape[0];
         sc->channels = (int)shape[1];
         sc->height = (int)shape[2];
         sc->width = (int)shape[3];
         if (sc->channels != ch->valueint)
-            return store_err(err, err_len, "%s: case %s has %d channels, the store %d", mpath, sc->name, sc->channels,
+            return error_at(err, err_len, "%s: case %s has %d channels, the store %d", mpath, sc->name, sc->channels,
                              ch->valueint);
     }
     return 0;
@@ -194,27 +194,27 @@ static int index_dataset(const Store *s, hid_t file, const StoreCase *c, const c
     int rc = -1;
     ds = H5Dopen2(file, path, H5P_DEFAULT);
     if (ds < 0) {
-        store_err(err, err_len, "%s: case %s: dataset /%s missing", shard, c->name, path);
+        error_at(err, err_len, "%s: case %s: dataset /%s missing", shard, c->name, path);
         goto out;
     }
     sp = H5Dget_space(ds);
     hsize_t dims[8];
     if (sp < 0 || H5Sget_simple_extent_ndims(sp) != rank || H5Sget_simple_extent_dims(sp, dims, NULL) != rank ||
         memcmp(dims, want, (size_t)rank * sizeof *dims)) {
-        store_err(err, err_len, "%s: case %s: /%s does not have the manifest's shape", shard, c->name, path);
+        error_at(err, err_len, "%s: case %s: /%s does not have the manifest's shape", shard, c->name, path);
         goto out;
     }
     t = H5Dget_type(ds);
     int type_ok = is_image ? H5Tequal(t, H5T_IEEE_F32LE) > 0 : H5Tequal(t, H5T_STD_U8LE) > 0;
     if (!type_ok) {
-        store_err(err, err_len, "%s: case %s: /%s is not %s", shard, c->name, path, is_image ? "float32 LE" : "uint8");
+        error_at(err, err_len, "%s: case %s: /%s is not %s", shard, c->name, path, is_image ? "float32 LE" : "uint8");
         goto out;
     }
     dcpl = H5Dget_create_plist(ds);
     hsize_t chunk[8];
     if (H5Pget_layout(dcpl) != H5D_CHUNKED || H5Pget_chunk(dcpl, 8, chunk) != rank || chunk[0] != 1 ||
         memcmp(chunk + 1, want + 1, (size_t)(rank - 1) * sizeof *chunk)) {
-        store_err(err, err_len, "%s: case %s: /%s is not chunked one slice per chunk", shard, c->name, path);
+        error_at(err, err_len, "%s: case %s: /%s is not chunked one slice per chunk", shard, c->name, path);
         goto out;
     }
     static const H5Z_filter_t pipeline[STORE_NFILTERS] = {H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE, H5Z_FILTER_FLETCHER32};
@@ -227,7 +227,7 @@ static int index_dataset(const Store *s, hid_t file, const StoreCase *c, const c
         filters_ok = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof fname, fname, NULL) == pipeline[i];
     }
     if (!filters_ok) {
-        store_err(err, err_len, "%s: case %s: /%s does not have the filter pipeline shuffle, deflate, fletcher32",
+        error_at(err, err_len, "%s: case %s: /%s does not have the filter pipeline shuffle, deflate, fletcher32",
                   shard, c->name, path);
         goto out;
     }
@@ -239,7 +239,7 @@ static int index_dataset(const Store *s, hid_t file, const StoreCase *c, const c
         hsize_t size = 0;
         if (H5Dget_chunk_info_by_coord(ds, off, &mask, &addr, &size) < 0 || addr == HADDR_UNDEF || size < 4 ||
             size > slice_bytes + slice_bytes / 8 + 1024) {
-            store_err(err, err_len, "%s: case %s: slice %d of /%s has no valid chunk", shard, c->name, z, path);
+            error_at(err, err_len, "%s: case %s: slice %d of /%s has no valid chunk", shard, c->name, z, path);
             goto out;
         }
         locs[z].offset = addr;
@@ -272,12 +272,12 @@ static int check_addressing(hid_t file, int fd, const StoreCase *c, const ChunkL
     if (ds >= 0) H5Dclose(ds);
     free(a);
     free(b);
-    return ok ? 0 : store_err(err, err_len, "%s: chunk addresses do not match file offsets (user block?)", shard);
+    return ok ? 0 : error_at(err, err_len, "%s: chunk addresses do not match file offsets (user block?)", shard);
 }
 
 static int index_shard(Store *s, int sh, const char *shard_path, char *err, size_t err_len) {
     hid_t file = H5Fopen(shard_path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return store_err(err, err_len, "%s: cannot open as HDF5", shard_path);
+    if (file < 0) return error_at(err, err_len, "%s: cannot open as HDF5", shard_path);
     int rc = 0, first = -1;
     for (int i = 0; i < s->ncases && rc == 0; i++) {
         StoreCase *c = &s->cases[i];
@@ -309,7 +309,7 @@ int store_open(Store **out, const char *dir, char *err, size_t err_len) {
     free(text);
     if (!m) {
         store_close(s);
-        return store_err(err, err_len, "%s: not valid JSON", mpath);
+        return error_at(err, err_len, "%s: not valid JSON", mpath);
     }
     int rc = parse_manifest(s, mpath, m, err, err_len);
     cJSON *shards = cJSON_GetObjectItem(m, "shards");
@@ -319,7 +319,7 @@ int store_open(Store **out, const char *dir, char *err, size_t err_len) {
     for (int sh = 0; rc == 0 && sh < s->nshards; sh++) {
         cJSON *file = cJSON_GetObjectItem(cJSON_GetArrayItem(shards, sh), "file");
         if (!cJSON_IsString(file) || strchr(file->valuestring, '/') || strlen(file->valuestring) >= STORE_NAME_MAX) {
-            rc = store_err(err, err_len, "%s: shards[%d].file missing or not a plain file name", mpath, sh);
+            rc = error_at(err, err_len, "%s: shards[%d].file missing or not a plain file name", mpath, sh);
             break;
         }
         snprintf(s->shard_files[sh], STORE_NAME_MAX, "%s", file->valuestring);
@@ -327,7 +327,7 @@ int store_open(Store **out, const char *dir, char *err, size_t err_len) {
         snprintf(spath, sizeof spath, "%s/%s", dir, file->valuestring);
         s->fds[sh] = open(spath, O_RDONLY | O_CLOEXEC);
         if (s->fds[sh] < 0) {
-            rc = store_err(err, err_len, "%s: cannot open: %s", spath, strerror(errno));
+            rc = error_at(err, err_len, "%s: cannot open: %s", spath, strerror(errno));
             break;
         }
         rc = index_shard(s, sh, spath, err, err_len);
@@ -347,12 +347,12 @@ int store_open(Store **out, const char *dir, char *err, size_t err_len) {
 static int read_chunk(const Store *s, const StoreCase *c, int z, const char *what, const ChunkLoc *loc,
                       size_t elem_size, uint8_t *out /* (raw_bytes) */, size_t raw_bytes, char *err, size_t err_len) {
     uint8_t *buf = malloc(loc->size + raw_bytes);
-    if (!buf) return store_err(err, err_len, "%s: case %s slice %d: out of memory", s->dir, c->name, z);
+    if (!buf) return error_at(err, err_len, "%s: case %s slice %d: out of memory", s->dir, c->name, z);
     uint8_t *tmp = buf + loc->size;
     int rc = -1;
     ssize_t got = pread(s->fds[c->shard], buf, loc->size, (off_t)loc->offset);
     if (got != (ssize_t)loc->size) {
-        store_err(err, err_len, "%s: case %s slice %d: %s chunk: %s", s->dir, c->name, z, what,
+        error_at(err, err_len, "%s: case %s slice %d: %s chunk: %s", s->dir, c->name, z, what,
                   got < 0 ? strerror(errno) : "shard file is truncated");
         goto out;
     }
@@ -362,7 +362,7 @@ static int read_chunk(const Store *s, const StoreCase *c, int z, const char *wha
         n -= 4;
         uint32_t stored = (uint32_t)buf[n] | (uint32_t)buf[n + 1] << 8 | (uint32_t)buf[n + 2] << 16 | (uint32_t)buf[n + 3] << 24;
         if (store_fletcher32(buf, n) != stored) {
-            store_err(err, err_len, "%s: case %s slice %d: %s chunk fails its Fletcher-32 checksum (corrupted shard file %s)",
+            error_at(err, err_len, "%s: case %s slice %d: %s chunk fails its Fletcher-32 checksum (corrupted shard file %s)",
                       s->dir, c->name, z, what, s->shard_files[c->shard]);
             goto out;
         }
@@ -372,13 +372,13 @@ static int read_chunk(const Store *s, const StoreCase *c, int z, const char *wha
         uLongf dlen = (uLongf)raw_bytes;
         int zr = uncompress(tmp, &dlen, buf, (uLong)n);
         if (zr != Z_OK || dlen != raw_bytes) {
-            store_err(err, err_len, "%s: case %s slice %d: %s chunk does not inflate to %zu bytes (zlib %d)", s->dir,
+            error_at(err, err_len, "%s: case %s slice %d: %s chunk does not inflate to %zu bytes (zlib %d)", s->dir,
                       c->name, z, what, raw_bytes, zr);
             goto out;
         }
         src = tmp;
     } else if (n != raw_bytes) {
-        store_err(err, err_len, "%s: case %s slice %d: %s chunk has %zu bytes, expected %zu", s->dir, c->name, z, what,
+        error_at(err, err_len, "%s: case %s slice %d: %s chunk has %zu bytes, expected %zu", s->dir, c->name, z, what,
                   n, raw_bytes);
         goto out;
     }
@@ -392,10 +392,10 @@ out:
 
 int store_read_slice(const Store *s, int case_idx, int z, float *image, int32_t *label, char *err, size_t err_len) {
     if (case_idx < 0 || case_idx >= s->ncases)
-        return store_err(err, err_len, "%s: case index %d out of range 0..%d", s->dir, case_idx, s->ncases - 1);
+        return error_at(err, err_len, "%s: case index %d out of range 0..%d", s->dir, case_idx, s->ncases - 1);
     const StoreCase *c = &s->cases[case_idx];
     if (z < 0 || z >= c->depth)
-        return store_err(err, err_len, "%s: case %s: slice %d out of range 0..%d", s->dir, c->name, z, c->depth - 1);
+        return error_at(err, err_len, "%s: case %s: slice %d out of range 0..%d", s->dir, c->name, z, c->depth - 1);
     size_t hw = (size_t)c->height * c->width;
     if (image) {
         /* Stored little-endian float32, unshuffled straight into the caller's buffer. */
@@ -405,7 +405,7 @@ int store_read_slice(const Store *s, int case_idx, int z, float *image, int32_t 
     }
     if (label) {
         uint8_t *raw = malloc(hw);
-        if (!raw) return store_err(err, err_len, "%s: out of memory", s->dir);
+        if (!raw) return error_at(err, err_len, "%s: out of memory", s->dir);
         int rc = read_chunk(s, c, z, "label", &s->label_chunks[case_idx][z], 1, raw, hw, err, err_len);
         if (rc == 0)
             for (size_t i = 0; i < hw; i++) label[i] = raw[i];

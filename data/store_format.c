@@ -1,7 +1,6 @@
 /* store_format.c — see store_format.h. */
 #include "store_format.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,12 +44,3 @@ void store_unshuffle(uint8_t *out, const uint8_t *in, size_t n, size_t elem_size
     memcpy(out + ne * elem_size, in + ne * elem_size, n - ne * elem_size);
 }
 
-int store_err(char *err, size_t err_len, const char *fmt, ...) {
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}

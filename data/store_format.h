@@ -7,8 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "check.h"
-
 #define STORE_FORMAT_NAME "unet2022-slice-store"
 #define STORE_FORMAT_VERSION 1
 #define STORE_MANIFEST "manifest.json"
@@ -26,7 +24,5 @@ uint32_t store_fletcher32(const uint8_t *data /* (n) */, size_t n);
 /* Undo HDF5's shuffle filter: in holds byte b of every element, then byte b+1... */
 void store_unshuffle(uint8_t *out /* (n) */, const uint8_t *in /* (n) */, size_t n, size_t elem_size);
 
-/* snprintf into err (if non-NULL); returns -1 for `return store_err(...)` convenience. */
-int store_err(char *err, size_t err_len, const char *fmt, ...) UNET_PRINTF(3, 4);
 
 #endif

@@ -39,7 +39,7 @@ struct StoreWriter {
 #define H5W(call)                                                                                  \
     do {                                                                                           \
         if ((call) < 0) {                                                                          \
-            store_err(err, err_len, "%s: HDF5 call failed at %s:%d: %s", w->tmp, __FILE__, __LINE__, #call); \
+            error_at(err, err_len, "%s: HDF5 call failed at %s:%d: %s", w->tmp, __FILE__, __LINE__, #call); \
             goto fail;                                                                             \
         }                                                                                          \
     } while (0)
@@ -95,10 +95,10 @@ static int is_replaceable(const char *dir) {
 int store_writer_create(StoreWriter **out, const char *out_dir, const StoreWriterOptions *opt, char *err,
                         size_t err_len) {
     *out = NULL;
-    if (!out_dir || !*out_dir) return store_err(err, err_len, "no output directory given");
+    if (!out_dir || !*out_dir) return error_at(err, err_len, "no output directory given");
     if (opt->num_classes < 2 || opt->num_classes > STORE_MAX_CLASSES)
-        return store_err(err, err_len, "%s: %d classes (expected 2..%d)", out_dir, opt->num_classes, STORE_MAX_CLASSES);
-    if (opt->channels < 1) return store_err(err, err_len, "%s: %d channels", out_dir, opt->channels);
+        return error_at(err, err_len, "%s: %d classes (expected 2..%d)", out_dir, opt->num_classes, STORE_MAX_CLASSES);
+    if (opt->channels < 1) return error_at(err, err_len, "%s: %d channels", out_dir, opt->channels);
     StoreWriter *w = xcalloc(1, sizeof *w);
     snprintf(w->out, sizeof w->out, "%s", out_dir);
     size_t L = strlen(w->out);
@@ -113,12 +113,12 @@ int store_writer_create(StoreWriter **out, const char *out_dir, const StoreWrite
     struct stat st;
     if (stat(w->out, &st) == 0) {
         if (!opt->force) {
-            store_err(err, err_len, "%s already exists (pass --force to replace it)", w->out);
+            error_at(err, err_len, "%s already exists (pass --force to replace it)", w->out);
             free(w);
             return -1;
         }
         if (!S_ISDIR(st.st_mode) || !is_replaceable(w->out)) {
-            store_err(err, err_len, "%s exists and is not a slice store (no %s); refusing to replace it",
+            error_at(err, err_len, "%s exists and is not a slice store (no %s); refusing to replace it",
                       w->out, STORE_MANIFEST);
             free(w);
             return -1;
@@ -127,7 +127,7 @@ int store_writer_create(StoreWriter **out, const char *out_dir, const StoreWrite
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", w->out, (long)getpid());
     remove_store_dir(w->tmp); /* a leftover of a crashed run with our pid */
     if (fsu_mkdir_parents(w->tmp) != 0 || mkdir(w->tmp, 0755) != 0) {
-        store_err(err, err_len, "%s: cannot create directory: %s", w->tmp, strerror(errno));
+        error_at(err, err_len, "%s: cannot create directory: %s", w->tmp, strerror(errno));
         free(w);
         return -1;
     }
@@ -163,8 +163,8 @@ static int close_shard(StoreWriter *w, char *err, size_t err_len) {
     w->file = H5I_INVALID_HID;
     char p[PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/" STORE_SHARD_FMT, w->tmp, w->shard);
-    if (rc < 0) return store_err(err, err_len, "%s: closing the HDF5 file failed", p);
-    if (fsync_path(p, 0) != 0) return store_err(err, err_len, "%s: fsync failed: %s", p, strerror(errno));
+    if (rc < 0) return error_at(err, err_len, "%s: closing the HDF5 file failed", p);
+    if (fsync_path(p, 0) != 0) return error_at(err, err_len, "%s: fsync failed: %s", p, strerror(errno));
     return 0;
 }
 
@@ -176,7 +176,7 @@ static int open_shard(StoreWriter *w, char *err, size_t err_len) {
     snprintf(p, sizeof p, "%s/%s", w->tmp, name);
     hid_t g = H5I_INVALID_HID, a = H5I_INVALID_HID, sp = H5I_INVALID_HID, t = H5I_INVALID_HID;
     w->file = H5Fcreate(p, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-    if (w->file < 0) return store_err(err, err_len, "%s: cannot create HDF5 file", p);
+    if (w->file < 0) return error_at(err, err_len, "%s: cannot create HDF5 file", p);
     /* File-level identification, so a shard found alone says what it is. */
     H5W(sp = H5Screate(H5S_SCALAR));
     H5W(t = H5Tcopy(H5T_C_S1));
@@ -253,7 +253,7 @@ fail:
 static int write_str_attr(StoreWriter *w, hid_t obj, const char *name, int n, const char *const *v, char *err,
                           size_t err_len) {
     hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0) return store_err(err, err_len, "%s: H5Tcopy failed", w->tmp);
+    if (t < 0) return error_at(err, err_len, "%s: H5Tcopy failed", w->tmp);
     H5Tset_size(t, H5T_VARIABLE);
     H5Tset_cset(t, H5T_CSET_UTF8);
     hsize_t d = (hsize_t)(n < 0 ? 1 : n);
@@ -276,35 +276,35 @@ static int valid_name(const char *s) {
 
 int store_writer_add_case(StoreWriter *w, const StoreCaseInput *c, char *err, size_t err_len) {
     if (!valid_name(c->name))
-        return store_err(err, err_len, "case name '%s': expected 1..%d characters of [A-Za-z0-9_.-]", c->name,
+        return error_at(err, err_len, "case name '%s': expected 1..%d characters of [A-Za-z0-9_.-]", c->name,
                          STORE_NAME_MAX - 1);
     if (strcmp(c->split, "train") && strcmp(c->split, "val") && strcmp(c->split, "test"))
-        return store_err(err, err_len, "case %s: split '%s' (expected train, val or test)", c->name, c->split);
+        return error_at(err, err_len, "case %s: split '%s' (expected train, val or test)", c->name, c->split);
     cJSON *it;
     cJSON_ArrayForEach(it, w->cases) {
         if (!strcmp(cJSON_GetObjectItem(it, "name")->valuestring, c->name))
-            return store_err(err, err_len, "case %s appears twice", c->name);
+            return error_at(err, err_len, "case %s appears twice", c->name);
     }
     if (c->depth < 1 || c->height < 1 || c->width < 1 || c->channels != w->opt.channels)
-        return store_err(err, err_len, "case %s: shape (%d, %d, %d, %d), expected D, H, W >= 1 and C = %d", c->name,
+        return error_at(err, err_len, "case %s: shape (%d, %d, %d, %d), expected D, H, W >= 1 and C = %d", c->name,
                          c->depth, c->channels, c->height, c->width, w->opt.channels);
     size_t nl = (size_t)c->depth * c->height * c->width, ni = nl * c->channels;
     for (size_t i = 0; i < nl; i++)
         if (c->label[i] >= w->opt.num_classes)
-            return store_err(err, err_len, "case %s: label %d at voxel %zu is outside 0..%d", c->name, c->label[i], i,
+            return error_at(err, err_len, "case %s: label %d at voxel %zu is outside 0..%d", c->name, c->label[i], i,
                              w->opt.num_classes - 1);
     for (size_t i = 0; i < ni; i++)
         if (!isfinite(c->image[i]))
-            return store_err(err, err_len, "case %s: non-finite intensity at element %zu after normalisation", c->name, i);
+            return error_at(err, err_len, "case %s: non-finite intensity at element %zu after normalisation", c->name, i);
 
     if (c->num_sources < 0 || c->num_sources > STORE_MAX_SOURCES || c->original_ndim < 1 || c->original_ndim > 4)
-        return store_err(err, err_len, "case %s: %d sources / %d original dimensions", c->name, c->num_sources,
+        return error_at(err, err_len, "case %s: %d sources / %d original dimensions", c->name, c->num_sources,
                          c->original_ndim);
     /* Source hashes first: a vanished source is an error before anything is written. */
     char hexes[STORE_MAX_SOURCES][65];
     for (int s = 0; s < c->num_sources; s++)
         if (sha256_file_hex(c->sources[s], hexes[s]) != 0)
-            return store_err(err, err_len, "%s: cannot read to hash it: %s", c->sources[s], strerror(errno));
+            return error_at(err, err_len, "%s: cannot read to hash it: %s", c->sources[s], strerror(errno));
 
     double bytes = (double)ni * 4 + (double)nl;
     if (w->file == H5I_INVALID_HID || (w->shard_bytes > 0 && w->shard_bytes + bytes > w->opt.shard_mb * 1e6)) {
@@ -381,7 +381,7 @@ int store_writer_commit(StoreWriter *w, char *err, size_t err_len) {
     char p[PATH_MAX + 64], old[PATH_MAX + 64], parent[PATH_MAX];
     if (close_shard(w, err, err_len) != 0) goto fail;
     if (cJSON_GetArraySize(w->cases) == 0) {
-        store_err(err, err_len, "%s: no cases to write", w->out);
+        error_at(err, err_len, "%s: no cases to write", w->out);
         goto fail;
     }
     cJSON *splits = cJSON_AddObjectToObject(w->manifest, "splits");
@@ -401,28 +401,28 @@ int store_writer_commit(StoreWriter *w, char *err, size_t err_len) {
     if (fp && fclose(fp) != 0) ok = 0;
     free(text);
     if (!ok) {
-        store_err(err, err_len, "%s: write failed: %s", p, strerror(errno));
+        error_at(err, err_len, "%s: write failed: %s", p, strerror(errno));
         goto fail;
     }
     if (fsync_path(w->tmp, 1) != 0) {
-        store_err(err, err_len, "%s: fsync failed: %s", w->tmp, strerror(errno));
+        error_at(err, err_len, "%s: fsync failed: %s", w->tmp, strerror(errno));
         goto fail;
     }
     old[0] = 0;
     struct stat st;
     if (stat(w->out, &st) == 0) {
         if (!w->opt.force || !S_ISDIR(st.st_mode) || !is_replaceable(w->out)) {
-            store_err(err, err_len, "%s appeared while the store was being built; not replacing it", w->out);
+            error_at(err, err_len, "%s appeared while the store was being built; not replacing it", w->out);
             goto fail;
         }
         snprintf(old, sizeof old, "%s.old.%ld", w->out, (long)getpid());
         if (rename(w->out, old) != 0) {
-            store_err(err, err_len, "%s: cannot move the old store aside: %s", w->out, strerror(errno));
+            error_at(err, err_len, "%s: cannot move the old store aside: %s", w->out, strerror(errno));
             goto fail;
         }
     }
     if (rename(w->tmp, w->out) != 0) {
-        store_err(err, err_len, "cannot rename %s to %s: %s", w->tmp, w->out, strerror(errno));
+        error_at(err, err_len, "cannot rename %s to %s: %s", w->tmp, w->out, strerror(errno));
         if (old[0]) rename(old, w->out);
         goto fail;
     }

@@ -178,10 +178,10 @@ static void rm_phantom(const char *dir) {
 }
 
 int synth_write(const char *out_dir, const SynthOptions *o, char *err, size_t err_len) {
-    if (o->cases < 2 || o->cases > 30) return store_err(err, err_len, "synth: --cases %d (expected 2..30)", o->cases);
+    if (o->cases < 2 || o->cases > 30) return error_at(err, err_len, "synth: --cases %d (expected 2..30)", o->cases);
     if (o->min_size < 32 || o->max_size < o->min_size || o->max_size > 1024 || o->min_depth < 4 ||
         o->max_depth < o->min_depth)
-        return store_err(err, err_len, "synth: bad size range %d..%d x depth %d..%d", o->min_size, o->max_size,
+        return error_at(err, err_len, "synth: bad size range %d..%d x depth %d..%d", o->min_size, o->max_size,
                          o->min_depth, o->max_depth);
     char out[PATH_MAX], tmp[PATH_MAX + 32], p[PATH_MAX + 64];
     snprintf(out, sizeof out, "%s", out_dir);
@@ -190,14 +190,14 @@ int synth_write(const char *out_dir, const SynthOptions *o, char *err, size_t er
     struct stat st;
     if (stat(out, &st) == 0) {
         snprintf(p, sizeof p, "%s/phantom.json", out);
-        if (!o->force) return store_err(err, err_len, "%s already exists (pass --force to replace it)", out);
+        if (!o->force) return error_at(err, err_len, "%s already exists (pass --force to replace it)", out);
         if (access(p, F_OK) != 0)
-            return store_err(err, err_len, "%s exists and is not a phantom dataset (no phantom.json); not replacing it", out);
+            return error_at(err, err_len, "%s exists and is not a phantom dataset (no phantom.json); not replacing it", out);
     }
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
     rm_phantom(tmp);
     if (fsu_mkdir_parents(tmp) != 0 || mkdir(tmp, 0755) != 0)
-        return store_err(err, err_len, "%s: cannot create: %s", tmp, strerror(errno));
+        return error_at(err, err_len, "%s: cannot create: %s", tmp, strerror(errno));
     snprintf(p, sizeof p, "%s/img", tmp);
     mkdir(p, 0755);
     snprintf(p, sizeof p, "%s/label", tmp);
@@ -210,7 +210,7 @@ int synth_write(const char *out_dir, const SynthOptions *o, char *err, size_t er
     snprintf(p, sizeof p, "%s/split.txt", tmp);
     split = fopen(p, "w");
     if (!split) {
-        store_err(err, err_len, "%s: cannot write: %s", p, strerror(errno));
+        error_at(err, err_len, "%s: cannot write: %s", p, strerror(errno));
         goto fail;
     }
     fprintf(split, "# unet2022 synth: one case per line, `<split> <case number>`\n");
@@ -241,7 +241,7 @@ int synth_write(const char *out_dir, const SynthOptions *o, char *err, size_t er
         if (rc) goto fail;
     }
     if (fflush(split) != 0 || fsync(fileno(split)) != 0) {
-        store_err(err, err_len, "%s/split.txt: write failed", tmp);
+        error_at(err, err_len, "%s/split.txt: write failed", tmp);
         goto fail;
     }
     fclose(split);
@@ -256,13 +256,13 @@ int synth_write(const char *out_dir, const SynthOptions *o, char *err, size_t er
                        o->min_depth, o->max_depth) < 0 ||
         fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
         if (fp) fclose(fp);
-        store_err(err, err_len, "%s: write failed", p);
+        error_at(err, err_len, "%s: write failed", p);
         goto fail;
     }
     fclose(fp);
     if (stat(out, &st) == 0) rm_phantom(out);
     if (rename(tmp, out) != 0) {
-        store_err(err, err_len, "cannot rename %s to %s: %s", tmp, out, strerror(errno));
+        error_at(err, err_len, "cannot rename %s to %s: %s", tmp, out, strerror(errno));
         goto fail;
     }
     return 0;
