@@ -37,28 +37,39 @@ __global__ void k_colsum_partial(double *part /* (nchunk, C) */, const float *x 
     for (size_t r = r0; r < r1; r++) s += x[r * C + c];
     part[(size_t)blockIdx.x * C + c] = s;
 }
-__global__ void k_colsum_finish(float *db, const double *part, int nchunk, int C) {
+// Sums the chunk partials in chunk order into acc (+=, float) or tot (=, double).
+__global__ void k_colsum_finish(float *acc, double *tot, const double *part, int nchunk, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     double s = 0;
     for (int k = 0; k < nchunk; k++) s += part[(size_t)k * C + c];
-    db[c] += (float)s;
+    if (acc) acc[c] += (float)s;
+    else tot[c] = s;
+}
+
+int cuda_colsum_chunks(size_t M, int max_chunks, size_t *rows) {
+    int nchunk = (int)(M < (size_t)max_chunks ? M : (size_t)max_chunks);
+    *rows = (M + nchunk - 1) / nchunk;
+    return (int)((M + *rows - 1) / *rows);
+}
+
+void cuda_colsum_ordered(cudaStream_t s, float *acc, double *tot, double *part, const float *x, size_t M, int C,
+                         size_t rows, int nchunk) {
+    dim3 grid(nchunk, (C + 255) / 256);
+    k_colsum_partial<<<grid, 256, 0, s>>>(part, x, M, C, rows);
+    CUDA_CHECK_LAUNCH();
+    k_colsum_finish<<<(C + 255) / 256, 256, 0, s>>>(acc, tot, part, nchunk, C);
+    CUDA_CHECK_LAUNCH();
 }
 
 // db[c] += Σ_m x[m, c]: a fixed partition of the rows (depends on M only), partials summed in
 // order, so the result is deterministic.
 void cuda_colsum_acc(Backend *be, float *db, const float *x, size_t M, int C) {
     if (M == 0 || C <= 0 || !db) return;
-    cudaStream_t s = cuda_state(be)->stream;
-    int nchunk = (int)(M < 512 ? M : 512);
-    size_t rows = (M + nchunk - 1) / nchunk;
-    nchunk = (int)((M + rows - 1) / rows);
+    size_t rows;
+    int nchunk = cuda_colsum_chunks(M, 512, &rows);
     double *part = (double *)cuda_workspace(be, (size_t)nchunk * C * sizeof(double));
-    dim3 grid(nchunk, (C + 255) / 256);
-    k_colsum_partial<<<grid, 256, 0, s>>>(part, x, M, C, rows);
-    CUDA_CHECK_LAUNCH();
-    k_colsum_finish<<<(C + 255) / 256, 256, 0, s>>>(db, part, nchunk, C);
-    CUDA_CHECK_LAUNCH();
+    cuda_colsum_ordered(cuda_state(be)->stream, db, NULL, part, x, M, C, rows, nchunk);
 }
 
 extern "C" void cu_add(Backend *be, float *out, const float *a, const float *b, size_t n) {

@@ -40,23 +40,6 @@ __global__ void k_softmax_terms(float *probs /* (N, K) */, float *terms /* (N, 3
     }
 }
 
-// Column sums in double: fixed row chunks, partials then an ordered finish (as elementwise.cu).
-__global__ void k_colsum_f64_partial(double *part, const float *x, size_t M, int C, size_t rows) {
-    int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    size_t r0 = blockIdx.x * rows, r1 = r0 + rows < M ? r0 + rows : M;
-    double s = 0;
-    for (size_t r = r0; r < r1; r++) s += x[r * C + c];
-    part[(size_t)blockIdx.x * C + c] = s;
-}
-__global__ void k_colsum_f64_finish(double *tot, const double *part, int nchunk, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    double s = 0;
-    for (int k = 0; k < nchunk; k++) s += part[(size_t)k * C + c];
-    tot[c] = s;
-}
-
 extern "C" void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, float *stats, const float *logits,
                                    const int32_t *labels, size_t N, int K, float w_dice, float w_ce) {
     CHECK(K >= 2, "dice_ce_forward: K = %d, need at least 2 classes (background + one)", K);
@@ -64,9 +47,8 @@ extern "C" void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, 
     CHECK(N > 0, "dice_ce_forward: no pixels");
     CudaState *st = cuda_state(be);
     const int C = 3 * K + 1;
-    int nchunk = (int)(N < 1024 ? N : 1024);
-    size_t rows = (N + nchunk - 1) / nchunk;
-    nchunk = (int)((N + rows - 1) / rows);
+    size_t rows;
+    int nchunk = cuda_colsum_chunks(N, 1024, &rows);
     size_t terms_bytes = (N * C * sizeof(float) + 255) / 256 * 256;
     size_t part_bytes = ((size_t)nchunk * C * sizeof(double) + 255) / 256 * 256;
     char *ws = (char *)cuda_workspace(be, terms_bytes + part_bytes + (C + 1) * sizeof(double) + 64);
@@ -77,11 +59,7 @@ extern "C" void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, 
     CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(int), st->stream)); // −1: no bad label
     k_softmax_terms<<<cuda_grid(N), 256, 0, st->stream>>>(probs, terms, bad, logits, labels, N, K);
     CUDA_CHECK_LAUNCH();
-    dim3 grid(nchunk, (C + 255) / 256);
-    k_colsum_f64_partial<<<grid, 256, 0, st->stream>>>(part, terms, N, C, rows);
-    CUDA_CHECK_LAUNCH();
-    k_colsum_f64_finish<<<(C + 255) / 256, 256, 0, st->stream>>>(tot, part, nchunk, C);
-    CUDA_CHECK_LAUNCH();
+    cuda_colsum_ordered(st->stream, NULL, tot, part, terms, N, C, rows, nchunk);
     double t[3 * LOSS_MAX_K + 1];
     int bad_host = -1;
     CUDA_CHECK(cudaMemcpyAsync(t, tot, C * sizeof(double), cudaMemcpyDeviceToHost, st->stream));
