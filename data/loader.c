@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "rng.h"
 
 typedef struct {
@@ -57,11 +58,6 @@ struct Loader {
     long long batches;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void *default_alloc(void *ctx, size_t n) { return malloc(n); }
 static void default_free(void *ctx, void *p) { free(p); }
@@ -113,7 +109,7 @@ static int make_sample(Worker *w, Slot *slot, long long q, int j, double *read_s
     int slice = w->perm[p % N];
     int h, wd;
     L->src.shape(L->src.ctx, slice, &h, &wd);
-    double t = now_s();
+    double t = monotonic_seconds();
     int rc;
     if (step == L->inject_step && pos == L->inject_pos) {
         snprintf(err, err_len, "slice %d (step %lld, sample %d): injected failure", slice, step, pos);
@@ -125,7 +121,7 @@ static int make_sample(Worker *w, Slot *slot, long long q, int j, double *read_s
     } else {
         rc = L->src.read(L->src.ctx, slice, w->img, w->lab, err, err_len);
     }
-    *read_s = now_s() - t;
+    *read_s = monotonic_seconds() - t;
     if (rc != 0) return -1;
     for (size_t i = 0; i < (size_t)h * wd; i++)
         if (w->lab[i] < 0 || w->lab[i] >= L->src.num_classes) {
@@ -166,9 +162,9 @@ static void *worker_main(void *arg) {
         }
         L->next_task++;
         pthread_mutex_unlock(&L->mu);
-        double t0 = now_s(), read_s = 0;
+        double t0 = monotonic_seconds(), read_s = 0;
         int rc = make_sample(w, slot, q, j, &read_s, err, sizeof err);
-        double work_s = now_s() - t0;
+        double work_s = monotonic_seconds() - t0;
         pthread_mutex_lock(&L->mu);
         w->work_s += work_s, w->read_s += read_s; /* under the lock: loader_stats reads them */
         if (rc != 0) {
@@ -223,7 +219,7 @@ int loader_create(Loader **out, const SliceSource *src, const LoaderOptions *opt
     L->spe = (src->num_slices + o->global_batch - 1) / o->global_batch;
     L->H = o->aug.patch[0], L->W = o->aug.patch[1], L->C = src->channels;
     L->inject_step = -1;
-    L->t0 = now_s();
+    L->t0 = monotonic_seconds();
     pthread_mutex_init(&L->mu, NULL);
     pthread_cond_init(&L->cv_work, NULL);
     pthread_cond_init(&L->cv_ready, NULL);
@@ -280,7 +276,7 @@ int loader_create(Loader **out, const SliceSource *src, const LoaderOptions *opt
 
 int loader_next(Loader *L, const LoaderBatch **out, char *err, size_t err_len) {
     *out = NULL;
-    double t = now_s();
+    double t = monotonic_seconds();
     pthread_mutex_lock(&L->mu);
     long long q = L->next_batch;
     int rc;
@@ -291,7 +287,7 @@ int loader_next(Loader *L, const LoaderBatch **out, char *err, size_t err_len) {
         if (s->q < q) { /* would wait forever: the consumer itself holds the batch in this slot */
             snprintf(err, err_len, "data loader: batch %lld was asked for while all %d slots are held; release a batch first",
                      L->o.start_step + q, L->o.prefetch);
-            L->wait_s += now_s() - t;
+            L->wait_s += monotonic_seconds() - t;
             pthread_mutex_unlock(&L->mu);
             return -1;
         }
@@ -309,7 +305,7 @@ int loader_next(Loader *L, const LoaderBatch **out, char *err, size_t err_len) {
             rc = -1;
         }
     }
-    L->wait_s += now_s() - t;
+    L->wait_s += monotonic_seconds() - t;
     pthread_mutex_unlock(&L->mu);
     return rc;
 }
@@ -326,7 +322,7 @@ void loader_release(Loader *L, const LoaderBatch *b) {
 void loader_stats(Loader *L, LoaderStats *st) {
     memset(st, 0, sizeof *st);
     pthread_mutex_lock(&L->mu);
-    st->elapsed_s = now_s() - L->t0;
+    st->elapsed_s = monotonic_seconds() - L->t0;
     st->wait_s = L->wait_s;
     st->batches = L->batches;
     for (int i = 0; i < L->o.workers; i++) {

@@ -18,6 +18,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "clock.h"
 #include "commands.h"
 #include "config.h"
 #include "model.h"
@@ -26,11 +27,6 @@
 #include "backend_cuda.h"
 #endif
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -56,9 +52,9 @@ static double sgemm_gflops(int n, int threads) {
     double best = 1e30;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     for (int r = 0; r < 7; r++) {
-        double t0 = now_s();
+        double t0 = monotonic_seconds();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double dt = now_s() - t0;
+        double dt = monotonic_seconds() - t0;
         if (dt < best) best = dt;
     }
     free(a);
@@ -139,13 +135,13 @@ int cmd_bench(int argc, char **argv) {
     float *outs[3];
     double *t = xcalloc((size_t)runs, sizeof(double));
     for (int r = -1; r < runs; r++) { /* r = -1: warm-up (first-touch page faults, workspace growth) */
-        double t0 = now_s();
+        double t0 = monotonic_seconds();
         be->zero(be, grads, m.params.total * sizeof(float));
         model_forward(&m, be, acts, params, image, &opt, outs);
         float loss = model_loss(&m, be, acts, labels, NULL, NULL);
         model_backward(&m, be, acts, params, grads);
         be->synchronize(be);
-        double dt = now_s() - t0;
+        double dt = monotonic_seconds() - t0;
         if (r >= 0) {
             t[r] = dt;
             printf("run %d: %.1f ms (loss %.4f)\n", r + 1, dt * 1e3, loss);

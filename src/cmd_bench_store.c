@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "clock.h"
 #include "commands.h"
 #include "rng.h"
 #include "store.h"
@@ -44,17 +45,12 @@ static void *work(void *arg) {
     return NULL;
 }
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* Slices per second with T threads sharing `reads` reads. */
 static double run(const Store *s, int threads, int reads, uint64_t seed) {
     pthread_t *th = xmalloc((size_t)threads * sizeof *th);
     Worker *w = xcalloc((size_t)threads, sizeof *w);
-    double t0 = now();
+    double t0 = monotonic_seconds();
     for (int t = 0; t < threads; t++) {
         w[t] = (Worker){.s = s, .thread = t, .reads = reads / threads, .seed = seed};
         pthread_create(&th[t], NULL, work, &w[t]);
@@ -68,7 +64,7 @@ static double run(const Store *s, int threads, int reads, uint64_t seed) {
         }
         done += w[t].reads;
     }
-    double dt = now() - t0;
+    double dt = monotonic_seconds() - t0;
     free(th);
     free(w);
     return done / dt;

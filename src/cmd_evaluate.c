@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "clock.h"
 #include "commands.h"
 #include "eval_report.h"
 #include "metrics.h"
@@ -359,8 +360,7 @@ int cmd_evaluate(int argc, char **argv) {
                 if (mx > found_max) found_max = mx;
             }
             EvalCell *row = cells + (size_t)c * kmax;
-            struct timespec t0, t1;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
+            double t0 = monotonic_seconds();
             int hd = want_hd ? METRICS_HD_MM | METRICS_HD_VOX : 0;
             if (rc == 0 && !prob) {
                 ClassStats *s = xmalloc((size_t)(kc ? kc : 1) * sizeof(ClassStats));
@@ -393,8 +393,7 @@ int cmd_evaluate(int argc, char **argv) {
                 row[k].stats.hd95 = row[k].stats.hd95_monai = row[k].stats.hd95_vox = NAN;
                 row[k].miou = row[k].miou2 = NAN;
             }
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+            double secs = monotonic_seconds() - t0;
             if (rc == 0)
                 fprintf(stderr, "evaluate: %s (%dx%dx%d, spacing %.4g %.4g %.4g mm): metrics %.3f s\n", name, pv.nx,
                         pv.ny, pv.nz, spacing[2], spacing[1], spacing[0], secs);

@@ -24,6 +24,7 @@
 #include "backend.h"
 #include "backend_cuda.h"
 #include "check.h"
+#include "clock.h"
 #include "commands.h"
 #include "config.h"
 #include "model.h"
@@ -455,11 +456,6 @@ static void replica_free(Replica *r) {
     be->release(be, r->labels);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int check_steps(Ctx *x, const char *cfg_path, int steps, int B) {
     Config cfg;
@@ -485,11 +481,11 @@ static int check_steps(Ctx *x, const char *cfg_path, int steps, int B) {
     double worst = 0, first = 0, tc = 0, tg = 0;
     int bad = 0;
     for (int s = 0; s < steps; s++) {
-        double nc, ng, t0 = now_s();
+        double nc, ng, t0 = monotonic_seconds();
         float lc = replica_step(&rc, &m, s, &nc);
-        double t1 = now_s();
+        double t1 = monotonic_seconds();
         float lg = replica_step(&rg, &m, s, &ng);
-        double t2 = now_s();
+        double t2 = monotonic_seconds();
         tc += t1 - t0, tg += t2 - t1;
         double rel = fabs((double)lg - lc) / fmax(fabs((double)lc), 1e-12);
         if (!isfinite(lg)) bad = 1, rel = INFINITY;
@@ -522,9 +518,9 @@ static int check_nccl(int *argc, char ***argv) {
     for (size_t i = 0; i < n; i++) h[i] = (float)((c->rank + 1) * (int)(i % 7 + 1));
     float *d = gpu->alloc(gpu, n * sizeof(float));
     gpu->upload(gpu, d, h, n * sizeof(float));
-    double t0 = now_s();
+    double t0 = monotonic_seconds();
     c->allreduce_sum(c, d, n);
-    double dt = now_s() - t0;
+    double dt = monotonic_seconds() - t0;
     gpu->download(gpu, h, d, n * sizeof(float));
     size_t wrong = 0;
     double tri = (double)c->size * (c->size + 1) / 2; /* Σ_r (r + 1) */

@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "check.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "commands.h"
 #include "config.h"
 #include "model.h"
@@ -302,8 +303,7 @@ int cmd_predict(int argc, char **argv) {
         float *img = xmalloc((size_t)C * plane * sizeof(float));       /* (C, H, W) */
         int32_t *lab = xmalloc(vox * sizeof(int32_t));                 /* (D, H, W) store labels */
         int32_t *pred = xmalloc(vox * sizeof(int32_t));                /* (D, H, W) */
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = monotonic_seconds();
         for (int z = 0; z < D && rc == 0; z++) {
             if (cs->store_idx >= 0) {
                 if (store_read_slice(store, cs->store_idx, z, img, lab + plane * z, err, sizeof err) != 0) {
@@ -323,7 +323,7 @@ int cmd_predict(int argc, char **argv) {
                 pred[plane * z + i] = best;
             }
         }
-        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double t_predict = monotonic_seconds() - t0;
         char path[1400];
         if (rc == 0) {
             /* labels as uint8 (int16 beyond 255 classes), in the input's geometry */
@@ -386,7 +386,7 @@ int cmd_predict(int argc, char **argv) {
         }
         if (rc == 0)
             printf("predict: %s (%dx%dx%d, %d classes) %.2f s -> %s/%s.nii.gz\n", cs->name, W, H, D, K,
-                   (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), out, cs->name);
+                   t_predict, out, cs->name);
         free(pv);
         free(sp);
         free(img);

@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "check.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "comm.h"
 #include "commands.h"
 #include "config.h"
@@ -384,7 +385,7 @@ static int run(Trainer *t, char *err, size_t err_len) {
         t->comm->size, t->b_local, c->batch_size, spe, c->epochs, c->run_dir);
     stop_signal_install();
     if (c->val_at_start && t->st.step == 0 && validate_epoch(t, 1, err, err_len) != 0) return 2;
-    double t_epoch = run_log_now(), loss_sum = 0;
+    double t_epoch = monotonic_seconds(), loss_sum = 0;
     long loss_n = 0;
     int done_already = c->max_steps > 0 && t->st.step >= (uint64_t)c->max_steps;
     while (!done_already && t->st.epoch < (uint64_t)c->epochs) {
@@ -415,7 +416,7 @@ static int run(Trainer *t, char *err, size_t err_len) {
             if (stop_sig || at_limit) break;
         }
         if (t->st.epoch_step == (uint64_t)spe) { /* the epoch is complete */
-            double wait_s, sps, dt = run_log_now() - t_epoch;
+            double wait_s, sps, dt = monotonic_seconds() - t_epoch;
             train_feed_stats(t->feed, &wait_s, &sps);
             t->st.epoch++;
             t->st.epoch_step = 0;
@@ -439,7 +440,7 @@ static int run(Trainer *t, char *err, size_t err_len) {
             at_limit = at_limit || (c->max_steps > 0 && t->st.step >= (uint64_t)c->max_steps);
             stop_sig = stop_sig || any_rank(t->comm, stop_requested() != 0);
             if (save_step_checkpoint(t, err, err_len) != 0) return 2;
-            t_epoch = run_log_now();
+            t_epoch = monotonic_seconds();
         }
         if (stop_sig) {
             say(t, "stopped by signal at step %" PRIu64 "; checkpoint written; exit %d (requeue)\n", t->st.step,

@@ -6,11 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-double run_log_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "clock.h"
 
 int run_log_open(RunLog *log, const char *run_dir, char *err, size_t err_len) {
     char path[4096];
@@ -21,7 +17,7 @@ int run_log_open(RunLog *log, const char *run_dir, char *err, size_t err_len) {
         return -1;
     }
     log->tty = isatty(STDOUT_FILENO);
-    log->epoch_start = run_log_now();
+    log->epoch_start = monotonic_seconds();
     return 0;
 }
 

@@ -20,6 +20,5 @@ void run_log_step(RunLog *log, long epoch, long step_in_epoch, long steps_per_ep
  * flushed, so a killed run loses at most the line being written. */
 void run_log_json(RunLog *log, const char *json);
 
-double run_log_now(void); /* monotonic seconds */
 
 #endif
