@@ -12,6 +12,12 @@ Comm *comm_mpi_create(int *argc, char ***argv);
 
 static void single_allreduce(Comm *c, float *buf, size_t n) { (void)c, (void)buf, (void)n; }
 static void single_allreduce_f64(Comm *c, double *buf, size_t n) { (void)c, (void)buf, (void)n; }
+/* One rank: the sum is the buffer itself. */
+static void single_allreduce_start(Comm *c, float *const *runs, const size_t *counts, int n_runs, void *producer) {
+    (void)c, (void)runs, (void)counts, (void)n_runs, (void)producer;
+}
+static void single_progress(Comm *c) { (void)c; }
+static void single_allreduce_wait(Comm *c, void *consumer) { (void)c, (void)consumer; }
 static void single_broadcast(Comm *c, void *buf, size_t bytes, int root) { (void)c, (void)buf, (void)bytes, (void)root; }
 static void single_barrier(Comm *c) { (void)c; }
 static void single_destroy(Comm *c) { free(c); }
@@ -29,6 +35,9 @@ static Comm *comm_single_create(void) {
     c->local_size = 1;
     c->allreduce_sum = single_allreduce;
     c->allreduce_sum_f64 = single_allreduce_f64;
+    c->allreduce_start = single_allreduce_start;
+    c->progress = single_progress;
+    c->allreduce_wait = single_allreduce_wait;
     c->broadcast = single_broadcast;
     c->barrier = single_barrier;
     c->destroy = single_destroy;

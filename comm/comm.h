@@ -20,6 +20,17 @@ struct Comm {
      * results are reproducible for a given world size. */
     void (*allreduce_sum)(Comm *c, float *buf, size_t n);
     void (*allreduce_sum_f64)(Comm *c, double *buf, size_t n);
+    /* Gradient buckets (src/grad_sync.c): starts the in-place float sum of n_runs buffers as one
+     * reduction and returns without waiting, so it overlaps with the rest of the backward pass.
+     * `producer` is the queue that wrote the buffers (a cudaStream_t for device memory, NULL for
+     * host memory written before the call): the reduction begins once that queue reaches this
+     * point. Every rank must start the same runs in the same order. */
+    void (*allreduce_start)(Comm *c, float *const *runs, const size_t *counts, int n_runs, void *producer);
+    /* Lets started reductions advance (MPI progresses only inside MPI calls); cheap, never blocks. */
+    void (*progress)(Comm *c);
+    /* Every started reduction is complete for `consumer` (the queue that reads the gradients
+     * next; NULL: for the host, i.e. this call returns when they are done). */
+    void (*allreduce_wait)(Comm *c, void *consumer);
     void (*broadcast)(Comm *c, void *buf, size_t bytes, int root);
     void (*barrier)(Comm *c);
     /* Ends every rank's process with this status (a failed rank must not leave the others

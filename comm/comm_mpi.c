@@ -29,6 +29,41 @@ static void mpi_allreduce(Comm *c, float *buf, size_t n) {
     }
 }
 
+/* Outstanding non-blocking reductions (gradient buckets), completed by mpi_allreduce_wait. */
+typedef struct {
+    MPI_Request *reqs;
+    int n, cap;
+} MpiState;
+
+static void mpi_allreduce_start(Comm *c, float *const *runs, const size_t *counts, int n_runs, void *producer) {
+    (void)producer; /* host memory: the caller's writes are complete */
+    MpiState *st = (MpiState *)c->impl;
+    for (int r = 0; r < n_runs; r++)
+        for (size_t off = 0; off < counts[r]; off += CHUNK) {
+            if (st->n == st->cap) {
+                st->cap = st->cap ? 2 * st->cap : 64;
+                st->reqs = xrealloc(st->reqs, (size_t)st->cap * sizeof *st->reqs);
+            }
+            int cnt = (int)(counts[r] - off < CHUNK ? counts[r] - off : CHUNK);
+            MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, runs[r] + off, cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                                     &st->reqs[st->n++]));
+        }
+}
+
+static void mpi_progress(Comm *c) {
+    MpiState *st = (MpiState *)c->impl;
+    int done = 0;
+    if (st->n) MPI_CHECK(MPI_Testall(st->n, st->reqs, &done, MPI_STATUSES_IGNORE));
+    if (done) st->n = 0;
+}
+
+static void mpi_allreduce_wait(Comm *c, void *consumer) {
+    (void)consumer;
+    MpiState *st = (MpiState *)c->impl;
+    if (st->n) MPI_CHECK(MPI_Waitall(st->n, st->reqs, MPI_STATUSES_IGNORE));
+    st->n = 0;
+}
+
 static void mpi_allreduce_f64(Comm *c, double *buf, size_t n) {
     (void)c;
     for (size_t off = 0; off < n; off += CHUNK) {
@@ -59,6 +94,10 @@ static void mpi_abort(Comm *c, int status) {
 }
 
 static void mpi_destroy(Comm *c) {
+    MpiState *st = (MpiState *)c->impl;
+    if (st->n) mpi_allreduce_wait(c, NULL); /* never finalize under a live request */
+    free(st->reqs);
+    free(st);
     MPI_CHECK(MPI_Finalize());
     free(c);
 }
@@ -67,6 +106,7 @@ Comm *comm_mpi_create(int *argc, char ***argv) {
     MPI_CHECK(MPI_Init(argc, argv));
     Comm *c = xcalloc(1, sizeof(Comm));
     c->transport = "mpi";
+    c->impl = xcalloc(1, sizeof(MpiState));
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &c->rank));
     MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &c->size));
     MPI_Comm node;
@@ -76,6 +116,9 @@ Comm *comm_mpi_create(int *argc, char ***argv) {
     MPI_CHECK(MPI_Comm_free(&node));
     c->allreduce_sum = mpi_allreduce;
     c->allreduce_sum_f64 = mpi_allreduce_f64;
+    c->allreduce_start = mpi_allreduce_start;
+    c->progress = mpi_progress;
+    c->allreduce_wait = mpi_allreduce_wait;
     c->broadcast = mpi_broadcast;
     c->barrier = mpi_barrier;
     c->destroy = mpi_destroy;

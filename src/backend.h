@@ -33,11 +33,18 @@ typedef struct Backend Backend;
 struct Backend {
     const char *name; /* "cpu" or "cuda" */
     void *impl;       /* backend-private state (workspace, handles) */
+    /* The native queue every op is ordered on: the cudaStream_t for CUDA, NULL for the CPU
+     * (ops have finished when they return). Transports order their work against it. */
+    void *queue;
 
     /* ---- memory ---- */
     void *(*alloc)(Backend *be, size_t bytes); /* zero-filled; aborts with a clear message on OOM */
     void (*release)(Backend *be, void *ptr);
     void (*upload)(Backend *be, void *dst, const void *src_host, size_t bytes);
+    /* Queued copy: returns at once; src_host (pinned memory for CUDA, or the copy is staged)
+     * must stay unchanged until the queue has passed this point, i.e. until a call that waits
+     * for the queue (download, synchronize, or an op that returns a host value). */
+    void (*upload_async)(Backend *be, void *dst, const void *src_host, size_t bytes);
     void (*download)(Backend *be, void *dst_host, const void *src, size_t bytes);
     void (*zero)(Backend *be, void *dst, size_t bytes);
     void (*copy)(Backend *be, void *dst, const void *src, size_t bytes);

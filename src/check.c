@@ -30,6 +30,12 @@ void *xmalloc_at(const char *file, int line, size_t bytes) {
     return p;
 }
 
+void *xrealloc_at(const char *file, int line, void *ptr, size_t bytes) {
+    void *p = realloc(ptr, bytes ? bytes : 1);
+    if (!p) die_at(file, line, "out of memory growing a buffer to %zu bytes", bytes);
+    return p;
+}
+
 void *xcalloc_at(const char *file, int line, size_t n, size_t size) {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) die_at(file, line, "out of memory allocating %zu x %zu bytes", n, size);

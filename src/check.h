@@ -34,6 +34,8 @@ int error_at(char *err, size_t err_len, const char *fmt, ...) UNET_PRINTF(3, 4);
 /* malloc/calloc that never return NULL. */
 void *xmalloc_at(const char *file, int line, size_t bytes);
 void *xcalloc_at(const char *file, int line, size_t n, size_t size);
+void *xrealloc_at(const char *file, int line, void *ptr, size_t bytes);
+#define xrealloc(ptr, bytes) xrealloc_at(__FILE__, __LINE__, (ptr), (bytes))
 #define xmalloc(bytes) xmalloc_at(__FILE__, __LINE__, (bytes))
 #define xcalloc(n, size) xcalloc_at(__FILE__, __LINE__, (n), (size))
 

@@ -1,4 +1,5 @@
-/* cmd_bench.c — `unet2022 bench CONFIG [--batch B] [--runs N] [--threads T] [--backend cpu|cuda]`
+/* cmd_bench.c — `unet2022 bench CONFIG [--batch B] [--runs N] [--threads T] [--backend cpu|cuda]
+ *                                [--precision fp32|tf32|bf16] [--device D]`
  *
  * Times one training computation (forward, deep-supervision loss, backward) on the CPU
  * backend, N runs after a warm-up, and reports the median, the GFLOP/s it achieves (3x the
@@ -7,8 +8,10 @@
  * for scripts/bench_cpu.sh.
  *
  * With --backend cuda (builds with CUDA only) the same step runs on the GPU backend (device
- * --device D); the sgemm comparison is replaced by images/s and the peak device memory the
- * backend allocated; the JSON line then has "impl":"c-cuda" (tests/gpu/check.sh reads it). */
+ * --device D) in --precision (default bf16, the mixed-precision product mode; fp32 is the
+ * exact-comparison mode, backend_cuda.h); the sgemm comparison is replaced by images/s and the
+ * peak device memory the backend allocated; the JSON line then has "impl":"c-cuda" and
+ * "precision" (tests/gpu/check.sh reads both). The CPU backend computes fp32 only. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -66,11 +69,12 @@ static double sgemm_gflops(int n, int threads) {
 
 int cmd_bench(int argc, char **argv) {
     const char *cfg_path = NULL;
-    const char *backend = "cpu";
+    const char *backend = "cpu", *precision = NULL; /* NULL: the backend's default */
     int batch = 1, runs = 5, threads = 0, device = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -78,9 +82,17 @@ int cmd_bench(int argc, char **argv) {
         else cfg_path = NULL, i = argc;
     }
     int cuda = !strcmp(backend, "cuda");
-    if (!cfg_path || batch < 1 || runs < 1 || runs > 1000 || (!cuda && strcmp(backend, "cpu"))) {
+    int prec_ok = !precision || !strcmp(precision, "fp32") || !strcmp(precision, "tf32") || !strcmp(precision, "bf16");
+    if (!cfg_path || batch < 1 || runs < 1 || runs > 1000 || (!cuda && strcmp(backend, "cpu")) || !prec_ok) {
         fprintf(stderr, "usage: unet2022 bench CONFIG [--batch B] [--runs N] [--threads T]\n"
-                        "                             [--backend cpu|cuda] [--device D]\n");
+                        "                             [--backend cpu|cuda] [--precision fp32|tf32|bf16] [--device D]\n"
+                        "  --precision: cuda only, default bf16 (the CPU backend computes fp32)\n");
+        return 1;
+    }
+    if (!precision) precision = cuda ? "bf16" : "fp32";
+    if (!cuda && strcmp(precision, "fp32") != 0) {
+        fprintf(stderr, "unet2022: error: --precision %s: the CPU backend computes fp32 only (use --backend cuda)\n",
+                precision);
         return 1;
     }
 #ifndef UNET_HAVE_CUDA
@@ -102,7 +114,7 @@ int cmd_bench(int argc, char **argv) {
         return 2;
     }
 #ifdef UNET_HAVE_CUDA
-    Backend *be = cuda ? backend_cuda_create(device) : backend_cpu_create(threads);
+    Backend *be = cuda ? backend_cuda_create(device, precision) : backend_cpu_create(threads);
 #else
     Backend *be = backend_cpu_create(threads);
 #endif
@@ -154,11 +166,12 @@ int cmd_bench(int argc, char **argv) {
 #ifdef UNET_HAVE_CUDA
     if (cuda) {
         double peak_mib = (double)backend_cuda_peak_bytes(be) / (1 << 20);
-        printf("%s batch %d, cuda device %d: median %.2f ms, %.1f images/s, %.1f TFLOP/s, peak %.0f MiB\n", cfg.name,
-               batch, device, med * 1e3, batch / med, flops / med / 1e12, peak_mib);
-        printf("{\"impl\":\"c-cuda\",\"config\":\"%s\",\"batch\":%d,\"median_ms\":%.3f,\"images_per_s\":%.2f,"
-               "\"peak_mib\":%.0f,\"gflop_per_step\":%.3f,\"runs_ms\":[",
-               cfg.name, batch, med * 1e3, batch / med, peak_mib, flops / 1e9);
+        printf("%s batch %d, cuda device %d, %s: median %.2f ms, %.1f images/s, %.1f TFLOP/s, peak %.0f MiB\n",
+               cfg.name, batch, device, backend_cuda_precision(be), med * 1e3, batch / med, flops / med / 1e12,
+               peak_mib);
+        printf("{\"impl\":\"c-cuda\",\"precision\":\"%s\",\"config\":\"%s\",\"batch\":%d,\"median_ms\":%.3f,"
+               "\"images_per_s\":%.2f,\"peak_mib\":%.0f,\"gflop_per_step\":%.3f,\"runs_ms\":[",
+               backend_cuda_precision(be), cfg.name, batch, med * 1e3, batch / med, peak_mib, flops / 1e9);
         for (int r = 0; r < runs; r++) printf("%s%.3f", r ? "," : "", runs_ms[r]);
         printf("]}\n");
         free(t);
@@ -173,10 +186,12 @@ int cmd_bench(int argc, char **argv) {
     }
 #endif
     double gf = flops / med / 1e9, peak = sgemm_gflops(2048, threads);
-    printf("%s batch %d, %d threads: median %.1f ms, %.1f GFLOP per step, %.1f GFLOP/s = %.0f%% of sgemm (%.1f GFLOP/s)\n",
+    printf("%s batch %d, %d threads, fp32: median %.1f ms, %.1f GFLOP per step, %.1f GFLOP/s = %.0f%% of sgemm "
+           "(%.1f GFLOP/s)\n",
            cfg.name, batch, threads, med * 1e3, flops / 1e9, gf, 100 * gf / peak, peak);
-    printf("{\"impl\":\"c\",\"config\":\"%s\",\"batch\":%d,\"threads\":%d,\"median_ms\":%.2f,\"runs_ms\":[", cfg.name,
-           batch, threads, med * 1e3);
+    printf("{\"impl\":\"c\",\"precision\":\"fp32\",\"config\":\"%s\",\"batch\":%d,\"threads\":%d,\"median_ms\":%.2f,"
+           "\"runs_ms\":[",
+           cfg.name, batch, threads, med * 1e3);
     for (int r = 0; r < runs; r++) printf("%s%.2f", r ? "," : "", runs_ms[r]);
     printf("],\"gflop_per_step\":%.3f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"fraction_of_sgemm\":%.3f}\n",
            flops / 1e9, gf, peak, gf / peak);

@@ -1,13 +1,14 @@
-/* cmd_gpu_check.c — `unet2022 gpu-check-ops [--steps S] [--config C] [--nccl] [--device D]`
+/* cmd_gpu_check.c — `unet2022 gpu-check-ops [--precision fp32|tf32|bf16] [--steps S] [--config C]
+ *                                           [--nccl] [--device D]`
  *
- * Verifies the CUDA backend against the CPU reference backend (the fp32 oracle, itself tested
- * against PyTorch):
+ * Verifies the CUDA backend, created in --precision (default fp32), against the CPU reference
+ * backend (the fp32 oracle, itself tested against PyTorch):
  *   default   every op, forward and backward, on fresh random inputs, both backends; prints a
  *             table of max errors relative to the reference's largest magnitude;
  *   --steps S S training steps (forward, loss, backward, clip, Adam; stochastic depth off, as
  *             `trace`) of a small config on a fixed batch on both backends; compares losses;
- *   --nccl    the NCCL transport (comm/comm_nccl.c) all-reduces a device buffer (any number of
- *             ranks, e.g. one) and checks the sums.
+ *   --nccl    the NCCL transport (comm/comm_nccl.c), any number of ranks (e.g. one): a plain
+ *             all-reduce, then gradient buckets overlapped with backward (src/gpu_check_nccl.c).
  * Poisoning: every forward output and saved buffer starts as NaN on the GPU side, so an element
  * the kernel forgets to write shows up as a failure. Gradients cannot start as NaN, because
  * backward ops accumulate (backend.h): they start from the same random values on both sides,
@@ -30,25 +31,65 @@
 #include "model.h"
 #include "optimizer.h"
 #include "rng.h"
-#ifdef UNET_HAVE_MPI
-#include "comm.h"
-#include "comm_nccl.h"
-#endif
+#include "gpu_check_nccl.h"
 
 /* fp32 mode: both backends compute in fp32 with different summation orders; errors are
  * measured against the reference's largest magnitude (so cancellation in one element does not
  * masquerade as a large relative error). */
 #define TOL_FP32 1e-4
+/* tf32/bf16 modes: only the products cuBLAS and cuDNN compute change (linear and convT out, din,
+ * dw through cuBLAS; conv3x3 out, din, dw through cuDNN); their bias gradients are our own fp32
+ * column sums and every other op is our own fp32 kernel, so those keep TOL_FP32 (and exact 0).
+ * A GEMM whose inputs are rounded to p stored mantissa bits (relative error ≤ 2^-(p+1) each, so
+ * up to ~2^-p per product) and summed in fp32 over K terms of random sign has an error that grows
+ * like sqrt(K), as the result itself does: per element a relative error of a fraction of 2^-p,
+ * a few times that at the worst of thousands of elements, less against the tensor's largest
+ * magnitude, which is what compare() divides by.
+ *   TF32 (p = 10: 2^-10 ≈ 1e-3): 1e-2 leaves a margin of several times, also for cuDNN's
+ *        Winograd/FFT algorithms, whose transforms add rounding of their own;
+ *   BF16 (p = 7, 8 significant bits: 2^-7 ≈ 8e-3, errors around 1e-2 at the worst element of a
+ *        K-long dot product): 5e-2. cuDNN convolutions run as TF32 in bf16 mode (conv_cudnn.cu),
+ *        so conv3x3 keeps the TF32 limit there.
+ * A real fault (a wrong operand or transpose, an overwrite instead of an accumulation, a stale
+ * workspace) gives errors of order 1 against these magnitudes, far above either limit. */
+#define TOL_TF32 1e-2
+#define TOL_BF16 5e-2
 /* --steps: step-1 loss (same weights, same batch) and the worst step over S steps, relative. */
 #define TOL_STEP1_FP32 1e-5
 #define TOL_STEPS_FP32 2e-3
+/* tf32/bf16 --steps: step 1 differs only by the forward's rounding. The loss is a mean over
+ * every pixel of B images, so the per-element GEMM errors (~2^-p, chained through the network,
+ * LayerNorm renormalising between blocks) largely average out in it: 2e-3 (tf32) and 1e-2
+ * (bf16) are generous for that. Later steps drift further apart: Adam's first updates are about
+ * lr·sign(g), so parameters whose small gradients change sign under the rounding move the other
+ * way and the runs follow slightly different trajectories (the fp32 limit allows 200x its step-1
+ * limit for the same effect of summation order). The worst-step limits, 1e-2 (tf32) and 2e-2
+ * (bf16), ask that over the steps on one batch the mixed run's loss stays within 1-2% of the
+ * fp32 reference: tight enough that a mode that trains differently (a wrong gradient, a lost
+ * accumulation) fails. Estimates, not measurements, until the first GPU run: the per-step table
+ * shows the actual margin. */
+#define TOL_STEP1_TF32 2e-3
+#define TOL_STEPS_TF32 1e-2
+#define TOL_STEP1_BF16 1e-2
+#define TOL_STEPS_BF16 2e-2
 
 typedef struct {
     Backend *cpu, *gpu;
+    const char *precision; /* the CUDA backend's: "fp32", "tf32" or "bf16" */
+    double tol_blas;       /* products computed by cuBLAS (linear, convT): out, din, dw */
+    double tol_dnn;        /* products computed by cuDNN (conv3x3): out, din, dw */
     uint64_t seed;
     uint64_t stream; /* next random stream: every tensor gets fresh numbers */
     int rows, fails;
 } Ctx;
+
+/* The GEMM tolerances of a precision (see TOL_TF32, TOL_BF16). */
+static void set_tolerances(Ctx *x, const char *precision) {
+    x->precision = precision;
+    if (!strcmp(precision, "bf16")) x->tol_blas = TOL_BF16, x->tol_dnn = TOL_TF32; /* convs run as tf32 */
+    else if (!strcmp(precision, "tf32")) x->tol_blas = TOL_TF32, x->tol_dnn = TOL_TF32;
+    else x->tol_blas = TOL_FP32, x->tol_dnn = TOL_FP32;
+}
 
 /* One tensor on both backends. */
 typedef struct {
@@ -134,12 +175,12 @@ static void case_conv3x3(Ctx *x, int B, int H, int W, int Ci, int Co, int s) {
          db = pair_rand(x, Co, -1, 1);
     x->cpu->conv3x3_forward(x->cpu, out.c, in.c, w.c, b.c, B, H, W, Ci, Co, s);
     x->gpu->conv3x3_forward(x->gpu, out.g, in.g, w.g, b.g, B, H, W, Ci, Co, s);
-    compare(x, op, "out", out, TOL_FP32);
+    compare(x, op, "out", out, x->tol_dnn);
     x->cpu->conv3x3_backward(x->cpu, din.c, dw.c, db.c, dout.c, in.c, w.c, B, H, W, Ci, Co, s);
     x->gpu->conv3x3_backward(x->gpu, din.g, dw.g, db.g, dout.g, in.g, w.g, B, H, W, Ci, Co, s);
-    compare(x, op, "din", din, TOL_FP32);
-    compare(x, op, "dw", dw, TOL_FP32);
-    compare(x, op, "db", db, TOL_FP32);
+    compare(x, op, "din", din, x->tol_dnn);
+    compare(x, op, "dw", dw, x->tol_dnn);
+    compare(x, op, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
     Pair *all[] = {&in, &w, &b, &out, &dout, &din, &dw, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
@@ -172,12 +213,12 @@ static void case_convT(Ctx *x, int B, int H, int W, int Ci, int Co, int k) {
          db = pair_rand(x, Co, -1, 1);
     x->cpu->convT_forward(x->cpu, out.c, in.c, w.c, b.c, B, H, W, Ci, Co, k);
     x->gpu->convT_forward(x->gpu, out.g, in.g, w.g, b.g, B, H, W, Ci, Co, k);
-    compare(x, op, "out", out, TOL_FP32);
+    compare(x, op, "out", out, x->tol_blas);
     x->cpu->convT_backward(x->cpu, din.c, dw.c, db.c, dout.c, in.c, w.c, B, H, W, Ci, Co, k);
     x->gpu->convT_backward(x->gpu, din.g, dw.g, db.g, dout.g, in.g, w.g, B, H, W, Ci, Co, k);
-    compare(x, op, "din", din, TOL_FP32);
-    compare(x, op, "dw", dw, TOL_FP32);
-    compare(x, op, "db", db, TOL_FP32);
+    compare(x, op, "din", din, x->tol_blas);
+    compare(x, op, "dw", dw, x->tol_blas);
+    compare(x, op, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
     Pair *all[] = {&in, &w, &b, &out, &dout, &din, &dw, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
@@ -191,12 +232,12 @@ static void case_linear(Ctx *x, size_t N, int Ci, int Co, int bias) {
          db = pair_rand(x, Co, -1, 1);
     x->cpu->linear_forward(x->cpu, out.c, in.c, w.c, bias ? b.c : NULL, N, Ci, Co);
     x->gpu->linear_forward(x->gpu, out.g, in.g, w.g, bias ? b.g : NULL, N, Ci, Co);
-    compare(x, op, "out", out, TOL_FP32);
+    compare(x, op, "out", out, x->tol_blas);
     x->cpu->linear_backward(x->cpu, din.c, dw.c, bias ? db.c : NULL, dout.c, in.c, w.c, N, Ci, Co);
     x->gpu->linear_backward(x->gpu, din.g, dw.g, bias ? db.g : NULL, dout.g, in.g, w.g, N, Ci, Co);
-    compare(x, op, "din", din, TOL_FP32);
-    compare(x, op, "dw", dw, TOL_FP32);
-    if (bias) compare(x, op, "db", db, TOL_FP32);
+    compare(x, op, "din", din, x->tol_blas);
+    compare(x, op, "dw", dw, x->tol_blas);
+    if (bias) compare(x, op, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
     Pair *all[] = {&in, &w, &b, &out, &dout, &din, &dw, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
@@ -380,8 +421,9 @@ static void case_optim(Ctx *x, size_t n) {
 }
 
 static int check_ops(Ctx *x) {
-    printf("%-30s %-8s %11s %11s %11s %9s  %s\n", "op (fp32)", "tensor", "max|err|", "max|ref|", "rel", "tol",
-           "result");
+    char head[32];
+    snprintf(head, sizeof head, "op (%s)", x->precision);
+    printf("%-30s %-8s %11s %11s %11s %9s  %s\n", head, "tensor", "max|err|", "max|ref|", "rel", "tol", "result");
     case_conv3x3(x, 2, 17, 19, 8, 12, 1);
     case_conv3x3(x, 2, 17, 20, 8, 16, 2);
     case_conv3x3(x, 2, 40, 40, 48, 48, 1);
@@ -403,8 +445,13 @@ static int check_ops(Ctx *x) {
     case_elementwise(x, 1000, 24, 4);
     case_loss(x, 2, 32, 48, 14);
     case_optim(x, 1000003);
-    printf("ops: %d checks, %d failed (fp32 tolerance %.0e of the reference's max magnitude)\n", x->rows, x->fails,
-           TOL_FP32);
+    if (!strcmp(x->precision, "fp32"))
+        printf("ops: %s: %d checks, %d failed (fp32 tolerance %.0e of the reference's max magnitude)\n", x->precision,
+               x->rows, x->fails, TOL_FP32);
+    else
+        printf("ops: %s: %d checks, %d failed (tolerances of the reference's max magnitude: cuBLAS products %.0e, "
+               "cuDNN products %.0e, everything else fp32's %.0e)\n",
+               x->precision, x->rows, x->fails, x->tol_blas, x->tol_dnn, TOL_FP32);
     return x->fails ? 3 : 0;
 }
 
@@ -493,10 +540,13 @@ static int check_steps(Ctx *x, const char *cfg_path, int steps, int B) {
         if (rel > worst) worst = rel;
         printf("%-6d %14.8f %14.8f %11.3e %11.4f %11.4f %9.1f\n", s + 1, lc, lg, rel, nc, ng, (t2 - t1) * 1e3);
     }
-    int ok = !bad && first <= TOL_STEP1_FP32 && worst <= TOL_STEPS_FP32;
-    printf("steps: %s %d steps batch %d, step-1 rel %.3e (tol %.0e), worst rel %.3e (tol %.0e): %s; "
+    double tol1 = TOL_STEP1_FP32, tols = TOL_STEPS_FP32;
+    if (!strcmp(x->precision, "bf16")) tol1 = TOL_STEP1_BF16, tols = TOL_STEPS_BF16;
+    else if (!strcmp(x->precision, "tf32")) tol1 = TOL_STEP1_TF32, tols = TOL_STEPS_TF32;
+    int ok = !bad && first <= tol1 && worst <= tols;
+    printf("steps: %s: %s %d steps batch %d, step-1 rel %.3e (tol %.0e), worst rel %.3e (tol %.0e): %s; "
            "cpu %.1f ms/step, cuda %.1f ms/step\n",
-           cfg.name, steps, B, first, TOL_STEP1_FP32, worst, TOL_STEPS_FP32, ok ? "ok" : "FAIL", tc / steps * 1e3,
+           x->precision, cfg.name, steps, B, first, tol1, worst, tols, ok ? "ok" : "FAIL", tc / steps * 1e3,
            tg / steps * 1e3);
     replica_free(&rc);
     replica_free(&rg);
@@ -507,44 +557,8 @@ static int check_steps(Ctx *x, const char *cfg_path, int steps, int B) {
     return ok ? 0 : 3;
 }
 
-/* ---- --nccl ------------------------------------------------------------------------------ */
-
-static int check_nccl(int *argc, char ***argv) {
-#ifdef UNET_HAVE_MPI
-    Comm *c = comm_nccl_create(argc, argv); /* picks the device of this rank */
-    Backend *gpu = backend_cuda_create(c->local_rank % cuda_device_count());
-    const size_t n = ((size_t)1 << 22) + 3; /* not a multiple of anything convenient */
-    float *h = xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) h[i] = (float)((c->rank + 1) * (int)(i % 7 + 1));
-    float *d = gpu->alloc(gpu, n * sizeof(float));
-    gpu->upload(gpu, d, h, n * sizeof(float));
-    double t0 = monotonic_seconds();
-    c->allreduce_sum(c, d, n);
-    double dt = monotonic_seconds() - t0;
-    gpu->download(gpu, h, d, n * sizeof(float));
-    size_t wrong = 0;
-    double tri = (double)c->size * (c->size + 1) / 2; /* Σ_r (r + 1) */
-    for (size_t i = 0; i < n; i++) wrong += h[i] != (float)(tri * (double)(i % 7 + 1));
-    double f64[2] = {1.0, (double)c->rank};
-    c->allreduce_sum_f64(c, f64, 2);
-    int ok = wrong == 0 && f64[0] == c->size;
-    if (c->rank == 0)
-        printf("nccl: %d rank(s), all-reduce of %zu floats in %.2f ms, %zu wrong sums, f64 path %s: %s\n", c->size, n,
-               dt * 1e3, wrong, f64[0] == c->size ? "ok" : "wrong", ok ? "ok" : "FAIL");
-    gpu->release(gpu, d);
-    gpu->destroy(gpu);
-    free(h);
-    c->destroy(c);
-    return ok ? 0 : 3;
-#else
-    (void)argc, (void)argv;
-    printf("nccl: built without MPI (the NCCL transport bootstraps over MPI): skipped\n");
-    return 77;
-#endif
-}
-
 int cmd_gpu_check_ops(int argc, char **argv) {
-    const char *cfg_path = NULL;
+    const char *cfg_path = NULL, *precision = "fp32";
     int steps = 0, nccl = 0, device = 0, batch = 2;
     uint64_t seed = 20221;
     for (int i = 0; i < argc; i++) {
@@ -553,13 +567,18 @@ int cmd_gpu_check_ops(int argc, char **argv) {
         else if (!strcmp(argv[i], "--config") && has) cfg_path = argv[++i];
         else if (!strcmp(argv[i], "--batch") && has) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--device") && has) device = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--precision") && has) precision = argv[++i];
         else if (!strcmp(argv[i], "--seed") && has) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--nccl")) nccl = 1;
         else {
-            fprintf(stderr, "usage: unet2022 gpu-check-ops [--steps S [--config C.yaml] [--batch B]] [--nccl]\n"
-                            "                              [--device D] [--seed N]\n");
+            fprintf(stderr, "usage: unet2022 gpu-check-ops [--precision fp32|tf32|bf16] [--steps S [--config C.yaml]\n"
+                            "                              [--batch B]] [--nccl] [--device D] [--seed N]\n");
             return 1;
         }
+    }
+    if (strcmp(precision, "fp32") && strcmp(precision, "tf32") && strcmp(precision, "bf16")) {
+        fprintf(stderr, "unet2022: error: --precision must be fp32, tf32 or bf16, got '%s'\n", precision);
+        return 1;
     }
     if (steps < 0 || steps > 10000 || batch < 1) {
         fprintf(stderr, "unet2022: error: --steps must be in [0, 10000] and --batch >= 1\n");
@@ -569,8 +588,16 @@ int cmd_gpu_check_ops(int argc, char **argv) {
         printf("no CUDA device: skipped\n");
         return 77;
     }
-    if (nccl) return check_nccl(&argc, &argv);
-    Ctx x = {.cpu = backend_cpu_create(0), .gpu = backend_cuda_create(device), .seed = seed, .stream = 1};
+    if (nccl) {
+#ifdef UNET_HAVE_MPI
+        return gpu_check_nccl(&argc, &argv, cfg_path ? cfg_path : "configs/demo.yaml");
+#else
+        printf("nccl: built without MPI (the NCCL transport bootstraps over MPI): skipped\n");
+        return 77;
+#endif
+    }
+    Ctx x = {.cpu = backend_cpu_create(0), .gpu = backend_cuda_create(device, precision), .seed = seed, .stream = 1};
+    set_tolerances(&x, backend_cuda_precision(x.gpu));
     int rc;
     if (steps > 0) rc = check_steps(&x, cfg_path ? cfg_path : "configs/demo.yaml", steps, batch);
     else rc = check_ops(&x);

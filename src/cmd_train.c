@@ -35,6 +35,7 @@
 #include "run_log.h"
 #include "stop_signal.h"
 #include "store.h"
+#include "grad_sync.h"
 #include "train_feed.h"
 #include "validate.h"
 
@@ -52,6 +53,8 @@ typedef struct {
     float *params, *grads, *image;   /* backend memory */
     int32_t *labels;                 /* backend memory */
     Adam adam;
+    GradSync *gsync; /* several ranks: the gradient all-reduce, bucketed and overlapped */
+    int gsync_said;
     TrainState st;
     RunLog log;
     int b_local;
@@ -92,6 +95,8 @@ static void config_identity(char out[17], const Config *cfg) {
     memset(c.run_dir, 0, sizeof c.run_dir);
     memset(c.path, 0, sizeof c.path);
     memset(c.backend, 0, sizeof c.backend);
+    memset(c.precision, 0, sizeof c.precision); /* like the backend: may change on resume */
+    c.grad_bucket_mb = 0;                           /* when sums start, not what is summed */
     char *text = config_yaml_text(&c);
     checkpoint_text_hash(out, text);
     free(text);
@@ -232,7 +237,7 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
         if (threads < 1) threads = 1;
     }
 #ifdef UNET_HAVE_CUDA
-    if (!strcmp(c->backend, "cuda")) t->be = backend_cuda_create(t->comm->local_rank);
+    if (!strcmp(c->backend, "cuda")) t->be = backend_cuda_create(t->comm->local_rank, config_precision(c));
     else
 #endif
         t->be = backend_cpu_create(threads);
@@ -251,6 +256,8 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
     t->params = t->be->alloc(t->be, n * sizeof(float));
     t->grads = t->be->alloc(t->be, n * sizeof(float));
     adam_create(&t->adam, t->be, n, c->lr);
+    if (t->comm->size > 1)
+        t->gsync = grad_sync_create(t->comm, t->be, &t->model.params, t->grads, (size_t)(c->grad_bucket_mb * (1 << 20)));
     t->st = (TrainState){.seed = (uint64_t)c->seed, .best_metric = -1, .ema_metric = -1};
 
     char path[1024] = "";
@@ -293,6 +300,7 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
 }
 
 static void teardown(Trainer *t) {
+    grad_sync_destroy(t->gsync);
     if (t->feed) train_feed_destroy(t->feed);
     if (t->acts) model_acts_free(t->acts);
     if (t->be) {
@@ -321,8 +329,10 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
     const Config *c = &t->cfg;
     if (train_feed_next(t->feed, &img, &lab, err, err_len) != 0) return -1;
     size_t pix = (size_t)t->b_local * c->crop[0] * c->crop[1];
-    t->be->upload(t->be, t->image, img, pix * c->in_channels * sizeof(float));
-    t->be->upload(t->be, t->labels, lab, pix * sizeof(int32_t));
+    /* Queued copies: the batch slot is not touched again before the next train_feed_next, and
+     * the loss read-back below waits for the queue long before that. */
+    t->be->upload_async(t->be, t->image, img, pix * c->in_channels * sizeof(float));
+    t->be->upload_async(t->be, t->labels, lab, pix * sizeof(int32_t));
     PassOptions opt = {.training = 1, .seed = t->st.seed, .step = t->st.step,
                        .sample_offset = train_feed_sample_offset(t->feed)};
     LossReduce reduce = {sum_f32, sum_f64, t->comm};
@@ -330,8 +340,18 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
     t->be->zero(t->be, t->grads, t->model.params.total * sizeof(float));
     model_forward(&t->model, t->be, t->acts, t->params, t->image, &opt, outs);
     *loss_out = model_loss(&t->model, t->be, t->acts, t->labels, NULL, t->comm->size > 1 ? &reduce : NULL);
-    model_backward(&t->model, t->be, t->acts, t->params, t->grads);
-    if (t->comm->size > 1) t->comm->allreduce_sum(t->comm, t->grads, t->model.params.total);
+    if (t->gsync) { /* buckets are all-reduced as soon as backward has finished them */
+        grad_sync_begin(t->gsync);
+        model_backward(&t->model, grad_sync_backend(t->gsync), t->acts, t->params, t->grads);
+        grad_sync_end(t->gsync);
+        if (!t->gsync_said) { /* the first pass planned the buckets */
+            say(t, "gradient all-reduce: %d bucket(s) of <= %g MiB, started during backward from the next step on\n",
+                grad_sync_bucket_count(t->gsync), c->grad_bucket_mb);
+            t->gsync_said = 1;
+        }
+    } else {
+        model_backward(&t->model, t->be, t->acts, t->params, t->grads);
+    }
     *norm_out = adam_clip_and_step(&t->adam, t->be, t->params, t->grads);
     if (!isfinite(*loss_out)) {
         snprintf(err, err_len, "step %" PRIu64 ": the loss is %f; stopping (last checkpoint is intact)", t->st.step,

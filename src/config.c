@@ -58,7 +58,9 @@ static const Field FIELDS[] = {
     {"train", "log_every", F_INT, OFF(log_every), 0, 0, 100000000, NULL, "0"},
     {"train", "ema_alpha", F_FLOAT, OFF(ema_alpha), 0, 0.0, 1.0, NULL, "0.9"},
     {"train", "backend", F_STRING, OFF(backend), sizeof(((Config *)0)->backend), 0, 0, "cpu|cuda", "cpu"},
+    {"train", "precision", F_STRING, OFF(precision), sizeof(((Config *)0)->precision), 0, 0, "auto|fp32|tf32|bf16", "auto"},
     {"train", "threads", F_INT, OFF(threads), 0, 0, 1024, NULL, "0"},
+    {"train", "grad_bucket_mb", F_FLOAT, OFF(grad_bucket_mb), 0, 0, 4096, NULL, "25"},
     {"augment", "enlarged", F_INT_LIST, OFF(aug_enlarged), 2, 0, 16384, NULL, "[0, 0]"},
     {"augment", "p_rotation", F_FLOAT, OFF(aug_p_rotation), 0, 0, 1, NULL, "0.2"},
     {"augment", "rotation_min", F_FLOAT, OFF(aug_rotation_min), 0, -180, 180, NULL, "0"},
@@ -311,7 +313,15 @@ int config_validate(const Config *cfg, char *err, size_t err_len) {
             return error_at(err, err_len, "%s: network.heads[%d] = %d does not divide the stage width %d", cfg->path, i,
                         cfg->heads[i], d);
     }
+    if (!strcmp(cfg->backend, "cpu") && (!strcmp(cfg->precision, "tf32") || !strcmp(cfg->precision, "bf16")))
+        return error_at(err, err_len, "%s: train.precision: '%s' needs train.backend: cuda; the CPU backend computes "
+                        "fp32 only (use auto or fp32)", cfg->path, cfg->precision);
     return 0;
+}
+
+const char *config_precision(const Config *cfg) {
+    if (strcmp(cfg->precision, "auto") != 0) return cfg->precision;
+    return strcmp(cfg->backend, "cuda") == 0 ? "bf16" : "fp32";
 }
 
 static int apply_defaults_and_check_required(Walk *w) {
@@ -401,7 +411,8 @@ void config_print(const Config *cfg, void *file) {
     fprintf(fp, "  keep_last: %d\n  checkpoint_every: %ld\n  val_every: %d\n  val_max_slices: %d\n  ema_alpha: %g\n",
             cfg->keep_last, cfg->checkpoint_every, cfg->val_every, cfg->val_max_slices, cfg->ema_alpha);
     fprintf(fp, "  val_at_start: %s\n  log_every: %d\n", cfg->val_at_start ? "true" : "false", cfg->log_every);
-    fprintf(fp, "  backend: %s\n  threads: %d\n", cfg->backend, cfg->threads);
+    fprintf(fp, "  backend: %s\n  precision: %s\n  threads: %d\n  grad_bucket_mb: %.17g\n", cfg->backend, cfg->precision,
+            cfg->threads, cfg->grad_bucket_mb);
     fprintf(fp, "augment:\n"); /* every augment row is a number but the enlarged crop */
     for (int i = 0; i < N_FIELDS; i++) {
         const Field *f = &FIELDS[i];

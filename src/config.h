@@ -42,7 +42,9 @@ typedef struct {
     int log_every;         /* steps between per-step metric lines (0: per epoch only) */
     double ema_alpha;      /* EMA of the validation pseudo-Dice (nnU-Net v1: 0.9) */
     char backend[8];       /* cpu | cuda */
+    char precision[8];     /* auto | fp32 | tf32 | bf16: CUDA GEMM/conv arithmetic (config_precision) */
     int threads;           /* CPU threads per rank (0: all cores / ranks per node) */
+    double grad_bucket_mb; /* gradient all-reduce bucket, MiB (0: one bucket after backward): grad_sync.h */
 
     /* augment: (the released recipe's augmentation, data/augment.h; defaults = the spec) */
     int aug_enlarged[2];  /* H, W of the random crop before rotation/scaling; [0, 0] = nnU-Net's rule */
@@ -71,8 +73,13 @@ int config_load_text(Config *cfg, const char *text, const char *name, char *err,
  * validation as the file; returns -1 with a message naming the override on error. */
 int config_override(Config *cfg, const char *assignment, char *err, size_t err_len);
 
-/* Checks cross-field rules (crop divisible by P·8, heads divide dims, ...). */
+/* Checks cross-field rules (crop divisible by P·8, heads divide dims, tf32/bf16 need cuda, ...). */
 int config_validate(const Config *cfg, char *err, size_t err_len);
+
+/* train.precision resolved: "fp32", "tf32" or "bf16" (auto: bf16 on the cuda backend, the
+ * mixed-precision product mode; fp32 on cpu, which computes nothing else). The string is a
+ * literal or cfg's own field: valid as long as cfg is. Pass it to backend_cuda_create(). */
+const char *config_precision(const Config *cfg);
 
 /* Prints the resolved configuration as YAML (what the run will actually use). */
 void config_print(const Config *cfg, void *file /* FILE* */);

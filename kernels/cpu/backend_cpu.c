@@ -66,6 +66,7 @@ Backend *backend_cpu_create(int threads) {
     be->alloc = cpu_alloc;
     be->release = cpu_release;
     be->upload = cpu_memcpy;
+    be->upload_async = cpu_memcpy; /* host to host: done on return, nothing to queue */
     be->download = cpu_memcpy;
     be->copy = cpu_memcpy;
     be->zero = cpu_zero;

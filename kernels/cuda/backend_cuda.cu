@@ -1,7 +1,8 @@
 // backend_cuda.cu — the CUDA backend: device memory, one stream, library handles, one growable
 // workspace, and the op table. The ops live in the other .cu files of kernels/cuda/, one per
-// family (see cuda_internal.h). fp32 throughout; cuBLAS and cuDNN are told not to use TF32 so
-// the backend can be compared with the CPU reference at fp32 tolerances.
+// family (see cuda_internal.h). fp32 storage throughout; the precision mode chosen at creation
+// (fp32 | tf32 | bf16, CudaPrecision) decides only how cuBLAS and cuDNN multiply: fp32 tells
+// them not to use TF32, so the backend can be compared with the CPU reference at fp32 tolerances.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,13 @@ static void cu_upload(Backend *be, void *dst, const void *src_host, size_t bytes
     CUDA_CHECK(cudaStreamSynchronize(st->stream));
 }
 
+// Queued: the caller keeps src_host unchanged until the stream passes this point (backend.h).
+// From pinned memory this is a DMA that overlaps with kernels already queued; from pageable
+// memory the driver stages it and returns once the source is copied, which is also safe.
+static void cu_upload_async(Backend *be, void *dst, const void *src_host, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, cuda_state(be)->stream));
+}
+
 static void cu_download(Backend *be, void *dst_host, const void *src, size_t bytes) {
     CudaState *st = cuda_state(be);
     if (!bytes) return;
@@ -145,7 +153,14 @@ extern "C" void cuda_pinned_free(void *ctx, void *ptr) {
 
 extern "C" size_t backend_cuda_peak_bytes(Backend *be) { return cuda_state(be)->peak_bytes; }
 
-extern "C" Backend *backend_cuda_create(int device) {
+extern "C" const char *backend_cuda_precision(Backend *be) { return cuda_precision_name(cuda_state(be)->precision); }
+
+extern "C" Backend *backend_cuda_create(int device, const char *precision) {
+    CudaPrecision prec = CUDA_PREC_FP32;
+    if (precision && !strcmp(precision, "fp32")) prec = CUDA_PREC_FP32;
+    else if (precision && !strcmp(precision, "tf32")) prec = CUDA_PREC_TF32;
+    else if (precision && !strcmp(precision, "bf16")) prec = CUDA_PREC_BF16;
+    else die("CUDA backend: precision '%s' is not one of fp32, tf32, bf16", precision ? precision : "(null)");
     int n = cuda_device_count();
     if (device < 0 || device >= n)
         die("CUDA device %d requested, but this process sees %d device(s) (CUDA_VISIBLE_DEVICES=%s)", device, n,
@@ -155,19 +170,24 @@ extern "C" Backend *backend_cuda_create(int device) {
     be->impl = xcalloc(1, sizeof(CudaState) + sizeof(AllocTable));
     CudaState *st = cuda_state(be);
     st->device = device;
+    st->precision = prec;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&st->cublas));
     CUBLAS_CHECK(cublasSetStream(st->cublas, st->stream));
-    // Plain fp32 FMA: no TF32 tensor-core rounding in the exact-comparison mode.
-    CUBLAS_CHECK(cublasSetMathMode(st->cublas, CUBLAS_PEDANTIC_MATH));
+    // fp32: plain fp32 FMA (cublasSgemm), no TF32 tensor-core rounding in the exact-comparison
+    // mode. tf32/bf16: the default math mode, so that nothing at the handle level second-guesses
+    // the compute type each cublasGemmEx call names (linear_cublas.cu).
+    CUBLAS_CHECK(cublasSetMathMode(st->cublas, prec == CUDA_PREC_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH));
     CUDNN_CHECK(cudnnCreate(&st->cudnn));
     CUDNN_CHECK(cudnnSetStream(st->cudnn, st->stream));
     CUDA_CHECK(cudaMallocHost((void **)&st->host_scalar, 4 * sizeof(double)));
 
     be->name = "cuda";
+    be->queue = st->stream; // transports order their work against it (comm/comm_nccl.c)
     be->alloc = cu_alloc;
     be->release = cu_release;
     be->upload = cu_upload;
+    be->upload_async = cu_upload_async;
     be->download = cu_download;
     be->zero = cu_zero;
     be->copy = cu_copy;

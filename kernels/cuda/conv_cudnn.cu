@@ -9,8 +9,21 @@
 //
 // Algorithms are chosen once per shape (cudnnGet*_v7 heuristics, first supported choice whose
 // workspace fits CONV_WS_LIMIT) and cached in the backend state; all ops share the backend's one
-// workspace. The math type is CUDNN_FMA_MATH: plain fp32, no TF32, so the backend is comparable
-// with the CPU reference.
+// workspace.
+//
+// Math type, by the backend's precision (CudaPrecision, cuda_internal.h):
+//   FP32        CUDNN_FMA_MATH, and algorithms rated under a tensor-op math type are skipped:
+//               plain fp32, no TF32, so the backend is comparable with the CPU reference;
+//   TF32, BF16  CUDNN_TENSOR_OP_MATH on the descriptor, so the heuristics also rate tensor-core
+//               kernels (TF32, for fp32 data); no algorithm is skipped for its math type (except
+//               one that would down-convert to fp16, see pick_algos). The heuristics rate
+//               (algorithm, math type) pairs and cuDNN picks its kernel by both, so each
+//               direction runs with the math type its algorithm was rated under, set on the
+//               descriptor before that direction's workspace query and call.
+// BF16 mode convolves in TF32 as well: cuDNN computes in bf16 only on bf16 tensors, and
+// converting input, filter and output (and their gradients) to bf16 and back around every call
+// would cost more memory traffic than it saves on the few 3x3 convs of this network (stem and
+// downsampling layers, a small share of the step); the linear layers are where bf16 pays.
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +37,9 @@ typedef struct {
     cudnnConvolutionDescriptor_t conv;
 } ConvDesc;
 
-static void conv_desc_create(ConvDesc *d, int B, int H, int W, int Ci, int Co, int stride, int filter_nchw) {
+// math: the descriptor's math type, CUDNN_FMA_MATH (FP32 mode) or CUDNN_TENSOR_OP_MATH.
+static void conv_desc_create(ConvDesc *d, int B, int H, int W, int Ci, int Co, int stride, int filter_nchw,
+                             cudnnMathType_t math) {
     int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->x));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->y));
@@ -36,7 +51,18 @@ static void conv_desc_create(ConvDesc *d, int B, int H, int W, int Ci, int Co, i
                                            Co, Ci, 3, 3));
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d->conv, 1, 1, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                                 CUDNN_DATA_FLOAT));
-    CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, CUDNN_FMA_MATH));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, math));
+}
+
+// The descriptor math type a backend of this precision starts from.
+static cudnnMathType_t base_math(const CudaState *st) {
+    return st->precision == CUDA_PREC_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
+}
+
+// TF32/BF16: run the next workspace query / call under the math type its algorithm was rated
+// with. FP32 leaves the descriptor at CUDNN_FMA_MATH, exactly as before precision modes existed.
+static void conv_use_math(const CudaState *st, ConvDesc *d, cudnnMathType_t m) {
+    if (st->precision != CUDA_PREC_FP32) CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, m));
 }
 
 static void conv_desc_destroy(ConvDesc *d) {
@@ -46,9 +72,14 @@ static void conv_desc_destroy(ConvDesc *d) {
     CUDNN_CHECK(cudnnDestroyConvolutionDescriptor(d->conv));
 }
 
-// FMA-only execution: TF32/tensor-op variants would round the inputs to 10-bit mantissas.
-static int no_tensor_ops(cudnnMathType_t m) {
-    return m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+// Whether an algorithm rated under math type m may run in this precision. FP32: FMA-only
+// execution, since TF32/tensor-op variants would round the inputs to 10-bit mantissas. TF32 and
+// BF16: anything but CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, which would down-convert fp32 data to
+// fp16 (5 exponent bits: gradients could underflow or overflow); with TENSOR_OP_MATH on the
+// descriptor cuDNN should not offer it, so this only guards against a surprise.
+static int math_allowed(int fp32_only, cudnnMathType_t m) {
+    if (fp32_only) return m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    return m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
 }
 
 // A layout combination cuDNN rejects outright is a reason to try the other filter layout, not
@@ -59,29 +90,31 @@ static int heuristics_ok(cudnnStatus_t s) {
     return 1;
 }
 
-// Fills a's three algorithms for descriptor set d; 0 when one direction has no usable algorithm.
-static int pick_algos(cudnnHandle_t h, const ConvDesc *d, ConvAlgo *a) {
+// Fills a's three algorithms (and the math types they were rated under) for descriptor set d,
+// whose math type is the precision's base_math; 0 when one direction has no usable algorithm.
+// fp32_only: FP32 mode (see math_allowed).
+static int pick_algos(cudnnHandle_t h, const ConvDesc *d, int fp32_only, ConvAlgo *a) {
     enum { MAXA = 16 };
     int got = 0, found = 0;
     cudnnConvolutionFwdAlgoPerf_t fp[MAXA];
     if (!heuristics_ok(cudnnGetConvolutionForwardAlgorithm_v7(h, d->x, d->w, d->conv, d->y, MAXA, &got, fp))) return 0;
     for (int i = 0; i < got && !found; i++)
-        if (fp[i].status == CUDNN_STATUS_SUCCESS && fp[i].memory <= CONV_WS_LIMIT && no_tensor_ops(fp[i].mathType))
-            a->fwd = fp[i].algo, found = 1;
+        if (fp[i].status == CUDNN_STATUS_SUCCESS && fp[i].memory <= CONV_WS_LIMIT && math_allowed(fp32_only, fp[i].mathType))
+            a->fwd = fp[i].algo, a->fwd_math = fp[i].mathType, found = 1;
     if (!found) return 0;
     found = 0;
     cudnnConvolutionBwdDataAlgoPerf_t bp[MAXA];
     if (!heuristics_ok(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d->w, d->y, d->conv, d->x, MAXA, &got, bp))) return 0;
     for (int i = 0; i < got && !found; i++)
-        if (bp[i].status == CUDNN_STATUS_SUCCESS && bp[i].memory <= CONV_WS_LIMIT && no_tensor_ops(bp[i].mathType))
-            a->bwd_data = bp[i].algo, found = 1;
+        if (bp[i].status == CUDNN_STATUS_SUCCESS && bp[i].memory <= CONV_WS_LIMIT && math_allowed(fp32_only, bp[i].mathType))
+            a->bwd_data = bp[i].algo, a->bwd_data_math = bp[i].mathType, found = 1;
     if (!found) return 0;
     found = 0;
     cudnnConvolutionBwdFilterAlgoPerf_t wf[MAXA];
     if (!heuristics_ok(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d->x, d->y, d->conv, d->w, MAXA, &got, wf))) return 0;
     for (int i = 0; i < got && !found; i++)
-        if (wf[i].status == CUDNN_STATUS_SUCCESS && wf[i].memory <= CONV_WS_LIMIT && no_tensor_ops(wf[i].mathType))
-            a->bwd_filter = wf[i].algo, found = 1;
+        if (wf[i].status == CUDNN_STATUS_SUCCESS && wf[i].memory <= CONV_WS_LIMIT && math_allowed(fp32_only, wf[i].mathType))
+            a->bwd_filter = wf[i].algo, a->bwd_filter_math = wf[i].mathType, found = 1;
     return found;
 }
 
@@ -100,16 +133,19 @@ static const ConvAlgo *conv_algo(Backend *be, int B, int H, int W, int Ci, int C
     ConvAlgo *a = &st->algos[st->n_algos];
     memset(a, 0, sizeof *a);
     a->B = B, a->H = H, a->W = W, a->Ci = Ci, a->Co = Co, a->stride = stride;
-    int ok = 0;
+    int ok = 0, fp32_only = st->precision == CUDA_PREC_FP32;
     for (int nchw = 0; nchw <= 1 && !ok; nchw++) {
         ConvDesc d;
-        conv_desc_create(&d, B, H, W, Ci, Co, stride, nchw);
-        ok = pick_algos(st->cudnn, &d, a);
+        conv_desc_create(&d, B, H, W, Ci, Co, stride, nchw, base_math(st));
+        ok = pick_algos(st->cudnn, &d, fp32_only, a);
         a->filter_nchw = nchw;
         conv_desc_destroy(&d);
     }
-    CHECK(ok, "cuDNN %zu offers no fp32 (non-TF32) algorithm for conv3x3 B=%d %dx%d %d->%d stride %d with NHWC "
-              "tensors and either filter layout", cudnnGetVersion(), B, H, W, Ci, Co, stride);
+    CHECK(ok, "cuDNN %zu offers no algorithm for conv3x3 B=%d %dx%d %d->%d stride %d with NHWC tensors and "
+              "either filter layout in precision mode %s (%s)", cudnnGetVersion(), B, H, W, Ci, Co, stride,
+          cuda_precision_name(st->precision),
+          fp32_only ? "fp32 data, FMA math only: TF32 tensor-op algorithms excluded"
+                    : "fp32 data, TF32 tensor-op or FMA math");
     st->n_algos++;
     return a;
 }
@@ -147,7 +183,8 @@ extern "C" void cu_conv3x3_forward(Backend *be, float *out, const float *in, con
     CudaState *st = cuda_state(be);
     const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride);
     ConvDesc d;
-    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw);
+    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(st));
+    conv_use_math(st, &d, a->fwd_math);
     size_t ws_bytes = 0;
     CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(st->cudnn, d.x, d.w, d.conv, d.y, a->fwd, &ws_bytes));
     size_t wp_bytes = align256((size_t)Co * Ci * 9 * sizeof(float));
@@ -176,10 +213,13 @@ extern "C" void cu_conv3x3_backward(Backend *be, float *din, float *dw, float *d
     cuda_colsum_acc(be, db, dout, M, Co); // before the workspace is carved below
     const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride);
     ConvDesc d;
-    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw);
+    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(st));
     size_t wsd = 0, wsf = 0;
-    if (din)
+    if (din) {
+        conv_use_math(st, &d, a->bwd_data_math);
         CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(st->cudnn, d.w, d.y, d.conv, d.x, a->bwd_data, &wsd));
+    }
+    conv_use_math(st, &d, a->bwd_filter_math);
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(st->cudnn, d.x, d.y, d.conv, d.w, a->bwd_filter, &wsf));
     size_t wp_bytes = align256((size_t)Co * Ci * 9 * sizeof(float));
     size_t lib_bytes = wsd > wsf ? wsd : wsf;
@@ -187,6 +227,7 @@ extern "C" void cu_conv3x3_backward(Backend *be, float *din, float *dw, float *d
     float *wp = (float *)ws, *dwp = (float *)(ws + wp_bytes);
     void *lib = ws + 2 * wp_bytes;
     const float one = 1.0f, zero = 0.0f;
+    // (the descriptor holds bwd_filter_math from the workspace query above)
     if (a->filter_nchw) { // PyTorch's layout: cuDNN adds into dw directly
         CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, in, d.y, dout, d.conv, a->bwd_filter, lib,
                                                    wsf, &one, d.w, dw));
@@ -204,6 +245,7 @@ extern "C" void cu_conv3x3_backward(Backend *be, float *din, float *dw, float *d
             filt = wp;
         }
         // beta = 1: cuDNN adds into din, as the backend contract asks.
+        conv_use_math(st, &d, a->bwd_data_math);
         CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, filt, d.y, dout, d.conv, a->bwd_data, lib, wsd,
                                                  &one, d.x, din));
     }

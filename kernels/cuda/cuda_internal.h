@@ -18,17 +18,32 @@ extern "C" {
 #endif
 #include "cuda_check.h"
 
-/* One cached cuDNN algorithm choice for a conv3x3 shape (chosen once, see conv_cudnn.cu). */
+/* The arithmetic of the GEMM-based ops (linear, convT through cuBLAS; conv3x3 through cuDNN),
+ * fixed when the backend is created. Everything else (LayerNorm, softmax, loss, reductions,
+ * Adam, all storage) is fp32 in every mode.
+ *   FP32: plain fp32 FMA, no tensor cores: the exact-comparison mode against the CPU reference;
+ *   TF32: tensor cores with inputs rounded to TF32 (10-bit mantissa), fp32 accumulation;
+ *   BF16: cuBLAS GEMMs with inputs rounded to bf16 (8-bit mantissa), fp32 accumulation and fp32
+ *         storage (the mixed-precision product mode); convolutions as TF32 (conv_cudnn.cu). */
+typedef enum { CUDA_PREC_FP32 = 0, CUDA_PREC_TF32 = 1, CUDA_PREC_BF16 = 2 } CudaPrecision;
+
+/* One cached cuDNN algorithm choice for a conv3x3 shape (chosen once, see conv_cudnn.cu). The
+ * cache needs no precision key: one backend has one precision for its whole life. */
 typedef struct {
     int B, H, W, Ci, Co, stride;
     int filter_nchw; /* 0: KRSC (permuted) filter, 1: PyTorch's KCRS filter as it is */
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    /* The math type cuDNN rated each algorithm under (its *AlgoPerf_t.mathType); the TF32/BF16
+     * modes set it on the descriptor before running that direction. Unused in FP32 mode, whose
+     * descriptor stays CUDNN_FMA_MATH. */
+    cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
 } ConvAlgo;
 
 typedef struct {
     int device;
+    CudaPrecision precision; /* fixed at creation (backend_cuda_create) */
     cudaStream_t stream;
     cublasHandle_t cublas;
     cudnnHandle_t cudnn;
@@ -43,6 +58,11 @@ typedef struct {
 } CudaState;
 
 static inline CudaState *cuda_state(Backend *be) { return (CudaState *)be->impl; }
+
+/* "fp32", "tf32" or "bf16": the name backend_cuda_create() accepts. */
+static inline const char *cuda_precision_name(CudaPrecision p) {
+    return p == CUDA_PREC_BF16 ? "bf16" : p == CUDA_PREC_TF32 ? "tf32" : "fp32";
+}
 
 /* At least `bytes` of device scratch (grown by free + malloc after a stream sync). */
 void *cuda_workspace(Backend *be, size_t bytes);

@@ -1,7 +1,15 @@
 // linear_cublas.cu — linear layers and the kernel==stride transposed convolution, both as
-// cuBLAS SGEMMs on row-major matrices (same products as kernels/cpu/linear.c and convT.c).
+// cuBLAS GEMMs on row-major fp32 matrices (same products as kernels/cpu/linear.c and convT.c).
 // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so every call below swaps
 // the operands instead of transposing anything.
+//
+// Precision (cuda_internal.h, CudaPrecision): FP32 runs cublasSgemm under the handle's
+// CUBLAS_PEDANTIC_MATH (no tensor cores; exactly the exact-comparison path it always was).
+// TF32 and BF16 run cublasGemmEx on the same fp32 A/B/C (CUDA_R_32F) with a "fast" fp32 compute
+// type: cuBLAS may round the inputs to TF32 (CUBLAS_COMPUTE_32F_FAST_TF32) or bf16
+// (CUBLAS_COMPUTE_32F_FAST_16BF) for the tensor cores and accumulates in fp32; C stays fp32. So
+// BF16 mode needs no bf16 copies of weights or activations: the down-conversion happens inside
+// the GEMM, master weights and gradients remain fp32.
 #include <limits.h>
 
 #include "cuda_internal.h"
@@ -10,8 +18,16 @@
 static void sgemm_rm(Backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                      const float *B, int ldb, float beta, float *C, int ldc) {
     if (M == 0 || N == 0) return;
-    CUBLAS_CHECK(cublasSgemm(cuda_state(be)->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                             N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+    CudaState *st = cuda_state(be);
+    cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (st->precision == CUDA_PREC_FP32) {
+        CUBLAS_CHECK(cublasSgemm(st->cublas, opb, opa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+        return;
+    }
+    // Compute type 32F_FAST_*: alpha and beta are fp32 host scalars (the handle's pointer mode).
+    cublasComputeType_t ct = st->precision == CUDA_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_FAST_16BF;
+    CUBLAS_CHECK(cublasGemmEx(st->cublas, opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
+                              CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
 }
 
 __global__ void k_fill_rows(float *out, const float *b, size_t N, int C) {

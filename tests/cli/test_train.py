@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -138,6 +139,24 @@ class Train(unittest.TestCase):
                 self.assertAlmostEqual(losses[r][s], base[s], delta=1e-5 * max(1.0, abs(base[s])),
                                        msg=f"{r} ranks, step {s}")
         print("losses per step, 1/2/4 ranks:", {r: [round(losses[r][s], 7) for s in sorted(base)] for r in losses})
+
+    def test_gradient_buckets_do_not_change_the_result(self):
+        # 2 ranks: one all-reduce after backward (bucket 0) against many small buckets started
+        # during backward. A sum of two floats does not depend on order, so the weights must be
+        # identical bit for bit: any bucket started before its gradients were final would show.
+        name = "checkpoints/ckpt-00000004.safetensors"
+        dirs = {}
+        for mb in ("0", "0.002", "25"):
+            d = self.run_dir(f"buckets{mb}")
+            r = self.train(d, "train.max_steps=4", f"train.grad_bucket_mb={mb}", ranks=2)
+            m = re.search(r"gradient all-reduce: (\d+) bucket", r.stdout)
+            self.assertIsNotNone(m, r.stdout[-2000:])
+            dirs[mb] = (d, int(m.group(1)))
+        self.assertEqual(dirs["0"][1], 1)
+        self.assertGreater(dirs["0.002"][1], 20)  # the tiny net has ~47k parameters: 2 KiB buckets
+        for mb in ("0.002", "25"):
+            self.assert_same_checkpoint(os.path.join(dirs["0"][0], name), os.path.join(dirs[mb][0], name))
+        print("2 ranks, 4 steps: weights identical with", {mb: n for mb, (d, n) in dirs.items()}, "bucket(s)")
 
     def test_resume_on_a_different_rank_count_keeps_the_batch_sequence(self):
         straight = self.run_dir("straight_r1")

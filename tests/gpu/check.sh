@@ -2,11 +2,15 @@
 # tests/gpu/check.sh — THE GPU check (docs/gpu-check.md): run it from the repository root on a
 # machine with one NVIDIA GPU. Within ~8 minutes on an H100 it
 #   1. builds unet2022 with the CUDA backend (using .devdeps/ when present: scripts/pack-gpu-deps.sh),
-#   2. checks every CUDA op, forward and backward, against the CPU reference (gpu-check-ops),
-#   3. runs 20 training steps of the demo network on both backends and compares the losses,
-#   4. all-reduces through the NCCL transport on one rank,
-#   5. benchmarks a synapse_320 training step at batch 8: ours (bench --backend cuda) against the
-#      PyTorch reference network in eager AMP and torch.compile (scripts/bench_torch_gpu.py),
+#   2. checks every CUDA op, forward and backward, against the CPU reference (gpu-check-ops), with
+#      the backend in fp32 (exact-comparison tolerances) and in bf16 (the product mode),
+#   3. runs 20 training steps of the demo network on both backends and compares the losses, again
+#      in fp32 and in bf16,
+#   4. all-reduces through the NCCL transport on one rank: a plain all-reduce, then gradient
+#      buckets overlapped with the backward pass of the demo network (src/gpu_check_nccl.c),
+#   5. benchmarks a synapse_320 training step at batch 8: ours (bench --backend cuda) in bf16, the
+#      mixed-precision product mode, against the PyTorch reference network in eager AMP and
+#      torch.compile (scripts/bench_torch_gpu.py), and ours in fp32 for reference,
 # and prints one table last. Every step has its own time limit inside a global deadline, so one
 # failure or hang cannot eat the budget. Logs go to $OUT (when set) or ./gpu-logs.
 # Exit status: 0 when every check that ran passed, 1 otherwise.
@@ -80,10 +84,13 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 
 if [[ -x $BIN ]]; then
   "$BIN" devices | tee -a "$LOG/machine.log"
-  # ---- 2. every op against the CPU reference -------------------------------------------------
-  run_step ops 90 "$BIN" gpu-check-ops
-  # ---- 3. 20 training steps, GPU vs CPU (fp32) -----------------------------------------------
-  run_step steps20 90 "$BIN" gpu-check-ops --steps 20 --config configs/demo.yaml --batch 2
+  # ---- 2. every op against the CPU reference: fp32 tolerances, then bf16's --------------------
+  # (ops_bf16 does the same work as ops, 10-20 s; its lower limit only stops a hang sooner)
+  run_step ops 90 "$BIN" gpu-check-ops --precision fp32
+  run_step ops_bf16 60 "$BIN" gpu-check-ops --precision bf16
+  # ---- 3. 20 training steps, GPU vs CPU: fp32 (tight), bf16 (loose) ---------------------------
+  run_step steps20 90 "$BIN" gpu-check-ops --precision fp32 --steps 20 --config configs/demo.yaml --batch 2
+  run_step steps20_bf16 90 "$BIN" gpu-check-ops --precision bf16 --steps 20 --config configs/demo.yaml --batch 2
   # ---- 4. NCCL on one rank (MPI singleton) ---------------------------------------------------
   if [[ $mpi == ON ]]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # containers run as root
@@ -91,12 +98,17 @@ if [[ -x $BIN ]]; then
   else
     ROWS+=("nccl|SKIPPED|no MPI on this machine (pack .devdeps with Open MPI)")
   fi
-  # ---- 5a. our throughput ---------------------------------------------------------------------
-  run_step bench_ours 90 "$BIN" bench configs/synapse_320.yaml --backend cuda --batch 8 --runs 10
+  # ---- 5a. our throughput: bf16, the product mode, compared with PyTorch AMP below ------------
+  run_step bench_ours_bf16 90 "$BIN" bench configs/synapse_320.yaml --backend cuda --precision bf16 --batch 8 --runs 10
 fi
 # ---- 5b. the PyTorch reference on the same GPU -------------------------------------------------
 run_step bench_torch_eager_amp 75 "$PY" scripts/bench_torch_gpu.py configs/synapse_320.yaml --mode eager-amp --batch 8
 run_step bench_torch_compile_amp 150 "$PY" scripts/bench_torch_gpu.py configs/synapse_320.yaml --mode compile-amp --batch 8
+# ---- 5c. ours in fp32, for reference: last, the least important number (it may get only what
+# the budget has left), and 5 runs, since an fp32 step without tensor cores is the slowest --------
+if [[ -x $BIN ]]; then
+  run_step bench_ours_fp32 60 "$BIN" bench configs/synapse_320.yaml --backend cuda --precision fp32 --batch 8 --runs 5
+fi
 
 # ---- the table -----------------------------------------------------------------------------------
 {
@@ -106,8 +118,8 @@ run_step bench_torch_compile_amp 150 "$PY" scripts/bench_torch_gpu.py configs/sy
   for r in "${ROWS[@]}"; do
     IFS='|' read -r name status detail <<<"$r"
     case $name in
-      ops) detail="$detail; $(grep -a '^ops:' "$LOG/ops.log" | tail -n 1)" ;;
-      steps20) detail="$detail; $(grep -a '^steps:' "$LOG/steps20.log" | tail -n 1)" ;;
+      ops | ops_*) [[ -f $LOG/$name.log ]] && detail="$detail; $(grep -a '^ops:' "$LOG/$name.log" | tail -n 1)" ;;
+      steps20 | steps20_*) [[ -f $LOG/$name.log ]] && detail="$detail; $(grep -a '^steps:' "$LOG/$name.log" | tail -n 1)" ;;
       nccl) [[ -f $LOG/nccl.log ]] && detail="$detail; $(grep -a '^nccl:' "$LOG/nccl.log" | tail -n 1)" ;;
     esac
     printf '%-26s %-18s %s\n' "$name" "$status" "$detail"
@@ -117,7 +129,7 @@ run_step bench_torch_compile_amp 150 "$PY" scripts/bench_torch_gpu.py configs/sy
 import json, os, sys
 log = sys.argv[1]
 rows = []
-for name in ("bench_ours", "bench_torch_eager_amp", "bench_torch_compile_amp"):
+for name in ("bench_ours_bf16", "bench_ours_fp32", "bench_torch_eager_amp", "bench_torch_compile_amp"):
     path = os.path.join(log, name + ".log")
     last = None
     if os.path.exists(path):
@@ -129,14 +141,16 @@ for name in ("bench_ours", "bench_torch_eager_amp", "bench_torch_compile_amp"):
                     pass
     rows.append((name, last))
 ref = next((r for n, r in rows if n == "bench_torch_eager_amp" and r), None)
-print("synapse_320, batch 8, forward+loss+backward (median of 10)")
-print(f"{'implementation':<26} {'images/s':>9} {'ms/step':>9} {'peak MiB':>9} {'vs torch eager AMP':>19}")
+print("synapse_320, batch 8, forward+loss+backward (median of the runs after warm-up); ours: c-cuda-PRECISION")
+print(f"{'implementation':<26} {'images/s':>9} {'ms/step':>9} {'runs':>5} {'peak MiB':>9} {'vs torch eager AMP':>19}")
 for name, r in rows:
     if not r:
-        print(f"{name:<26} {'-':>9} {'-':>9} {'-':>9} {'(no result)':>19}")
+        print(f"{name:<26} {'-':>9} {'-':>9} {'-':>5} {'-':>9} {'(no result)':>19}")
         continue
     ratio = f"{r['images_per_s'] / ref['images_per_s']:.2f}x" if ref else "-"
-    print(f"{r['impl']:<26} {r['images_per_s']:>9.1f} {r['median_ms']:>9.1f} {r.get('peak_mib', 0):>9.0f} {ratio:>19}")
+    impl = r["impl"] + ("-" + r["precision"] if "precision" in r else "")
+    runs = len(r.get("runs_ms", []))
+    print(f"{impl:<26} {r['images_per_s']:>9.1f} {r['median_ms']:>9.1f} {runs:>5} {r.get('peak_mib', 0):>9.0f} {ratio:>19}")
 PY
   echo "logs: $LOG  (total $(($(date +%s) - START))s)"
 } | tee "$LOG/table.txt"
