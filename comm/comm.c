@@ -46,7 +46,7 @@ static Comm *comm_single_create(void) {
 }
 
 /* Launched by mpirun/srun? (Open MPI, PMIx and Slurm each leave a mark in the environment.) */
-static int launched_by_mpi(void) {
+int comm_launched_by_mpi(void) {
     const char *force = getenv("UNET_COMM");
     if (force) return strcmp(force, "mpi") == 0;
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
@@ -55,7 +55,7 @@ static int launched_by_mpi(void) {
 
 Comm *comm_create(int *argc, char ***argv) {
 #ifdef UNET_HAVE_MPI
-    if (launched_by_mpi()) return comm_mpi_create(argc, argv);
+    if (comm_launched_by_mpi()) return comm_mpi_create(argc, argv);
 #else
     (void)argc, (void)argv;
     if (launched_by_mpi() && getenv("OMPI_COMM_WORLD_SIZE") && atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1)

@@ -43,4 +43,8 @@ struct Comm {
  * single process. Never fails silently: an MPI error aborts with file:line. */
 Comm *comm_create(int *argc, char ***argv);
 
+/* Whether mpirun/srun started this process (or UNET_COMM=mpi forces MPI; UNET_COMM=single
+ * forbids it). */
+int comm_launched_by_mpi(void);
+
 #endif

@@ -206,10 +206,11 @@ static int parse_args(Trainer *t, int argc, char **argv, const char **resume, ch
 }
 
 /* The transport follows the backend: NCCL all-reduces device memory (bootstrapped over MPI);
- * the CPU backend's buffers go through MPI (or nothing, in a single process). */
+ * the CPU backend's buffers go through MPI. A process no launcher started is a single rank on
+ * either backend and needs no MPI at all (a one-GPU run on a workstation). */
 static Comm *create_comm(const Config *cfg, int *argc, char ***argv) {
 #if defined(UNET_HAVE_CUDA) && defined(UNET_HAVE_MPI)
-    if (!strcmp(cfg->backend, "cuda")) return comm_nccl_create(argc, argv);
+    if (!strcmp(cfg->backend, "cuda") && comm_launched_by_mpi()) return comm_nccl_create(argc, argv);
 #else
     (void)cfg;
 #endif
@@ -237,8 +238,12 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
         if (threads < 1) threads = 1;
     }
 #ifdef UNET_HAVE_CUDA
-    if (!strcmp(c->backend, "cuda")) t->be = backend_cuda_create(t->comm->local_rank, config_precision(c));
-    else
+    if (!strcmp(c->backend, "cuda")) {
+        /* The rule of comm_nccl.c: jobs/rank.sh narrows CUDA_VISIBLE_DEVICES to this rank's GPU, so
+         * a rank usually sees one device, whatever its local rank. */
+        int ndev = cuda_device_count();
+        t->be = backend_cuda_create(ndev > 0 ? t->comm->local_rank % ndev : 0, config_precision(c));
+    } else
 #endif
         t->be = backend_cpu_create(threads);
     if (store_open(&t->store, c->store, err, err_len) != 0) return -1;
