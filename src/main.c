@@ -48,6 +48,9 @@ static int cmd_devices(void) {
 
 int main(int argc, char **argv) {
     blas_tune_or_reexec(argv);
+    /* Line-buffered even into a file (Slurm output, the GPU check's logs): progress shows as it
+     * happens, and a run killed by a time limit keeps every line it printed. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return argc < 2 ? 1 : 0;

@@ -35,9 +35,11 @@ typedef struct {
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
-    /* The math type cuDNN rated each algorithm under (its *AlgoPerf_t.mathType); the TF32/BF16
-     * modes set it on the descriptor before running that direction. Unused in FP32 mode, whose
-     * descriptor stays CUDNN_FMA_MATH. */
+    /* 1: tensor-op (TF32) math allowed for this shape: the TF32/BF16 modes, or FP32 mode when
+     * cuDNN offered no FMA-only algorithm (conv_algo warns). 0: CUDNN_FMA_MATH throughout. */
+    int tensor_math;
+    /* The math type cuDNN rated each algorithm under (its *AlgoPerf_t.mathType); set on the
+     * descriptor before running that direction when tensor_math. */
     cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
 } ConvAlgo;
 

@@ -84,11 +84,13 @@ BIN=$BUILD/unet2022
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 
 if [[ -x $BIN ]]; then
-  "$BIN" devices | tee -a "$LOG/machine.log"
+  timeout 30 "$BIN" devices | tee -a "$LOG/machine.log"
   # ---- 2. every op against the CPU reference: fp32 tolerances, then bf16's --------------------
   # (ops_bf16 does the same work as ops, 10-20 s; its lower limit only stops a hang sooner)
-  run_step ops 90 "$BIN" gpu-check-ops --precision fp32
-  run_step ops_bf16 60 "$BIN" gpu-check-ops --precision bf16
+  # CUDA_LAUNCH_BLOCKING: a faulting kernel is reported at its own launch, not at a later op's
+  # sync (the op shapes are tiny, so it costs little; never for the benchmarks)
+  run_step ops 90 env CUDA_LAUNCH_BLOCKING=1 "$BIN" gpu-check-ops --precision fp32
+  run_step ops_bf16 60 env CUDA_LAUNCH_BLOCKING=1 "$BIN" gpu-check-ops --precision bf16
   # ---- 3. 20 training steps, GPU vs CPU: fp32 (tight), bf16 (loose) ---------------------------
   run_step steps20 90 "$BIN" gpu-check-ops --precision fp32 --steps 20 --config configs/demo.yaml --batch 2
   run_step steps20_bf16 90 "$BIN" gpu-check-ops --precision bf16 --steps 20 --config configs/demo.yaml --batch 2
