@@ -1,0 +1,987 @@
+// emu_libs.cpp — the CPU emulator's cuBLAS, cuDNN and NCCL (tests/cuda_emu/README.md).
+//
+// Implements what tests/cuda_emu/include/{cublas_v2,cudnn,nccl}.h declare. "Device" memory is
+// host memory and every call is synchronous: when a call returns, its result is in memory.
+//
+//   cuBLAS  SGEMM / GemmEx through OpenBLAS's cblas_sgemm (column-major, as cuBLAS). The fast
+//           compute types are modelled by rounding copies of A and B (only the elements op(A)
+//           and op(B) read) to TF32 or bf16 before an fp32 SGEMM.
+//   cuDNN   4-D float tensors (NCHW or NHWC), 4-D filters (KCRS or KRSC), 2-D cross-correlation
+//           with pad, stride and dilation. Direct loops over packed copies of the operands, each
+//           output element accumulated in double and stored as float. Tensor-op math rounds the
+//           two multiplied operands to TF32 first.
+//   NCCL    one rank in one process: every collective is the identity.
+#include <cblas.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "cublas_v2.h"
+#include "cudnn.h"
+#include "nccl.h"
+
+namespace {
+
+// ---- reduced-precision rounding ------------------------------------------------------------
+// Round-to-nearest-even of an fp32 value to `keep` explicit mantissa bits (the fp32 exponent
+// range is kept: TF32 and bf16 both have 8 exponent bits). Overflow rounds to infinity, as the
+// hardware conversion does; NaN stays NaN (its quiet bit survives the truncation).
+inline float round_mantissa(float f, int drop) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    if ((u & 0x7f800000u) == 0x7f800000u) { // Inf or NaN
+        if (u & 0x007fffffu) u |= 0x00400000u;
+    } else {
+        const uint32_t low = (1u << drop) - 1u;
+        u += (low >> 1) + ((u >> drop) & 1u); // half an ulp, less one unless the kept lsb is odd
+        u &= ~low;
+    }
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+enum class Rounding { none, tf32, bf16 };
+
+inline float round_to(float f, Rounding r) {
+    switch (r) {
+    case Rounding::tf32: return round_mantissa(f, 13); // 10 explicit mantissa bits
+    case Rounding::bf16: return round_mantissa(f, 16); // 7 explicit mantissa bits
+    default: return f;
+    }
+}
+
+} // namespace
+
+// =============================================================================================
+// cuBLAS
+// =============================================================================================
+
+struct cublasContext {
+    cudaStream_t stream = nullptr;
+    cublasMath_t math = CUBLAS_DEFAULT_MATH;
+    cublasPointerMode_t pointer_mode = CUBLAS_POINTER_MODE_HOST;
+};
+
+namespace {
+
+// The rows x cols column-major matrix M (leading dimension ld) copied compactly (leading
+// dimension rows), each element rounded. Reads exactly the elements the GEMM would read.
+std::vector<float> pack_rounded(const float *M, int rows, int cols, int ld, Rounding r) {
+    std::vector<float> out((size_t)rows * cols);
+    for (int j = 0; j < cols; j++) {
+        const float *src = M + (size_t)j * ld;
+        float *dst = out.data() + (size_t)j * rows;
+        for (int i = 0; i < rows; i++) dst[i] = round_to(src[i], r);
+    }
+    return out;
+}
+
+// C = alpha * op(A) * op(B) + beta * C, column-major, fp32, inputs rounded by r.
+cublasStatus_t gemm_f32(cublasHandle_t h, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+                        const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
+                        float *C, int ldc, Rounding r) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    auto op_ok = [](cublasOperation_t op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T || op == CUBLAS_OP_C; };
+    if (!op_ok(transa) || !op_ok(transb)) return CUBLAS_STATUS_INVALID_VALUE;
+    const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N; // real data: C == T
+    const int a_rows = ta ? k : m, a_cols = ta ? m : k; // A as stored
+    const int b_rows = tb ? n : k, b_cols = tb ? k : n;
+    if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (lda < std::max(1, a_rows) || ldb < std::max(1, b_rows) || ldc < std::max(1, m))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    const float a = *alpha, b = *beta; // host and "device" pointer mode read alike here
+    if (!C) return CUBLAS_STATUS_INVALID_VALUE;
+    if (k == 0 || a == 0.0f) { // A and B are not read; C = beta * C (not read when beta == 0)
+        for (int j = 0; j < n; j++) {
+            float *c = C + (size_t)j * ldc;
+            for (int i = 0; i < m; i++) c[i] = b == 0.0f ? 0.0f : b * c[i];
+        }
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    if (!A || !B) return CUBLAS_STATUS_INVALID_VALUE;
+    try {
+        std::vector<float> ap, bp;
+        if (r != Rounding::none) {
+            ap = pack_rounded(A, a_rows, a_cols, lda, r);
+            bp = pack_rounded(B, b_rows, b_cols, ldb, r);
+            A = ap.data(), lda = a_rows;
+            B = bp.data(), ldb = b_rows;
+        }
+        cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, a, A, lda,
+                    B, ldb, b, C, ldc);
+    } catch (const std::bad_alloc &) {
+        return CUBLAS_STATUS_ALLOC_FAILED;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// What a handle's math mode does to a plain fp32 product: TF32 tensor-op mode rounds to TF32.
+Rounding handle_rounding(cublasHandle_t h) {
+    return h && (h->math & 0xf) == CUBLAS_TF32_TENSOR_OP_MATH ? Rounding::tf32 : Rounding::none;
+}
+
+} // namespace
+
+extern "C" {
+
+cublasStatus_t cublasCreate_v2(cublasHandle_t *handle) {
+    if (!handle) return CUBLAS_STATUS_INVALID_VALUE;
+    *handle = new (std::nothrow) cublasContext();
+    return *handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+}
+
+cublasStatus_t cublasDestroy_v2(cublasHandle_t handle) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGetVersion_v2(cublasHandle_t handle, int *version) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!version) return CUBLAS_STATUS_INVALID_VALUE;
+    *version = CUBLAS_VERSION;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream_v2(cublasHandle_t handle, cudaStream_t streamId) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    handle->stream = streamId;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGetStream_v2(cublasHandle_t handle, cudaStream_t *streamId) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!streamId) return CUBLAS_STATUS_INVALID_VALUE;
+    *streamId = handle->stream;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGetPointerMode_v2(cublasHandle_t handle, cublasPointerMode_t *mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!mode) return CUBLAS_STATUS_INVALID_VALUE;
+    *mode = handle->pointer_mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetPointerMode_v2(cublasHandle_t handle, cublasPointerMode_t mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (mode != CUBLAS_POINTER_MODE_HOST && mode != CUBLAS_POINTER_MODE_DEVICE) return CUBLAS_STATUS_INVALID_VALUE;
+    handle->pointer_mode = mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGetMathMode(cublasHandle_t handle, cublasMath_t *mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!mode) return CUBLAS_STATUS_INVALID_VALUE;
+    *mode = handle->math;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    const unsigned base = (unsigned)mode & 0xfu, flags = (unsigned)mode & ~0xfu;
+    if (base > CUBLAS_TF32_TENSOR_OP_MATH || (flags & ~(unsigned)CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    handle->math = mode;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+const char *cublasGetStatusName(cublasStatus_t status) {
+    switch (status) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
+    }
+    return "CUBLAS_STATUS_UNKNOWN";
+}
+
+const char *cublasGetStatusString(cublasStatus_t status) {
+    switch (status) {
+    case CUBLAS_STATUS_SUCCESS: return "success";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "the library was not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "the resource allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "an invalid numeric value was used as an argument";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "an absent device architectural feature is required";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "an access to GPU memory space failed";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "the GPU program failed to execute";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "an internal operation failed";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "the functionality requested is not supported (by the CPU emulator)";
+    case CUBLAS_STATUS_LICENSE_ERROR: return "an error was detected when checking the current licensing";
+    }
+    return "unknown cuBLAS status";
+}
+
+cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                              int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
+                              const float *beta, float *C, int ldc) {
+    return gemm_f32(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, handle_rounding(handle));
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                            int k, const void *alpha, const void *A, cudaDataType Atype, int lda, const void *B,
+                            cudaDataType Btype, int ldb, const void *beta, void *C, cudaDataType Ctype, int ldc,
+                            cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+    (void)algo; // every algorithm computes the same product here
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (Atype != CUDA_R_32F || Btype != CUDA_R_32F || Ctype != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    Rounding r;
+    switch (computeType) {
+    case CUBLAS_COMPUTE_32F: r = handle_rounding(handle); break;
+    case CUBLAS_COMPUTE_32F_PEDANTIC: r = Rounding::none; break;
+    case CUBLAS_COMPUTE_32F_FAST_TF32: r = Rounding::tf32; break;
+    case CUBLAS_COMPUTE_32F_FAST_16BF: r = Rounding::bf16; break;
+    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    // Compute type 32F*: alpha and beta are floats.
+    return gemm_f32(handle, transa, transb, m, n, k, (const float *)alpha, (const float *)A, lda, (const float *)B,
+                    ldb, (const float *)beta, (float *)C, ldc, r);
+}
+
+} // extern "C"
+
+// =============================================================================================
+// cuDNN
+// =============================================================================================
+
+struct cudnnContext {
+    cudaStream_t stream = nullptr;
+};
+
+struct cudnnTensorStruct {
+    bool set = false;
+    cudnnDataType_t dtype = CUDNN_DATA_FLOAT;
+    cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW;
+    int n = 0, c = 0, h = 0, w = 0;
+};
+
+struct cudnnFilterStruct {
+    bool set = false;
+    cudnnDataType_t dtype = CUDNN_DATA_FLOAT;
+    cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW;
+    int k = 0, c = 0, r = 0, s = 0;
+};
+
+struct cudnnConvolutionStruct {
+    bool set = false;
+    int pad_h = 0, pad_w = 0, u = 1, v = 1, dil_h = 1, dil_w = 1;
+    cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+    cudnnDataType_t compute = CUDNN_DATA_FLOAT;
+    cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+    int groups = 1;
+};
+
+namespace {
+
+// Output extent of one spatial dimension, as cuDNN defines it (may be <= 0 for bad shapes).
+inline long long conv_out_dim(int in, int pad, int filt, int dil, int stride) {
+    return ((long long)in + 2LL * pad - (long long)dil * (filt - 1) - 1) / stride + 1;
+}
+
+// Everything a convolution needs: the shapes, the geometry, and element strides of each
+// operand in its own layout (x: n c h w; y: n k p q; w: k c r s).
+struct ConvGeom {
+    int N, C, H, W, K, R, S, P, Q;
+    int ph, pw, u, v, dh, dw;
+    long long xs[4], ys[4], ws[4];
+    Rounding rnd;
+};
+
+void tensor_strides(const cudnnTensorStruct *t, long long s[4]) {
+    const long long C = t->c, H = t->h, W = t->w;
+    if (t->format == CUDNN_TENSOR_NHWC) s[0] = H * W * C, s[1] = 1, s[2] = W * C, s[3] = C;
+    else s[0] = C * H * W, s[1] = H * W, s[2] = W, s[3] = 1;
+}
+
+void filter_strides(const cudnnFilterStruct *f, long long s[4]) {
+    const long long C = f->c, R = f->r, S = f->s;
+    if (f->format == CUDNN_TENSOR_NHWC) s[0] = R * S * C, s[1] = 1, s[2] = S * C, s[3] = C; // KRSC
+    else s[0] = C * R * S, s[1] = R * S, s[2] = S, s[3] = 1;                                // KCRS
+}
+
+cudnnStatus_t make_geom(const cudnnTensorStruct *x, const cudnnFilterStruct *w, const cudnnConvolutionStruct *cv,
+                        const cudnnTensorStruct *y, ConvGeom &g) {
+    if (!x || !w || !cv || !y || !x->set || !w->set || !cv->set || !y->set) return CUDNN_STATUS_BAD_PARAM;
+    if (x->dtype != CUDNN_DATA_FLOAT || y->dtype != CUDNN_DATA_FLOAT || w->dtype != CUDNN_DATA_FLOAT ||
+        cv->compute != CUDNN_DATA_FLOAT)
+        return CUDNN_STATUS_NOT_SUPPORTED;
+    if (cv->mode != CUDNN_CROSS_CORRELATION || cv->groups != 1) return CUDNN_STATUS_NOT_SUPPORTED;
+    if (x->c != w->c || y->n != x->n || y->c != w->k) return CUDNN_STATUS_BAD_PARAM;
+    const long long P = conv_out_dim(x->h, cv->pad_h, w->r, cv->dil_h, cv->u);
+    const long long Q = conv_out_dim(x->w, cv->pad_w, w->s, cv->dil_w, cv->v);
+    if (P < 1 || Q < 1 || y->h != P || y->w != Q) return CUDNN_STATUS_BAD_PARAM;
+    g.N = x->n, g.C = x->c, g.H = x->h, g.W = x->w;
+    g.K = w->k, g.R = w->r, g.S = w->s, g.P = (int)P, g.Q = (int)Q;
+    g.ph = cv->pad_h, g.pw = cv->pad_w, g.u = cv->u, g.v = cv->v, g.dh = cv->dil_h, g.dw = cv->dil_w;
+    tensor_strides(x, g.xs);
+    tensor_strides(y, g.ys);
+    filter_strides(w, g.ws);
+    g.rnd = cv->math == CUDNN_TENSOR_OP_MATH || cv->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ? Rounding::tf32
+                                                                                                   : Rounding::none;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+// A 4-D operand (element strides s over dims d0..d3) in canonical order d0 d1 d2 d3 with d3
+// contiguous, rounded; `order` maps canonical dims to the operand's own dims. Returns src itself
+// when it already is in that layout and no rounding is asked for; otherwise fills buf.
+const float *pack4(const float *src, const long long s[4], const int order[4], const int dims[4], Rounding r,
+                   std::vector<float> &buf) {
+    const long long s0 = s[order[0]], s1 = s[order[1]], s2 = s[order[2]], s3 = s[order[3]];
+    const int d0 = dims[0], d1 = dims[1], d2 = dims[2], d3 = dims[3];
+    if (r == Rounding::none && s3 == 1 && s2 == d3 && s1 == (long long)d2 * d3 && s0 == (long long)d1 * d2 * d3)
+        return src;
+    buf.resize((size_t)d0 * d1 * d2 * d3);
+    float *o = buf.data();
+    for (int i0 = 0; i0 < d0; i0++)
+        for (int i1 = 0; i1 < d1; i1++)
+            for (int i2 = 0; i2 < d2; i2++) {
+                const float *p = src + i0 * s0 + i1 * s1 + i2 * s2;
+                for (int i3 = 0; i3 < d3; i3++) *o++ = round_to(p[i3 * s3], r);
+            }
+    return buf.data();
+}
+
+// acc[0..n) += a * b[0..n), in double.
+inline void axpy_d(double *acc, double a, const float *b, int n) {
+    for (int i = 0; i < n; i++) acc[i] += a * (double)b[i];
+}
+
+// dst = alpha * acc + beta * dst; dst is not read when beta == 0 (cuDNN's blending rule).
+inline float blend(double acc, float alpha, float beta, const float *dst) {
+    double v = (double)alpha * acc;
+    if (beta != 0.0f) v += (double)beta * (double)*dst;
+    return (float)v;
+}
+
+// Canonical dim orders: tensors are indexed (n, c, h, w), filters (k, c, r, s).
+constexpr int ORDER_NHWC[4] = {0, 2, 3, 1}; // n h w c   (tensor)
+constexpr int ORDER_KRSC[4] = {0, 2, 3, 1}; // k r s c   (filter)
+constexpr int ORDER_RSCK[4] = {2, 3, 1, 0}; // r s c k   (filter)
+
+// y = alpha * conv(x, w) + beta * y
+void conv_forward(const ConvGeom &g, float alpha, const float *x, const float *w, float beta, float *y) {
+    std::vector<float> xb, wb;
+    const int xd[4] = {g.N, g.H, g.W, g.C}, wd[4] = {g.R, g.S, g.C, g.K};
+    const float *X = pack4(x, g.xs, ORDER_NHWC, xd, g.rnd, xb); // [n][h][w][c]
+    const float *Wt = pack4(w, g.ws, ORDER_RSCK, wd, g.rnd, wb); // [r][s][c][k]
+    std::vector<double> acc(g.K);
+    for (int n = 0; n < g.N; n++)
+        for (int p = 0; p < g.P; p++)
+            for (int q = 0; q < g.Q; q++) {
+                std::fill(acc.begin(), acc.end(), 0.0);
+                for (int r = 0; r < g.R; r++) {
+                    const int hi = p * g.u - g.ph + r * g.dh;
+                    if (hi < 0 || hi >= g.H) continue;
+                    for (int s = 0; s < g.S; s++) {
+                        const int wi = q * g.v - g.pw + s * g.dw;
+                        if (wi < 0 || wi >= g.W) continue;
+                        const float *xr = X + (((size_t)n * g.H + hi) * g.W + wi) * g.C;
+                        const float *wr = Wt + ((size_t)r * g.S + s) * g.C * g.K;
+                        for (int c = 0; c < g.C; c++) axpy_d(acc.data(), xr[c], wr + (size_t)c * g.K, g.K);
+                    }
+                }
+                float *yo = y + n * g.ys[0] + p * g.ys[2] + q * g.ys[3];
+                for (int k = 0; k < g.K; k++) {
+                    float *d = yo + k * g.ys[1];
+                    *d = blend(acc[k], alpha, beta, d);
+                }
+            }
+}
+
+// dx = alpha * convT(dy, w) + beta * dx
+void conv_backward_data(const ConvGeom &g, float alpha, const float *w, const float *dy, float beta, float *dx) {
+    std::vector<float> yb, wb;
+    const int yd[4] = {g.N, g.P, g.Q, g.K}, wd[4] = {g.K, g.R, g.S, g.C};
+    const float *Y = pack4(dy, g.ys, ORDER_NHWC, yd, g.rnd, yb); // [n][p][q][k]
+    const float *Wk = pack4(w, g.ws, ORDER_KRSC, wd, g.rnd, wb); // [k][r][s][c]
+    std::vector<double> acc(g.C);
+    for (int n = 0; n < g.N; n++)
+        for (int hi = 0; hi < g.H; hi++)
+            for (int wi = 0; wi < g.W; wi++) {
+                std::fill(acc.begin(), acc.end(), 0.0);
+                for (int r = 0; r < g.R; r++) {
+                    const int ph = hi + g.ph - r * g.dh; // = p * u for a tap that reads x[hi]
+                    if (ph < 0 || ph % g.u) continue;
+                    const int p = ph / g.u;
+                    if (p >= g.P) continue;
+                    for (int s = 0; s < g.S; s++) {
+                        const int qw = wi + g.pw - s * g.dw;
+                        if (qw < 0 || qw % g.v) continue;
+                        const int q = qw / g.v;
+                        if (q >= g.Q) continue;
+                        const float *yr = Y + (((size_t)n * g.P + p) * g.Q + q) * g.K;
+                        for (int k = 0; k < g.K; k++)
+                            axpy_d(acc.data(), yr[k], Wk + (((size_t)k * g.R + r) * g.S + s) * g.C, g.C);
+                    }
+                }
+                float *xo = dx + n * g.xs[0] + hi * g.xs[2] + wi * g.xs[3];
+                for (int c = 0; c < g.C; c++) {
+                    float *d = xo + c * g.xs[1];
+                    *d = blend(acc[c], alpha, beta, d);
+                }
+            }
+}
+
+// dw = alpha * corr(x, dy) + beta * dw
+void conv_backward_filter(const ConvGeom &g, float alpha, const float *x, const float *dy, float beta, float *dw) {
+    std::vector<float> xb, yb;
+    const int xd[4] = {g.N, g.H, g.W, g.C}, yd[4] = {g.N, g.P, g.Q, g.K};
+    const float *X = pack4(x, g.xs, ORDER_NHWC, xd, g.rnd, xb);  // [n][h][w][c]
+    const float *Y = pack4(dy, g.ys, ORDER_NHWC, yd, g.rnd, yb); // [n][p][q][k]
+    std::vector<double> acc((size_t)g.K * g.R * g.S * g.C, 0.0); // [k][r][s][c]
+    for (int n = 0; n < g.N; n++)
+        for (int p = 0; p < g.P; p++)
+            for (int q = 0; q < g.Q; q++) {
+                const float *yr = Y + (((size_t)n * g.P + p) * g.Q + q) * g.K;
+                for (int r = 0; r < g.R; r++) {
+                    const int hi = p * g.u - g.ph + r * g.dh;
+                    if (hi < 0 || hi >= g.H) continue;
+                    for (int s = 0; s < g.S; s++) {
+                        const int wi = q * g.v - g.pw + s * g.dw;
+                        if (wi < 0 || wi >= g.W) continue;
+                        const float *xr = X + (((size_t)n * g.H + hi) * g.W + wi) * g.C;
+                        for (int k = 0; k < g.K; k++)
+                            axpy_d(acc.data() + (((size_t)k * g.R + r) * g.S + s) * g.C, yr[k], xr, g.C);
+                    }
+                }
+            }
+    const double *a = acc.data();
+    for (int k = 0; k < g.K; k++)
+        for (int r = 0; r < g.R; r++)
+            for (int s = 0; s < g.S; s++)
+                for (int c = 0; c < g.C; c++) {
+                    float *d = dw + k * g.ws[0] + c * g.ws[1] + r * g.ws[2] + s * g.ws[3];
+                    *d = blend(*a++, alpha, beta, d);
+                }
+}
+
+bool format_ok(cudnnTensorFormat_t f) { return f == CUDNN_TENSOR_NCHW || f == CUDNN_TENSOR_NHWC; }
+
+template <class Perf, class Algo>
+cudnnStatus_t one_algo(cudnnHandle_t handle, cudnnStatus_t geom, const cudnnConvolutionStruct *cv, int requested,
+                       int *returned, Perf *perf, Algo algo) {
+    if (!handle || !returned || !perf || requested < 1) return CUDNN_STATUS_BAD_PARAM;
+    if (geom != CUDNN_STATUS_SUCCESS) return geom;
+    std::memset(perf, 0, sizeof *perf);
+    perf->algo = algo;
+    perf->status = CUDNN_STATUS_SUCCESS;
+    perf->time = 0.0f;
+    perf->memory = 0;
+    perf->determinism = CUDNN_DETERMINISTIC;
+    perf->mathType = cv->math;
+    *returned = 1;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+} // namespace
+
+extern "C" {
+
+size_t cudnnGetVersion(void) { return CUDNN_VERSION; }
+
+const char *cudnnGetErrorString(cudnnStatus_t status) {
+    switch (status) {
+    case CUDNN_STATUS_SUCCESS: return "CUDNN_STATUS_SUCCESS";
+    case CUDNN_STATUS_NOT_INITIALIZED: return "CUDNN_STATUS_NOT_INITIALIZED";
+    case CUDNN_STATUS_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
+    case CUDNN_STATUS_INVALID_VALUE: return "CUDNN_STATUS_INVALID_VALUE";
+    case CUDNN_STATUS_BAD_PARAM_NULL_POINTER: return "CUDNN_STATUS_BAD_PARAM_NULL_POINTER";
+    case CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH: return "CUDNN_STATUS_BAD_PARAM_SHAPE_MISMATCH";
+    case CUDNN_STATUS_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
+    case CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE: return "CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE";
+    case CUDNN_STATUS_NOT_SUPPORTED_LAYOUT: return "CUDNN_STATUS_NOT_SUPPORTED_LAYOUT";
+    case CUDNN_STATUS_INTERNAL_ERROR: return "CUDNN_STATUS_INTERNAL_ERROR";
+    case CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED: return "CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED";
+    case CUDNN_STATUS_EXECUTION_FAILED: return "CUDNN_STATUS_EXECUTION_FAILED";
+    default: break;
+    }
+    switch ((int)status / 1000 * 1000) {
+    case CUDNN_STATUS_NOT_INITIALIZED / 1000 * 1000: return "CUDNN_STATUS_NOT_INITIALIZED (category)";
+    case CUDNN_STATUS_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM (category)";
+    case CUDNN_STATUS_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED (category)";
+    case CUDNN_STATUS_INTERNAL_ERROR: return "CUDNN_STATUS_INTERNAL_ERROR (category)";
+    case CUDNN_STATUS_EXECUTION_FAILED: return "CUDNN_STATUS_EXECUTION_FAILED (category)";
+    default: return "CUDNN_STATUS_UNKNOWN";
+    }
+}
+
+cudnnStatus_t cudnnCreate(cudnnHandle_t *handle) {
+    if (!handle) return CUDNN_STATUS_BAD_PARAM;
+    *handle = new (std::nothrow) cudnnContext();
+    return *handle ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
+}
+
+cudnnStatus_t cudnnDestroy(cudnnHandle_t handle) {
+    delete handle; // a null handle is fine
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetStream(cudnnHandle_t handle, cudaStream_t streamId) {
+    if (!handle) return CUDNN_STATUS_BAD_PARAM;
+    handle->stream = streamId;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnGetStream(cudnnHandle_t handle, cudaStream_t *streamId) {
+    if (!handle || !streamId) return CUDNN_STATUS_BAD_PARAM;
+    *streamId = handle->stream;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+// ---- tensor and filter descriptors ----
+
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *tensorDesc) {
+    if (!tensorDesc) return CUDNN_STATUS_BAD_PARAM;
+    *tensorDesc = new (std::nothrow) cudnnTensorStruct();
+    return *tensorDesc ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
+}
+
+cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t tensorDesc, cudnnTensorFormat_t format,
+                                         cudnnDataType_t dataType, int n, int c, int h, int w) {
+    if (!tensorDesc || n <= 0 || c <= 0 || h <= 0 || w <= 0) return CUDNN_STATUS_BAD_PARAM;
+    if ((long long)n * c * h * w > 0x7fffffffLL) return CUDNN_STATUS_BAD_PARAM; // cuDNN's int element count
+    if (!format_ok(format)) return CUDNN_STATUS_NOT_SUPPORTED;
+    if (dataType != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED;
+    *tensorDesc = cudnnTensorStruct{true, dataType, format, n, c, h, w};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t tensorDesc) {
+    delete tensorDesc;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *filterDesc) {
+    if (!filterDesc) return CUDNN_STATUS_BAD_PARAM;
+    *filterDesc = new (std::nothrow) cudnnFilterStruct();
+    return *filterDesc ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
+}
+
+cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t filterDesc, cudnnDataType_t dataType,
+                                         cudnnTensorFormat_t format, int k, int c, int h, int w) {
+    if (!filterDesc || k <= 0 || c <= 0 || h <= 0 || w <= 0) return CUDNN_STATUS_BAD_PARAM;
+    if ((long long)k * c * h * w > 0x7fffffffLL) return CUDNN_STATUS_BAD_PARAM;
+    if (!format_ok(format)) return CUDNN_STATUS_NOT_SUPPORTED;
+    if (dataType != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED;
+    *filterDesc = cudnnFilterStruct{true, dataType, format, k, c, h, w};
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnGetFilter4dDescriptor(const cudnnFilterDescriptor_t filterDesc, cudnnDataType_t *dataType,
+                                         cudnnTensorFormat_t *format, int *k, int *c, int *h, int *w) {
+    if (!filterDesc || !filterDesc->set || !dataType || !format || !k || !c || !h || !w)
+        return CUDNN_STATUS_BAD_PARAM;
+    *dataType = filterDesc->dtype, *format = filterDesc->format;
+    *k = filterDesc->k, *c = filterDesc->c, *h = filterDesc->r, *w = filterDesc->s;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t filterDesc) {
+    delete filterDesc;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+// ---- convolution descriptors ----
+
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *convDesc) {
+    if (!convDesc) return CUDNN_STATUS_BAD_PARAM;
+    *convDesc = new (std::nothrow) cudnnConvolutionStruct();
+    return *convDesc ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
+}
+
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t convDesc) {
+    delete convDesc;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t convDesc, cudnnMathType_t mathType) {
+    if (!convDesc) return CUDNN_STATUS_BAD_PARAM;
+    if (mathType != CUDNN_DEFAULT_MATH && mathType != CUDNN_TENSOR_OP_MATH &&
+        mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION && mathType != CUDNN_FMA_MATH)
+        return CUDNN_STATUS_BAD_PARAM;
+    convDesc->math = mathType;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnGetConvolutionMathType(cudnnConvolutionDescriptor_t convDesc, cudnnMathType_t *mathType) {
+    if (!convDesc || !mathType) return CUDNN_STATUS_BAD_PARAM;
+    *mathType = convDesc->math;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetConvolutionGroupCount(cudnnConvolutionDescriptor_t convDesc, int groupCount) {
+    if (!convDesc || groupCount < 1) return CUDNN_STATUS_BAD_PARAM;
+    if (groupCount != 1) return CUDNN_STATUS_NOT_SUPPORTED; // the emulator has no grouped convolutions
+    convDesc->groups = groupCount;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnGetConvolutionGroupCount(cudnnConvolutionDescriptor_t convDesc, int *groupCount) {
+    if (!convDesc || !groupCount) return CUDNN_STATUS_BAD_PARAM;
+    *groupCount = convDesc->groups;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t convDesc, int pad_h, int pad_w, int u,
+                                              int v, int dilation_h, int dilation_w, cudnnConvolutionMode_t mode,
+                                              cudnnDataType_t computeType) {
+    if (!convDesc || pad_h < 0 || pad_w < 0 || u <= 0 || v <= 0 || dilation_h <= 0 || dilation_w <= 0)
+        return CUDNN_STATUS_BAD_PARAM;
+    if (mode != CUDNN_CONVOLUTION && mode != CUDNN_CROSS_CORRELATION) return CUDNN_STATUS_BAD_PARAM;
+    // The emulator implements cross-correlation (what every framework calls convolution) in fp32 only.
+    if (mode != CUDNN_CROSS_CORRELATION || computeType != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED;
+    convDesc->set = true;
+    convDesc->pad_h = pad_h, convDesc->pad_w = pad_w, convDesc->u = u, convDesc->v = v;
+    convDesc->dil_h = dilation_h, convDesc->dil_w = dilation_w;
+    convDesc->mode = mode, convDesc->compute = computeType;
+    return CUDNN_STATUS_SUCCESS; // math type and group count are kept, as in cuDNN
+}
+
+cudnnStatus_t cudnnGetConvolution2dDescriptor(const cudnnConvolutionDescriptor_t convDesc, int *pad_h, int *pad_w,
+                                              int *u, int *v, int *dilation_h, int *dilation_w,
+                                              cudnnConvolutionMode_t *mode, cudnnDataType_t *computeType) {
+    if (!convDesc || !convDesc->set || !pad_h || !pad_w || !u || !v || !dilation_h || !dilation_w || !mode ||
+        !computeType)
+        return CUDNN_STATUS_BAD_PARAM;
+    *pad_h = convDesc->pad_h, *pad_w = convDesc->pad_w, *u = convDesc->u, *v = convDesc->v;
+    *dilation_h = convDesc->dil_h, *dilation_w = convDesc->dil_w;
+    *mode = convDesc->mode, *computeType = convDesc->compute;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnGetConvolution2dForwardOutputDim(const cudnnConvolutionDescriptor_t convDesc,
+                                                    const cudnnTensorDescriptor_t inputTensorDesc,
+                                                    const cudnnFilterDescriptor_t filterDesc, int *n, int *c, int *h,
+                                                    int *w) {
+    if (!convDesc || !inputTensorDesc || !filterDesc || !convDesc->set || !inputTensorDesc->set ||
+        !filterDesc->set || !n || !c || !h || !w)
+        return CUDNN_STATUS_BAD_PARAM;
+    if (inputTensorDesc->c != filterDesc->c) return CUDNN_STATUS_BAD_PARAM;
+    const long long P = conv_out_dim(inputTensorDesc->h, convDesc->pad_h, filterDesc->r, convDesc->dil_h, convDesc->u);
+    const long long Q = conv_out_dim(inputTensorDesc->w, convDesc->pad_w, filterDesc->s, convDesc->dil_w, convDesc->v);
+    if (P < 1 || Q < 1) return CUDNN_STATUS_BAD_PARAM;
+    *n = inputTensorDesc->n, *c = filterDesc->k, *h = (int)P, *w = (int)Q;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+// ---- algorithm heuristics, workspace sizes ----
+
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithmMaxCount(cudnnHandle_t handle, int *count) {
+    if (!handle || !count) return CUDNN_STATUS_BAD_PARAM;
+    *count = 1;
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithmMaxCount(cudnnHandle_t handle, int *count) {
+    return cudnnGetConvolutionForwardAlgorithmMaxCount(handle, count);
+}
+
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(cudnnHandle_t handle, int *count) {
+    return cudnnGetConvolutionForwardAlgorithmMaxCount(handle, count);
+}
+
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t handle, const cudnnTensorDescriptor_t srcDesc,
+                                                     const cudnnFilterDescriptor_t filterDesc,
+                                                     const cudnnConvolutionDescriptor_t convDesc,
+                                                     const cudnnTensorDescriptor_t destDesc,
+                                                     const int requestedAlgoCount, int *returnedAlgoCount,
+                                                     cudnnConvolutionFwdAlgoPerf_t *perfResults) {
+    ConvGeom g;
+    return one_algo(handle, make_geom(srcDesc, filterDesc, convDesc, destDesc, g), convDesc, requestedAlgoCount,
+                    returnedAlgoCount, perfResults, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM);
+}
+
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t handle,
+                                                          const cudnnFilterDescriptor_t filterDesc,
+                                                          const cudnnTensorDescriptor_t diffDesc,
+                                                          const cudnnConvolutionDescriptor_t convDesc,
+                                                          const cudnnTensorDescriptor_t gradDesc,
+                                                          const int requestedAlgoCount, int *returnedAlgoCount,
+                                                          cudnnConvolutionBwdDataAlgoPerf_t *perfResults) {
+    ConvGeom g;
+    return one_algo(handle, make_geom(gradDesc, filterDesc, convDesc, diffDesc, g), convDesc, requestedAlgoCount,
+                    returnedAlgoCount, perfResults, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1);
+}
+
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t handle,
+                                                            const cudnnTensorDescriptor_t srcDesc,
+                                                            const cudnnTensorDescriptor_t diffDesc,
+                                                            const cudnnConvolutionDescriptor_t convDesc,
+                                                            const cudnnFilterDescriptor_t gradDesc,
+                                                            const int requestedAlgoCount, int *returnedAlgoCount,
+                                                            cudnnConvolutionBwdFilterAlgoPerf_t *perfResults) {
+    ConvGeom g;
+    return one_algo(handle, make_geom(srcDesc, gradDesc, convDesc, diffDesc, g), convDesc, requestedAlgoCount,
+                    returnedAlgoCount, perfResults, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1);
+}
+
+cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t handle, const cudnnTensorDescriptor_t xDesc,
+                                                      const cudnnFilterDescriptor_t wDesc,
+                                                      const cudnnConvolutionDescriptor_t convDesc,
+                                                      const cudnnTensorDescriptor_t yDesc,
+                                                      cudnnConvolutionFwdAlgo_t algo, size_t *sizeInBytes) {
+    if (!handle || !sizeInBytes || (int)algo < 0 || algo >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT)
+        return CUDNN_STATUS_BAD_PARAM;
+    ConvGeom g;
+    cudnnStatus_t s = make_geom(xDesc, wDesc, convDesc, yDesc, g);
+    if (s == CUDNN_STATUS_SUCCESS) *sizeInBytes = 0;
+    return s;
+}
+
+cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(cudnnHandle_t handle, const cudnnFilterDescriptor_t wDesc,
+                                                           const cudnnTensorDescriptor_t dyDesc,
+                                                           const cudnnConvolutionDescriptor_t convDesc,
+                                                           const cudnnTensorDescriptor_t dxDesc,
+                                                           cudnnConvolutionBwdDataAlgo_t algo, size_t *sizeInBytes) {
+    if (!handle || !sizeInBytes || (int)algo < 0 || algo >= CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT)
+        return CUDNN_STATUS_BAD_PARAM;
+    ConvGeom g;
+    cudnnStatus_t s = make_geom(dxDesc, wDesc, convDesc, dyDesc, g);
+    if (s == CUDNN_STATUS_SUCCESS) *sizeInBytes = 0;
+    return s;
+}
+
+cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnnHandle_t handle,
+                                                             const cudnnTensorDescriptor_t xDesc,
+                                                             const cudnnTensorDescriptor_t dyDesc,
+                                                             const cudnnConvolutionDescriptor_t convDesc,
+                                                             const cudnnFilterDescriptor_t gradDesc,
+                                                             cudnnConvolutionBwdFilterAlgo_t algo,
+                                                             size_t *sizeInBytes) {
+    if (!handle || !sizeInBytes || (int)algo < 0 || algo >= CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT)
+        return CUDNN_STATUS_BAD_PARAM;
+    ConvGeom g;
+    cudnnStatus_t s = make_geom(xDesc, gradDesc, convDesc, dyDesc, g);
+    if (s == CUDNN_STATUS_SUCCESS) *sizeInBytes = 0;
+    return s;
+}
+
+// ---- convolutions ----
+
+cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha, const cudnnTensorDescriptor_t xDesc,
+                                      const void *x, const cudnnFilterDescriptor_t wDesc, const void *w,
+                                      const cudnnConvolutionDescriptor_t convDesc, cudnnConvolutionFwdAlgo_t algo,
+                                      void *workSpace, size_t workSpaceSizeInBytes, const void *beta,
+                                      const cudnnTensorDescriptor_t yDesc, void *y) {
+    (void)workSpace, (void)workSpaceSizeInBytes;
+    if (!handle || !alpha || !beta || !x || !w || !y || (int)algo < 0 || algo >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT)
+        return CUDNN_STATUS_BAD_PARAM;
+    ConvGeom g;
+    cudnnStatus_t s = make_geom(xDesc, wDesc, convDesc, yDesc, g);
+    if (s != CUDNN_STATUS_SUCCESS) return s;
+    try {
+        conv_forward(g, *(const float *)alpha, (const float *)x, (const float *)w, *(const float *)beta, (float *)y);
+    } catch (const std::bad_alloc &) {
+        return CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alpha,
+                                           const cudnnFilterDescriptor_t wDesc, const void *w,
+                                           const cudnnTensorDescriptor_t dyDesc, const void *dy,
+                                           const cudnnConvolutionDescriptor_t convDesc,
+                                           cudnnConvolutionBwdDataAlgo_t algo, void *workSpace,
+                                           size_t workSpaceSizeInBytes, const void *beta,
+                                           const cudnnTensorDescriptor_t dxDesc, void *dx) {
+    (void)workSpace, (void)workSpaceSizeInBytes;
+    if (!handle || !alpha || !beta || !w || !dy || !dx || (int)algo < 0 ||
+        algo >= CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT)
+        return CUDNN_STATUS_BAD_PARAM;
+    ConvGeom g;
+    cudnnStatus_t s = make_geom(dxDesc, wDesc, convDesc, dyDesc, g);
+    if (s != CUDNN_STATUS_SUCCESS) return s;
+    try {
+        conv_backward_data(g, *(const float *)alpha, (const float *)w, (const float *)dy, *(const float *)beta,
+                           (float *)dx);
+    } catch (const std::bad_alloc &) {
+        return CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *alpha,
+                                             const cudnnTensorDescriptor_t xDesc, const void *x,
+                                             const cudnnTensorDescriptor_t dyDesc, const void *dy,
+                                             const cudnnConvolutionDescriptor_t convDesc,
+                                             cudnnConvolutionBwdFilterAlgo_t algo, void *workSpace,
+                                             size_t workSpaceSizeInBytes, const void *beta,
+                                             const cudnnFilterDescriptor_t dwDesc, void *dw) {
+    (void)workSpace, (void)workSpaceSizeInBytes;
+    if (!handle || !alpha || !beta || !x || !dy || !dw || (int)algo < 0 ||
+        algo >= CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT)
+        return CUDNN_STATUS_BAD_PARAM;
+    ConvGeom g;
+    cudnnStatus_t s = make_geom(xDesc, dwDesc, convDesc, dyDesc, g);
+    if (s != CUDNN_STATUS_SUCCESS) return s;
+    try {
+        conv_backward_filter(g, *(const float *)alpha, (const float *)x, (const float *)dy, *(const float *)beta,
+                             (float *)dw);
+    } catch (const std::bad_alloc &) {
+        return CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+} // extern "C"
+
+// =============================================================================================
+// NCCL (one rank)
+// =============================================================================================
+
+struct ncclComm {
+    int nranks = 1, rank = 0;
+};
+
+namespace {
+
+thread_local int nccl_group_depth = 0; // NCCL groups are per thread
+
+// Bytes per element of an NCCL data type; 0 for an invalid one.
+size_t nccl_type_size(ncclDataType_t t) {
+    switch (t) {
+    case ncclInt8:
+    case ncclUint8:
+    case ncclFloat8e4m3:
+    case ncclFloat8e5m2: return 1;
+    case ncclFloat16:
+    case ncclBfloat16: return 2;
+    case ncclInt32:
+    case ncclUint32:
+    case ncclFloat32: return 4;
+    case ncclInt64:
+    case ncclUint64:
+    case ncclFloat64: return 8;
+    default: return 0;
+    }
+}
+
+// With one rank, every collective moves count elements from sendbuff to recvbuff.
+ncclResult_t nccl_identity(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
+                           ncclComm_t comm) {
+    if (!comm) return ncclInvalidArgument;
+    const size_t es = nccl_type_size(datatype);
+    if (!es) return ncclInvalidArgument;
+    if (count && (!sendbuff || !recvbuff)) return ncclInvalidArgument;
+    if (count && sendbuff != recvbuff) std::memmove(recvbuff, sendbuff, count * es);
+    return ncclSuccess;
+}
+
+} // namespace
+
+extern "C" {
+
+ncclResult_t ncclGetVersion(int *version) {
+    if (!version) return ncclInvalidArgument;
+    *version = NCCL_VERSION_CODE;
+    return ncclSuccess;
+}
+
+ncclResult_t ncclGetUniqueId(ncclUniqueId *uniqueId) {
+    if (!uniqueId) return ncclInvalidArgument;
+    static std::atomic<unsigned long long> serial{0};
+    std::memset(uniqueId->internal, 0, sizeof uniqueId->internal);
+    std::snprintf(uniqueId->internal, sizeof uniqueId->internal, "unet2022-cuda-emu-nccl-%llu", (unsigned long long)++serial);
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId commId, int rank) {
+    (void)commId;
+    if (!comm) return ncclInvalidArgument;
+    if (nranks < 1 || rank < 0 || rank >= nranks) return ncclInvalidArgument;
+    if (nranks != 1) {
+        std::fprintf(stderr,
+                     "unet2022: CUDA emulator: NCCL supports one rank only (ncclCommInitRank with nranks = %d, "
+                     "rank %d)\n",
+                     nranks, rank);
+        return ncclInvalidUsage;
+    }
+    *comm = new (std::nothrow) ncclComm();
+    return *comm ? ncclSuccess : ncclSystemError;
+}
+
+ncclResult_t ncclCommDestroy(ncclComm_t comm) {
+    delete comm;
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommAbort(ncclComm_t comm) {
+    delete comm;
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommCount(const ncclComm_t comm, int *count) {
+    if (!comm || !count) return ncclInvalidArgument;
+    *count = comm->nranks;
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommUserRank(const ncclComm_t comm, int *rank) {
+    if (!comm || !rank) return ncclInvalidArgument;
+    *rank = comm->rank;
+    return ncclSuccess;
+}
+
+const char *ncclGetErrorString(ncclResult_t result) {
+    switch (result) {
+    case ncclSuccess: return "no error";
+    case ncclUnhandledCudaError: return "unhandled cuda error";
+    case ncclSystemError: return "unhandled system error";
+    case ncclInternalError: return "internal error";
+    case ncclInvalidArgument: return "invalid argument";
+    case ncclInvalidUsage: return "invalid usage (the CPU emulator's NCCL supports a single rank)";
+    case ncclRemoteError: return "remote process exited or there was a network error";
+    case ncclInProgress: return "NCCL operation in progress";
+    default: return "unknown result code";
+    }
+}
+
+const char *ncclGetLastError(ncclComm_t comm) {
+    (void)comm;
+    return "";
+}
+
+ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
+                           ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
+    (void)stream;
+    if ((int)op < 0 || op >= ncclNumOps) return ncclInvalidArgument; // no custom (ncclRedOpCreate*) ops here
+    return nccl_identity(sendbuff, recvbuff, count, datatype, comm);  // sum/prod/min/max/avg of one rank
+}
+
+ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
+                           ncclComm_t comm, cudaStream_t stream) {
+    (void)stream;
+    if (comm && (root < 0 || root >= comm->nranks)) return ncclInvalidArgument;
+    return nccl_identity(sendbuff, recvbuff, count, datatype, comm);
+}
+
+ncclResult_t ncclBcast(void *buff, size_t count, ncclDataType_t datatype, int root, ncclComm_t comm,
+                       cudaStream_t stream) {
+    return ncclBroadcast(buff, buff, count, datatype, root, comm, stream);
+}
+
+ncclResult_t ncclGroupStart(void) {
+    nccl_group_depth++;
+    return ncclSuccess;
+}
+
+ncclResult_t ncclGroupEnd(void) {
+    if (nccl_group_depth <= 0) return ncclInvalidUsage;
+    nccl_group_depth--;
+    return ncclSuccess; // the grouped operations already completed (the emulator is synchronous)
+}
+
+} // extern "C"

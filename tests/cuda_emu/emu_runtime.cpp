@@ -1,0 +1,436 @@
+// emu_runtime.cpp — the CUDA runtime and execution model of the CPU emulator (cuda_runtime.h).
+//
+// A launch runs its blocks one after another on the calling thread. The first launch of each
+// kernel runs every thread of a block as a fiber (ucontext stacks, switched with
+// _setjmp/_longjmp): a fiber runs until it reaches
+// __syncthreads, __syncwarp or a shuffle, then the next fiber runs; a barrier releases once
+// every thread still running has arrived (threads that returned no longer count, as on Volta
+// and later). Kernels that never synchronised on their first launch run later launches as plain
+// calls, thread after thread, which is much faster; one that then synchronises stops the
+// program with a message (UNET_EMU_FIBERS=1 runs every launch with fibers).
+//
+// What this checks, and what it cannot: index arithmetic, accumulate-vs-overwrite, reads of
+// memory nobody wrote (fresh device memory and dynamic shared memory are filled with NaN
+// bytes), launch limits (block size, grid size, dynamic shared memory above the kernel's
+// cudaFuncSetAttribute limit), barriers not reached by every thread (a deadlock is reported).
+// Not: timing, real concurrency between blocks (races between blocks are invisible), memory
+// limits, or anything the real cuBLAS/cuDNN/NCCL do differently from their shims (emu_libs.cpp).
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <setjmp.h>
+#include <ucontext.h>
+
+#include <unordered_map>
+#include <vector>
+
+#include "cuda_runtime.h"
+
+uint3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+
+namespace {
+
+const size_t FIBER_STACK = (size_t)256 << 10;
+const int DEFAULT_DYN_SMEM = 48 << 10;   // without cudaFuncSetAttribute, as on a GPU
+const int MAX_DYN_SMEM = 232448;         // H100/H200 opt-in limit per block
+const size_t DEVICE_BYTES = (size_t)64 << 30;
+
+[[noreturn]] void fatal(const char *msg) {
+    fflush(stdout);
+    fprintf(stderr, "cuda emulator: %s\n", msg);
+    abort();
+}
+
+struct Barrier {
+    int alive = 0, arrived = 0;
+    unsigned long generation = 0;
+};
+
+// Per-thread state of the block being run.
+struct Fiber {
+    uint3 idx;
+    int warp = 0, lane = 0;
+    bool done = false, waiting = false;
+    Barrier *waits_on = nullptr;
+    unsigned long waits_for = 0; // the generation it arrived in
+};
+
+// A pooled execution context: its stack and where it stopped. Slot t runs thread t of every
+// block; it is entered with makecontext/setcontext once in its life, and from then on every
+// switch is _setjmp/_longjmp (no signal-mask system call, unlike swapcontext).
+struct Slot {
+    ucontext_t start;
+    jmp_buf where;
+    char *stack = nullptr;
+    bool started = false;
+};
+
+// The one launch in progress (launches never nest, and the emulator is single-threaded).
+struct Run {
+    void (*body)(void *) = nullptr;
+    void *ctx = nullptr;
+    bool fiber_mode = false, synced = false;
+    std::vector<Fiber> fibers;
+    std::vector<Slot *> slots_pool;
+    Barrier block;
+    std::vector<Barrier> warps;
+    std::vector<int> warp_lanes;
+    std::vector<uint64_t> slots; // (threads) shuffle values
+    jmp_buf scheduler;
+    int current_t = -1;
+    Fiber *current = nullptr;
+    std::vector<unsigned char> shared;
+} R;
+
+cudaError_t last_error = cudaSuccess;
+unsigned long long launches = 0, blocks_run = 0;
+std::unordered_map<const void *, int> dyn_smem_limit; // cudaFuncSetAttribute
+std::unordered_map<const void *, bool> kernel_syncs;  // synchronised on its first launch
+bool always_fibers() {
+    const char *e = getenv("UNET_EMU_FIBERS");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+void release_if_complete(Barrier &b) {
+    if (b.arrived > 0 && b.arrived == b.alive) {
+        b.arrived = 0;
+        b.generation++;
+    }
+}
+
+// From a fiber: back to the scheduler; returns when the scheduler resumes this slot.
+void yield_to_scheduler() {
+    Slot *slot = R.slots_pool[R.current_t];
+    if (_setjmp(slot->where) == 0) _longjmp(R.scheduler, 1);
+}
+
+void wait_at(Barrier &b) {
+    if (!R.fiber_mode)
+        fatal("a kernel synchronised (barrier or shuffle) on a launch after a first launch that did not; "
+              "run with UNET_EMU_FIBERS=1");
+    R.synced = true;
+    b.arrived++;
+    if (b.arrived == b.alive) { // the last to arrive releases everyone and goes on
+        b.arrived = 0;
+        b.generation++;
+        return;
+    }
+    Fiber *f = R.current;
+    f->waiting = true;
+    f->waits_on = &b;
+    f->waits_for = b.generation;
+    yield_to_scheduler();
+}
+
+// Every slot's life: run the body as whichever thread the scheduler resumed it for, report the
+// thread finished, wait to be resumed for the next block's thread, forever.
+void slot_main() {
+    for (;;) {
+        R.body(R.ctx);
+        Fiber *f = R.current;
+        f->done = true;
+        R.block.alive--;
+        R.warps[f->warp].alive--;
+        release_if_complete(R.block); // exited threads no longer hold a barrier back
+        release_if_complete(R.warps[f->warp]);
+        yield_to_scheduler();
+    }
+}
+
+void resume(int t) {
+    Slot *slot = R.slots_pool[t];
+    R.current_t = t;
+    R.current = &R.fibers[t];
+    threadIdx = R.current->idx;
+    if (_setjmp(R.scheduler) != 0) return; // the fiber yielded or finished
+    if (slot->started) _longjmp(slot->where, 1);
+    slot->started = true;
+    setcontext(&slot->start); // first entry into slot_main
+    fatal("setcontext failed");
+}
+
+void run_block_fibers(dim3 block) {
+    int n = (int)(block.x * block.y * block.z), nw = (n + 31) / 32;
+    while ((int)R.slots_pool.size() < n) {
+        Slot *sl = new Slot();
+        sl->stack = (char *)malloc(FIBER_STACK);
+        if (!sl->stack) fatal("out of memory for fiber stacks");
+        if (getcontext(&sl->start) != 0) fatal("getcontext failed");
+        sl->start.uc_stack.ss_sp = sl->stack;
+        sl->start.uc_stack.ss_size = FIBER_STACK;
+        sl->start.uc_link = nullptr;
+        makecontext(&sl->start, slot_main, 0);
+        R.slots_pool.push_back(sl);
+    }
+    R.fibers.assign((size_t)n, Fiber());
+    R.slots.assign((size_t)n, 0);
+    R.block = Barrier();
+    R.block.alive = n;
+    R.warps.assign((size_t)nw, Barrier());
+    R.warp_lanes.assign((size_t)nw, 0);
+    for (int w = 0; w < nw; w++) R.warps[w].alive = R.warp_lanes[w] = (n - 32 * w < 32 ? n - 32 * w : 32);
+    for (int t = 0; t < n; t++) {
+        Fiber &f = R.fibers[t];
+        f.idx = uint3{(unsigned)t % block.x, (unsigned)t / block.x % block.y, (unsigned)t / (block.x * block.y)};
+        f.warp = t / 32;
+        f.lane = t % 32;
+    }
+    int remaining = n;
+    while (remaining > 0) {
+        bool progress = false;
+        for (int t = 0; t < n; t++) {
+            Fiber &f = R.fibers[t];
+            if (f.done) continue;
+            if (f.waiting) {
+                if (f.waits_on->generation == f.waits_for) continue; // not released yet
+                f.waiting = false;
+            }
+            resume(t);
+            progress = true;
+            if (f.done) remaining--;
+        }
+        if (!progress) {
+            char msg[256];
+            snprintf(msg, sizeof msg,
+                     "deadlock in block (%u, %u, %u): %d thread(s) wait at a barrier that the others never reach",
+                     blockIdx.x, blockIdx.y, blockIdx.z, remaining);
+            fatal(msg);
+        }
+    }
+    R.current = nullptr;
+    R.current_t = -1;
+}
+
+cudaError_t set_error(cudaError_t e) {
+    if (e != cudaSuccess) last_error = e;
+    return e;
+}
+
+} // namespace
+
+namespace emu {
+
+void syncthreads() { wait_at(R.block); }
+
+void syncwarp() {
+    if (!R.fiber_mode) wait_at(R.block); // reports the misclassified kernel
+    wait_at(R.warps[R.current->warp]);
+}
+
+int lane() {
+    if (R.current) return R.current->lane;
+    return (int)((threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % 32);
+}
+
+uint64_t shuffle(uint64_t value, int src) {
+    if (!R.fiber_mode) wait_at(R.block); // reports the misclassified kernel
+    Fiber *f = R.current;
+    int base = f->warp * 32, lanes = R.warp_lanes[f->warp];
+    R.slots[base + f->lane] = value;
+    wait_at(R.warps[f->warp]);
+    uint64_t got = src >= 0 && src < lanes ? R.slots[base + src] : value; // out of range: own value
+    wait_at(R.warps[f->warp]); // nobody overwrites a slot before everyone has read
+    return got;
+}
+
+void *dynamic_shared() { return R.shared.data(); }
+
+cudaError_t run_kernel(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx) {
+    launches++;
+    size_t threads = (size_t)block.x * block.y * block.z;
+    if (!grid.x || !grid.y || !grid.z || !threads || block.x > 1024 || block.y > 1024 || block.z > 64 ||
+        threads > 1024 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
+        return set_error(cudaErrorInvalidConfiguration);
+    auto lim = dyn_smem_limit.find(kernel);
+    if (smem > (size_t)(lim == dyn_smem_limit.end() ? DEFAULT_DYN_SMEM : lim->second))
+        return set_error(cudaErrorInvalidConfiguration);
+    R.body = body;
+    R.ctx = ctx;
+    R.synced = false;
+    auto known = kernel_syncs.find(kernel);
+    R.fiber_mode = always_fibers() || known == kernel_syncs.end() || known->second;
+    R.shared.assign(smem ? smem : 1, 0xff); // NaN bytes: a read before any write shows
+    blockDim = block;
+    gridDim = grid;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                blockIdx = uint3{x, y, z};
+                blocks_run++;
+                if (R.fiber_mode) {
+                    run_block_fibers(block);
+                } else {
+                    for (unsigned tz = 0; tz < block.z; tz++)
+                        for (unsigned ty = 0; ty < block.y; ty++)
+                            for (unsigned tx = 0; tx < block.x; tx++) {
+                                threadIdx = uint3{tx, ty, tz};
+                                body(ctx);
+                            }
+                }
+            }
+    if (known == kernel_syncs.end()) kernel_syncs[kernel] = R.synced;
+    return cudaSuccess;
+}
+
+} // namespace emu
+
+// ---- the runtime API ----------------------------------------------------------------------
+
+struct CUstream_st {
+    int unused;
+};
+struct CUevent_st {
+    int unused;
+};
+
+extern "C" {
+
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument (emulator: launch limits)";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    }
+    return "unknown error";
+}
+
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = last_error;
+    last_error = cudaSuccess;
+    return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return last_error; }
+
+cudaError_t cudaGetDeviceCount(int *count) {
+    *count = 1;
+    return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) { return set_error(device == 0 ? cudaSuccess : cudaErrorInvalidDevice); }
+cudaError_t cudaGetDevice(int *device) {
+    *device = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
+    if (device != 0) return set_error(cudaErrorInvalidDevice);
+    memset(prop, 0, sizeof *prop);
+    snprintf(prop->name, sizeof prop->name, "CPU emulator (tests/cuda_emu), not a GPU");
+    prop->totalGlobalMem = DEVICE_BYTES;
+    prop->sharedMemPerBlock = DEFAULT_DYN_SMEM;
+    prop->sharedMemPerBlockOptin = MAX_DYN_SMEM;
+    prop->major = 9;
+    prop->minor = 0;
+    prop->multiProcessorCount = 1;
+    prop->warpSize = 32;
+    prop->maxThreadsPerBlock = 1024;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device) {
+    if (device != 0) return set_error(cudaErrorInvalidDevice);
+    switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = MAX_DYN_SMEM; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = 1; return cudaSuccess;
+    }
+    return set_error(cudaErrorInvalidValue);
+}
+
+cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > MAX_DYN_SMEM)
+        return set_error(cudaErrorInvalidValue);
+    dyn_smem_limit[func] = value;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+    *free_bytes = DEVICE_BYTES;
+    *total_bytes = DEVICE_BYTES;
+    return cudaSuccess;
+}
+
+// Fresh device memory is NaN bytes, not zeros: code that reads what it never wrote fails.
+cudaError_t cudaMalloc(void **ptr, size_t size) {
+    size_t bytes = (size ? size : 1) + 255;
+    bytes -= bytes % 256;
+    void *p = aligned_alloc(256, bytes);
+    if (!p) return set_error(cudaErrorMemoryAllocation);
+    memset(p, 0xff, bytes);
+    *ptr = p;
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *ptr) {
+    free(ptr);
+    return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void **ptr, size_t size) { return cudaMalloc(ptr, size); }
+cudaError_t cudaFreeHost(void *ptr) { return cudaFree(ptr); }
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind) {
+    (void)kind;
+    if (count) memmove(dst, src, count);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind, cudaStream_t stream) {
+    (void)stream;
+    return cudaMemcpy(dst, src, count, kind);
+}
+cudaError_t cudaMemset(void *dst, int value, size_t count) {
+    if (count) memset(dst, value, count);
+    return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t count, cudaStream_t stream) {
+    (void)stream;
+    return cudaMemset(dst, value, count);
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *stream) {
+    *stream = new CUstream_st();
+    return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags) {
+    (void)flags;
+    return cudaStreamCreate(stream);
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+    delete stream;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+    (void)stream;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
+    (void)stream, (void)flags;
+    return set_error(event ? cudaSuccess : cudaErrorInvalidValue);
+}
+cudaError_t cudaEventCreate(cudaEvent_t *event) {
+    *event = new CUevent_st();
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags) {
+    (void)flags;
+    return cudaEventCreate(event);
+}
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+    delete event;
+    return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+    (void)stream;
+    return set_error(event ? cudaSuccess : cudaErrorInvalidValue);
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t event) { return set_error(event ? cudaSuccess : cudaErrorInvalidValue); }
+
+void emu_counters(unsigned long long *n_launches, unsigned long long *n_blocks) {
+    *n_launches = launches;
+    *n_blocks = blocks_run;
+}
+
+} // extern "C"

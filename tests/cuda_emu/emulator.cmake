@@ -1,0 +1,29 @@
+# emulator.cmake — included by the top-level CMakeLists.txt when UNET_CUDA_EMULATOR is ON: builds
+# `unet_cuda` from kernels/cuda/*.cu compiled as C++ against tests/cuda_emu/include (the CUDA
+# runtime, cuBLAS, cuDNN and NCCL as CPU code), so `unet2022 gpu-check-ops` runs without a GPU.
+enable_language(CXX)
+set(EMU_DIR ${PROJECT_SOURCE_DIR}/tests/cuda_emu)
+file(GLOB EMU_CUDA_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cu)
+set(EMU_GENERATED)
+foreach(cu ${EMU_CUDA_SOURCES})
+  get_filename_component(name ${cu} NAME_WE)
+  set(out ${CMAKE_BINARY_DIR}/cuda_emu/${name}.cpp)
+  add_custom_command(OUTPUT ${out}
+    COMMAND ${CMAKE_COMMAND} -DIN=${cu} -DOUT=${out} -P ${EMU_DIR}/rewrite.cmake
+    DEPENDS ${cu} ${EMU_DIR}/rewrite.cmake VERBATIM)
+  list(APPEND EMU_GENERATED ${out})
+endforeach()
+add_library(unet_cuda STATIC ${EMU_GENERATED} ${EMU_DIR}/emu_runtime.cpp ${EMU_DIR}/emu_libs.cpp)
+target_compile_features(unet_cuda PRIVATE cxx_std_20)
+# No FMA contraction: the GPU's __fadd_rn/__fmul_rn paths must stay separately rounded.
+target_compile_options(unet_cuda PRIVATE -O3 -march=${UNET_CPU_ARCH} -ffp-contract=off)
+# Fibers switch stacks with _longjmp, which a fortified build would take for stack corruption.
+set_source_files_properties(${EMU_DIR}/emu_runtime.cpp PROPERTIES COMPILE_OPTIONS "-U_FORTIFY_SOURCE;-D_FORTIFY_SOURCE=0")
+target_include_directories(unet_cuda BEFORE PUBLIC ${EMU_DIR}/include)
+target_include_directories(unet_cuda PUBLIC ${PROJECT_SOURCE_DIR}/kernels/cuda)
+target_link_libraries(unet_cuda PUBLIC unet_core ${BLAS_LIBRARIES})
+target_compile_definitions(unet_cuda PUBLIC UNET_HAVE_CUDA=1 UNET_CUDA_EMULATOR=1)
+# The CUDA-aware parts of the core (gpu-check-ops, bench --backend cuda, comm/comm_nccl.c) see the
+# emulator's headers instead of the toolkit's.
+target_compile_definitions(unet_core PRIVATE UNET_HAVE_CUDA=1)
+target_include_directories(unet_core BEFORE PRIVATE ${EMU_DIR}/include ${PROJECT_SOURCE_DIR}/kernels/cuda)
