@@ -88,10 +88,15 @@ cudaError_t last_error = cudaSuccess;
 unsigned long long launches = 0, blocks_run = 0;
 std::unordered_map<const void *, int> dyn_smem_limit; // cudaFuncSetAttribute
 std::unordered_map<const void *, bool> kernel_syncs;  // synchronised on its first launch
-bool always_fibers() {
-    const char *e = getenv("UNET_EMU_FIBERS");
+bool env_flag(const char *name) {
+    const char *e = getenv(name);
     return e && *e && strcmp(e, "0") != 0;
 }
+bool always_fibers() { return env_flag("UNET_EMU_FIBERS"); }
+// UNET_EMU_REVERSE=1: blocks and threads run last to first. A result that depends on the order
+// (a missing barrier, two threads or blocks writing one element, a block reading another
+// block's output) then differs between the two orders; CI runs the op check both ways.
+bool reverse_order() { return env_flag("UNET_EMU_REVERSE"); }
 
 void release_if_complete(Barrier &b) {
     if (b.arrived > 0 && b.arrived == b.alive) {
@@ -180,7 +185,8 @@ void run_block_fibers(dim3 block) {
     int remaining = n;
     while (remaining > 0) {
         bool progress = false;
-        for (int t = 0; t < n; t++) {
+        for (int i = 0; i < n; i++) {
+            int t = reverse_order() ? n - 1 - i : i;
             Fiber &f = R.fibers[t];
             if (f.done) continue;
             if (f.waiting) {
@@ -254,22 +260,23 @@ cudaError_t run_kernel(const void *kernel, dim3 grid, dim3 block, size_t smem, v
     R.shared.assign(smem ? smem : 1, 0xff); // NaN bytes: a read before any write shows
     blockDim = block;
     gridDim = grid;
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) {
-                blockIdx = uint3{x, y, z};
-                blocks_run++;
-                if (R.fiber_mode) {
-                    run_block_fibers(block);
-                } else {
-                    for (unsigned tz = 0; tz < block.z; tz++)
-                        for (unsigned ty = 0; ty < block.y; ty++)
-                            for (unsigned tx = 0; tx < block.x; tx++) {
-                                threadIdx = uint3{tx, ty, tz};
-                                body(ctx);
-                            }
-                }
+    bool rev = reverse_order();
+    size_t nblocks = (size_t)grid.x * grid.y * grid.z;
+    for (size_t i = 0; i < nblocks; i++) {
+        size_t b = rev ? nblocks - 1 - i : i;
+        blockIdx = uint3{(unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / ((size_t)grid.x * grid.y))};
+        blocks_run++;
+        if (R.fiber_mode) {
+            run_block_fibers(block);
+        } else {
+            for (size_t j = 0; j < threads; j++) {
+                size_t t = rev ? threads - 1 - j : j;
+                threadIdx = uint3{(unsigned)(t % block.x), (unsigned)(t / block.x % block.y),
+                                  (unsigned)(t / ((size_t)block.x * block.y))};
+                body(ctx);
             }
+        }
+    }
     if (known == kernel_syncs.end()) kernel_syncs[kernel] = R.synced;
     return cudaSuccess;
 }
