@@ -5,7 +5,7 @@
  * backend, N runs after a warm-up, and reports the median, the GFLOP/s it achieves (3x the
  * forward FLOPs, see model_flops.c) and that rate as a fraction of this machine's OpenBLAS
  * sgemm rate measured in the same process with the same threads. The last line is JSON,
- * for scripts/bench_cpu.sh.
+ * for scripts/bench_cpu.sh. --profile adds one step with every op timed on its own (op_profile.h).
  *
  * With --backend cuda (builds with CUDA only) the same step runs on the GPU backend (device
  * --device D) in --precision (default bf16, the mixed-precision product mode; fp32 is the
@@ -25,6 +25,7 @@
 #include "commands.h"
 #include "config.h"
 #include "model.h"
+#include "op_profile.h"
 #include "rng.h"
 #ifdef UNET_HAVE_CUDA
 #include "backend_cuda.h"
@@ -70,11 +71,12 @@ static double sgemm_gflops(int n, int threads) {
 int cmd_bench(int argc, char **argv) {
     const char *cfg_path = NULL;
     const char *backend = "cpu", *precision = NULL; /* NULL: the backend's default */
-    int batch = 1, runs = 5, threads = 0, device = 0;
+    int batch = 1, runs = 5, threads = 0, device = 0, profile = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
         else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
+        else if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -86,6 +88,7 @@ int cmd_bench(int argc, char **argv) {
     if (!cfg_path || batch < 1 || runs < 1 || runs > 1000 || (!cuda && strcmp(backend, "cpu")) || !prec_ok) {
         fprintf(stderr, "usage: unet2022 bench CONFIG [--batch B] [--runs N] [--threads T]\n"
                         "                             [--backend cpu|cuda] [--precision fp32|tf32|bf16] [--device D]\n"
+                        "                             [--profile]\n"
                         "  --precision: cuda only, default bf16 (the CPU backend computes fp32)\n");
         return 1;
     }
@@ -158,6 +161,19 @@ int cmd_bench(int argc, char **argv) {
             t[r] = dt;
             printf("run %d: %.1f ms (loss %.4f)\n", r + 1, dt * 1e3, loss);
         }
+    }
+    if (profile) { /* one more step, every op timed on its own */
+        OpProfile *prof = op_profile_create(be);
+        Backend *pb = op_profile_backend(prof);
+        pb->zero(pb, grads, m.params.total * sizeof(float));
+        model_forward(&m, pb, acts, params, image, &opt, outs);
+        model_loss(&m, pb, acts, labels, NULL, NULL);
+        model_backward(&m, pb, acts, params, grads);
+        printf("profile: one step of %s at batch %d, each op waited for on its own (sum %.1f ms vs %.1f ms median "
+               "unprofiled step)\n",
+               cfg.name, batch, op_profile_total(prof) * 1e3, median(t, runs) * 1e3);
+        op_profile_print(prof, stdout);
+        op_profile_destroy(prof);
     }
     double runs_ms[1000];
     for (int r = 0; r < runs; r++) runs_ms[r] = t[r] * 1e3;

@@ -104,7 +104,10 @@ if [[ -x $BIN ]]; then
     ROWS+=("nccl|SKIPPED|no MPI on this machine (pack .devdeps with Open MPI)")
   fi
   # ---- 5a. our throughput: bf16, the product mode, compared with PyTorch AMP below ------------
-  run_step bench_ours_bf16 90 "$BIN" bench configs/synapse_320.yaml --backend cuda --precision bf16 --batch 8 --runs 10
+  # --profile: one more step with every op timed on its own (where the time goes: the next
+  # session's to-do list), printed under the table
+  run_step bench_ours_bf16 90 "$BIN" bench configs/synapse_320.yaml --backend cuda --precision bf16 --batch 8 --runs 10 \
+    --profile
 fi
 # ---- 5b. the PyTorch reference on the same GPU -------------------------------------------------
 run_step bench_torch_eager_amp 75 "$PY" scripts/bench_torch_gpu.py configs/synapse_320.yaml --mode eager-amp --batch 8
@@ -158,6 +161,11 @@ for name, r in rows:
     runs = len(r.get("runs_ms", []))
     print(f"{impl:<26} {r['images_per_s']:>9.1f} {r['median_ms']:>9.1f} {runs:>5} {r.get('peak_mib', 0):>9.0f} {ratio:>19}")
 PY
+  if [[ -f $LOG/bench_ours_bf16.log ]] && grep -q '^profile:' "$LOG/bench_ours_bf16.log"; then
+    echo
+    sed -n '/^profile:/,/^sum /p' "$LOG/bench_ours_bf16.log" | head -n 16  # the longest ops, and the sum
+    grep -a '^sum ' "$LOG/bench_ours_bf16.log" | tail -n 1
+  fi
   echo "logs: $LOG  (total $(($(date +%s) - START))s)"
 } | tee "$LOG/table.txt"
 exit $FAILED
