@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "backend_select.h"
 #include "check.h"
 #include "clock.h"
 #include "commands.h"
@@ -83,44 +84,25 @@ int cmd_bench(int argc, char **argv) {
         else if (argv[i][0] != '-' && !cfg_path) cfg_path = argv[i];
         else cfg_path = NULL, i = argc;
     }
-    int cuda = !strcmp(backend, "cuda");
-    int prec_ok = !precision || !strcmp(precision, "fp32") || !strcmp(precision, "tf32") || !strcmp(precision, "bf16");
-    if (!cfg_path || batch < 1 || runs < 1 || runs > 1000 || (!cuda && strcmp(backend, "cpu")) || !prec_ok) {
+    if (!cfg_path || batch < 1 || runs < 1 || runs > 1000) {
         fprintf(stderr, "usage: unet2022 bench CONFIG [--batch B] [--runs N] [--threads T]\n"
                         "                             [--backend cpu|cuda] [--precision fp32|tf32|bf16] [--device D]\n"
                         "                             [--profile]\n"
                         "  --precision: cuda only, default bf16 (the CPU backend computes fp32)\n");
         return 1;
     }
-    if (!precision) precision = cuda ? "bf16" : "fp32";
-    if (!cuda && strcmp(precision, "fp32") != 0) {
-        fprintf(stderr, "unet2022: error: --precision %s: the CPU backend computes fp32 only (use --backend cuda)\n",
-                precision);
-        return 1;
-    }
-#ifndef UNET_HAVE_CUDA
-    (void)device;
-    if (cuda) {
-        fprintf(stderr, "unet2022: error: --backend cuda: this build has no CUDA backend\n");
-        return 2;
-    }
-#else
-    if (cuda && cuda_device_count() == 0) {
-        fprintf(stderr, "unet2022: error: --backend cuda: no CUDA device visible\n");
-        return 2;
-    }
-#endif
-    Config cfg;
     char err[1024];
+    Backend *be = backend_select(backend, precision, device, threads, err, sizeof err);
+    if (!be) {
+        fprintf(stderr, "unet2022: error: bench: %s\n", err);
+        return 2;
+    }
+    Config cfg;
     if (config_load(&cfg, cfg_path, err, sizeof err) != 0) {
         fprintf(stderr, "unet2022: error: %s\n", err);
+        be->destroy(be);
         return 2;
     }
-#ifdef UNET_HAVE_CUDA
-    Backend *be = cuda ? backend_cuda_create(device, precision) : backend_cpu_create(threads);
-#else
-    Backend *be = backend_cpu_create(threads);
-#endif
     threads = omp_get_max_threads();
     Model m;
     model_build(&m, &cfg);
@@ -180,7 +162,7 @@ int cmd_bench(int argc, char **argv) {
     double med = median(t, runs);
     double flops = 3.0 * model_forward_flops(&m, batch, H, W);
 #ifdef UNET_HAVE_CUDA
-    if (cuda) {
+    if (!strcmp(backend, "cuda")) {
         double peak_mib = (double)backend_cuda_peak_bytes(be) / (1 << 20);
         printf("%s batch %d, cuda device %d, %s: median %.2f ms, %.1f images/s, %.1f TFLOP/s, peak %.0f MiB\n",
                cfg.name, batch, device, backend_cuda_precision(be), med * 1e3, batch / med, flops / med / 1e12,

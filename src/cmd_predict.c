@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend_select.h"
 #include "check.h"
 #include "checkpoint.h"
 #include "clock.h"
@@ -31,6 +32,7 @@ static const char *USAGE =
     "usage: unet2022 predict --weights W.safetensors [--config CONFIG] --input (FILE | DIR | STORE --split NAME)\n"
     "                        --output DIR [--step F] [--mirror] [--probs] [--overlay mid|Z,Z,...] [--gt DIR]\n"
     "                        [--norm none|zscore|ct:LO,HI,MEAN,SD] [--threads N]\n"
+    "                        [--backend cpu|cuda] [--precision fp32|tf32|bf16] [--device D]\n"
     "  --weights W       weights (unet2022 init, PyTorch state_dict) or a training checkpoint\n"
     "  --config C        the network config; default: the checkpoint's stored config\n"
     "  --input           a NIfTI volume, a directory of them, or a slice store (with --split)\n"
@@ -39,7 +41,9 @@ static const char *USAGE =
     "  --mirror          mirror test-time augmentation (4 passes per window)\n"
     "  --probs           also write OUT/probs/CASE.nii.gz (float32 softmax, a channel per class)\n"
     "  --overlay S       PNG overlays of slices: 'mid' or z indices; --gt DIR adds the ground truth\n"
-    "  --norm N          intensity normalisation of NIfTI input (store input is already normalised)\n";
+    "  --norm N          intensity normalisation of NIfTI input (store input is already normalised)\n"
+    "  --backend B       cpu (default) or cuda; --precision: cuda's arithmetic (default bf16; fp32 for\n"
+    "                    results equal to the CPU's up to rounding); --device: the GPU\n";
 
 typedef struct {
     char name[256];
@@ -130,7 +134,8 @@ int cmd_predict(int argc, char **argv) {
     const char *wpath = NULL, *cfg_path = NULL, *input = NULL, *split = NULL, *out = NULL, *overlay = NULL;
     const char *gt_dir = NULL, *norm = "none", *dump_gauss = NULL;
     double step = -1;
-    int mirror = 0, probs = 0, threads = 0;
+    const char *backend = "cpu", *precision = NULL;
+    int mirror = 0, probs = 0, threads = 0, device = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int has = i + 1 < argc;
@@ -144,6 +149,9 @@ int cmd_predict(int argc, char **argv) {
         else if (!strcmp(a, "--norm") && has) norm = argv[++i];
         else if (!strcmp(a, "--step") && has) step = atof(argv[++i]);
         else if (!strcmp(a, "--threads") && has) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--backend") && has) backend = argv[++i];
+        else if (!strcmp(a, "--precision") && has) precision = argv[++i];
+        else if (!strcmp(a, "--device") && has) device = atoi(argv[++i]);
         else if (!strcmp(a, "--dump-gaussian") && has) dump_gauss = argv[++i]; /* test hook */
         else if (!strcmp(a, "--mirror")) mirror = 1;
         else if (!strcmp(a, "--probs")) probs = 1;
@@ -185,6 +193,12 @@ int cmd_predict(int argc, char **argv) {
             fprintf(stderr, "unet2022: error: --norm '%s': expected none, zscore or ct:LO,HI,MEAN,SD (SD > 0)\n", norm);
             return 1;
         }
+    }
+    /* before anything is read or written: an impossible backend is a usage error */
+    Backend *be = backend_select(backend, precision, device, threads, err, sizeof err);
+    if (!be) {
+        fprintf(stderr, "unet2022: error: predict: %s\n", err);
+        return 1;
     }
     Model m;
     float *params = NULL;
@@ -260,7 +274,6 @@ int cmd_predict(int argc, char **argv) {
         return 2;
     }
 
-    Backend *be = backend_cpu_create(threads);
     Predictor pr;
     predictor_init(&pr, &m, be, params, step, mirror);
     const int K = m.K, C = m.cin;

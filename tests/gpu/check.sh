@@ -7,6 +7,7 @@
 #   3. runs 20 training steps of the demo network on both backends and compares the losses, again
 #      in fp32 and in bf16,
 #   3b. trains the demo network with `unet2022 train` on the GPU (validation, checkpoint, resume),
+#       and compares `unet2022 predict --backend cuda` with the CPU's (when nibabel is at hand),
 #   4. all-reduces through the NCCL transport on one rank: a plain all-reduce, then gradient
 #      buckets overlapped with the backward pass of the demo network (src/gpu_check_nccl.c),
 #   5. benchmarks a synapse_320 training step at batch 8: ours (bench --backend cuda) in bf16, the
@@ -96,6 +97,13 @@ if [[ -x $BIN ]]; then
   run_step steps20_bf16 90 "$BIN" gpu-check-ops --precision bf16 --steps 20 --config configs/demo.yaml --batch 2
   # ---- 3b. the product path: `unet2022 train` on the GPU, with validation and a resume --------
   run_step train_cuda 60 bash tests/gpu/train_cuda.sh "$BIN"
+  # predict on the GPU against the CPU (needs nibabel in some python3: UNET_PYTHON)
+  pred_py=${UNET_PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
+  if "$pred_py" -c 'import nibabel, numpy' >/dev/null 2>&1; then
+    run_step predict_cuda 60 env UNET_PYTHON="$pred_py" bash tests/gpu/predict_cuda.sh "$BIN"
+  else
+    ROWS+=("predict_cuda|SKIPPED|no python3 with nibabel here (set UNET_PYTHON)")
+  fi
   # ---- 4. NCCL on one rank (MPI singleton) ---------------------------------------------------
   if [[ $mpi == ON ]]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # containers run as root
@@ -128,6 +136,7 @@ fi
     case $name in
       ops | ops_*) [[ -f $LOG/$name.log ]] && detail="$detail; $(grep -a '^ops:' "$LOG/$name.log" | tail -n 1)" ;;
       steps20 | steps20_*) [[ -f $LOG/$name.log ]] && detail="$detail; $(grep -a '^steps:' "$LOG/$name.log" | tail -n 1)" ;;
+      predict_cuda) [[ -f $LOG/predict_cuda.log ]] && detail="$detail; $(grep -a '^predict_cuda:' "$LOG/predict_cuda.log" | tail -n 1)" ;;
       train_cuda) [[ -f $LOG/train_cuda.log ]] && detail="$detail; $(grep -a '^train_cuda:' "$LOG/train_cuda.log" | tail -n 1)" ;;
       nccl) [[ -f $LOG/nccl.log ]] && detail="$detail; $(grep -a '^nccl:' "$LOG/nccl.log" | tail -n 1)" ;;
     esac
