@@ -839,12 +839,22 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
 } // extern "C"
 
 // =============================================================================================
-// NCCL (one rank)
+// NCCL: one rank, or several over MPI
 // =============================================================================================
+// Device memory is host memory here, so with several ranks (several processes under mpirun, as
+// the project launches them) a collective is the matching MPI collective on MPI_COMM_WORLD, which
+// comm/comm_nccl.c has initialised to bootstrap NCCL anyway. Every call completes before it
+// returns, and the ranks issue collectives in the same order (NCCL requires that too).
 
 struct ncclComm {
     int nranks = 1, rank = 0;
 };
+
+#ifdef UNET_HAVE_MPI
+#define OMPI_SKIP_MPICXX 1 /* the C API only: no MPI C++ bindings to link */
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+#endif
 
 namespace {
 
@@ -903,14 +913,30 @@ ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId commId,
     if (!comm) return ncclInvalidArgument;
     if (nranks < 1 || rank < 0 || rank >= nranks) return ncclInvalidArgument;
     if (nranks != 1) {
+#ifdef UNET_HAVE_MPI
+        int init = 0, size = 0, me = -1;
+        MPI_Initialized(&init);
+        if (init) MPI_Comm_size(MPI_COMM_WORLD, &size), MPI_Comm_rank(MPI_COMM_WORLD, &me);
+        if (!init || size != nranks || me != rank) {
+            std::fprintf(stderr,
+                         "unet2022: CUDA emulator: NCCL with %d ranks runs over MPI_COMM_WORLD, which must have "
+                         "that size and this rank (%d): MPI %s, size %d, rank %d\n",
+                         nranks, rank, init ? "initialised" : "not initialised", size, me);
+            return ncclInvalidUsage;
+        }
+#else
         std::fprintf(stderr,
-                     "unet2022: CUDA emulator: NCCL supports one rank only (ncclCommInitRank with nranks = %d, "
-                     "rank %d)\n",
+                     "unet2022: CUDA emulator: NCCL supports one rank only in a build without MPI "
+                     "(ncclCommInitRank with nranks = %d, rank %d)\n",
                      nranks, rank);
         return ncclInvalidUsage;
+#endif
     }
     *comm = new (std::nothrow) ncclComm();
-    return *comm ? ncclSuccess : ncclSystemError;
+    if (!*comm) return ncclSystemError;
+    (*comm)->nranks = nranks;
+    (*comm)->rank = rank;
+    return ncclSuccess;
 }
 
 ncclResult_t ncclCommDestroy(ncclComm_t comm) {
@@ -942,7 +968,7 @@ const char *ncclGetErrorString(ncclResult_t result) {
     case ncclSystemError: return "unhandled system error";
     case ncclInternalError: return "internal error";
     case ncclInvalidArgument: return "invalid argument";
-    case ncclInvalidUsage: return "invalid usage (the CPU emulator's NCCL supports a single rank)";
+    case ncclInvalidUsage: return "invalid usage (the CPU emulator's NCCL: one rank, or MPI_COMM_WORLD's ranks)";
     case ncclRemoteError: return "remote process exited or there was a network error";
     case ncclInProgress: return "NCCL operation in progress";
     default: return "unknown result code";
@@ -954,18 +980,72 @@ const char *ncclGetLastError(ncclComm_t comm) {
     return "";
 }
 
+#ifdef UNET_HAVE_MPI
+// The MPI twin of an NCCL type / reduction; MPI_DATATYPE_NULL / MPI_OP_NULL when there is none.
+static MPI_Datatype mpi_type_of(ncclDataType_t t) {
+    switch (t) {
+    case ncclInt8: return MPI_INT8_T;
+    case ncclUint8: return MPI_UINT8_T;
+    case ncclInt32: return MPI_INT32_T;
+    case ncclUint32: return MPI_UINT32_T;
+    case ncclInt64: return MPI_INT64_T;
+    case ncclUint64: return MPI_UINT64_T;
+    case ncclFloat32: return MPI_FLOAT;
+    case ncclFloat64: return MPI_DOUBLE;
+    default: return MPI_DATATYPE_NULL;
+    }
+}
+static MPI_Op mpi_op_of(ncclRedOp_t op) {
+    switch (op) {
+    case ncclSum: return MPI_SUM;
+    case ncclProd: return MPI_PROD;
+    case ncclMax: return MPI_MAX;
+    case ncclMin: return MPI_MIN;
+    default: return MPI_OP_NULL; // ncclAvg has no MPI twin; the project never uses it
+    }
+}
+#endif
+
 ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
                            ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
     (void)stream;
     if ((int)op < 0 || op >= ncclNumOps) return ncclInvalidArgument; // no custom (ncclRedOpCreate*) ops here
-    return nccl_identity(sendbuff, recvbuff, count, datatype, comm);  // sum/prod/min/max/avg of one rank
+    if (!comm || comm->nranks == 1) return nccl_identity(sendbuff, recvbuff, count, datatype, comm);
+#ifdef UNET_HAVE_MPI
+    MPI_Datatype mt = mpi_type_of(datatype);
+    MPI_Op mo = mpi_op_of(op);
+    if (mt == MPI_DATATYPE_NULL || mo == MPI_OP_NULL) return ncclInvalidArgument;
+    const size_t es = nccl_type_size(datatype), chunk = (size_t)1 << 28; // MPI counts are int
+    for (size_t off = 0; off < count; off += chunk) {
+        int n = (int)(count - off < chunk ? count - off : chunk);
+        char *recv = (char *)recvbuff + off * es;
+        const void *send = sendbuff == recvbuff ? MPI_IN_PLACE : (const void *)((const char *)sendbuff + off * es);
+        if (MPI_Allreduce(send, recv, n, mt, mo, MPI_COMM_WORLD) != MPI_SUCCESS) return ncclSystemError;
+    }
+    return ncclSuccess;
+#else
+    return ncclInvalidUsage;
+#endif
 }
 
 ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
                            ncclComm_t comm, cudaStream_t stream) {
     (void)stream;
     if (comm && (root < 0 || root >= comm->nranks)) return ncclInvalidArgument;
-    return nccl_identity(sendbuff, recvbuff, count, datatype, comm);
+    if (!comm || comm->nranks == 1) return nccl_identity(sendbuff, recvbuff, count, datatype, comm);
+#ifdef UNET_HAVE_MPI
+    const size_t es = nccl_type_size(datatype);
+    if (!es) return ncclInvalidArgument;
+    if (comm->rank == root && sendbuff != recvbuff) std::memmove(recvbuff, sendbuff, count * es);
+    const size_t bytes = count * es, chunk = (size_t)1 << 30;
+    for (size_t off = 0; off < bytes; off += chunk) {
+        int n = (int)(bytes - off < chunk ? bytes - off : chunk);
+        if (MPI_Bcast((char *)recvbuff + off, n, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS) return ncclSystemError;
+    }
+    return ncclSuccess;
+#else
+    return ncclInvalidUsage;
+#endif
 }
 
 ncclResult_t ncclBcast(void *buff, size_t count, ncclDataType_t datatype, int root, ncclComm_t comm,

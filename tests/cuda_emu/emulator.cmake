@@ -22,6 +22,9 @@ set_source_files_properties(${EMU_DIR}/emu_runtime.cpp PROPERTIES COMPILE_OPTION
 target_include_directories(unet_cuda BEFORE PUBLIC ${EMU_DIR}/include)
 target_include_directories(unet_cuda PUBLIC ${PROJECT_SOURCE_DIR}/kernels/cuda)
 target_link_libraries(unet_cuda PUBLIC unet_core ${BLAS_LIBRARIES})
+if(UNET_WITH_MPI) # several NCCL ranks run over MPI (emu_libs.cpp)
+  target_link_libraries(unet_cuda PUBLIC MPI::MPI_C)
+endif()
 target_compile_definitions(unet_cuda PUBLIC UNET_HAVE_CUDA=1 UNET_CUDA_EMULATOR=1)
 # The CUDA-aware parts of the core (gpu-check-ops, bench --backend cuda, comm/comm_nccl.c) see the
 # emulator's headers instead of the toolkit's.
