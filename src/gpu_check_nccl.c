@@ -4,8 +4,8 @@
  *  1. A plain all-reduce of 4M+3 floats on the device: every sum exact; the f64 (MPI) path.
  *  2. Gradient buckets (src/grad_sync.c) through NCCL on the CUDA backend (fp32): every rank
  *     runs the same batch through the demo network, so after the all-reduce each gradient must
- *     be size × the gradient of a plain backward pass, to fp32 rounding (the attention's bias
- *     gradient uses atomics, so two passes agree to rounding, not bit for bit). Three passes:
+ *     be size × the gradient of a plain backward pass, to fp32 rounding (a sum over several ranks
+ *     rounds; with one rank the two are equal). Three passes:
  *     the planning pass, then two whose buckets must start while backward still runs — this
  *     exercises the event handshake between the compute stream and NCCL's stream, the grouped
  *     launches, and the compute stream's wait before anything reads the gradients.
@@ -29,7 +29,7 @@
 #include "rng.h"
 
 #define BUCKET_BYTES ((size_t)64 << 10) /* small: the demo network makes dozens of buckets */
-#define TOL_GRAD 1e-5                   /* of the largest |gradient|: rounding of atomics and of the sum */
+#define TOL_GRAD 1e-5                   /* of the largest |gradient|: the rounding of a sum over ranks */
 
 /* 1: the plain all-reduce. Returns 1 when every sum is exact. */
 static int check_plain(Comm *c, Backend *gpu, double *ms) {

@@ -104,18 +104,26 @@ static int pick_algos(cudnnHandle_t h, const ConvDesc *d, int fp32_only, ConvAlg
             a->fwd = fp[i].algo, a->fwd_math = fp[i].mathType, found = 1;
     if (!found) return 0;
     found = 0;
+    // Backward: deterministic algorithms first (some use atomics, whose order varies run to run;
+    // a resumed run is bit-identical to an uninterrupted one only without them), any otherwise.
+    a->nondeterministic = 0;
     cudnnConvolutionBwdDataAlgoPerf_t bp[MAXA];
     if (!heuristics_ok(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d->w, d->y, d->conv, d->x, MAXA, &got, bp))) return 0;
-    for (int i = 0; i < got && !found; i++)
-        if (bp[i].status == CUDNN_STATUS_SUCCESS && bp[i].memory <= CONV_WS_LIMIT && math_allowed(fp32_only, bp[i].mathType))
-            a->bwd_data = bp[i].algo, a->bwd_data_math = bp[i].mathType, found = 1;
+    for (int det = 1; det >= 0 && !found; det--)
+        for (int i = 0; i < got && !found; i++)
+            if (bp[i].status == CUDNN_STATUS_SUCCESS && bp[i].memory <= CONV_WS_LIMIT &&
+                math_allowed(fp32_only, bp[i].mathType) && (!det || bp[i].determinism == CUDNN_DETERMINISTIC))
+                a->bwd_data = bp[i].algo, a->bwd_data_math = bp[i].mathType, a->nondeterministic |= !det, found = 1;
     if (!found) return 0;
     found = 0;
     cudnnConvolutionBwdFilterAlgoPerf_t wf[MAXA];
     if (!heuristics_ok(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d->x, d->y, d->conv, d->w, MAXA, &got, wf))) return 0;
-    for (int i = 0; i < got && !found; i++)
-        if (wf[i].status == CUDNN_STATUS_SUCCESS && wf[i].memory <= CONV_WS_LIMIT && math_allowed(fp32_only, wf[i].mathType))
-            a->bwd_filter = wf[i].algo, a->bwd_filter_math = wf[i].mathType, found = 1;
+    for (int det = 1; det >= 0 && !found; det--)
+        for (int i = 0; i < got && !found; i++)
+            if (wf[i].status == CUDNN_STATUS_SUCCESS && wf[i].memory <= CONV_WS_LIMIT &&
+                math_allowed(fp32_only, wf[i].mathType) && (!det || wf[i].determinism == CUDNN_DETERMINISTIC))
+                a->bwd_filter = wf[i].algo, a->bwd_filter_math = wf[i].mathType, a->nondeterministic |= !det,
+                found = 1;
     return found;
 }
 
@@ -158,6 +166,10 @@ static const ConvAlgo *conv_algo(Backend *be, int B, int H, int W, int Ci, int C
     CHECK(ok, "cuDNN %zu offers no algorithm for conv3x3 B=%d %dx%d %d->%d stride %d with NHWC tensors and "
               "either filter layout in precision mode %s, with TF32 tensor-op or FMA math",
           cudnnGetVersion(), B, H, W, Ci, Co, stride, cuda_precision_name(st->precision));
+    if (a->nondeterministic)
+        fprintf(stderr, "unet2022: warning: cuDNN %zu offers only non-deterministic backward algorithms for conv3x3 "
+                        "B=%d %dx%d %d->%d stride %d: runs are reproducible to rounding only\n",
+                cudnnGetVersion(), B, H, W, Ci, Co, stride);
     st->n_algos++;
     return a;
 }

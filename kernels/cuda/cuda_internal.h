@@ -38,6 +38,7 @@ typedef struct {
     /* 1: tensor-op (TF32) math allowed for this shape: the TF32/BF16 modes, or FP32 mode when
      * cuDNN offered no FMA-only algorithm (conv_algo warns). 0: CUDNN_FMA_MATH throughout. */
     int tensor_math;
+    int nondeterministic; /* a backward algorithm uses atomics: cuDNN offered no deterministic one */
     /* The math type cuDNN rated each algorithm under (its *AlgoPerf_t.mathType); set on the
      * descriptor before running that direction when tensor_math. */
     cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;

@@ -9,11 +9,13 @@
 // 2·n·(hd+1) + 8·(n+hd) floats (≈ 116 KiB at n = 400, hd = 32: needs the opt-in limit).
 //
 // Backward, same blocks: pass 1 (warp per query row i) forms dP = dO·Vᵀ, dS = P∘(dP − rowsum),
-// dQ = scale·dS·K, the bias gradient into a block-local table (shared atomics), and stores the
-// dS row in a scratch copy of probs; pass 2 (warp per key row j) reloads Q·scale and dO into
-// the same shared memory and forms dK = dSᵀ·(Q·scale), dV = Pᵀ·dO. Every (token, channel) of
-// dqkv belongs to one block, so dqkv needs no atomics; the block tables are added into dtable
-// with global atomics (order not fixed: dtable is reproducible to rounding only).
+// dQ = scale·dS·K, and stores the dS row in a scratch copy of probs; then each thread of the
+// block sums dS over the (i, j) pairs of its relative offsets, in a fixed order, into the block's
+// row of a partial table; pass 2 (warp per key row j) reloads Q·scale and dO into the same shared
+// memory and forms dK = dSᵀ·(Q·scale), dV = Pᵀ·dO. Every (token, channel) of dqkv belongs to one
+// block, so dqkv needs no atomics; k_wa_dtable_finish adds the blocks' partial tables into
+// dtable in window order. No atomics anywhere: the backward pass is bit-for-bit reproducible,
+// which is what makes a resumed GPU run identical to an uninterrupted one.
 #include <math.h>
 
 #include "cuda_internal.h"
@@ -104,7 +106,8 @@ __global__ void k_wa_fwd(float *out, float *probs, const float *qkv, const float
     }
 }
 
-__global__ void k_wa_bwd(float *dqkv, float *dtable, float *dS_all, const float *dout, const float *qkv,
+// part: (G, heads, T) the per-block bias-table gradients, NULL when dtable is not wanted.
+__global__ void k_wa_bwd(float *dqkv, float *part, float *dS_all, const float *dout, const float *qkv,
                          const float *probs, WaGeom g) {
     extern __shared__ float sm[];
     const int n = g.n, hd = g.hd, ld = hd + 1, C3 = 3 * g.C, h = blockIdx.y;
@@ -114,7 +117,6 @@ __global__ void k_wa_bwd(float *dqkv, float *dtable, float *dS_all, const float 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float *A = sm, *Bm = sm + (size_t)n * ld; // pass 1: K, V; pass 2: Q·scale, dO
     float *row = sm + 2 * (size_t)n * ld + (size_t)warp * (n + hd), *vec = row + n;
-    float *tab = sm + 2 * (size_t)n * ld + (size_t)WA_WARPS * (n + hd); /* (T) block-local dtable */
     const float *P = probs + (gw * g.heads + h) * (size_t)n * n;
     float *dS = dS_all + (gw * g.heads + h) * (size_t)n * n;
 
@@ -124,7 +126,6 @@ __global__ void k_wa_bwd(float *dqkv, float *dtable, float *dS_all, const float 
         A[t * ld + j] = src[g.C];
         Bm[t * ld + j] = src[2 * g.C];
     }
-    for (int e = threadIdx.x; e < T; e += blockDim.x) tab[e] = 0;
     __syncthreads();
     // pass 1: query rows
     for (int i = warp; i < n; i += WA_WARPS) {
@@ -143,7 +144,6 @@ __global__ void k_wa_bwd(float *dqkv, float *dtable, float *dS_all, const float 
             float ds = P[(size_t)i * n + j] * (row[j] - dot);
             row[j] = ds;
             dS[(size_t)i * n + j] = ds;
-            if (dtable) atomicAdd(&tab[wa_rel(g, i, j)], ds);
         }
         __syncwarp();
         if (dqkv)
@@ -154,10 +154,20 @@ __global__ void k_wa_bwd(float *dqkv, float *dtable, float *dS_all, const float 
             }
         __syncwarp();
     }
-    __syncthreads();
-    if (dtable)
-        for (int e = threadIdx.x; e < T; e += blockDim.x)
-            if (tab[e] != 0.0f) atomicAdd(&dtable[(size_t)e * g.heads + h], tab[e]);
+    __syncthreads(); // dS of the whole block is written (global writes are visible after the barrier)
+    if (part) {
+        // relative offset e = (dy + w-1)(2w-1) + (dx + w-1) pairs query i = (y, x) with key
+        // j = (y - dy, x - dx): sum dS[i, j] over the pairs, rows then columns
+        const int span = 2 * g.w - 1;
+        for (int e = threadIdx.x; e < T; e += blockDim.x) {
+            const int dy = e / span - (g.w - 1), dx = e % span - (g.w - 1);
+            float s = 0;
+            for (int y = dy > 0 ? dy : 0; y < (dy < 0 ? g.w + dy : g.w); y++)
+                for (int x = dx > 0 ? dx : 0; x < (dx < 0 ? g.w + dx : g.w); x++)
+                    s += dS[(size_t)(y * g.w + x) * n + (size_t)((y - dy) * g.w + (x - dx))];
+            part[(gw * g.heads + h) * (size_t)T + e] = s;
+        }
+    }
     if (!dqkv) return;
     // pass 2: key rows
     for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
@@ -181,6 +191,17 @@ __global__ void k_wa_bwd(float *dqkv, float *dtable, float *dS_all, const float 
     }
 }
 
+// dtable[e, h] += Σ_gw part[gw, h, e], windows in order (one thread per table entry).
+__global__ void k_wa_dtable_finish(float *dtable, const float *part, size_t G, int heads, int T) {
+    for (size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x; k < (size_t)heads * T;
+         k += (size_t)gridDim.x * blockDim.x) {
+        const int h = (int)(k / T), e = (int)(k % T);
+        double s = 0;
+        for (size_t gw = 0; gw < G; gw++) s += part[(gw * heads + h) * (size_t)T + e];
+        dtable[(size_t)e * heads + h] += (float)s;
+    }
+}
+
 static WaGeom wa_geom(int Hp, int Wp, int C, int heads, int w, int shift) {
     CHECK(w > 0 && Hp % w == 0 && Wp % w == 0, "window_attention: map %dx%d is not a multiple of window %d", Hp, Wp,
           w);
@@ -194,9 +215,8 @@ static WaGeom wa_geom(int Hp, int Wp, int C, int heads, int w, int shift) {
 }
 
 // Dynamic shared memory of one block, checked against the device's opt-in limit.
-static size_t wa_smem(Backend *be, const WaGeom &g, int with_table, const void *kernel) {
+static size_t wa_smem(Backend *be, const WaGeom &g, const void *kernel) {
     size_t floats = 2 * (size_t)g.n * (g.hd + 1) + (size_t)WA_WARPS * (g.n + g.hd);
-    if (with_table) floats += (size_t)(2 * g.w - 1) * (2 * g.w - 1);
     size_t bytes = floats * sizeof(float);
     int limit = 0;
     CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, cuda_state(be)->device));
@@ -214,7 +234,7 @@ extern "C" void cu_window_attention_forward(Backend *be, float *out, float *prob
     WaGeom g = wa_geom(Hp, Wp, C, heads, window, shift);
     size_t G = (size_t)B * g.nWin;
     if (!G) return;
-    size_t smem = wa_smem(be, g, 0, (const void *)k_wa_fwd);
+    size_t smem = wa_smem(be, g, (const void *)k_wa_fwd);
     k_wa_fwd<<<dim3((unsigned)G, heads), 32 * WA_WARPS, smem, cuda_state(be)->stream>>>(out, probs, qkv, table, g);
     CUDA_CHECK_LAUNCH();
 }
@@ -225,9 +245,16 @@ extern "C" void cu_window_attention_backward(Backend *be, float *dqkv, float *dt
     WaGeom g = wa_geom(Hp, Wp, C, heads, window, shift);
     size_t G = (size_t)B * g.nWin;
     if (!G || (!dqkv && !dtable)) return;
-    float *dS = (float *)cuda_workspace(be, G * heads * (size_t)g.n * g.n * sizeof(float)); /* like probs */
-    size_t smem = wa_smem(be, g, 1, (const void *)k_wa_bwd);
-    k_wa_bwd<<<dim3((unsigned)G, heads), 32 * WA_WARPS, smem, cuda_state(be)->stream>>>(dqkv, dtable, dS, dout, qkv,
-                                                                                        probs, g);
+    const int T = (2 * g.w - 1) * (2 * g.w - 1);
+    size_t dS_n = (G * heads * (size_t)g.n * g.n + 63) / 64 * 64, part_n = dtable ? G * heads * (size_t)T : 0;
+    float *dS = (float *)cuda_workspace(be, (dS_n + part_n) * sizeof(float)); /* dS like probs, then partials */
+    float *part = dtable ? dS + dS_n : NULL;
+    size_t smem = wa_smem(be, g, (const void *)k_wa_bwd);
+    cudaStream_t s = cuda_state(be)->stream;
+    k_wa_bwd<<<dim3((unsigned)G, heads), 32 * WA_WARPS, smem, s>>>(dqkv, part, dS, dout, qkv, probs, g);
     CUDA_CHECK_LAUNCH();
+    if (dtable) {
+        k_wa_dtable_finish<<<cuda_grid((size_t)heads * T), 256, 0, s>>>(dtable, part, G, heads, T);
+        CUDA_CHECK_LAUNCH();
+    }
 }

@@ -2,8 +2,10 @@
 # tests/gpu/train_cuda.sh BIN — the product path end to end on one GPU (a step of check.sh):
 # `unet2022 train` of the demo network with train.backend=cuda (precision auto = bf16) on a small
 # phantom store: a validation of the fresh network on the GPU, 10 steps, a checkpoint, then a
-# resume to step 20. Passes when both runs exit 0, the second one resumed, every logged loss is
-# finite and the last is below the first. Prints one summary line starting with "train_cuda:".
+# resume to step 20; then the same 20 steps uninterrupted. Passes when the runs exit 0, the second
+# one resumed, every logged loss is finite, the last is below the first, and the resumed run's
+# step-20 checkpoint holds exactly the uninterrupted run's tensors (deterministic kernels: no
+# atomics in any gradient, deterministic cuDNN algorithms). Prints one summary line starting with "train_cuda:".
 # (UNET_CHECK_BACKEND=cpu runs the same on the CPU: how the script itself is tested without a GPU;
 # UNET_CHECK_OVERRIDES adds config overrides.)
 set -euo pipefail
@@ -20,14 +22,31 @@ common=(configs/demo.yaml "train.store=$work/store" "train.run_dir=$work/run" "t
 out=$("$BIN" train "${common[@]}" train.max_steps=20)
 echo "$out"
 grep -q '^resume:' <<<"$out" || { echo "train_cuda: FAIL: the second run did not resume"; exit 3; }
-python3 - "$work/run/metrics.jsonl" "${UNET_CHECK_BACKEND:-cuda}" <<'PY'
-import json, math, sys
+# the same 20 steps without the interruption: a resumed run must end bit-identical
+"$BIN" train "${common[@]}" "train.run_dir=$work/straight" train.max_steps=20 train.val_at_start=true >/dev/null
+python3 - "$work/run/metrics.jsonl" "${UNET_CHECK_BACKEND:-cuda}" "$work/run/checkpoints/ckpt-00000020.safetensors" \
+  "$work/straight/checkpoints/ckpt-00000020.safetensors" <<'PY'
+import json, math, struct, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 backend = sys.argv[2]
+
+def tensors(path):  # safetensors without the package: 8-byte header size, JSON header, data
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        head = json.loads(f.read(n))
+        data = f.read()
+    return {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in head.items() if k != "__metadata__"}
+
+resumed, straight = tensors(sys.argv[3]), tensors(sys.argv[4])
+differ = sorted(k for k in straight if resumed.get(k) != straight[k])
+exact = sorted(resumed) == sorted(straight) and not differ
 steps = {r["step"]: r["loss"] for r in rows if r["kind"] == "step"}
 vals = [r for r in rows if r["kind"] in ("val", "val_baseline")]
 ok = sorted(steps) == list(range(1, 21)) and all(math.isfinite(v) for v in steps.values()) and steps[20] < steps[1]
+ok = ok and exact
 print(f"train_cuda: 20 steps (10 + resume + 10) on {backend}: loss {steps.get(1, float('nan')):.4f} -> "
-      f"{steps.get(20, float('nan')):.4f}, {len(vals)} validation(s): {'ok' if ok else 'FAIL'}")
+      f"{steps.get(20, float('nan')):.4f}, {len(vals)} validation(s), weights and Adam state "
+      + ("bit-identical to an uninterrupted run" if exact else f"DIFFER from an uninterrupted run ({len(differ)} "
+         f"tensors, e.g. {differ[:3]})") + f": {'ok' if ok else 'FAIL'}")
 sys.exit(0 if ok else 3)
 PY
