@@ -11,7 +11,6 @@
 #include "fsutil.h"
 #include "import_common.h"
 #include "importers.h"
-#include "nifti_io.h"
 #include "store_format.h"
 
 static const char *const classes[4] = {"background", "RV", "MYO", "LV"};
@@ -19,39 +18,18 @@ static const int map4[4] = {0, 1, 2, 3};
 
 static int add_frame(const PrepareOptions *o, StoreWriter *w, const char *name, const char *split, const char *ip,
                      const char *lp, char *err, size_t err_len) {
-    NiftiVol img, l;
-    if (nvol_read(ip, &img, err, err_len)) return -1;
-    if (nvol_read(lp, &l, err, err_len)) {
-        nvol_free(&img);
-        return -1;
-    }
-    int rc = -1;
-    uint8_t *lab = NULL;
-    if (img.nt != 1 || l.nt != 1) {
-        error_at(err, err_len, "%s: expected a 3-D volume", img.nt != 1 ? ip : lp);
-        goto out;
-    }
-    if (img.nx != l.nx || img.ny != l.ny || img.nz != l.nz) {
-        error_at(err, err_len, "case %s: image %s is %d x %d x %d but label %s is %d x %d x %d", name, ip, img.nx,
-                  img.ny, img.nz, lp, l.nx, l.ny, l.nz);
-        goto out;
-    }
-    if (imp_check_finite(ip, img.data, img.nx, img.ny, img.nz, 1, err, err_len)) goto out;
-    lab = xmalloc((size_t)l.nx * l.ny * l.nz);
-    if (imp_map_labels(lp, l.data, lab, l.nx, l.ny, l.nz, map4, 4, err, err_len)) goto out;
-    imp_norm_zscore(img.data, (size_t)img.nx * img.ny * img.nz, 1);
-    StoreCaseInput in = {.name = name, .split = split, .depth = img.nz, .channels = 1, .height = img.ny,
-                         .width = img.nx, .image = img.data, .label = lab, .original_ndim = 3,
-                         .original_shape = {img.nx, img.ny, img.nz}, .normalisation = "per-case z-score",
+    ImpNiftiCase c;
+    if (imp_read_nifti_case(&c, name, ip, lp, map4, 4, err, err_len)) return -1;
+    imp_norm_zscore(c.image, (size_t)c.nx * c.ny * c.nz, 1);
+    StoreCaseInput in = {.name = name, .split = split, .depth = c.nz, .channels = 1, .height = c.ny,
+                         .width = c.nx, .image = c.image, .label = c.label, .original_ndim = 3,
+                         .original_shape = {c.nx, c.ny, c.nz}, .normalisation = "per-case z-score",
                          .num_sources = 2, .sources = {ip, lp}};
-    memcpy(in.spacing, img.spacing, sizeof in.spacing);
-    memcpy(in.affine, img.affine, sizeof in.affine);
-    rc = store_writer_add_case(w, &in, err, err_len);
-    if (rc == 0) imp_progress(o, "prepare acdc: %s (%s) %d x %d x %d", name, split, img.nx, img.ny, img.nz);
-out:
-    free(lab);
-    nvol_free(&img);
-    nvol_free(&l);
+    memcpy(in.spacing, c.spacing, sizeof in.spacing);
+    memcpy(in.affine, c.affine, sizeof in.affine);
+    int rc = store_writer_add_case(w, &in, err, err_len);
+    if (rc == 0) imp_progress(o, "prepare acdc: %s (%s) %d x %d x %d", name, split, c.nx, c.ny, c.nz);
+    imp_free_nifti_case(&c);
     return rc;
 }
 

@@ -32,6 +32,19 @@ int imp_check_finite(const char *file, const float *x /* (nc, nz, ny, nx) */, in
 int imp_map_labels(const char *file, const float *src /* (nz, ny, nx) */, uint8_t *dst /* (nz, ny, nx) */, int nx,
                    int ny, int nz, const int *map, int map_len, char *err, size_t err_len);
 
+/* One NIfTI case (Synapse, ACDC): image and label volumes on the same 3-D grid, finite
+ * intensities, label ids mapped through map as imp_map_labels does. */
+typedef struct {
+    int nx, ny, nz;
+    double spacing[3], affine[16]; /* the image's (nifti_volume.h) */
+    float *image;                  /* (nz, ny, nx), as the file means it (scaled) */
+    uint8_t *label;                /* (nz, ny, nx), mapped */
+} ImpNiftiCase;
+/* Reads name's image and label files into out; errors name the case or the file (and the voxel). */
+int imp_read_nifti_case(ImpNiftiCase *out, const char *name, const char *image_path, const char *label_path,
+                        const int *map, int map_len, char *err, size_t err_len);
+void imp_free_nifti_case(ImpNiftiCase *c);
+
 /* x <- (clip(x, lo, hi) - lo) / (hi - lo). */
 void imp_norm_clip(float *x /* (n) */, size_t n, float lo, float hi);
 /* x <- (clip(x, lo, hi) - mean) / sd. */

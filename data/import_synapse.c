@@ -13,7 +13,6 @@
 #include "check.h"
 #include "import_common.h"
 #include "importers.h"
-#include "nifti_io.h"
 #include "store_format.h"
 #include "synth.h"
 
@@ -33,36 +32,8 @@ typedef struct {
 } SynCase;
 
 /* Reads and checks one case: same grid, finite HU, labels inside the mapping. */
-static int load_case(const SynCase *c, const int *map, NiftiVol *img, uint8_t **lab, char *err, size_t err_len) {
-    NiftiVol l;
-    if (nvol_read(c->img, img, err, err_len)) return -1;
-    if (nvol_read(c->lab, &l, err, err_len)) {
-        nvol_free(img);
-        return -1;
-    }
-    int rc = -1;
-    if (img->nt != 1 || l.nt != 1) {
-        error_at(err, err_len, "%s: expected a 3-D volume, found %d volumes", img->nt != 1 ? c->img : c->lab,
-                  img->nt != 1 ? img->nt : l.nt);
-        goto out;
-    }
-    if (img->nx != l.nx || img->ny != l.ny || img->nz != l.nz) {
-        error_at(err, err_len, "case %s: image %s is %d x %d x %d but label %s is %d x %d x %d", c->name, c->img,
-                  img->nx, img->ny, img->nz, c->lab, l.nx, l.ny, l.nz);
-        goto out;
-    }
-    if (imp_check_finite(c->img, img->data, img->nx, img->ny, img->nz, 1, err, err_len)) goto out;
-    *lab = xmalloc((size_t)l.nx * l.ny * l.nz);
-    if (imp_map_labels(c->lab, l.data, *lab, l.nx, l.ny, l.nz, map, 14, err, err_len)) {
-        free(*lab);
-        *lab = NULL;
-        goto out;
-    }
-    rc = 0;
-out:
-    nvol_free(&l);
-    if (rc) nvol_free(img);
-    return rc;
+static int load_case(const SynCase *c, const int *map, ImpNiftiCase *out, char *err, size_t err_len) {
+    return imp_read_nifti_case(out, c->name, c->img, c->lab, map, 14, err, err_len);
 }
 
 int import_synapse(const PrepareOptions *o, char *err, size_t err_len) {
@@ -109,23 +80,21 @@ int import_synapse(const PrepareOptions *o, char *err, size_t err_len) {
         float *fg = xmalloc(cap * sizeof *fg);
         for (int i = 0; i < n; i++) {
             if (cs[i].kind != SPLIT_TRAIN) continue;
-            NiftiVol img;
-            uint8_t *lab;
-            if (load_case(&cs[i], map, &img, &lab, err, err_len)) {
+            ImpNiftiCase img;
+            if (load_case(&cs[i], map, &img, err, err_len)) {
                 free(fg);
                 free(cs);
                 return -1;
             }
             size_t nv = (size_t)img.nx * img.ny * img.nz, k = 0;
             for (size_t v = 0; v < nv; v++) {
-                if (!lab[v]) continue;
+                if (!img.label[v]) continue;
                 if (k++ % 10) continue;
                 if (cnt == cap) fg = realloc(fg, (cap *= 2) * sizeof *fg);
                 CHECK(fg, "out of memory collecting foreground intensities");
-                fg[cnt++] = img.data[v];
+                fg[cnt++] = img.image[v];
             }
-            nvol_free(&img);
-            free(lab);
+            imp_free_nifti_case(&img);
         }
         if (cnt < 2) {
             free(fg);
@@ -156,21 +125,19 @@ int import_synapse(const PrepareOptions *o, char *err, size_t err_len) {
     store_writer_set_attribute(w, "labels", o->labels == 13 ? "all 13 BTCV organs" : "BTCV 13 -> 8 (baselines)");
     for (int i = 0; i < n; i++) {
         SynCase *c = &cs[i];
-        NiftiVol img;
-        uint8_t *lab;
-        if (load_case(c, map, &img, &lab, err, err_len)) goto fail;
+        ImpNiftiCase img;
+        if (load_case(c, map, &img, err, err_len)) goto fail;
         size_t nv = (size_t)img.nx * img.ny * img.nz;
-        if (zscore) imp_norm_clip_zscore(img.data, nv, (float)lo, (float)hi, (float)mean, (float)sd);
-        else imp_norm_clip(img.data, nv, -125, 275);
+        if (zscore) imp_norm_clip_zscore(img.image, nv, (float)lo, (float)hi, (float)mean, (float)sd);
+        else imp_norm_clip(img.image, nv, -125, 275);
         StoreCaseInput in = {.name = c->name, .split = imp_split_name(c->kind), .depth = img.nz, .channels = 1,
-                             .height = img.ny, .width = img.nx, .image = img.data, .label = lab,
+                             .height = img.ny, .width = img.nx, .image = img.image, .label = img.label,
                              .original_ndim = 3, .original_shape = {img.nx, img.ny, img.nz},
                              .normalisation = norm, .num_sources = 2, .sources = {c->img, c->lab}};
         memcpy(in.spacing, img.spacing, sizeof in.spacing);
         memcpy(in.affine, img.affine, sizeof in.affine);
         int rc = store_writer_add_case(w, &in, err, err_len);
-        nvol_free(&img);
-        free(lab);
+        imp_free_nifti_case(&img);
         if (rc) goto fail;
         imp_progress(o, "prepare synapse: %s (%s) %d x %d x %d", c->name, in.split, in.width, in.height, in.depth);
     }

@@ -14,7 +14,7 @@
 
 #include "check.h"
 #include "fsutil.h"
-#include "nifti_io.h"
+#include "nifti_volume.h"
 #include "rng.h"
 #include "store_format.h"
 
@@ -234,8 +234,11 @@ int synth_write(const char *out_dir, const SynthOptions *o, char *err, size_t er
         char ip[PATH_MAX + 64], lp[PATH_MAX + 64];
         snprintf(ip, sizeof ip, "%s/img/img%04d.nii.gz", tmp, id);
         snprintf(lp, sizeof lp, "%s/label/label%04d.nii.gz", tmp, id);
-        int rc = nvol_write(ip, img, DT_INT16, W, H, D, sp, aff, err, err_len);
-        if (rc == 0) rc = nvol_write(lp, lab, DT_UINT8, W, H, D, sp, aff, err, err_len);
+        NiftiVolume grid;
+        nifti_volume_from_affine(&grid, ip, W, H, D, sp, aff);
+        int rc = nifti_volume_write_like(&grid, ip, img, 1, DT_INT16, err, err_len);
+        if (rc == 0) rc = nifti_volume_write_like(&grid, lp, lab, 1, DT_UINT8, err, err_len);
+        nifti_volume_close(&grid);
         free(img);
         free(lab);
         if (rc) goto fail;

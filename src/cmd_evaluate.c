@@ -166,15 +166,13 @@ static int store_labels(const Store *s, int ci, int32_t **out, char *err, size_t
 
 static int store_geometry_matches(const StoreCase *c, const NiftiVolume *p, char *err, size_t err_len) {
     if (c->width != p->nx || c->height != p->ny || c->depth != p->nz) {
-        snprintf(err, err_len, "shape %dx%dx%d (%s) differs from the ground truth's %dx%dx%d (x, y, z)", p->nx, p->ny,
-                 p->nz, p->path, c->width, c->height, c->depth);
-        return -1;
+        return error_at(err, err_len, "shape %dx%dx%d (%s) differs from the ground truth's %dx%dx%d (x, y, z)", p->nx,
+                        p->ny, p->nz, p->path, c->width, c->height, c->depth);
     }
     for (int i = 0; i < 12; i++)
         if (fabs(c->affine[i] - p->affine[i]) > 1e-3 + 1e-4 * fmax(fabs(c->affine[i]), fabs(p->affine[i]))) {
-            snprintf(err, err_len, "affine entry [%d][%d]: %g (%s) vs %g (ground truth): not on the same grid", i / 4,
-                     i % 4, p->affine[i], p->path, c->affine[i]);
-            return -1;
+            return error_at(err, err_len, "affine entry [%d][%d]: %g (%s) vs %g (ground truth): not on the same grid",
+                            i / 4, i % 4, p->affine[i], p->path, c->affine[i]);
         }
     return 0;
 }

@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "commands.h"
 #include "config.h"
+#include "import_common.h"
 #include "model.h"
 #include "nifti_volume.h"
 #include "png_overlay.h"
@@ -308,6 +309,15 @@ int cmd_predict(int argc, char **argv) {
                 break;
             }
             D = ref.nz, H = ref.ny, W = ref.nx;
+            /* NaN or infinite input would spread through the normalisation and every window that
+             * sees it: rejected as `prepare` rejects it */
+            if (imp_check_finite(cs->path, vol, W, H, D, C, err, sizeof err) != 0) {
+                fprintf(stderr, "unet2022: error: case %s: %s\n", cs->name, err);
+                rc = 2;
+                nifti_volume_close(&ref);
+                free(vol);
+                break;
+            }
             for (int c = 0; c < C; c++) normalise(vol + (size_t)c * D * H * W, (size_t)D * H * W, norm);
         }
         size_t plane = (size_t)H * W, vox = plane * D;

@@ -7,10 +7,12 @@ definitions). Each bad input must fail with a message naming the file and the pr
 exit, and no store (nor a leftover temporary directory).
 """
 import glob
+import gzip
 import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import unittest
@@ -202,6 +204,22 @@ class Synapse(Base):
         img[4, 5, 2] = np.nan
         nib.save(nib.Nifti1Image(img, affine_for(5)), self.p("src", "img", "img0005.nii.gz"))
         self.assert_fails(run(*args), self.p("st"), "img0005.nii.gz", "NaN", "x=4, y=5, z=2")
+
+    def test_scaled_intensities(self):
+        # int16 with scl_slope/scl_inter: the store holds the scaled values, as nibabel reads them
+        args = self._one()
+        f = self.p("src", "img", "img0005.nii.gz")
+        with gzip.open(f) as fp:
+            b = bytearray(fp.read())
+        b[112:120] = struct.pack("<ff", 0.37, -12.3)  # scl_slope, scl_inter
+        with gzip.open(f, "wb") as fp:
+            fp.write(bytes(b))
+        hu = nib.load(f).get_fdata()
+        self.assertFalse(np.array_equal(hu, np.asanyarray(nib.load(f).dataobj.get_unscaled())))
+        r = run(*args, "--quiet")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        img, _, _ = case(self.p("st"), "img0005")
+        np.testing.assert_allclose(img[:, 0], zyx((np.clip(hu, -125, 275) + 125) / 400), rtol=0, atol=1e-6)
 
     def test_existing_store_not_clobbered(self):
         args = self._one()

@@ -286,6 +286,18 @@ class BadInputs(unittest.TestCase):
         self.assertIn("integers", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.d, "o", "summary.json")))
 
+    def test_nan_label_rejected(self):
+        # NaN must not read as background (nifticlib's own loader would turn it into 0)
+        write(os.path.join(self.pred, "c1.nii.gz"), self.vol, (1, 1, 1))
+        bad = self.vol.astype(np.float32)
+        bad[3, 4, 6] = np.nan
+        write(os.path.join(self.gt, "c1.nii.gz"), bad, (1, 1, 1))
+        r = self.evaluate()
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("case c1", r.stderr)
+        self.assertIn("x=3, y=4, z=6", r.stderr)
+        self.assertIn("nan", r.stderr)
+
 
 class Probabilities(unittest.TestCase):
     def test_iou_thresholds(self):

@@ -248,6 +248,16 @@ class Predict(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("case two", r.stderr)
         self.assertIn("channel", r.stderr)
+        # NaN input is an error naming the voxel, as in `prepare` (not silently 0)
+        nan = os.path.join(d, "nan.nii.gz")
+        vol = rng.normal(size=(64, 64, 2)).astype(np.float32)
+        vol[9, 7, 1] = np.nan
+        nib.save(nib.Nifti1Image(vol, np.eye(4)), nan)
+        r = run("predict", "--weights", self.w_meta, "--input", nan, "--output", os.path.join(d, "o4"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("case nan", r.stderr)
+        self.assertIn("NaN intensity at voxel (x=9, y=7, z=1)", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(d, "o4", "nan.nii.gz")))
 
 
 if __name__ == "__main__":
