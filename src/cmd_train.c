@@ -193,6 +193,7 @@ static int parse_args(Trainer *t, int argc, char **argv, const char **resume, ch
     if (config_load(&t->cfg, cfg_path, err, err_len) != 0) return 2;
     for (int i = 0; i < argc; i++)
         if (strchr(argv[i], '=') && argv[i][0] != '-' && config_override(&t->cfg, argv[i], err, err_len) != 0) return 2;
+    if (config_check_backend(&t->cfg, err, err_len) != 0) return 2;
     if (!t->cfg.store[0])
         return snprintf(err, err_len, "%s: train.store: required for training (the directory `unet2022 prepare` wrote; "
                         "set it in the config or as train.store=PATH)", t->cfg.path), 2;

@@ -313,6 +313,12 @@ int config_validate(const Config *cfg, char *err, size_t err_len) {
             return error_at(err, err_len, "%s: network.heads[%d] = %d does not divide the stage width %d", cfg->path, i,
                         cfg->heads[i], d);
     }
+    return 0;
+}
+
+/* Not part of config_validate: a job script sets train.backend by the hardware it landed on, so
+ * the pair is checked once every override is in (cmd_train), whatever their order. */
+int config_check_backend(const Config *cfg, char *err, size_t err_len) {
     if (!strcmp(cfg->backend, "cpu") && (!strcmp(cfg->precision, "tf32") || !strcmp(cfg->precision, "bf16")))
         return error_at(err, err_len, "%s: train.precision: '%s' needs train.backend: cuda; the CPU backend computes "
                         "fp32 only (use auto or fp32)", cfg->path, cfg->precision);

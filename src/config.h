@@ -75,6 +75,8 @@ int config_override(Config *cfg, const char *assignment, char *err, size_t err_l
 
 /* Checks cross-field rules (crop divisible by P·8, heads divide dims, tf32/bf16 need cuda, ...). */
 int config_validate(const Config *cfg, char *err, size_t err_len);
+/* train.backend and train.precision together (tf32/bf16 need cuda); checked after all overrides. */
+int config_check_backend(const Config *cfg, char *err, size_t err_len);
 
 /* train.precision resolved: "fp32", "tf32" or "bf16" (auto: bf16 on the cuda backend, the
  * mixed-precision product mode; fp32 on cpu, which computes nothing else). The string is a

@@ -48,25 +48,33 @@ static void test_precision(void) {
     TEST_CHECK(!ok && strstr(err, "t.yaml:12:14: train.precision") && strstr(err, "auto|fp32|tf32|bf16") &&
                    strstr(err, "fp16"),
                "precision fp16 is rejected naming the field and its line (got: %s)", ok ? "accepted" : err);
-    /* tf32 and bf16 need the cuda backend */
+    /* tf32 and bf16 need the cuda backend: loading accepts the pair (a job script may still
+     * override the backend), config_check_backend rejects it naming the field */
     for (int i = 2; i < 4; i++) {
         snprintf(lines, sizeof lines, "  backend: cpu\n  precision: %s\n", vals[i]);
         ok = load_train(&c, lines, err, sizeof err) == 0;
+        TEST_CHECK(ok, "precision %s with backend cpu loads (%s)", vals[i], ok ? "" : err);
+        ok = ok && config_check_backend(&c, err, sizeof err) == 0;
         TEST_CHECK(!ok && strstr(err, "train.precision") && strstr(err, vals[i]) && strstr(err, "fp32 only"),
-                   "precision %s with backend cpu is rejected naming the field (got: %s)", vals[i],
-                   ok ? "accepted" : err);
+                   "precision %s with backend cpu is rejected by the final check, naming the field (got: %s)",
+                   vals[i], ok ? "accepted" : err);
     }
-    /* the same rule for command-line overrides; backend first, then precision, is accepted */
-    ok = load_train(&c, "  backend: cpu\n", err, sizeof err) == 0;
-    TEST_CHECK(ok, "cpu config loads (%s)", ok ? "" : err);
-    ok = config_override(&c, "train.precision=bf16", err, sizeof err) == 0;
-    TEST_CHECK(!ok && strstr(err, "train.precision") && strstr(err, "fp32 only"),
-               "override train.precision=bf16 on a cpu config is rejected (got: %s)", ok ? "accepted" : err);
+    /* overrides in either order: only the final pair counts */
+    ok = load_train(&c, "  backend: cpu\n", err, sizeof err) == 0 &&
+         config_override(&c, "train.precision=bf16", err, sizeof err) == 0 &&
+         config_override(&c, "train.backend=cuda", err, sizeof err) == 0 && config_check_backend(&c, err, sizeof err) == 0;
+    TEST_CHECK(ok && !strcmp(config_precision(&c), "bf16"), "overrides precision=bf16 then backend=cuda (%s)",
+               ok ? "" : err);
     ok = load_train(&c, "  backend: cpu\n", err, sizeof err) == 0 &&
          config_override(&c, "train.backend=cuda", err, sizeof err) == 0 &&
-         config_override(&c, "train.precision=tf32", err, sizeof err) == 0;
+         config_override(&c, "train.precision=tf32", err, sizeof err) == 0 && config_check_backend(&c, err, sizeof err) == 0;
     TEST_CHECK(ok && !strcmp(config_precision(&c), "tf32"), "overrides backend=cuda then precision=tf32 (%s)",
                ok ? "" : err);
+    ok = load_train(&c, "  backend: cuda\n  precision: bf16\n", err, sizeof err) == 0 &&
+         config_override(&c, "train.backend=cpu", err, sizeof err) == 0;
+    ok = ok && config_check_backend(&c, err, sizeof err) == 0;
+    TEST_CHECK(!ok && strstr(err, "train.precision"), "a bf16 config overridden to backend=cpu fails the final check (got: %s)",
+               ok ? "accepted" : err);
     ok = config_override(&c, "train.precision=fp8", err, sizeof err) == 0;
     TEST_CHECK(!ok && strstr(err, "train.precision=fp8") && strstr(err, "auto|fp32|tf32|bf16"),
                "override train.precision=fp8 is rejected (got: %s)", ok ? "accepted" : err);
