@@ -33,7 +33,11 @@ MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
 TINY = ["network.preset=custom", "network.heads=[1,1,2,2]", "network.embed_dim=8", "network.windows=[4,2,2,1]",
         "network.crop=[32,32]", "train.batch_size=4", "train.val_split=test", "train.val_max_slices=4",
         "train.log_every=1", "loader.workers=1", "train.epochs=100000"]
-PREEMPT_STEPS = 800  # long enough (about 10 s) that the preemption lands well before the end
+PREEMPT_STEPS = int(os.environ.get("UNET2022_PREEMPT_STEPS", "800"))  # about 10 s on the CPU: the
+# preemption lands well before the end
+# The backend the preemption test trains on: cpu, or cuda when run with the CPU emulator's binary
+# (tests/CMakeLists.txt: emu_slurm_preempt_cuda), which takes the job scripts' GPU branch.
+BACKEND = os.environ.get("UNET2022_BACKEND", "cpu")
 
 
 def free_port():
@@ -128,7 +132,7 @@ class Slurm(unittest.TestCase):
         run_dir, log = os.path.join(self.tmp, "preempt"), os.path.join(self.tmp, "preempt-%j.out")
         args = TINY + [f"train.max_steps={PREEMPT_STEPS}", "train.checkpoint_every=5", "train.val_every=20"]
         env = dict(self.env, UNET_STORE=self.stores[0], UNET_RUN_DIR=run_dir, UNET_TASKS_PER_NODE="2",
-                   UNET_LAUNCHER="mpirun", UNET_MPIRUN_ARGS="--oversubscribe")
+                   UNET_LAUNCHER="mpirun", UNET_MPIRUN_ARGS="--oversubscribe", UNET_BACKEND=BACKEND)
         t0 = time.time()
         job = self.submit("synapse_320.sh", *args, env=env, opts=[f"--output={log}"])
         log = log.replace("%j", job)
@@ -162,7 +166,7 @@ class Slurm(unittest.TestCase):
         straight = os.path.join(self.tmp, "straight")
         ref = subprocess.run(["mpirun", "-np", "2", "--oversubscribe", BIN, "train",
                               os.path.join(SRC, "configs/synapse_320.yaml"), f"train.store={self.stores[0]}",
-                              f"train.run_dir={straight}", "train.backend=cpu", "train.threads=1", *args],
+                              f"train.run_dir={straight}", f"train.backend={BACKEND}", "train.threads=1", *args],
                              capture_output=True, text=True, timeout=600, env=self.env)
         self.assertEqual(ref.returncode, 0, ref.stdout[-2000:] + ref.stderr[-2000:])
 
@@ -172,6 +176,7 @@ class Slurm(unittest.TestCase):
         text = self.read(log)
         self.assertIn(f"resume: {run_dir}/checkpoints/ckpt-{stopped_at:08d}.safetensors (step {stopped_at}", text)
         self.assertIn(f"done: step {PREEMPT_STEPS}", text)
+        self.assertIn(f"backend {BACKEND}", text)  # jobs/common.sh's start line: the branch taken
         self.assertEqual(json.loads(self.read(os.path.join(run_dir, "job_status.json")))["state"], "done")
         name = f"checkpoints/ckpt-{PREEMPT_STEPS:08d}.safetensors"
         a, b = load_file(os.path.join(run_dir, name)), load_file(os.path.join(straight, name))
@@ -179,7 +184,7 @@ class Slurm(unittest.TestCase):
         for k in a:
             self.assertEqual(a[k].dtype, b[k].dtype, k)
             self.assertTrue(np.array_equal(a[k].view(np.uint8), b[k].view(np.uint8)), f"{k} differs")
-        print(f"preempted at step {stopped_at}, requeued, resumed, {PREEMPT_STEPS} steps: {len(a)} tensors "
+        print(f"{BACKEND}: preempted at step {stopped_at}, requeued, resumed, {PREEMPT_STEPS} steps: {len(a)} tensors "
               f"bitwise equal to the uninterrupted run (job {elapsed:.1f} s)", flush=True)
 
     def test_sweep_runs_as_one_array_and_gathers_a_summary(self):
