@@ -192,6 +192,16 @@ static inline int32_t label_at(const int32_t *lab, int H, int W, double y, doubl
     return win;
 }
 
+/* Where output pixel (i, j) samples the source: rotation and scaling about the patch centre
+ * (hy, hx), moved to (cy, cx). Returns whether that point lies inside the H×W source. */
+static inline int warp_source(double *y, double *x, int i, int j, double hy, double hx, double ca, double sa,
+                              double scale, double cy, double cx, int H, int W) {
+    double ci = i - hy, cj = j - hx;
+    *y = (ci * ca + cj * sa) * scale + cy;
+    *x = (ci * -sa + cj * ca) * scale + cx;
+    return *y >= 0 && *y <= H - 1 && *x >= 0 && *x <= W - 1;
+}
+
 void aug_warp(float *out, int32_t *out_lab, const float *img, const int32_t *lab, int C, int H, int W, int h, int w,
               double angle, double scale, double cy, double cx, float *scratch) {
     double ca = cos(angle), sa = sin(angle);
@@ -199,24 +209,18 @@ void aug_warp(float *out, int32_t *out_lab, const float *img, const int32_t *lab
     for (int c = 0; c < C; c++) {
         aug_spline_prefilter(scratch, img + (size_t)c * H * W, H, W);
         float *o = out + (size_t)c * h * w;
-        for (int i = 0; i < h; i++) {
-            double ci = i - hy;
+        for (int i = 0; i < h; i++)
             for (int j = 0; j < w; j++) {
-                double cj = j - hx;
-                double y = (ci * ca + cj * sa) * scale + cy;
-                double x = (ci * -sa + cj * ca) * scale + cx;
-                o[(size_t)i * w + j] = (y >= 0 && y <= H - 1 && x >= 0 && x <= W - 1) ? spline_at(scratch, H, W, y, x) : 0.0f;
+                double y, x;
+                o[(size_t)i * w + j] =
+                    warp_source(&y, &x, i, j, hy, hx, ca, sa, scale, cy, cx, H, W) ? spline_at(scratch, H, W, y, x) : 0.0f;
             }
-        }
     }
     if (!out_lab) return;
-    for (int i = 0; i < h; i++) {
-        double ci = i - hy;
+    for (int i = 0; i < h; i++)
         for (int j = 0; j < w; j++) {
-            double cj = j - hx;
-            double y = (ci * ca + cj * sa) * scale + cy;
-            double x = (ci * -sa + cj * ca) * scale + cx;
-            out_lab[(size_t)i * w + j] = (y >= 0 && y <= H - 1 && x >= 0 && x <= W - 1) ? label_at(lab, H, W, y, x) : -1;
+            double y, x;
+            out_lab[(size_t)i * w + j] =
+                warp_source(&y, &x, i, j, hy, hx, ca, sa, scale, cy, cx, H, W) ? label_at(lab, H, W, y, x) : -1;
         }
-    }
 }

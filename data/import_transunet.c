@@ -39,16 +39,26 @@ static int add_volume(const PrepareOptions *o, StoreWriter *w, const char *name,
     return rc;
 }
 
+/* The entries of SRC/sub, and that path in *dir (the caller frees both); NULL with the error when
+ * the directory cannot be listed. */
+static char **list_layout_dir(const PrepareOptions *o, const char *sub, char **dir, int *n, char *err,
+                              size_t err_len) {
+    *dir = imp_join(o->src, sub);
+    char **names = fsu_list(*dir, n);
+    if (!names) {
+        error_at(err, err_len, "%s: cannot list the directory (expected the TransUNet layout)", *dir);
+        free(*dir);
+        *dir = NULL;
+    }
+    return names;
+}
+
 /* train_npz: group caseXXXX_sliceNNN.npz by case; slices must run 0..n-1 without gaps. */
 static int import_train(const PrepareOptions *o, StoreWriter *w, char *err, size_t err_len) {
-    char *dir = imp_join(o->src, "train_npz");
+    char *dir;
     int n;
-    char **names = fsu_list(dir, &n);
-    if (!names) {
-        error_at(err, err_len, "%s: cannot list the directory (expected the TransUNet layout)", dir);
-        free(dir);
-        return -1;
-    }
+    char **names = list_layout_dir(o, "train_npz", &dir, &n, err, err_len);
+    if (!names) return -1;
     int rc = 0, i = 0;
     while (rc == 0 && i < n) {
         int cs, sl;
@@ -141,14 +151,10 @@ out:
 }
 
 static int import_test(const PrepareOptions *o, StoreWriter *w, char *err, size_t err_len) {
-    char *dir = imp_join(o->src, "test_vol_h5");
+    char *dir;
     int n;
-    char **names = fsu_list(dir, &n);
-    if (!names) {
-        error_at(err, err_len, "%s: cannot list the directory (expected the TransUNet layout)", dir);
-        free(dir);
-        return -1;
-    }
+    char **names = list_layout_dir(o, "test_vol_h5", &dir, &n, err, err_len);
+    if (!names) return -1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     int rc = 0;
     for (int i = 0; rc == 0 && i < n; i++) {

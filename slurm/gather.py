@@ -15,6 +15,8 @@ import json
 import os
 import sys
 
+from sweep import write_atomic  # slurm/sweep.py, beside this file
+
 COLUMNS = ["point", "dataset_config", "overrides", "status", "exit", "restarts", "steps", "validations",
            "best_ema_pseudo_dice", "best_step", "last_pseudo_dice", "run_dir"]
 
@@ -67,15 +69,6 @@ def to_markdown(rows):
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     out += ["| " + " | ".join(str(r[c]).replace("|", "\\|") for c in cols) + " |" for r in rows]
     return "\n".join(out) + "\n"
-
-
-def write_atomic(path, text):
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def main(argv):

@@ -172,27 +172,20 @@ int cmd_bench(int argc, char **argv) {
                backend_cuda_precision(be), cfg.name, batch, med * 1e3, batch / med, peak_mib, flops / 1e9);
         for (int r = 0; r < runs; r++) printf("%s%.3f", r ? "," : "", runs_ms[r]);
         printf("]}\n");
-        free(t);
-        model_acts_free(acts);
-        be->release(be, params);
-        be->release(be, grads);
-        be->release(be, image);
-        be->release(be, labels);
-        be->destroy(be);
-        model_free(&m);
-        return 0;
-    }
+    } else
 #endif
-    double gf = flops / med / 1e9, peak = sgemm_gflops(2048, threads);
-    printf("%s batch %d, %d threads, fp32: median %.1f ms, %.1f GFLOP per step, %.1f GFLOP/s = %.0f%% of sgemm "
-           "(%.1f GFLOP/s)\n",
-           cfg.name, batch, threads, med * 1e3, flops / 1e9, gf, 100 * gf / peak, peak);
-    printf("{\"impl\":\"c\",\"precision\":\"fp32\",\"config\":\"%s\",\"batch\":%d,\"threads\":%d,\"median_ms\":%.2f,"
-           "\"runs_ms\":[",
-           cfg.name, batch, threads, med * 1e3);
-    for (int r = 0; r < runs; r++) printf("%s%.2f", r ? "," : "", runs_ms[r]);
-    printf("],\"gflop_per_step\":%.3f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"fraction_of_sgemm\":%.3f}\n",
-           flops / 1e9, gf, peak, gf / peak);
+    {
+        double gf = flops / med / 1e9, peak = sgemm_gflops(2048, threads);
+        printf("%s batch %d, %d threads, fp32: median %.1f ms, %.1f GFLOP per step, %.1f GFLOP/s = %.0f%% of sgemm "
+               "(%.1f GFLOP/s)\n",
+               cfg.name, batch, threads, med * 1e3, flops / 1e9, gf, 100 * gf / peak, peak);
+        printf("{\"impl\":\"c\",\"precision\":\"fp32\",\"config\":\"%s\",\"batch\":%d,\"threads\":%d,"
+               "\"median_ms\":%.2f,\"runs_ms\":[",
+               cfg.name, batch, threads, med * 1e3);
+        for (int r = 0; r < runs; r++) printf("%s%.2f", r ? "," : "", runs_ms[r]);
+        printf("],\"gflop_per_step\":%.3f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"fraction_of_sgemm\":%.3f}\n",
+               flops / 1e9, gf, peak, gf / peak);
+    }
     free(t);
     model_acts_free(acts);
     be->release(be, params);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend_select.h"
 #include "check.h"
 #include "checkpoint.h"
 #include "clock.h"
@@ -238,15 +239,9 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
         threads = (int)(cores / (t->comm->local_size > 0 ? t->comm->local_size : 1));
         if (threads < 1) threads = 1;
     }
-#ifdef UNET_HAVE_CUDA
-    if (!strcmp(c->backend, "cuda")) {
-        /* The rule of comm_nccl.c: jobs/rank.sh narrows CUDA_VISIBLE_DEVICES to this rank's GPU, so
-         * a rank usually sees one device, whatever its local rank. */
-        int ndev = cuda_device_count();
-        t->be = backend_cuda_create(ndev > 0 ? t->comm->local_rank % ndev : 0, config_precision(c));
-    } else
-#endif
-        t->be = backend_cpu_create(threads);
+    t->be = backend_select(c->backend, config_precision(c), backend_local_device(t->comm->local_rank), threads, err,
+                           err_len);
+    if (!t->be) return -1;
     if (store_open(&t->store, c->store, err, err_len) != 0) return -1;
     if (check_store(t, err, err_len) != 0) return -1;
     model_build(&t->model, c);

@@ -18,6 +18,7 @@
 
 #include "backend.h"
 #include "backend_cuda.h"
+#include "backend_select.h"
 #include "check.h"
 #include "clock.h"
 #include "comm.h"
@@ -130,7 +131,7 @@ static int check_buckets(Comm *c, Backend *gpu, const char *cfg_path, char *summ
     model_backward(&n.m, gpu, n.acts, n.params, n.grads);
     gpu->download(gpu, ref, n.grads, np * sizeof(float));
 
-    int ok = 1, overlapped_min = 1 << 30;
+    int overlapped_min = 1 << 30;
     double worst = 0, ms_bucketed = 0, ms_one = 0;
     GradSync *g = grad_sync_create(c, gpu, &n.m.params, n.grads, BUCKET_BYTES);
     for (int pass = 0; pass < 3; pass++) {
@@ -152,7 +153,7 @@ static int check_buckets(Comm *c, Backend *gpu, const char *cfg_path, char *summ
     worst = fmax(worst, rel_diff(got, ref, np, c->size));
     grad_sync_destroy(g);
 
-    ok = worst <= TOL_GRAD && nb > 1 && overlapped_min >= 1;
+    int ok = worst <= TOL_GRAD && nb > 1 && overlapped_min >= 1;
     snprintf(summary, summary_len,
              "buckets: %d of <= %zu KiB, >= %d started during backward, worst rel diff %.2e (tol %.0e), "
              "backward+all-reduce %.2f ms bucketed vs %.2f ms one bucket",
@@ -169,7 +170,7 @@ static int check_buckets(Comm *c, Backend *gpu, const char *cfg_path, char *summ
 
 int gpu_check_nccl(int *argc, char ***argv, const char *cfg_path) {
     Comm *c = comm_nccl_create(argc, argv); /* picks the device of this rank */
-    Backend *gpu = backend_cuda_create(c->local_rank % cuda_device_count(), "fp32");
+    Backend *gpu = backend_cuda_create(backend_local_device(c->local_rank), "fp32");
     double ms = 0;
     char summary[512];
     int ok_plain = check_plain(c, gpu, &ms);

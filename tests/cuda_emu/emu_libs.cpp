@@ -486,6 +486,18 @@ cudnnStatus_t one_algo(cudnnHandle_t handle, cudnnStatus_t geom, const cudnnConv
     return CUDNN_STATUS_SUCCESS;
 }
 
+// Runs a convolution; the scratch vectors' allocation failure becomes cuDNN's status, not an exception
+// through a C caller.
+template <class F>
+cudnnStatus_t host_memory_guard(F run) {
+    try {
+        run();
+    } catch (const std::bad_alloc &) {
+        return CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
 } // namespace
 
 extern "C" {
@@ -782,12 +794,8 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha, c
     ConvGeom g;
     cudnnStatus_t s = make_geom(xDesc, wDesc, convDesc, yDesc, g);
     if (s != CUDNN_STATUS_SUCCESS) return s;
-    try {
-        conv_forward(g, *(const float *)alpha, (const float *)x, (const float *)w, *(const float *)beta, (float *)y);
-    } catch (const std::bad_alloc &) {
-        return CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
-    }
-    return CUDNN_STATUS_SUCCESS;
+    return host_memory_guard(
+        [&] { conv_forward(g, *(const float *)alpha, (const float *)x, (const float *)w, *(const float *)beta, (float *)y); });
 }
 
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alpha,
@@ -804,13 +812,10 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
     ConvGeom g;
     cudnnStatus_t s = make_geom(dxDesc, wDesc, convDesc, dyDesc, g);
     if (s != CUDNN_STATUS_SUCCESS) return s;
-    try {
+    return host_memory_guard([&] {
         conv_backward_data(g, *(const float *)alpha, (const float *)w, (const float *)dy, *(const float *)beta,
                            (float *)dx);
-    } catch (const std::bad_alloc &) {
-        return CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
-    }
-    return CUDNN_STATUS_SUCCESS;
+    });
 }
 
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *alpha,
@@ -827,13 +832,10 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
     ConvGeom g;
     cudnnStatus_t s = make_geom(xDesc, dwDesc, convDesc, dyDesc, g);
     if (s != CUDNN_STATUS_SUCCESS) return s;
-    try {
+    return host_memory_guard([&] {
         conv_backward_filter(g, *(const float *)alpha, (const float *)x, (const float *)dy, *(const float *)beta,
                              (float *)dw);
-    } catch (const std::bad_alloc &) {
-        return CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
-    }
-    return CUDNN_STATUS_SUCCESS;
+    });
 }
 
 } // extern "C"

@@ -311,17 +311,12 @@ cudaError_t cudaGetLastError(void) {
     last_error = cudaSuccess;
     return e;
 }
-cudaError_t cudaPeekAtLastError(void) { return last_error; }
 
 cudaError_t cudaGetDeviceCount(int *count) {
     *count = 1;
     return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) { return set_error(device == 0 ? cudaSuccess : cudaErrorInvalidDevice); }
-cudaError_t cudaGetDevice(int *device) {
-    *device = 0;
-    return cudaSuccess;
-}
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
     if (device != 0) return set_error(cudaErrorInvalidDevice);
@@ -342,7 +337,6 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
     if (device != 0) return set_error(cudaErrorInvalidDevice);
     switch (attr) {
     case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = MAX_DYN_SMEM; return cudaSuccess;
-    case cudaDevAttrMultiProcessorCount: *value = 1; return cudaSuccess;
     }
     return set_error(cudaErrorInvalidValue);
 }
@@ -433,7 +427,6 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     (void)stream;
     return set_error(event ? cudaSuccess : cudaErrorInvalidValue);
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t event) { return set_error(event ? cudaSuccess : cudaErrorInvalidValue); }
 
 void emu_counters(unsigned long long *n_launches, unsigned long long *n_blocks) {
     *n_launches = launches;

@@ -19,44 +19,18 @@ import numpy as np
 from safetensors.numpy import load_file
 
 BIN = os.environ.get("UNET2022_BIN", "build-emu/unet2022")
-MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
-           "OMP_NUM_THREADS": "1"}
-CONFIG = """name: tiny
-network:
-  preset: custom
-  embed_dim: 8
-  heads: [1, 1, 2, 2]
-  patch_size: 4
-  windows: [4, 2, 2, 1]
-  in_channels: 1
-  classes: 14
-  deep_supervision: true
-  crop: [32, 32]
-  drop_path_rate: 0.2
-train:
-  batch_size: 4
-  lr: 1e-3
-  epochs: 100
-  seed: 7
-  store: {store}
-  train_split: train
-  val_split: test
-  val_every: 0
-  keep_last: 100
-  log_every: 1
-  threads: 1
-loader:
-  workers: 1
-  prefetch: 2
-"""
+# the tiny network, store recipe and mpirun environment of the CPU training tests
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
+from test_train import CONFIG, MPI_ENV  # noqa: E402
+
 STEPS = 4
 
 
 def run(cmd, ranks=0):
     if ranks:
         cmd = [shutil.which("mpirun") or "mpirun", "-np", str(ranks), "--oversubscribe"] + cmd
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=dict(os.environ, **MPI_ENV))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                       env=dict(os.environ, OMP_NUM_THREADS="1", **MPI_ENV))
     if r.returncode != 0:
         sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     return r.stdout
@@ -80,7 +54,8 @@ def main():
 
         def train(name, ranks, *extra):
             d = os.path.join(tmp, name)
-            out = run([BIN, "train", cfg, f"train.run_dir={d}", f"train.max_steps={STEPS}", *extra], ranks)
+            out = run([BIN, "train", cfg, f"train.run_dir={d}", f"train.max_steps={STEPS}", "train.val_every=0",
+                       *extra], ranks)
             return d, out
 
         cpu, _ = train("cpu1", 0)

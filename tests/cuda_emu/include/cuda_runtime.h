@@ -94,60 +94,17 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
     int l = emu::lane();
     return emu_shuffle_as(v, (l & ~(width - 1)) | ((l ^ lane_mask) & (width - 1)));
 }
-template <class T>
-inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    (void)mask;
-    int l = emu::lane(), s = (l & (width - 1)) + (int)delta;
-    return emu_shuffle_as(v, s < width ? (l & ~(width - 1)) + s : l);
-}
-template <class T>
-inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
-    (void)mask;
-    return emu_shuffle_as(v, (emu::lane() & ~(width - 1)) + (src & (width - 1)));
-}
 
 /* IEEE round-to-nearest intrinsics: the build turns off FP contraction, so these are exact. */
 inline float __fadd_rn(float a, float b) { return a + b; }
-inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
-inline double __dadd_rn(double a, double b) { return a + b; }
-inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
-inline float __expf(float x) { return expf(x); }
-template <class T>
-inline T __ldg(const T *p) {
-    return *p;
-}
 
-/* One OS thread runs every fiber, so read-modify-write is already atomic. */
-inline float atomicAdd(float *p, float v) {
-    float old = *p;
-    *p = old + v;
-    return old;
-}
-inline double atomicAdd(double *p, double v) {
-    double old = *p;
-    *p = old + v;
-    return old;
-}
-inline int atomicAdd(int *p, int v) {
-    int old = *p;
-    *p = old + v;
-    return old;
-}
-inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v) {
-    unsigned long long old = *p;
-    *p = old + v;
-    return old;
-}
+/* One OS thread runs every fiber, so read-modify-write is already atomic. (Only the intrinsics the
+ * kernels use are here: a kernel that needs another fails to compile, and it is added then.) */
 inline int atomicMax(int *p, int v) {
     int old = *p;
     if (v > old) *p = v;
-    return old;
-}
-inline int atomicMin(int *p, int v) {
-    int old = *p;
-    if (v < old) *p = v;
     return old;
 }
 #endif /* __cplusplus */
