@@ -12,7 +12,9 @@
  * Poisoning: every forward output and saved buffer starts as NaN on the GPU side, so an element
  * the kernel forgets to write shows up as a failure. Gradients cannot start as NaN, because
  * backward ops accumulate (backend.h): they start from the same random values on both sides,
- * which also checks that the CUDA ops add rather than overwrite.
+ * which also checks that the CUDA ops add rather than overwrite. Act tensors (backend.h) are read
+ * back as fp32 on both sides; their random inputs reach the CPU as the GPU stores them (rounded to
+ * bf16 in that mode), so only the op's own error and its output's rounding are measured.
  * Exit status: 0 all within tolerance, 1 usage, 2 error, 3 a check failed, 77 no CUDA device
  * (the ctest SKIP code). Compiled only with UNET_HAVE_CUDA (main.c guards the dispatch). */
 #ifdef UNET_HAVE_CUDA
@@ -54,6 +56,14 @@
  * workspace) gives errors of order 1 against these magnitudes, far above either limit. */
 #define TOL_TF32 1e-2
 #define TOL_BF16 5e-2
+/* bf16 mode stores every Act as bf16: an op's Act output is its fp32 result rounded once to
+ * nearest even (accumulating ops: old + delta in fp32, then rounded). bf16 keeps 8 significant
+ * bits, so for v in [2^e, 2^(e+1)) half an ulp is 2^(e-8) <= 2^-8 |v| <= 2^-8 max|ref|: the bound
+ * is exact, not an estimate (ties land on it), and compare_act() adds it to the op's own
+ * tolerance. Inputs are rounded the same way on both sides (act_rand), so nothing else differs;
+ * pure data movement stays exact (compare_act_exact). A lost accumulation or a wrong index is
+ * still an error of order 1. */
+#define ACT_ROUND_BF16 (1.0 / 256)
 /* --steps: step-1 loss (same weights, same batch) and the worst step over S steps, relative. */
 #define TOL_STEP1_FP32 1e-5
 #define TOL_STEPS_FP32 2e-3
@@ -78,6 +88,7 @@ typedef struct {
     const char *precision; /* the CUDA backend's: "fp32", "tf32" or "bf16" */
     double tol_blas;       /* products computed by cuBLAS (linear, convT): out, din, dw */
     double tol_dnn;        /* products computed by cuDNN (conv3x3): out, din, dw */
+    double act_round;      /* storing an Act: ACT_ROUND_BF16 in bf16 mode, 0 when Acts are fp32 */
     uint64_t seed;
     uint64_t stream; /* next random stream: every tensor gets fresh numbers */
     int rows, fails;
@@ -86,21 +97,34 @@ typedef struct {
 /* The GEMM tolerances of a precision (see TOL_TF32, TOL_BF16). */
 static void set_tolerances(Ctx *x, const char *precision) {
     x->precision = precision;
+    x->act_round = !strcmp(precision, "bf16") ? ACT_ROUND_BF16 : 0;
     if (!strcmp(precision, "bf16")) x->tol_blas = TOL_BF16, x->tol_dnn = TOL_TF32; /* convs run as tf32 */
     else if (!strcmp(precision, "tf32")) x->tol_blas = TOL_TF32, x->tol_dnn = TOL_TF32;
     else x->tol_blas = TOL_FP32, x->tol_dnn = TOL_FP32;
 }
 
-/* One tensor on both backends. */
+/* One float tensor (parameters, their gradients, statistics) on both backends. */
 typedef struct {
     size_t n;
     float *c, *g; /* (n) CPU memory, device memory */
 } Pair;
 
+/* One Act tensor (activations, their gradients, attention probs, logits) on both backends. */
+typedef struct {
+    size_t n;
+    Act *c, *g; /* (n) CPU memory, device memory, each in its backend's Act storage */
+} ActPair;
+
 static float *host_rand(Ctx *x, size_t n, float lo, float hi) {
     float *h = xmalloc((n ? n : 1) * sizeof(float));
     uint64_t s = x->stream++;
     for (size_t i = 0; i < n; i++) h[i] = (float)(lo + (hi - lo) * rng_uniform(rng_key(x->seed, s, i)));
+    return h;
+}
+
+static float *host_nan(size_t n) {
+    float *h = xmalloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = NAN;
     return h;
 }
 
@@ -121,14 +145,45 @@ static Pair pair_rand(Ctx *x, size_t n, float lo, float hi) {
 /* A forward output: zero on the CPU, NaN on the GPU. */
 static Pair pair_out(Ctx *x, size_t n) {
     Pair p = {n, x->cpu->alloc(x->cpu, n * sizeof(float)), x->gpu->alloc(x->gpu, n * sizeof(float))};
-    float *h = xmalloc((n ? n : 1) * sizeof(float));
-    for (size_t i = 0; i < n; i++) h[i] = NAN;
+    float *h = host_nan(n); /* (n) */
     x->gpu->upload(x->gpu, p.g, h, n * sizeof(float));
     free(h);
     return p;
 }
 
 static void pair_free(Ctx *x, Pair *p) {
+    x->cpu->release(x->cpu, p->c);
+    x->gpu->release(x->gpu, p->g);
+}
+
+static ActPair act_alloc(Ctx *x, size_t n) {
+    ActPair p = {n, x->cpu->alloc(x->cpu, n * x->cpu->act_bytes), x->gpu->alloc(x->gpu, n * x->gpu->act_bytes)};
+    return p;
+}
+
+/* Random inputs go to the GPU first and come back as the GPU stores them (rounded to bf16 in
+ * that mode); the CPU gets those values, so both sides start from the same numbers and a
+ * comparison measures the op's own error, not the rounding of its inputs. */
+static ActPair act_rand(Ctx *x, size_t n, float lo, float hi) {
+    ActPair p = act_alloc(x, n);
+    float *h = host_rand(x, n, lo, hi); /* (n) */
+    backend_upload_act(x->gpu, p.g, h, n);
+    backend_download_act(x->gpu, h, p.g, n);
+    backend_upload_act(x->cpu, p.c, h, n);
+    free(h);
+    return p;
+}
+
+/* A forward output: zero on the CPU, NaN on the GPU (a NaN stays NaN in every Act storage). */
+static ActPair act_out(Ctx *x, size_t n) {
+    ActPair p = act_alloc(x, n);
+    float *h = host_nan(n); /* (n) */
+    backend_upload_act(x->gpu, p.g, h, n);
+    free(h);
+    return p;
+}
+
+static void act_free(Ctx *x, ActPair *p) {
     x->cpu->release(x->cpu, p->c);
     x->gpu->release(x->gpu, p->g);
 }
@@ -141,16 +196,15 @@ static void report(Ctx *x, const char *op, const char *what, double err, double 
     if (!ok) x->fails++;
 }
 
-/* max |gpu − cpu| and max |cpu| over a float tensor; non-finite GPU values count as failures.
- * A failure also prints where: the worst element, both values there, and how many elements are
- * beyond the tolerance (what the first GPU run needs to tell an indexing slip from rounding). */
-static void compare(Ctx *x, const char *op, const char *what, Pair p, double tol) {
-    float *hc = xmalloc((p.n ? p.n : 1) * sizeof(float)), *hg = xmalloc((p.n ? p.n : 1) * sizeof(float));
-    x->cpu->download(x->cpu, hc, p.c, p.n * sizeof(float));
-    x->gpu->download(x->gpu, hg, p.g, p.n * sizeof(float));
+/* max |gpu − cpu| and max |cpu| over a tensor, both read back as fp32; non-finite GPU values
+ * count as failures. A failure also prints where: the worst element, both values there, and how
+ * many elements are beyond the tolerance (what the first GPU run needs to tell an indexing slip
+ * from rounding). */
+static void compare_host(Ctx *x, const char *op, const char *what, const float *hc /* (n) */,
+                         const float *hg /* (n) */, size_t n, double tol) {
     double err = 0, ref = 0;
     size_t bad = 0, worst = 0, first_bad = 0;
-    for (size_t i = 0; i < p.n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (!isfinite(hg[i]) && isfinite(hc[i])) {
             if (!bad++) first_bad = i;
             continue;
@@ -161,16 +215,43 @@ static void compare(Ctx *x, const char *op, const char *what, Pair p, double tol
     }
     if (bad)
         printf("  (%s %s: %zu non-finite GPU values, e.g. never written; first at [%zu] of %zu)\n", op, what, bad,
-               first_bad, p.n);
+               first_bad, n);
     int before = x->fails;
     report(x, op, what, err, ref, bad, tol);
-    if (x->fails > before && p.n) {
+    if (x->fails > before && n) {
         size_t beyond = 0;
-        for (size_t i = 0; i < p.n; i++)
+        for (size_t i = 0; i < n; i++)
             if (isfinite(hg[i]) && fabs((double)hg[i] - (double)hc[i]) > tol * ref) beyond++;
         printf("  (%s %s: worst at [%zu] of %zu: cpu %.9g, cuda %.9g; %zu elements beyond tolerance)\n", op, what,
-               worst, p.n, (double)hc[worst], (double)hg[worst], beyond);
+               worst, n, (double)hc[worst], (double)hg[worst], beyond);
     }
+}
+
+static void compare(Ctx *x, const char *op, const char *what, Pair p, double tol) {
+    float *hc = xmalloc((p.n ? p.n : 1) * sizeof(float)), *hg = xmalloc((p.n ? p.n : 1) * sizeof(float));
+    x->cpu->download(x->cpu, hc, p.c, p.n * sizeof(float));
+    x->gpu->download(x->gpu, hg, p.g, p.n * sizeof(float));
+    compare_host(x, op, what, hc, hg, p.n, tol);
+    free(hc);
+    free(hg);
+}
+
+/* An Act the op computed: tol is the op's own error, the storage's rounding is added. */
+static void compare_act(Ctx *x, const char *op, const char *what, ActPair p, double tol) {
+    float *hc = xmalloc((p.n ? p.n : 1) * sizeof(float)), *hg = xmalloc((p.n ? p.n : 1) * sizeof(float));
+    backend_download_act(x->cpu, hc, p.c, p.n);
+    backend_download_act(x->gpu, hg, p.g, p.n);
+    compare_host(x, op, what, hc, hg, p.n, tol + x->act_round);
+    free(hc);
+    free(hg);
+}
+
+/* An Act the op only moved (pad, roll, crop): bit-exact in every storage. */
+static void compare_act_exact(Ctx *x, const char *op, const char *what, ActPair p) {
+    float *hc = xmalloc((p.n ? p.n : 1) * sizeof(float)), *hg = xmalloc((p.n ? p.n : 1) * sizeof(float));
+    backend_download_act(x->cpu, hc, p.c, p.n);
+    backend_download_act(x->gpu, hg, p.g, p.n);
+    compare_host(x, op, what, hc, hg, p.n, 0);
     free(hc);
     free(hg);
 }
@@ -181,134 +262,145 @@ static void case_conv3x3(Ctx *x, int B, int H, int W, int Ci, int Co, int s) {
     char op[64];
     snprintf(op, sizeof op, "conv3x3 %dx%d %d>%d s%d", H, W, Ci, Co, s);
     int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
-    Pair in = pair_rand(x, (size_t)B * H * W * Ci, -1, 1), w = pair_rand(x, (size_t)Co * Ci * 9, -0.3f, 0.3f);
-    Pair b = pair_rand(x, Co, -0.5f, 0.5f), out = pair_out(x, (size_t)B * Ho * Wo * Co);
-    Pair dout = pair_rand(x, out.n, -1, 1), din = pair_rand(x, in.n, -1, 1), dw = pair_rand(x, w.n, -1, 1),
-         db = pair_rand(x, Co, -1, 1);
+    ActPair in = act_rand(x, (size_t)B * H * W * Ci, -1, 1), out = act_out(x, (size_t)B * Ho * Wo * Co);
+    Pair w = pair_rand(x, (size_t)Co * Ci * 9, -0.3f, 0.3f), b = pair_rand(x, Co, -0.5f, 0.5f);
+    ActPair dout = act_rand(x, out.n, -1, 1), din = act_rand(x, in.n, -1, 1);
+    Pair dw = pair_rand(x, w.n, -1, 1), db = pair_rand(x, Co, -1, 1);
     x->cpu->conv3x3_forward(x->cpu, out.c, in.c, w.c, b.c, B, H, W, Ci, Co, s);
     x->gpu->conv3x3_forward(x->gpu, out.g, in.g, w.g, b.g, B, H, W, Ci, Co, s);
-    compare(x, op, "out", out, x->tol_dnn);
+    compare_act(x, op, "out", out, x->tol_dnn);
     x->cpu->conv3x3_backward(x->cpu, din.c, dw.c, db.c, dout.c, in.c, w.c, B, H, W, Ci, Co, s);
     x->gpu->conv3x3_backward(x->gpu, din.g, dw.g, db.g, dout.g, in.g, w.g, B, H, W, Ci, Co, s);
-    compare(x, op, "din", din, x->tol_dnn);
+    compare_act(x, op, "din", din, x->tol_dnn);
     compare(x, op, "dw", dw, x->tol_dnn);
     compare(x, op, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
-    Pair *all[] = {&in, &w, &b, &out, &dout, &din, &dw, &db};
+    ActPair *acts[] = {&in, &out, &dout, &din};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&w, &b, &dw, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
 static void case_dwconv7(Ctx *x, int B, int H, int W, int C) {
     char op[64];
     snprintf(op, sizeof op, "dwconv7 %dx%d C%d", H, W, C);
-    Pair in = pair_rand(x, (size_t)B * H * W * C, -1, 1), w = pair_rand(x, (size_t)C * 49, -0.3f, 0.3f);
-    Pair b = pair_rand(x, C, -0.5f, 0.5f), out = pair_out(x, in.n);
-    Pair dout = pair_rand(x, in.n, -1, 1), din = pair_rand(x, in.n, -1, 1), dw = pair_rand(x, w.n, -1, 1),
-         db = pair_rand(x, C, -1, 1);
+    ActPair in = act_rand(x, (size_t)B * H * W * C, -1, 1), out = act_out(x, in.n);
+    Pair w = pair_rand(x, (size_t)C * 49, -0.3f, 0.3f), b = pair_rand(x, C, -0.5f, 0.5f);
+    ActPair dout = act_rand(x, in.n, -1, 1), din = act_rand(x, in.n, -1, 1);
+    Pair dw = pair_rand(x, w.n, -1, 1), db = pair_rand(x, C, -1, 1);
     x->cpu->dwconv7_forward(x->cpu, out.c, in.c, w.c, b.c, B, H, W, C);
     x->gpu->dwconv7_forward(x->gpu, out.g, in.g, w.g, b.g, B, H, W, C);
-    compare(x, op, "out", out, TOL_FP32);
+    compare_act(x, op, "out", out, TOL_FP32);
     x->cpu->dwconv7_backward(x->cpu, din.c, dw.c, db.c, dout.c, in.c, w.c, B, H, W, C);
     x->gpu->dwconv7_backward(x->gpu, din.g, dw.g, db.g, dout.g, in.g, w.g, B, H, W, C);
-    compare(x, op, "din", din, TOL_FP32);
+    compare_act(x, op, "din", din, TOL_FP32);
     compare(x, op, "dw", dw, TOL_FP32);
     compare(x, op, "db", db, TOL_FP32);
-    Pair *all[] = {&in, &w, &b, &out, &dout, &din, &dw, &db};
+    ActPair *acts[] = {&in, &out, &dout, &din};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&w, &b, &dw, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
 static void case_convT(Ctx *x, int B, int H, int W, int Ci, int Co, int k) {
     char op[64];
     snprintf(op, sizeof op, "convT k%d %dx%d %d>%d", k, H, W, Ci, Co);
-    Pair in = pair_rand(x, (size_t)B * H * W * Ci, -1, 1), w = pair_rand(x, (size_t)Ci * Co * k * k, -0.3f, 0.3f);
-    Pair b = pair_rand(x, Co, -0.5f, 0.5f), out = pair_out(x, (size_t)B * H * k * W * k * Co);
-    Pair dout = pair_rand(x, out.n, -1, 1), din = pair_rand(x, in.n, -1, 1), dw = pair_rand(x, w.n, -1, 1),
-         db = pair_rand(x, Co, -1, 1);
+    ActPair in = act_rand(x, (size_t)B * H * W * Ci, -1, 1), out = act_out(x, (size_t)B * H * k * W * k * Co);
+    Pair w = pair_rand(x, (size_t)Ci * Co * k * k, -0.3f, 0.3f), b = pair_rand(x, Co, -0.5f, 0.5f);
+    ActPair dout = act_rand(x, out.n, -1, 1), din = act_rand(x, in.n, -1, 1);
+    Pair dw = pair_rand(x, w.n, -1, 1), db = pair_rand(x, Co, -1, 1);
     x->cpu->convT_forward(x->cpu, out.c, in.c, w.c, b.c, B, H, W, Ci, Co, k);
     x->gpu->convT_forward(x->gpu, out.g, in.g, w.g, b.g, B, H, W, Ci, Co, k);
-    compare(x, op, "out", out, x->tol_blas);
+    compare_act(x, op, "out", out, x->tol_blas);
     x->cpu->convT_backward(x->cpu, din.c, dw.c, db.c, dout.c, in.c, w.c, B, H, W, Ci, Co, k);
     x->gpu->convT_backward(x->gpu, din.g, dw.g, db.g, dout.g, in.g, w.g, B, H, W, Ci, Co, k);
-    compare(x, op, "din", din, x->tol_blas);
+    compare_act(x, op, "din", din, x->tol_blas);
     compare(x, op, "dw", dw, x->tol_blas);
     compare(x, op, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
-    Pair *all[] = {&in, &w, &b, &out, &dout, &din, &dw, &db};
+    ActPair *acts[] = {&in, &out, &dout, &din};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&w, &b, &dw, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
 static void case_linear(Ctx *x, size_t N, int Ci, int Co, int bias) {
     char op[64];
     snprintf(op, sizeof op, "linear N%zu %d>%d%s", N, Ci, Co, bias ? "" : " nobias");
-    Pair in = pair_rand(x, N * Ci, -1, 1), w = pair_rand(x, (size_t)Co * Ci, -0.3f, 0.3f);
-    Pair b = pair_rand(x, Co, -0.5f, 0.5f), out = pair_out(x, N * Co);
-    Pair dout = pair_rand(x, out.n, -1, 1), din = pair_rand(x, in.n, -1, 1), dw = pair_rand(x, w.n, -1, 1),
-         db = pair_rand(x, Co, -1, 1);
+    ActPair in = act_rand(x, N * Ci, -1, 1), out = act_out(x, N * Co);
+    Pair w = pair_rand(x, (size_t)Co * Ci, -0.3f, 0.3f), b = pair_rand(x, Co, -0.5f, 0.5f);
+    ActPair dout = act_rand(x, out.n, -1, 1), din = act_rand(x, in.n, -1, 1);
+    Pair dw = pair_rand(x, w.n, -1, 1), db = pair_rand(x, Co, -1, 1);
     x->cpu->linear_forward(x->cpu, out.c, in.c, w.c, bias ? b.c : NULL, N, Ci, Co);
     x->gpu->linear_forward(x->gpu, out.g, in.g, w.g, bias ? b.g : NULL, N, Ci, Co);
-    compare(x, op, "out", out, x->tol_blas);
+    compare_act(x, op, "out", out, x->tol_blas);
     x->cpu->linear_backward(x->cpu, din.c, dw.c, bias ? db.c : NULL, dout.c, in.c, w.c, N, Ci, Co);
     x->gpu->linear_backward(x->gpu, din.g, dw.g, bias ? db.g : NULL, dout.g, in.g, w.g, N, Ci, Co);
-    compare(x, op, "din", din, x->tol_blas);
+    compare_act(x, op, "din", din, x->tol_blas);
     compare(x, op, "dw", dw, x->tol_blas);
     if (bias) compare(x, op, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
-    Pair *all[] = {&in, &w, &b, &out, &dout, &din, &dw, &db};
+    ActPair *acts[] = {&in, &out, &dout, &din};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&w, &b, &dw, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
 static void case_layernorm(Ctx *x, size_t N, int C, float eps) {
     char op[64];
     snprintf(op, sizeof op, "layernorm N%zu C%d", N, C);
-    Pair in = pair_rand(x, N * C, 2, 6), g = pair_rand(x, C, 0.5f, 1.5f), b = pair_rand(x, C, -0.5f, 0.5f);
-    Pair out = pair_out(x, in.n), mean = pair_out(x, N), rstd = pair_out(x, N);
-    Pair dout = pair_rand(x, in.n, -1, 1), din = pair_rand(x, in.n, -1, 1), dg = pair_rand(x, C, -1, 1),
-         db = pair_rand(x, C, -1, 1);
+    ActPair in = act_rand(x, N * C, 2, 6), out = act_out(x, in.n);
+    Pair g = pair_rand(x, C, 0.5f, 1.5f), b = pair_rand(x, C, -0.5f, 0.5f);
+    Pair mean = pair_out(x, N), rstd = pair_out(x, N);
+    ActPair dout = act_rand(x, in.n, -1, 1), din = act_rand(x, in.n, -1, 1);
+    Pair dg = pair_rand(x, C, -1, 1), db = pair_rand(x, C, -1, 1);
     x->cpu->layernorm_forward(x->cpu, out.c, mean.c, rstd.c, in.c, g.c, b.c, N, C, eps);
     x->gpu->layernorm_forward(x->gpu, out.g, mean.g, rstd.g, in.g, g.g, b.g, N, C, eps);
-    compare(x, op, "out", out, TOL_FP32);
+    compare_act(x, op, "out", out, TOL_FP32);
     compare(x, op, "mean", mean, TOL_FP32);
     compare(x, op, "rstd", rstd, TOL_FP32);
     x->cpu->layernorm_backward(x->cpu, din.c, dg.c, db.c, dout.c, in.c, mean.c, rstd.c, g.c, N, C);
     x->gpu->layernorm_backward(x->gpu, din.g, dg.g, db.g, dout.g, in.g, mean.g, rstd.g, g.g, N, C);
-    compare(x, op, "din", din, TOL_FP32);
+    compare_act(x, op, "din", din, TOL_FP32);
     compare(x, op, "dg", dg, TOL_FP32);
     compare(x, op, "db", db, TOL_FP32);
-    Pair *all[] = {&in, &g, &b, &out, &mean, &rstd, &dout, &din, &dg, &db};
+    ActPair *acts[] = {&in, &out, &dout, &din};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&g, &b, &mean, &rstd, &dg, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
 static void case_gelu(Ctx *x, size_t n) {
-    Pair in = pair_rand(x, n, -6, 6), out = pair_out(x, n), dout = pair_rand(x, n, -1, 1),
-         din = pair_rand(x, n, -1, 1);
+    ActPair in = act_rand(x, n, -6, 6), out = act_out(x, n), dout = act_rand(x, n, -1, 1),
+            din = act_rand(x, n, -1, 1);
     x->cpu->gelu_forward(x->cpu, out.c, in.c, n);
     x->gpu->gelu_forward(x->gpu, out.g, in.g, n);
-    compare(x, "gelu", "out", out, TOL_FP32);
+    compare_act(x, "gelu", "out", out, TOL_FP32);
     x->cpu->gelu_backward(x->cpu, din.c, dout.c, in.c, n);
     x->gpu->gelu_backward(x->gpu, din.g, dout.g, in.g, n);
-    compare(x, "gelu", "din", din, TOL_FP32);
-    Pair *all[] = {&in, &out, &dout, &din};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
+    compare_act(x, "gelu", "din", din, TOL_FP32);
+    ActPair *acts[] = {&in, &out, &dout, &din};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
 }
 
 static void case_window(Ctx *x, int B, int H, int W, int C, int Hp, int Wp, int s) {
     char op[64];
     snprintf(op, sizeof op, "pad_roll/roll_crop s%d", s);
     size_t ns = (size_t)B * H * W * C, nb = (size_t)B * Hp * Wp * C;
-    Pair in = pair_rand(x, ns, -1, 1), big = pair_out(x, nb), back = pair_out(x, ns);
-    Pair dbig = pair_rand(x, nb, -1, 1), dsmall = pair_rand(x, ns, -1, 1);
-    Pair gsmall = pair_rand(x, ns, -1, 1), gbig = pair_rand(x, nb, -1, 1);
+    ActPair in = act_rand(x, ns, -1, 1), big = act_out(x, nb), back = act_out(x, ns);
+    ActPair dbig = act_rand(x, nb, -1, 1), dsmall = act_rand(x, ns, -1, 1);
+    ActPair gsmall = act_rand(x, ns, -1, 1), gbig = act_rand(x, nb, -1, 1);
     x->cpu->pad_roll_forward(x->cpu, big.c, in.c, B, H, W, C, Hp, Wp, s);
     x->gpu->pad_roll_forward(x->gpu, big.g, in.g, B, H, W, C, Hp, Wp, s);
-    compare(x, op, "pad_roll", big, 0);
+    compare_act_exact(x, op, "pad_roll", big);
     x->cpu->roll_crop_forward(x->cpu, back.c, big.c, B, H, W, C, Hp, Wp, s);
     x->gpu->roll_crop_forward(x->gpu, back.g, big.g, B, H, W, C, Hp, Wp, s);
-    compare(x, op, "crop", back, 0);
+    compare_act_exact(x, op, "crop", back);
     x->cpu->pad_roll_backward(x->cpu, gsmall.c, dbig.c, B, H, W, C, Hp, Wp, s);
     x->gpu->pad_roll_backward(x->gpu, gsmall.g, dbig.g, B, H, W, C, Hp, Wp, s);
-    compare(x, op, "d_pad", gsmall, TOL_FP32);
+    compare_act(x, op, "d_pad", gsmall, TOL_FP32);
     x->cpu->roll_crop_backward(x->cpu, gbig.c, dsmall.c, B, H, W, C, Hp, Wp, s);
     x->gpu->roll_crop_backward(x->gpu, gbig.g, dsmall.g, B, H, W, C, Hp, Wp, s);
-    compare(x, op, "d_crop", gbig, TOL_FP32);
-    Pair *all[] = {&in, &big, &back, &dbig, &dsmall, &gsmall, &gbig};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
+    compare_act(x, op, "d_crop", gbig, TOL_FP32);
+    ActPair *acts[] = {&in, &big, &back, &dbig, &dsmall, &gsmall, &gbig};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
 }
 
 static void case_attention(Ctx *x, int B, int Hp, int Wp, int C, int heads, int w, int s) {
@@ -317,49 +409,61 @@ static void case_attention(Ctx *x, int B, int Hp, int Wp, int C, int heads, int 
     int n = w * w, nWin = (Hp / w) * (Wp / w), T = (2 * w - 1) * (2 * w - 1);
     size_t nq = (size_t)B * Hp * Wp * 3 * C, no = (size_t)B * Hp * Wp * C;
     size_t np = (size_t)B * nWin * heads * n * n;
-    Pair qkv = pair_rand(x, nq, -1.5f, 1.5f), table = pair_rand(x, (size_t)T * heads, -1, 1);
-    Pair out = pair_out(x, no), probs = pair_out(x, np);
-    Pair dout = pair_rand(x, no, -1, 1), dqkv = pair_rand(x, nq, -1, 1), dtable = pair_rand(x, table.n, -1, 1);
+    ActPair qkv = act_rand(x, nq, -1.5f, 1.5f), out = act_out(x, no), probs = act_out(x, np);
+    Pair table = pair_rand(x, (size_t)T * heads, -1, 1);
+    ActPair dout = act_rand(x, no, -1, 1), dqkv = act_rand(x, nq, -1, 1);
+    Pair dtable = pair_rand(x, table.n, -1, 1);
     x->cpu->window_attention_forward(x->cpu, out.c, probs.c, qkv.c, table.c, B, Hp, Wp, C, heads, w, s);
     x->gpu->window_attention_forward(x->gpu, out.g, probs.g, qkv.g, table.g, B, Hp, Wp, C, heads, w, s);
-    compare(x, op, "out", out, TOL_FP32);
-    compare(x, op, "probs", probs, TOL_FP32);
+    compare_act(x, op, "out", out, TOL_FP32);
+    compare_act(x, op, "probs", probs, TOL_FP32);
+    /* The backward reads the saved softmax: the CPU gets the GPU's (rounded in bf16 mode), so
+     * dqkv and dtable measure the backward alone, like every other op's inputs (act_rand). */
+    float *saved = xmalloc(np * sizeof(float)); /* (np) */
+    backend_download_act(x->gpu, saved, probs.g, np);
+    backend_upload_act(x->cpu, probs.c, saved, np);
+    free(saved);
     x->cpu->window_attention_backward(x->cpu, dqkv.c, dtable.c, dout.c, qkv.c, probs.c, B, Hp, Wp, C, heads, w, s);
     x->gpu->window_attention_backward(x->gpu, dqkv.g, dtable.g, dout.g, qkv.g, probs.g, B, Hp, Wp, C, heads, w, s);
-    compare(x, op, "dqkv", dqkv, TOL_FP32);
+    compare_act(x, op, "dqkv", dqkv, TOL_FP32);
     compare(x, op, "dtable", dtable, TOL_FP32);
-    Pair *all[] = {&qkv, &table, &out, &probs, &dout, &dqkv, &dtable};
+    ActPair *acts[] = {&qkv, &out, &probs, &dout, &dqkv};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&table, &dtable};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
 static void case_elementwise(Ctx *x, size_t N, int C, int B) {
     size_t n = N * C;
-    Pair a = pair_rand(x, n, -1, 1), b = pair_rand(x, n, -1, 1), out = pair_out(x, n), acc = pair_rand(x, n, -1, 1);
+    ActPair a = act_rand(x, n, -1, 1), b = act_rand(x, n, -1, 1), out = act_out(x, n), acc = act_rand(x, n, -1, 1);
     x->cpu->add(x->cpu, out.c, a.c, b.c, n);
     x->gpu->add(x->gpu, out.g, a.g, b.g, n);
-    compare(x, "add", "out", out, 0);
+    compare_act(x, "add", "out", out, 0);
     x->cpu->accumulate(x->cpu, acc.c, a.c, n);
     x->gpu->accumulate(x->gpu, acc.g, a.g, n);
-    compare(x, "accumulate", "dst", acc, 0);
-    Pair gamma = pair_rand(x, C, -1, 1), cs = pair_out(x, n), din = pair_rand(x, n, -1, 1), dg = pair_rand(x, C, -1, 1);
+    compare_act(x, "accumulate", "dst", acc, 0);
+    Pair gamma = pair_rand(x, C, -1, 1), dg = pair_rand(x, C, -1, 1);
+    ActPair cs = act_out(x, n), din = act_rand(x, n, -1, 1);
     x->cpu->channel_scale_forward(x->cpu, cs.c, a.c, gamma.c, N, C);
     x->gpu->channel_scale_forward(x->gpu, cs.g, a.g, gamma.g, N, C);
-    compare(x, "channel_scale", "out", cs, 0);
+    compare_act(x, "channel_scale", "out", cs, 0);
     x->cpu->channel_scale_backward(x->cpu, din.c, dg.c, b.c, a.c, gamma.c, N, C);
     x->gpu->channel_scale_backward(x->gpu, din.g, dg.g, b.g, a.g, gamma.g, N, C);
-    compare(x, "channel_scale", "din", din, TOL_FP32);
+    compare_act(x, "channel_scale", "din", din, TOL_FP32);
     compare(x, "channel_scale", "dgamma", dg, TOL_FP32);
     float scale_host[64];
     for (int i = 0; i < B && i < 64; i++) scale_host[i] = i % 3 == 1 ? 0.0f : 1.25f; /* drop path: 0 or 1/keep */
     size_t per = n / B;
-    Pair ss = pair_out(x, per * B), sdin = pair_rand(x, per * B, -1, 1);
+    ActPair ss = act_out(x, per * B), sdin = act_rand(x, per * B, -1, 1);
     x->cpu->sample_scale_forward(x->cpu, ss.c, a.c, scale_host, B, per);
     x->gpu->sample_scale_forward(x->gpu, ss.g, a.g, scale_host, B, per);
-    compare(x, "sample_scale", "out", ss, 0);
+    compare_act(x, "sample_scale", "out", ss, 0);
     x->cpu->sample_scale_backward(x->cpu, sdin.c, b.c, scale_host, B, per);
     x->gpu->sample_scale_backward(x->gpu, sdin.g, b.g, scale_host, B, per);
-    compare(x, "sample_scale", "din", sdin, TOL_FP32);
-    Pair *all[] = {&a, &b, &out, &acc, &gamma, &cs, &din, &dg, &ss, &sdin};
+    compare_act(x, "sample_scale", "din", sdin, TOL_FP32);
+    ActPair *acts[] = {&a, &b, &out, &acc, &cs, &din, &ss, &sdin};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&gamma, &dg};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
@@ -373,8 +477,8 @@ static void case_loss(Ctx *x, int B, int H, int W, int K) {
     int32_t *lc = x->cpu->alloc(x->cpu, N * sizeof(int32_t)), *lg = x->gpu->alloc(x->gpu, N * sizeof(int32_t));
     x->cpu->upload(x->cpu, lc, lab, N * sizeof(int32_t));
     x->gpu->upload(x->gpu, lg, lab, N * sizeof(int32_t));
-    Pair logits = pair_rand(x, N * K, -3, 3), probs = pair_out(x, N * K), stats = pair_out(x, 3 * (size_t)K);
-    Pair dlog = pair_rand(x, N * K, -1e-4f, 1e-4f);
+    ActPair logits = act_rand(x, N * K, -3, 3), dlog = act_rand(x, N * K, -1e-4f, 1e-4f);
+    Pair probs = pair_out(x, N * K), stats = pair_out(x, 3 * (size_t)K);
     float lossc[3], lossg[3] = {NAN, NAN, NAN};
     x->cpu->dice_ce_forward(x->cpu, lossc, probs.c, stats.c, logits.c, lc, N, K, 1.2f, 0.8f);
     x->gpu->dice_ce_forward(x->gpu, lossg, probs.g, stats.g, logits.g, lg, N, K, 1.2f, 0.8f);
@@ -387,7 +491,7 @@ static void case_loss(Ctx *x, int B, int H, int W, int K) {
     compare(x, op, "stats", stats, TOL_FP32);
     x->cpu->dice_ce_backward(x->cpu, dlog.c, probs.c, stats.c, lc, N, K, 1.2f, 0.8f, 0.5f);
     x->gpu->dice_ce_backward(x->gpu, dlog.g, probs.g, stats.g, lg, N, K, 1.2f, 0.8f, 0.5f);
-    compare(x, op, "dlogits", dlog, TOL_FP32);
+    compare_act(x, op, "dlogits", dlog, TOL_FP32);
     /* label downsampling: exact */
     for (int f = 2; f <= 4; f *= 2) {
         size_t nd = (size_t)B * (H / f) * (W / f);
@@ -406,7 +510,9 @@ static void case_loss(Ctx *x, int B, int H, int W, int K) {
         free(hc);
         free(hg);
     }
-    Pair *all[] = {&logits, &probs, &stats, &dlog};
+    ActPair *acts[] = {&logits, &dlog};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&probs, &stats};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
     x->cpu->release(x->cpu, lc);
     x->gpu->release(x->gpu, lg);
@@ -464,8 +570,8 @@ static int check_ops(Ctx *x) {
                x->rows, x->fails, TOL_FP32);
     else
         printf("ops: %s: %d checks, %d failed (tolerances of the reference's max magnitude: cuBLAS products %.0e, "
-               "cuDNN products %.0e, everything else fp32's %.0e)\n",
-               x->precision, x->rows, x->fails, x->tol_blas, x->tol_dnn, TOL_FP32);
+               "cuDNN products %.0e, everything else fp32's %.0e; plus %.1e for each Act an op stores)\n",
+               x->precision, x->rows, x->fails, x->tol_blas, x->tol_dnn, TOL_FP32, x->act_round);
     return x->fails ? 3 : 0;
 }
 

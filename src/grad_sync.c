@@ -100,50 +100,50 @@ static void after_op(GradSync *g, const float *grad_a, const float *grad_b) {
 
 static GradSync *owner(Backend *be) { return ((WatchedBackend *)be)->g; }
 
-static void w_conv3x3_backward(Backend *be, float *din, float *dw, float *db, const float *dout, const float *in,
+static void w_conv3x3_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                                const float *w, int B, int H, int W, int Ci, int Co, int stride) {
     GradSync *g = owner(be);
     g->inner->conv3x3_backward(g->inner, din, dw, db, dout, in, w, B, H, W, Ci, Co, stride);
     after_op(g, dw, db);
 }
 
-static void w_dwconv7_backward(Backend *be, float *din, float *dw, float *db, const float *dout, const float *in,
+static void w_dwconv7_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                                const float *w, int B, int H, int W, int C) {
     GradSync *g = owner(be);
     g->inner->dwconv7_backward(g->inner, din, dw, db, dout, in, w, B, H, W, C);
     after_op(g, dw, db);
 }
 
-static void w_convT_backward(Backend *be, float *din, float *dw, float *db, const float *dout, const float *in,
+static void w_convT_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                              const float *w, int B, int H, int W, int Ci, int Co, int k) {
     GradSync *g = owner(be);
     g->inner->convT_backward(g->inner, din, dw, db, dout, in, w, B, H, W, Ci, Co, k);
     after_op(g, dw, db);
 }
 
-static void w_linear_backward(Backend *be, float *din, float *dw, float *db, const float *dout, const float *in,
+static void w_linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                               const float *w, size_t N, int Ci, int Co) {
     GradSync *g = owner(be);
     g->inner->linear_backward(g->inner, din, dw, db, dout, in, w, N, Ci, Co);
     after_op(g, dw, db);
 }
 
-static void w_layernorm_backward(Backend *be, float *din, float *dg, float *db, const float *dout, const float *in,
+static void w_layernorm_backward(Backend *be, Act *din, float *dg, float *db, const Act *dout, const Act *in,
                                  const float *mean, const float *rstd, const float *gam, size_t N, int C) {
     GradSync *g = owner(be);
     g->inner->layernorm_backward(g->inner, din, dg, db, dout, in, mean, rstd, gam, N, C);
     after_op(g, dg, db);
 }
 
-static void w_window_attention_backward(Backend *be, float *dqkv, float *dtable, const float *dout, const float *qkv,
-                                        const float *probs, int B, int Hp, int Wp, int C, int heads, int window,
+static void w_window_attention_backward(Backend *be, Act *dqkv, float *dtable, const Act *dout, const Act *qkv,
+                                        const Act *probs, int B, int Hp, int Wp, int C, int heads, int window,
                                         int shift) {
     GradSync *g = owner(be);
     g->inner->window_attention_backward(g->inner, dqkv, dtable, dout, qkv, probs, B, Hp, Wp, C, heads, window, shift);
     after_op(g, dtable, NULL);
 }
 
-static void w_channel_scale_backward(Backend *be, float *din, float *dgamma, const float *dout, const float *in,
+static void w_channel_scale_backward(Backend *be, Act *din, float *dgamma, const Act *dout, const Act *in,
                                      const float *gamma, size_t N, int C) {
     GradSync *g = owner(be);
     g->inner->channel_scale_backward(g->inner, din, dgamma, dout, in, gamma, N, C);

@@ -7,7 +7,8 @@
  *
  * Activations for one batch shape live in ModelActs (model_acts.c); the forward and
  * backward passes (model_forward.c, pi_block.c) call ops only through a Backend.
- * All activations are NHWC. */
+ * All activations are NHWC arrays of the backend's Act type (backend.h: fp32 or bf16 storage);
+ * the public functions below take and return float only, so callers need not know which. */
 #ifndef UNET_MODEL_H
 #define UNET_MODEL_H
 
@@ -79,7 +80,8 @@ void model_relative_position_index(int64_t *out /* (w*w, w*w) */, int w);
 typedef struct ModelActs ModelActs;
 
 /* Plans (count_only=1: allocates nothing) or allocates activations and gradient buffers for
- * batch B at input H×W (H, W multiples of P·8). */
+ * batch B at input H×W (H, W multiples of P·8), be->act_bytes per activation element. A plan
+ * may pass be = NULL (fp32 activations) or a Backend of which only act_bytes is set. */
 ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, int count_only);
 void model_acts_free(ModelActs *a);
 size_t model_acts_bytes_forward(const ModelActs *a);  /* kept for backward */
@@ -104,8 +106,10 @@ typedef struct {
     void *ctx;
 } LossReduce;
 
-/* image: (B, H, W, Cin) NHWC backend memory. Returns the number of outputs (3 with deep
- * supervision, else 1); outputs[k] are (B, H/2^k, W/2^k, K) logits inside the acts. */
+/* image: (B, H, W, Cin) NHWC fp32 backend memory (converted once to the backend's Acts).
+ * Returns the number of outputs (3 with deep supervision, else 1); outputs[k] are
+ * (B, H/2^k, W/2^k, K) fp32 logits in backend memory inside the acts, valid until the next
+ * forward. */
 int model_forward(const Model *m, Backend *be, ModelActs *a, const float *params,
                   const float *image /* (B, H, W, Cin) */, const PassOptions *opt, float **outputs);
 

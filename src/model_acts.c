@@ -21,8 +21,10 @@ static void *take(ModelActs *a, size_t bytes, int backward) {
     return p;
 }
 
-static float *fwd(ModelActs *a, size_t numel) { return take(a, numel * sizeof(float), 0); }
-static float *bwd(ModelActs *a, size_t numel) { return take(a, numel * sizeof(float), 1); }
+/* Act arrays (a->act_bytes each element) and float arrays, kept for backward or not. */
+static Act *fwd(ModelActs *a, size_t numel) { return take(a, numel * a->act_bytes, 0); }
+static Act *bwd(ModelActs *a, size_t numel) { return take(a, numel * a->act_bytes, 1); }
+static float *fwd_f32(ModelActs *a, size_t numel) { return take(a, numel * sizeof(float), 0); }
 
 /* A stage-level tensor with a gradient twin that backward zeroes first. */
 static Buf buf(ModelActs *a, size_t numel) {
@@ -39,7 +41,7 @@ static Buf buf(ModelActs *a, size_t numel) {
 }
 
 static NormBuf normbuf(ModelActs *a, size_t rows, int c) {
-    NormBuf n = {buf(a, rows * (size_t)c), fwd(a, rows), fwd(a, rows)};
+    NormBuf n = {buf(a, rows * (size_t)c), fwd_f32(a, rows), fwd_f32(a, rows)};
     return n;
 }
 
@@ -58,16 +60,16 @@ static void plan_block(ModelActs *a, BlockActs *ba, const BlockDesc *bd, int B, 
     size_t n_win = (size_t)(ba->Hp / w) * (ba->Wp / w);
     ba->dw1 = fwd(a, nd);
     ba->ln1 = fwd(a, nd);
-    ba->mean1 = fwd(a, N);
-    ba->rstd1 = fwd(a, N);
+    ba->mean1 = fwd_f32(a, N);
+    ba->rstd1 = fwd_f32(a, N);
     ba->fc1 = fwd(a, 4 * nd);
     ba->ge = fwd(a, 4 * nd);
     ba->fc2 = fwd(a, nd);
     ba->ls = fwd(a, nd);
     ba->x1 = fwd(a, nd);
     ba->u = fwd(a, nd);
-    ba->mean2 = fwd(a, N);
-    ba->rstd2 = fwd(a, N);
+    ba->mean2 = fwd_f32(a, N);
+    ba->rstd2 = fwd_f32(a, N);
     ba->r = fwd(a, npd);
     ba->qkv = fwd(a, 3 * npd);
     ba->probs = fwd(a, (size_t)B * n_win * bd->heads * w * w * w * w);
@@ -122,13 +124,16 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
     int unit = m->P * 8;
     CHECK(H % unit == 0 && W % unit == 0, "input %dx%d is not a multiple of %d (patch size x 8)", H, W, unit);
     ModelActs *a = xcalloc(1, sizeof(ModelActs));
+    CHECK(be || count_only, "model_acts_create: allocating needs a backend");
     a->be = be;
+    a->act_bytes = be ? be->act_bytes : sizeof(float);
     a->count_only = count_only;
     a->B = B;
     a->H = H;
     a->W = W;
     size_t b = (size_t)B;
 
+    a->image = fwd(a, b * H * W * m->cin);
     for (int i = 0; i < m->n_stem; i++) {
         const StemBlockDesc *s = &m->stem[i];
         size_t rows = b * (H >> (i + 1)) * (W >> (i + 1));
@@ -167,8 +172,9 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
         }
         size_t out_rows = b * (H >> k) * (W >> k);
         a->head[k].logits = buf(a, out_rows * m->K);
-        a->probs[k] = fwd(a, out_rows * m->K);
-        a->stats[k] = fwd(a, 3 * (size_t)m->K);
+        a->outputs[k] = fwd_f32(a, out_rows * m->K);
+        a->probs[k] = fwd_f32(a, out_rows * m->K);
+        a->stats[k] = fwd_f32(a, 3 * (size_t)m->K);
         if (k > 0) a->labels[k] = take(a, out_rows * sizeof(int32_t), 0);
     }
     plan_scratch(a);

@@ -16,7 +16,7 @@
 /* first layer: conv3x3/2 (stem) or convT2x2/2 (head) */
 typedef enum { FIRST_CONV_S2, FIRST_CONVT_2 } FirstLayer;
 
-static void conv_pair_forward(Backend *be, ConvPairActs *c, const float *P, const float *x, FirstLayer first,
+static void conv_pair_forward(Backend *be, ConvPairActs *c, const float *P, const Act *x, FirstLayer first,
                               int B, int H, int W, int cin, int cout, size_t w1, size_t b1, size_t n1w, size_t n1b,
                               size_t w2, size_t b2, int second_norm, size_t n2w, size_t n2b) {
     int Ho = first == FIRST_CONV_S2 ? H / 2 : H * 2, Wo = first == FIRST_CONV_S2 ? W / 2 : W * 2;
@@ -33,7 +33,7 @@ static void conv_pair_forward(Backend *be, ConvPairActs *c, const float *P, cons
 }
 
 /* The pair's output gradient must already be in n2.y.g (second_norm) or c2.g. */
-static void conv_pair_backward(Backend *be, ConvPairActs *c, const float *P, float *G, const float *x, float *dx,
+static void conv_pair_backward(Backend *be, ConvPairActs *c, const float *P, float *G, const Act *x, Act *dx,
                                FirstLayer first, int B, int H, int W, int cin, int cout, size_t w1, size_t b1,
                                size_t n1w, size_t n1b, size_t w2, size_t b2, int second_norm, size_t n2w, size_t n2b) {
     int Ho = first == FIRST_CONV_S2 ? H / 2 : H * 2, Wo = first == FIRST_CONV_S2 ? W / 2 : W * 2;
@@ -53,8 +53,8 @@ static void conv_pair_backward(Backend *be, ConvPairActs *c, const float *P, flo
 
 /* ---- stages ---- */
 
-static const float *stage_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const float *params,
-                                  const float *x, int B, const PassOptions *opt) {
+static const Act *stage_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const float *params,
+                                const Act *x /* (B, H, W, d) */, int B, const PassOptions *opt) {
     for (int j = 0; j < 3; j++) {
         pi_block_forward(&bd[j], be, &ba[j], params, x, B, opt);
         x = ba[j].out.v;
@@ -64,10 +64,10 @@ static const float *stage_forward(const BlockDesc *bd, Backend *be, BlockActs *b
 
 /* The stage output's gradient must be in ba[2].out.g; accumulates into dx. */
 static void stage_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScratch *s, const float *params,
-                           float *grads, const float *x, float *dx, int B) {
+                           float *grads, const Act *x /* (B, H, W, d) */, Act *dx /* (B, H, W, d) */, int B) {
     for (int j = 2; j >= 0; j--) {
-        const float *xin = j == 0 ? x : ba[j - 1].out.v;
-        float *dxin = j == 0 ? dx : ba[j - 1].out.g;
+        const Act *xin = j == 0 ? x : ba[j - 1].out.v;
+        Act *dxin = j == 0 ? dx : ba[j - 1].out.g;
         pi_block_backward(&bd[j], be, &ba[j], s, params, grads, xin, dxin, B);
     }
 }
@@ -76,11 +76,12 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
                   const PassOptions *opt, float **outputs) {
     CHECK(!a->count_only, "model_forward on a planning-only ModelActs");
     int B = a->B, H = a->H, W = a->W;
-    a->image = image;
     a->opt = *opt;
+    /* the one conversion of the input: every op takes Acts, and the stem's backward reads it again */
+    be->act_from_f32(be, a->image, image, (size_t)B * H * W * m->cin);
 
     /* stem */
-    const float *x = image;
+    const Act *x = a->image;
     int h = H, w = W;
     for (int i = 0; i < m->n_stem; i++) {
         const StemBlockDesc *s = &m->stem[i];
@@ -99,7 +100,7 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
     for (int i = 0; i < 4; i++) {
         int d = m->C << i, hi = h >> i, wi = w >> i;
         size_t rows = (size_t)B * hi * wi;
-        const float *s_out = stage_forward(m->enc[i], be, a->enc[i], P, x, B, opt);
+        const Act *s_out = stage_forward(m->enc[i], be, a->enc[i], P, x, B, opt);
         NormBuf *sk = &a->skip[i];
         be->layernorm_forward(be, sk->y.v, sk->mean, sk->rstd, s_out, P + m->skip_norm_w[i], P + m->skip_norm_b[i],
                               rows, d, EPS);
@@ -115,7 +116,7 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
     }
 
     /* decoder: stage 2 (4C) first; input of stage i is the previous output at 2d channels */
-    const float *y = a->skip[3].y.v;
+    const Act *y = a->skip[3].y.v;
     for (int i = 2; i >= 0; i--) {
         int d = m->C << i, hi = h >> i, wi = w >> i;
         size_t rows_in = (size_t)B * (hi / 2) * (wi / 2), rows = (size_t)B * hi * wi;
@@ -131,7 +132,7 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
     for (int k = 0; k < a->n_outputs; k++) {
         const HeadDesc *hd = &m->head[k];
         int hk = h >> k, wk = w >> k;
-        const float *hx = a->dec[k][2].out.v;
+        const Act *hx = a->dec[k][2].out.v;
         if (hd->has_project) {
             conv_pair_forward(be, &a->head[k].proj, P, hx, FIRST_CONVT_2, B, hk, wk, hd->dim, hd->mid,
                               hd->t_w, hd->t_b, hd->n1_w, hd->n1_b, hd->c_w, hd->c_b, 1, hd->n2_w, hd->n2_b);
@@ -140,7 +141,9 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
             wk *= 2;
         }
         be->convT_forward(be, a->head[k].logits.v, hx, P + hd->up_w, P + hd->up_b, B, hk, wk, hd->mid, m->K, 4);
-        outputs[k] = a->head[k].logits.v;
+        /* callers see fp32 logits whatever the Act storage (the loss reads the Acts themselves) */
+        be->act_to_f32(be, a->outputs[k], a->head[k].logits.v, (size_t)B * (H >> k) * (W >> k) * m->K);
+        outputs[k] = a->outputs[k];
     }
     return a->n_outputs;
 }
@@ -190,7 +193,7 @@ float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *label
 void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, float *G) {
     int B = a->B, H = a->H, W = a->W;
     int h = H / m->P, w = W / m->P;
-    for (int i = 0; i < a->n_grads; i++) be->zero(be, a->grads[i].g, a->grad_numel[i] * sizeof(float));
+    for (int i = 0; i < a->n_grads; i++) be->zero(be, a->grads[i].g, a->grad_numel[i] * be->act_bytes);
 
     /* loss and heads */
     for (int k = 0; k < a->n_outputs; k++) {
@@ -199,8 +202,8 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
         be->dice_ce_backward(be, a->head[k].logits.g, a->probs[k], a->stats[k], a->labels[k], n, m->K, W_DICE,
                              a->ce_weight[k], a->loss_weight[k]);
         int hk = h >> k, wk = w >> k;
-        float *dec_g = a->dec[k][2].out.g;
-        const float *dec_v = a->dec[k][2].out.v;
+        Act *dec_g = a->dec[k][2].out.g;
+        const Act *dec_v = a->dec[k][2].out.v;
         if (hd->has_project) {
             be->convT_backward(be, a->head[k].proj.n2.y.g, G + hd->up_w, G + hd->up_b, a->head[k].logits.g,
                                a->head[k].proj.n2.y.v, P + hd->up_w, B, 2 * hk, 2 * wk, hd->mid, m->K, 4);
@@ -223,8 +226,8 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
         NormBuf *n = &a->up[i].n;
         be->convT_backward(be, n->y.g, G + m->up_w[i], G + m->up_b[i], a->up[i].t.g, n->y.v, P + m->up_w[i], B,
                            hi / 2, wi / 2, 2 * d, d, 2);
-        const float *y_in = i == 2 ? a->skip[3].y.v : a->dec[i + 1][2].out.v;
-        float *dy_in = i == 2 ? a->skip[3].y.g : a->dec[i + 1][2].out.g;
+        const Act *y_in = i == 2 ? a->skip[3].y.v : a->dec[i + 1][2].out.v;
+        Act *dy_in = i == 2 ? a->skip[3].y.g : a->dec[i + 1][2].out.g;
         be->layernorm_backward(be, dy_in, G + m->up_norm_w[i], G + m->up_norm_b[i], n->y.g, y_in, n->mean, n->rstd,
                                P + m->up_norm_w[i], rows_in, 2 * d);
     }
@@ -245,8 +248,8 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
         NormBuf *sk = &a->skip[i];
         be->layernorm_backward(be, last->out.g, G + m->skip_norm_w[i], G + m->skip_norm_b[i], sk->y.g, last->out.v,
                                sk->mean, sk->rstd, P + m->skip_norm_w[i], rows, d);
-        const float *x_in = i == 0 ? a->stem_norm.y.v : a->down[i - 1].conv.v;
-        float *dx_in = i == 0 ? a->stem_norm.y.g : a->down[i - 1].conv.g;
+        const Act *x_in = i == 0 ? a->stem_norm.y.v : a->down[i - 1].conv.v;
+        Act *dx_in = i == 0 ? a->stem_norm.y.g : a->down[i - 1].conv.g;
         stage_backward(m->enc[i], be, a->enc[i], &a->scratch, P, G, x_in, dx_in, B);
     }
 
@@ -257,8 +260,8 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
     for (int i = m->n_stem - 1; i >= 0; i--) {
         const StemBlockDesc *s = &m->stem[i];
         int hi = H >> i, wi = W >> i;
-        const float *x = i == 0 ? a->image : (const float *)a->stem[i - 1].n2.y.v;
-        float *dx = i == 0 ? NULL : a->stem[i - 1].n2.y.g;
+        const Act *x = i == 0 ? a->image : a->stem[i - 1].n2.y.v;
+        Act *dx = i == 0 ? NULL : a->stem[i - 1].n2.y.g;
         conv_pair_backward(be, &a->stem[i], P, G, x, dx, FIRST_CONV_S2, B, hi, wi, s->cin, s->cout, s->conv1_w,
                            s->conv1_b, s->norm1_w, s->norm1_b, s->conv2_w, s->conv2_b, !s->last, s->norm2_w,
                            s->norm2_b);

@@ -6,9 +6,11 @@
 
 #include "model.h"
 
-/* A stage-level tensor and its gradient (same shape; gradient NULL when planning only). */
+/* A stage-level tensor and its gradient (same shape; both NULL when planning only). Every
+ * tensor with a token dimension is an Act array (backend.h); only LayerNorm statistics, the
+ * loss's softmax and counts, and the fp32 copies of the outputs are float. */
 typedef struct {
-    float *v, *g;
+    Act *v, *g;
 } Buf;
 
 /* LayerNorm output plus the statistics its backward needs. */
@@ -21,21 +23,23 @@ typedef struct {
 typedef struct {
     int H, W, Hp, Wp; /* runtime map size and its window-padded size */
     size_t N, Np;     /* B·H·W, B·Hp·Wp */
-    float *dw1;       /* (N, d)  ConvNeXt depthwise conv */
-    float *ln1, *mean1, *rstd1; /* (N, d), (N), (N)  LayerNorm eps 1e-6 */
-    float *fc1, *ge;  /* (N, 4d) pwconv1 and its GELU */
-    float *fc2, *ls;  /* (N, d)  pwconv2 and γ-scaled */
-    float *dp1;       /* (N, d)  drop-path scaled ls (== ls when inactive) */
-    float *x1;        /* (N, d)  after the ConvNeXt residual */
-    float *u, *mean2, *rstd2;   /* (N, d)  attention LayerNorm eps 1e-5 */
-    float *r;         /* (Np, d) padded + rolled u */
-    float *qkv;       /* (Np, 3d) */
-    float *probs;     /* (B, nWin, heads, w², w²) */
-    float *att;       /* (Np, d) attention output, then + dw2 in place (proj input) */
-    float *dw2;       /* (Np, d) depthwise conv of r */
-    float *proj;      /* (Np, d) */
-    float *o;         /* (N, d)  rolled back + cropped */
-    float *dp2;       /* (N, d)  drop-path scaled o (== o when inactive) */
+    Act *dw1;         /* (N, d)  ConvNeXt depthwise conv */
+    Act *ln1;         /* (N, d)  LayerNorm eps 1e-6 */
+    float *mean1, *rstd1; /* (N)   its statistics */
+    Act *fc1, *ge;    /* (N, 4d) pwconv1 and its GELU */
+    Act *fc2, *ls;    /* (N, d)  pwconv2 and γ-scaled */
+    Act *dp1;         /* (N, d)  drop-path scaled ls (== ls when inactive) */
+    Act *x1;          /* (N, d)  after the ConvNeXt residual */
+    Act *u;           /* (N, d)  attention LayerNorm eps 1e-5 */
+    float *mean2, *rstd2; /* (N)   its statistics */
+    Act *r;           /* (Np, d) padded + rolled u */
+    Act *qkv;         /* (Np, 3d) */
+    Act *probs;       /* (B, nWin, heads, w², w²) */
+    Act *att;         /* (Np, d) attention output, then + dw2 in place (proj input) */
+    Act *dw2;         /* (Np, d) depthwise conv of r */
+    Act *proj;        /* (Np, d) */
+    Act *o;           /* (N, d)  rolled back + cropped */
+    Act *dp2;         /* (N, d)  drop-path scaled o (== o when inactive) */
     Buf out;          /* (N, d)  block output and its gradient */
     float *dp_scale1, *dp_scale2; /* host (B): per-sample drop-path scales of this pass */
     int dp_active;
@@ -43,8 +47,8 @@ typedef struct {
 
 /* Gradient scratch for one block's backward, shared by all blocks (sized for the largest). */
 typedef struct {
-    float *d_x1, *d_o, *d_proj, *d_sum, *d_qkv, *d_r, *d_u; /* (N|Np, d|3d) */
-    float *d_ls, *d_fc2, *d_ge, *d_fc1, *d_ln1, *d_dw1;
+    Act *d_x1, *d_o, *d_proj, *d_sum, *d_qkv, *d_r, *d_u; /* (N|Np, d|3d) */
+    Act *d_ls, *d_fc2, *d_ge, *d_fc1, *d_ln1, *d_dw1;
     size_t max_nd, max_npd; /* elements of the (N, d) and (Np, d) sized buffers */
 } BlockScratch;
 
@@ -57,6 +61,7 @@ typedef struct {
 
 struct ModelActs {
     Backend *be;
+    size_t act_bytes; /* bytes of one Act: be->act_bytes, or 4 when planning without a backend */
     int count_only;
     size_t bytes_fwd, bytes_bwd;
     void **ptrs;
@@ -66,7 +71,8 @@ struct ModelActs {
     int n_grads, cap_grads;
 
     int B, H, W;
-    const float *image; /* (B, H, W, Cin), the last forward's input */
+    Act *image;         /* (B, H, W, Cin) the last forward's input, as Acts (the stem's backward reads it) */
+    float *outputs[3];  /* (B, H/2^k, W/2^k, K) fp32 copies of the logits, what model_forward returns */
     PassOptions opt;
 
     ConvPairActs stem[3];
@@ -99,8 +105,8 @@ struct ModelActs {
 
 /* pi_block.c */
 void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const float *params,
-                      const float *x /* (B, H, W, d) */, int B, const PassOptions *opt);
+                      const Act *x /* (B, H, W, d) */, int B, const PassOptions *opt);
 void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScratch *s, const float *params,
-                       float *grads, const float *x /* (B, H, W, d) */, float *dx /* (B, H, W, d) */, int B);
+                       float *grads, const Act *x /* (B, H, W, d) */, Act *dx /* (B, H, W, d) */, int B);
 
 #endif

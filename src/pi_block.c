@@ -26,7 +26,7 @@ static int draw_drop_path(float *scale_host, int B, float rate, const PassOption
     return 1;
 }
 
-void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const float *params, const float *x, int B,
+void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const float *params, const Act *x, int B,
                       const PassOptions *opt) {
     const float *P = params;
     int d = bd->dim, H = ba->H, W = ba->W, Hp = ba->Hp, Wp = ba->Wp;
@@ -39,7 +39,7 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
     be->gelu_forward(be, ba->ge, ba->fc1, N * 4 * d);
     be->linear_forward(be, ba->fc2, ba->ge, P + bd->fc2_w, P + bd->fc2_b, N, 4 * d, d);
     be->channel_scale_forward(be, ba->ls, ba->fc2, P + bd->gamma, N, d);
-    const float *branch1 = ba->ls;
+    const Act *branch1 = ba->ls;
     ba->dp_active = draw_drop_path(ba->dp_scale1, B, bd->drop_rate, opt, bd->id, 0);
     if (ba->dp_active) {
         be->sample_scale_forward(be, ba->dp1, ba->ls, ba->dp_scale1, B, (size_t)H * W * d);
@@ -57,7 +57,7 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
     be->add(be, ba->att, ba->att, ba->dw2, Np * d); /* att now holds proj's input */
     be->linear_forward(be, ba->proj, ba->att, P + bd->proj_w, P + bd->proj_b, Np, d, d);
     be->roll_crop_forward(be, ba->o, ba->proj, B, H, W, d, Hp, Wp, bd->shift);
-    const float *branch2 = ba->o;
+    const Act *branch2 = ba->o;
     if (draw_drop_path(ba->dp_scale2, B, bd->drop_rate, opt, bd->id, 1)) {
         be->sample_scale_forward(be, ba->dp2, ba->o, ba->dp_scale2, B, (size_t)H * W * d);
         branch2 = ba->dp2;
@@ -66,55 +66,56 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
 }
 
 void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScratch *s, const float *params,
-                       float *grads, const float *x, float *dx, int B) {
+                       float *grads, const Act *x, Act *dx, int B) {
     const float *P = params;
     float *G = grads;
     int d = bd->dim, H = ba->H, W = ba->W, Hp = ba->Hp, Wp = ba->Wp;
     size_t N = ba->N, Np = ba->Np, nd = N * d, npd = Np * d;
-    const float *dout = ba->out.g;
+    const Act *dout = ba->out.g; /* (N, d) */
     size_t per = (size_t)H * W * d;
 
     /* attention part: out = x1 + dp(o) */
-    be->copy(be, s->d_x1, dout, nd * sizeof(float)); /* residual path */
-    const float *d_o = dout;
+    const size_t ab = be->act_bytes; /* the sizes below count Act elements */
+    be->copy(be, s->d_x1, dout, nd * ab); /* residual path */
+    const Act *d_o = dout;
     if (ba->dp_active) {
-        be->zero(be, s->d_o, nd * sizeof(float));
+        be->zero(be, s->d_o, nd * ab);
         be->sample_scale_backward(be, s->d_o, dout, ba->dp_scale2, B, per);
         d_o = s->d_o;
     }
-    be->zero(be, s->d_proj, npd * sizeof(float));
+    be->zero(be, s->d_proj, npd * ab);
     be->roll_crop_backward(be, s->d_proj, d_o, B, H, W, d, Hp, Wp, bd->shift);
-    be->zero(be, s->d_sum, npd * sizeof(float));
+    be->zero(be, s->d_sum, npd * ab);
     be->linear_backward(be, s->d_sum, G + bd->proj_w, G + bd->proj_b, s->d_proj, ba->att, P + bd->proj_w, Np, d, d);
     /* d_sum flows to both the attention output and the depthwise branch */
-    be->zero(be, s->d_r, npd * sizeof(float));
+    be->zero(be, s->d_r, npd * ab);
     be->dwconv7_backward(be, s->d_r, G + bd->dw2_w, G + bd->dw2_b, s->d_sum, ba->r, P + bd->dw2_w, B, Hp, Wp, d);
-    be->zero(be, s->d_qkv, 3 * npd * sizeof(float));
+    be->zero(be, s->d_qkv, 3 * npd * ab);
     be->window_attention_backward(be, s->d_qkv, G + bd->table, s->d_sum, ba->qkv, ba->probs, B, Hp, Wp, d, bd->heads,
                                   bd->window, bd->shift);
     be->linear_backward(be, s->d_r, G + bd->qkv_w, G + bd->qkv_b, s->d_qkv, ba->r, P + bd->qkv_w, Np, d, 3 * d);
-    be->zero(be, s->d_u, nd * sizeof(float));
+    be->zero(be, s->d_u, nd * ab);
     be->pad_roll_backward(be, s->d_u, s->d_r, B, H, W, d, Hp, Wp, bd->shift);
     be->layernorm_backward(be, s->d_x1, G + bd->n1_w, G + bd->n1_b, s->d_u, ba->x1, ba->mean2, ba->rstd2,
                            P + bd->n1_w, N, d);
 
     /* ConvNeXt part: x1 = x + dp(γ·fc2) */
     be->accumulate(be, dx, s->d_x1, nd); /* residual path */
-    const float *d_ls = s->d_x1;
+    const Act *d_ls = s->d_x1;
     if (ba->dp_active) {
-        be->zero(be, s->d_ls, nd * sizeof(float));
+        be->zero(be, s->d_ls, nd * ab);
         be->sample_scale_backward(be, s->d_ls, s->d_x1, ba->dp_scale1, B, per);
         d_ls = s->d_ls;
     }
-    be->zero(be, s->d_fc2, nd * sizeof(float));
+    be->zero(be, s->d_fc2, nd * ab);
     be->channel_scale_backward(be, s->d_fc2, G + bd->gamma, d_ls, ba->fc2, P + bd->gamma, N, d);
-    be->zero(be, s->d_ge, 4 * nd * sizeof(float));
+    be->zero(be, s->d_ge, 4 * nd * ab);
     be->linear_backward(be, s->d_ge, G + bd->fc2_w, G + bd->fc2_b, s->d_fc2, ba->ge, P + bd->fc2_w, N, 4 * d, d);
-    be->zero(be, s->d_fc1, 4 * nd * sizeof(float));
+    be->zero(be, s->d_fc1, 4 * nd * ab);
     be->gelu_backward(be, s->d_fc1, s->d_ge, ba->fc1, 4 * nd);
-    be->zero(be, s->d_ln1, nd * sizeof(float));
+    be->zero(be, s->d_ln1, nd * ab);
     be->linear_backward(be, s->d_ln1, G + bd->fc1_w, G + bd->fc1_b, s->d_fc1, ba->ln1, P + bd->fc1_w, N, d, 4 * d);
-    be->zero(be, s->d_dw1, nd * sizeof(float));
+    be->zero(be, s->d_dw1, nd * ab);
     be->layernorm_backward(be, s->d_dw1, G + bd->norm_w, G + bd->norm_b, s->d_ln1, ba->dw1, ba->mean1, ba->rstd1,
                            P + bd->norm_w, N, d);
     be->dwconv7_backward(be, dx, G + bd->dw_w, G + bd->dw_b, s->d_dw1, x, P + bd->dw_w, B, H, W, d);

@@ -40,6 +40,17 @@ static void cpu_zero(Backend *be, void *dst, size_t bytes) {
 
 static void cpu_synchronize(Backend *be) { (void)be; }
 
+/* Acts are floats here, so both conversions are plain copies. */
+static void cpu_act_from_f32(Backend *be, Act *out /* (n) */, const float *in /* (n) */, size_t n) {
+    (void)be;
+    if (n) memcpy(out, in, n * sizeof(float));
+}
+
+static void cpu_act_to_f32(Backend *be, float *out /* (n) */, const Act *in /* (n) */, size_t n) {
+    (void)be;
+    if (n) memcpy(out, in, n * sizeof(float));
+}
+
 void *cpu_workspace(Backend *be, size_t bytes) {
     CpuState *st = be->impl;
     if (bytes > st->workspace_bytes) {
@@ -63,6 +74,7 @@ Backend *backend_cpu_create(int threads) {
     Backend *be = xcalloc(1, sizeof(Backend));
     be->name = "cpu";
     be->impl = xcalloc(1, sizeof(CpuState));
+    be->act_bytes = sizeof(float); /* the reference stores activations in fp32 */
     be->alloc = cpu_alloc;
     be->release = cpu_release;
     be->upload = cpu_memcpy;
@@ -72,6 +84,8 @@ Backend *backend_cpu_create(int threads) {
     be->zero = cpu_zero;
     be->synchronize = cpu_synchronize;
     be->destroy = cpu_destroy;
+    be->act_from_f32 = cpu_act_from_f32;
+    be->act_to_f32 = cpu_act_to_f32;
 
     be->conv3x3_forward = cpu_conv3x3_forward;
     be->conv3x3_backward = cpu_conv3x3_backward;

@@ -145,11 +145,13 @@ static void col2im_acc(float *din,        /* (B, H, W, Ci) */
 }
 
 void cpu_conv3x3_forward(Backend *be,
-                         float *out,      /* (B, Ho, Wo, Co) */
-                         const float *in, /* (B, H, W, Ci) */
-                         const float *w,  /* (Co, Ci, 3, 3) */
-                         const float *b,  /* (Co) */
+                         Act *out_act,      /* (B, Ho, Wo, Co) */
+                         const Act *in_act, /* (B, H, W, Ci) */
+                         const float *w,    /* (Co, Ci, 3, 3) */
+                         const float *b,    /* (Co) */
                          int B, int H, int W, int Ci, int Co, int stride) {
+    float *out = (float *)out_act;           /* (B, Ho, Wo, Co) */
+    const float *in = (const float *)in_act; /* (B, H, W, Ci) */
     CHECK(stride == 1 || stride == 2, "conv3x3: stride %d not supported", stride);
     int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     size_t M = (size_t)B * Ho * Wo, K = (size_t)9 * Ci;
@@ -174,13 +176,16 @@ void cpu_conv3x3_forward(Backend *be,
 }
 
 void cpu_conv3x3_backward(Backend *be,
-                          float *din,        /* (B, H, W, Ci) or NULL */
-                          float *dw,         /* (Co, Ci, 3, 3) */
-                          float *db,         /* (Co) */
-                          const float *dout, /* (B, Ho, Wo, Co) */
-                          const float *in,   /* (B, H, W, Ci) */
-                          const float *w,    /* (Co, Ci, 3, 3) */
+                          Act *din_act,        /* (B, H, W, Ci) or NULL */
+                          float *dw,           /* (Co, Ci, 3, 3) */
+                          float *db,           /* (Co) */
+                          const Act *dout_act, /* (B, Ho, Wo, Co) */
+                          const Act *in_act,   /* (B, H, W, Ci) */
+                          const float *w,      /* (Co, Ci, 3, 3) */
                           int B, int H, int W, int Ci, int Co, int stride) {
+    float *din = (float *)din_act;               /* (B, H, W, Ci) or NULL */
+    const float *dout = (const float *)dout_act; /* (B, Ho, Wo, Co) */
+    const float *in = (const float *)in_act;     /* (B, H, W, Ci) */
     CHECK(stride == 1 || stride == 2, "conv3x3: stride %d not supported", stride);
     int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     size_t M = (size_t)B * Ho * Wo, K = (size_t)9 * Ci;

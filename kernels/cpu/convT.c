@@ -64,11 +64,13 @@ static size_t chunk_rows(size_t M, size_t N2) {
 }
 
 void cpu_convT_forward(Backend *be,
-                       float *out,      /* (B, H*k, W*k, Co) */
-                       const float *in, /* (B, H, W, Ci) */
-                       const float *w,  /* (Ci, Co, k, k) */
-                       const float *b,  /* (Co) */
+                       Act *out_act,      /* (B, H*k, W*k, Co) */
+                       const Act *in_act, /* (B, H, W, Ci) */
+                       const float *w,    /* (Ci, Co, k, k) */
+                       const float *b,    /* (Co) */
                        int B, int H, int W, int Ci, int Co, int k) {
+    float *out = (float *)out_act;           /* (B, H*k, W*k, Co) */
+    const float *in = (const float *)in_act; /* (B, H, W, Ci) */
     CHECK(k >= 1, "convT: kernel %d", k);
     size_t M = (size_t)B * H * W, N2 = (size_t)k * k * Co;
     if (M == 0) return;
@@ -100,13 +102,16 @@ void cpu_convT_forward(Backend *be,
 }
 
 void cpu_convT_backward(Backend *be,
-                        float *din,        /* (B, H, W, Ci) or NULL */
-                        float *dw,         /* (Ci, Co, k, k) */
-                        float *db,         /* (Co) */
-                        const float *dout, /* (B, H*k, W*k, Co) */
-                        const float *in,   /* (B, H, W, Ci) */
-                        const float *w,    /* (Ci, Co, k, k) */
+                        Act *din_act,        /* (B, H, W, Ci) or NULL */
+                        float *dw,           /* (Ci, Co, k, k) */
+                        float *db,           /* (Co) */
+                        const Act *dout_act, /* (B, H*k, W*k, Co) */
+                        const Act *in_act,   /* (B, H, W, Ci) */
+                        const float *w,      /* (Ci, Co, k, k) */
                         int B, int H, int W, int Ci, int Co, int k) {
+    float *din = (float *)din_act;               /* (B, H, W, Ci) or NULL */
+    const float *dout = (const float *)dout_act; /* (B, H*k, W*k, Co) */
+    const float *in = (const float *)in_act;     /* (B, H, W, Ci) */
     CHECK(k >= 1, "convT: kernel %d", k);
     size_t M = (size_t)B * H * W, N2 = (size_t)k * k * Co;
     if (M == 0) return;

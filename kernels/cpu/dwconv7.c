@@ -147,11 +147,13 @@ static void dw_row(float *restrict pw,                                   /* (49,
 }
 
 void cpu_dwconv7_forward(Backend *be,
-                         float *out,      /* (B, H, W, C) */
-                         const float *in, /* (B, H, W, C) */
-                         const float *w,  /* (C, 1, 7, 7) */
-                         const float *b,  /* (C) */
+                         Act *out_act,      /* (B, H, W, C) */
+                         const Act *in_act, /* (B, H, W, C) */
+                         const float *w,    /* (C, 1, 7, 7) */
+                         const float *b,    /* (C) */
                          int B, int H, int W, int C) {
+    float *out = (float *)out_act;           /* (B, H, W, C) */
+    const float *in = (const float *)in_act; /* (B, H, W, C) */
     float *wt = cpu_workspace(be, (size_t)49 * C * sizeof(float)); /* (49, C) */
     transpose_weight(wt, w, C, 0);
     size_t img = (size_t)H * W * C;
@@ -165,13 +167,16 @@ void cpu_dwconv7_forward(Backend *be,
 }
 
 void cpu_dwconv7_backward(Backend *be,
-                          float *din,        /* (B, H, W, C) or NULL */
-                          float *dw,         /* (C, 1, 7, 7) */
-                          float *db,         /* (C) */
-                          const float *dout, /* (B, H, W, C) */
-                          const float *in,   /* (B, H, W, C) */
-                          const float *w,    /* (C, 1, 7, 7) */
+                          Act *din_act,        /* (B, H, W, C) or NULL */
+                          float *dw,           /* (C, 1, 7, 7) */
+                          float *db,           /* (C) */
+                          const Act *dout_act, /* (B, H, W, C) */
+                          const Act *in_act,   /* (B, H, W, C) */
+                          const float *w,      /* (C, 1, 7, 7) */
                           int B, int H, int W, int C) {
+    float *din = (float *)din_act;               /* (B, H, W, C) or NULL */
+    const float *dout = (const float *)dout_act; /* (B, H, W, C) */
+    const float *in = (const float *)in_act;     /* (B, H, W, C) */
     long R = (long)B * H; /* image rows */
     if (R == 0) return;
     int nch = R < DW_CHUNKS ? (int)R : DW_CHUNKS;

@@ -6,21 +6,28 @@
 
 #include "cpu_ops.h"
 
-void cpu_add(Backend *be, float *out /* (n) */, const float *a /* (n) */, const float *b /* (n) */, size_t n) {
+void cpu_add(Backend *be, Act *out_act /* (n) */, const Act *a_act /* (n) */, const Act *b_act /* (n) */, size_t n) {
+    float *out = (float *)out_act; /* (n) */
+    const float *a = (const float *)a_act; /* (n) */
+    const float *b = (const float *)b_act; /* (n) */
     (void)be;
     /* element i reads a[i], b[i] before writing out[i]: safe when out aliases a or b */
 #pragma omp parallel for schedule(static)
     for (ptrdiff_t i = 0; i < (ptrdiff_t)n; i++) out[i] = a[i] + b[i];
 }
 
-void cpu_accumulate(Backend *be, float *dst /* (n) */, const float *src /* (n) */, size_t n) {
+void cpu_accumulate(Backend *be, Act *dst_act /* (n) */, const Act *src_act /* (n) */, size_t n) {
+    float *dst = (float *)dst_act; /* (n) */
+    const float *src = (const float *)src_act; /* (n) */
     (void)be;
 #pragma omp parallel for schedule(static)
     for (ptrdiff_t i = 0; i < (ptrdiff_t)n; i++) dst[i] += src[i];
 }
 
-void cpu_channel_scale_forward(Backend *be, float *out /* (N, C) */, const float *in /* (N, C) */,
+void cpu_channel_scale_forward(Backend *be, Act *out_act /* (N, C) */, const Act *in_act /* (N, C) */,
                                const float *gamma /* (C) */, size_t N, int C) {
+    float *out = (float *)out_act; /* (N, C) */
+    const float *in = (const float *)in_act; /* (N, C) */
     (void)be;
 #pragma omp parallel for schedule(static)
     for (ptrdiff_t r = 0; r < (ptrdiff_t)N; r++) {
@@ -36,9 +43,12 @@ static size_t cs_rows_per_chunk(size_t N) {
     return r < 64 ? 64 : r;
 }
 
-void cpu_channel_scale_backward(Backend *be, float *din /* (N, C) */, float *dgamma /* (C) */,
-                                const float *dout /* (N, C) */, const float *in /* (N, C) */,
+void cpu_channel_scale_backward(Backend *be, Act *din_act /* (N, C) */, float *dgamma /* (C) */,
+                                const Act *dout_act /* (N, C) */, const Act *in_act /* (N, C) */,
                                 const float *gamma /* (C) */, size_t N, int C) {
+    float *din = (float *)din_act; /* (N, C) */
+    const float *dout = (const float *)dout_act; /* (N, C) */
+    const float *in = (const float *)in_act; /* (N, C) */
     if (N == 0 || C <= 0) return;
     const size_t rows_per = cs_rows_per_chunk(N);
     const size_t nchunks = (N + rows_per - 1) / rows_per;
@@ -69,8 +79,10 @@ void cpu_channel_scale_backward(Backend *be, float *din /* (N, C) */, float *dga
     }
 }
 
-void cpu_sample_scale_forward(Backend *be, float *out /* (B, per) */, const float *in /* (B, per) */,
+void cpu_sample_scale_forward(Backend *be, Act *out_act /* (B, per) */, const Act *in_act /* (B, per) */,
                               const float *scale_host /* (B) */, int B, size_t per) {
+    float *out = (float *)out_act; /* (B, per) */
+    const float *in = (const float *)in_act; /* (B, per) */
     (void)be;
     for (int b = 0; b < B; b++) {
         const float s = scale_host[b];
@@ -81,8 +93,10 @@ void cpu_sample_scale_forward(Backend *be, float *out /* (B, per) */, const floa
     }
 }
 
-void cpu_sample_scale_backward(Backend *be, float *din /* (B, per) */, const float *dout /* (B, per) */,
+void cpu_sample_scale_backward(Backend *be, Act *din_act /* (B, per) */, const Act *dout_act /* (B, per) */,
                                const float *scale_host /* (B) */, int B, size_t per) {
+    float *din = (float *)din_act; /* (B, per) */
+    const float *dout = (const float *)dout_act; /* (B, per) */
     (void)be;
     if (!din) return;
     for (int b = 0; b < B; b++) {

@@ -10,7 +10,9 @@
 #define GELU_INV_SQRT2 0.70710678118654752440f
 #define GELU_INV_SQRT_2PI 0.39894228040143267794f
 
-void cpu_gelu_forward(Backend *be, float *out /* (n) */, const float *in /* (n) */, size_t n) {
+void cpu_gelu_forward(Backend *be, Act *out_act /* (n) */, const Act *in_act /* (n) */, size_t n) {
+    float *out = (float *)out_act; /* (n) */
+    const float *in = (const float *)in_act; /* (n) */
     (void)be;
 #pragma omp parallel for simd schedule(static)
     for (ptrdiff_t i = 0; i < (ptrdiff_t)n; i++) {
@@ -19,8 +21,11 @@ void cpu_gelu_forward(Backend *be, float *out /* (n) */, const float *in /* (n) 
     }
 }
 
-void cpu_gelu_backward(Backend *be, float *din /* (n) */, const float *dout /* (n) */,
-                       const float *in /* (n) */, size_t n) {
+void cpu_gelu_backward(Backend *be, Act *din_act /* (n) */, const Act *dout_act /* (n) */,
+                       const Act *in_act /* (n) */, size_t n) {
+    float *din = (float *)din_act; /* (n) */
+    const float *dout = (const float *)dout_act; /* (n) */
+    const float *in = (const float *)in_act; /* (n) */
     (void)be;
     if (!din) return;
 #pragma omp parallel for simd schedule(static)

@@ -23,10 +23,12 @@ static size_t ln_rows_per_chunk(size_t N) {
     return r < 64 ? 64 : r;
 }
 
-void cpu_layernorm_forward(Backend *be, float *out, /* (N, C) */ float *mean, /* (N) */
-                           float *rstd, /* (N) */ const float *in, /* (N, C) */
+void cpu_layernorm_forward(Backend *be, Act *out_act, /* (N, C) */ float *mean, /* (N) */
+                           float *rstd, /* (N) */ const Act *in_act, /* (N, C) */
                            const float *g, /* (C) */ const float *b, /* (C) */ size_t N, int C,
                            float eps) {
+    float *out = (float *)out_act;           /* (N, C) */
+    const float *in = (const float *)in_act; /* (N, C) */
     (void)be;
 #pragma omp parallel for schedule(static)
     for (ptrdiff_t r = 0; r < (ptrdiff_t)N; r++) {
@@ -52,10 +54,13 @@ void cpu_layernorm_forward(Backend *be, float *out, /* (N, C) */ float *mean, /*
 
 /* din += rstd * (dxh - mean(dxh) - xh * mean(dxh * xh)),  dxh = dout * g, xh = (x - mean) * rstd
  * dg  += sum_rows dout * xh,  db += sum_rows dout                                                */
-void cpu_layernorm_backward(Backend *be, float *din, /* (N, C) or NULL */ float *dg, /* (C) */
-                            float *db, /* (C) */ const float *dout, /* (N, C) */
-                            const float *in, /* (N, C) */ const float *mean, /* (N) */
+void cpu_layernorm_backward(Backend *be, Act *din_act, /* (N, C) or NULL */ float *dg, /* (C) */
+                            float *db, /* (C) */ const Act *dout_act, /* (N, C) */
+                            const Act *in_act, /* (N, C) */ const float *mean, /* (N) */
                             const float *rstd, /* (N) */ const float *g, /* (C) */ size_t N, int C) {
+    float *din = (float *)din_act;               /* (N, C) or NULL */
+    const float *dout = (const float *)dout_act; /* (N, C) */
+    const float *in = (const float *)in_act;     /* (N, C) */
     if (N == 0 || C <= 0) return;
     const int want_params = dg != NULL || db != NULL;
     const size_t rows_per = ln_rows_per_chunk(N);

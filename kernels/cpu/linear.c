@@ -29,11 +29,13 @@ static void colsum_acc(float *db,      /* (C) */
 }
 
 void cpu_linear_forward(Backend *be,
-                        float *out,      /* (N, Co) */
-                        const float *in, /* (N, Ci) */
-                        const float *w,  /* (Co, Ci) */
-                        const float *b,  /* (Co) or NULL */
+                        Act *out_act,      /* (N, Co) */
+                        const Act *in_act, /* (N, Ci) */
+                        const float *w,    /* (Co, Ci) */
+                        const float *b,    /* (Co) or NULL */
                         size_t N, int Ci, int Co) {
+    float *out = (float *)out_act;           /* (N, Co) */
+    const float *in = (const float *)in_act; /* (N, Ci) */
     if (N == 0) return;
     CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
     if (b) {
@@ -46,13 +48,16 @@ void cpu_linear_forward(Backend *be,
 }
 
 void cpu_linear_backward(Backend *be,
-                         float *din,        /* (N, Ci) or NULL */
-                         float *dw,         /* (Co, Ci) */
-                         float *db,         /* (Co) or NULL */
-                         const float *dout, /* (N, Co) */
-                         const float *in,   /* (N, Ci) */
-                         const float *w,    /* (Co, Ci) */
+                         Act *din_act,        /* (N, Ci) or NULL */
+                         float *dw,           /* (Co, Ci) */
+                         float *db,           /* (Co) or NULL */
+                         const Act *dout_act, /* (N, Co) */
+                         const Act *in_act,   /* (N, Ci) */
+                         const float *w,      /* (Co, Ci) */
                          size_t N, int Ci, int Co) {
+    float *din = (float *)din_act;               /* (N, Ci) or NULL */
+    const float *dout = (const float *)dout_act; /* (N, Co) */
+    const float *in = (const float *)in_act;     /* (N, Ci) */
     if (N == 0) return;
     CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
     /* din(N, Ci) += dout(N, Co) · w(Co, Ci) */

@@ -29,9 +29,10 @@
 static size_t chunk_stride(int K) { return ((size_t)3 * (size_t)K + 1 + 7) / 8 * 8; }
 
 void cpu_dice_ce_forward(Backend *be, float *loss_host, /* (3) */ float *probs, /* (N, K) saved softmax */
-                         float *stats, /* (3, K): tp, fp, fn per class */ const float *logits, /* (N, K) */
+                         float *stats, /* (3, K): tp, fp, fn per class */ const Act *logits_act, /* (N, K) */
                          const int32_t *labels, /* (N) values in [0, K) */ size_t N, int K, float w_dice,
                          float w_ce) {
+    const float *logits = (const float *)logits_act; /* (N, K) */
     CHECK(K >= 2, "dice_ce_forward: K = %d, need at least 2 classes (background + one)", K);
     CHECK(N > 0, "dice_ce_forward: no pixels");
     const size_t nchunks = (N + LOSS_CHUNK - 1) / LOSS_CHUNK;
@@ -109,9 +110,10 @@ void cpu_dice_ce_forward(Backend *be, float *loss_host, /* (3) */ float *probs, 
  *   d dc_c / d p[n,c] = (2 y[n,c] den_c − num_c) / den_c²   (den_c = 2tp+fp+fn+s+1e-8, num_c = 2tp+s)
  *   g[n,c] = d total / d p[n,c] (Dice part) = −w_dice/(K−1) · that, for c ≥ 1; 0 for c = 0
  *   dlogits[n,j] += dloss · ( p_j (g_j − Σ_k p_k g_k) + w_ce (p_j − y_j) / N )                 */
-void cpu_dice_ce_backward(Backend *be, float *dlogits, /* (N, K) */ const float *probs, /* (N, K) */
+void cpu_dice_ce_backward(Backend *be, Act *dlogits_act, /* (N, K) */ const float *probs, /* (N, K) */
                           const float *stats, /* (3, K) */ const int32_t *labels, /* (N) */ size_t N, int K,
                           float w_dice, float w_ce, float dloss) {
+    float *dlogits = (float *)dlogits_act; /* (N, K) */
     CHECK(K >= 2, "dice_ce_backward: K = %d, need at least 2 classes", K);
     /* Per class: g = gb[c] + (y == c ? gy[c] : 0). Coefficients in double, applied in float. */
     float *gb = cpu_workspace(be, 2 * (size_t)K * sizeof(float)); /* (K) */

@@ -17,8 +17,10 @@ static inline int wrap(int v, int n) {
     return v < 0 ? v + n : v;
 }
 
-void cpu_pad_roll_forward(Backend *be, float *out, /* (B, Hp, Wp, C) */ const float *in, /* (B, H, W, C) */
+void cpu_pad_roll_forward(Backend *be, Act *out_act, /* (B, Hp, Wp, C) */ const Act *in_act, /* (B, H, W, C) */
                           int B, int H, int W, int C, int Hp, int Wp, int shift) {
+    float *out = (float *)out_act;           /* (B, Hp, Wp, C) */
+    const float *in = (const float *)in_act; /* (B, H, W, C) */
     (void)be;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
@@ -35,8 +37,10 @@ void cpu_pad_roll_forward(Backend *be, float *out, /* (B, Hp, Wp, C) */ const fl
         }
 }
 
-void cpu_pad_roll_backward(Backend *be, float *din, /* (B, H, W, C) */ const float *dout, /* (B, Hp, Wp, C) */
+void cpu_pad_roll_backward(Backend *be, Act *din_act, /* (B, H, W, C) */ const Act *dout_act, /* (B, Hp, Wp, C) */
                            int B, int H, int W, int C, int Hp, int Wp, int shift) {
+    float *din = (float *)din_act;               /* (B, H, W, C) */
+    const float *dout = (const float *)dout_act; /* (B, Hp, Wp, C) */
     (void)be;
     if (!din) return;
     /* input pixel (y, x) went to rolled position ((y − s) mod Hp, (x − s) mod Wp) */
@@ -53,8 +57,10 @@ void cpu_pad_roll_backward(Backend *be, float *din, /* (B, H, W, C) */ const flo
         }
 }
 
-void cpu_roll_crop_forward(Backend *be, float *out, /* (B, H, W, C) */ const float *in, /* (B, Hp, Wp, C) */
+void cpu_roll_crop_forward(Backend *be, Act *out_act, /* (B, H, W, C) */ const Act *in_act, /* (B, Hp, Wp, C) */
                            int B, int H, int W, int C, int Hp, int Wp, int shift) {
+    float *out = (float *)out_act;           /* (B, H, W, C) */
+    const float *in = (const float *)in_act; /* (B, Hp, Wp, C) */
     (void)be;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
@@ -68,8 +74,10 @@ void cpu_roll_crop_forward(Backend *be, float *out, /* (B, H, W, C) */ const flo
         }
 }
 
-void cpu_roll_crop_backward(Backend *be, float *din, /* (B, Hp, Wp, C) */ const float *dout, /* (B, H, W, C) */
+void cpu_roll_crop_backward(Backend *be, Act *din_act, /* (B, Hp, Wp, C) */ const Act *dout_act, /* (B, H, W, C) */
                             int B, int H, int W, int C, int Hp, int Wp, int shift) {
+    float *din = (float *)din_act;               /* (B, Hp, Wp, C) */
+    const float *dout = (const float *)dout_act; /* (B, H, W, C) */
     (void)be;
     if (!din) return;
     /* rolled-map pixels that land in the cropped-away padding get no gradient (+= 0) */

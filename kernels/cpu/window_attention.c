@@ -291,11 +291,14 @@ static void wa_check(int Hp, int Wp, int C, int heads, int w, int shift) {
     CHECK(shift >= 0 && shift < w, "window_attention: shift %d outside [0, %d)", shift, w);
 }
 
-void cpu_window_attention_forward(Backend *be, float *out, /* (B, Hp, Wp, C) */
-                                  float *probs,            /* (B, nWin, heads, w*w, w*w) */
-                                  const float *qkv,        /* (B, Hp, Wp, 3C) */
-                                  const float *table,      /* ((2w-1)^2, heads) */
+void cpu_window_attention_forward(Backend *be, Act *out_act, /* (B, Hp, Wp, C) */
+                                  Act *probs_act,            /* (B, nWin, heads, w*w, w*w) */
+                                  const Act *qkv_act,        /* (B, Hp, Wp, 3C) */
+                                  const float *table,        /* ((2w-1)^2, heads) */
                                   int B, int Hp, int Wp, int C, int heads, int window, int shift) {
+    float *out = (float *)out_act;             /* (B, Hp, Wp, C) */
+    float *probs = (float *)probs_act;         /* (B, nWin, heads, w*w, w*w) */
+    const float *qkv = (const float *)qkv_act; /* (B, Hp, Wp, 3C) */
     wa_check(Hp, Wp, C, heads, window, shift);
     const int w = window, n = w * w, hd = C / heads, C3 = 3 * C;
     const int nWx = Wp / w, nWin = (Hp / w) * nWx;
@@ -347,12 +350,16 @@ void cpu_window_attention_forward(Backend *be, float *out, /* (B, Hp, Wp, C) */
     }
 }
 
-void cpu_window_attention_backward(Backend *be, float *dqkv, /* (B, Hp, Wp, 3C) */
-                                   float *dtable,            /* ((2w-1)^2, heads) */
-                                   const float *dout,        /* (B, Hp, Wp, C) */
-                                   const float *qkv,         /* (B, Hp, Wp, 3C) */
-                                   const float *probs,       /* (B, nWin, heads, w*w, w*w) */
+void cpu_window_attention_backward(Backend *be, Act *dqkv_act, /* (B, Hp, Wp, 3C) */
+                                   float *dtable,              /* ((2w-1)^2, heads) */
+                                   const Act *dout_act,        /* (B, Hp, Wp, C) */
+                                   const Act *qkv_act,         /* (B, Hp, Wp, 3C) */
+                                   const Act *probs_act,       /* (B, nWin, heads, w*w, w*w) */
                                    int B, int Hp, int Wp, int C, int heads, int window, int shift) {
+    float *dqkv = (float *)dqkv_act;               /* (B, Hp, Wp, 3C) */
+    const float *dout = (const float *)dout_act;   /* (B, Hp, Wp, C) */
+    const float *qkv = (const float *)qkv_act;     /* (B, Hp, Wp, 3C) */
+    const float *probs = (const float *)probs_act; /* (B, nWin, heads, w*w, w*w) */
     wa_check(Hp, Wp, C, heads, window, shift);
     if (!dqkv && !dtable) return;
     const int w = window, n = w * w, hd = C / heads, C3 = 3 * C, T = (2 * w - 1) * (2 * w - 1);

@@ -1,14 +1,18 @@
 // backend_cuda.cu — the CUDA backend: device memory, one stream, library handles, one growable
 // workspace, and the op table. The ops live in the other .cu files of kernels/cuda/, one per
-// family (see cuda_internal.h). fp32 storage throughout; the precision mode chosen at creation
-// (fp32 | tf32 | bf16, CudaPrecision) decides only how cuBLAS and cuDNN multiply: fp32 tells
-// them not to use TF32, so the backend can be compared with the CPU reference at fp32 tolerances.
+// family (see cuda_internal.h). The precision mode chosen at creation (fp32 | tf32 | bf16,
+// CudaPrecision) decides how cuBLAS and cuDNN multiply and how activations are stored: fp32 and
+// tf32 store Acts as float (fp32 tells the libraries not to use TF32, so the backend can be
+// compared with the CPU reference at fp32 tolerances; tf32 lets them); bf16 stores Acts as bf16
+// (be->act_bytes = 2, act.cuh), multiplies bf16 operands with fp32 accumulation in cuBLAS and
+// convolves fp32 copies in TF32 in cuDNN. Parameters, their gradients and the optimiser state are
+// float in every mode.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend_cuda.h"
-#include "cuda_internal.h"
+#include "act.cuh"
 
 void *cuda_workspace(Backend *be, size_t bytes) {
     CudaState *st = cuda_state(be);
@@ -184,6 +188,7 @@ extern "C" Backend *backend_cuda_create(int device, const char *precision) {
 
     be->name = "cuda";
     be->queue = st->stream; // transports order their work against it (comm/comm_nccl.c)
+    be->act_bytes = prec == CUDA_PREC_BF16 ? sizeof(bf16) : sizeof(float); // 2 or 4 (act.cuh)
     be->alloc = cu_alloc;
     be->release = cu_release;
     be->upload = cu_upload;
@@ -193,6 +198,8 @@ extern "C" Backend *backend_cuda_create(int device, const char *precision) {
     be->copy = cu_copy;
     be->synchronize = cu_synchronize;
     be->destroy = cu_destroy;
+    be->act_from_f32 = cu_act_from_f32;
+    be->act_to_f32 = cu_act_to_f32;
 
     be->conv3x3_forward = cu_conv3x3_forward;
     be->conv3x3_backward = cu_conv3x3_backward;

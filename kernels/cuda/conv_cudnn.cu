@@ -22,15 +22,22 @@
 //               (algorithm, math type) pairs and cuDNN picks its kernel by both, so each
 //               direction runs with the math type its algorithm was rated under, set on the
 //               descriptor before that direction's workspace query and call.
-// BF16 mode convolves in TF32 as well: cuDNN computes in bf16 only on bf16 tensors, and
-// converting input, filter and output (and their gradients) to bf16 and back around every call
-// would cost more memory traffic than it saves on the few 3x3 convs of this network (stem and
-// downsampling layers, a small share of the step); the linear layers are where bf16 pays.
+// BF16 mode (Acts stored as bf16, act.cuh) runs this same fp32-data path: each call widens its
+// bf16 operands to fp32 copies in the workspace (exact), convolves them in TF32 exactly as the
+// TF32 mode does, and rounds the results back once: out = round(conv + b); din = round(din +
+// conv), cuDNN writing the fp32 data gradient to scratch (beta = 0) and one kernel adding it into
+// din. The weight and bias gradients are fp32 and accumulate directly, as in the other modes.
+// TF32 loses nothing on the activations here (bf16's 7 mantissa bits fit in TF32's 10), so only
+// the weights are rounded (to TF32). This is the simplest correct path: it reuses the fp32
+// descriptors, the algorithm cache and its deterministic-backward preference unchanged, at the
+// cost of the conversions' memory traffic and fp32 scratch on the few 3x3 convs of this network
+// (stem and downsampling layers). Native bf16 cuDNN (CUDNN_DATA_BFLOAT16 tensors, its own
+// algorithm choice) would be a later speed-up.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_internal.h"
+#include "act.cuh"
 
 #define CONV_WS_LIMIT ((size_t)1 << 30)
 
@@ -191,28 +198,48 @@ __global__ void k_conv_unpermute_acc(float *dw, const float *dwp, int Ci, int Co
     }
 }
 
-__global__ void k_add_bias(float *out, const float *b, size_t n, int C) {
+// out = y + bias, rounded once to the Act type. In FP32/TF32, y is out itself (cuDNN wrote
+// there), so this is the in-place out += b; in BF16, y is cuDNN's fp32 scratch.
+template <typename T> __global__ void k_bias_store(T *out, const float *y, const float *b, size_t n, int C) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        out[i] += b[i % C];
+        act_store(out + i, y[i] + b[i % C]);
+}
+
+// BF16: din += dx, dx the fp32 data gradient from cuDNN; one rounding.
+__global__ void k_acc_f32(bf16 *din, const float *dx, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        act_store(din + i, act_load(din + i) + dx[i]);
 }
 
 static size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
-extern "C" void cu_conv3x3_forward(Backend *be, float *out, const float *in, const float *w, const float *b, int B,
+extern "C" void cu_conv3x3_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B,
                                    int H, int W, int Ci, int Co, int stride) {
     CHECK(stride == 1 || stride == 2, "conv3x3: stride %d not supported", stride);
     int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
-    size_t nout = (size_t)B * Ho * Wo * Co;
+    size_t nout = (size_t)B * Ho * Wo * Co, nin = (size_t)B * H * W * Ci;
     if (!nout) return;
     CudaState *st = cuda_state(be);
+    int bf = cuda_act_is_bf16(be);
     const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride);
     ConvDesc d;
     conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(a->tensor_math));
     conv_use_math(a, &d, a->fwd_math);
     size_t ws_bytes = 0;
     CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(st->cudnn, d.x, d.w, d.conv, d.y, a->fwd, &ws_bytes));
+    // workspace: [permuted filter][BF16: fp32 copy of in][BF16: fp32 conv output][cuDNN's]
     size_t wp_bytes = align256((size_t)Co * Ci * 9 * sizeof(float));
-    char *ws = (char *)cuda_workspace(be, wp_bytes + ws_bytes + 256);
+    size_t x_bytes = bf ? align256(nin * sizeof(float)) : 0, y_bytes = bf ? align256(nout * sizeof(float)) : 0;
+    char *ws = (char *)cuda_workspace(be, wp_bytes + x_bytes + y_bytes + ws_bytes + 256);
+    const float *x = (const float *)in;
+    float *y = (float *)out;
+    if (bf) {
+        float *x32 = (float *)(ws + wp_bytes);
+        cu_act_to_f32(be, x32, in, nin);
+        x = x32;
+        y = (float *)(ws + wp_bytes + x_bytes);
+    }
+    void *lib = ws + wp_bytes + x_bytes + y_bytes;
     const float *filt = w;
     if (!a->filter_nchw) {
         k_conv_permute<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>((float *)ws, w, Ci, Co);
@@ -220,20 +247,21 @@ extern "C" void cu_conv3x3_forward(Backend *be, float *out, const float *in, con
         filt = (const float *)ws;
     }
     const float one = 1.0f, zero = 0.0f;
-    CUDNN_CHECK(cudnnConvolutionForward(st->cudnn, &one, d.x, in, d.w, filt, d.conv, a->fwd, ws + wp_bytes, ws_bytes,
-                                        &zero, d.y, out));
-    k_add_bias<<<cuda_grid(nout), 256, 0, st->stream>>>(out, b, nout, Co);
+    CUDNN_CHECK(cudnnConvolutionForward(st->cudnn, &one, d.x, x, d.w, filt, d.conv, a->fwd, lib, ws_bytes, &zero, d.y,
+                                        y));
+    CUDA_ACT_DISPATCH(be, T, k_bias_store<T><<<cuda_grid(nout), 256, 0, st->stream>>>((T *)out, y, b, nout, Co));
     CUDA_CHECK_LAUNCH();
     conv_desc_destroy(&d);
 }
 
-extern "C" void cu_conv3x3_backward(Backend *be, float *din, float *dw, float *db, const float *dout,
-                                    const float *in, const float *w, int B, int H, int W, int Ci, int Co, int stride) {
+extern "C" void cu_conv3x3_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                    const float *w, int B, int H, int W, int Ci, int Co, int stride) {
     CHECK(stride == 1 || stride == 2, "conv3x3: stride %d not supported", stride);
     int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
-    size_t M = (size_t)B * Ho * Wo;
+    size_t M = (size_t)B * Ho * Wo, nin = (size_t)B * H * W * Ci;
     if (!M) return;
     CudaState *st = cuda_state(be);
+    int bf = cuda_act_is_bf16(be);
     cuda_colsum_acc(be, db, dout, M, Co); // before the workspace is carved below
     const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride);
     ConvDesc d;
@@ -245,19 +273,31 @@ extern "C" void cu_conv3x3_backward(Backend *be, float *din, float *dw, float *d
     }
     conv_use_math(a, &d, a->bwd_filter_math);
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(st->cudnn, d.x, d.y, d.conv, d.w, a->bwd_filter, &wsf));
+    // workspace: [permuted filter][its gradient][BF16: fp32 copy of in, later the fp32 data
+    // gradient][BF16: fp32 copy of dout][cuDNN's]
     size_t wp_bytes = align256((size_t)Co * Ci * 9 * sizeof(float));
+    size_t x_bytes = bf ? align256(nin * sizeof(float)) : 0, y_bytes = bf ? align256(M * Co * sizeof(float)) : 0;
     size_t lib_bytes = wsd > wsf ? wsd : wsf;
-    char *ws = (char *)cuda_workspace(be, 2 * wp_bytes + lib_bytes + 256);
+    char *ws = (char *)cuda_workspace(be, 2 * wp_bytes + x_bytes + y_bytes + lib_bytes + 256);
     float *wp = (float *)ws, *dwp = (float *)(ws + wp_bytes);
-    void *lib = ws + 2 * wp_bytes;
+    const float *x = (const float *)in, *dy = (const float *)dout;
+    float *x32 = NULL;
+    if (bf) {
+        float *dy32 = (float *)(ws + 2 * wp_bytes + x_bytes);
+        x32 = (float *)(ws + 2 * wp_bytes);
+        cu_act_to_f32(be, x32, in, nin);
+        cu_act_to_f32(be, dy32, dout, M * Co);
+        x = x32, dy = dy32;
+    }
+    void *lib = ws + 2 * wp_bytes + x_bytes + y_bytes;
     const float one = 1.0f, zero = 0.0f;
     // (the descriptor holds bwd_filter_math from the workspace query above)
     if (a->filter_nchw) { // PyTorch's layout: cuDNN adds into dw directly
-        CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, in, d.y, dout, d.conv, a->bwd_filter, lib,
-                                                   wsf, &one, d.w, dw));
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, x, d.y, dy, d.conv, a->bwd_filter, lib, wsf,
+                                                   &one, d.w, dw));
     } else { // dwp = weight gradient in the KRSC layout (overwritten), then added into dw un-permuted
-        CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, in, d.y, dout, d.conv, a->bwd_filter, lib,
-                                                   wsf, &zero, d.w, dwp));
+        CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, x, d.y, dy, d.conv, a->bwd_filter, lib, wsf,
+                                                   &zero, d.w, dwp));
         k_conv_unpermute_acc<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>(dw, dwp, Ci, Co);
         CUDA_CHECK_LAUNCH();
     }
@@ -268,10 +308,16 @@ extern "C" void cu_conv3x3_backward(Backend *be, float *din, float *dw, float *d
             CUDA_CHECK_LAUNCH();
             filt = wp;
         }
-        // beta = 1: cuDNN adds into din, as the backend contract asks.
         conv_use_math(a, &d, a->bwd_data_math);
-        CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, filt, d.y, dout, d.conv, a->bwd_data, lib, wsd,
-                                                 &one, d.x, din));
+        if (!bf) { // beta = 1: cuDNN adds into din, as the backend contract asks.
+            CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, filt, d.y, dy, d.conv, a->bwd_data, lib, wsd,
+                                                     &one, d.x, (float *)din));
+        } else { // the fp32 data gradient overwrites in's copy (the filter gradient, queued before, is done with it)
+            CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, filt, d.y, dy, d.conv, a->bwd_data, lib, wsd,
+                                                     &zero, d.x, x32));
+            k_acc_f32<<<cuda_grid(nin), 256, 0, st->stream>>>((bf16 *)din, x32, nin);
+            CUDA_CHECK_LAUNCH();
+        }
     }
     conv_desc_destroy(&d);
 }

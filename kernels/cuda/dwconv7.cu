@@ -2,11 +2,13 @@
 // Straightforward first version: one thread per output element for the forward and for din
 // (the 180°-flipped correlation of dout); dw/db as fixed-chunk partials over image rows in
 // double, summed in order (deterministic). Consecutive threads take consecutive channels, so
-// every load is coalesced.
-#include "cuda_internal.h"
+// every load is coalesced. Activations and their gradients are Acts (templates on the storage type
+// T, act.cuh); w, b, dw, db float.
+#include "act.cuh"
 
-__global__ void k_dw_fwd(float *out, const float *in, const float *w, const float *b, int B, int H, int W, int C,
-                         int flip, int accumulate) {
+template <typename T>
+__global__ void k_dw_fwd(T *out, const T *in, const float *w, const float *b, int B, int H, int W, int C, int flip,
+                         int accumulate) {
     size_t n = (size_t)B * H * W * C;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         int c = (int)(i % C);
@@ -21,17 +23,17 @@ __global__ void k_dw_fwd(float *out, const float *in, const float *w, const floa
                 int xx = x + kj - 3;
                 if (xx < 0 || xx >= W) continue;
                 int t = ki * 7 + kj;
-                acc += in[((bimg * H + yy) * W + xx) * C + c] * w[(size_t)c * 49 + (flip ? 48 - t : t)];
+                acc += act_load(in + ((bimg * H + yy) * W + xx) * C + c) * w[(size_t)c * 49 + (flip ? 48 - t : t)];
             }
         }
-        if (accumulate) out[i] += acc;
-        else out[i] = acc;
+        if (accumulate) act_store(out + i, act_load(out + i) + acc);
+        else act_store(out + i, acc);
     }
 }
 
 // part[k][t][c] (t < 49: dw taps, t = 49: db) over image rows [k*rows, ...) of the B*H rows.
-__global__ void k_dw_param_partial(double *part, const float *dout, const float *in, int B, int H, int W, int C,
-                                   long rows) {
+template <typename T>
+__global__ void k_dw_param_partial(double *part, const T *dout, const T *in, int B, int H, int W, int C, long rows) {
     int c = blockIdx.y * blockDim.x + threadIdx.x;
     int t = blockIdx.z; // 0..49
     if (c >= C) return;
@@ -40,19 +42,19 @@ __global__ void k_dw_param_partial(double *part, const float *dout, const float 
     double s = 0;
     for (long r = r0; r < r1; r++) {
         int bi = (int)(r / H), y = (int)(r % H);
-        const float *g = dout + (size_t)r * W * C;
+        const T *g = dout + (size_t)r * W * C;
         if (t == 49) {
-            for (int x = 0; x < W; x++) s += g[(size_t)x * C + c];
+            for (int x = 0; x < W; x++) s += act_load(g + (size_t)x * C + c);
             continue;
         }
         int yy = y + ki - 3;
         if (yy < 0 || yy >= H) continue;
-        const float *src = in + (((size_t)bi * H + yy) * W) * C;
+        const T *src = in + (((size_t)bi * H + yy) * W) * C;
         float acc = 0; // one image row in float, then into the double sum
         for (int x = 0; x < W; x++) {
             int xx = x + kj - 3;
             if (xx < 0 || xx >= W) continue;
-            acc += g[(size_t)x * C + c] * src[(size_t)xx * C + c];
+            acc += act_load(g + (size_t)x * C + c) * act_load(src + (size_t)xx * C + c);
         }
         s += acc;
     }
@@ -69,21 +71,23 @@ __global__ void k_dw_param_finish(float *dw, float *db, const double *part, int 
     else if (db) db[c] += (float)s;
 }
 
-extern "C" void cu_dwconv7_forward(Backend *be, float *out, const float *in, const float *w, const float *b, int B,
-                                   int H, int W, int C) {
+extern "C" void cu_dwconv7_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
+                                   int W, int C) {
     size_t n = (size_t)B * H * W * C;
     if (!n) return;
-    k_dw_fwd<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>(out, in, w, b, B, H, W, C, 0, 0);
+    cudaStream_t s = cuda_state(be)->stream;
+    CUDA_ACT_DISPATCH(be, T, k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)out, (const T *)in, w, b, B, H, W, C, 0, 0));
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cu_dwconv7_backward(Backend *be, float *din, float *dw, float *db, const float *dout, const float *in,
+extern "C" void cu_dwconv7_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                                     const float *w, int B, int H, int W, int C) {
     size_t n = (size_t)B * H * W * C;
     if (!n) return;
     cudaStream_t s = cuda_state(be)->stream;
     if (din) {
-        k_dw_fwd<<<cuda_grid(n), 256, 0, s>>>(din, dout, w, NULL, B, H, W, C, 1, 1);
+        CUDA_ACT_DISPATCH(be, T,
+                          k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)din, (const T *)dout, w, NULL, B, H, W, C, 1, 1));
         CUDA_CHECK_LAUNCH();
     }
     long R = (long)B * H;
@@ -91,7 +95,9 @@ extern "C" void cu_dwconv7_backward(Backend *be, float *din, float *dw, float *d
     long rows = (R + nchunk - 1) / nchunk;
     nchunk = (int)((R + rows - 1) / rows);
     double *part = (double *)cuda_workspace(be, (size_t)nchunk * 50 * C * sizeof(double));
-    k_dw_param_partial<<<dim3(nchunk, (C + 127) / 128, 50), 128, 0, s>>>(part, dout, in, B, H, W, C, rows);
+    const dim3 grid(nchunk, (C + 127) / 128, 50);
+    CUDA_ACT_DISPATCH(be, T,
+                      k_dw_param_partial<T><<<grid, 128, 0, s>>>(part, (const T *)dout, (const T *)in, B, H, W, C, rows));
     CUDA_CHECK_LAUNCH();
     k_dw_param_finish<<<(unsigned)((50 * (size_t)C + 255) / 256), 256, 0, s>>>(dw, db, part, nchunk, C);
     CUDA_CHECK_LAUNCH();

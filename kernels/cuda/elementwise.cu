@@ -1,40 +1,55 @@
-// elementwise.cu — add, accumulate, layer scale (channel_scale), drop path (sample_scale) and
-// the deterministic column sum that every bias gradient uses.
-#include "cuda_internal.h"
+// elementwise.cu — Act conversions, add, accumulate, layer scale (channel_scale), drop path
+// (sample_scale) and the deterministic column sum that every bias gradient uses.
+//
+// Every kernel that touches activations is a template on the Act storage type T (act.cuh):
+// elements are widened to float on load, combined in fp32, and rounded once on store. The
+// accumulating ops (accumulate, the backward din's) load the current value, add in fp32 and
+// store, so in bf16 mode dst = round(dst + x) with one rounding per call.
+#include "act.cuh"
 
 #define GRID_STRIDE(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
-__global__ void k_add(float *out, const float *a, const float *b, size_t n) {
-    GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+template <typename T> __global__ void k_from_f32(T *out, const float *in, size_t n) {
+    GRID_STRIDE(i, n) act_store(out + i, in[i]);
 }
-__global__ void k_accumulate(float *dst, const float *src, size_t n) {
-    GRID_STRIDE(i, n) dst[i] += src[i];
+template <typename T> __global__ void k_to_f32(float *out, const T *in, size_t n) {
+    GRID_STRIDE(i, n) out[i] = act_load(in + i);
 }
-__global__ void k_axpy_acc(float *dst, const float *src, float s, size_t n) {
-    GRID_STRIDE(i, n) dst[i] += src[i] * s;
+template <typename T> __global__ void k_add(T *out, const T *a, const T *b, size_t n) {
+    GRID_STRIDE(i, n) act_store(out + i, act_load(a + i) + act_load(b + i));
 }
-__global__ void k_scale_copy(float *dst, const float *src, float s, size_t n) {
-    GRID_STRIDE(i, n) dst[i] = src[i] * s;
+template <typename T> __global__ void k_accumulate(T *dst, const T *src, size_t n) {
+    GRID_STRIDE(i, n) act_store(dst + i, act_load(dst + i) + act_load(src + i));
 }
-__global__ void k_channel_scale(float *out, const float *in, const float *gamma, size_t N, int C) {
-    GRID_STRIDE(i, N * (size_t)C) out[i] = gamma[i % C] * in[i];
+template <typename T> __global__ void k_axpy_acc(T *dst, const T *src, float s, size_t n) {
+    GRID_STRIDE(i, n) act_store(dst + i, act_load(dst + i) + act_load(src + i) * s);
 }
-__global__ void k_channel_scale_bwd_din(float *din, const float *dout, const float *gamma, size_t N, int C) {
-    GRID_STRIDE(i, N * (size_t)C) din[i] += gamma[i % C] * dout[i];
+template <typename T> __global__ void k_scale_copy(T *dst, const T *src, float s, size_t n) {
+    GRID_STRIDE(i, n) act_store(dst + i, act_load(src + i) * s);
 }
-__global__ void k_mul(float *out, const float *a, const float *b, size_t n) {
-    GRID_STRIDE(i, n) out[i] = a[i] * b[i];
+template <typename T> __global__ void k_channel_scale(T *out, const T *in, const float *gamma, size_t N, int C) {
+    GRID_STRIDE(i, N * (size_t)C) act_store(out + i, gamma[i % C] * act_load(in + i));
+}
+template <typename T>
+__global__ void k_channel_scale_bwd_din(T *din, const T *dout, const float *gamma, size_t N, int C) {
+    GRID_STRIDE(i, N * (size_t)C) act_store(din + i, act_load(din + i) + gamma[i % C] * act_load(dout + i));
+}
+// The product goes to fp32 scratch (the column sum's input), never rounded to T.
+template <typename T> __global__ void k_mul(float *out, const T *a, const T *b, size_t n) {
+    GRID_STRIDE(i, n) out[i] = act_load(a + i) * act_load(b + i);
 }
 
 // Partial column sums: block (chunk) sums rows [chunk*rows, ...) for channels
-// blockIdx.y*256 + threadIdx.x, in double, in row order.
-__global__ void k_colsum_partial(double *part /* (nchunk, C) */, const float *x /* (M, C) */, size_t M, int C,
+// blockIdx.y*256 + threadIdx.x, in double, in row order. T: the element type of x (an Act type
+// or float scratch); each element is widened exactly.
+template <typename T>
+__global__ void k_colsum_partial(double *part /* (nchunk, C) */, const T *x /* (M, C) */, size_t M, int C,
                                  size_t rows) {
     int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c >= C) return;
     size_t r0 = blockIdx.x * rows, r1 = r0 + rows < M ? r0 + rows : M;
     double s = 0;
-    for (size_t r = r0; r < r1; r++) s += x[r * C + c];
+    for (size_t r = r0; r < r1; r++) s += (double)act_load(x + r * C + c);
     part[(size_t)blockIdx.x * C + c] = s;
 }
 // Sums the chunk partials in chunk order into acc (+=, float) or tot (=, double).
@@ -53,81 +68,125 @@ int cuda_colsum_chunks(size_t M, int max_chunks, size_t *rows) {
     return (int)((M + *rows - 1) / *rows);
 }
 
-void cuda_colsum_ordered(cudaStream_t s, float *acc, double *tot, double *part, const float *x, size_t M, int C,
-                         size_t rows, int nchunk) {
+template <typename T>
+static void colsum_ordered(cudaStream_t s, float *acc, double *tot, double *part, const T *x, size_t M, int C,
+                           size_t rows, int nchunk) {
     dim3 grid(nchunk, (C + 255) / 256);
-    k_colsum_partial<<<grid, 256, 0, s>>>(part, x, M, C, rows);
+    k_colsum_partial<T><<<grid, 256, 0, s>>>(part, x, M, C, rows);
     CUDA_CHECK_LAUNCH();
     k_colsum_finish<<<(C + 255) / 256, 256, 0, s>>>(acc, tot, part, nchunk, C);
     CUDA_CHECK_LAUNCH();
 }
 
+void cuda_colsum_ordered(cudaStream_t s, float *acc, double *tot, double *part, const float *x, size_t M, int C,
+                         size_t rows, int nchunk) {
+    colsum_ordered<float>(s, acc, tot, part, x, M, C, rows, nchunk);
+}
+
 // db[c] += Σ_m x[m, c]: a fixed partition of the rows (depends on M only), partials summed in
-// order, so the result is deterministic.
-void cuda_colsum_acc(Backend *be, float *db, const float *x, size_t M, int C) {
+// order, so the result is deterministic. Uses the start of the workspace (nchunk*C doubles).
+template <typename T> static void colsum_acc(Backend *be, float *db, const T *x, size_t M, int C) {
     if (M == 0 || C <= 0 || !db) return;
     size_t rows;
     int nchunk = cuda_colsum_chunks(M, 512, &rows);
     double *part = (double *)cuda_workspace(be, (size_t)nchunk * C * sizeof(double));
-    cuda_colsum_ordered(cuda_state(be)->stream, db, NULL, part, x, M, C, rows, nchunk);
+    colsum_ordered<T>(cuda_state(be)->stream, db, NULL, part, x, M, C, rows, nchunk);
 }
 
-extern "C" void cu_add(Backend *be, float *out, const float *a, const float *b, size_t n) {
+void cuda_colsum_acc(Backend *be, float *db, const Act *x, size_t M, int C) {
+    CUDA_ACT_DISPATCH(be, T, colsum_acc<T>(be, db, (const T *)x, M, C));
+}
+
+void cuda_colsum_acc_f32(Backend *be, float *db, const float *x, size_t M, int C) {
+    colsum_acc<float>(be, db, x, M, C);
+}
+
+// fp32 storage: the conversions are copies.
+extern "C" void cu_act_from_f32(Backend *be, Act *out, const float *in, size_t n) {
     if (!n) return;
-    k_add<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>(out, a, b, n);
+    cudaStream_t s = cuda_state(be)->stream;
+    if (!cuda_act_is_bf16(be)) {
+        CUDA_CHECK(cudaMemcpyAsync(out, in, n * sizeof(float), cudaMemcpyDeviceToDevice, s));
+        return;
+    }
+    k_from_f32<bf16><<<cuda_grid(n), 256, 0, s>>>((bf16 *)out, in, n);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cu_accumulate(Backend *be, float *dst, const float *src, size_t n) {
+extern "C" void cu_act_to_f32(Backend *be, float *out, const Act *in, size_t n) {
     if (!n) return;
-    k_accumulate<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>(dst, src, n);
+    cudaStream_t s = cuda_state(be)->stream;
+    if (!cuda_act_is_bf16(be)) {
+        CUDA_CHECK(cudaMemcpyAsync(out, in, n * sizeof(float), cudaMemcpyDeviceToDevice, s));
+        return;
+    }
+    k_to_f32<bf16><<<cuda_grid(n), 256, 0, s>>>(out, (const bf16 *)in, n);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cu_channel_scale_forward(Backend *be, float *out, const float *in, const float *gamma, size_t N,
-                                         int C) {
+extern "C" void cu_add(Backend *be, Act *out, const Act *a, const Act *b, size_t n) {
+    if (!n) return;
+    cudaStream_t s = cuda_state(be)->stream;
+    CUDA_ACT_DISPATCH(be, T, k_add<T><<<cuda_grid(n), 256, 0, s>>>((T *)out, (const T *)a, (const T *)b, n));
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cu_accumulate(Backend *be, Act *dst, const Act *src, size_t n) {
+    if (!n) return;
+    cudaStream_t s = cuda_state(be)->stream;
+    CUDA_ACT_DISPATCH(be, T, k_accumulate<T><<<cuda_grid(n), 256, 0, s>>>((T *)dst, (const T *)src, n));
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cu_channel_scale_forward(Backend *be, Act *out, const Act *in, const float *gamma, size_t N, int C) {
     if (!N) return;
-    k_channel_scale<<<cuda_grid(N * C), 256, 0, cuda_state(be)->stream>>>(out, in, gamma, N, C);
+    cudaStream_t s = cuda_state(be)->stream;
+    CUDA_ACT_DISPATCH(be, T, k_channel_scale<T><<<cuda_grid(N * C), 256, 0, s>>>((T *)out, (const T *)in, gamma, N, C));
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cu_channel_scale_backward(Backend *be, float *din, float *dgamma, const float *dout,
-                                          const float *in, const float *gamma, size_t N, int C) {
+extern "C" void cu_channel_scale_backward(Backend *be, Act *din, float *dgamma, const Act *dout, const Act *in,
+                                          const float *gamma, size_t N, int C) {
     if (!N || C <= 0) return;
     cudaStream_t s = cuda_state(be)->stream;
     if (din) {
-        k_channel_scale_bwd_din<<<cuda_grid(N * C), 256, 0, s>>>(din, dout, gamma, N, C);
+        CUDA_ACT_DISPATCH(be, T,
+                          k_channel_scale_bwd_din<T><<<cuda_grid(N * C), 256, 0, s>>>((T *)din, (const T *)dout, gamma, N, C));
         CUDA_CHECK_LAUNCH();
     }
     if (dgamma) {
-        // dgamma[c] += Σ_n dout·in: form the product in a scratch buffer placed after the
+        // dgamma[c] += Σ_n dout·in: form the fp32 product in a scratch buffer placed after the
         // column-sum partials (the workspace is one buffer, so grow it for both first).
         int nchunk = (int)(N < 512 ? N : 512);
         size_t part_bytes = ((size_t)nchunk * C * sizeof(double) + 255) / 256 * 256;
         char *ws = (char *)cuda_workspace(be, part_bytes + N * C * sizeof(float));
         float *prod = (float *)(ws + part_bytes); /* (N, C) */
-        k_mul<<<cuda_grid(N * C), 256, 0, s>>>(prod, dout, in, N * C);
+        CUDA_ACT_DISPATCH(be, T, k_mul<T><<<cuda_grid(N * C), 256, 0, s>>>(prod, (const T *)dout, (const T *)in, N * C));
         CUDA_CHECK_LAUNCH();
-        cuda_colsum_acc(be, dgamma, prod, N, C); // uses the first part_bytes only
+        cuda_colsum_acc_f32(be, dgamma, prod, N, C); // uses the first part_bytes only
     }
 }
 
-extern "C" void cu_sample_scale_forward(Backend *be, float *out, const float *in, const float *scale_host, int B,
+extern "C" void cu_sample_scale_forward(Backend *be, Act *out, const Act *in, const float *scale_host, int B,
                                         size_t per) {
     cudaStream_t s = cuda_state(be)->stream;
     for (int b = 0; b < B && per; b++) {
-        k_scale_copy<<<cuda_grid(per), 256, 0, s>>>(out + b * per, in + b * per, scale_host[b], per);
+        CUDA_ACT_DISPATCH(be, T,
+                          k_scale_copy<T><<<cuda_grid(per), 256, 0, s>>>((T *)out + b * per, (const T *)in + b * per,
+                                                                         scale_host[b], per));
         CUDA_CHECK_LAUNCH();
     }
 }
 
-extern "C" void cu_sample_scale_backward(Backend *be, float *din, const float *dout, const float *scale_host, int B,
+extern "C" void cu_sample_scale_backward(Backend *be, Act *din, const Act *dout, const float *scale_host, int B,
                                          size_t per) {
     if (!din) return;
     cudaStream_t s = cuda_state(be)->stream;
     for (int b = 0; b < B && per; b++) {
         if (scale_host[b] == 0.0f) continue; // dropped sample: nothing to add
-        k_axpy_acc<<<cuda_grid(per), 256, 0, s>>>(din + b * per, dout + b * per, scale_host[b], per);
+        CUDA_ACT_DISPATCH(be, T,
+                          k_axpy_acc<T><<<cuda_grid(per), 256, 0, s>>>((T *)din + b * per, (const T *)dout + b * per,
+                                                                       scale_host[b], per));
         CUDA_CHECK_LAUNCH();
     }
 }

@@ -1,68 +1,117 @@
 // linear_cublas.cu — linear layers and the kernel==stride transposed convolution, both as
-// cuBLAS GEMMs on row-major fp32 matrices (same products as kernels/cpu/linear.c and convT.c).
+// cuBLAS GEMMs on row-major matrices (same products as kernels/cpu/linear.c and convT.c).
 // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, so every call below swaps
 // the operands instead of transposing anything.
 //
-// Precision (cuda_internal.h, CudaPrecision): FP32 runs cublasSgemm under the handle's
-// CUBLAS_PEDANTIC_MATH (no tensor cores; exactly the exact-comparison path it always was).
-// TF32 and BF16 run cublasGemmEx on the same fp32 A/B/C (CUDA_R_32F) with a "fast" fp32 compute
-// type: cuBLAS may round the inputs to TF32 (CUBLAS_COMPUTE_32F_FAST_TF32) or bf16
-// (CUBLAS_COMPUTE_32F_FAST_16BF) for the tensor cores and accumulates in fp32; C stays fp32. So
-// BF16 mode needs no bf16 copies of weights or activations: the down-conversion happens inside
-// the GEMM, master weights and gradients remain fp32.
+// Precision (cuda_internal.h, CudaPrecision):
+//   FP32  cublasSgemm under the handle's CUBLAS_PEDANTIC_MATH (no tensor cores; the
+//         exact-comparison path), everything fp32.
+//   TF32  cublasGemmEx on fp32 A/B/C with CUBLAS_COMPUTE_32F_FAST_TF32: cuBLAS rounds the
+//         inputs to TF32 for the tensor cores and accumulates in fp32.
+//   BF16  Acts are bf16 (act.cuh). cublasGemmEx with A and B CUDA_R_16BF and
+//         CUBLAS_COMPUTE_32F: bf16 products accumulated in fp32, alpha/beta fp32. The weights
+//         are fp32 master copies; each call rounds the one it needs to bf16 in the workspace
+//         (a few MB at most, cheap next to the GEMM). C is CUDA_R_16BF where it is an Act (the
+//         forward output, din += with beta = 1: one rounding of the fp32 result) and CUDA_R_32F
+//         where it is fp32 (the weight gradient, accumulated with beta = 1 straight into the fp32
+//         gradient; convT's fp32 scratch).
 #include <limits.h>
 
-#include "cuda_internal.h"
+#include "act.cuh"
+
+static size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
 // Row-major C (M, N) = alpha · op(A) · op(B) + beta · C, arguments as cblas_sgemm / cpu_sgemm.
-static void sgemm_rm(Backend *be, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-                     const float *B, int ldb, float beta, float *C, int ldc) {
+// A and B hold this backend's Act type (float in FP32/TF32, bf16 in BF16: activations, or weights
+// passed through gemm_weight). C is an Act array when c_act, else fp32; in FP32/TF32 both are
+// float, so c_act matters only in BF16.
+static void gemm_rm(Backend *be, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
+                    const void *B, int ldb, float beta, void *C, int c_act, int ldc) {
     if (M == 0 || N == 0) return;
     CudaState *st = cuda_state(be);
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (st->precision == CUDA_PREC_FP32) {
-        CUBLAS_CHECK(cublasSgemm(st->cublas, opb, opa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+        CUBLAS_CHECK(cublasSgemm(st->cublas, opb, opa, N, M, K, &alpha, (const float *)B, ldb, (const float *)A, lda,
+                                 &beta, (float *)C, ldc));
         return;
     }
-    // Compute type 32F_FAST_*: alpha and beta are fp32 host scalars (the handle's pointer mode).
-    cublasComputeType_t ct = st->precision == CUDA_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_FAST_16BF;
-    CUBLAS_CHECK(cublasGemmEx(st->cublas, opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C,
-                              CUDA_R_32F, ldc, ct, CUBLAS_GEMM_DEFAULT));
+    // alpha and beta are fp32 host scalars (the handle's pointer mode) for every compute type here.
+    if (st->precision == CUDA_PREC_TF32) {
+        CUBLAS_CHECK(cublasGemmEx(st->cublas, opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta,
+                                  C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+        return;
+    }
+    CUBLAS_CHECK(cublasGemmEx(st->cublas, opb, opa, N, M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
+                              c_act ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-__global__ void k_fill_rows(float *out, const float *b, size_t N, int C) {
+__global__ void k_round_bf16(bf16 *out, const float *in, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        act_store(out + i, in[i]);
+}
+
+// The GEMM operand for fp32 weight w (n elements): w itself in FP32/TF32; in BF16 its bf16
+// rounding, written to slot (n bf16 of workspace the caller carved).
+static const void *gemm_weight(Backend *be, void *slot, const float *w, size_t n) {
+    if (!cuda_act_is_bf16(be)) return w;
+    k_round_bf16<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>((bf16 *)slot, w, n);
+    CUDA_CHECK_LAUNCH();
+    return slot;
+}
+
+// Workspace bytes gemm_weight needs for an n-element weight (none outside BF16).
+static size_t gemm_weight_bytes(Backend *be, size_t n) { return cuda_act_is_bf16(be) ? align256(n * sizeof(bf16)) : 0; }
+
+template <typename T> __global__ void k_fill_rows(T *out, const float *b, size_t N, int C) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < N * C; i += (size_t)gridDim.x * blockDim.x)
-        out[i] = b[i % C];
+        act_store(out + i, b[i % C]);
 }
 
-extern "C" void cu_linear_forward(Backend *be, float *out, const float *in, const float *w, const float *b, size_t N,
+// out = in · wᵀ + b. The bias is prefilled into out and the GEMM adds onto it (beta = 1); in BF16
+// that rounds b to bf16 like w, and out = round(in·wᵀ + b) is rounded once, in the GEMM.
+extern "C" void cu_linear_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, size_t N,
                                   int Ci, int Co) {
     if (!N) return;
     CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
-    if (b) { // prefill with the bias; the GEMM adds onto it (beta = 1)
-        k_fill_rows<<<cuda_grid(N * Co), 256, 0, cuda_state(be)->stream>>>(out, b, N, Co);
+    cudaStream_t s = cuda_state(be)->stream;
+    size_t nw = (size_t)Co * Ci;
+    size_t wb_bytes = gemm_weight_bytes(be, nw);
+    void *slot = wb_bytes ? cuda_workspace(be, wb_bytes) : NULL;
+    const void *wg = gemm_weight(be, slot, w, nw);
+    if (b) {
+        CUDA_ACT_DISPATCH(be, T, k_fill_rows<T><<<cuda_grid(N * Co), 256, 0, s>>>((T *)out, b, N, Co));
         CUDA_CHECK_LAUNCH();
     }
-    sgemm_rm(be, 0, 1, (int)N, Co, Ci, 1.0f, in, Ci, w, Ci, b ? 1.0f : 0.0f, out, Co);
+    gemm_rm(be, 0, 1, (int)N, Co, Ci, 1.0f, in, Ci, wg, Ci, b ? 1.0f : 0.0f, out, 1, Co);
 }
 
-extern "C" void cu_linear_backward(Backend *be, float *din, float *dw, float *db, const float *dout, const float *in,
+extern "C" void cu_linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                                    const float *w, size_t N, int Ci, int Co) {
     if (!N) return;
     CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
-    if (din) sgemm_rm(be, 0, 0, (int)N, Ci, Co, 1.0f, dout, Co, w, Ci, 1.0f, din, Ci); // din += dout · w
-    sgemm_rm(be, 1, 0, Co, Ci, (int)N, 1.0f, dout, Co, in, Ci, 1.0f, dw, Ci);          // dw += doutᵀ · in
+    if (din) { // din += dout · w
+        size_t nw = (size_t)Co * Ci;
+        size_t wb_bytes = gemm_weight_bytes(be, nw);
+        void *slot = wb_bytes ? cuda_workspace(be, wb_bytes) : NULL;
+        const void *wg = gemm_weight(be, slot, w, nw);
+        gemm_rm(be, 0, 0, (int)N, Ci, Co, 1.0f, dout, Co, wg, Ci, 1.0f, din, 1, Ci);
+    }
+    gemm_rm(be, 1, 0, Co, Ci, (int)N, 1.0f, dout, Co, in, Ci, 1.0f, dw, 0, Ci); // dw += doutᵀ · in (fp32)
+    // (cuda_workspace syncs the stream before it ever frees the buffer the din GEMM read)
     if (db) cuda_colsum_acc(be, db, dout, N, Co);
 }
 
 // ---- transposed convolution, kernel == stride == k ------------------------------------------
 // wp[ci][t*Co + co] = w[ci][co][t]; G (M, k*k*Co) = in · wp; out block rows are runs of G.
+// Forward: wp in the Act type (the GEMM operand: bf16-rounded in BF16), G fp32, and out =
+// round(G + b) once in the scatter. Backward: G (dout gathered, exact) and wp in the Act type
+// are GEMM operands; the weight gradient dwp is fp32.
 
-__global__ void k_convT_permute(float *wp, const float *w, int Ci, int Co, int kk) {
+template <typename T> __global__ void k_convT_permute(T *wp, const float *w, int Ci, int Co, int kk) {
     size_t n = (size_t)Ci * Co * kk;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         int t = (int)(i % kk), co = (int)(i / kk % Co), ci = (int)(i / ((size_t)kk * Co));
-        wp[((size_t)ci * kk + t) * Co + co] = w[i];
+        act_store(wp + ((size_t)ci * kk + t) * Co + co, w[i]);
     }
 }
 
@@ -74,57 +123,69 @@ __global__ void k_convT_unpermute_acc(float *dw, const float *dwp, int Ci, int C
     }
 }
 
-// scatter (G → out, + bias) when to_out, else gather (dout → G). One thread per out element.
-__global__ void k_convT_move(float *out, float *G, const float *b, int B, int H, int W, int Co, int k, int to_out) {
+// Index in G (M, k*k*Co) of out element i (B, H*k, W*k, Co).
+__device__ __forceinline__ size_t convT_g_index(size_t i, int H, int W, int Co, int k) {
     int Hk = H * k, Wk = W * k;
-    size_t n = (size_t)B * Hk * Wk * Co;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int co = (int)(i % Co);
-        size_t p = i / Co;
-        int X = (int)(p % Wk), Y = (int)(p / Wk % Hk), bi = (int)(p / ((size_t)Wk * Hk));
-        size_t m = ((size_t)bi * H + Y / k) * W + X / k;
-        size_t g = m * (size_t)k * k * Co + ((size_t)(Y % k) * k + X % k) * Co + co;
-        if (to_out) out[i] = G[g] + b[co];
-        else G[g] = out[i];
-    }
+    int co = (int)(i % Co);
+    size_t p = i / Co;
+    int X = (int)(p % Wk), Y = (int)(p / Wk % Hk), bi = (int)(p / ((size_t)Wk * Hk));
+    size_t m = ((size_t)bi * H + Y / k) * W + X / k;
+    return m * (size_t)k * k * Co + ((size_t)(Y % k) * k + X % k) * Co + co;
 }
 
-extern "C" void cu_convT_forward(Backend *be, float *out, const float *in, const float *w, const float *b, int B,
+// scatter G → out, + bias. One thread per out element.
+template <typename T> __global__ void k_convT_scatter(T *out, const float *G, const float *b, int B, int H, int W, int Co, int k) {
+    size_t n = (size_t)B * H * k * W * k * Co;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        act_store(out + i, G[convT_g_index(i, H, W, Co, k)] + b[i % Co]);
+}
+
+// gather dout → G (same element type: widening and re-rounding is an exact copy).
+template <typename T> __global__ void k_convT_gather(T *G, const T *dout, int B, int H, int W, int Co, int k) {
+    size_t n = (size_t)B * H * k * W * k * Co;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        act_store(G + convT_g_index(i, H, W, Co, k), act_load(dout + i));
+}
+
+extern "C" void cu_convT_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B,
                                  int H, int W, int Ci, int Co, int k) {
     CHECK(k >= 1, "convT: kernel %d", k);
     size_t M = (size_t)B * H * W, N2 = (size_t)k * k * Co;
     if (!M) return;
     CHECK(M <= (size_t)INT_MAX && N2 <= (size_t)INT_MAX, "convT: %zu pixels x %zu outputs exceed the BLAS int range", M, N2);
     cudaStream_t s = cuda_state(be)->stream;
-    size_t wp_n = ((size_t)Ci * N2 + 63) / 64 * 64;
-    float *ws = (float *)cuda_workspace(be, (wp_n + M * N2) * sizeof(float));
-    float *wp = ws, *G = ws + wp_n;
-    k_convT_permute<<<cuda_grid((size_t)Ci * N2), 256, 0, s>>>(wp, w, Ci, Co, k * k);
+    size_t wp_bytes = align256((size_t)Ci * N2 * be->act_bytes);
+    char *ws = (char *)cuda_workspace(be, wp_bytes + M * N2 * sizeof(float));
+    void *wp = ws;
+    float *G = (float *)(ws + wp_bytes);
+    CUDA_ACT_DISPATCH(be, T, k_convT_permute<T><<<cuda_grid((size_t)Ci * N2), 256, 0, s>>>((T *)wp, w, Ci, Co, k * k));
     CUDA_CHECK_LAUNCH();
-    sgemm_rm(be, 0, 0, (int)M, (int)N2, Ci, 1.0f, in, Ci, wp, (int)N2, 0.0f, G, (int)N2);
-    k_convT_move<<<cuda_grid(M * N2), 256, 0, s>>>(out, G, b, B, H, W, Co, k, 1);
+    gemm_rm(be, 0, 0, (int)M, (int)N2, Ci, 1.0f, in, Ci, wp, (int)N2, 0.0f, G, 0, (int)N2);
+    CUDA_ACT_DISPATCH(be, T, k_convT_scatter<T><<<cuda_grid(M * N2), 256, 0, s>>>((T *)out, G, b, B, H, W, Co, k));
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cu_convT_backward(Backend *be, float *din, float *dw, float *db, const float *dout, const float *in,
+extern "C" void cu_convT_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                                   const float *w, int B, int H, int W, int Ci, int Co, int k) {
     CHECK(k >= 1, "convT: kernel %d", k);
     size_t M = (size_t)B * H * W, N2 = (size_t)k * k * Co;
     if (!M) return;
+    CHECK(M <= (size_t)INT_MAX && N2 <= (size_t)INT_MAX, "convT: %zu pixels x %zu outputs exceed the BLAS int range", M, N2);
     cudaStream_t s = cuda_state(be)->stream;
     int kk = k * k;
     cuda_colsum_acc(be, db, dout, M * kk, Co); // before the workspace is carved below
-    size_t wp_n = ((size_t)Ci * N2 + 63) / 64 * 64;
-    float *ws = (float *)cuda_workspace(be, (2 * wp_n + M * N2) * sizeof(float));
-    float *wp = ws, *dwp = ws + wp_n, *G = ws + 2 * wp_n;
-    k_convT_move<<<cuda_grid(M * N2), 256, 0, s>>>((float *)dout, G, NULL, B, H, W, Co, k, 0);
+    size_t wp_bytes = align256((size_t)Ci * N2 * be->act_bytes), dwp_bytes = align256((size_t)Ci * N2 * sizeof(float));
+    char *ws = (char *)cuda_workspace(be, wp_bytes + dwp_bytes + M * N2 * be->act_bytes);
+    void *wp = ws, *G = ws + wp_bytes + dwp_bytes;
+    float *dwp = (float *)(ws + wp_bytes);
+    CUDA_ACT_DISPATCH(be, T, k_convT_gather<T><<<cuda_grid(M * N2), 256, 0, s>>>((T *)G, (const T *)dout, B, H, W, Co, k));
     CUDA_CHECK_LAUNCH();
-    sgemm_rm(be, 1, 0, Ci, (int)N2, (int)M, 1.0f, in, Ci, G, (int)N2, 0.0f, dwp, (int)N2); // dwp = inᵀ G
+    gemm_rm(be, 1, 0, Ci, (int)N2, (int)M, 1.0f, in, Ci, G, (int)N2, 0.0f, dwp, 0, (int)N2); // dwp = inᵀ G (fp32)
     k_convT_unpermute_acc<<<cuda_grid((size_t)Ci * N2), 256, 0, s>>>(dw, dwp, Ci, Co, kk);
     CUDA_CHECK_LAUNCH();
     if (din) {
-        k_convT_permute<<<cuda_grid((size_t)Ci * N2), 256, 0, s>>>(wp, w, Ci, Co, kk);
+        CUDA_ACT_DISPATCH(be, T, k_convT_permute<T><<<cuda_grid((size_t)Ci * N2), 256, 0, s>>>((T *)wp, w, Ci, Co, kk));
         CUDA_CHECK_LAUNCH();
-        sgemm_rm(be, 0, 1, (int)M, Ci, (int)N2, 1.0f, G, (int)N2, wp, (int)N2, 1.0f, din, Ci); // din += G wpᵀ
+        gemm_rm(be, 0, 1, (int)M, Ci, (int)N2, 1.0f, G, (int)N2, wp, (int)N2, 1.0f, din, 1, Ci); // din += G wpᵀ
     }
 }

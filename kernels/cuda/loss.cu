@@ -2,19 +2,21 @@
 // the stats layout as kernels/cpu/loss.c. Forward: one thread per pixel writes its softmax and
 // a row of per-pixel terms [p (K) | p·onehot (K) | onehot (K) | −log p_y]; the class sums are then
 // deterministic column sums in double, and the final Dice/CE arithmetic runs on the host in
-// double exactly as the CPU backend does it.
+// double exactly as the CPU backend does it. logits and dlogits are Acts (kernels templated on the
+// storage type T, act.cuh); probs, stats and the per-pixel terms are float.
 #include <stdlib.h>
 
-#include "cuda_internal.h"
+#include "act.cuh"
 
 #define DICE_SMOOTH 1e-5
 #define DICE_EPS 1e-8
 #define LOSS_MAX_K 64
 
-__global__ void k_softmax_terms(float *probs /* (N, K) */, float *terms /* (N, 3K+1) */, int *bad,
-                                const float *logits, const int32_t *labels, size_t N, int K) {
+template <typename T>
+__global__ void k_softmax_terms(float *probs /* (N, K) */, float *terms /* (N, 3K+1) */, int *bad, const T *logits,
+                                const int32_t *labels, size_t N, int K) {
     for (size_t n = blockIdx.x * (size_t)blockDim.x + threadIdx.x; n < N; n += (size_t)gridDim.x * blockDim.x) {
-        const float *x = logits + n * K;
+        const T *x = logits + n * K;
         float *p = probs + n * K;
         float *t = terms + n * (size_t)(3 * K + 1);
         int y = labels[n];
@@ -22,11 +24,14 @@ __global__ void k_softmax_terms(float *probs /* (N, K) */, float *terms /* (N, 3
             atomicMax(bad, (int)(n < 0x7fffffff ? n : 0x7fffffff));
             y = 0;
         }
-        float m = x[0];
-        for (int c = 1; c < K; c++) m = x[c] > m ? x[c] : m;
+        float m = act_load(x);
+        for (int c = 1; c < K; c++) {
+            const float xc = act_load(x + c);
+            m = xc > m ? xc : m;
+        }
         float s = 0;
         for (int c = 0; c < K; c++) {
-            p[c] = expf(x[c] - m);
+            p[c] = expf(act_load(x + c) - m);
             s += p[c];
         }
         float inv = 1.0f / s;
@@ -36,11 +41,11 @@ __global__ void k_softmax_terms(float *probs /* (N, K) */, float *terms /* (N, 3
             t[K + c] = c == y ? p[c] : 0.0f;
             t[2 * K + c] = c == y ? 1.0f : 0.0f;
         }
-        t[3 * K] = logf(s) - (x[y] - m);
+        t[3 * K] = logf(s) - (act_load(x + y) - m);
     }
 }
 
-extern "C" void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, float *stats, const float *logits,
+extern "C" void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, float *stats, const Act *logits,
                                    const int32_t *labels, size_t N, int K, float w_dice, float w_ce) {
     CHECK(K >= 2, "dice_ce_forward: K = %d, need at least 2 classes (background + one)", K);
     CHECK(K <= LOSS_MAX_K, "dice_ce_forward: K = %d classes, the CUDA backend supports up to %d", K, LOSS_MAX_K);
@@ -57,7 +62,10 @@ extern "C" void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, 
     double *tot = (double *)(ws + terms_bytes + part_bytes);     /* (3K+1) */
     int *bad = (int *)(tot + C);                                 /* (1) */
     CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(int), st->stream)); // −1: no bad label
-    k_softmax_terms<<<cuda_grid(N), 256, 0, st->stream>>>(probs, terms, bad, logits, labels, N, K);
+    cudaStream_t s = st->stream;
+    CUDA_ACT_DISPATCH(be, T,
+                      k_softmax_terms<T><<<cuda_grid(N), 256, 0, s>>>(probs, terms, bad, (const T *)logits, labels, N,
+                                                                     K));
     CUDA_CHECK_LAUNCH();
     cuda_colsum_ordered(st->stream, NULL, tot, part, terms, N, C, rows, nchunk);
     double t[3 * LOSS_MAX_K + 1];
@@ -93,11 +101,12 @@ typedef struct {
     float gb[LOSS_MAX_K], gy[LOSS_MAX_K];
 } DiceCoef;
 
-__global__ void k_dice_ce_bwd(float *dlogits, const float *probs, const int32_t *labels, size_t N, int K,
-                              DiceCoef co, float ce_scale, float dloss) {
+template <typename T>
+__global__ void k_dice_ce_bwd(T *dlogits, const float *probs, const int32_t *labels, size_t N, int K, DiceCoef co,
+                              float ce_scale, float dloss) {
     for (size_t n = blockIdx.x * (size_t)blockDim.x + threadIdx.x; n < N; n += (size_t)gridDim.x * blockDim.x) {
         const float *p = probs + n * K;
-        float *d = dlogits + n * K;
+        T *d = dlogits + n * K;
         int y = labels[n];
         if (y < 0 || y >= K) continue; // reported by the forward pass
         float dot = 0;
@@ -106,12 +115,12 @@ __global__ void k_dice_ce_bwd(float *dlogits, const float *probs, const int32_t 
         for (int c = 0; c < K; c++) {
             float g = co.gb[c] + (c == y ? co.gy[c] : 0.0f);
             float ce = ce_scale * (p[c] - (c == y ? 1.0f : 0.0f));
-            d[c] += dloss * (p[c] * (g - dot) + ce);
+            act_store(d + c, act_load(d + c) + dloss * (p[c] * (g - dot) + ce));
         }
     }
 }
 
-extern "C" void cu_dice_ce_backward(Backend *be, float *dlogits, const float *probs, const float *stats,
+extern "C" void cu_dice_ce_backward(Backend *be, Act *dlogits, const float *probs, const float *stats,
                                     const int32_t *labels, size_t N, int K, float w_dice, float w_ce, float dloss) {
     CHECK(K >= 2 && K <= LOSS_MAX_K, "dice_ce_backward: K = %d outside [2, %d]", K, LOSS_MAX_K);
     if (!N) return;
@@ -128,8 +137,11 @@ extern "C" void cu_dice_ce_backward(Backend *be, float *dlogits, const float *pr
         co.gb[c] = (float)(wd * -num / (den * den));
         co.gy[c] = (float)(wd * 2.0 / den);
     }
-    k_dice_ce_bwd<<<cuda_grid(N), 256, 0, st->stream>>>(dlogits, probs, labels, N, K, co,
-                                                        (float)((double)w_ce / (double)N), dloss);
+    const float ce_scale = (float)((double)w_ce / (double)N);
+    cudaStream_t stream = st->stream;
+    CUDA_ACT_DISPATCH(be, T,
+                      k_dice_ce_bwd<T><<<cuda_grid(N), 256, 0, stream>>>((T *)dlogits, probs, labels, N, K, co, ce_scale,
+                                                                        dloss));
     CUDA_CHECK_LAUNCH();
 }
 

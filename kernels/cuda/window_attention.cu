@@ -16,9 +16,14 @@
 // block, so dqkv needs no atomics; k_wa_dtable_finish adds the blocks' partial tables into
 // dtable in window order. No atomics anywhere: the backward pass is bit-for-bit reproducible,
 // which is what makes a resumed GPU run identical to an uninterrupted one.
+//
+// qkv, out, the saved softmax probs, dout and dqkv are Acts (kernels templated on the storage type
+// T, act.cuh): widened to float on load, every shared-memory tile and every sum in fp32, rounded
+// once on store. The forward forms out from the fp32 softmax row, not from its stored (possibly
+// rounded) copy. The dS scratch, the partial tables and dtable stay float.
 #include <math.h>
 
-#include "cuda_internal.h"
+#include "act.cuh"
 
 #define WA_WARPS 8
 
@@ -54,7 +59,8 @@ __device__ __forceinline__ float warp_sumf(float v) {
     return v;
 }
 
-__global__ void k_wa_fwd(float *out, float *probs, const float *qkv, const float *table, WaGeom g) {
+template <typename T>
+__global__ void k_wa_fwd(T *out, T *probs, const T *qkv, const float *table, WaGeom g) {
     extern __shared__ float sm[];
     const int n = g.n, hd = g.hd, ld = hd + 1, C3 = 3 * g.C, h = blockIdx.y;
     const size_t gw = blockIdx.x;
@@ -64,15 +70,15 @@ __global__ void k_wa_fwd(float *out, float *probs, const float *qkv, const float
     float *row = sm + 2 * (size_t)n * ld + (size_t)warp * (n + hd), *q = row + n;
     for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
         int t = e / hd, j = e % hd;
-        const float *src = qkv + wa_pix(g, b, wy, wx, t) * C3 + h * hd + j;
-        Ks[t * ld + j] = src[g.C];
-        Vs[t * ld + j] = src[2 * g.C];
+        const T *src = qkv + wa_pix(g, b, wy, wx, t) * C3 + h * hd + j;
+        Ks[t * ld + j] = act_load(src + g.C);
+        Vs[t * ld + j] = act_load(src + 2 * g.C);
     }
     __syncthreads();
-    float *P = probs + (gw * g.heads + h) * (size_t)n * n;
+    T *P = probs + (gw * g.heads + h) * (size_t)n * n;
     for (int i = warp; i < n; i += WA_WARPS) {
         const size_t pi = wa_pix(g, b, wy, wx, i);
-        for (int c = lane; c < hd; c += 32) q[c] = qkv[pi * C3 + h * hd + c] * g.scale;
+        for (int c = lane; c < hd; c += 32) q[c] = act_load(qkv + pi * C3 + h * hd + c) * g.scale;
         __syncwarp();
         const int ri = g.shift > 0 ? wa_region(g, wy, wx, i) : 0;
         float mx = -INFINITY;
@@ -94,21 +100,23 @@ __global__ void k_wa_fwd(float *out, float *probs, const float *qkv, const float
         const float inv = 1.0f / warp_sumf(sum);
         for (int j = lane; j < n; j += 32) {
             row[j] *= inv;
-            P[(size_t)i * n + j] = row[j];
+            act_store(P + (size_t)i * n + j, row[j]);
         }
         __syncwarp();
         for (int c = lane; c < hd; c += 32) {
             float o = 0;
             for (int j = 0; j < n; j++) o = fmaf(row[j], Vs[j * ld + c], o);
-            out[pi * g.C + h * hd + c] = o;
+            act_store(out + pi * g.C + h * hd + c, o);
         }
         __syncwarp(); // row and q are rewritten by the next i
     }
 }
 
 // part: (G, heads, T) the per-block bias-table gradients, NULL when dtable is not wanted.
-__global__ void k_wa_bwd(float *dqkv, float *part, float *dS_all, const float *dout, const float *qkv,
-                         const float *probs, WaGeom g) {
+// TS: the Act storage type (T is the table size here).
+template <typename TS>
+__global__ void k_wa_bwd(TS *dqkv, float *part, float *dS_all, const TS *dout, const TS *qkv, const TS *probs,
+                         WaGeom g) {
     extern __shared__ float sm[];
     const int n = g.n, hd = g.hd, ld = hd + 1, C3 = 3 * g.C, h = blockIdx.y;
     const int T = (2 * g.w - 1) * (2 * g.w - 1);
@@ -117,31 +125,31 @@ __global__ void k_wa_bwd(float *dqkv, float *part, float *dS_all, const float *d
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float *A = sm, *Bm = sm + (size_t)n * ld; // pass 1: K, V; pass 2: Q·scale, dO
     float *row = sm + 2 * (size_t)n * ld + (size_t)warp * (n + hd), *vec = row + n;
-    const float *P = probs + (gw * g.heads + h) * (size_t)n * n;
+    const TS *P = probs + (gw * g.heads + h) * (size_t)n * n;
     float *dS = dS_all + (gw * g.heads + h) * (size_t)n * n;
 
     for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
         int t = e / hd, j = e % hd;
-        const float *src = qkv + wa_pix(g, b, wy, wx, t) * C3 + h * hd + j;
-        A[t * ld + j] = src[g.C];
-        Bm[t * ld + j] = src[2 * g.C];
+        const TS *src = qkv + wa_pix(g, b, wy, wx, t) * C3 + h * hd + j;
+        A[t * ld + j] = act_load(src + g.C);
+        Bm[t * ld + j] = act_load(src + 2 * g.C);
     }
     __syncthreads();
     // pass 1: query rows
     for (int i = warp; i < n; i += WA_WARPS) {
         const size_t pi = wa_pix(g, b, wy, wx, i);
-        for (int c = lane; c < hd; c += 32) vec[c] = dout[pi * g.C + h * hd + c];
+        for (int c = lane; c < hd; c += 32) vec[c] = act_load(dout + pi * g.C + h * hd + c);
         __syncwarp();
         float dot = 0;
         for (int j = lane; j < n; j += 32) {
             float dp = 0;
             for (int c = 0; c < hd; c++) dp = fmaf(vec[c], Bm[j * ld + c], dp);
             row[j] = dp;
-            dot += P[(size_t)i * n + j] * dp;
+            dot += act_load(P + (size_t)i * n + j) * dp;
         }
         dot = warp_sumf(dot);
         for (int j = lane; j < n; j += 32) {
-            float ds = P[(size_t)i * n + j] * (row[j] - dot);
+            float ds = act_load(P + (size_t)i * n + j) * (row[j] - dot);
             row[j] = ds;
             dS[(size_t)i * n + j] = ds;
         }
@@ -150,7 +158,8 @@ __global__ void k_wa_bwd(float *dqkv, float *part, float *dS_all, const float *d
             for (int c = lane; c < hd; c += 32) {
                 float s = 0;
                 for (int j = 0; j < n; j++) s = fmaf(row[j], A[j * ld + c], s);
-                dqkv[pi * C3 + h * hd + c] += g.scale * s;
+                TS *d = dqkv + pi * C3 + h * hd + c;
+                act_store(d, act_load(d) + g.scale * s);
             }
         __syncwarp();
     }
@@ -173,8 +182,8 @@ __global__ void k_wa_bwd(float *dqkv, float *part, float *dS_all, const float *d
     for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
         int t = e / hd, j = e % hd;
         size_t pt = wa_pix(g, b, wy, wx, t);
-        A[t * ld + j] = qkv[pt * C3 + h * hd + j] * g.scale;
-        Bm[t * ld + j] = dout[pt * g.C + h * hd + j];
+        A[t * ld + j] = act_load(qkv + pt * C3 + h * hd + j) * g.scale;
+        Bm[t * ld + j] = act_load(dout + pt * g.C + h * hd + j);
     }
     __syncthreads();
     for (int j = warp; j < n; j += WA_WARPS) {
@@ -183,10 +192,11 @@ __global__ void k_wa_bwd(float *dqkv, float *part, float *dS_all, const float *d
             float dk = 0, dv = 0;
             for (int i = 0; i < n; i++) {
                 dk = fmaf(dS[(size_t)i * n + j], A[i * ld + c], dk);
-                dv = fmaf(P[(size_t)i * n + j], Bm[i * ld + c], dv);
+                dv = fmaf(act_load(P + (size_t)i * n + j), Bm[i * ld + c], dv);
             }
-            dqkv[pj * C3 + g.C + h * hd + c] += dk;
-            dqkv[pj * C3 + 2 * g.C + h * hd + c] += dv;
+            TS *dk_p = dqkv + pj * C3 + g.C + h * hd + c, *dv_p = dqkv + pj * C3 + 2 * g.C + h * hd + c;
+            act_store(dk_p, act_load(dk_p) + dk);
+            act_store(dv_p, act_load(dv_p) + dv);
         }
     }
 }
@@ -214,7 +224,8 @@ static WaGeom wa_geom(int Hp, int Wp, int C, int heads, int w, int shift) {
     return g;
 }
 
-// Dynamic shared memory of one block, checked against the device's opt-in limit.
+// Dynamic shared memory of one block, checked against the device's opt-in limit. The tiles are
+// float whatever the Act storage type, so the size is in floats for every instantiation.
 static size_t wa_smem(Backend *be, const WaGeom &g, const void *kernel) {
     size_t floats = 2 * (size_t)g.n * (g.hd + 1) + (size_t)WA_WARPS * (g.n + g.hd);
     size_t bytes = floats * sizeof(float);
@@ -228,31 +239,45 @@ static size_t wa_smem(Backend *be, const WaGeom &g, const void *kernel) {
     return bytes;
 }
 
-extern "C" void cu_window_attention_forward(Backend *be, float *out, float *probs, const float *qkv,
-                                            const float *table, int B, int Hp, int Wp, int C, int heads, int window,
-                                            int shift) {
-    WaGeom g = wa_geom(Hp, Wp, C, heads, window, shift);
-    size_t G = (size_t)B * g.nWin;
-    if (!G) return;
-    size_t smem = wa_smem(be, g, (const void *)k_wa_fwd);
-    k_wa_fwd<<<dim3((unsigned)G, heads), 32 * WA_WARPS, smem, cuda_state(be)->stream>>>(out, probs, qkv, table, g);
+template <typename T>
+static void wa_forward(Backend *be, const WaGeom &g, size_t G, T *out, T *probs, const T *qkv, const float *table) {
+    size_t smem = wa_smem(be, g, (const void *)k_wa_fwd<T>);
+    const dim3 grid((unsigned)G, g.heads);
+    k_wa_fwd<T><<<grid, 32 * WA_WARPS, smem, cuda_state(be)->stream>>>(out, probs, qkv, table, g);
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cu_window_attention_backward(Backend *be, float *dqkv, float *dtable, const float *dout,
-                                             const float *qkv, const float *probs, int B, int Hp, int Wp, int C,
-                                             int heads, int window, int shift) {
+template <typename T>
+static void wa_backward(Backend *be, const WaGeom &g, size_t G, T *dqkv, float *part, float *dS, const T *dout,
+                        const T *qkv, const T *probs) {
+    size_t smem = wa_smem(be, g, (const void *)k_wa_bwd<T>);
+    const dim3 grid((unsigned)G, g.heads);
+    k_wa_bwd<T><<<grid, 32 * WA_WARPS, smem, cuda_state(be)->stream>>>(dqkv, part, dS, dout, qkv, probs, g);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cu_window_attention_forward(Backend *be, Act *out, Act *probs, const Act *qkv, const float *table,
+                                            int B, int Hp, int Wp, int C, int heads, int window, int shift) {
+    WaGeom g = wa_geom(Hp, Wp, C, heads, window, shift);
+    size_t G = (size_t)B * g.nWin;
+    if (!G) return;
+    CUDA_ACT_DISPATCH(be, T, wa_forward<T>(be, g, G, (T *)out, (T *)probs, (const T *)qkv, table));
+}
+
+extern "C" void cu_window_attention_backward(Backend *be, Act *dqkv, float *dtable, const Act *dout, const Act *qkv,
+                                             const Act *probs, int B, int Hp, int Wp, int C, int heads, int window,
+                                             int shift) {
     WaGeom g = wa_geom(Hp, Wp, C, heads, window, shift);
     size_t G = (size_t)B * g.nWin;
     if (!G || (!dqkv && !dtable)) return;
     const int T = (2 * g.w - 1) * (2 * g.w - 1);
     size_t dS_n = (G * heads * (size_t)g.n * g.n + 63) / 64 * 64, part_n = dtable ? G * heads * (size_t)T : 0;
-    float *dS = (float *)cuda_workspace(be, (dS_n + part_n) * sizeof(float)); /* dS like probs, then partials */
+    /* dS (fp32, shaped like probs), then the partial tables */
+    float *dS = (float *)cuda_workspace(be, (dS_n + part_n) * sizeof(float));
     float *part = dtable ? dS + dS_n : NULL;
-    size_t smem = wa_smem(be, g, (const void *)k_wa_bwd);
+    CUDA_ACT_DISPATCH(be, T, wa_backward<T>(be, g, G, (T *)dqkv, part, dS, (const T *)dout, (const T *)qkv,
+                                            (const T *)probs));
     cudaStream_t s = cuda_state(be)->stream;
-    k_wa_bwd<<<dim3((unsigned)G, heads), 32 * WA_WARPS, smem, s>>>(dqkv, part, dS, dout, qkv, probs, g);
-    CUDA_CHECK_LAUNCH();
     if (dtable) {
         k_wa_dtable_finish<<<cuda_grid((size_t)heads * T), 256, 0, s>>>(dtable, part, G, heads, T);
         CUDA_CHECK_LAUNCH();

@@ -5,7 +5,9 @@
 //
 //   cuBLAS  SGEMM / GemmEx through OpenBLAS's cblas_sgemm (column-major, as cuBLAS). The fast
 //           compute types are modelled by rounding copies of A and B (only the elements op(A)
-//           and op(B) read) to TF32 or bf16 before an fp32 SGEMM.
+//           and op(B) read) to TF32 or bf16 before an fp32 SGEMM. GemmEx on bf16 operands
+//           (A and B CUDA_R_16BF, C CUDA_R_16BF or CUDA_R_32F) widens A and B exactly, runs the
+//           same fp32 SGEMM, and rounds a bf16 C to nearest even (cuda_bf16.h) once, at the end.
 //   cuDNN   4-D float tensors (NCHW or NHWC), 4-D filters (KCRS or KRSC), 2-D cross-correlation
 //           with pad, stride and dilation. Direct loops over packed copies of the operands, each
 //           output element accumulated in double and stored as float. Tensor-op math rounds the
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "cublas_v2.h"
+#include "cuda_bf16.h"
 #include "cudnn.h"
 #include "nccl.h"
 
@@ -81,20 +84,30 @@ std::vector<float> pack_rounded(const float *M, int rows, int cols, int ld, Roun
     return out;
 }
 
-// C = alpha * op(A) * op(B) + beta * C, column-major, fp32, inputs rounded by r.
-cublasStatus_t gemm_f32(cublasHandle_t h, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
-                        const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
-                        float *C, int ldc, Rounding r) {
+// The argument checks cuBLAS makes before any work (handle, operations, sizes, leading
+// dimensions of A and B as stored, scalars); CUBLAS_STATUS_SUCCESS means go on.
+cublasStatus_t gemm_check_args(cublasHandle_t h, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
+                               int k, int lda, int ldb, int ldc, const float *alpha, const float *beta) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     auto op_ok = [](cublasOperation_t op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T || op == CUBLAS_OP_C; };
     if (!op_ok(transa) || !op_ok(transb)) return CUBLAS_STATUS_INVALID_VALUE;
-    const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N; // real data: C == T
-    const int a_rows = ta ? k : m, a_cols = ta ? m : k; // A as stored
-    const int b_rows = tb ? n : k, b_cols = tb ? k : n;
+    const int a_rows = transa != CUBLAS_OP_N ? k : m, b_rows = transb != CUBLAS_OP_N ? n : k;
     if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
     if (lda < std::max(1, a_rows) || ldb < std::max(1, b_rows) || ldc < std::max(1, m))
         return CUBLAS_STATUS_INVALID_VALUE;
     if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// C = alpha * op(A) * op(B) + beta * C, column-major, fp32, inputs rounded by r.
+cublasStatus_t gemm_f32(cublasHandle_t h, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+                        const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
+                        float *C, int ldc, Rounding r) {
+    const cublasStatus_t bad = gemm_check_args(h, transa, transb, m, n, k, lda, ldb, ldc, alpha, beta);
+    if (bad != CUBLAS_STATUS_SUCCESS) return bad;
+    const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N; // real data: C == T
+    const int a_rows = ta ? k : m, a_cols = ta ? m : k; // A as stored
+    const int b_rows = tb ? n : k, b_cols = tb ? k : n;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
     const float a = *alpha, b = *beta; // host and "device" pointer mode read alike here
     if (!C) return CUBLAS_STATUS_INVALID_VALUE;
@@ -116,6 +129,54 @@ cublasStatus_t gemm_f32(cublasHandle_t h, cublasOperation_t transa, cublasOperat
         }
         cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, a, A, lda,
                     B, ldb, b, C, ldc);
+    } catch (const std::bad_alloc &) {
+        return CUBLAS_STATUS_ALLOC_FAILED;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// C = alpha * op(A) * op(B) + beta * C with A and B bf16 and C bf16 (c_bf16) or float: A and B
+// widened exactly (only the elements the GEMM reads), the fp32 GEMM above (no input rounding: a
+// bf16 value is already a TF32 and a bf16 value), then a bf16 C rounded to nearest even. A bf16
+// C is read only when beta != 0, as cuBLAS reads it.
+cublasStatus_t gemm_bf16(cublasHandle_t h, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
+                         const float *alpha, const __nv_bfloat16 *A, int lda, const __nv_bfloat16 *B, int ldb,
+                         const float *beta, void *C, bool c_bf16, int ldc) {
+    const cublasStatus_t bad = gemm_check_args(h, transa, transb, m, n, k, lda, ldb, ldc, alpha, beta);
+    if (bad != CUBLAS_STATUS_SUCCESS) return bad;
+    const bool ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N; // real data: C == T
+    const int a_rows = ta ? k : m, a_cols = ta ? m : k; // A as stored
+    const int b_rows = tb ? n : k, b_cols = tb ? k : n;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    if (!C) return CUBLAS_STATUS_INVALID_VALUE;
+    const bool reads_ab = k > 0 && *alpha != 0.0f;
+    if (reads_ab && (!A || !B)) return CUBLAS_STATUS_INVALID_VALUE;
+    try {
+        auto widen = [](const __nv_bfloat16 *M, int rows, int cols, int ld) {
+            std::vector<float> out((size_t)rows * cols);
+            for (int j = 0; j < cols; j++)
+                for (int i = 0; i < rows; i++)
+                    out[(size_t)j * rows + i] = __bfloat162float(M[(size_t)j * ld + i]);
+            return out;
+        };
+        std::vector<float> ap, bp, cp;
+        if (reads_ab) {
+            ap = widen(A, a_rows, a_cols, lda);
+            bp = widen(B, b_rows, b_cols, ldb);
+        }
+        const float *Af = reads_ab ? ap.data() : nullptr, *Bf = reads_ab ? bp.data() : nullptr;
+        const int ldaf = std::max(1, a_rows), ldbf = std::max(1, b_rows);
+        if (!c_bf16)
+            return gemm_f32(h, transa, transb, m, n, k, alpha, Af, ldaf, Bf, ldbf, beta, (float *)C, ldc,
+                            Rounding::none);
+        __nv_bfloat16 *Cb = (__nv_bfloat16 *)C;
+        if (*beta != 0.0f) cp = widen(Cb, m, n, ldc);
+        else cp.assign((size_t)m * n, 0.0f); // not read: poisoned bytes stay out
+        const cublasStatus_t st = gemm_f32(h, transa, transb, m, n, k, alpha, Af, ldaf, Bf, ldbf, beta, cp.data(), m,
+                                           Rounding::none);
+        if (st != CUBLAS_STATUS_SUCCESS) return st;
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) Cb[(size_t)j * ldc + i] = __float2bfloat16(cp[(size_t)j * m + i]);
     } catch (const std::bad_alloc &) {
         return CUBLAS_STATUS_ALLOC_FAILED;
     }
@@ -237,7 +298,9 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
                             cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
     (void)algo; // every algorithm computes the same product here
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (Atype != CUDA_R_32F || Btype != CUDA_R_32F || Ctype != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    const bool f32 = Atype == CUDA_R_32F && Btype == CUDA_R_32F && Ctype == CUDA_R_32F;
+    const bool bf16 = Atype == CUDA_R_16BF && Btype == CUDA_R_16BF && (Ctype == CUDA_R_16BF || Ctype == CUDA_R_32F);
+    if (!f32 && !bf16) return CUBLAS_STATUS_NOT_SUPPORTED;
     Rounding r;
     switch (computeType) {
     case CUBLAS_COMPUTE_32F: r = handle_rounding(handle); break;
@@ -247,6 +310,9 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
     default: return CUBLAS_STATUS_NOT_SUPPORTED;
     }
     // Compute type 32F*: alpha and beta are floats.
+    if (bf16) // bf16 inputs are exact in TF32 and bf16: r changes nothing
+        return gemm_bf16(handle, transa, transb, m, n, k, (const float *)alpha, (const __nv_bfloat16 *)A, lda,
+                         (const __nv_bfloat16 *)B, ldb, (const float *)beta, C, Ctype == CUDA_R_16BF, ldc);
     return gemm_f32(handle, transa, transb, m, n, k, (const float *)alpha, (const float *)A, lda, (const float *)B,
                     ldb, (const float *)beta, (float *)C, ldc, r);
 }

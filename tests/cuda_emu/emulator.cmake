@@ -30,3 +30,15 @@ target_compile_definitions(unet_cuda PUBLIC UNET_HAVE_CUDA=1 UNET_CUDA_EMULATOR=
 # emulator's headers instead of the toolkit's.
 target_compile_definitions(unet_core PRIVATE UNET_HAVE_CUDA=1)
 target_include_directories(unet_core BEFORE PRIVATE ${EMU_DIR}/include ${PROJECT_SOURCE_DIR}/kernels/cuda)
+
+# bf16_check: the bf16 conversions of include/cuda_bf16.h and cublasGemmEx on bf16 operands,
+# compared with torch by tests/cuda_emu/test_bf16.py (the ctest emu_bf16_rounding, registered in
+# tests/CMakeLists.txt). Built from the shim sources alone (not unet_cuda, so not the kernels),
+# and with unet_cuda so that `--target unet2022` (scripts/test.sh) builds it too.
+add_executable(emu_bf16_check ${EMU_DIR}/bf16_check.cpp ${EMU_DIR}/emu_libs.cpp)
+target_compile_features(emu_bf16_check PRIVATE cxx_std_20)
+target_compile_options(emu_bf16_check PRIVATE -O2 -ffp-contract=off)
+target_include_directories(emu_bf16_check BEFORE PRIVATE ${EMU_DIR}/include)
+target_link_libraries(emu_bf16_check PRIVATE ${BLAS_LIBRARIES})
+set_target_properties(emu_bf16_check PROPERTIES OUTPUT_NAME bf16_check RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/cuda_emu)
+add_dependencies(unet_cuda emu_bf16_check)

@@ -5,7 +5,9 @@
  * Input file: tensors by name (inputs, parameters, and the upstream gradient "dout"), and
  * integer/float attributes in the metadata (stored as decimal strings).
  * Output file: forward outputs and every gradient, by name (the test decides names).
- * Each op family registers a table of handlers in its own optest_<family>.c. */
+ * Each op family registers a table of handlers in its own optest_<family>.c. The optest runs
+ * the CPU backend, whose Acts are floats (backend.h): handlers pass host float arrays to the
+ * ops' Act parameters as (Act *). */
 #ifndef UNET_OPTEST_H
 #define UNET_OPTEST_H
 

@@ -45,8 +45,8 @@ static void run_conv3x3(Backend *be, const StFile *in, StFile *out) {
     float *din = want_din(in) ? grad_out(out, in, "din", "din_init", 4, si) : NULL;
     float *dw = grad_out(out, in, "dw", "dw_init", 4, sw);
     float *db = grad_out(out, in, "db", "db_init", 1, sb);
-    be->conv3x3_forward(be, y, x, w, b, B, H, W, Ci, Co, s);
-    be->conv3x3_backward(be, din, dw, db, dout, x, w, B, H, W, Ci, Co, s);
+    be->conv3x3_forward(be, (Act *)y, (const Act *)x, w, b, B, H, W, Ci, Co, s);
+    be->conv3x3_backward(be, (Act *)din, dw, db, (const Act *)dout, (const Act *)x, w, B, H, W, Ci, Co, s);
 }
 
 static void run_dwconv7(Backend *be, const StFile *in, StFile *out) {
@@ -62,8 +62,8 @@ static void run_dwconv7(Backend *be, const StFile *in, StFile *out) {
     float *din = want_din(in) ? grad_out(out, in, "din", "din_init", 4, sx) : NULL;
     float *dw = grad_out(out, in, "dw", "dw_init", 4, sw);
     float *db = grad_out(out, in, "db", "db_init", 1, sb);
-    be->dwconv7_forward(be, y, x, w, b, B, H, W, C);
-    be->dwconv7_backward(be, din, dw, db, dout, x, w, B, H, W, C);
+    be->dwconv7_forward(be, (Act *)y, (const Act *)x, w, b, B, H, W, C);
+    be->dwconv7_backward(be, (Act *)din, dw, db, (const Act *)dout, (const Act *)x, w, B, H, W, C);
 }
 
 static void run_convT(Backend *be, const StFile *in, StFile *out) {
@@ -79,8 +79,8 @@ static void run_convT(Backend *be, const StFile *in, StFile *out) {
     float *din = want_din(in) ? grad_out(out, in, "din", "din_init", 4, si) : NULL;
     float *dw = grad_out(out, in, "dw", "dw_init", 4, sw);
     float *db = grad_out(out, in, "db", "db_init", 1, sb);
-    be->convT_forward(be, y, x, w, b, B, H, W, Ci, Co, k);
-    be->convT_backward(be, din, dw, db, dout, x, w, B, H, W, Ci, Co, k);
+    be->convT_forward(be, (Act *)y, (const Act *)x, w, b, B, H, W, Ci, Co, k);
+    be->convT_backward(be, (Act *)din, dw, db, (const Act *)dout, (const Act *)x, w, B, H, W, Ci, Co, k);
 }
 
 static void run_linear(Backend *be, const StFile *in, StFile *out) {
@@ -95,8 +95,8 @@ static void run_linear(Backend *be, const StFile *in, StFile *out) {
     float *din = want_din(in) ? grad_out(out, in, "din", "din_init", 2, si) : NULL;
     float *dw = grad_out(out, in, "dw", "dw_init", 2, sw);
     float *db = b ? grad_out(out, in, "db", "db_init", 1, sb) : NULL;
-    be->linear_forward(be, y, x, w, b, N, Ci, Co);
-    be->linear_backward(be, din, dw, db, dout, x, w, N, Ci, Co);
+    be->linear_forward(be, (Act *)y, (const Act *)x, w, b, N, Ci, Co);
+    be->linear_backward(be, (Act *)din, dw, db, (const Act *)dout, (const Act *)x, w, N, Ci, Co);
 }
 
 const OpTest optest_conv_ops[] = {

@@ -37,8 +37,8 @@ static void run_dice_ce(Backend *be, const StFile *in, StFile *out) {
     float *dlogits = ot_out(out, "dlogits", 2, (int64_t[]){(int64_t)N, K});
     if (st_find(in, "dlogits_in"))
         memcpy(dlogits, ot_f32(in, "dlogits_in", N * (size_t)K), N * (size_t)K * sizeof(float));
-    be->dice_ce_forward(be, loss, probs, stats, logits, labels, N, K, w_dice, w_ce);
-    be->dice_ce_backward(be, dlogits, probs, stats, labels, N, K, w_dice, w_ce, dloss);
+    be->dice_ce_forward(be, loss, probs, stats, (const Act *)logits, labels, N, K, w_dice, w_ce);
+    be->dice_ce_backward(be, (Act *)dlogits, probs, stats, labels, N, K, w_dice, w_ce, dloss);
 }
 
 /* downsample_labels: labels (B, H, W) I32; attr f. Out: out (B, H/f, W/f) I32. */

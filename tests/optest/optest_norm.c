@@ -45,8 +45,8 @@ static void run_layernorm(Backend *be, const StFile *in, StFile *out) {
     float *dx = grad_out(out, in, "dx", 2, sNC);
     float *dg = grad_out(out, in, "dg", 1, sC);
     float *db = grad_out(out, in, "db", 1, sC);
-    cpu_layernorm_forward(be, y, mean, rstd, x, g, b, (size_t)N, (int)C, eps);
-    cpu_layernorm_backward(be, dx, dg, db, dout, x, mean, rstd, g, (size_t)N, (int)C);
+    cpu_layernorm_forward(be, (Act *)y, mean, rstd, (const Act *)x, g, b, (size_t)N, (int)C, eps);
+    cpu_layernorm_backward(be, (Act *)dx, dg, db, (const Act *)dout, (const Act *)x, mean, rstd, g, (size_t)N, (int)C);
 }
 
 /* gelu: x (n), dout (n) → out, dx */
@@ -57,8 +57,8 @@ static void run_gelu(Backend *be, const StFile *in, StFile *out) {
     const int64_t s[1] = {(int64_t)n};
     float *y = ot_out(out, "out", 1, s);
     float *dx = grad_out(out, in, "dx", 1, s);
-    cpu_gelu_forward(be, y, x, n);
-    cpu_gelu_backward(be, dx, dout, x, n);
+    cpu_gelu_forward(be, (Act *)y, (const Act *)x, n);
+    cpu_gelu_backward(be, (Act *)dx, (const Act *)dout, (const Act *)x, n);
 }
 
 /* pad_roll: x (B, H, W, C), dout (B, Hp, Wp, C); attrs B, H, W, C, Hp, Wp, shift → out, dx */
@@ -71,8 +71,8 @@ static void run_pad_roll(Backend *be, const StFile *in, StFile *out) {
     const int64_t so[4] = {B, Hp, Wp, C}, si[4] = {B, H, W, C};
     float *y = ot_out(out, "out", 4, so);
     float *dx = grad_out(out, in, "dx", 4, si);
-    cpu_pad_roll_forward(be, y, x, B, H, W, C, Hp, Wp, s);
-    cpu_pad_roll_backward(be, dx, dout, B, H, W, C, Hp, Wp, s);
+    cpu_pad_roll_forward(be, (Act *)y, (const Act *)x, B, H, W, C, Hp, Wp, s);
+    cpu_pad_roll_backward(be, (Act *)dx, (const Act *)dout, B, H, W, C, Hp, Wp, s);
 }
 
 /* roll_crop: x (B, Hp, Wp, C), dout (B, H, W, C); attrs as pad_roll → out, dx */
@@ -85,8 +85,8 @@ static void run_roll_crop(Backend *be, const StFile *in, StFile *out) {
     const int64_t so[4] = {B, H, W, C}, si[4] = {B, Hp, Wp, C};
     float *y = ot_out(out, "out", 4, so);
     float *dx = grad_out(out, in, "dx", 4, si);
-    cpu_roll_crop_forward(be, y, x, B, H, W, C, Hp, Wp, s);
-    cpu_roll_crop_backward(be, dx, dout, B, H, W, C, Hp, Wp, s);
+    cpu_roll_crop_forward(be, (Act *)y, (const Act *)x, B, H, W, C, Hp, Wp, s);
+    cpu_roll_crop_backward(be, (Act *)dx, (const Act *)dout, B, H, W, C, Hp, Wp, s);
 }
 
 /* window_attention: qkv (B, Hp, Wp, 3C), table ((2w-1)^2, heads), dout (B, Hp, Wp, C);
@@ -106,8 +106,9 @@ static void run_window_attention(Backend *be, const StFile *in, StFile *out) {
     float *probs = ot_out(out, "probs", 5, sp);
     float *dqkv = grad_out(out, in, "dqkv", 4, sq);
     float *dtable = grad_out(out, in, "dtable", 2, st);
-    cpu_window_attention_forward(be, y, probs, qkv, table, B, Hp, Wp, C, heads, w, s);
-    cpu_window_attention_backward(be, dqkv, dtable, dout, qkv, probs, B, Hp, Wp, C, heads, w, s);
+    cpu_window_attention_forward(be, (Act *)y, (Act *)probs, (const Act *)qkv, table, B, Hp, Wp, C, heads, w, s);
+    cpu_window_attention_backward(be, (Act *)dqkv, dtable, (const Act *)dout, (const Act *)qkv, (const Act *)probs, B,
+                                  Hp, Wp, C, heads, w, s);
 }
 
 /* channel_scale: x (N, C), gamma (C), dout (N, C); attrs N, C → out, dx, dgamma */
@@ -120,8 +121,8 @@ static void run_channel_scale(Backend *be, const StFile *in, StFile *out) {
     float *y = ot_out(out, "out", 2, sNC);
     float *dx = grad_out(out, in, "dx", 2, sNC);
     float *dgamma = grad_out(out, in, "dgamma", 1, sC);
-    cpu_channel_scale_forward(be, y, x, gamma, (size_t)N, (int)C);
-    cpu_channel_scale_backward(be, dx, dgamma, dout, x, gamma, (size_t)N, (int)C);
+    cpu_channel_scale_forward(be, (Act *)y, (const Act *)x, gamma, (size_t)N, (int)C);
+    cpu_channel_scale_backward(be, (Act *)dx, dgamma, (const Act *)dout, (const Act *)x, gamma, (size_t)N, (int)C);
 }
 
 /* sample_scale: x (B, per), scale (B), dout (B, per); attrs B, per → out, dx */
@@ -133,8 +134,8 @@ static void run_sample_scale(Backend *be, const StFile *in, StFile *out) {
     const int64_t s[2] = {B, per};
     float *y = ot_out(out, "out", 2, s);
     float *dx = grad_out(out, in, "dx", 2, s);
-    cpu_sample_scale_forward(be, y, x, scale, (int)B, (size_t)per);
-    cpu_sample_scale_backward(be, dx, dout, scale, (int)B, (size_t)per);
+    cpu_sample_scale_forward(be, (Act *)y, (const Act *)x, scale, (int)B, (size_t)per);
+    cpu_sample_scale_backward(be, (Act *)dx, (const Act *)dout, scale, (int)B, (size_t)per);
 }
 
 /* add: a (n), b (n) → out = a + b, alias = add() with out aliasing a, acc = a then += b
@@ -147,11 +148,11 @@ static void run_add(Backend *be, const StFile *in, StFile *out) {
     float *y = ot_out(out, "out", 1, s);
     float *alias = ot_out(out, "alias", 1, s);
     float *acc = ot_out(out, "acc", 1, s);
-    cpu_add(be, y, a, b, n);
+    cpu_add(be, (Act *)y, (const Act *)a, (const Act *)b, n);
     memcpy(alias, a, n * sizeof(float));
-    cpu_add(be, alias, alias, b, n);
+    cpu_add(be, (Act *)alias, (const Act *)alias, (const Act *)b, n);
     memcpy(acc, a, n * sizeof(float));
-    cpu_accumulate(be, acc, b, n);
+    cpu_accumulate(be, (Act *)acc, (const Act *)b, n);
 }
 
 const OpTest optest_norm_ops[] = {

@@ -35,11 +35,14 @@ typedef struct {
 
 static void forward(Ctx *c) {
     Backend *be = c->be;
+    /* the CPU backend's Acts are floats (backend.h): host arrays go in as Act arrays */
+    Act *out = (Act *)c->out;         /* (B, Ho, Wo, Co) or (N, Co) */
+    const Act *x = (const Act *)c->x; /* (B, H, W, Ci) or (N, Ci) */
     switch (c->op) {
-    case OP_CONV3X3: be->conv3x3_forward(be, c->out, c->x, c->w, c->b, c->B, c->H, c->W, c->Ci, c->Co, c->s); break;
-    case OP_DWCONV7: be->dwconv7_forward(be, c->out, c->x, c->w, c->b, c->B, c->H, c->W, c->Ci); break;
-    case OP_CONVT: be->convT_forward(be, c->out, c->x, c->w, c->b, c->B, c->H, c->W, c->Ci, c->Co, c->s); break;
-    case OP_LINEAR: be->linear_forward(be, c->out, c->x, c->w, c->b, (size_t)c->B, c->Ci, c->Co); break;
+    case OP_CONV3X3: be->conv3x3_forward(be, out, x, c->w, c->b, c->B, c->H, c->W, c->Ci, c->Co, c->s); break;
+    case OP_DWCONV7: be->dwconv7_forward(be, out, x, c->w, c->b, c->B, c->H, c->W, c->Ci); break;
+    case OP_CONVT: be->convT_forward(be, out, x, c->w, c->b, c->B, c->H, c->W, c->Ci, c->Co, c->s); break;
+    case OP_LINEAR: be->linear_forward(be, out, x, c->w, c->b, (size_t)c->B, c->Ci, c->Co); break;
     }
 }
 
@@ -51,13 +54,16 @@ static double loss(void *ctx) {
     return L;
 }
 
-static void backward(Ctx *c, float *dx, float *dw, float *db) {
+static void backward(Ctx *c, float *dx_f, float *dw, float *db) {
     Backend *be = c->be;
+    Act *dx = (Act *)dx_f;            /* (B, H, W, Ci) or (N, Ci), or NULL */
+    const Act *r = (const Act *)c->r; /* (B, Ho, Wo, Co) or (N, Co): dL/dout */
+    const Act *x = (const Act *)c->x; /* (B, H, W, Ci) or (N, Ci) */
     switch (c->op) {
-    case OP_CONV3X3: be->conv3x3_backward(be, dx, dw, db, c->r, c->x, c->w, c->B, c->H, c->W, c->Ci, c->Co, c->s); break;
-    case OP_DWCONV7: be->dwconv7_backward(be, dx, dw, db, c->r, c->x, c->w, c->B, c->H, c->W, c->Ci); break;
-    case OP_CONVT: be->convT_backward(be, dx, dw, db, c->r, c->x, c->w, c->B, c->H, c->W, c->Ci, c->Co, c->s); break;
-    case OP_LINEAR: be->linear_backward(be, dx, dw, db, c->r, c->x, c->w, (size_t)c->B, c->Ci, c->Co); break;
+    case OP_CONV3X3: be->conv3x3_backward(be, dx, dw, db, r, x, c->w, c->B, c->H, c->W, c->Ci, c->Co, c->s); break;
+    case OP_DWCONV7: be->dwconv7_backward(be, dx, dw, db, r, x, c->w, c->B, c->H, c->W, c->Ci); break;
+    case OP_CONVT: be->convT_backward(be, dx, dw, db, r, x, c->w, c->B, c->H, c->W, c->Ci, c->Co, c->s); break;
+    case OP_LINEAR: be->linear_backward(be, dx, dw, db, r, x, c->w, (size_t)c->B, c->Ci, c->Co); break;
     }
 }
 

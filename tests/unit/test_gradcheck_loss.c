@@ -9,7 +9,10 @@
  *  (1) against our fp32 forward itself, errors measured against max(|g|, 1e-2) (the noise
  *      floor), and
  *  (2) tightly, against a float64 evaluation of the same formula (written out below), after
- *      checking that our forward agrees with that evaluation to fp32 precision. */
+ *      checking that our forward agrees with that evaluation to fp32 precision.
+ *
+ * The CPU backend's Acts are floats (backend.h): float arrays go to Act parameters as (Act *).
+ */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -58,7 +61,7 @@ static double total_loss_f64(void *p) {
 static double total_loss(void *p) {
     LossCtx *c = p;
     float loss[3];
-    cpu_dice_ce_forward(c->be, loss, c->probs, c->stats, c->logits, c->labels, c->N, c->K, c->wd, c->wce);
+    cpu_dice_ce_forward(c->be, loss, c->probs, c->stats, (const Act *)c->logits, c->labels, c->N, c->K, c->wd, c->wce);
     return loss[0];
 }
 
@@ -90,12 +93,12 @@ static void check_fd(Backend *be, size_t N, int K, int n_present, float scale, f
     size_t NK = N * (size_t)K;
     float *grad = calloc(NK, sizeof(float));
     float *acc = malloc(NK * sizeof(float));
-    cpu_dice_ce_forward(be, loss, c.probs, c.stats, c.logits, c.labels, N, K, c.wd, c.wce);
-    cpu_dice_ce_backward(be, grad, c.probs, c.stats, c.labels, N, K, c.wd, c.wce, 1.0f);
+    cpu_dice_ce_forward(be, loss, c.probs, c.stats, (const Act *)c.logits, c.labels, N, K, c.wd, c.wce);
+    cpu_dice_ce_backward(be, (Act *)grad, c.probs, c.stats, c.labels, N, K, c.wd, c.wce, 1.0f);
 
     /* += contract and dloss scaling: acc = 0.25 + dloss * grad */
     for (size_t i = 0; i < NK; i++) acc[i] = 0.25f;
-    cpu_dice_ce_backward(be, acc, c.probs, c.stats, c.labels, N, K, c.wd, c.wce, dloss);
+    cpu_dice_ce_backward(be, (Act *)acc, c.probs, c.stats, c.labels, N, K, c.wd, c.wce, dloss);
     double num = 0, den = 0;
     for (size_t i = 0; i < NK; i++) {
         double want = 0.25 + (double)dloss * grad[i];
@@ -138,8 +141,8 @@ static void check_directional(Backend *be, size_t N, int K, int n_present, uint6
     TestRng r = {seed + 99};
     test_fill(d, NK, &r, -1, 1);
     memcpy(x0, c.logits, NK * sizeof(float));
-    cpu_dice_ce_forward(be, loss, c.probs, c.stats, c.logits, c.labels, N, K, c.wd, c.wce);
-    cpu_dice_ce_backward(be, grad, c.probs, c.stats, c.labels, N, K, c.wd, c.wce, 1.0f);
+    cpu_dice_ce_forward(be, loss, c.probs, c.stats, (const Act *)c.logits, c.labels, N, K, c.wd, c.wce);
+    cpu_dice_ce_backward(be, (Act *)grad, c.probs, c.stats, c.labels, N, K, c.wd, c.wce, 1.0f);
     double an = 0;
     for (size_t i = 0; i < NK; i++) an += (double)grad[i] * d[i];
     const float h = 1e-2f;
@@ -170,15 +173,15 @@ static void time_training_size(Backend *be) {
     float *grad = calloc(N * K, sizeof(float));
     float loss[3];
     /* warm-up (page faults, workspace growth) */
-    cpu_dice_ce_forward(be, loss, c.probs, c.stats, c.logits, c.labels, N, K, c.wd, c.wce);
-    cpu_dice_ce_backward(be, grad, c.probs, c.stats, c.labels, N, K, c.wd, c.wce, 1.0f);
+    cpu_dice_ce_forward(be, loss, c.probs, c.stats, (const Act *)c.logits, c.labels, N, K, c.wd, c.wce);
+    cpu_dice_ce_backward(be, (Act *)grad, c.probs, c.stats, c.labels, N, K, c.wd, c.wce, 1.0f);
     const int reps = 5;
     double tf = 1e30, tb = 1e30; /* best of reps: the build machine is shared */
     for (int i = 0; i < reps; i++) {
         double t0 = omp_get_wtime();
-        cpu_dice_ce_forward(be, loss, c.probs, c.stats, c.logits, c.labels, N, K, c.wd, c.wce);
+        cpu_dice_ce_forward(be, loss, c.probs, c.stats, (const Act *)c.logits, c.labels, N, K, c.wd, c.wce);
         double t1 = omp_get_wtime();
-        cpu_dice_ce_backward(be, grad, c.probs, c.stats, c.labels, N, K, c.wd, c.wce, 1.0f);
+        cpu_dice_ce_backward(be, (Act *)grad, c.probs, c.stats, c.labels, N, K, c.wd, c.wce, 1.0f);
         double t2 = omp_get_wtime();
         tf = fmin(tf, t1 - t0);
         tb = fmin(tb, t2 - t1);

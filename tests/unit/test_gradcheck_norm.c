@@ -6,7 +6,10 @@
  * Loss = sum(out · R) for a fixed random R, so dL/dout = R is what backward receives. The
  * forward runs in fp32, so differences use steps of 1e-2 (smooth ops) and a floor on the
  * gradient scale; the tolerance 1e-2 on the per-probe relative error is what fp32 forward
- * noise with these steps allows (the exact PyTorch comparisons live in test_ops_norm.py). */
+ * noise with these steps allows (the exact PyTorch comparisons live in test_ops_norm.py).
+ *
+ * The CPU backend's Acts are floats (backend.h): float arrays go to Act parameters as (Act *).
+ */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -44,7 +47,7 @@ typedef struct {
 
 static double ln_loss(void *p) {
     LnCtx *c = p;
-    cpu_layernorm_forward(c->be, c->out, c->mean, c->rstd, c->x, c->g, c->b, c->N, c->C, c->eps);
+    cpu_layernorm_forward(c->be, (Act *)c->out, c->mean, c->rstd, (const Act *)c->x, c->g, c->b, c->N, c->C, c->eps);
     return dot_d(c->out, c->R, c->N * c->C);
 }
 
@@ -56,11 +59,11 @@ static void test_layernorm(Backend *be, TestRng *r, float eps) {
     for (size_t i = 0; i < N * C; i++) c.x[i] += 3.0f; /* non-zero mean */
     float *dx = calloc(N * C, 4), *dg = calloc(C, 4), *db = calloc(C, 4);
     ln_loss(&c);
-    cpu_layernorm_backward(be, dx, dg, db, c.R, c.x, c.mean, c.rstd, c.g, N, C);
+    cpu_layernorm_backward(be, (Act *)dx, dg, db, (const Act *)c.R, (const Act *)c.x, c.mean, c.rstd, c.g, N, C);
     /* accumulation: a second backward must double every gradient */
     float *dx2 = malloc(N * C * 4), *dg2 = malloc(C * 4), *db2 = malloc(C * 4);
     memcpy(dx2, dx, N * C * 4), memcpy(dg2, dg, C * 4), memcpy(db2, db, C * 4);
-    cpu_layernorm_backward(be, dx2, dg2, db2, c.R, c.x, c.mean, c.rstd, c.g, N, C);
+    cpu_layernorm_backward(be, (Act *)dx2, dg2, db2, (const Act *)c.R, (const Act *)c.x, c.mean, c.rstd, c.g, N, C);
     int acc_ok = 1;
     for (size_t i = 0; i < N * C; i++) acc_ok &= fabsf(dx2[i] - 2 * dx[i]) <= 1e-6f * (1 + fabsf(dx[i]));
     for (int i = 0; i < C; i++) acc_ok &= fabsf(dg2[i] - 2 * dg[i]) <= 1e-6f * (1 + fabsf(dg[i]));
@@ -76,7 +79,7 @@ static void test_layernorm(Backend *be, TestRng *r, float eps) {
     TEST_CHECK(e < FD_TOL, "layernorm eps=%g db fd err %.2e", eps, e);
     /* din = NULL must still produce the parameter gradients */
     float *dg3 = calloc(C, 4), *db3 = calloc(C, 4);
-    cpu_layernorm_backward(be, NULL, dg3, db3, c.R, c.x, c.mean, c.rstd, c.g, N, C);
+    cpu_layernorm_backward(be, NULL, dg3, db3, (const Act *)c.R, (const Act *)c.x, c.mean, c.rstd, c.g, N, C);
     TEST_CHECK(test_rel_err(dg3, dg, C) < 1e-6 && test_rel_err(db3, db, C) < 1e-6,
                "layernorm eps=%g backward with din=NULL gives the same dg, db", eps);
     free(c.x), free(c.g), free(c.b), free(c.out), free(c.mean), free(c.rstd), free((void *)c.R);
@@ -93,7 +96,7 @@ typedef struct {
 
 static double gelu_loss(void *p) {
     GeluCtx *c = p;
-    cpu_gelu_forward(c->be, c->out, c->x, c->n);
+    cpu_gelu_forward(c->be, (Act *)c->out, (const Act *)c->x, c->n);
     return dot_d(c->out, c->R, c->n);
 }
 
@@ -101,13 +104,13 @@ static void test_gelu(Backend *be, TestRng *r) {
     const size_t n = 300;
     GeluCtx c = {be, randv(r, n, -5, 5), calloc(n, 4), randv(r, n, -1, 1), n};
     float *dx = calloc(n, 4);
-    cpu_gelu_backward(be, dx, c.R, c.x, n);
+    cpu_gelu_backward(be, (Act *)dx, (const Act *)c.R, (const Act *)c.x, n);
     double e = test_gradcheck(c.x, dx, n, gelu_loss, &c, 1e-2f, (int)n, FD_FLOOR);
     TEST_CHECK(e < FD_TOL, "gelu dx fd err %.2e", e);
     /* known values: gelu(1) = 0.8413447, gelu(-1) = -0.1586553, gelu'(0) = 0.5 */
     float xs[3] = {1, -1, 0}, ys[3], d1[3] = {0, 0, 1}, dd[3] = {0};
-    cpu_gelu_forward(be, ys, xs, 3);
-    cpu_gelu_backward(be, dd, d1, xs, 3);
+    cpu_gelu_forward(be, (Act *)ys, (const Act *)xs, 3);
+    cpu_gelu_backward(be, (Act *)dd, (const Act *)d1, (const Act *)xs, 3);
     TEST_CHECK(fabsf(ys[0] - 0.8413447f) < 1e-6f && fabsf(ys[1] + 0.1586553f) < 1e-6f && ys[2] == 0 &&
                    fabsf(dd[2] - 0.5f) < 1e-7f,
                "gelu known values: gelu(1)=%.7f gelu(-1)=%.7f gelu'(0)=%.7f", ys[0], ys[1], dd[2]);
@@ -126,10 +129,10 @@ static double roll_loss(void *p) {
     RollCtx *c = p;
     size_t nout;
     if (!c->inverse) {
-        cpu_pad_roll_forward(c->be, c->out, c->x, c->B, c->H, c->W, c->C, c->Hp, c->Wp, c->s);
+        cpu_pad_roll_forward(c->be, (Act *)c->out, (const Act *)c->x, c->B, c->H, c->W, c->C, c->Hp, c->Wp, c->s);
         nout = (size_t)c->B * c->Hp * c->Wp * c->C;
     } else {
-        cpu_roll_crop_forward(c->be, c->out, c->x, c->B, c->H, c->W, c->C, c->Hp, c->Wp, c->s);
+        cpu_roll_crop_forward(c->be, (Act *)c->out, (const Act *)c->x, c->B, c->H, c->W, c->C, c->Hp, c->Wp, c->s);
         nout = (size_t)c->B * c->H * c->W * c->C;
     }
     return dot_d(c->out, c->R, nout);
@@ -141,8 +144,8 @@ static void test_roll(Backend *be, TestRng *r, int inverse, int H, int W, int Hp
     size_t nin = inverse ? nbig : nsmall, nout = inverse ? nsmall : nbig;
     RollCtx c = {be, randv(r, nin, -1, 1), calloc(nout, 4), randv(r, nout, -1, 1), B, H, W, C, Hp, Wp, s, inverse};
     float *dx = calloc(nin, 4);
-    if (!inverse) cpu_pad_roll_backward(be, dx, c.R, B, H, W, C, Hp, Wp, s);
-    else cpu_roll_crop_backward(be, dx, c.R, B, H, W, C, Hp, Wp, s);
+    if (!inverse) cpu_pad_roll_backward(be, (Act *)dx, (const Act *)c.R, B, H, W, C, Hp, Wp, s);
+    else cpu_roll_crop_backward(be, (Act *)dx, (const Act *)c.R, B, H, W, C, Hp, Wp, s);
     /* linear op: differences are exact up to fp32 rounding, so probe every entry */
     double e = test_gradcheck(c.x, dx, nin, roll_loss, &c, 1e-2f, (int)nin, FD_FLOOR);
     TEST_CHECK(e < FD_TOL, "%s %dx%d<->%dx%d s=%d dx fd err %.2e", inverse ? "roll_crop" : "pad_roll", H, W, Hp, Wp,
@@ -160,8 +163,8 @@ typedef struct {
 
 static double wa_loss(void *p) {
     WaCtx *c = p;
-    cpu_window_attention_forward(c->be, c->out, c->probs, c->qkv, c->table, c->B, c->Hp, c->Wp, c->C, c->heads,
-                                 c->w, c->s);
+    cpu_window_attention_forward(c->be, (Act *)c->out, (Act *)c->probs, (const Act *)c->qkv, c->table, c->B, c->Hp,
+                                 c->Wp, c->C, c->heads, c->w, c->s);
     return dot_d(c->out, c->R, (size_t)c->B * c->Hp * c->Wp * c->C);
 }
 
@@ -172,7 +175,8 @@ static void test_window_attention(Backend *be, TestRng *r, int Hp, int Wp, int C
                calloc((size_t)B * nWin * heads * n * n, 4), randv(r, no, -1, 1), B, Hp, Wp, C, heads, w, s};
     float *dqkv = calloc(nq, 4), *dtable = calloc(nt, 4);
     wa_loss(&c);
-    cpu_window_attention_backward(be, dqkv, dtable, c.R, c.qkv, c.probs, B, Hp, Wp, C, heads, w, s);
+    cpu_window_attention_backward(be, (Act *)dqkv, dtable, (const Act *)c.R, (const Act *)c.qkv, (const Act *)c.probs,
+                                  B, Hp, Wp, C, heads, w, s);
     double e = test_gradcheck(c.qkv, dqkv, nq, wa_loss, &c, 1e-2f, 150, FD_FLOOR);
     TEST_CHECK(e < FD_TOL, "window_attention %dx%d C=%d h=%d w=%d s=%d dqkv fd err %.2e", Hp, Wp, C, heads, w, s, e);
     e = test_gradcheck(c.table, dtable, nt, wa_loss, &c, 1e-2f, (int)nt, FD_FLOOR);
@@ -186,7 +190,8 @@ static void test_window_attention(Backend *be, TestRng *r, int Hp, int Wp, int C
     memcpy(dq2, dqkv, nq * 4), memcpy(dt2, dtable, nt * 4);
     int saved = omp_get_max_threads();
     omp_set_num_threads(1);
-    cpu_window_attention_backward(be, dq2, dt2, c.R, c.qkv, c.probs, B, Hp, Wp, C, heads, w, s);
+    cpu_window_attention_backward(be, (Act *)dq2, dt2, (const Act *)c.R, (const Act *)c.qkv, (const Act *)c.probs, B,
+                                  Hp, Wp, C, heads, w, s);
     omp_set_num_threads(saved);
     int exact = 1;
     for (size_t i = 0; i < nq; i++) exact &= dq2[i] == 2 * dqkv[i];
@@ -216,7 +221,7 @@ typedef struct {
 
 static double cs_loss(void *p) {
     CsCtx *c = p;
-    cpu_channel_scale_forward(c->be, c->out, c->x, c->gamma, c->N, c->C);
+    cpu_channel_scale_forward(c->be, (Act *)c->out, (const Act *)c->x, c->gamma, c->N, c->C);
     return dot_d(c->out, c->R, c->N * c->C);
 }
 
@@ -225,7 +230,7 @@ static void test_channel_scale(Backend *be, TestRng *r) {
     const int C = 8;
     CsCtx c = {be, randv(r, N * C, -1, 1), randv(r, C, -1, 1), calloc(N * C, 4), randv(r, N * C, -1, 1), N, C};
     float *dx = calloc(N * C, 4), *dg = calloc(C, 4);
-    cpu_channel_scale_backward(be, dx, dg, c.R, c.x, c.gamma, N, C);
+    cpu_channel_scale_backward(be, (Act *)dx, dg, (const Act *)c.R, (const Act *)c.x, c.gamma, N, C);
     double e = test_gradcheck(c.x, dx, N * C, cs_loss, &c, 1e-2f, 100, FD_FLOOR);
     TEST_CHECK(e < FD_TOL, "channel_scale dx fd err %.2e", e);
     e = test_gradcheck(c.gamma, dg, C, cs_loss, &c, 1e-2f, C, FD_FLOOR);
@@ -243,7 +248,7 @@ typedef struct {
 
 static double ss_loss(void *p) {
     SsCtx *c = p;
-    cpu_sample_scale_forward(c->be, c->out, c->x, c->scale, c->B, c->per);
+    cpu_sample_scale_forward(c->be, (Act *)c->out, (const Act *)c->x, c->scale, c->B, c->per);
     return dot_d(c->out, c->R, (size_t)c->B * c->per);
 }
 
@@ -253,7 +258,7 @@ static void test_sample_scale(Backend *be, TestRng *r) {
     const float scale[3] = {1.25f, 0.0f, 1.25f};
     SsCtx c = {be, randv(r, B * per, -1, 1), calloc(B * per, 4), scale, randv(r, B * per, -1, 1), B, per};
     float *dx = calloc(B * per, 4);
-    cpu_sample_scale_backward(be, dx, c.R, scale, B, per);
+    cpu_sample_scale_backward(be, (Act *)dx, (const Act *)c.R, scale, B, per);
     double e = test_gradcheck(c.x, dx, B * per, ss_loss, &c, 1e-2f, (int)(B * per), FD_FLOOR);
     TEST_CHECK(e < FD_TOL, "sample_scale dx fd err %.2e", e);
     free(c.x), free(c.out), free((void *)c.R), free(dx);
@@ -262,13 +267,13 @@ static void test_sample_scale(Backend *be, TestRng *r) {
 static void test_add(Backend *be, TestRng *r) {
     const size_t n = 333;
     float *a = randv(r, n, -1, 1), *b = randv(r, n, -1, 1), *o = malloc(n * 4), *a2 = malloc(n * 4);
-    cpu_add(be, o, a, b, n);
+    cpu_add(be, (Act *)o, (const Act *)a, (const Act *)b, n);
     memcpy(a2, a, n * 4);
-    cpu_add(be, a2, a2, b, n); /* aliased output */
+    cpu_add(be, (Act *)a2, (const Act *)a2, (const Act *)b, n); /* aliased output */
     int ok = 1;
     for (size_t i = 0; i < n; i++) ok &= o[i] == a[i] + b[i] && a2[i] == o[i];
     memcpy(a2, a, n * 4);
-    cpu_accumulate(be, a2, b, n);
+    cpu_accumulate(be, (Act *)a2, (const Act *)b, n);
     for (size_t i = 0; i < n; i++) ok &= a2[i] == o[i];
     TEST_CHECK(ok, "add (plain and aliased) and accumulate are exact elementwise sums");
     free(a), free(b), free(o), free(a2);

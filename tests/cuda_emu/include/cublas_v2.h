@@ -9,6 +9,9 @@
  *   CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_PEDANTIC  plain fp32 SGEMM
  *   CUBLAS_COMPUTE_32F_FAST_TF32                      A, B rounded (RNE) to TF32, then SGEMM
  *   CUBLAS_COMPUTE_32F_FAST_16BF                      A, B rounded (RNE) to bf16, then SGEMM
+ * A and B both CUDA_R_16BF with C CUDA_R_16BF or CUDA_R_32F, under the same compute types: A and
+ * B widened exactly (so the fast types change nothing), fp32 SGEMM with alpha and beta as floats,
+ * a bf16 C read only when beta != 0 and written rounded to nearest even (cuda_bf16.h).
  * anything else: CUBLAS_STATUS_NOT_SUPPORTED. A handle in CUBLAS_TF32_TENSOR_OP_MATH mode
  * rounds to TF32 in cublasSgemm and under CUBLAS_COMPUTE_32F too, as cuBLAS may. C-compatible. */
 #ifndef UNET_EMU_CUBLAS_V2_H

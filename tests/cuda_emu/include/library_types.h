@@ -1,7 +1,8 @@
 /* library_types.h — cudaDataType as the CPU emulator declares it (tests/cuda_emu/README.md).
  *
  * The enum values are those of the CUDA toolkit's library_types.h (the ABI of cuBLAS &co);
- * the emulated libraries (emu_libs.cpp) compute only in CUDA_R_32F. C-compatible. */
+ * the emulated libraries (emu_libs.cpp) compute only in CUDA_R_32F, and cublasGemmEx also takes
+ * CUDA_R_16BF operands. C-compatible. */
 #ifndef UNET_EMU_LIBRARY_TYPES_H
 #define UNET_EMU_LIBRARY_TYPES_H
 
