@@ -1,5 +1,6 @@
 /* backend_cuda.h — the CUDA backend (kernels/cuda/): the same op table as the CPU reference
- * (src/backend.h), on one device, fp32 storage, one stream. Include only when UNET_HAVE_CUDA. */
+ * (src/backend.h), on one device and one stream; activations stored as fp32 or bf16 by the
+ * precision mode. Include only when UNET_HAVE_CUDA. */
 #ifndef UNET_BACKEND_CUDA_H
 #define UNET_BACKEND_CUDA_H
 
@@ -14,10 +15,10 @@ extern "C" {
 /* The backend on CUDA device `device` (e.g. the local rank), computing in `precision`:
  *   "fp32"  plain fp32 everywhere (no TF32): the mode that compares with the CPU reference;
  *   "tf32"  cuBLAS GEMMs and cuDNN convolutions on tensor cores with TF32 inputs, fp32 accumulation;
- *   "bf16"  cuBLAS GEMMs with bf16 inputs and fp32 accumulation (the mixed-precision product mode),
- *           convolutions as tf32.
- * In every mode all tensors (weights, gradients, Adam moments, activations) are fp32 and all
- * other ops (LayerNorm, softmax, attention, loss, Adam) compute in fp32. Dies with a clear
+ *   "bf16"  activations (Acts) stored as bf16, cuBLAS GEMMs on bf16 operands with fp32
+ *           accumulation (the mixed-precision product mode), convolutions as tf32.
+ * In every mode weights, gradients and Adam moments are fp32, and all other ops (LayerNorm,
+ * softmax, attention, loss, Adam) compute in fp32. Dies with a clear
  * message when the device does not exist or the precision is none of these. All ops are queued
  * on one stream; memory functions and ops that return host values (dice_ce_forward's
  * loss_host, sum_squares) synchronise that stream. */
