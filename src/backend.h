@@ -38,7 +38,7 @@
 typedef struct Backend Backend;
 
 /* One activation element. Deliberately incomplete: model code cannot do arithmetic on an
- * Act * (act_at() offsets by elements) nor mistake one for a float * parameter. */
+ * Act * (every tensor is its own buffer) nor mistake one for a float * parameter. */
 typedef struct Act Act;
 
 struct Backend {
@@ -253,14 +253,6 @@ struct Backend {
                         const float *grad /* (n) */, size_t n, double lr, double beta1, double beta2,
                         double eps, int step);
 };
-
-/* The element i places after p (pointer arithmetic on Act arrays). */
-static inline Act *act_at(const Backend *be, Act *p, size_t i) {
-    return (Act *)((char *)p + i * be->act_bytes);
-}
-static inline const Act *act_at_const(const Backend *be, const Act *p, size_t i) {
-    return (const Act *)((const char *)p + i * be->act_bytes);
-}
 
 /* Host <-> backend copies of Act arrays through a float staging buffer (backend_act.c):
  * for tests, checks and one-off transfers, not hot paths (they allocate and synchronise). */
