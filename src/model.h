@@ -106,7 +106,8 @@ typedef struct {
     void *ctx;
 } LossReduce;
 
-/* image: (B, H, W, Cin) NHWC fp32 backend memory (converted once to the backend's Acts).
+/* image: (B, H, W, Cin) NHWC fp32 backend memory, read again by model_backward (so it must stay
+ * unchanged until then) unless the backend's Acts are bf16, when it is converted once.
  * Returns the number of outputs (3 with deep supervision, else 1); outputs[k] are
  * (B, H/2^k, W/2^k, K) fp32 logits in backend memory inside the acts, valid until the next
  * forward. */

@@ -133,7 +133,8 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
     a->W = W;
     size_t b = (size_t)B;
 
-    a->image = fwd(a, b * H * W * m->cin);
+    int convert = a->act_bytes != sizeof(float); /* fp32 Acts need no copies at the boundary */
+    if (convert) a->image_act = fwd(a, b * H * W * m->cin);
     for (int i = 0; i < m->n_stem; i++) {
         const StemBlockDesc *s = &m->stem[i];
         size_t rows = b * (H >> (i + 1)) * (W >> (i + 1));
@@ -172,7 +173,7 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
         }
         size_t out_rows = b * (H >> k) * (W >> k);
         a->head[k].logits = buf(a, out_rows * m->K);
-        a->outputs[k] = fwd_f32(a, out_rows * m->K);
+        if (convert) a->outputs[k] = fwd_f32(a, out_rows * m->K);
         a->probs[k] = fwd_f32(a, out_rows * m->K);
         a->stats[k] = fwd_f32(a, 3 * (size_t)m->K);
         if (k > 0) a->labels[k] = take(a, out_rows * sizeof(int32_t), 0);

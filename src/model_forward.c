@@ -77,8 +77,14 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
     CHECK(!a->count_only, "model_forward on a planning-only ModelActs");
     int B = a->B, H = a->H, W = a->W;
     a->opt = *opt;
-    /* the one conversion of the input: every op takes Acts, and the stem's backward reads it again */
-    be->act_from_f32(be, a->image, image, (size_t)B * H * W * m->cin);
+    /* Every op takes Acts, and the stem's backward reads the input again. fp32 Acts are floats,
+     * so the caller's image serves as it is (it must then live until backward, as ever); bf16
+     * Acts get the one conversion. */
+    a->image = (const Act *)image;
+    if (a->image_act) {
+        be->act_from_f32(be, a->image_act, image, (size_t)B * H * W * m->cin);
+        a->image = a->image_act;
+    }
 
     /* stem */
     const Act *x = a->image;
@@ -141,9 +147,13 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
             wk *= 2;
         }
         be->convT_forward(be, a->head[k].logits.v, hx, P + hd->up_w, P + hd->up_b, B, hk, wk, hd->mid, m->K, 4);
-        /* callers see fp32 logits whatever the Act storage (the loss reads the Acts themselves) */
-        be->act_to_f32(be, a->outputs[k], a->head[k].logits.v, (size_t)B * (H >> k) * (W >> k) * m->K);
-        outputs[k] = a->outputs[k];
+        /* callers see fp32 logits whatever the Act storage (the loss reads the Acts themselves):
+         * the logits themselves when Acts are floats, else one conversion */
+        outputs[k] = (float *)a->head[k].logits.v;
+        if (a->outputs[k]) {
+            be->act_to_f32(be, a->outputs[k], a->head[k].logits.v, (size_t)B * (H >> k) * (W >> k) * m->K);
+            outputs[k] = a->outputs[k];
+        }
     }
     return a->n_outputs;
 }

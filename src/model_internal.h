@@ -71,8 +71,12 @@ struct ModelActs {
     int n_grads, cap_grads;
 
     int B, H, W;
-    Act *image;         /* (B, H, W, Cin) the last forward's input, as Acts (the stem's backward reads it) */
-    float *outputs[3];  /* (B, H/2^k, W/2^k, K) fp32 copies of the logits, what model_forward returns */
+    const Act *image;  /* (B, H, W, Cin) the last forward's input, as Acts (the stem's backward reads it) */
+    /* Only when Acts are not floats (bf16): the converted input and fp32 copies of the logits,
+     * what model_forward returns. With fp32 Acts the caller's image and the logits serve as
+     * they are, and these stay NULL. */
+    Act *image_act;    /* (B, H, W, Cin) */
+    float *outputs[3]; /* (B, H/2^k, W/2^k, K) */
     PassOptions opt;
 
     ConvPairActs stem[3];

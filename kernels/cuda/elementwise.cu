@@ -9,10 +9,10 @@
 
 #define GRID_STRIDE(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
-template <typename T> __global__ void k_from_f32(T *out, const float *in, size_t n) {
+__global__ void k_from_f32(bf16 *out, const float *in, size_t n) {
     GRID_STRIDE(i, n) act_store(out + i, in[i]);
 }
-template <typename T> __global__ void k_to_f32(float *out, const T *in, size_t n) {
+__global__ void k_to_f32(float *out, const bf16 *in, size_t n) {
     GRID_STRIDE(i, n) out[i] = act_load(in + i);
 }
 template <typename T> __global__ void k_add(T *out, const T *a, const T *b, size_t n) {
@@ -109,7 +109,7 @@ extern "C" void cu_act_from_f32(Backend *be, Act *out, const float *in, size_t n
         CUDA_CHECK(cudaMemcpyAsync(out, in, n * sizeof(float), cudaMemcpyDeviceToDevice, s));
         return;
     }
-    k_from_f32<bf16><<<cuda_grid(n), 256, 0, s>>>((bf16 *)out, in, n);
+    k_from_f32<<<cuda_grid(n), 256, 0, s>>>((bf16 *)out, in, n);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -120,7 +120,7 @@ extern "C" void cu_act_to_f32(Backend *be, float *out, const Act *in, size_t n) 
         CUDA_CHECK(cudaMemcpyAsync(out, in, n * sizeof(float), cudaMemcpyDeviceToDevice, s));
         return;
     }
-    k_to_f32<bf16><<<cuda_grid(n), 256, 0, s>>>(out, (const bf16 *)in, n);
+    k_to_f32<<<cuda_grid(n), 256, 0, s>>>(out, (const bf16 *)in, n);
     CUDA_CHECK_LAUNCH();
 }
 

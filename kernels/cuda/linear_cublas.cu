@@ -45,17 +45,11 @@ static void gemm_rm(Backend *be, int ta, int tb, int M, int N, int K, float alph
                               c_act ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-__global__ void k_round_bf16(bf16 *out, const float *in, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        act_store(out + i, in[i]);
-}
-
 // The GEMM operand for fp32 weight w (n elements): w itself in FP32/TF32; in BF16 its bf16
 // rounding, written to slot (n bf16 of workspace the caller carved).
 static const void *gemm_weight(Backend *be, void *slot, const float *w, size_t n) {
     if (!cuda_act_is_bf16(be)) return w;
-    k_round_bf16<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>((bf16 *)slot, w, n);
-    CUDA_CHECK_LAUNCH();
+    cu_act_from_f32(be, (Act *)slot, w, n); /* a bf16 Act array is exactly the bf16 GEMM operand */
     return slot;
 }
 
