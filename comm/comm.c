@@ -58,9 +58,12 @@ Comm *comm_create(int *argc, char ***argv) {
     if (comm_launched_by_mpi()) return comm_mpi_create(argc, argv);
 #else
     (void)argc, (void)argv;
-    if (launched_by_mpi() && getenv("OMPI_COMM_WORLD_SIZE") && atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1)
-        die("started by mpirun with %s ranks, but this build has no MPI (configure with -DUNET_WITH_MPI=ON)",
-            getenv("OMPI_COMM_WORLD_SIZE"));
+    /* Several ranks that cannot talk would each train alone and overwrite each other's run. */
+    const char *size = getenv("OMPI_COMM_WORLD_SIZE") ? getenv("OMPI_COMM_WORLD_SIZE")
+                       : getenv("PMI_SIZE")         ? getenv("PMI_SIZE")
+                                                    : getenv("SLURM_NTASKS");
+    if (comm_launched_by_mpi() && size && atoi(size) > 1)
+        die("started as one of %s ranks, but this build has no MPI (configure with -DUNET_WITH_MPI=ON)", size);
 #endif
     return comm_single_create();
 }

@@ -17,7 +17,6 @@
 #include <stdint.h>
 
 #include "augment.h"
-#include "config.h"
 #include "slice_source.h"
 
 #define LOADER_MAX_LEVELS 6
@@ -40,9 +39,6 @@ typedef struct {
 
 /* Defaults: the spec's augmentation for the patch, 1 rank, 2 workers, prefetch 3. */
 void loader_options_default(LoaderOptions *o, int patch_h, int patch_w, int global_batch);
-/* From a run's config (network.crop, train.batch_size, train.seed, the augment and loader
- * sections), for rank `rank` of `world`; -1 with "CONFIG: augment.key: ..." on a bad range. */
-int loader_options_from_config(LoaderOptions *o, const Config *cfg, int rank, int world, char *err, size_t err_len);
 
 typedef struct {
     long long step;       /* global step */

@@ -1,7 +1,6 @@
 # emulator.cmake — included by the top-level CMakeLists.txt when UNET_CUDA_EMULATOR is ON: builds
 # `unet_cuda` from kernels/cuda/*.cu compiled as C++ against tests/cuda_emu/include (the CUDA
 # runtime, cuBLAS, cuDNN and NCCL as CPU code), so `unet2022 gpu-check-ops` runs without a GPU.
-enable_language(CXX)
 set(EMU_DIR ${PROJECT_SOURCE_DIR}/tests/cuda_emu)
 file(GLOB EMU_CUDA_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cu)
 set(EMU_GENERATED)
@@ -21,15 +20,13 @@ target_compile_options(unet_cuda PRIVATE -O3 -march=${UNET_CPU_ARCH} -ffp-contra
 set_source_files_properties(${EMU_DIR}/emu_runtime.cpp PROPERTIES COMPILE_OPTIONS "-U_FORTIFY_SOURCE;-D_FORTIFY_SOURCE=0")
 target_include_directories(unet_cuda BEFORE PUBLIC ${EMU_DIR}/include)
 target_include_directories(unet_cuda PUBLIC ${PROJECT_SOURCE_DIR}/kernels/cuda)
-target_link_libraries(unet_cuda PUBLIC unet_core ${BLAS_LIBRARIES})
+target_link_libraries(unet_cuda PUBLIC unet_base ${BLAS_LIBRARIES})
 if(UNET_WITH_MPI) # several NCCL ranks run over MPI (emu_libs.cpp)
   target_link_libraries(unet_cuda PUBLIC MPI::MPI_C)
 endif()
 target_compile_definitions(unet_cuda PUBLIC UNET_HAVE_CUDA=1 UNET_CUDA_EMULATOR=1)
-# The CUDA-aware parts of the core (gpu-check-ops, bench --backend cuda, comm/comm_nccl.c) see the
-# emulator's headers instead of the toolkit's.
-target_compile_definitions(unet_core PRIVATE UNET_HAVE_CUDA=1)
-target_include_directories(unet_core BEFORE PRIVATE ${EMU_DIR}/include ${PROJECT_SOURCE_DIR}/kernels/cuda)
+# The CUDA-aware targets (the NCCL transport, the commands) see the emulator's headers instead of
+# the toolkit's: unet_cuda_aware() in the top-level CMakeLists.txt.
 
 # bf16_check: the bf16 conversions of include/cuda_bf16.h and cublasGemmEx on bf16 operands,
 # compared with torch by tests/cuda_emu/test_bf16.py (the ctest emu_bf16_rounding, registered in

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "loader.h"
+#include "loader_config.h"
 #include "slice_source.h"
 
 struct TrainFeed {

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "loader.h"
+#include "loader_config.h"
 
 int loader_options_from_config(LoaderOptions *o, const Config *cfg, int rank, int world, char *err, size_t err_len) {
     loader_options_default(o, cfg->crop[0], cfg->crop[1], cfg->batch_size);
