@@ -98,6 +98,7 @@ static void config_identity(char out[17], const Config *cfg) {
     memset(c.backend, 0, sizeof c.backend);
     memset(c.precision, 0, sizeof c.precision); /* like the backend: may change on resume */
     c.grad_bucket_mb = 0;                           /* when sums start, not what is summed */
+    c.predict_step = 0;                             /* inference only */
     char *text = config_yaml_text(&c);
     checkpoint_text_hash(out, text);
     free(text);

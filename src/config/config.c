@@ -93,9 +93,10 @@ static const Field FIELDS[] = {
     {"augment", "p_mirror_x", F_FLOAT, OFF(aug_p_mirror_x), 0, 0, 1, NULL, "0.5"},
     {"loader", "workers", F_INT, OFF(loader_workers), 0, 1, 1024, NULL, "4"},
     {"loader", "prefetch", F_INT, OFF(loader_prefetch), 0, 1, 1024, NULL, "4"},
+    {"predict", "step", F_FLOAT, OFF(predict_step), 0, 0.01, 1, NULL, "0.5"},
 };
 #define N_FIELDS (int)(sizeof FIELDS / sizeof FIELDS[0])
-static const char *SECTIONS[] = {"network", "train", "augment", "loader"};
+static const char *SECTIONS[] = {"network", "train", "augment", "loader", "predict"};
 #define N_SECTIONS (int)(sizeof SECTIONS / sizeof SECTIONS[0])
 
 /* ---- scalar parsers shared by the file and the overrides ---- */
@@ -428,4 +429,5 @@ void config_print(const Config *cfg, void *file) {
         else fprintf(fp, "  %s: [%d, %d]\n", f->key, ((const int *)base)[0], ((const int *)base)[1]);
     }
     fprintf(fp, "loader:\n  workers: %d\n  prefetch: %d\n", cfg->loader_workers, cfg->loader_prefetch);
+    fprintf(fp, "predict:\n  step: %.17g\n", cfg->predict_step);
 }

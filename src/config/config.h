@@ -61,6 +61,10 @@ typedef struct {
     /* loader: (data/loader.h) */
     int loader_workers;   /* augmentation threads per rank */
     int loader_prefetch;  /* batch slots in the queue */
+
+    /* predict: (src/infer/predict.h) */
+    double predict_step;  /* sliding-window step as a fraction of the crop (nnU-Net: 0.5; the
+                             released recipes: 0.2 at crop 320, 0.3 at 224) */
 } Config;
 
 /* Loads and validates; on error returns -1 with "file:line:col: message" in err. */
