@@ -11,7 +11,7 @@ bash scripts/build.sh
 if [[ ${UNET_SKIP_EMU:-0} != 1 ]]; then
   EMU_DIR=${EMU_BUILD_DIR:-build-emu}
   cmake -S . -B "$EMU_DIR" -DCMAKE_BUILD_TYPE=Release -DUNET_WITH_CUDA=OFF -DUNET_CUDA_EMULATOR=ON >/dev/null
-  cmake --build "$EMU_DIR" -j"$(nproc)" --target unet2022
-  echo "build: ok ($EMU_DIR/unet2022: the CUDA backend on the CPU emulator, not a GPU)"
+  cmake --build "$EMU_DIR" -j"$(nproc)" --target unet2022 unet2022-check
+  echo "build: ok ($EMU_DIR/unet2022, unet2022-check: the CUDA backend on the CPU emulator, not a GPU)"
   (cd "$EMU_DIR" && ctest --output-on-failure --timeout 1800 -R '^emu_' "$@")
 fi
