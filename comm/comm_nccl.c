@@ -17,17 +17,7 @@
 
 #include "check.h"
 #include "comm_nccl.h"
-
-#define CUDA_CHECK(call)                                                                           \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) die_at(__FILE__, __LINE__, "%s failed: %s", #call, cudaGetErrorString(e_)); \
-    } while (0)
-#define NCCL_CHECK(call)                                                                           \
-    do {                                                                                           \
-        ncclResult_t r_ = (call);                                                                  \
-        if (r_ != ncclSuccess) die_at(__FILE__, __LINE__, "%s failed: %s", #call, ncclGetErrorString(r_)); \
-    } while (0)
+#include "cuda_check.h" /* CUDA_CHECK, NCCL_CHECK (src/base) */
 
 Comm *comm_mpi_create(int *argc, char ***argv); /* comm_mpi.c */
 
