@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what is missing, builds, runs every test.
-# GPU tests report "skipped" on machines without a GPU. Then the same GPU checks run on the CPU
-# emulator of the CUDA backend (tests/cuda_emu: a second build, build-emu/, tests named emu_*),
-# which checks the kernels' logic everywhere; UNET_SKIP_EMU=1 leaves that part out.
+# GPU tests report "skipped" on machines without a GPU. Then the smallest configuration,
+# -DUNET_WITH_MPI=OFF -DUNET_WITH_CUDA=OFF (build-min/), builds and runs its unit and CLI tests
+# (not the PyTorch-oracle tests a second time): the cases that need several ranks and the GPU
+# checks report "skipped" there; UNET_SKIP_MIN=1 leaves that part out. Then the same GPU checks
+# run on the CPU emulator of the CUDA backend (tests/cuda_emu: another build, build-emu/, tests
+# named emu_*), which checks the kernels' logic everywhere; UNET_SKIP_EMU=1 leaves that part out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
 (cd "${BUILD_DIR:-build}" && ctest --output-on-failure --timeout 1800 "$@")
+if [[ ${UNET_SKIP_MIN:-0} != 1 ]]; then
+  MIN_DIR=${MIN_BUILD_DIR:-build-min}
+  cmake -S . -B "$MIN_DIR" -DCMAKE_BUILD_TYPE=Release -DUNET_WITH_MPI=OFF -DUNET_WITH_CUDA=OFF >/dev/null
+  cmake --build "$MIN_DIR" -j"$(nproc)"
+  echo "build: ok ($MIN_DIR/unet2022: no MPI, no CUDA)"
+  (cd "$MIN_DIR" && ctest --output-on-failure --timeout 1800 -E '^py_' "$@")
+fi
 if [[ ${UNET_SKIP_EMU:-0} != 1 ]]; then
   EMU_DIR=${EMU_BUILD_DIR:-build-emu}
   cmake -S . -B "$EMU_DIR" -DCMAKE_BUILD_TYPE=Release -DUNET_WITH_CUDA=OFF -DUNET_CUDA_EMULATOR=ON >/dev/null

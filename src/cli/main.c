@@ -28,9 +28,25 @@ static void usage(FILE *fp) {
                 "  bench-store DIR  random slice reads per second, one thread and many\n"
                 "  bench-loader     augmentation loader throughput (samples/s per core)\n"
                 "  devices          list the CUDA devices this process sees\n"
-                "  version          print the version\n\n"
+                "  version          print the version and what this build has (MPI, CUDA)\n\n"
                 "Run `unet2022 COMMAND --help` for a command's options.\n",
             UNET_VERSION);
+}
+
+/* What this build has, one "name: value" line each (the tests skip what a build lacks). */
+static void print_build_features(void) {
+#ifdef UNET_HAVE_MPI
+    printf("mpi: yes\n");
+#else
+    printf("mpi: no\n");
+#endif
+#if defined(UNET_CUDA_EMULATOR)
+    printf("cuda: emulator\n");
+#elif defined(UNET_HAVE_CUDA)
+    printf("cuda: yes\n");
+#else
+    printf("cuda: no\n");
+#endif
 }
 
 static int cmd_devices(void) {
@@ -69,6 +85,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "devices")) return cmd_devices();
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("unet2022 %s\n", UNET_VERSION);
+        print_build_features();
         return 0;
     }
     fprintf(stderr, "unet2022: error: unknown command '%s'\n\n", cmd);
