@@ -1,7 +1,8 @@
 /* augment.h — the training augmentation of the released recipe (nnU-Net v1 "moreDA" as
  * batchgenerators ≥ 0.23 runs it), one 2D sample at a time.
  *
- * Per sample, in order (shared/spec/architecture.md, "Data, as the released code prepares it"):
+ * Per sample, in order (docs/network.md, "The released training recipe"; docs/configs.md,
+ * "augment", for the defaults):
  *   random crop of the enlarged patch (image 0, label -1 outside the slice)
  *   → rotation + scaling about the enlarged patch's centre, cropped to the patch (cubic B-spline
  *     for images, border 0; linear per-label for labels, border -1); neither drawn: centre crop
