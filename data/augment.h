@@ -37,7 +37,7 @@ typedef struct {
     double p_mirror[2];                       /* per axis (H, W): 0.5, 0.5 */
 } AugmentParams;
 
-/* The spec's values for a patch; enlarged = nnU-Net's get_patch_size(patch, 15°, 0.85). */
+/* The released recipe's values for a patch; enlarged = nnU-Net's get_patch_size(patch, 15°, 0.85). */
 void augment_params_default(AugmentParams *p, int patch_h, int patch_w);
 /* nnU-Net v1's enlarged patch: the patch's extent rotated by max_deg, divided by min_scale. */
 void augment_enlarged_size(int patch_h, int patch_w, double max_deg, double min_scale, int out[2]);

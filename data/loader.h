@@ -38,7 +38,7 @@ typedef struct {
     void *alloc_ctx;
 } LoaderOptions;
 
-/* Defaults: the spec's augmentation for the patch, 1 rank, 2 workers, prefetch 3. */
+/* Defaults: the released recipe's augmentation for the patch, 1 rank, 2 workers, prefetch 3. */
 void loader_options_default(LoaderOptions *o, int patch_h, int patch_w, int global_batch);
 /* From a run's config (network.crop, train.batch_size, train.seed, the augment and loader
  * sections), for rank `rank` of `world`; -1 with "CONFIG: augment.key: ..." on a bad range. */

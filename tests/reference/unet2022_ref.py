@@ -34,7 +34,7 @@ PRESETS = {
     "large": (192, [6, 12, 24, 48]),
 }
 
-# The five configurations of the spec's table (network part only).
+# The five recipes (docs/network.md, "Presets and the five recipes"; network part only).
 RECIPES = {
     "synapse_224": dict(preset="base", patch_size=4, windows=[7, 7, 14, 7], in_channels=1, classes=14,
                         deep_supervision=True, crop=[224, 224]),
