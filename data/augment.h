@@ -1,7 +1,8 @@
 /* augment.h — the training augmentation of the released recipe (nnU-Net v1 "moreDA" as
  * batchgenerators ≥ 0.23 runs it), one 2D sample at a time.
  *
- * Per sample, in order (shared/spec/architecture.md, "Data, as the released code prepares it"):
+ * Per sample, in order (docs/network.md, "The released training recipe"; docs/configs.md,
+ * "augment", for the defaults):
  *   random crop of the enlarged patch (image 0, label -1 outside the slice)
  *   → rotation + scaling about the enlarged patch's centre, cropped to the patch (cubic B-spline
  *     for images, border 0; linear per-label for labels, border -1); neither drawn: centre crop
@@ -36,7 +37,7 @@ typedef struct {
     double p_mirror[2];                       /* per axis (H, W): 0.5, 0.5 */
 } AugmentParams;
 
-/* The spec's values for a patch; enlarged = nnU-Net's get_patch_size(patch, 15°, 0.85). */
+/* The released recipe's values for a patch; enlarged = nnU-Net's get_patch_size(patch, 15°, 0.85). */
 void augment_params_default(AugmentParams *p, int patch_h, int patch_w);
 /* nnU-Net v1's enlarged patch: the patch's extent rotated by max_deg, divided by min_scale. */
 void augment_enlarged_size(int patch_h, int patch_w, double max_deg, double min_scale, int out[2]);

@@ -46,7 +46,7 @@ typedef struct {
     int threads;           /* CPU threads per rank (0: all cores / ranks per node) */
     double grad_bucket_mb; /* gradient all-reduce bucket, MiB (0: one bucket after backward): grad_sync.h */
 
-    /* augment: (the released recipe's augmentation, data/augment.h; defaults = the spec) */
+    /* augment: the released recipe's augmentation, defaults included (data/augment.h) */
     int aug_enlarged[2];  /* H, W of the random crop before rotation/scaling; [0, 0] = nnU-Net's rule */
     double aug_p_rotation, aug_rotation_min, aug_rotation_max; /* degrees */
     double aug_p_scale, aug_scale_min, aug_scale_max;

@@ -1,4 +1,4 @@
-/* model.h — UNet-2022 as the authors' released code builds it (shared/spec/architecture.md).
+/* model.h — UNet-2022 as the authors' released code builds it (docs/network.md).
  *
  * A Model is a description: the parameter table (state_dict names, offsets into one flat
  * buffer) and, per layer, the offsets of its tensors plus its fixed hyper-parameters

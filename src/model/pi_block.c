@@ -1,12 +1,12 @@
-/* pi_block.c — one PI block (shared/spec/architecture.md, "PI block"), forward and backward.
+/* pi_block.c — one PI block (docs/network.md, "The PI block"), forward and backward.
  *
  *   ConvNeXt part:  x1 = x + DropPath(γ · pwconv2(GELU(pwconv1(LN₁e-6(dwconv7(x))))))
  *   attention part: u = LN₁e-5(x1); r = roll(pad(u), −s)
  *                   o = crop(roll(proj(WindowAttention(qkv(r)) + dwconv7(r)), +s))
  *                   out = x1 + DropPath(o)
- * The attention's depthwise conv sees the normed, padded, rolled map (the spec's trap),
- * and its output joins the merged heads before proj. qkv and proj are per-token linears,
- * so they run on the whole (padded) map; the window partition happens inside the
+ * The attention's depthwise conv sees the normed, padded, rolled map (a detail the paper
+ * leaves out), and its output joins the merged heads before proj. qkv and proj are per-token
+ * linears, so they run on the whole (padded) map; the window partition happens inside the
  * attention op's indexing. */
 #include <string.h>
 
