@@ -136,7 +136,7 @@ int cmd_bench(int argc, char **argv) {
         be->zero(be, grads, m.params.total * sizeof(float));
         model_forward(&m, be, acts, params, image, &opt, outs);
         float loss = model_loss(&m, be, acts, labels, NULL, NULL);
-        model_backward(&m, be, acts, params, grads);
+        model_backward(&m, be, acts, params, grads, NULL);
         be->synchronize(be);
         double dt = monotonic_seconds() - t0;
         if (r >= 0) {
@@ -150,7 +150,7 @@ int cmd_bench(int argc, char **argv) {
         pb->zero(pb, grads, m.params.total * sizeof(float));
         model_forward(&m, pb, acts, params, image, &opt, outs);
         model_loss(&m, pb, acts, labels, NULL, NULL);
-        model_backward(&m, pb, acts, params, grads);
+        model_backward(&m, pb, acts, params, grads, NULL);
         printf("profile: one step of %s at batch %d, each op waited for on its own (sum %.1f ms vs %.1f ms median "
                "unprofiled step)\n",
                cfg.name, batch, op_profile_total(prof) * 1e3, median(t, runs) * 1e3);

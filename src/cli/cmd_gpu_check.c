@@ -618,7 +618,7 @@ static float replica_step(Replica *r, const Model *m, int step, double *norm) {
     model_forward(m, be, r->acts, r->params, r->image, &opt, outs);
     float loss = model_loss(m, be, r->acts, r->labels, NULL, NULL);
     be->zero(be, r->grads, m->params.total * sizeof(float));
-    model_backward(m, be, r->acts, r->params, r->grads);
+    model_backward(m, be, r->acts, r->params, r->grads, NULL);
     *norm = adam_clip_and_step(&r->adam, be, r->params, r->grads);
     be->synchronize(be);
     return loss;

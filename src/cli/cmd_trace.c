@@ -124,7 +124,7 @@ int cmd_trace(int argc, char **argv) {
     float *outs[3];
     int n_out = model_forward(&m, be, acts, params, image, &opt, outs);
     float loss = model_loss(&m, be, acts, labels, NULL, NULL);
-    model_backward(&m, be, acts, params, grads);
+    model_backward(&m, be, acts, params, grads, NULL);
 
     StFile out;
     st_init(&out);
@@ -163,7 +163,7 @@ int cmd_trace(int argc, char **argv) {
             model_forward(&m, be, acts, params, image, &opt, outs);
             losses[s] = model_loss(&m, be, acts, labels, NULL, NULL);
             be->zero(be, grads, m.params.total * sizeof(float));
-            model_backward(&m, be, acts, params, grads);
+            model_backward(&m, be, acts, params, grads, NULL);
             double norm = adam_clip_and_step(&adam, be, params, grads);
             fprintf(stderr, "step %d: loss %.6f grad-norm %.4f\n", s + 1, losses[s], norm);
         }

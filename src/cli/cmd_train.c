@@ -344,7 +344,8 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
     *loss_out = model_loss(&t->model, t->be, t->acts, t->labels, NULL, t->comm->size > 1 ? &reduce : NULL);
     if (t->gsync) { /* buckets are all-reduced as soon as backward has finished them */
         grad_sync_begin(t->gsync);
-        model_backward(&t->model, grad_sync_backend(t->gsync), t->acts, t->params, t->grads);
+        GradsReady ready = {grad_sync_ready, t->gsync};
+        model_backward(&t->model, t->be, t->acts, t->params, t->grads, &ready);
         grad_sync_end(t->gsync);
         if (!t->gsync_said) { /* the first pass planned the buckets */
             say(t, "gradient all-reduce: %d bucket(s) of <= %g MiB, started during backward from the next step on\n",
@@ -352,7 +353,7 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
             t->gsync_said = 1;
         }
     } else {
-        model_backward(&t->model, t->be, t->acts, t->params, t->grads);
+        model_backward(&t->model, t->be, t->acts, t->params, t->grads, NULL);
     }
     *norm_out = adam_clip_and_step(&t->adam, t->be, t->params, t->grads);
     if (!isfinite(*loss_out)) {

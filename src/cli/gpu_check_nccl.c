@@ -77,7 +77,7 @@ static double bucketed_pass(Net *n, Backend *gpu, GradSync *g) {
     gpu->synchronize(gpu);
     double t0 = monotonic_seconds();
     grad_sync_begin(g);
-    model_backward(&n->m, grad_sync_backend(g), n->acts, n->params, n->grads);
+    model_backward(&n->m, gpu, n->acts, n->params, n->grads, &(GradsReady){grad_sync_ready, g});
     grad_sync_end(g);
     gpu->synchronize(gpu); /* the compute stream waited for the comm stream: the sums are in */
     return (monotonic_seconds() - t0) * 1e3;
@@ -128,7 +128,7 @@ static int check_buckets(Comm *c, Backend *gpu, const char *cfg_path, char *summ
     /* the reference: a plain backward, no transport */
     gpu->zero(gpu, n.grads, np * sizeof(float));
     forward_loss(&n, gpu);
-    model_backward(&n.m, gpu, n.acts, n.params, n.grads);
+    model_backward(&n.m, gpu, n.acts, n.params, n.grads, NULL);
     gpu->download(gpu, ref, n.grads, np * sizeof(float));
 
     int overlapped_min = 1 << 30;

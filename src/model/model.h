@@ -120,8 +120,19 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *params
 float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *labels /* (B, H, W) */,
                  float *parts_host, const LossReduce *reduce /* NULL: one process */);
 
+/* How model_backward tells its caller which parameter gradients are final, so that their
+ * all-reduce can start while backward goes on (grad_sync.h). ready(ctx, offset, count) is called
+ * right after the op that finished the gradients of floats [offset, offset + count) of the flat
+ * buffer has been queued: whole tensors, one layer's at a time (a weight and its bias lie next to
+ * each other, so they come as one range). Work queued after it on the backend sees them final. */
+typedef struct {
+    void (*ready)(void *ctx, size_t offset, size_t count);
+    void *ctx;
+} GradsReady;
+
 /* Backward of loss ∘ forward; ACCUMULATES into grads (flat, m->params.total). */
-void model_backward(const Model *m, Backend *be, ModelActs *a, const float *params, float *grads);
+void model_backward(const Model *m, Backend *be, ModelActs *a, const float *params, float *grads,
+                    const GradsReady *ready /* NULL: nobody listens */);
 
 /* Loss weights of the deep-supervision outputs (normalised 1, ½, ¼ → 4/7, 2/7, 1/7). */
 void model_ds_weights(const Model *m, float w[3]);

@@ -7,7 +7,7 @@
  *  - the buckets cover every parameter exactly once;
  *  - after the planning pass, buckets are started while backward still runs (the overlap), in
  *    the same order every pass;
- *  - the watched backend computes exactly the gradients of the plain one.
+ *  - model_backward with the GradSync's hook computes exactly the gradients it computes without.
  * The real transports' non-blocking reductions are tested in test_comm (alone and on 2 ranks). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,7 +113,7 @@ static void bucketed_pass(Net *n, GradSync *g, Recorder *r, float *grads) {
     memset(grads, 0, n->m.params.total * sizeof(float));
     forward_loss(n);
     grad_sync_begin(g);
-    model_backward(&n->m, grad_sync_backend(g), n->acts, n->params, grads);
+    model_backward(&n->m, n->be, n->acts, n->params, grads, &(GradsReady){grad_sync_ready, g});
     r->ending = 1;
     grad_sync_end(g);
 }
@@ -145,7 +145,7 @@ int main(void) {
     /* the reference: the plain backend, no buckets */
     float *ref = calloc(total, sizeof(float)), *grads = malloc(total * sizeof(float));
     forward_loss(&n);
-    model_backward(&n.m, n.be, n.acts, n.params, ref);
+    model_backward(&n.m, n.be, n.acts, n.params, ref, NULL);
 
     Recorder *r = calloc(1, sizeof *r);
     r->c = (Comm){.transport = "recorder", .rank = 0, .size = 1, .allreduce_start = rec_start,
