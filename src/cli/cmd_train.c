@@ -222,13 +222,13 @@ static Comm *create_comm(const Config *cfg, int *argc, char ***argv) {
 
 static int check_store(const Trainer *t, char *err, size_t err_len) {
     const Config *c = &t->cfg;
-    if (store_num_classes(t->store) != c->classes)
+    if (store_num_classes(t->store) != c->net.classes)
         return snprintf(err, err_len, "%s: the store has %d classes but network.classes is %d", c->store,
-                        store_num_classes(t->store), c->classes), -1;
+                        store_num_classes(t->store), c->net.classes), -1;
     for (int i = 0; i < store_num_cases(t->store); i++)
-        if (store_case(t->store, i)->channels != c->in_channels)
+        if (store_case(t->store, i)->channels != c->net.in_channels)
             return snprintf(err, err_len, "%s: case %s has %d channels but network.in_channels is %d", c->store,
-                            store_case(t->store, i)->name, store_case(t->store, i)->channels, c->in_channels), -1;
+                            store_case(t->store, i)->name, store_case(t->store, i)->channels, c->net.in_channels), -1;
     return 0;
 }
 
@@ -245,7 +245,7 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
     if (!t->be) return -1;
     if (store_open(&t->store, c->store, err, err_len) != 0) return -1;
     if (check_store(t, err, err_len) != 0) return -1;
-    model_build(&t->model, c);
+    model_build(&t->model, &c->net);
     t->config_yaml = config_yaml_text(c);
     config_identity(t->identity, c);
     snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s/checkpoints", c->run_dir);
@@ -293,10 +293,10 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
         return snprintf(err, err_len, "%s: split '%s' has fewer slices than one global batch (%d)", c->store,
                         c->train_split, c->batch_size), -1;
     t->b_local = train_feed_local_batch(t->feed);
-    size_t pix = (size_t)t->b_local * c->crop[0] * c->crop[1];
-    t->image = t->be->alloc(t->be, pix * c->in_channels * sizeof(float));
+    size_t pix = (size_t)t->b_local * c->net.crop[0] * c->net.crop[1];
+    t->image = t->be->alloc(t->be, pix * c->net.in_channels * sizeof(float));
     t->labels = t->be->alloc(t->be, pix * sizeof(int32_t));
-    t->acts = model_acts_create(&t->model, t->be, t->b_local, c->crop[0], c->crop[1], 0);
+    t->acts = model_acts_create(&t->model, t->be, t->b_local, c->net.crop[0], c->net.crop[1], 0);
     if (t->comm->rank == 0 && run_log_open(&t->log, c->run_dir, err, err_len) != 0) return -1;
     return 0;
 }
@@ -330,10 +330,10 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
     const int32_t *lab;
     const Config *c = &t->cfg;
     if (train_feed_next(t->feed, &img, &lab, err, err_len) != 0) return -1;
-    size_t pix = (size_t)t->b_local * c->crop[0] * c->crop[1];
+    size_t pix = (size_t)t->b_local * c->net.crop[0] * c->net.crop[1];
     /* Queued copies: the batch slot is not touched again before the next train_feed_next, and
      * the loss read-back below waits for the queue long before that. */
-    t->be->upload_async(t->be, t->image, img, pix * c->in_channels * sizeof(float));
+    t->be->upload_async(t->be, t->image, img, pix * c->net.in_channels * sizeof(float));
     t->be->upload_async(t->be, t->labels, lab, pix * sizeof(int32_t));
     PassOptions opt = {.training = 1, .seed = t->st.seed, .step = t->st.step,
                        .sample_offset = train_feed_sample_offset(t->feed)};
@@ -376,7 +376,7 @@ static int validate_epoch(Trainer *t, int baseline, char *err, size_t err_len) {
         t->st.ema_metric = t->st.ema_metric < 0 ? vr.mean_fg : c->ema_alpha * t->st.ema_metric + (1 - c->ema_alpha) * vr.mean_fg;
     say(t, "validation%s (%ld slices): pseudo-Dice %.4f, EMA %.4f; per class:", baseline ? " before training" : "",
         vr.slices, vr.mean_fg, t->st.ema_metric);
-    for (int k = 1; k < c->classes; k++) say(t, " %s %.3f", store_class_name(t->store, k), vr.dice[k]);
+    for (int k = 1; k < c->net.classes; k++) say(t, " %s %.3f", store_class_name(t->store, k), vr.dice[k]);
     say(t, "\n");
     if (t->comm->rank == 0) {
         char json[8192];
@@ -384,7 +384,7 @@ static int validate_epoch(Trainer *t, int baseline, char *err, size_t err_len) {
                                     "{\"kind\":\"%s\",\"step\":%" PRIu64 ",\"epoch\":%" PRIu64
                                     ",\"pseudo_dice\":%.6f,\"ema\":%.6f,\"slices\":%ld,\"dice\":{",
                                     baseline ? "val_baseline" : "val", t->st.step, t->st.epoch, vr.mean_fg, t->st.ema_metric, vr.slices);
-        for (int j = 1; j < c->classes && k < sizeof json - 64; j++)
+        for (int j = 1; j < c->net.classes && k < sizeof json - 64; j++)
             k += (size_t)snprintf(json + k, sizeof json - k, "%s\"%s\":%.6f", j > 1 ? "," : "",
                                   store_class_name(t->store, j), vr.dice[j]);
         snprintf(json + k, sizeof json - k, "}}");

@@ -31,16 +31,16 @@ typedef struct {
 #define OFF(f) offsetof(Config, f)
 static const Field FIELDS[] = {
     {"", "name", F_STRING, OFF(name), sizeof(((Config *)0)->name), 0, 0, NULL, NULL},
-    {"network", "preset", F_STRING, OFF(preset), sizeof(((Config *)0)->preset), 0, 0, "tiny|base|large|custom", NULL},
-    {"network", "embed_dim", F_INT, OFF(embed_dim), 0, 0, 4096, NULL, "0"},
-    {"network", "heads", F_INT_LIST, OFF(heads), 4, 0, 1024, NULL, "[0, 0, 0, 0]"},
-    {"network", "patch_size", F_INT, OFF(patch_size), 0, 4, 8, NULL, NULL},
-    {"network", "windows", F_INT_LIST, OFF(windows), 4, 1, 64, NULL, NULL},
-    {"network", "in_channels", F_INT, OFF(in_channels), 0, 1, 64, NULL, NULL},
-    {"network", "classes", F_INT, OFF(classes), 0, 2, 1024, NULL, NULL},
-    {"network", "deep_supervision", F_BOOL, OFF(deep_supervision), 0, 0, 1, NULL, NULL},
-    {"network", "crop", F_INT_LIST, OFF(crop), 2, 32, 8192, NULL, NULL},
-    {"network", "drop_path_rate", F_FLOAT, OFF(drop_path_rate), 0, 0.0, 0.99, NULL, "0.2"},
+    {"network", "preset", F_STRING, OFF(net.preset), sizeof(((Config *)0)->net.preset), 0, 0, "tiny|base|large|custom", NULL},
+    {"network", "embed_dim", F_INT, OFF(net.embed_dim), 0, 0, 4096, NULL, "0"},
+    {"network", "heads", F_INT_LIST, OFF(net.heads), 4, 0, 1024, NULL, "[0, 0, 0, 0]"},
+    {"network", "patch_size", F_INT, OFF(net.patch_size), 0, 4, 8, NULL, NULL},
+    {"network", "windows", F_INT_LIST, OFF(net.windows), 4, 1, 64, NULL, NULL},
+    {"network", "in_channels", F_INT, OFF(net.in_channels), 0, 1, 64, NULL, NULL},
+    {"network", "classes", F_INT, OFF(net.classes), 0, 2, 1024, NULL, NULL},
+    {"network", "deep_supervision", F_BOOL, OFF(net.deep_supervision), 0, 0, 1, NULL, NULL},
+    {"network", "crop", F_INT_LIST, OFF(net.crop), 2, 32, 8192, NULL, NULL},
+    {"network", "drop_path_rate", F_FLOAT, OFF(net.drop_path_rate), 0, 0.0, 0.99, NULL, "0.2"},
     {"train", "batch_size", F_INT, OFF(batch_size), 0, 1, 4096, NULL, "8"},
     {"train", "lr", F_FLOAT, OFF(lr), 0, 0.0, 10.0, NULL, "1e-4"},
     {"train", "epochs", F_INT, OFF(epochs), 0, 1, 1000000, NULL, "1"},
@@ -283,36 +283,36 @@ static const struct {
 /* Fills embed_dim/heads from the preset; custom presets must give both. */
 static int resolve_preset(Config *cfg, char *err, size_t err_len) {
     for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++) {
-        if (strcmp(cfg->preset, PRESETS[i].name) != 0) continue;
-        int given = cfg->embed_dim != 0 || cfg->heads[0] != 0;
-        int same = cfg->embed_dim == PRESETS[i].dim && !memcmp(cfg->heads, PRESETS[i].heads, sizeof cfg->heads);
+        if (strcmp(cfg->net.preset, PRESETS[i].name) != 0) continue;
+        int given = cfg->net.embed_dim != 0 || cfg->net.heads[0] != 0;
+        int same = cfg->net.embed_dim == PRESETS[i].dim && !memcmp(cfg->net.heads, PRESETS[i].heads, sizeof cfg->net.heads);
         if (given && !same) /* a resolved config (config_print) repeats the preset's own values */
             return error_at(err, err_len, "%s: network.embed_dim and network.heads are fixed by preset '%s' (use preset: custom to set them)",
-                        cfg->path, cfg->preset);
-        cfg->embed_dim = PRESETS[i].dim;
-        memcpy(cfg->heads, PRESETS[i].heads, sizeof cfg->heads);
+                        cfg->path, cfg->net.preset);
+        cfg->net.embed_dim = PRESETS[i].dim;
+        memcpy(cfg->net.heads, PRESETS[i].heads, sizeof cfg->net.heads);
         return 0;
     }
-    if (cfg->embed_dim < 8 || cfg->heads[0] == 0)
+    if (cfg->net.embed_dim < 8 || cfg->net.heads[0] == 0)
         return error_at(err, err_len, "%s: preset 'custom' needs network.embed_dim (>= 8) and network.heads", cfg->path);
     return 0;
 }
 
 int config_validate(const Config *cfg, char *err, size_t err_len) {
-    int P = cfg->patch_size;
+    int P = cfg->net.patch_size;
     if (P != 4 && P != 8) return error_at(err, err_len, "%s: network.patch_size: expected 4 or 8, got %d", cfg->path, P);
     for (int a = 0; a < 2; a++)
-        if (cfg->crop[a] % (P * 8) != 0)
+        if (cfg->net.crop[a] % (P * 8) != 0)
             return error_at(err, err_len, "%s: network.crop: %d is not a multiple of %d (patch_size x 8, the encoder's total stride)",
-                        cfg->path, cfg->crop[a], P * 8);
-    if (cfg->embed_dim % (P == 8 ? 4 : 2) != 0)
+                        cfg->path, cfg->net.crop[a], P * 8);
+    if (cfg->net.embed_dim % (P == 8 ? 4 : 2) != 0)
         return error_at(err, err_len, "%s: network.embed_dim %d must be divisible by %d for patch_size %d", cfg->path,
-                    cfg->embed_dim, P == 8 ? 4 : 2, P);
+                    cfg->net.embed_dim, P == 8 ? 4 : 2, P);
     for (int i = 0; i < 4; i++) {
-        int d = cfg->embed_dim << i;
-        if (cfg->heads[i] <= 0 || d % cfg->heads[i] != 0)
+        int d = cfg->net.embed_dim << i;
+        if (cfg->net.heads[i] <= 0 || d % cfg->net.heads[i] != 0)
             return error_at(err, err_len, "%s: network.heads[%d] = %d does not divide the stage width %d", cfg->path, i,
-                        cfg->heads[i], d);
+                        cfg->net.heads[i], d);
     }
     return 0;
 }
@@ -404,13 +404,13 @@ int config_override(Config *cfg, const char *assignment, char *err, size_t err_l
 void config_print(const Config *cfg, void *file) {
     FILE *fp = file;
     fprintf(fp, "name: %s\nnetwork:\n", cfg->name);
-    fprintf(fp, "  preset: %s\n  embed_dim: %d\n  heads: [%d, %d, %d, %d]\n", cfg->preset, cfg->embed_dim,
-            cfg->heads[0], cfg->heads[1], cfg->heads[2], cfg->heads[3]);
-    fprintf(fp, "  patch_size: %d\n  windows: [%d, %d, %d, %d]\n", cfg->patch_size, cfg->windows[0], cfg->windows[1],
-            cfg->windows[2], cfg->windows[3]);
+    fprintf(fp, "  preset: %s\n  embed_dim: %d\n  heads: [%d, %d, %d, %d]\n", cfg->net.preset, cfg->net.embed_dim,
+            cfg->net.heads[0], cfg->net.heads[1], cfg->net.heads[2], cfg->net.heads[3]);
+    fprintf(fp, "  patch_size: %d\n  windows: [%d, %d, %d, %d]\n", cfg->net.patch_size, cfg->net.windows[0], cfg->net.windows[1],
+            cfg->net.windows[2], cfg->net.windows[3]);
     fprintf(fp, "  in_channels: %d\n  classes: %d\n  deep_supervision: %s\n  crop: [%d, %d]\n  drop_path_rate: %.17g\n",
-            cfg->in_channels, cfg->classes, cfg->deep_supervision ? "true" : "false", cfg->crop[0], cfg->crop[1],
-            cfg->drop_path_rate);
+            cfg->net.in_channels, cfg->net.classes, cfg->net.deep_supervision ? "true" : "false", cfg->net.crop[0], cfg->net.crop[1],
+            cfg->net.drop_path_rate);
     fprintf(fp, "train:\n  batch_size: %d\n  lr: %.17g\n  epochs: %d\n  max_steps: %ld\n  seed: %ld\n", cfg->batch_size,
             cfg->lr, cfg->epochs, cfg->max_steps, cfg->seed);
     fprintf(fp, "  store: \"%s\"\n  train_split: %s\n  val_split: %s\n  run_dir: \"%s\"\n", cfg->store, cfg->train_split,

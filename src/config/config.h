@@ -8,21 +8,13 @@
 
 #include <stddef.h>
 
+#include "net_config.h"
+
 typedef struct {
     char path[512];
     char name[64];
 
-    /* network: */
-    char preset[16];     /* tiny | base | large | custom */
-    int embed_dim;       /* C; from the preset unless custom */
-    int heads[4];        /* per encoder stage; from the preset unless custom */
-    int patch_size;      /* P: 4 or 8 */
-    int windows[4];      /* window per encoder stage (clamped to the stage size at build) */
-    int in_channels;
-    int classes;         /* including background */
-    int deep_supervision;
-    int crop[2];         /* H, W of the training patch; fixes the window clamping */
-    double drop_path_rate;
+    NetConfig net;         /* network: what the model is built from (src/model/net_config.h) */
 
     /* train: */
     int batch_size;        /* global batch, split across ranks */

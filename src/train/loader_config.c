@@ -6,7 +6,7 @@
 #include "loader_config.h"
 
 int loader_options_from_config(LoaderOptions *o, const Config *cfg, int rank, int world, char *err, size_t err_len) {
-    loader_options_default(o, cfg->crop[0], cfg->crop[1], cfg->batch_size);
+    loader_options_default(o, cfg->net.crop[0], cfg->net.crop[1], cfg->batch_size);
     AugmentParams *a = &o->aug;
     if (cfg->aug_enlarged[0] > 0 || cfg->aug_enlarged[1] > 0) {
         a->enlarged[0] = cfg->aug_enlarged[0] > 0 ? cfg->aug_enlarged[0] : a->enlarged[0];
