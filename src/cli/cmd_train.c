@@ -43,7 +43,6 @@
 typedef struct {
     Config cfg;
     char *config_yaml;  /* resolved config as YAML, stored in checkpoints */
-    char identity[17];  /* hash of what must not change across a resume */
     char ckpt_dir[600];
     Comm *comm;
     Backend *be;
@@ -79,29 +78,6 @@ static char *config_yaml_text(const Config *cfg) {
     config_print(cfg, mem);
     fclose(mem);
     return text;
-}
-
-/* The config minus what may change between a run and its resumption (length, threads, logging). */
-static void config_identity(char out[17], const Config *cfg) {
-    Config c = *cfg;
-    c.epochs = 0;
-    c.max_steps = 0;
-    c.threads = 0;
-    c.keep_last = 0;
-    c.checkpoint_every = 0;
-    c.val_every = 0;
-    c.val_max_slices = 0;
-    c.val_at_start = 0;
-    c.log_every = 0;
-    memset(c.run_dir, 0, sizeof c.run_dir);
-    memset(c.path, 0, sizeof c.path);
-    memset(c.backend, 0, sizeof c.backend);
-    memset(c.precision, 0, sizeof c.precision); /* like the backend: may change on resume */
-    c.grad_bucket_mb = 0;                           /* when sums start, not what is summed */
-    c.predict_step = 0;                             /* inference only */
-    char *text = config_yaml_text(&c);
-    checkpoint_text_hash(out, text);
-    free(text);
 }
 
 /* ---- collective helpers: every rank takes part, rank 0's decision is everyone's ---- */
@@ -146,30 +122,28 @@ static int save_step_checkpoint(Trainer *t, char *err, size_t err_len) {
     return 0;
 }
 
+/* A checkpoint's stored config against this run's: every key the settings table keeps fixed
+ * across a resume must match. Old checkpoints lacking newer keys load with their defaults. */
+static int check_resumable(const Trainer *t, const char *path, const char *yaml, char *err, size_t err_len) {
+    Config old;
+    char cerr[1024], name[1100], diff[1200];
+    snprintf(name, sizeof name, "%s (stored config)", path);
+    if (config_load_text(&old, yaml, name, cerr, sizeof cerr) != 0) return snprintf(err, err_len, "%s", cerr), -1;
+    if (config_resume_diff(&old, &t->cfg, diff, sizeof diff) == 0) return 0;
+    snprintf(err, err_len,
+             "%s was written by a run with a different configuration (%s); resume it with its own config or start a "
+             "new run_dir",
+             path, diff);
+    return -1;
+}
+
 /* Loads weights, moments and state from a checkpoint (every rank reads the same file). */
 static int resume_from(Trainer *t, const char *path, char *err, size_t err_len) {
     size_t n = t->model.params.total;
     float *p = xmalloc(n * sizeof(float)), *m = xmalloc(n * sizeof(float)), *v = xmalloc(n * sizeof(float));
     char *yaml = NULL;
     int rc = checkpoint_load(path, &t->model, p, m, v, &t->st, &yaml, err, err_len);
-    if (rc == 0) {
-        Config old;
-        char cerr[1024], name[1100], id[17];
-        snprintf(name, sizeof name, "%s (stored config)", path);
-        if (config_load_text(&old, yaml, name, cerr, sizeof cerr) != 0) {
-            snprintf(err, err_len, "%s", cerr);
-            rc = -1;
-        } else {
-            config_identity(id, &old);
-            if (strcmp(id, t->identity) != 0) {
-                snprintf(err, err_len,
-                         "%s was written by a run with a different configuration (network, data, batch, lr, seed or "
-                         "augmentation differ); resume it with its own config or start a new run_dir",
-                         path);
-                rc = -1;
-            }
-        }
-    }
+    if (rc == 0) rc = check_resumable(t, path, yaml, err, err_len);
     if (rc == 0) {
         t->be->upload(t->be, t->params, p, n * sizeof(float));
         t->be->upload(t->be, t->adam.m, m, n * sizeof(float));
@@ -247,7 +221,6 @@ static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
     if (check_store(t, err, err_len) != 0) return -1;
     model_build(&t->model, &c->net);
     t->config_yaml = config_yaml_text(c);
-    config_identity(t->identity, c);
     snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s/checkpoints", c->run_dir);
     int mk = t->comm->rank == 0 ? fsu_mkdir_p(t->ckpt_dir) : 0;
     if (any_rank(t->comm, mk != 0))
