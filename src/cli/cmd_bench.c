@@ -105,8 +105,8 @@ int cmd_bench(int argc, char **argv) {
     }
     threads = omp_get_max_threads();
     Model m;
-    model_build(&m, &cfg);
-    int H = cfg.crop[0], W = cfg.crop[1];
+    model_build(&m, &cfg.net);
+    int H = cfg.net.crop[0], W = cfg.net.crop[1];
     size_t n_img = (size_t)batch * H * W * m.cin, n_lab = (size_t)batch * H * W;
 
     float *params = be->alloc(be, m.params.total * sizeof(float));

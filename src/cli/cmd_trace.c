@@ -76,7 +76,7 @@ int cmd_trace(int argc, char **argv) {
     if (config_load(&cfg, cfg_path, err, sizeof err) != 0) return error(err);
     if (lr > 0) cfg.lr = lr;
     Model m;
-    model_build(&m, &cfg);
+    model_build(&m, &cfg.net);
 
     float *params_host = xcalloc(m.params.total, sizeof(float));
     if (weights_load(&m, params_host, weights, err, sizeof err) != 0) return error(err);

@@ -104,8 +104,8 @@ static int check_buckets(Comm *c, Backend *gpu, const char *cfg_path, char *summ
         return 0;
     }
     Net n;
-    model_build(&n.m, &cfg);
-    int B = 2, H = cfg.crop[0], W = cfg.crop[1];
+    model_build(&n.m, &cfg.net);
+    int B = 2, H = cfg.net.crop[0], W = cfg.net.crop[1];
     size_t np = n.m.params.total, ni = (size_t)B * H * W * n.m.cin, nl = (size_t)B * H * W;
     float *hp = xmalloc(np * sizeof(float)), *himg = xmalloc(ni * sizeof(float));
     float *ref = xmalloc(np * sizeof(float)), *got = xmalloc(np * sizeof(float));

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "backend.h"
-#include "config.h"
+#include "net_config.h"
 #include "param_table.h"
 
 /* One PI block: ConvNeXt part then attention part (both residual). Offsets into the flat buffer. */
@@ -43,7 +43,7 @@ typedef struct {
 } HeadDesc;
 
 typedef struct {
-    Config cfg;
+    NetConfig net; /* resolved (preset applied, validated): a copy, the caller's may go */
     int C, P, K, cin;
     int stage_window[4], stage_shift[4]; /* after clamping to the crop */
 
@@ -63,8 +63,8 @@ typedef struct {
     ParamTable params;
 } Model;
 
-/* Builds the description from a validated config. */
-void model_build(Model *m, const Config *cfg);
+/* Builds the description from a resolved, validated network config (config.h: Config.net). */
+void model_build(Model *m, const NetConfig *net);
 void model_free(Model *m);
 
 /* Fresh weights with PyTorch's default initialisation, from a seed. `params` is host memory

@@ -126,7 +126,7 @@ int main(void) {
         return 1;
     }
     Net n = {.B = 2, .H = 64, .W = 64};
-    model_build(&n.m, &cfg);
+    model_build(&n.m, &cfg.net);
     n.be = backend_cpu_create(0);
     size_t total = n.m.params.total, pix = (size_t)n.B * n.H * n.W;
     n.params = malloc(total * sizeof(float));
@@ -136,10 +136,10 @@ int main(void) {
     for (int i = 0; i < n.m.params.count; i++)
         if (strstr(n.m.params.items[i].name, "gamma"))
             test_fill(n.params + n.m.params.items[i].offset, n.m.params.items[i].numel, &rng, 0.5f, 1.0f);
-    n.image = malloc(pix * (size_t)cfg.in_channels * sizeof(float));
-    test_fill(n.image, pix * (size_t)cfg.in_channels, &rng, -1, 1);
+    n.image = malloc(pix * (size_t)cfg.net.in_channels * sizeof(float));
+    test_fill(n.image, pix * (size_t)cfg.net.in_channels, &rng, -1, 1);
     n.labels = malloc(pix * sizeof(int32_t));
-    for (size_t i = 0; i < pix; i++) n.labels[i] = (int32_t)((i / 7 + i % 13) % (size_t)cfg.classes);
+    for (size_t i = 0; i < pix; i++) n.labels[i] = (int32_t)((i / 7 + i % 13) % (size_t)cfg.net.classes);
     n.acts = model_acts_create(&n.m, n.be, n.B, n.H, n.W, 0);
 
     /* the reference: the plain backend, no buckets */
