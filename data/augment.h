@@ -24,23 +24,67 @@
 
 typedef struct {
     int patch[2];    /* H, W of the patch the network sees */
-    int enlarged[2]; /* H, W of the random crop taken before the spatial transform */
-    double p_rotation, rotation_deg[2];       /* 0.2, [0, 15] */
-    double p_scale, scale[2];                 /* 0.2, (0.7, 1.4) */
-    double p_noise, noise_std[2];             /* 0.1, std ~ U(0, 0.1) */
-    double p_blur, p_blur_channel, blur_sigma[2]; /* 0.2, 0.5, (0.5, 1) */
-    double p_brightness, brightness[2];       /* 0.15, (0.75, 1.25) per channel */
-    double p_contrast, contrast[2];           /* 0.15, (0.75, 1.25) preserving range */
-    double p_lowres, p_lowres_channel, lowres_zoom[2]; /* 0.25, 0.5, (0.5, 1) */
-    double p_gamma_inverted, p_gamma, gamma[2];        /* 0.1, 0.3, (0.7, 1.5), retaining stats */
-    double p_mirror[2];                       /* per axis (H, W): 0.5, 0.5 */
+    int enlarged[2]; /* H, W of the random crop taken before the spatial transform (0: the rule below) */
+    double p_rotation, rotation_deg[2];       /* degrees */
+    double p_scale, scale[2];
+    double p_noise, noise_std[2];             /* std ~ U(noise_std) */
+    double p_blur, p_blur_channel, blur_sigma[2];
+    double p_brightness, brightness[2];       /* per channel */
+    double p_contrast, contrast[2];           /* preserving range */
+    double p_lowres, p_lowres_channel, lowres_zoom[2];
+    double p_gamma_inverted, p_gamma, gamma[2]; /* retaining stats */
+    double p_mirror[2];                       /* per axis (H, W) */
 } AugmentParams;
 
-/* The spec's values for a patch; enlarged = nnU-Net's get_patch_size(patch, 15°, 0.85). */
+/* The recipe's settings, one row each: X(key, member, lo, hi, default). key is the setting's
+ * name (augment.KEY in a run config), member the AugmentParams field, [lo, hi] its allowed
+ * values, default the released recipe's (the spec's). This list is the only home of these
+ * numbers: augment_params_default and augment_params_check expand it, and so does the run's
+ * settings table (src/config/config.c), which can then name FILE:LINE:COL of a bad value.
+ * The order is the order a printed config lists them in. */
+#define AUGMENT_SETTINGS(X)                                   \
+    X(p_rotation, p_rotation, 0, 1, 0.2)                      \
+    X(rotation_min, rotation_deg[0], -180, 180, 0)            \
+    X(rotation_max, rotation_deg[1], -180, 180, 15)           \
+    X(p_scale, p_scale, 0, 1, 0.2)                            \
+    X(scale_min, scale[0], 0.05, 20, 0.7)                     \
+    X(scale_max, scale[1], 0.05, 20, 1.4)                     \
+    X(p_noise, p_noise, 0, 1, 0.1)                            \
+    X(noise_std_min, noise_std[0], 0, 100, 0)                 \
+    X(noise_std_max, noise_std[1], 0, 100, 0.1)               \
+    X(p_blur, p_blur, 0, 1, 0.2)                              \
+    X(p_blur_channel, p_blur_channel, 0, 1, 0.5)              \
+    X(blur_sigma_min, blur_sigma[0], 0.01, 15, 0.5)           \
+    X(blur_sigma_max, blur_sigma[1], 0.01, 15, 1)             \
+    X(p_brightness, p_brightness, 0, 1, 0.15)                 \
+    X(brightness_min, brightness[0], 0, 100, 0.75)            \
+    X(brightness_max, brightness[1], 0, 100, 1.25)            \
+    X(p_contrast, p_contrast, 0, 1, 0.15)                     \
+    X(contrast_min, contrast[0], 0, 100, 0.75)                \
+    X(contrast_max, contrast[1], 0, 100, 1.25)                \
+    X(p_lowres, p_lowres, 0, 1, 0.25)                         \
+    X(p_lowres_channel, p_lowres_channel, 0, 1, 0.5)          \
+    X(lowres_zoom_min, lowres_zoom[0], 0.05, 1, 0.5)          \
+    X(lowres_zoom_max, lowres_zoom[1], 0.05, 1, 1)            \
+    X(p_gamma_inverted, p_gamma_inverted, 0, 1, 0.1)          \
+    X(p_gamma, p_gamma, 0, 1, 0.3)                            \
+    X(gamma_min, gamma[0], 0.01, 100, 0.7)                    \
+    X(gamma_max, gamma[1], 0.01, 100, 1.5)                    \
+    X(p_mirror_y, p_mirror[0], 0, 1, 0.5)                     \
+    X(p_mirror_x, p_mirror[1], 0, 1, 0.5)
+
+/* augment.enlarged: each axis in [0, AUGMENT_ENLARGED_MAX]; 0 takes the rule below. */
+#define AUGMENT_ENLARGED_MAX 16384
+
+/* The spec's values (AUGMENT_SETTINGS' defaults) for a patch; enlarged by the rule below. */
 void augment_params_default(AugmentParams *p, int patch_h, int patch_w);
+/* Sets the patch and gives every enlarged axis still 0 the released recipe's rule:
+ * nnU-Net's get_patch_size(patch, 15°, 0.85). */
+void augment_params_set_patch(AugmentParams *p, int patch_h, int patch_w);
 /* nnU-Net v1's enlarged patch: the patch's extent rotated by max_deg, divided by min_scale. */
 void augment_enlarged_size(int patch_h, int patch_w, double max_deg, double min_scale, int out[2]);
-/* Checks ranges (probabilities in [0,1], lo <= hi, enlarged >= patch); -1 with a message. */
+/* Checks every value against AUGMENT_SETTINGS' bounds, then lo <= hi for each pair and
+ * enlarged >= patch; -1 with "augment.KEY: ..." in err. */
 int augment_params_check(const AugmentParams *p, char *err, size_t err_len);
 
 /* Everything random about one sample. */

@@ -20,52 +20,51 @@ void augment_enlarged_size(int patch_h, int patch_w, double max_deg, double min_
     out[1] = (int)(fmax(r1, patch_w) / min_scale);
 }
 
-void augment_params_default(AugmentParams *p, int patch_h, int patch_w) {
-    memset(p, 0, sizeof *p);
+void augment_params_set_patch(AugmentParams *p, int patch_h, int patch_w) {
     p->patch[0] = patch_h, p->patch[1] = patch_w;
     /* the released recipe sizes its enlarged crop for 15° and nnU-Net's default scale 0.85:
      * 320 -> [461, 376], 224 -> [322, 263], 512 -> [737, 602] */
-    augment_enlarged_size(patch_h, patch_w, 15.0, 0.85, p->enlarged);
-    p->p_rotation = 0.2, p->rotation_deg[0] = 0.0, p->rotation_deg[1] = 15.0;
-    p->p_scale = 0.2, p->scale[0] = 0.7, p->scale[1] = 1.4;
-    p->p_noise = 0.1, p->noise_std[0] = 0.0, p->noise_std[1] = 0.1;
-    p->p_blur = 0.2, p->p_blur_channel = 0.5, p->blur_sigma[0] = 0.5, p->blur_sigma[1] = 1.0;
-    p->p_brightness = 0.15, p->brightness[0] = 0.75, p->brightness[1] = 1.25;
-    p->p_contrast = 0.15, p->contrast[0] = 0.75, p->contrast[1] = 1.25;
-    p->p_lowres = 0.25, p->p_lowres_channel = 0.5, p->lowres_zoom[0] = 0.5, p->lowres_zoom[1] = 1.0;
-    p->p_gamma_inverted = 0.1, p->p_gamma = 0.3, p->gamma[0] = 0.7, p->gamma[1] = 1.5;
-    p->p_mirror[0] = 0.5, p->p_mirror[1] = 0.5;
+    int rule[2];
+    augment_enlarged_size(patch_h, patch_w, 15.0, 0.85, rule);
+    for (int a = 0; a < 2; a++)
+        if (p->enlarged[a] == 0) p->enlarged[a] = rule[a];
 }
 
-static int bad(char *err, size_t n, const char *what, double lo, double hi) {
-    snprintf(err, n, "augment.%s: range [%g, %g] is not valid (need lo <= hi within the allowed bounds)", what, lo, hi);
-    return -1;
+void augment_params_default(AugmentParams *p, int patch_h, int patch_w) {
+    memset(p, 0, sizeof *p);
+#define AUG_DEFAULT(key, member, lo, hi, dflt) p->member = dflt;
+    AUGMENT_SETTINGS(AUG_DEFAULT)
+#undef AUG_DEFAULT
+    augment_params_set_patch(p, patch_h, patch_w);
+}
+
+/* lo <= hi for a (min, max) pair, named by its keys. */
+static int pair_ok(const double r[2], const char *lo_key, const char *hi_key, char *err, size_t n) {
+    if (r[0] <= r[1]) return 1;
+    snprintf(err, n, "augment.%s: %g is above augment.%s %g", lo_key, r[0], hi_key, r[1]);
+    return 0;
 }
 
 int augment_params_check(const AugmentParams *p, char *err, size_t err_len) {
-    const struct { const char *name; double v; } probs[] = {
-        {"p_rotation", p->p_rotation}, {"p_scale", p->p_scale}, {"p_noise", p->p_noise}, {"p_blur", p->p_blur},
-        {"p_blur_channel", p->p_blur_channel}, {"p_brightness", p->p_brightness}, {"p_contrast", p->p_contrast},
-        {"p_lowres", p->p_lowres}, {"p_lowres_channel", p->p_lowres_channel},
-        {"p_gamma_inverted", p->p_gamma_inverted}, {"p_gamma", p->p_gamma}, {"p_mirror_y", p->p_mirror[0]},
-        {"p_mirror_x", p->p_mirror[1]}};
-    for (size_t i = 0; i < sizeof probs / sizeof probs[0]; i++)
-        if (!(probs[i].v >= 0 && probs[i].v <= 1)) {
-            snprintf(err, err_len, "augment.%s: %g is not a probability in [0, 1]", probs[i].name, probs[i].v);
-            return -1;
-        }
-    if (!(p->rotation_deg[0] <= p->rotation_deg[1])) return bad(err, err_len, "rotation", p->rotation_deg[0], p->rotation_deg[1]);
-    if (!(p->scale[0] > 0 && p->scale[0] <= p->scale[1])) return bad(err, err_len, "scale", p->scale[0], p->scale[1]);
-    if (!(p->noise_std[0] >= 0 && p->noise_std[0] <= p->noise_std[1])) return bad(err, err_len, "noise_std", p->noise_std[0], p->noise_std[1]);
-    if (!(p->blur_sigma[0] > 0 && p->blur_sigma[0] <= p->blur_sigma[1] && p->blur_sigma[1] <= 15))
-        return bad(err, err_len, "blur_sigma", p->blur_sigma[0], p->blur_sigma[1]);
-    if (!(p->brightness[0] <= p->brightness[1])) return bad(err, err_len, "brightness", p->brightness[0], p->brightness[1]);
-    if (!(p->contrast[0] <= p->contrast[1])) return bad(err, err_len, "contrast", p->contrast[0], p->contrast[1]);
-    if (!(p->lowres_zoom[0] > 0 && p->lowres_zoom[0] <= p->lowres_zoom[1] && p->lowres_zoom[1] <= 1))
-        return bad(err, err_len, "lowres_zoom", p->lowres_zoom[0], p->lowres_zoom[1]);
-    if (!(p->gamma[0] > 0 && p->gamma[0] <= p->gamma[1])) return bad(err, err_len, "gamma", p->gamma[0], p->gamma[1]);
+    /* the negated test also rejects NaN */
+#define AUG_BOUNDS(key, member, lo, hi, dflt)                                                                 \
+    if (!(p->member >= (lo) && p->member <= (hi))) {                                                          \
+        snprintf(err, err_len, "augment.%s: %g is out of range [%g, %g]", #key, p->member, (double)(lo), (double)(hi)); \
+        return -1;                                                                                            \
+    }
+    AUGMENT_SETTINGS(AUG_BOUNDS)
+#undef AUG_BOUNDS
+    if (!pair_ok(p->rotation_deg, "rotation_min", "rotation_max", err, err_len) ||
+        !pair_ok(p->scale, "scale_min", "scale_max", err, err_len) ||
+        !pair_ok(p->noise_std, "noise_std_min", "noise_std_max", err, err_len) ||
+        !pair_ok(p->blur_sigma, "blur_sigma_min", "blur_sigma_max", err, err_len) ||
+        !pair_ok(p->brightness, "brightness_min", "brightness_max", err, err_len) ||
+        !pair_ok(p->contrast, "contrast_min", "contrast_max", err, err_len) ||
+        !pair_ok(p->lowres_zoom, "lowres_zoom_min", "lowres_zoom_max", err, err_len) ||
+        !pair_ok(p->gamma, "gamma_min", "gamma_max", err, err_len))
+        return -1;
     for (int a = 0; a < 2; a++) {
-        if (p->patch[a] < 1 || p->patch[a] > 8192 || p->enlarged[a] > 16384) {
+        if (p->patch[a] < 1 || p->patch[a] > 8192 || p->enlarged[a] > AUGMENT_ENLARGED_MAX) {
             snprintf(err, err_len, "augment: patch %dx%d / enlarged %dx%d out of range", p->patch[0], p->patch[1],
                      p->enlarged[0], p->enlarged[1]);
             return -1;

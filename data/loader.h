@@ -37,7 +37,7 @@ typedef struct {
     void *alloc_ctx;
 } LoaderOptions;
 
-/* Defaults: the spec's augmentation for the patch, 1 rank, 2 workers, prefetch 3. */
+/* Defaults: the released recipe's augmentation for the patch, 1 rank, 2 workers, prefetch 3. */
 void loader_options_default(LoaderOptions *o, int patch_h, int patch_w, int global_batch);
 
 typedef struct {

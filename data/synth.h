@@ -27,7 +27,7 @@ typedef struct {
  * format `prepare --split` reads). Returns 0 or -1 with a message. */
 int synth_write(const char *out_dir, const SynthOptions *o, char *err, size_t err_len);
 
-/* The official Synapse split (shared/spec/architecture.md, "Data"). */
+/* The official Synapse split (docs/network.md, "The released training recipe"). */
 extern const int synapse_train_ids[18];
 extern const int synapse_test_ids[12];
 

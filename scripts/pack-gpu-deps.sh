@@ -9,8 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-.devdeps}
-shared=${UNET_SHARED_DEVICE:-/work/shared/device}
-bash "$shared/pack-deps.sh" "$dir" --mpi
+# The base packer belongs to the site that lends the GPU node, not to this repository: name it.
+packer=${UNET_PACK_DEPS:?set UNET_PACK_DEPS to the GPU site's pack-deps.sh (packs HDF5, libyaml, nifticlib, OpenBLAS, Open MPI)}
+bash "$packer" "$dir" --mpi
 extra="libcjson-dev libcjson1 libtiff-dev libtiff6 libtiffxx6 libwebp7 libsharpyuv0 libjbig0 liblerc4
        libdeflate0 libpng-dev libjpeg-dev libjpeg62-turbo-dev libssl-dev pkgconf pkgconf-bin libpkgconf3
        cmake cmake-data libjsoncpp25 librhash0 libuv1 libarchive13"

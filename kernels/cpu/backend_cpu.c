@@ -41,12 +41,12 @@ static void cpu_zero(Backend *be, void *dst, size_t bytes) {
 static void cpu_synchronize(Backend *be) { (void)be; }
 
 /* Acts are floats here, so both conversions are plain copies. */
-static void cpu_act_from_f32(Backend *be, Act *out /* (n) */, const float *in /* (n) */, size_t n) {
+void cpu_act_from_f32(Backend *be, Act *out /* (n) */, const float *in /* (n) */, size_t n) {
     (void)be;
     if (n) memcpy(out, in, n * sizeof(float));
 }
 
-static void cpu_act_to_f32(Backend *be, float *out /* (n) */, const Act *in /* (n) */, size_t n) {
+void cpu_act_to_f32(Backend *be, float *out /* (n) */, const Act *in /* (n) */, size_t n) {
     (void)be;
     if (n) memcpy(out, in, n * sizeof(float));
 }
@@ -84,38 +84,10 @@ Backend *backend_cpu_create(int threads) {
     be->zero = cpu_zero;
     be->synchronize = cpu_synchronize;
     be->destroy = cpu_destroy;
-    be->act_from_f32 = cpu_act_from_f32;
-    be->act_to_f32 = cpu_act_to_f32;
 
-    be->conv3x3_forward = cpu_conv3x3_forward;
-    be->conv3x3_backward = cpu_conv3x3_backward;
-    be->dwconv7_forward = cpu_dwconv7_forward;
-    be->dwconv7_backward = cpu_dwconv7_backward;
-    be->convT_forward = cpu_convT_forward;
-    be->convT_backward = cpu_convT_backward;
-    be->linear_forward = cpu_linear_forward;
-    be->linear_backward = cpu_linear_backward;
-    be->layernorm_forward = cpu_layernorm_forward;
-    be->layernorm_backward = cpu_layernorm_backward;
-    be->gelu_forward = cpu_gelu_forward;
-    be->gelu_backward = cpu_gelu_backward;
-    be->pad_roll_forward = cpu_pad_roll_forward;
-    be->pad_roll_backward = cpu_pad_roll_backward;
-    be->roll_crop_forward = cpu_roll_crop_forward;
-    be->roll_crop_backward = cpu_roll_crop_backward;
-    be->window_attention_forward = cpu_window_attention_forward;
-    be->window_attention_backward = cpu_window_attention_backward;
-    be->add = cpu_add;
-    be->accumulate = cpu_accumulate;
-    be->channel_scale_forward = cpu_channel_scale_forward;
-    be->channel_scale_backward = cpu_channel_scale_backward;
-    be->sample_scale_forward = cpu_sample_scale_forward;
-    be->sample_scale_backward = cpu_sample_scale_backward;
-    be->dice_ce_forward = cpu_dice_ce_forward;
-    be->dice_ce_backward = cpu_dice_ce_backward;
-    be->downsample_labels = cpu_downsample_labels;
-    be->sum_squares = cpu_sum_squares;
-    be->scale = cpu_scale;
-    be->adam_update = cpu_adam_update;
+    /* every op of backend_ops.h: be->op = cpu_op */
+#define CPU_OP_ENTRY(name, params, args) be->name = cpu_##name;
+    UNET_BACKEND_OPS(CPU_OP_ENTRY)
+#undef CPU_OP_ENTRY
     return be;
 }

@@ -198,38 +198,10 @@ extern "C" Backend *backend_cuda_create(int device, const char *precision) {
     be->copy = cu_copy;
     be->synchronize = cu_synchronize;
     be->destroy = cu_destroy;
-    be->act_from_f32 = cu_act_from_f32;
-    be->act_to_f32 = cu_act_to_f32;
 
-    be->conv3x3_forward = cu_conv3x3_forward;
-    be->conv3x3_backward = cu_conv3x3_backward;
-    be->dwconv7_forward = cu_dwconv7_forward;
-    be->dwconv7_backward = cu_dwconv7_backward;
-    be->convT_forward = cu_convT_forward;
-    be->convT_backward = cu_convT_backward;
-    be->linear_forward = cu_linear_forward;
-    be->linear_backward = cu_linear_backward;
-    be->layernorm_forward = cu_layernorm_forward;
-    be->layernorm_backward = cu_layernorm_backward;
-    be->gelu_forward = cu_gelu_forward;
-    be->gelu_backward = cu_gelu_backward;
-    be->pad_roll_forward = cu_pad_roll_forward;
-    be->pad_roll_backward = cu_pad_roll_backward;
-    be->roll_crop_forward = cu_roll_crop_forward;
-    be->roll_crop_backward = cu_roll_crop_backward;
-    be->window_attention_forward = cu_window_attention_forward;
-    be->window_attention_backward = cu_window_attention_backward;
-    be->add = cu_add;
-    be->accumulate = cu_accumulate;
-    be->channel_scale_forward = cu_channel_scale_forward;
-    be->channel_scale_backward = cu_channel_scale_backward;
-    be->sample_scale_forward = cu_sample_scale_forward;
-    be->sample_scale_backward = cu_sample_scale_backward;
-    be->dice_ce_forward = cu_dice_ce_forward;
-    be->dice_ce_backward = cu_dice_ce_backward;
-    be->downsample_labels = cu_downsample_labels;
-    be->sum_squares = cu_sum_squares;
-    be->scale = cu_scale;
-    be->adam_update = cu_adam_update;
+    // every op of backend_ops.h: be->op = cu_op
+#define CUDA_OP_ENTRY(name, params, args) be->name = cu_##name;
+    UNET_BACKEND_OPS(CUDA_OP_ENTRY)
+#undef CUDA_OP_ENTRY
     return be;
 }

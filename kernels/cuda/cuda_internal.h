@@ -1,5 +1,5 @@
 /* cuda_internal.h — state shared by the CUDA backend's files (the .cu files of kernels/cuda) and the op
- * entry points each file provides. Signatures and semantics are those of src/backend.h. */
+ * entry points each file provides. Signatures and semantics are those of src/backend_ops.h. */
 #ifndef UNET_CUDA_INTERNAL_H
 #define UNET_CUDA_INTERNAL_H
 
@@ -93,38 +93,11 @@ void cuda_colsum_ordered(cudaStream_t s, float *acc /* (C) or NULL */, double *t
 #ifdef __cplusplus
 extern "C" {
 #endif
-void cu_conv3x3_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H, int W, int Ci, int Co, int stride);
-void cu_conv3x3_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in, const float *w, int B, int H, int W, int Ci, int Co, int stride);
-void cu_dwconv7_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H, int W, int C);
-void cu_dwconv7_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in, const float *w, int B, int H, int W, int C);
-void cu_convT_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H, int W, int Ci, int Co, int k);
-void cu_convT_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in, const float *w, int B, int H, int W, int Ci, int Co, int k);
-void cu_linear_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, size_t N, int Ci, int Co);
-void cu_linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in, const float *w, size_t N, int Ci, int Co);
-void cu_layernorm_forward(Backend *be, Act *out, float *mean, float *rstd, const Act *in, const float *g, const float *b, size_t N, int C, float eps);
-void cu_layernorm_backward(Backend *be, Act *din, float *dg, float *db, const Act *dout, const Act *in, const float *mean, const float *rstd, const float *g, size_t N, int C);
-void cu_gelu_forward(Backend *be, Act *out, const Act *in, size_t n);
-void cu_gelu_backward(Backend *be, Act *din, const Act *dout, const Act *in, size_t n);
-void cu_pad_roll_forward(Backend *be, Act *out, const Act *in, int B, int H, int W, int C, int Hp, int Wp, int shift);
-void cu_pad_roll_backward(Backend *be, Act *din, const Act *dout, int B, int H, int W, int C, int Hp, int Wp, int shift);
-void cu_roll_crop_forward(Backend *be, Act *out, const Act *in, int B, int H, int W, int C, int Hp, int Wp, int shift);
-void cu_roll_crop_backward(Backend *be, Act *din, const Act *dout, int B, int H, int W, int C, int Hp, int Wp, int shift);
-void cu_window_attention_forward(Backend *be, Act *out, Act *probs, const Act *qkv, const float *table, int B, int Hp, int Wp, int C, int heads, int window, int shift);
-void cu_window_attention_backward(Backend *be, Act *dqkv, float *dtable, const Act *dout, const Act *qkv, const Act *probs, int B, int Hp, int Wp, int C, int heads, int window, int shift);
-void cu_add(Backend *be, Act *out, const Act *a, const Act *b, size_t n);
-void cu_accumulate(Backend *be, Act *dst, const Act *src, size_t n);
-void cu_channel_scale_forward(Backend *be, Act *out, const Act *in, const float *gamma, size_t N, int C);
-void cu_channel_scale_backward(Backend *be, Act *din, float *dgamma, const Act *dout, const Act *in, const float *gamma, size_t N, int C);
-void cu_sample_scale_forward(Backend *be, Act *out, const Act *in, const float *scale_host, int B, size_t per);
-void cu_sample_scale_backward(Backend *be, Act *din, const Act *dout, const float *scale_host, int B, size_t per);
-void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, float *stats, const Act *logits, const int32_t *labels, size_t N, int K, float w_dice, float w_ce);
-void cu_dice_ce_backward(Backend *be, Act *dlogits, const float *probs, const float *stats, const int32_t *labels, size_t N, int K, float w_dice, float w_ce, float dloss);
-void cu_downsample_labels(Backend *be, int32_t *out, const int32_t *in, int B, int H, int W, int f);
-void cu_act_from_f32(Backend *be, Act *out, const float *in, size_t n);
-void cu_act_to_f32(Backend *be, float *out, const Act *in, size_t n);
-void cu_sum_squares(Backend *be, double *out_host, const float *x, size_t n);
-void cu_scale(Backend *be, float *x, float s, size_t n);
-void cu_adam_update(Backend *be, float *param, float *m, float *v, const float *grad, size_t n, double lr, double beta1, double beta2, double eps, int step);
+/* cu_<op> for every op of backend_ops.h: the entries of the CUDA backend's table, each defined
+ * (extern "C") in the .cu file of its family. */
+#define CUDA_OP_DECLARE(name, params, args) void cu_##name params;
+UNET_BACKEND_OPS(CUDA_OP_DECLARE)
+#undef CUDA_OP_DECLARE
 #ifdef __cplusplus
 }
 #endif

@@ -105,8 +105,8 @@ int cmd_bench(int argc, char **argv) {
     }
     threads = omp_get_max_threads();
     Model m;
-    model_build(&m, &cfg);
-    int H = cfg.crop[0], W = cfg.crop[1];
+    model_build(&m, &cfg.net);
+    int H = cfg.net.crop[0], W = cfg.net.crop[1];
     size_t n_img = (size_t)batch * H * W * m.cin, n_lab = (size_t)batch * H * W;
 
     float *params = be->alloc(be, m.params.total * sizeof(float));
@@ -136,7 +136,7 @@ int cmd_bench(int argc, char **argv) {
         be->zero(be, grads, m.params.total * sizeof(float));
         model_forward(&m, be, acts, params, image, &opt, outs);
         float loss = model_loss(&m, be, acts, labels, NULL, NULL);
-        model_backward(&m, be, acts, params, grads);
+        model_backward(&m, be, acts, params, grads, NULL);
         be->synchronize(be);
         double dt = monotonic_seconds() - t0;
         if (r >= 0) {
@@ -150,7 +150,7 @@ int cmd_bench(int argc, char **argv) {
         pb->zero(pb, grads, m.params.total * sizeof(float));
         model_forward(&m, pb, acts, params, image, &opt, outs);
         model_loss(&m, pb, acts, labels, NULL, NULL);
-        model_backward(&m, pb, acts, params, grads);
+        model_backward(&m, pb, acts, params, grads, NULL);
         printf("profile: one step of %s at batch %d, each op waited for on its own (sum %.1f ms vs %.1f ms median "
                "unprofiled step)\n",
                cfg.name, batch, op_profile_total(prof) * 1e3, median(t, runs) * 1e3);

@@ -1,5 +1,5 @@
 /* cmd_bench_loader.c — `unet2022 bench-loader`: throughput of the whole augmentation loader
- * (crop of the enlarged patch, every transform at the spec's probabilities, NHWC batches
+ * (crop of the enlarged patch, every transform at the released recipe's probabilities, NHWC batches
  * through the slot queue), in samples per second per worker thread. The consumer takes each
  * batch and releases it at once, so this is the most the loader can feed.
  *

@@ -50,14 +50,14 @@ int cmd_info(int argc, char **argv) {
         }
     }
     Model m;
-    model_build(&m, &cfg);
+    model_build(&m, &cfg.net);
     printf("config: %s (%s)\n", cfg.name, cfg.path);
     model_print(&m, stdout);
     /* Activations are fp32 on the CPU and in CUDA's fp32/tf32 modes, bf16 in its bf16 mode; a plan
      * reads nothing of its Backend but act_bytes. */
     Backend bf16_plan = {.name = "plan", .act_bytes = 2};
-    ModelActs *plan[2] = {model_acts_create(&m, NULL, batch, cfg.crop[0], cfg.crop[1], 1),
-                          model_acts_create(&m, &bf16_plan, batch, cfg.crop[0], cfg.crop[1], 1)};
+    ModelActs *plan[2] = {model_acts_create(&m, NULL, batch, cfg.net.crop[0], cfg.net.crop[1], 1),
+                          model_acts_create(&m, &bf16_plan, batch, cfg.net.crop[0], cfg.net.crop[1], 1)};
     size_t fwd[2], bwd[2];
     for (int k = 0; k < 2; k++) {
         fwd[k] = model_acts_bytes_forward(plan[k]);
@@ -65,8 +65,8 @@ int cmd_info(int argc, char **argv) {
         model_acts_free(plan[k]);
     }
     size_t state = m.params.total * sizeof(float) * 4; /* weights, gradients, Adam m and v */
-    printf("memory for one training step at batch %d, %d x %d (GiB, by activation storage):\n", batch, cfg.crop[0],
-           cfg.crop[1]);
+    printf("memory for one training step at batch %d, %d x %d (GiB, by activation storage):\n", batch, cfg.net.crop[0],
+           cfg.net.crop[1]);
     printf("                                     fp32     bf16\n");
     printf("  activations kept for backward  %8.2f %8.2f\n", gib(fwd[0]), gib(fwd[1]));
     printf("  gradient buffers and scratch   %8.2f %8.2f\n", gib(bwd[0]), gib(bwd[1]));

@@ -31,10 +31,10 @@ int cmd_init(int argc, char **argv) {
         return 2;
     }
     Model m;
-    model_build(&m, &cfg);
+    model_build(&m, &cfg.net);
     float *params = xcalloc(m.params.total, sizeof(float));
     model_init_params(&m, params, seed);
-    int rc = weights_save(&m, params, out, err, sizeof err);
+    int rc = weights_save(&m, params, cfg.name, out, err, sizeof err);
     if (rc != 0) fprintf(stderr, "unet2022: error: %s\n", err);
     else printf("init: %zu parameters (seed %llu) -> %s\n", m.params.total, seed, out);
     free(params);

@@ -99,7 +99,7 @@ static int load_model(Model *m, float **params, const char *wpath, const char *c
             return -1;
         }
     }
-    model_build(m, &cfg);
+    model_build(m, &cfg.net);
     *params = xcalloc(m->params.total, sizeof(float));
     /* a checkpoint also holds the Adam moments: load only the network's tensors */
     StFile view = f;
@@ -171,11 +171,11 @@ int cmd_predict(int argc, char **argv) {
             fprintf(stderr, "unet2022: error: %s\n", err);
             return 2;
         }
-        float *g = xmalloc((size_t)cfg.crop[0] * cfg.crop[1] * sizeof(float));
-        predict_gaussian(g, cfg.crop[0], cfg.crop[1], 1.0 / 8.0);
+        float *g = xmalloc((size_t)cfg.net.crop[0] * cfg.net.crop[1] * sizeof(float));
+        predict_gaussian(g, cfg.net.crop[0], cfg.net.crop[1], 1.0 / 8.0);
         StFile f;
         st_init(&f);
-        int64_t shape[2] = {cfg.crop[0], cfg.crop[1]};
+        int64_t shape[2] = {cfg.net.crop[0], cfg.net.crop[1]};
         st_add(&f, "gaussian", ST_F32, 2, shape, g);
         int rc = st_write_file(&f, dump_gauss, err, sizeof err);
         st_free(&f);
@@ -207,7 +207,7 @@ int cmd_predict(int argc, char **argv) {
         fprintf(stderr, "unet2022: error: %s\n", err);
         return 2;
     }
-    if (step <= 0) step = m.cfg.crop[0] >= 320 ? 0.2 : m.cfg.crop[0] == 224 ? 0.3 : 0.5;
+    if (step <= 0) step = m.net.crop[0] >= 320 ? 0.2 : m.net.crop[0] == 224 ? 0.3 : 0.5;
     if (!(step > 0 && step <= 1)) {
         fprintf(stderr, "unet2022: error: --step %g: expected a fraction in (0, 1]\n", step);
         return 1;

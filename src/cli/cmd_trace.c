@@ -76,7 +76,7 @@ int cmd_trace(int argc, char **argv) {
     if (config_load(&cfg, cfg_path, err, sizeof err) != 0) return error(err);
     if (lr > 0) cfg.lr = lr;
     Model m;
-    model_build(&m, &cfg);
+    model_build(&m, &cfg.net);
 
     float *params_host = xcalloc(m.params.total, sizeof(float));
     if (weights_load(&m, params_host, weights, err, sizeof err) != 0) return error(err);
@@ -124,7 +124,7 @@ int cmd_trace(int argc, char **argv) {
     float *outs[3];
     int n_out = model_forward(&m, be, acts, params, image, &opt, outs);
     float loss = model_loss(&m, be, acts, labels, NULL, NULL);
-    model_backward(&m, be, acts, params, grads);
+    model_backward(&m, be, acts, params, grads, NULL);
 
     StFile out;
     st_init(&out);
@@ -163,7 +163,7 @@ int cmd_trace(int argc, char **argv) {
             model_forward(&m, be, acts, params, image, &opt, outs);
             losses[s] = model_loss(&m, be, acts, labels, NULL, NULL);
             be->zero(be, grads, m.params.total * sizeof(float));
-            model_backward(&m, be, acts, params, grads);
+            model_backward(&m, be, acts, params, grads, NULL);
             double norm = adam_clip_and_step(&adam, be, params, grads);
             fprintf(stderr, "step %d: loss %.6f grad-norm %.4f\n", s + 1, losses[s], norm);
         }

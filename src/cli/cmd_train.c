@@ -1,188 +1,26 @@
 /* cmd_train.c — `unet2022 train CONFIG [section.key=value ...] [--resume auto|none|PATH]`
  *
- * The loop: loader → forward → deep-supervision loss (Dice statistics summed over ranks) →
- * backward → gradient all-reduce (sum: each rank's gradient is its share of the global loss's)
- * → clip at 12 → Adam. Epochs are full shuffled passes over the training slices. Rank 0 logs,
- * validates into an EMA pseudo-Dice, and writes checkpoints atomically; SIGUSR1/SIGTERM stop
- * the run at a step boundary with a checkpoint and exit status UNET_EXIT_REQUEUE (75).
+ * The command: arguments, the config and its overrides, the transport and this rank's backend;
+ * the run itself is the trainer module (src/train/trainer.h).
  * Exit statuses: 0 done, 1 usage, 2 bad input or runtime error, 75 stopped for requeue. */
-#include <errno.h>
-#include <stdarg.h>
-#include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend.h"
 #include "backend_select.h"
-#include "check.h"
-#include "checkpoint.h"
-#include "clock.h"
 #include "comm.h"
 #include "commands.h"
 #include "config.h"
-#include "fsutil.h"
 #ifdef UNET_HAVE_CUDA
 #include "backend_cuda.h"
 #ifdef UNET_HAVE_MPI
 #include "comm_nccl.h"
 #endif
 #endif
-#include "model.h"
-#include "optimizer.h"
-#include "run_log.h"
-#include "stop_signal.h"
-#include "store.h"
-#include "grad_sync.h"
-#include "train_feed.h"
-#include "validate.h"
+#include "trainer.h"
 
-typedef struct {
-    Config cfg;
-    char *config_yaml;  /* resolved config as YAML, stored in checkpoints */
-    char identity[17];  /* hash of what must not change across a resume */
-    char ckpt_dir[600];
-    Comm *comm;
-    Backend *be;
-    Model model;
-    Store *store;
-    TrainFeed *feed;
-    ModelActs *acts;
-    float *params, *grads, *image;   /* backend memory */
-    int32_t *labels;                 /* backend memory */
-    Adam adam;
-    GradSync *gsync; /* several ranks: the gradient all-reduce, bucketed and overlapped */
-    int gsync_said;
-    TrainState st;
-    RunLog log;
-    int b_local;
-} Trainer;
-
-static void say(const Trainer *t, const char *fmt, ...) UNET_PRINTF(2, 3);
-static void say(const Trainer *t, const char *fmt, ...) {
-    if (t->comm && t->comm->rank != 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    fflush(stdout);
-}
-
-static char *config_yaml_text(const Config *cfg) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    CHECK(mem, "open_memstream failed");
-    config_print(cfg, mem);
-    fclose(mem);
-    return text;
-}
-
-/* The config minus what may change between a run and its resumption (length, threads, logging). */
-static void config_identity(char out[17], const Config *cfg) {
-    Config c = *cfg;
-    c.epochs = 0;
-    c.max_steps = 0;
-    c.threads = 0;
-    c.keep_last = 0;
-    c.checkpoint_every = 0;
-    c.val_every = 0;
-    c.val_max_slices = 0;
-    c.val_at_start = 0;
-    c.log_every = 0;
-    memset(c.run_dir, 0, sizeof c.run_dir);
-    memset(c.path, 0, sizeof c.path);
-    memset(c.backend, 0, sizeof c.backend);
-    memset(c.precision, 0, sizeof c.precision); /* like the backend: may change on resume */
-    c.grad_bucket_mb = 0;                           /* when sums start, not what is summed */
-    c.predict_step = 0;                             /* inference only */
-    char *text = config_yaml_text(&c);
-    checkpoint_text_hash(out, text);
-    free(text);
-}
-
-/* ---- collective helpers: every rank takes part, rank 0's decision is everyone's ---- */
-
-static void sum_f32(void *ctx, float *buf, size_t n) { ((Comm *)ctx)->allreduce_sum(ctx, buf, n); }
-static void sum_f64(void *ctx, double *buf, size_t n) { ((Comm *)ctx)->allreduce_sum_f64(ctx, buf, n); }
-
-static int any_rank(Comm *c, int flag) {
-    double v = flag ? 1.0 : 0.0;
-    c->allreduce_sum_f64(c, &v, 1);
-    return v > 0;
-}
-
-/* ---- checkpoints (rank 0 writes; all ranks wait so none runs ahead of a failed write) ---- */
-
-static int save_checkpoint(Trainer *t, const char *path, char *err, size_t err_len) {
-    int rc = 0;
-    if (t->comm->rank == 0) {
-        size_t n = t->model.params.total;
-        float *p = xmalloc(n * sizeof(float)), *m = xmalloc(n * sizeof(float)), *v = xmalloc(n * sizeof(float));
-        t->be->download(t->be, p, t->params, n * sizeof(float));
-        t->be->download(t->be, m, t->adam.m, n * sizeof(float));
-        t->be->download(t->be, v, t->adam.v, n * sizeof(float));
-        TrainState st = t->st;
-        st.world_size = t->comm->size;
-        rc = checkpoint_save(path, &t->model, p, m, v, &st, t->config_yaml, err, err_len);
-        free(p), free(m), free(v);
-        if (rc == 0 && strstr(path, "/ckpt-")) checkpoint_prune(t->ckpt_dir, t->cfg.keep_last);
-    }
-    if (any_rank(t->comm, rc != 0)) {
-        if (rc == 0) snprintf(err, err_len, "checkpoint write failed on rank 0");
-        return -1;
-    }
-    return 0;
-}
-
-static int save_step_checkpoint(Trainer *t, char *err, size_t err_len) {
-    char path[1024];
-    checkpoint_path(path, sizeof path, t->ckpt_dir, t->st.step);
-    if (save_checkpoint(t, path, err, err_len) != 0) return -1;
-    say(t, "checkpoint: %s\n", path);
-    return 0;
-}
-
-/* Loads weights, moments and state from a checkpoint (every rank reads the same file). */
-static int resume_from(Trainer *t, const char *path, char *err, size_t err_len) {
-    size_t n = t->model.params.total;
-    float *p = xmalloc(n * sizeof(float)), *m = xmalloc(n * sizeof(float)), *v = xmalloc(n * sizeof(float));
-    char *yaml = NULL;
-    int rc = checkpoint_load(path, &t->model, p, m, v, &t->st, &yaml, err, err_len);
-    if (rc == 0) {
-        Config old;
-        char cerr[1024], name[1100], id[17];
-        snprintf(name, sizeof name, "%s (stored config)", path);
-        if (config_load_text(&old, yaml, name, cerr, sizeof cerr) != 0) {
-            snprintf(err, err_len, "%s", cerr);
-            rc = -1;
-        } else {
-            config_identity(id, &old);
-            if (strcmp(id, t->identity) != 0) {
-                snprintf(err, err_len,
-                         "%s was written by a run with a different configuration (network, data, batch, lr, seed or "
-                         "augmentation differ); resume it with its own config or start a new run_dir",
-                         path);
-                rc = -1;
-            }
-        }
-    }
-    if (rc == 0) {
-        t->be->upload(t->be, t->params, p, n * sizeof(float));
-        t->be->upload(t->be, t->adam.m, m, n * sizeof(float));
-        t->be->upload(t->be, t->adam.v, v, n * sizeof(float));
-        t->adam.step = (int)t->st.step;
-    }
-    free(yaml), free(p), free(m), free(v);
-    return rc;
-}
-
-/* ---- setup ---- */
-
-static int parse_args(Trainer *t, int argc, char **argv, const char **resume, char *err, size_t err_len) {
+static int parse_args(Config *cfg, int argc, char **argv, const char **resume, char *err, size_t err_len) {
     const char *cfg_path = NULL;
     *resume = "auto";
     for (int i = 0; i < argc; i++) {
@@ -192,16 +30,16 @@ static int parse_args(Trainer *t, int argc, char **argv, const char **resume, ch
         else return snprintf(err, err_len, "unknown argument '%s'", argv[i]), 1;
     }
     if (!cfg_path) return snprintf(err, err_len, "no config given"), 1;
-    if (config_load(&t->cfg, cfg_path, err, err_len) != 0) return 2;
+    if (config_load(cfg, cfg_path, err, err_len) != 0) return 2;
     for (int i = 0; i < argc; i++)
-        if (strchr(argv[i], '=') && argv[i][0] != '-' && config_override(&t->cfg, argv[i], err, err_len) != 0) return 2;
-    if (config_check_backend(&t->cfg, err, err_len) != 0) return 2;
-    if (!t->cfg.store[0])
+        if (strchr(argv[i], '=') && argv[i][0] != '-' && config_override(cfg, argv[i], err, err_len) != 0) return 2;
+    if (config_check_backend(cfg, err, err_len) != 0) return 2;
+    if (!cfg->store[0])
         return snprintf(err, err_len, "%s: train.store: required for training (the directory `unet2022 prepare` wrote; "
-                        "set it in the config or as train.store=PATH)", t->cfg.path), 2;
-    if (!t->cfg.run_dir[0]) snprintf(t->cfg.run_dir, sizeof t->cfg.run_dir, "runs/%s", t->cfg.name);
+                        "set it in the config or as train.store=PATH)", cfg->path), 2;
+    if (!cfg->run_dir[0]) snprintf(cfg->run_dir, sizeof cfg->run_dir, "runs/%s", cfg->name);
 #ifndef UNET_HAVE_CUDA
-    if (strcmp(t->cfg.backend, "cpu") != 0)
+    if (strcmp(cfg->backend, "cpu") != 0)
         return snprintf(err, err_len, "train.backend: 'cuda': this build has no CUDA backend (configure with "
                         "-DUNET_WITH_CUDA=ON where nvcc exists), or use cpu"), 2;
 #endif
@@ -220,284 +58,66 @@ static Comm *create_comm(const Config *cfg, int *argc, char ***argv) {
     return comm_create(argc, argv);
 }
 
-static int check_store(const Trainer *t, char *err, size_t err_len) {
-    const Config *c = &t->cfg;
-    if (store_num_classes(t->store) != c->classes)
-        return snprintf(err, err_len, "%s: the store has %d classes but network.classes is %d", c->store,
-                        store_num_classes(t->store), c->classes), -1;
-    for (int i = 0; i < store_num_cases(t->store); i++)
-        if (store_case(t->store, i)->channels != c->in_channels)
-            return snprintf(err, err_len, "%s: case %s has %d channels but network.in_channels is %d", c->store,
-                            store_case(t->store, i)->name, store_case(t->store, i)->channels, c->in_channels), -1;
-    return 0;
+/* CPU threads per rank: the config's, or the node's cores shared between its ranks. */
+static int rank_threads(const Config *cfg, const Comm *comm) {
+    if (cfg->threads > 0) return cfg->threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = (int)(cores / (comm->local_size > 0 ? comm->local_size : 1));
+    return threads < 1 ? 1 : threads;
 }
 
-static int setup(Trainer *t, const char *resume, char *err, size_t err_len) {
-    Config *c = &t->cfg;
-    int threads = c->threads;
-    if (threads <= 0) { /* share the node's cores between its ranks */
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = (int)(cores / (t->comm->local_size > 0 ? t->comm->local_size : 1));
-        if (threads < 1) threads = 1;
-    }
-    t->be = backend_select(c->backend, config_precision(c), backend_local_device(t->comm->local_rank), threads, err,
-                           err_len);
-    if (!t->be) return -1;
-    if (store_open(&t->store, c->store, err, err_len) != 0) return -1;
-    if (check_store(t, err, err_len) != 0) return -1;
-    model_build(&t->model, c);
-    t->config_yaml = config_yaml_text(c);
-    config_identity(t->identity, c);
-    snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s/checkpoints", c->run_dir);
-    int mk = t->comm->rank == 0 ? fsu_mkdir_p(t->ckpt_dir) : 0;
-    if (any_rank(t->comm, mk != 0))
-        return snprintf(err, err_len, "%s: cannot create: %s", t->ckpt_dir, strerror(errno)), -1;
-    if (t->comm->rank == 0) checkpoint_remove_stale_temporaries(t->ckpt_dir);
+/* This rank's backend on its device, with its share of the node's cores; 2 with err if none. */
+static int create_backend(Backend **out, const Config *cfg, const Comm *comm, char *err, size_t err_len) {
+    *out = backend_select(cfg->backend, config_precision(cfg), backend_local_device(comm->local_rank),
+                          rank_threads(cfg, comm), err, err_len);
+    return *out ? 0 : 2;
+}
 
-    size_t n = t->model.params.total;
-    t->params = t->be->alloc(t->be, n * sizeof(float));
-    t->grads = t->be->alloc(t->be, n * sizeof(float));
-    adam_create(&t->adam, t->be, n, c->lr);
-    if (t->comm->size > 1)
-        t->gsync = grad_sync_create(t->comm, t->be, &t->model.params, t->grads, (size_t)(c->grad_bucket_mb * (1 << 20)));
-    t->st = (TrainState){.seed = (uint64_t)c->seed, .best_metric = -1, .ema_metric = -1};
-
-    char path[1024] = "";
-    if (!strcmp(resume, "auto")) {
-        if (checkpoint_find_latest(t->ckpt_dir, path, sizeof path) != 0) path[0] = '\0';
-    } else if (strcmp(resume, "none") != 0) {
-        snprintf(path, sizeof path, "%s", resume);
-    }
-    if (path[0]) {
-        if (resume_from(t, path, err, err_len) != 0) return -1;
-        say(t, "resume: %s (step %" PRIu64 ", epoch %" PRIu64 ", written by %d rank(s), now %d)\n", path, t->st.step,
-            t->st.epoch, t->st.world_size, t->comm->size);
-    } else {
-        float *host = xmalloc(n * sizeof(float));
-        model_init_params(&t->model, host, (uint64_t)c->seed);
-        t->be->upload(t->be, t->params, host, n * sizeof(float));
-        free(host);
-        say(t, "start: fresh weights (seed %ld)\n", c->seed);
-    }
-
-    TrainFeedStart fs = {.rank = t->comm->rank, .world = t->comm->size, .global_batch = c->batch_size,
-                         .epoch = t->st.epoch, .epoch_step = t->st.epoch_step};
+/* The trainer on this rank's backend; batches land in pinned memory on CUDA (fast,
+ * asynchronous-capable copies). */
+static Trainer *create_trainer(const Config *cfg, Comm *comm, Backend *be, const char *resume) {
+    TrainerOptions o = {.cfg = cfg, .resume = resume, .comm = comm, .be = be};
 #ifdef UNET_HAVE_CUDA
-    if (!strcmp(c->backend, "cuda")) { /* batches land in pinned memory: fast, asynchronous-capable copies */
-        fs.alloc = cuda_pinned_alloc;
-        fs.free = cuda_pinned_free;
+    if (!strcmp(cfg->backend, "cuda")) {
+        o.host_alloc = cuda_pinned_alloc;
+        o.host_free = cuda_pinned_free;
     }
 #endif
-    if (train_feed_create(&t->feed, c, t->store, &fs, err, err_len) != 0) return -1;
-    if (train_feed_steps_per_epoch(t->feed) < 1)
-        return snprintf(err, err_len, "%s: split '%s' has fewer slices than one global batch (%d)", c->store,
-                        c->train_split, c->batch_size), -1;
-    t->b_local = train_feed_local_batch(t->feed);
-    size_t pix = (size_t)t->b_local * c->crop[0] * c->crop[1];
-    t->image = t->be->alloc(t->be, pix * c->in_channels * sizeof(float));
-    t->labels = t->be->alloc(t->be, pix * sizeof(int32_t));
-    t->acts = model_acts_create(&t->model, t->be, t->b_local, c->crop[0], c->crop[1], 0);
-    if (t->comm->rank == 0 && run_log_open(&t->log, c->run_dir, err, err_len) != 0) return -1;
-    return 0;
-}
-
-static void teardown(Trainer *t) {
-    grad_sync_destroy(t->gsync);
-    if (t->feed) train_feed_destroy(t->feed);
-    if (t->acts) model_acts_free(t->acts);
-    if (t->be) {
-        if (t->params) {
-            t->be->release(t->be, t->params);
-            t->be->release(t->be, t->grads);
-            adam_destroy(&t->adam, t->be);
-        }
-        if (t->image) {
-            t->be->release(t->be, t->image);
-            t->be->release(t->be, t->labels);
-        }
-        t->be->destroy(t->be);
-    }
-    if (t->store) store_close(t->store);
-    if (t->model.params.items) model_free(&t->model);
-    run_log_close(&t->log);
-    free(t->config_yaml);
-}
-
-/* ---- the loop ---- */
-
-static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, size_t err_len) {
-    const float *img;
-    const int32_t *lab;
-    const Config *c = &t->cfg;
-    if (train_feed_next(t->feed, &img, &lab, err, err_len) != 0) return -1;
-    size_t pix = (size_t)t->b_local * c->crop[0] * c->crop[1];
-    /* Queued copies: the batch slot is not touched again before the next train_feed_next, and
-     * the loss read-back below waits for the queue long before that. */
-    t->be->upload_async(t->be, t->image, img, pix * c->in_channels * sizeof(float));
-    t->be->upload_async(t->be, t->labels, lab, pix * sizeof(int32_t));
-    PassOptions opt = {.training = 1, .seed = t->st.seed, .step = t->st.step,
-                       .sample_offset = train_feed_sample_offset(t->feed)};
-    LossReduce reduce = {sum_f32, sum_f64, t->comm};
-    float *outs[3];
-    t->be->zero(t->be, t->grads, t->model.params.total * sizeof(float));
-    model_forward(&t->model, t->be, t->acts, t->params, t->image, &opt, outs);
-    *loss_out = model_loss(&t->model, t->be, t->acts, t->labels, NULL, t->comm->size > 1 ? &reduce : NULL);
-    if (t->gsync) { /* buckets are all-reduced as soon as backward has finished them */
-        grad_sync_begin(t->gsync);
-        model_backward(&t->model, grad_sync_backend(t->gsync), t->acts, t->params, t->grads);
-        grad_sync_end(t->gsync);
-        if (!t->gsync_said) { /* the first pass planned the buckets */
-            say(t, "gradient all-reduce: %d bucket(s) of <= %g MiB, started during backward from the next step on\n",
-                grad_sync_bucket_count(t->gsync), c->grad_bucket_mb);
-            t->gsync_said = 1;
-        }
-    } else {
-        model_backward(&t->model, t->be, t->acts, t->params, t->grads);
-    }
-    *norm_out = adam_clip_and_step(&t->adam, t->be, t->params, t->grads);
-    if (!isfinite(*loss_out)) {
-        snprintf(err, err_len, "step %" PRIu64 ": the loss is %f; stopping (last checkpoint is intact)", t->st.step,
-                 *loss_out);
-        return -1;
-    }
-    t->st.step++;
-    t->st.epoch_step++;
-    return 0;
-}
-
-/* baseline: the untrained network, reported but kept out of the EMA and the best checkpoint */
-static int validate_epoch(Trainer *t, int baseline, char *err, size_t err_len) {
-    ValResult vr;
-    const Config *c = &t->cfg;
-    if (validate_pseudo_dice(&vr, &t->model, t->be, t->acts, t->b_local, t->params, t->store, c->val_split,
-                             c->val_max_slices, t->comm, err, err_len) != 0)
-        return -1;
-    if (!baseline)
-        t->st.ema_metric = t->st.ema_metric < 0 ? vr.mean_fg : c->ema_alpha * t->st.ema_metric + (1 - c->ema_alpha) * vr.mean_fg;
-    say(t, "validation%s (%ld slices): pseudo-Dice %.4f, EMA %.4f; per class:", baseline ? " before training" : "",
-        vr.slices, vr.mean_fg, t->st.ema_metric);
-    for (int k = 1; k < c->classes; k++) say(t, " %s %.3f", store_class_name(t->store, k), vr.dice[k]);
-    say(t, "\n");
-    if (t->comm->rank == 0) {
-        char json[8192];
-        size_t k = (size_t)snprintf(json, sizeof json,
-                                    "{\"kind\":\"%s\",\"step\":%" PRIu64 ",\"epoch\":%" PRIu64
-                                    ",\"pseudo_dice\":%.6f,\"ema\":%.6f,\"slices\":%ld,\"dice\":{",
-                                    baseline ? "val_baseline" : "val", t->st.step, t->st.epoch, vr.mean_fg, t->st.ema_metric, vr.slices);
-        for (int j = 1; j < c->classes && k < sizeof json - 64; j++)
-            k += (size_t)snprintf(json + k, sizeof json - k, "%s\"%s\":%.6f", j > 1 ? "," : "",
-                                  store_class_name(t->store, j), vr.dice[j]);
-        snprintf(json + k, sizeof json - k, "}}");
-        run_log_json(&t->log, json);
-    }
-    if (!baseline && t->st.ema_metric > t->st.best_metric) {
-        t->st.best_metric = t->st.ema_metric;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/best.safetensors", t->ckpt_dir);
-        if (save_checkpoint(t, path, err, err_len) != 0) return -1;
-        say(t, "best: %s (EMA pseudo-Dice %.4f)\n", path, t->st.best_metric);
-    }
-    return 0;
-}
-
-static int run(Trainer *t, char *err, size_t err_len) {
-    const Config *c = &t->cfg;
-    long spe = train_feed_steps_per_epoch(t->feed);
-    say(t, "train: %d rank(s) x %d samples = global batch %d, %ld steps per epoch, %d epochs, run dir %s\n",
-        t->comm->size, t->b_local, c->batch_size, spe, c->epochs, c->run_dir);
-    stop_signal_install();
-    if (c->val_at_start && t->st.step == 0 && validate_epoch(t, 1, err, err_len) != 0) return 2;
-    double t_epoch = monotonic_seconds(), loss_sum = 0;
-    long loss_n = 0;
-    int done_already = c->max_steps > 0 && t->st.step >= (uint64_t)c->max_steps;
-    while (!done_already && t->st.epoch < (uint64_t)c->epochs) {
-        int stop_sig = 0, at_limit = 0;
-        while (t->st.epoch_step < (uint64_t)spe) {
-            float loss;
-            double norm;
-            if (train_step(t, &loss, &norm, err, err_len) != 0) return 2;
-            loss_sum += loss;
-            loss_n++;
-            if (t->comm->rank == 0) {
-                run_log_step(&t->log, (long)t->st.epoch, (long)t->st.epoch_step, spe, loss);
-                if (c->log_every > 0 && t->st.step % (uint64_t)c->log_every == 0) {
-                    char json[256];
-                    snprintf(json, sizeof json,
-                             "{\"kind\":\"step\",\"step\":%" PRIu64 ",\"epoch\":%" PRIu64 ",\"loss\":%.9g,\"grad_norm\":%.9g,\"lr\":%g}",
-                             t->st.step, t->st.epoch, loss, norm, c->lr);
-                    run_log_json(&t->log, json);
-                }
-            }
-            at_limit = c->max_steps > 0 && t->st.step >= (uint64_t)c->max_steps;
-            stop_sig = any_rank(t->comm, stop_requested() != 0);
-            int periodic = c->checkpoint_every > 0 && t->st.step % (uint64_t)c->checkpoint_every == 0;
-            if (t->st.epoch_step == (uint64_t)spe) break; /* epoch end handles its own checkpoint */
-            if (stop_sig || at_limit || periodic) {
-                if (save_step_checkpoint(t, err, err_len) != 0) return 2;
-            }
-            if (stop_sig || at_limit) break;
-        }
-        if (t->st.epoch_step == (uint64_t)spe) { /* the epoch is complete */
-            double wait_s, sps, dt = monotonic_seconds() - t_epoch;
-            train_feed_stats(t->feed, &wait_s, &sps);
-            t->st.epoch++;
-            t->st.epoch_step = 0;
-            if (t->comm->rank == 0) {
-                if (t->log.tty) printf("\n");
-                printf("epoch %" PRIu64 "/%d: loss %.4f, %.1f images/s, data wait %.0f%%, lr %g\n", t->st.epoch,
-                       c->epochs, loss_sum / (loss_n ? loss_n : 1), (double)loss_n * c->batch_size / dt,
-                       100 * wait_s / dt, c->lr);
-                char json[512];
-                snprintf(json, sizeof json,
-                         "{\"kind\":\"epoch\",\"epoch\":%" PRIu64 ",\"step\":%" PRIu64
-                         ",\"loss\":%.6f,\"lr\":%g,\"images_per_s\":%.3f,\"data_wait_share\":%.4f,\"seconds\":%.3f}",
-                         t->st.epoch, t->st.step, loss_sum / (loss_n ? loss_n : 1), c->lr,
-                         (double)loss_n * c->batch_size / dt, wait_s / dt, dt);
-                run_log_json(&t->log, json);
-            }
-            loss_sum = 0;
-            loss_n = 0;
-            if (c->val_every > 0 && t->st.epoch % (uint64_t)c->val_every == 0 && validate_epoch(t, 0, err, err_len) != 0)
-                return 2;
-            at_limit = at_limit || (c->max_steps > 0 && t->st.step >= (uint64_t)c->max_steps);
-            stop_sig = stop_sig || any_rank(t->comm, stop_requested() != 0);
-            if (save_step_checkpoint(t, err, err_len) != 0) return 2;
-            t_epoch = monotonic_seconds();
-        }
-        if (stop_sig) {
-            say(t, "stopped by signal at step %" PRIu64 "; checkpoint written; exit %d (requeue)\n", t->st.step,
-                UNET_EXIT_REQUEUE);
-            return UNET_EXIT_REQUEUE;
-        }
-        if (at_limit) break;
-    }
-    say(t, "done: step %" PRIu64 ", epoch %" PRIu64 "; checkpoints in %s, metrics in %s/metrics.jsonl\n", t->st.step,
-        t->st.epoch, t->ckpt_dir, c->run_dir);
-    return 0;
+    return trainer_create(&o);
 }
 
 int cmd_train(int argc, char **argv) {
-    Trainer t;
-    memset(&t, 0, sizeof t);
+    Config cfg;
+    memset(&cfg, 0, sizeof cfg);
     char err[2048] = "";
     const char *resume;
-    int rc = parse_args(&t, argc, argv, &resume, err, sizeof err); /* before MPI: needs the backend */
-    t.comm = create_comm(&t.cfg, &argc, &argv);
-    if (rc == 0 && t.cfg.batch_size < t.comm->size) {
-        snprintf(err, sizeof err, "train.batch_size %d is smaller than the %d ranks", t.cfg.batch_size, t.comm->size);
+    Backend *be = NULL;
+    Trainer *t = NULL;
+    int rc = parse_args(&cfg, argc, argv, &resume, err, sizeof err); /* before MPI: needs the backend */
+    Comm *comm = create_comm(&cfg, &argc, &argv);
+    if (rc == 0 && cfg.batch_size < comm->size) {
+        snprintf(err, sizeof err, "train.batch_size %d is smaller than the %d ranks", cfg.batch_size, comm->size);
         rc = 2;
     }
     if (rc == 0) {
-        say(&t, "resolved config (%s):\n", t.cfg.path);
-        if (t.comm->rank == 0) config_print(&t.cfg, stdout);
-        rc = setup(&t, resume, err, sizeof err) == 0 ? run(&t, err, sizeof err) : 2;
+        if (comm->rank == 0) {
+            printf("resolved config (%s):\n", cfg.path);
+            config_print(&cfg, stdout);
+            fflush(stdout);
+        }
+        rc = create_backend(&be, &cfg, comm, err, sizeof err);
+    }
+    if (rc == 0) {
+        t = create_trainer(&cfg, comm, be, resume);
+        rc = trainer_run(t, err, sizeof err); /* TRAINER_* are exit statuses */
     }
     if (rc != 0 && rc != UNET_EXIT_REQUEUE) {
         fprintf(stderr, "unet2022: error: %s%s\n", err,
                 rc == 1 ? "\nusage: unet2022 train CONFIG [section.key=value ...] [--resume auto|none|PATH]" : "");
     }
-    if (rc == 2 && t.comm->size > 1) t.comm->abort_all(t.comm, rc); /* peers may sit in a collective */
-    teardown(&t);
-    t.comm->destroy(t.comm);
+    if (rc == 2 && comm->size > 1) comm->abort_all(comm, rc); /* peers may sit in a collective */
+    trainer_destroy(t);
+    if (be) be->destroy(be);
+    comm->destroy(comm);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* op_profile.h — where a training step's time goes, op by op: `unet2022 bench --profile`.
  *
- * A backend that wraps another (a copy of its op table, like grad_sync.c's) and times every op,
+ * A backend that wraps another (a copy of its op table) and times every op,
  * waiting for the queue before and after each so that an asynchronous backend's op is charged
  * its own device time. The waits serialise the step, so the sum is above an unprofiled step's
  * time (by the launch gaps it no longer hides): read it for shares, not for throughput. */

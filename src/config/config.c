@@ -1,8 +1,11 @@
 /* config.c — strict YAML configuration (see config.h).
  *
- * The whole schema is the FIELDS table: one row per key with its type, range and
- * default. Parsing walks the libyaml document tree, so every error can name the exact
- * line and column; overrides from the command line reuse the same per-type parsers. */
+ * The whole schema is the FIELDS table: one row per key with its type, range, default,
+ * whether it may change on resume and how it prints. The augment rows are expanded from
+ * data/augment.h (the data layer owns the recipe); the rest are written here. Parsing walks
+ * the libyaml document tree, so every error can name the exact line and column; overrides
+ * from the command line reuse the same per-type parsers; config_print and the resume
+ * comparison walk the same rows. */
 #include "config.h"
 
 #include <errno.h>
@@ -17,6 +20,15 @@
 
 typedef enum { F_INT, F_LONG, F_FLOAT, F_BOOL, F_STRING, F_INT_LIST } FieldType;
 
+/* On resume, a key either must equal the checkpoint's stored value (it decides the batches,
+ * the weights or the update: KEEP), or may change freely (how long, where, how fast, how
+ * often to log or checkpoint: FREE). */
+typedef enum { KEEP, FREE } OnResume;
+
+/* How config_print writes a value: as it is, in double quotes (paths, which may hold ': '),
+ * or a float in %g (short) rather than %.17g (exact). */
+typedef enum { PLAIN, QUOTED, SHORT } PrintStyle;
+
 typedef struct {
     const char *section; /* "" for top level */
     const char *key;
@@ -26,75 +38,58 @@ typedef struct {
     double min, max;     /* inclusive range for numbers / list items */
     const char *choices; /* F_STRING: "|"-separated allowed values, or NULL */
     const char *deflt;   /* default as text, or NULL if required */
+    OnResume resume;
+    PrintStyle print;
 } Field;
 
 #define OFF(f) offsetof(Config, f)
+#define CAP(f) sizeof(((Config *)0)->f)
+/* The augment rows: data/augment.h's list, with its bounds and defaults (stringised). */
+#define AUG_ROW(key, member, lo, hi, dflt) {"augment", #key, F_FLOAT, OFF(aug.member), 0, lo, hi, NULL, #dflt, KEEP, PLAIN},
+/* The settings, in the order config_print writes them. docs/configs.md describes each. */
 static const Field FIELDS[] = {
-    {"", "name", F_STRING, OFF(name), sizeof(((Config *)0)->name), 0, 0, NULL, NULL},
-    {"network", "preset", F_STRING, OFF(preset), sizeof(((Config *)0)->preset), 0, 0, "tiny|base|large|custom", NULL},
-    {"network", "embed_dim", F_INT, OFF(embed_dim), 0, 0, 4096, NULL, "0"},
-    {"network", "heads", F_INT_LIST, OFF(heads), 4, 0, 1024, NULL, "[0, 0, 0, 0]"},
-    {"network", "patch_size", F_INT, OFF(patch_size), 0, 4, 8, NULL, NULL},
-    {"network", "windows", F_INT_LIST, OFF(windows), 4, 1, 64, NULL, NULL},
-    {"network", "in_channels", F_INT, OFF(in_channels), 0, 1, 64, NULL, NULL},
-    {"network", "classes", F_INT, OFF(classes), 0, 2, 1024, NULL, NULL},
-    {"network", "deep_supervision", F_BOOL, OFF(deep_supervision), 0, 0, 1, NULL, NULL},
-    {"network", "crop", F_INT_LIST, OFF(crop), 2, 32, 8192, NULL, NULL},
-    {"network", "drop_path_rate", F_FLOAT, OFF(drop_path_rate), 0, 0.0, 0.99, NULL, "0.2"},
-    {"train", "batch_size", F_INT, OFF(batch_size), 0, 1, 4096, NULL, "8"},
-    {"train", "lr", F_FLOAT, OFF(lr), 0, 0.0, 10.0, NULL, "1e-4"},
-    {"train", "epochs", F_INT, OFF(epochs), 0, 1, 1000000, NULL, "1"},
-    {"train", "max_steps", F_LONG, OFF(max_steps), 0, 0, 1e15, NULL, "0"},
-    {"train", "seed", F_LONG, OFF(seed), 0, 0, 1e15, NULL, "1"},
-    {"train", "store", F_STRING, OFF(store), sizeof(((Config *)0)->store), 0, 0, NULL, ""},
-    {"train", "train_split", F_STRING, OFF(train_split), sizeof(((Config *)0)->train_split), 0, 0, NULL, "train"},
-    {"train", "val_split", F_STRING, OFF(val_split), sizeof(((Config *)0)->val_split), 0, 0, NULL, "val"},
-    {"train", "run_dir", F_STRING, OFF(run_dir), sizeof(((Config *)0)->run_dir), 0, 0, NULL, ""},
-    {"train", "keep_last", F_INT, OFF(keep_last), 0, 1, 1000, NULL, "3"},
-    {"train", "checkpoint_every", F_LONG, OFF(checkpoint_every), 0, 0, 1e15, NULL, "0"},
-    {"train", "val_every", F_INT, OFF(val_every), 0, 0, 1000000, NULL, "1"},
-    {"train", "val_max_slices", F_INT, OFF(val_max_slices), 0, 0, 100000000, NULL, "0"},
-    {"train", "val_at_start", F_BOOL, OFF(val_at_start), 0, 0, 1, NULL, "false"},
-    {"train", "log_every", F_INT, OFF(log_every), 0, 0, 100000000, NULL, "0"},
-    {"train", "ema_alpha", F_FLOAT, OFF(ema_alpha), 0, 0.0, 1.0, NULL, "0.9"},
-    {"train", "backend", F_STRING, OFF(backend), sizeof(((Config *)0)->backend), 0, 0, "cpu|cuda", "cpu"},
-    {"train", "precision", F_STRING, OFF(precision), sizeof(((Config *)0)->precision), 0, 0, "auto|fp32|tf32|bf16", "auto"},
-    {"train", "threads", F_INT, OFF(threads), 0, 0, 1024, NULL, "0"},
-    {"train", "grad_bucket_mb", F_FLOAT, OFF(grad_bucket_mb), 0, 0, 4096, NULL, "25"},
-    {"augment", "enlarged", F_INT_LIST, OFF(aug_enlarged), 2, 0, 16384, NULL, "[0, 0]"},
-    {"augment", "p_rotation", F_FLOAT, OFF(aug_p_rotation), 0, 0, 1, NULL, "0.2"},
-    {"augment", "rotation_min", F_FLOAT, OFF(aug_rotation_min), 0, -180, 180, NULL, "0"},
-    {"augment", "rotation_max", F_FLOAT, OFF(aug_rotation_max), 0, -180, 180, NULL, "15"},
-    {"augment", "p_scale", F_FLOAT, OFF(aug_p_scale), 0, 0, 1, NULL, "0.2"},
-    {"augment", "scale_min", F_FLOAT, OFF(aug_scale_min), 0, 0.05, 20, NULL, "0.7"},
-    {"augment", "scale_max", F_FLOAT, OFF(aug_scale_max), 0, 0.05, 20, NULL, "1.4"},
-    {"augment", "p_noise", F_FLOAT, OFF(aug_p_noise), 0, 0, 1, NULL, "0.1"},
-    {"augment", "noise_std_min", F_FLOAT, OFF(aug_noise_std_min), 0, 0, 100, NULL, "0"},
-    {"augment", "noise_std_max", F_FLOAT, OFF(aug_noise_std_max), 0, 0, 100, NULL, "0.1"},
-    {"augment", "p_blur", F_FLOAT, OFF(aug_p_blur), 0, 0, 1, NULL, "0.2"},
-    {"augment", "p_blur_channel", F_FLOAT, OFF(aug_p_blur_channel), 0, 0, 1, NULL, "0.5"},
-    {"augment", "blur_sigma_min", F_FLOAT, OFF(aug_blur_sigma_min), 0, 0.01, 15, NULL, "0.5"},
-    {"augment", "blur_sigma_max", F_FLOAT, OFF(aug_blur_sigma_max), 0, 0.01, 15, NULL, "1"},
-    {"augment", "p_brightness", F_FLOAT, OFF(aug_p_brightness), 0, 0, 1, NULL, "0.15"},
-    {"augment", "brightness_min", F_FLOAT, OFF(aug_brightness_min), 0, 0, 100, NULL, "0.75"},
-    {"augment", "brightness_max", F_FLOAT, OFF(aug_brightness_max), 0, 0, 100, NULL, "1.25"},
-    {"augment", "p_contrast", F_FLOAT, OFF(aug_p_contrast), 0, 0, 1, NULL, "0.15"},
-    {"augment", "contrast_min", F_FLOAT, OFF(aug_contrast_min), 0, 0, 100, NULL, "0.75"},
-    {"augment", "contrast_max", F_FLOAT, OFF(aug_contrast_max), 0, 0, 100, NULL, "1.25"},
-    {"augment", "p_lowres", F_FLOAT, OFF(aug_p_lowres), 0, 0, 1, NULL, "0.25"},
-    {"augment", "p_lowres_channel", F_FLOAT, OFF(aug_p_lowres_channel), 0, 0, 1, NULL, "0.5"},
-    {"augment", "lowres_zoom_min", F_FLOAT, OFF(aug_lowres_zoom_min), 0, 0.05, 1, NULL, "0.5"},
-    {"augment", "lowres_zoom_max", F_FLOAT, OFF(aug_lowres_zoom_max), 0, 0.05, 1, NULL, "1"},
-    {"augment", "p_gamma_inverted", F_FLOAT, OFF(aug_p_gamma_inverted), 0, 0, 1, NULL, "0.1"},
-    {"augment", "p_gamma", F_FLOAT, OFF(aug_p_gamma), 0, 0, 1, NULL, "0.3"},
-    {"augment", "gamma_min", F_FLOAT, OFF(aug_gamma_min), 0, 0.01, 100, NULL, "0.7"},
-    {"augment", "gamma_max", F_FLOAT, OFF(aug_gamma_max), 0, 0.01, 100, NULL, "1.5"},
-    {"augment", "p_mirror_y", F_FLOAT, OFF(aug_p_mirror_y), 0, 0, 1, NULL, "0.5"},
-    {"augment", "p_mirror_x", F_FLOAT, OFF(aug_p_mirror_x), 0, 0, 1, NULL, "0.5"},
-    {"loader", "workers", F_INT, OFF(loader_workers), 0, 1, 1024, NULL, "4"},
-    {"loader", "prefetch", F_INT, OFF(loader_prefetch), 0, 1, 1024, NULL, "4"},
-    {"predict", "step", F_FLOAT, OFF(predict_step), 0, 0.01, 1, NULL, "0.5"},
+    {"", "name", F_STRING, OFF(name), CAP(name), 0, 0, NULL, NULL, KEEP, PLAIN},
+    {"network", "preset", F_STRING, OFF(net.preset), CAP(net.preset), 0, 0, "tiny|base|large|custom", NULL, KEEP, PLAIN},
+    {"network", "embed_dim", F_INT, OFF(net.embed_dim), 0, 0, 4096, NULL, "0", KEEP, PLAIN},
+    {"network", "heads", F_INT_LIST, OFF(net.heads), 4, 0, 1024, NULL, "[0, 0, 0, 0]", KEEP, PLAIN},
+    {"network", "patch_size", F_INT, OFF(net.patch_size), 0, 4, 8, NULL, NULL, KEEP, PLAIN},
+    {"network", "windows", F_INT_LIST, OFF(net.windows), 4, 1, 64, NULL, NULL, KEEP, PLAIN},
+    {"network", "in_channels", F_INT, OFF(net.in_channels), 0, 1, 64, NULL, NULL, KEEP, PLAIN},
+    {"network", "classes", F_INT, OFF(net.classes), 0, 2, 1024, NULL, NULL, KEEP, PLAIN},
+    {"network", "deep_supervision", F_BOOL, OFF(net.deep_supervision), 0, 0, 1, NULL, NULL, KEEP, PLAIN},
+    {"network", "crop", F_INT_LIST, OFF(net.crop), 2, 32, 8192, NULL, NULL, KEEP, PLAIN},
+    {"network", "drop_path_rate", F_FLOAT, OFF(net.drop_path_rate), 0, 0.0, 0.99, NULL, "0.2", KEEP, PLAIN},
+    {"train", "batch_size", F_INT, OFF(batch_size), 0, 1, 4096, NULL, "8", KEEP, PLAIN},
+    {"train", "lr", F_FLOAT, OFF(lr), 0, 0.0, 10.0, NULL, "1e-4", KEEP, PLAIN},
+    {"train", "epochs", F_INT, OFF(epochs), 0, 1, 1000000, NULL, "1", FREE, PLAIN},
+    {"train", "max_steps", F_LONG, OFF(max_steps), 0, 0, 1e15, NULL, "0", FREE, PLAIN},
+    {"train", "seed", F_LONG, OFF(seed), 0, 0, 1e15, NULL, "1", KEEP, PLAIN},
+    {"train", "store", F_STRING, OFF(store), CAP(store), 0, 0, NULL, "", KEEP, QUOTED},
+    {"train", "train_split", F_STRING, OFF(train_split), CAP(train_split), 0, 0, NULL, "train", KEEP, PLAIN},
+    {"train", "val_split", F_STRING, OFF(val_split), CAP(val_split), 0, 0, NULL, "val", KEEP, PLAIN},
+    {"train", "run_dir", F_STRING, OFF(run_dir), CAP(run_dir), 0, 0, NULL, "", FREE, QUOTED},
+    {"train", "keep_last", F_INT, OFF(keep_last), 0, 1, 1000, NULL, "3", FREE, PLAIN},
+    {"train", "checkpoint_every", F_LONG, OFF(checkpoint_every), 0, 0, 1e15, NULL, "0", FREE, PLAIN},
+    {"train", "val_every", F_INT, OFF(val_every), 0, 0, 1000000, NULL, "1", FREE, PLAIN},
+    {"train", "val_max_slices", F_INT, OFF(val_max_slices), 0, 0, 100000000, NULL, "0", FREE, PLAIN},
+    {"train", "ema_alpha", F_FLOAT, OFF(ema_alpha), 0, 0.0, 1.0, NULL, "0.9", KEEP, SHORT},
+    {"train", "val_at_start", F_BOOL, OFF(val_at_start), 0, 0, 1, NULL, "false", FREE, PLAIN},
+    {"train", "log_every", F_INT, OFF(log_every), 0, 0, 100000000, NULL, "0", FREE, PLAIN},
+    {"train", "backend", F_STRING, OFF(backend), CAP(backend), 0, 0, "cpu|cuda", "cpu", FREE, PLAIN},
+    {"train", "precision", F_STRING, OFF(precision), CAP(precision), 0, 0, "auto|fp32|tf32|bf16", "auto", FREE, PLAIN},
+    {"train", "threads", F_INT, OFF(threads), 0, 0, 1024, NULL, "0", FREE, PLAIN},
+    /* when the sums start, not what is summed */
+    {"train", "grad_bucket_mb", F_FLOAT, OFF(grad_bucket_mb), 0, 0, 4096, NULL, "25", FREE, PLAIN},
+    /* [0, 0]: the recipe's rule for the crop (augment_params_set_patch) */
+    {"augment", "enlarged", F_INT_LIST, OFF(aug.enlarged), 2, 0, AUGMENT_ENLARGED_MAX, NULL, "[0, 0]", KEEP, PLAIN},
+    AUGMENT_SETTINGS(AUG_ROW)
+    /* a sample's draws depend on the seed, epoch and index only, never on the worker */
+    {"loader", "workers", F_INT, OFF(loader.workers), 0, 1, 1024, NULL, "4", FREE, PLAIN},
+    {"loader", "prefetch", F_INT, OFF(loader.prefetch), 0, 1, 1024, NULL, "4", FREE, PLAIN},
+    /* inference only */
+    {"predict", "step", F_FLOAT, OFF(predict_step), 0, 0.01, 1, NULL, "0.5", FREE, PLAIN},
 };
+#undef AUG_ROW
 #define N_FIELDS (int)(sizeof FIELDS / sizeof FIELDS[0])
 static const char *SECTIONS[] = {"network", "train", "augment", "loader", "predict"};
 #define N_SECTIONS (int)(sizeof SECTIONS / sizeof SECTIONS[0])
@@ -283,36 +278,36 @@ static const struct {
 /* Fills embed_dim/heads from the preset; custom presets must give both. */
 static int resolve_preset(Config *cfg, char *err, size_t err_len) {
     for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++) {
-        if (strcmp(cfg->preset, PRESETS[i].name) != 0) continue;
-        int given = cfg->embed_dim != 0 || cfg->heads[0] != 0;
-        int same = cfg->embed_dim == PRESETS[i].dim && !memcmp(cfg->heads, PRESETS[i].heads, sizeof cfg->heads);
+        if (strcmp(cfg->net.preset, PRESETS[i].name) != 0) continue;
+        int given = cfg->net.embed_dim != 0 || cfg->net.heads[0] != 0;
+        int same = cfg->net.embed_dim == PRESETS[i].dim && !memcmp(cfg->net.heads, PRESETS[i].heads, sizeof cfg->net.heads);
         if (given && !same) /* a resolved config (config_print) repeats the preset's own values */
             return error_at(err, err_len, "%s: network.embed_dim and network.heads are fixed by preset '%s' (use preset: custom to set them)",
-                        cfg->path, cfg->preset);
-        cfg->embed_dim = PRESETS[i].dim;
-        memcpy(cfg->heads, PRESETS[i].heads, sizeof cfg->heads);
+                        cfg->path, cfg->net.preset);
+        cfg->net.embed_dim = PRESETS[i].dim;
+        memcpy(cfg->net.heads, PRESETS[i].heads, sizeof cfg->net.heads);
         return 0;
     }
-    if (cfg->embed_dim < 8 || cfg->heads[0] == 0)
+    if (cfg->net.embed_dim < 8 || cfg->net.heads[0] == 0)
         return error_at(err, err_len, "%s: preset 'custom' needs network.embed_dim (>= 8) and network.heads", cfg->path);
     return 0;
 }
 
 int config_validate(const Config *cfg, char *err, size_t err_len) {
-    int P = cfg->patch_size;
+    int P = cfg->net.patch_size;
     if (P != 4 && P != 8) return error_at(err, err_len, "%s: network.patch_size: expected 4 or 8, got %d", cfg->path, P);
     for (int a = 0; a < 2; a++)
-        if (cfg->crop[a] % (P * 8) != 0)
+        if (cfg->net.crop[a] % (P * 8) != 0)
             return error_at(err, err_len, "%s: network.crop: %d is not a multiple of %d (patch_size x 8, the encoder's total stride)",
-                        cfg->path, cfg->crop[a], P * 8);
-    if (cfg->embed_dim % (P == 8 ? 4 : 2) != 0)
+                        cfg->path, cfg->net.crop[a], P * 8);
+    if (cfg->net.embed_dim % (P == 8 ? 4 : 2) != 0)
         return error_at(err, err_len, "%s: network.embed_dim %d must be divisible by %d for patch_size %d", cfg->path,
-                    cfg->embed_dim, P == 8 ? 4 : 2, P);
+                    cfg->net.embed_dim, P == 8 ? 4 : 2, P);
     for (int i = 0; i < 4; i++) {
-        int d = cfg->embed_dim << i;
-        if (cfg->heads[i] <= 0 || d % cfg->heads[i] != 0)
+        int d = cfg->net.embed_dim << i;
+        if (cfg->net.heads[i] <= 0 || d % cfg->net.heads[i] != 0)
             return error_at(err, err_len, "%s: network.heads[%d] = %d does not divide the stage width %d", cfg->path, i,
-                        cfg->heads[i], d);
+                        cfg->net.heads[i], d);
     }
     return 0;
 }
@@ -401,33 +396,71 @@ int config_override(Config *cfg, const char *assignment, char *err, size_t err_l
     return config_validate(cfg, err, err_len);
 }
 
+/* The shortest %g text that reads back as v (0.001, not 0.0010000000000000000208). */
+static void shortest_g(double v, char *out, size_t n) {
+    for (int digits = 1; digits <= 17; digits++) {
+        snprintf(out, n, "%.*g", digits, v);
+        if (strtod(out, NULL) == v) return;
+    }
+}
+
+/* How format_value writes a float: as config_print does (the row's style), or shortest (for
+ * messages). Other types print one way. */
+typedef enum { AS_PRINTED, READABLE } FloatText;
+
+static void format_value(const Config *cfg, const Field *f, FloatText ft, char *out, size_t n) {
+    const char *base = (const char *)cfg + f->offset;
+    switch (f->type) {
+    case F_INT: snprintf(out, n, "%d", *(const int *)base); break;
+    case F_LONG: snprintf(out, n, "%ld", *(const long *)base); break;
+    case F_FLOAT:
+        if (ft == READABLE) shortest_g(*(const double *)base, out, n);
+        else snprintf(out, n, f->print == SHORT ? "%g" : "%.17g", *(const double *)base);
+        break;
+    case F_BOOL: snprintf(out, n, "%s", *(const int *)base ? "true" : "false"); break;
+    case F_STRING: snprintf(out, n, f->print == QUOTED ? "\"%s\"" : "%s", base); break;
+    case F_INT_LIST: {
+        size_t k = (size_t)snprintf(out, n, "[");
+        for (int i = 0; i < f->count && k < n; i++)
+            k += (size_t)snprintf(out + k, n - k, "%s%d", i ? ", " : "", ((const int *)base)[i]);
+        if (k < n) snprintf(out + k, n - k, "]");
+        break;
+    }
+    }
+}
+
 void config_print(const Config *cfg, void *file) {
     FILE *fp = file;
-    fprintf(fp, "name: %s\nnetwork:\n", cfg->name);
-    fprintf(fp, "  preset: %s\n  embed_dim: %d\n  heads: [%d, %d, %d, %d]\n", cfg->preset, cfg->embed_dim,
-            cfg->heads[0], cfg->heads[1], cfg->heads[2], cfg->heads[3]);
-    fprintf(fp, "  patch_size: %d\n  windows: [%d, %d, %d, %d]\n", cfg->patch_size, cfg->windows[0], cfg->windows[1],
-            cfg->windows[2], cfg->windows[3]);
-    fprintf(fp, "  in_channels: %d\n  classes: %d\n  deep_supervision: %s\n  crop: [%d, %d]\n  drop_path_rate: %.17g\n",
-            cfg->in_channels, cfg->classes, cfg->deep_supervision ? "true" : "false", cfg->crop[0], cfg->crop[1],
-            cfg->drop_path_rate);
-    fprintf(fp, "train:\n  batch_size: %d\n  lr: %.17g\n  epochs: %d\n  max_steps: %ld\n  seed: %ld\n", cfg->batch_size,
-            cfg->lr, cfg->epochs, cfg->max_steps, cfg->seed);
-    fprintf(fp, "  store: \"%s\"\n  train_split: %s\n  val_split: %s\n  run_dir: \"%s\"\n", cfg->store, cfg->train_split,
-            cfg->val_split, cfg->run_dir);
-    fprintf(fp, "  keep_last: %d\n  checkpoint_every: %ld\n  val_every: %d\n  val_max_slices: %d\n  ema_alpha: %g\n",
-            cfg->keep_last, cfg->checkpoint_every, cfg->val_every, cfg->val_max_slices, cfg->ema_alpha);
-    fprintf(fp, "  val_at_start: %s\n  log_every: %d\n", cfg->val_at_start ? "true" : "false", cfg->log_every);
-    fprintf(fp, "  backend: %s\n  precision: %s\n  threads: %d\n  grad_bucket_mb: %.17g\n", cfg->backend, cfg->precision,
-            cfg->threads, cfg->grad_bucket_mb);
-    fprintf(fp, "augment:\n"); /* every augment row is a number but the enlarged crop */
+    const char *section = "";
     for (int i = 0; i < N_FIELDS; i++) {
         const Field *f = &FIELDS[i];
-        const char *base = (const char *)cfg + f->offset;
-        if (strcmp(f->section, "augment") != 0) continue;
-        if (f->type == F_FLOAT) fprintf(fp, "  %s: %.17g\n", f->key, *(const double *)base);
-        else fprintf(fp, "  %s: [%d, %d]\n", f->key, ((const int *)base)[0], ((const int *)base)[1]);
+        if (strcmp(f->section, section) != 0) fprintf(fp, "%s:\n", f->section); /* rows are grouped by section */
+        section = f->section;
+        char value[600];
+        format_value(cfg, f, AS_PRINTED, value, sizeof value);
+        fprintf(fp, "%s%s: %s\n", section[0] ? "  " : "", f->key, value);
     }
-    fprintf(fp, "loader:\n  workers: %d\n  prefetch: %d\n", cfg->loader_workers, cfg->loader_prefetch);
-    fprintf(fp, "predict:\n  step: %.17g\n", cfg->predict_step);
+}
+
+int config_resume_diff(const Config *stored, const Config *now, char *out, size_t out_len) {
+    int n = 0;
+    size_t k = 0;
+    if (out_len) out[0] = '\0';
+    for (int i = 0; i < N_FIELDS; i++) {
+        const Field *f = &FIELDS[i];
+        if (f->resume == FREE) continue;
+        char was[600], is[600];
+        /* as printed: what a checkpoint stores, so a value it rounds (ema_alpha's %g) compares
+         * at the precision it was kept; %.17g rows compare exactly */
+        format_value(stored, f, AS_PRINTED, was, sizeof was);
+        format_value(now, f, AS_PRINTED, is, sizeof is);
+        if (!strcmp(was, is)) continue;
+        format_value(stored, f, READABLE, was, sizeof was);
+        format_value(now, f, READABLE, is, sizeof is);
+        if (k < out_len)
+            k += (size_t)snprintf(out + k, out_len - k, "%s%s%s%s: %s in the checkpoint, %s now", n ? "; " : "",
+                                  f->section, f->section[0] ? "." : "", f->key, was, is);
+        n++;
+    }
+    return n;
 }

@@ -2,27 +2,21 @@
  *
  * An unknown key, a wrong type or an out-of-range value is an error reported as
  * FILE:LINE:COLUMN: section.key: what was expected. The schema (fields, types, ranges,
- * defaults) is the table in config.c; docs/configs.md describes it for users. */
+ * defaults, whether a key may change on resume) is the table in config.c; the augment rows
+ * come from data/augment.h's AUGMENT_SETTINGS. docs/configs.md describes it for users. */
 #ifndef UNET_CONFIG_H
 #define UNET_CONFIG_H
 
 #include <stddef.h>
 
+#include "augment.h"
+#include "net_config.h"
+
 typedef struct {
     char path[512];
     char name[64];
 
-    /* network: */
-    char preset[16];     /* tiny | base | large | custom */
-    int embed_dim;       /* C; from the preset unless custom */
-    int heads[4];        /* per encoder stage; from the preset unless custom */
-    int patch_size;      /* P: 4 or 8 */
-    int windows[4];      /* window per encoder stage (clamped to the stage size at build) */
-    int in_channels;
-    int classes;         /* including background */
-    int deep_supervision;
-    int crop[2];         /* H, W of the training patch; fixes the window clamping */
-    double drop_path_rate;
+    NetConfig net;         /* network: what the model is built from (src/model/net_config.h) */
 
     /* train: */
     int batch_size;        /* global batch, split across ranks */
@@ -46,21 +40,16 @@ typedef struct {
     int threads;           /* CPU threads per rank (0: all cores / ranks per node) */
     double grad_bucket_mb; /* gradient all-reduce bucket, MiB (0: one bucket after backward): grad_sync.h */
 
-    /* augment: (the released recipe's augmentation, data/augment.h; defaults = the spec) */
-    int aug_enlarged[2];  /* H, W of the random crop before rotation/scaling; [0, 0] = nnU-Net's rule */
-    double aug_p_rotation, aug_rotation_min, aug_rotation_max; /* degrees */
-    double aug_p_scale, aug_scale_min, aug_scale_max;
-    double aug_p_noise, aug_noise_std_min, aug_noise_std_max;
-    double aug_p_blur, aug_p_blur_channel, aug_blur_sigma_min, aug_blur_sigma_max;
-    double aug_p_brightness, aug_brightness_min, aug_brightness_max;
-    double aug_p_contrast, aug_contrast_min, aug_contrast_max;
-    double aug_p_lowres, aug_p_lowres_channel, aug_lowres_zoom_min, aug_lowres_zoom_max;
-    double aug_p_gamma_inverted, aug_p_gamma, aug_gamma_min, aug_gamma_max;
-    double aug_p_mirror_y, aug_p_mirror_x;
+    /* augment: the data layer's own parameters (data/augment.h owns their defaults and bounds).
+     * aug.patch stays 0 here; it and any aug.enlarged axis of 0 (the recipe's rule) follow
+     * network.crop when the loader is set up (src/train/loader_config.c). */
+    AugmentParams aug;
 
-    /* loader: (data/loader.h) */
-    int loader_workers;   /* augmentation threads per rank */
-    int loader_prefetch;  /* batch slots in the queue */
+    /* loader: (data/loader.h) how batches are made, never what they contain */
+    struct {
+        int workers;       /* augmentation threads per rank */
+        int prefetch;      /* batch slots in the queue */
+    } loader;
 
     /* predict: (src/infer/predict.h) */
     double predict_step;  /* sliding-window step as a fraction of the crop (nnU-Net: 0.5; the
@@ -87,7 +76,14 @@ int config_check_backend(const Config *cfg, char *err, size_t err_len);
  * literal or cfg's own field: valid as long as cfg is. Pass it to backend_cuda_create(). */
 const char *config_precision(const Config *cfg);
 
-/* Prints the resolved configuration as YAML (what the run will actually use). */
+/* Prints the resolved configuration as YAML (what the run will actually use), every key of the
+ * table in its order; the text loads back to the same Config. */
 void config_print(const Config *cfg, void *file /* FILE* */);
+
+/* Resume: compares a checkpoint's stored config with the current one, key by key, skipping the
+ * keys the table marks as free to change on resume (run length, logging, threads, backend...).
+ * Returns how many keys differ and lists them in out as "train.lr: 0.001 in the checkpoint,
+ * 0.0001 now; ..." (truncated to out_len). */
+int config_resume_diff(const Config *stored, const Config *now, char *out, size_t out_len);
 
 #endif

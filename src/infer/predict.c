@@ -39,8 +39,8 @@ void predictor_init(Predictor *p, const Model *m, Backend *be, const float *para
     memset(p, 0, sizeof *p);
     p->m = m;
     p->be = be;
-    p->ch = m->cfg.crop[0];
-    p->cw = m->cfg.crop[1];
+    p->ch = m->net.crop[0];
+    p->cw = m->net.crop[1];
     p->K = m->K;
     p->cin = m->cin;
     p->step = step;

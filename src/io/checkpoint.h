@@ -24,7 +24,7 @@ typedef struct {
 } TrainState;
 
 /* Host buffers of m->params.total floats each. config_yaml is the resolved config (stored
- * verbatim; its hash is checked on resume). */
+ * verbatim with its hash; a resume compares it key by key: config_resume_diff). */
 int checkpoint_save(const char *path, const Model *m, const float *params, const float *adam_m, const float *adam_v,
                     const TrainState *st, const char *config_yaml, char *err, size_t err_len);
 
@@ -49,7 +49,7 @@ void checkpoint_remove_stale_temporaries(const char *dir);
 /* Removes all but the newest keep_last step checkpoints (best.safetensors is separate). */
 void checkpoint_prune(const char *dir, int keep_last);
 
-/* FNV-1a 64-bit hash of a text, as 16 hex digits (config identity). */
+/* FNV-1a 64-bit hash of a text, as 16 hex digits (the stored config's config_hash). */
 void checkpoint_text_hash(char out[17], const char *text);
 
 #endif

@@ -118,13 +118,14 @@ void weights_add_to_st(const Model *m, const float *params, StFile *f, void **ow
     *owned = idx;
 }
 
-int weights_save(const Model *m, const float *params, const char *path, char *err, size_t err_len) {
+int weights_save(const Model *m, const float *params, const char *config_name, const char *path, char *err,
+                 size_t err_len) {
     StFile f;
     void *owned;
     st_init(&f);
     st_add_meta(&f, "format", "pt");
     st_add_meta(&f, "network", "unet2022");
-    st_add_meta(&f, "config_name", m->cfg.name);
+    st_add_meta(&f, "config_name", config_name);
     weights_add_to_st(m, params, &f, &owned);
     int rc = st_write_file(&f, path, err, err_len);
     st_free(&f);

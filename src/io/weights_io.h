@@ -23,6 +23,8 @@ int weights_load_st(const Model *m, float *params, const StFile *f, char *err, s
 /* Adds every weight (and the index buffers) to f. The index buffers are allocated here and
  * returned through *owned (free() after the file is written). */
 void weights_add_to_st(const Model *m, const float *params, StFile *f, void **owned);
-int weights_save(const Model *m, const float *params, const char *path, char *err, size_t err_len);
+/* config_name: the run config's name, stored as metadata (docs/formats.md). */
+int weights_save(const Model *m, const float *params, const char *config_name, const char *path, char *err,
+                 size_t err_len);
 
 #endif

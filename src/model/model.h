@@ -1,4 +1,4 @@
-/* model.h — UNet-2022 as the authors' released code builds it (shared/spec/architecture.md).
+/* model.h — UNet-2022 as the authors' released code builds it (docs/network.md).
  *
  * A Model is a description: the parameter table (state_dict names, offsets into one flat
  * buffer) and, per layer, the offsets of its tensors plus its fixed hyper-parameters
@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "backend.h"
-#include "config.h"
+#include "net_config.h"
 #include "param_table.h"
 
 /* One PI block: ConvNeXt part then attention part (both residual). Offsets into the flat buffer. */
@@ -43,7 +43,7 @@ typedef struct {
 } HeadDesc;
 
 typedef struct {
-    Config cfg;
+    NetConfig net; /* resolved (preset applied, validated): a copy, the caller's may go */
     int C, P, K, cin;
     int stage_window[4], stage_shift[4]; /* after clamping to the crop */
 
@@ -63,8 +63,8 @@ typedef struct {
     ParamTable params;
 } Model;
 
-/* Builds the description from a validated config. */
-void model_build(Model *m, const Config *cfg);
+/* Builds the description from a resolved, validated network config (config.h: Config.net). */
+void model_build(Model *m, const NetConfig *net);
 void model_free(Model *m);
 
 /* Fresh weights with PyTorch's default initialisation, from a seed. `params` is host memory
@@ -120,8 +120,19 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *params
 float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *labels /* (B, H, W) */,
                  float *parts_host, const LossReduce *reduce /* NULL: one process */);
 
+/* How model_backward tells its caller which parameter gradients are final, so that their
+ * all-reduce can start while backward goes on (grad_sync.h). ready(ctx, offset, count) is called
+ * right after the op that finished the gradients of floats [offset, offset + count) of the flat
+ * buffer has been queued: whole tensors, one layer's at a time (a weight and its bias lie next to
+ * each other, so they come as one range). Work queued after it on the backend sees them final. */
+typedef struct {
+    void (*ready)(void *ctx, size_t offset, size_t count);
+    void *ctx;
+} GradsReady;
+
 /* Backward of loss ∘ forward; ACCUMULATES into grads (flat, m->params.total). */
-void model_backward(const Model *m, Backend *be, ModelActs *a, const float *params, float *grads);
+void model_backward(const Model *m, Backend *be, ModelActs *a, const float *params, float *grads,
+                    const GradsReady *ready /* NULL: nobody listens */);
 
 /* Loss weights of the deep-supervision outputs (normalised 1, ½, ¼ → 4/7, 2/7, 1/7). */
 void model_ds_weights(const Model *m, float w[3]);

@@ -163,7 +163,7 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
         for (int j = 0; j < 3; j++) plan_block(a, &a->dec[i][j], &m->dec[i][j], B, hi, wi);
     }
 
-    a->n_outputs = m->cfg.deep_supervision ? 3 : 1;
+    a->n_outputs = m->net.deep_supervision ? 3 : 1;
     model_ds_weights(m, a->loss_weight);
     for (int k = 0; k < a->n_outputs; k++) {
         const HeadDesc *hd = &m->head[k];

@@ -78,9 +78,9 @@ static void add_block(Model *m, BlockDesc *bd, const char *prefix) {
  * (clamped once, from the crop, as the released code does at construction). */
 static void clamp_windows(Model *m) {
     for (int i = 0; i < 4; i++) {
-        int res_h = m->cfg.crop[0] / (m->P << i), res_w = m->cfg.crop[1] / (m->P << i);
+        int res_h = m->net.crop[0] / (m->P << i), res_w = m->net.crop[1] / (m->P << i);
         int res = res_h < res_w ? res_h : res_w;
-        int w = m->cfg.windows[i];
+        int w = m->net.windows[i];
         if (res <= w) {
             m->stage_window[i] = res;
             m->stage_shift[i] = 0;
@@ -95,7 +95,7 @@ static void describe_stage(Model *m, BlockDesc *blocks, int stage, const float *
     for (int j = 0; j < 3; j++) {
         BlockDesc *bd = &blocks[j];
         bd->dim = m->C << stage;
-        bd->heads = m->cfg.heads[stage];
+        bd->heads = m->net.heads[stage];
         bd->window = m->stage_window[stage];
         bd->shift = (j % 2 == 1) ? m->stage_shift[stage] : 0;
         bd->drop_rate = rates[j];
@@ -103,13 +103,13 @@ static void describe_stage(Model *m, BlockDesc *blocks, int stage, const float *
     }
 }
 
-void model_build(Model *m, const Config *cfg) {
+void model_build(Model *m, const NetConfig *net) {
     memset(m, 0, sizeof *m);
-    m->cfg = *cfg;
-    m->C = cfg->embed_dim;
-    m->P = cfg->patch_size;
-    m->K = cfg->classes;
-    m->cin = cfg->in_channels;
+    m->net = *net;
+    m->C = net->embed_dim;
+    m->P = net->patch_size;
+    m->K = net->classes;
+    m->cin = net->in_channels;
     clamp_windows(m);
     char p[PARAM_NAME_MAX];
 
@@ -136,8 +136,8 @@ void model_build(Model *m, const Config *cfg) {
     /* drop-path rates: encoder linspace(0, r, 12); decoder linspace(0, r, 9) with
      * decoder.layers.i getting entries 3i .. 3i+2 (the 4C stage the top three). */
     float enc_rates[12], dec_rates[9];
-    for (int i = 0; i < 12; i++) enc_rates[i] = (float)(cfg->drop_path_rate * i / 11.0);
-    for (int i = 0; i < 9; i++) dec_rates[i] = (float)(cfg->drop_path_rate * i / 8.0);
+    for (int i = 0; i < 12; i++) enc_rates[i] = (float)(net->drop_path_rate * i / 11.0);
+    for (int i = 0; i < 9; i++) dec_rates[i] = (float)(net->drop_path_rate * i / 8.0);
     int next_id = 0;
 
     for (int i = 0; i < 4; i++) {
@@ -228,7 +228,7 @@ void model_relative_position_index(int64_t *out, int w) {
 }
 
 void model_ds_weights(const Model *m, float w[3]) {
-    if (!m->cfg.deep_supervision) {
+    if (!m->net.deep_supervision) {
         w[0] = 1.0f;
         w[1] = w[2] = 0.0f;
         return;
@@ -241,7 +241,7 @@ void model_ds_weights(const Model *m, float w[3]) {
 
 void model_print(const Model *m, void *file) {
     FILE *fp = file;
-    const Config *c = &m->cfg;
+    const NetConfig *c = &m->net;
     fprintf(fp, "network: UNet-2022, preset %s (C = %d), patch size P = %d, %d -> %d classes\n", c->preset, m->C,
             m->P, m->cin, m->K);
     fprintf(fp, "crop: %d x %d, deep supervision: %s, drop path: %g\n", c->crop[0], c->crop[1],

@@ -36,7 +36,7 @@ double model_forward_flops(const Model *m, int B, int H, int W) {
         f += 2.0 * B * (hi / 2) * (wi / 2) * 2 * d * d * 4;                  /* convT 2x2 */
         for (int j = 0; j < 3; j++) f += block_flops(&m->dec[i][j], B, hi, wi);
     }
-    int n_out = m->cfg.deep_supervision ? 3 : 1;
+    int n_out = m->net.deep_supervision ? 3 : 1;
     for (int k = 0; k < n_out; k++) {
         const HeadDesc *hd = &m->head[k];
         double rows = (double)B * (h >> k) * (w >> k);

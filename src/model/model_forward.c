@@ -35,20 +35,25 @@ static void conv_pair_forward(Backend *be, ConvPairActs *c, const float *P, cons
 /* The pair's output gradient must already be in n2.y.g (second_norm) or c2.g. */
 static void conv_pair_backward(Backend *be, ConvPairActs *c, const float *P, float *G, const Act *x, Act *dx,
                                FirstLayer first, int B, int H, int W, int cin, int cout, size_t w1, size_t b1,
-                               size_t n1w, size_t n1b, size_t w2, size_t b2, int second_norm, size_t n2w, size_t n2b) {
+                               size_t n1w, size_t n1b, size_t w2, size_t b2, int second_norm, size_t n2w, size_t n2b,
+                               const GradReport *report) {
     int Ho = first == FIRST_CONV_S2 ? H / 2 : H * 2, Wo = first == FIRST_CONV_S2 ? W / 2 : W * 2;
     size_t rows = (size_t)B * Ho * Wo;
     if (second_norm) {
         be->layernorm_backward(be, c->g2.g, G + n2w, G + n2b, c->n2.y.g, c->g2.v, c->n2.mean, c->n2.rstd, P + n2w,
                                rows, cout);
+        grads_final(report, n2w, n2b);
         be->gelu_backward(be, c->c2.g, c->g2.g, c->c2.v, rows * cout);
     }
     be->conv3x3_backward(be, c->n1.y.g, G + w2, G + b2, c->c2.g, c->n1.y.v, P + w2, B, Ho, Wo, cout, cout, 1);
+    grads_final(report, w2, b2);
     be->layernorm_backward(be, c->g1.g, G + n1w, G + n1b, c->n1.y.g, c->g1.v, c->n1.mean, c->n1.rstd, P + n1w, rows,
                            cout);
+    grads_final(report, n1w, n1b);
     be->gelu_backward(be, c->c1.g, c->g1.g, c->c1.v, rows * cout);
     if (first == FIRST_CONV_S2) be->conv3x3_backward(be, dx, G + w1, G + b1, c->c1.g, x, P + w1, B, H, W, cin, cout, 2);
     else be->convT_backward(be, dx, G + w1, G + b1, c->c1.g, x, P + w1, B, H, W, cin, cout, 2);
+    grads_final(report, w1, b1);
 }
 
 /* ---- stages ---- */
@@ -64,11 +69,12 @@ static const Act *stage_forward(const BlockDesc *bd, Backend *be, BlockActs *ba,
 
 /* The stage output's gradient must be in ba[2].out.g; accumulates into dx. */
 static void stage_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScratch *s, const float *params,
-                           float *grads, const Act *x /* (B, H, W, d) */, Act *dx /* (B, H, W, d) */, int B) {
+                           float *grads, const Act *x /* (B, H, W, d) */, Act *dx /* (B, H, W, d) */, int B,
+                           const GradReport *report) {
     for (int j = 2; j >= 0; j--) {
         const Act *xin = j == 0 ? x : ba[j - 1].out.v;
         Act *dxin = j == 0 ? dx : ba[j - 1].out.g;
-        pi_block_backward(&bd[j], be, &ba[j], s, params, grads, xin, dxin, B);
+        pi_block_backward(&bd[j], be, &ba[j], s, params, grads, xin, dxin, B, report);
     }
 }
 
@@ -200,8 +206,19 @@ float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *label
     return (float)total;
 }
 
-void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, float *G) {
+void grads_final(const GradReport *r, size_t first, size_t last) {
+    if (!r->hook) return;
+    const ParamInfo *a = param_at_offset(r->params, first), *b = param_at_offset(r->params, last);
+    CHECK(a && b && (b == a || b == a + 1),
+          "model_backward: the tensors at floats %zu and %zu are not one tensor or two adjacent ones", first, last);
+    r->hook->ready(r->hook->ctx, first, b->offset + b->numel - first);
+}
+
+/* After every op that accumulates into parameter gradients comes grads_final for those
+ * parameters: each gets its whole gradient from that one op, so it is final there. */
+void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, float *G, const GradsReady *ready) {
     int B = a->B, H = a->H, W = a->W;
+    const GradReport rep = {ready, &m->params}, *report = &rep;
     int h = H / m->P, w = W / m->P;
     for (int i = 0; i < a->n_grads; i++) be->zero(be, a->grads[i].g, a->grad_numel[i] * be->act_bytes);
 
@@ -217,12 +234,14 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
         if (hd->has_project) {
             be->convT_backward(be, a->head[k].proj.n2.y.g, G + hd->up_w, G + hd->up_b, a->head[k].logits.g,
                                a->head[k].proj.n2.y.v, P + hd->up_w, B, 2 * hk, 2 * wk, hd->mid, m->K, 4);
+            grads_final(report, hd->up_w, hd->up_b);
             conv_pair_backward(be, &a->head[k].proj, P, G, dec_v, dec_g, FIRST_CONVT_2, B, hk, wk,
                                hd->dim, hd->mid, hd->t_w, hd->t_b, hd->n1_w, hd->n1_b, hd->c_w, hd->c_b, 1, hd->n2_w,
-                               hd->n2_b);
+                               hd->n2_b, report);
         } else {
             be->convT_backward(be, dec_g, G + hd->up_w, G + hd->up_b, a->head[k].logits.g, dec_v, P + hd->up_w, B, hk,
                                wk, hd->mid, m->K, 4);
+            grads_final(report, hd->up_w, hd->up_b);
         }
     }
 
@@ -230,16 +249,18 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
     for (int i = 0; i <= 2; i++) {
         int d = m->C << i, hi = h >> i, wi = w >> i;
         size_t rows_in = (size_t)B * (hi / 2) * (wi / 2), rows = (size_t)B * hi * wi;
-        stage_backward(m->dec[i], be, a->dec[i], &a->scratch, P, G, a->up[i].sum.v, a->up[i].sum.g, B);
+        stage_backward(m->dec[i], be, a->dec[i], &a->scratch, P, G, a->up[i].sum.v, a->up[i].sum.g, B, report);
         be->accumulate(be, a->up[i].t.g, a->up[i].sum.g, rows * d);
         be->accumulate(be, a->skip[i].y.g, a->up[i].sum.g, rows * d);
         NormBuf *n = &a->up[i].n;
         be->convT_backward(be, n->y.g, G + m->up_w[i], G + m->up_b[i], a->up[i].t.g, n->y.v, P + m->up_w[i], B,
                            hi / 2, wi / 2, 2 * d, d, 2);
+        grads_final(report, m->up_w[i], m->up_b[i]);
         const Act *y_in = i == 2 ? a->skip[3].y.v : a->dec[i + 1][2].out.v;
         Act *dy_in = i == 2 ? a->skip[3].y.g : a->dec[i + 1][2].out.g;
         be->layernorm_backward(be, dy_in, G + m->up_norm_w[i], G + m->up_norm_b[i], n->y.g, y_in, n->mean, n->rstd,
                                P + m->up_norm_w[i], rows_in, 2 * d);
+        grads_final(report, m->up_norm_w[i], m->up_norm_b[i]);
     }
 
     /* encoder, deepest first */
@@ -251,22 +272,26 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
             NormBuf *n = &a->down[i].n;
             be->conv3x3_backward(be, n->y.g, G + m->down_w[i], G + m->down_b[i], a->down[i].conv.g, n->y.v,
                                  P + m->down_w[i], B, hi, wi, d, 2 * d, 2);
+            grads_final(report, m->down_w[i], m->down_b[i]);
             be->layernorm_backward(be, a->down[i].g.g, G + m->down_norm_w[i], G + m->down_norm_b[i], n->y.g,
                                    a->down[i].g.v, n->mean, n->rstd, P + m->down_norm_w[i], rows, d);
+            grads_final(report, m->down_norm_w[i], m->down_norm_b[i]);
             be->gelu_backward(be, last->out.g, a->down[i].g.g, last->out.v, rows * d);
         }
         NormBuf *sk = &a->skip[i];
         be->layernorm_backward(be, last->out.g, G + m->skip_norm_w[i], G + m->skip_norm_b[i], sk->y.g, last->out.v,
                                sk->mean, sk->rstd, P + m->skip_norm_w[i], rows, d);
+        grads_final(report, m->skip_norm_w[i], m->skip_norm_b[i]);
         const Act *x_in = i == 0 ? a->stem_norm.y.v : a->down[i - 1].conv.v;
         Act *dx_in = i == 0 ? a->stem_norm.y.g : a->down[i - 1].conv.g;
-        stage_backward(m->enc[i], be, a->enc[i], &a->scratch, P, G, x_in, dx_in, B);
+        stage_backward(m->enc[i], be, a->enc[i], &a->scratch, P, G, x_in, dx_in, B, report);
     }
 
     /* stem */
     ConvPairActs *lc = &a->stem[m->n_stem - 1];
     be->layernorm_backward(be, lc->c2.g, G + m->stem_norm_w, G + m->stem_norm_b, a->stem_norm.y.g, lc->c2.v,
                            a->stem_norm.mean, a->stem_norm.rstd, P + m->stem_norm_w, (size_t)B * h * w, m->C);
+    grads_final(report, m->stem_norm_w, m->stem_norm_b);
     for (int i = m->n_stem - 1; i >= 0; i--) {
         const StemBlockDesc *s = &m->stem[i];
         int hi = H >> i, wi = W >> i;
@@ -274,6 +299,6 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
         Act *dx = i == 0 ? NULL : a->stem[i - 1].n2.y.g;
         conv_pair_backward(be, &a->stem[i], P, G, x, dx, FIRST_CONV_S2, B, hi, wi, s->cin, s->cout, s->conv1_w,
                            s->conv1_b, s->norm1_w, s->norm1_b, s->conv2_w, s->conv2_b, !s->last, s->norm2_w,
-                           s->norm2_b);
+                           s->norm2_b, report);
     }
 }

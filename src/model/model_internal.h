@@ -107,10 +107,22 @@ struct ModelActs {
     BlockScratch scratch;
 };
 
+/* model_backward's GradsReady (model.h) with the table that turns a layer's tensors into one
+ * range of the flat buffer. */
+typedef struct {
+    const GradsReady *hook; /* NULL: nobody listens */
+    const ParamTable *params;
+} GradReport;
+
+/* model_forward.c: after the op that finished the gradients of the tensors at offsets first..last
+ * (one tensor, or a weight and the bias right after it), reports [first, end of last). */
+void grads_final(const GradReport *r, size_t first, size_t last);
+
 /* pi_block.c */
 void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const float *params,
                       const Act *x /* (B, H, W, d) */, int B, const PassOptions *opt);
 void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScratch *s, const float *params,
-                       float *grads, const Act *x /* (B, H, W, d) */, Act *dx /* (B, H, W, d) */, int B);
+                       float *grads, const Act *x /* (B, H, W, d) */, Act *dx /* (B, H, W, d) */, int B,
+                       const GradReport *report);
 
 #endif

@@ -36,6 +36,17 @@ const ParamInfo *param_find(const ParamTable *t, const char *name) {
     return NULL;
 }
 
+const ParamInfo *param_at_offset(const ParamTable *t, size_t offset) {
+    int lo = 0, hi = t->count - 1; /* items are in offset order: binary search */
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (t->items[mid].offset == offset) return &t->items[mid];
+        if (t->items[mid].offset < offset) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return NULL;
+}
+
 void param_table_free(ParamTable *t) {
     free(t->items);
     memset(t, 0, sizeof *t);

@@ -43,6 +43,8 @@ typedef struct {
 /* Appends a tensor; returns its offset. shape has ndim entries. */
 size_t param_add(ParamTable *t, const char *name, int ndim, const int64_t *shape, ParamInit init, int fan_in);
 const ParamInfo *param_find(const ParamTable *t, const char *name);
+/* The tensor that starts at float `offset` of the flat buffer; NULL when none starts there. */
+const ParamInfo *param_at_offset(const ParamTable *t, size_t offset);
 void param_table_free(ParamTable *t);
 
 #endif

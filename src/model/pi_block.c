@@ -1,12 +1,12 @@
-/* pi_block.c — one PI block (shared/spec/architecture.md, "PI block"), forward and backward.
+/* pi_block.c — one PI block (docs/network.md, "The PI block"), forward and backward.
  *
  *   ConvNeXt part:  x1 = x + DropPath(γ · pwconv2(GELU(pwconv1(LN₁e-6(dwconv7(x))))))
  *   attention part: u = LN₁e-5(x1); r = roll(pad(u), −s)
  *                   o = crop(roll(proj(WindowAttention(qkv(r)) + dwconv7(r)), +s))
  *                   out = x1 + DropPath(o)
- * The attention's depthwise conv sees the normed, padded, rolled map (the spec's trap),
- * and its output joins the merged heads before proj. qkv and proj are per-token linears,
- * so they run on the whole (padded) map; the window partition happens inside the
+ * The attention's depthwise conv sees the normed, padded, rolled map (a detail the paper
+ * leaves out), and its output joins the merged heads before proj. qkv and proj are per-token
+ * linears, so they run on the whole (padded) map; the window partition happens inside the
  * attention op's indexing. */
 #include <string.h>
 
@@ -66,7 +66,7 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
 }
 
 void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScratch *s, const float *params,
-                       float *grads, const Act *x, Act *dx, int B) {
+                       float *grads, const Act *x, Act *dx, int B, const GradReport *report) {
     const float *P = params;
     float *G = grads;
     int d = bd->dim, H = ba->H, W = ba->W, Hp = ba->Hp, Wp = ba->Wp;
@@ -87,17 +87,22 @@ void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScr
     be->roll_crop_backward(be, s->d_proj, d_o, B, H, W, d, Hp, Wp, bd->shift);
     be->zero(be, s->d_sum, npd * ab);
     be->linear_backward(be, s->d_sum, G + bd->proj_w, G + bd->proj_b, s->d_proj, ba->att, P + bd->proj_w, Np, d, d);
+    grads_final(report, bd->proj_w, bd->proj_b);
     /* d_sum flows to both the attention output and the depthwise branch */
     be->zero(be, s->d_r, npd * ab);
     be->dwconv7_backward(be, s->d_r, G + bd->dw2_w, G + bd->dw2_b, s->d_sum, ba->r, P + bd->dw2_w, B, Hp, Wp, d);
+    grads_final(report, bd->dw2_w, bd->dw2_b);
     be->zero(be, s->d_qkv, 3 * npd * ab);
     be->window_attention_backward(be, s->d_qkv, G + bd->table, s->d_sum, ba->qkv, ba->probs, B, Hp, Wp, d, bd->heads,
                                   bd->window, bd->shift);
+    grads_final(report, bd->table, bd->table);
     be->linear_backward(be, s->d_r, G + bd->qkv_w, G + bd->qkv_b, s->d_qkv, ba->r, P + bd->qkv_w, Np, d, 3 * d);
+    grads_final(report, bd->qkv_w, bd->qkv_b);
     be->zero(be, s->d_u, nd * ab);
     be->pad_roll_backward(be, s->d_u, s->d_r, B, H, W, d, Hp, Wp, bd->shift);
     be->layernorm_backward(be, s->d_x1, G + bd->n1_w, G + bd->n1_b, s->d_u, ba->x1, ba->mean2, ba->rstd2,
                            P + bd->n1_w, N, d);
+    grads_final(report, bd->n1_w, bd->n1_b);
 
     /* ConvNeXt part: x1 = x + dp(γ·fc2) */
     be->accumulate(be, dx, s->d_x1, nd); /* residual path */
@@ -109,14 +114,19 @@ void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScr
     }
     be->zero(be, s->d_fc2, nd * ab);
     be->channel_scale_backward(be, s->d_fc2, G + bd->gamma, d_ls, ba->fc2, P + bd->gamma, N, d);
+    grads_final(report, bd->gamma, bd->gamma);
     be->zero(be, s->d_ge, 4 * nd * ab);
     be->linear_backward(be, s->d_ge, G + bd->fc2_w, G + bd->fc2_b, s->d_fc2, ba->ge, P + bd->fc2_w, N, 4 * d, d);
+    grads_final(report, bd->fc2_w, bd->fc2_b);
     be->zero(be, s->d_fc1, 4 * nd * ab);
     be->gelu_backward(be, s->d_fc1, s->d_ge, ba->fc1, 4 * nd);
     be->zero(be, s->d_ln1, nd * ab);
     be->linear_backward(be, s->d_ln1, G + bd->fc1_w, G + bd->fc1_b, s->d_fc1, ba->ln1, P + bd->fc1_w, N, d, 4 * d);
+    grads_final(report, bd->fc1_w, bd->fc1_b);
     be->zero(be, s->d_dw1, nd * ab);
     be->layernorm_backward(be, s->d_dw1, G + bd->norm_w, G + bd->norm_b, s->d_ln1, ba->dw1, ba->mean1, ba->rstd1,
                            P + bd->norm_w, N, d);
+    grads_final(report, bd->norm_w, bd->norm_b);
     be->dwconv7_backward(be, dx, G + bd->dw_w, G + bd->dw_b, s->d_dw1, x, P + bd->dw_w, B, H, W, d);
+    grads_final(report, bd->dw_w, bd->dw_b);
 }

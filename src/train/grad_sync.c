@@ -1,19 +1,10 @@
 /* grad_sync.c — gradient buckets reduced while the backward pass runs (see grad_sync.h). */
 #include "grad_sync.h"
 
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
-
-/* The backend handed to model_backward: a copy of the real one's op table (same impl, so every
- * op it does not override runs unchanged) plus a way back to the GradSync. `be` comes first so an
- * op's Backend * is also the WatchedBackend *. */
-typedef struct {
-    Backend be;
-    GradSync *g;
-} WatchedBackend;
 
 typedef struct {
     float **runs;   /* (n_runs) starts of contiguous stretches of the gradient buffer */
@@ -25,8 +16,7 @@ typedef struct {
 
 struct GradSync {
     Comm *comm;
-    Backend *inner;
-    WatchedBackend watched;
+    Backend *inner; /* the backend model_backward runs on: reductions are ordered on its queue */
     const ParamTable *params;
     float *grads; /* (params->total) */
     size_t bucket_floats;
@@ -52,8 +42,8 @@ static int param_at(const ParamTable *t, size_t off) {
         else hi = mid - 1;
     }
     CHECK(t->items[lo].offset == off,
-          "gradient buckets: an op wrote a parameter gradient at float %zu, inside %s (offset %zu) rather than at "
-          "the start of a parameter; gradient tracking assumes whole-tensor gradients",
+          "gradient buckets: model_backward reported gradients from float %zu, inside %s (offset %zu) rather than "
+          "at the start of a parameter; gradient tracking assumes whole-tensor gradients",
           off, t->items[lo].name, t->items[lo].offset);
     return lo;
 }
@@ -71,11 +61,8 @@ static void start_ready(GradSync *g) {
     }
 }
 
-/* An op has been queued that finished its contribution to the gradient at `grad`. */
-static void contributed(GradSync *g, const float *grad) {
-    uintptr_t p = (uintptr_t)grad, lo = (uintptr_t)g->grads, hi = (uintptr_t)(g->grads + g->params->total);
-    if (!grad || p < lo || p >= hi) return; /* not a parameter gradient (e.g. scratch) */
-    int i = param_at(g->params, (size_t)(grad - g->grads));
+/* An op has been queued that finished its contribution to the gradient of parameter i. */
+static void contributed(GradSync *g, int i) {
     g->seen[i]++;
     if (!g->planned) {
         g->last_report[i] = g->n_reports++;
@@ -90,64 +77,21 @@ static void contributed(GradSync *g, const float *grad) {
     }
 }
 
-static void after_op(GradSync *g, const float *grad_a, const float *grad_b) {
-    contributed(g, grad_a);
-    contributed(g, grad_b);
+/* model_backward's GradsReady hook: the parameters in [offset, offset + count), in offset order
+ * (a weight before its bias), then a chance for started reductions to advance. */
+void grad_sync_ready(void *ctx, size_t offset, size_t count) {
+    GradSync *g = ctx;
+    const ParamTable *t = g->params;
+    CHECK(count > 0 && offset + count <= t->total,
+          "gradient buckets: model_backward reported floats [%zu, %zu) of a %zu-float gradient buffer", offset,
+          offset + count, t->total);
+    int i = param_at(t, offset);
+    for (; i < t->count && t->items[i].offset < offset + count; i++) contributed(g, i);
+    CHECK(t->items[i - 1].offset + t->items[i - 1].numel == offset + count,
+          "gradient buckets: model_backward reported gradients up to float %zu, inside %s; gradient tracking "
+          "assumes whole-tensor gradients",
+          offset + count, t->items[i - 1].name);
     g->comm->progress(g->comm);
-}
-
-/* ---- the watched ops: the real op first, then the report ---- */
-
-static GradSync *owner(Backend *be) { return ((WatchedBackend *)be)->g; }
-
-static void w_conv3x3_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                               const float *w, int B, int H, int W, int Ci, int Co, int stride) {
-    GradSync *g = owner(be);
-    g->inner->conv3x3_backward(g->inner, din, dw, db, dout, in, w, B, H, W, Ci, Co, stride);
-    after_op(g, dw, db);
-}
-
-static void w_dwconv7_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                               const float *w, int B, int H, int W, int C) {
-    GradSync *g = owner(be);
-    g->inner->dwconv7_backward(g->inner, din, dw, db, dout, in, w, B, H, W, C);
-    after_op(g, dw, db);
-}
-
-static void w_convT_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                             const float *w, int B, int H, int W, int Ci, int Co, int k) {
-    GradSync *g = owner(be);
-    g->inner->convT_backward(g->inner, din, dw, db, dout, in, w, B, H, W, Ci, Co, k);
-    after_op(g, dw, db);
-}
-
-static void w_linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                              const float *w, size_t N, int Ci, int Co) {
-    GradSync *g = owner(be);
-    g->inner->linear_backward(g->inner, din, dw, db, dout, in, w, N, Ci, Co);
-    after_op(g, dw, db);
-}
-
-static void w_layernorm_backward(Backend *be, Act *din, float *dg, float *db, const Act *dout, const Act *in,
-                                 const float *mean, const float *rstd, const float *gam, size_t N, int C) {
-    GradSync *g = owner(be);
-    g->inner->layernorm_backward(g->inner, din, dg, db, dout, in, mean, rstd, gam, N, C);
-    after_op(g, dg, db);
-}
-
-static void w_window_attention_backward(Backend *be, Act *dqkv, float *dtable, const Act *dout, const Act *qkv,
-                                        const Act *probs, int B, int Hp, int Wp, int C, int heads, int window,
-                                        int shift) {
-    GradSync *g = owner(be);
-    g->inner->window_attention_backward(g->inner, dqkv, dtable, dout, qkv, probs, B, Hp, Wp, C, heads, window, shift);
-    after_op(g, dtable, NULL);
-}
-
-static void w_channel_scale_backward(Backend *be, Act *din, float *dgamma, const Act *dout, const Act *in,
-                                     const float *gamma, size_t N, int C) {
-    GradSync *g = owner(be);
-    g->inner->channel_scale_backward(g->inner, din, dgamma, dout, in, gamma, N, C);
-    after_op(g, dgamma, NULL);
 }
 
 /* ---- the plan ---- */
@@ -233,22 +177,8 @@ GradSync *grad_sync_create(Comm *comm, Backend *be, const ParamTable *params, fl
     g->expected = xcalloc(n, sizeof *g->expected);
     g->last_report = xmalloc(n * sizeof *g->last_report);
     g->bucket_of = xcalloc(n, sizeof *g->bucket_of);
-
-    g->watched.be = *be;
-    g->watched.g = g;
-    Backend *w = &g->watched.be;
-    w->conv3x3_backward = w_conv3x3_backward;
-    w->dwconv7_backward = w_dwconv7_backward;
-    w->convT_backward = w_convT_backward;
-    w->linear_backward = w_linear_backward;
-    w->layernorm_backward = w_layernorm_backward;
-    w->window_attention_backward = w_window_attention_backward;
-    w->channel_scale_backward = w_channel_scale_backward;
-    w->destroy = NULL; /* the real backend is destroyed by its owner, never through this copy */
     return g;
 }
-
-Backend *grad_sync_backend(GradSync *g) { return &g->watched.be; }
 
 void grad_sync_begin(GradSync *g) {
     memset(g->seen, 0, (size_t)g->params->count * sizeof *g->seen);

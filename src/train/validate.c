@@ -29,7 +29,7 @@ static void center_fit(float *dst /* (ch, cw, C) */, int32_t *dst_lab /* (ch, cw
 int validate_pseudo_dice(ValResult *out, const Model *m, Backend *be, ModelActs *acts, int B, const float *params,
                          const Store *store, const char *split, int max_slices, Comm *comm, char *err,
                          size_t err_len) {
-    int K = m->K, C = m->cin, ch = m->cfg.crop[0], cw = m->cfg.crop[1];
+    int K = m->K, C = m->cin, ch = m->net.crop[0], cw = m->net.crop[1];
     CHECK(K <= 1024, "too many classes");
     memset(out, 0, sizeof *out);
 

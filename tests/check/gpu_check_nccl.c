@@ -76,7 +76,7 @@ static double bucketed_pass(Net *n, Backend *gpu, GradSync *g) {
     gpu->synchronize(gpu);
     double t0 = monotonic_seconds();
     grad_sync_begin(g);
-    model_backward(&n->m, grad_sync_backend(g), n->acts, n->params, n->grads);
+    model_backward(&n->m, gpu, n->acts, n->params, n->grads, &(GradsReady){grad_sync_ready, g});
     grad_sync_end(g);
     gpu->synchronize(gpu); /* the compute stream waited for the comm stream: the sums are in */
     return (monotonic_seconds() - t0) * 1e3;
@@ -103,8 +103,8 @@ static int check_buckets(Comm *c, Backend *gpu, const char *cfg_path, char *summ
         return 0;
     }
     Net n;
-    model_build(&n.m, &cfg);
-    int B = 2, H = cfg.crop[0], W = cfg.crop[1];
+    model_build(&n.m, &cfg.net);
+    int B = 2, H = cfg.net.crop[0], W = cfg.net.crop[1];
     size_t np = n.m.params.total, ni = (size_t)B * H * W * n.m.cin, nl = (size_t)B * H * W;
     float *hp = xmalloc(np * sizeof(float)), *himg = xmalloc(ni * sizeof(float));
     float *ref = xmalloc(np * sizeof(float)), *got = xmalloc(np * sizeof(float));
@@ -127,7 +127,7 @@ static int check_buckets(Comm *c, Backend *gpu, const char *cfg_path, char *summ
     /* the reference: a plain backward, no transport */
     gpu->zero(gpu, n.grads, np * sizeof(float));
     forward_loss(&n, gpu);
-    model_backward(&n.m, gpu, n.acts, n.params, n.grads);
+    model_backward(&n.m, gpu, n.acts, n.params, n.grads, NULL);
     gpu->download(gpu, ref, n.grads, np * sizeof(float));
 
     int overlapped_min = 1 << 30;

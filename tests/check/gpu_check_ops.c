@@ -596,7 +596,7 @@ typedef struct {
     Adam adam;
 } Replica;
 
-static void replica_init(Replica *r, Backend *be, const Model *m, const float *params, const float *img,
+static void replica_init(Replica *r, Backend *be, const Model *m, double lr, const float *params, const float *img,
                          const int32_t *lab, int B, int H, int W) {
     r->be = be;
     size_t np = m->params.total, ni = (size_t)B * H * W * m->cin, nl = (size_t)B * H * W;
@@ -608,7 +608,7 @@ static void replica_init(Replica *r, Backend *be, const Model *m, const float *p
     be->upload(be, r->image, img, ni * sizeof(float));
     be->upload(be, r->labels, lab, nl * sizeof(int32_t));
     r->acts = model_acts_create(m, be, B, H, W, 0);
-    adam_create(&r->adam, be, np, m->cfg.lr);
+    adam_create(&r->adam, be, np, lr);
 }
 
 static float replica_step(Replica *r, const Model *m, int step, double *norm) {
@@ -618,7 +618,7 @@ static float replica_step(Replica *r, const Model *m, int step, double *norm) {
     model_forward(m, be, r->acts, r->params, r->image, &opt, outs);
     float loss = model_loss(m, be, r->acts, r->labels, NULL, NULL);
     be->zero(be, r->grads, m->params.total * sizeof(float));
-    model_backward(m, be, r->acts, r->params, r->grads);
+    model_backward(m, be, r->acts, r->params, r->grads, NULL);
     *norm = adam_clip_and_step(&r->adam, be, r->params, r->grads);
     be->synchronize(be);
     return loss;
@@ -643,8 +643,8 @@ static int check_steps(Ctx *x, const char *cfg_path, int steps, int B) {
         return 2;
     }
     Model m;
-    model_build(&m, &cfg);
-    int H = cfg.crop[0], W = cfg.crop[1];
+    model_build(&m, &cfg.net);
+    int H = cfg.net.crop[0], W = cfg.net.crop[1];
     size_t ni = (size_t)B * H * W * m.cin, nl = (size_t)B * H * W;
     float *params = xmalloc(m.params.total * sizeof(float)), *img = xmalloc(ni * sizeof(float));
     int32_t *lab = xmalloc(nl * sizeof(int32_t));
@@ -652,8 +652,8 @@ static int check_steps(Ctx *x, const char *cfg_path, int steps, int B) {
     for (size_t i = 0; i < ni; i++) img[i] = (float)rng_normal(rng_key(x->seed, 1000, i));
     for (size_t i = 0; i < nl; i++) lab[i] = (int32_t)((i / W % H) * m.K / H); /* bands: every class present */
     Replica rc, rg;
-    replica_init(&rc, x->cpu, &m, params, img, lab, B, H, W);
-    replica_init(&rg, x->gpu, &m, params, img, lab, B, H, W);
+    replica_init(&rc, x->cpu, &m, cfg.lr, params, img, lab, B, H, W);
+    replica_init(&rg, x->gpu, &m, cfg.lr, params, img, lab, B, H, W);
     printf("%-6s %14s %14s %11s %11s %11s %9s\n", "step", "loss cpu", "loss cuda", "rel diff", "norm cpu", "norm cuda",
            "cuda ms");
     double worst = 0, first = 0, tc = 0, tg = 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""The `unet2022` command line: parameter counts of the five recipes (numbers from the spec's
-table, shared/spec/architecture.md), strict config errors with file:line:column, strict weight
-loading with the offending tensor named, and weights that PyTorch loads with strict=True."""
+"""The `unet2022` command line: parameter counts of the five recipes (the released network's,
+docs/network.md), strict config errors with file:line:column, strict weight loading with the
+offending tensor named, and weights that PyTorch loads with strict=True."""
 import os
 import subprocess
 import sys

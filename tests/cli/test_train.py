@@ -2,8 +2,10 @@
 """`unet2022 train` end to end on a tiny phantom store: exact resume (1 and 2 ranks), the same
 losses on 1, 2 and 4 ranks for one global batch, SIGTERM → checkpoint + exit 75, kill -9 during
 checkpoint writes never leaves a run that cannot resume, and clear errors for damaged
-checkpoints, bad YAML, a missing store and a changed config. Multi-rank cases use Open MPI's
-mpirun on the CPU; they are skipped when unet2022 is built without MPI (mpi_cases.py)."""
+checkpoints, bad YAML, a missing store and a changed config (naming every changed key); the
+keys that may change on resume (loader.*) and checkpoints of older versions (no predict.step)
+resume. Multi-rank cases use Open MPI's mpirun on the CPU; they are skipped when unet2022 is built
+without MPI (mpi_cases.py)."""
 import glob
 import json
 import os
@@ -11,6 +13,7 @@ import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -248,10 +251,49 @@ class Train(unittest.TestCase):
     def test_resume_with_a_different_config_is_refused(self):
         d = self.run_dir("changed")
         self.train(d, "train.max_steps=2")
-        r = run(["train", self.config, f"train.run_dir={d}", "train.max_steps=3", "train.lr=0.5"])
+        r = run(["train", self.config, f"train.run_dir={d}", "train.max_steps=3", "train.lr=0.5",
+                 "augment.p_rotation=0.3", "loader.workers=2"])
         self.assertEqual(r.returncode, 2)
         self.assertIn("different configuration", r.stderr)
+        # every key that differs is named with both values; what may change (max_steps, workers) is not
+        self.assertIn("train.lr: 0.001 in the checkpoint, 0.5 now", r.stderr)
+        self.assertIn("augment.p_rotation: 0.2 in the checkpoint, 0.3 now", r.stderr)
+        self.assertNotIn("max_steps", r.stderr)
+        self.assertNotIn("loader.workers", r.stderr)
         self.assertTrue(os.path.exists(os.path.join(d, "checkpoints", "ckpt-00000002.safetensors")), "nothing lost")
+
+    def test_loader_settings_may_change_on_resume(self):
+        # workers and prefetch change how batches are made, never what they hold: a resume with
+        # other values is accepted and ends where a straight run does, bit for bit
+        straight, resumed = self.run_dir("loader_straight"), self.run_dir("loader_resumed")
+        self.train(straight, "train.max_steps=3")
+        self.train(resumed, "train.max_steps=2")
+        r = self.train(resumed, "train.max_steps=3", "loader.workers=2", "loader.prefetch=3")
+        self.assertIn("resume:", r.stdout)
+        name = "ckpt-00000003.safetensors"
+        self.assert_same_checkpoint(os.path.join(straight, "checkpoints", name),
+                                    os.path.join(resumed, "checkpoints", name))
+
+    def test_checkpoint_without_newer_keys_resumes(self):
+        # a checkpoint written before predict.step existed stores a config without it: the
+        # default fills it in and the run resumes
+        d = self.run_dir("old_version")
+        self.train(d, "train.max_steps=2")
+        path = os.path.join(d, "checkpoints", "ckpt-00000002.safetensors")
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header, data = json.loads(f.read(n)), f.read()
+        config = header["__metadata__"]["config"]
+        old = re.sub(r"predict:\n  step: [^\n]*\n", "", config)
+        self.assertNotEqual(old, config, "the stored config has a predict section to remove")
+        header["__metadata__"]["config"] = old
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)  # the data stays 8-byte aligned
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + data)
+        r = self.train(d, "train.max_steps=3")
+        self.assertIn("resume: " + path, r.stdout)
+        self.assertTrue(os.path.exists(os.path.join(d, "checkpoints", "ckpt-00000003.safetensors")))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""Checks the PyTorch reference network itself against the spec (pure PyTorch, needs no C):
+"""Checks the PyTorch reference network itself against the released network (docs/network.md;
+pure PyTorch, needs no C):
 
-- the five recipes build and their trainable parameter counts equal the spec table;
-- state_dict keys, shapes and ORDER equal state-dict-synapse_320.txt and state-dict-em_512.txt,
+- the five recipes build and their trainable parameter counts equal the released network's
+  (docs/network.md, "Recipes");
+- state_dict keys, shapes and ORDER equal the released network's key lists in
+  tests/reference/data/ (state-dict-synapse_320.txt, P = 4; state-dict-em_512.txt, P = 8);
   relative_position_index buffers are persistent int64 with Swin's values;
-- window clamping / shift per stage as the spec describes;
+- window clamping / shift per stage as docs/network.md describes;
 - draw_params makes every path matter (gamma, attention dwconv, relative position bias, shift);
 - the fp32 reference agrees with fp64 on forward, loss and every gradient (guards against torch
   kernel bugs such as the fp32 GeluBackward one documented in unet2022_ref.gelu).
@@ -19,7 +22,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import unet2022_ref as R  # noqa: E402
 
-SPEC_DIR = os.environ.get("UNET2022_SPEC_DIR", "/work/shared/spec")
+# The key lists ship with the repository; UNET2022_SPEC_DIR may point at another copy.
+SPEC_DIR = os.environ.get("UNET2022_SPEC_DIR",
+                          os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
 torch.set_num_threads(2)
 
 SMALL = dict(preset="custom", embed_dim=16, heads=[1, 2, 4, 8], patch_size=4, windows=[5, 5, 4, 7],

@@ -1,12 +1,12 @@
 """Independent PyTorch reference of the whole UNet-2022 network.
 
-Written from /work/shared/spec/architecture.md (which records what the authors' released code
-does), NOT from our C code. It is the oracle for tests/reference/test_model_vs_torch.py and the
-PyTorch side of scripts/bench_torch_ref.py.
+Written from the description of the released network (docs/network.md, which records what the
+authors' released code does), NOT from our C code. It is the oracle for
+tests/reference/test_model_vs_torch.py and the PyTorch side of scripts/bench_torch_ref.py.
 
 The module tree is laid out so that state_dict() yields exactly the released network's keys, shapes
-and key order (spec files state-dict-synapse_320.txt / state-dict-em_512.txt), including the
-persistent int64 `relative_position_index` buffers.
+and key order (the key lists in tests/reference/data/), including the persistent int64
+`relative_position_index` buffers.
 
 Layout conventions inside this file: the stem, merging, expanding and heads work on NCHW tensors
 (with a channels-first LayerNorm); the PI blocks' attention part works channels-last, as the
@@ -34,7 +34,7 @@ PRESETS = {
     "large": (192, [6, 12, 24, 48]),
 }
 
-# The five configurations of the spec's table (network part only).
+# The five recipes (docs/network.md, "Presets and the five recipes"; network part only).
 RECIPES = {
     "synapse_224": dict(preset="base", patch_size=4, windows=[7, 7, 14, 7], in_channels=1, classes=14,
                         deep_supervision=True, crop=[224, 224]),

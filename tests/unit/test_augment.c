@@ -33,7 +33,7 @@ static void fill_labels(int32_t *lab, int H, int W, int classes, TestRng *r) {
 }
 
 static void test_sizes(void) {
-    /* the spec's enlarged crops: [461, 376] for 320, [322, 263] for 224, [737, 602] for 512 */
+    /* the released recipe's enlarged crops: [461, 376] for 320, [322, 263] for 224, [737, 602] for 512 */
     int e[2];
     augment_enlarged_size(320, 320, 15, 0.85, e);
     TEST_CHECK(e[0] == 461 && e[1] == 376, "enlarged crop for 320: [%d, %d] (spec [461, 376])", e[0], e[1]);

@@ -36,7 +36,7 @@ int main(void) {
     Config cfg;
     TEST_CHECK(config_load(&cfg, cfg_path, err, sizeof err) == 0, "config loads (%s)", err);
     Model m;
-    model_build(&m, &cfg);
+    model_build(&m, &cfg.net);
     size_t n = m.params.total;
     float *p = malloc(n * 4), *mm = malloc(n * 4), *vv = malloc(n * 4);
     TestRng rng = {42};

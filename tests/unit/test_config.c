@@ -1,6 +1,8 @@
 /* test_config.c — a resolved config printed by config_print() loads back to the same values
  * (checkpoints store it; resume and predict read it), for every recipe in configs/; and the
- * train.precision field: its values, its default, its resolution, and its cross-field rule. */
+ * train.precision field: its values, its default, its resolution, and its cross-field rule; the
+ * augment rows (data/augment.h's defaults and bounds); and the resume comparison (which keys
+ * may change, how a refusal names the others, old stored configs missing newer keys). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,8 +96,78 @@ static void test_precision(void) {
     }
 }
 
+/* The config as config_print writes it, into buf. */
+static void print_to(const Config *c, char *buf, size_t n) {
+    memset(buf, 0, n);
+    FILE *mem = fmemopen(buf, n - 1, "w");
+    config_print(c, mem);
+    fclose(mem);
+}
+
+static void test_augment_rows(void) {
+    Config c;
+    char err[1024];
+    int ok = load_train(&c, "  backend: cpu\n", err, sizeof err) == 0;
+    TEST_CHECK(ok, "small config loads (%s)", ok ? "" : err);
+    /* defaults: the data layer's recipe, the enlarged crop left to the rule */
+    AugmentParams d;
+    augment_params_default(&d, 0, 0);
+    d.enlarged[0] = d.enlarged[1] = 0;
+    TEST_CHECK(ok && memcmp(&c.aug, &d, sizeof d) == 0, "augment defaults are augment_params_default's");
+    /* a value outside data/augment.h's bounds: named at its line and column */
+    char text[1024];
+    snprintf(text, sizeof text,
+             "name: t\nnetwork:\n  preset: tiny\n  patch_size: 4\n  windows: [7, 7, 7, 7]\n  in_channels: 1\n"
+             "  classes: 2\n  deep_supervision: true\n  crop: [64, 64]\naugment:\n  p_rotation: 1.5\n");
+    ok = config_load_text(&c, text, "a.yaml", err, sizeof err) == 0;
+    TEST_CHECK(!ok && strstr(err, "a.yaml:11:15: augment.p_rotation") && strstr(err, "out of range [0, 1]"),
+               "augment.p_rotation 1.5 is rejected at its line (got: %s)", ok ? "accepted" : err);
+    ok = load_train(&c, "  seed: 1\n", err, sizeof err) == 0 && config_override(&c, "augment.scale_min=0.01", err, sizeof err) == 0;
+    TEST_CHECK(!ok && strstr(err, "augment.scale_min=0.01") && strstr(err, "[0.05, 20]"),
+               "override augment.scale_min=0.01 is rejected with data's bounds (got: %s)", ok ? "accepted" : err);
+}
+
+static void test_resume_diff(void) {
+    Config a, b;
+    char err[1024], diff[1024];
+    int ok = load_train(&a, "  lr: 0.001\n", err, sizeof err) == 0 && load_train(&b, "  lr: 0.001\n", err, sizeof err) == 0;
+    TEST_CHECK(ok, "configs load (%s)", ok ? "" : err);
+    if (!ok) return;
+    /* keys that do not change the batches or the update may change */
+    const char *free_keys[] = {"train.epochs=7", "train.max_steps=9", "train.threads=3", "train.keep_last=2",
+                               "train.checkpoint_every=5", "train.val_every=2", "train.val_max_slices=8",
+                               "train.val_at_start=true", "train.log_every=1", "train.run_dir=elsewhere",
+                               "train.backend=cuda", "train.precision=bf16", "train.grad_bucket_mb=1",
+                               "loader.workers=9", "loader.prefetch=1", "predict.step=0.3"};
+    for (size_t i = 0; i < sizeof free_keys / sizeof free_keys[0]; i++)
+        TEST_CHECK(config_override(&b, free_keys[i], err, sizeof err) == 0, "override %s (%s)", free_keys[i], err);
+    int n = config_resume_diff(&a, &b, diff, sizeof diff);
+    TEST_CHECK(n == 0, "run length, logging, threads, backend, loader and predict may change on resume (got %d: %s)", n, diff);
+    /* the others are named, old value first */
+    ok = config_override(&b, "train.lr=0.0001", err, sizeof err) == 0 &&
+         config_override(&b, "augment.p_rotation=0.5", err, sizeof err) == 0 &&
+         config_override(&b, "network.drop_path_rate=0.1", err, sizeof err) == 0;
+    n = config_resume_diff(&a, &b, diff, sizeof diff);
+    TEST_CHECK(ok && n == 3 && strstr(diff, "train.lr: 0.001 in the checkpoint, 0.0001 now") &&
+                   strstr(diff, "augment.p_rotation: 0.2 in the checkpoint, 0.5 now") &&
+                   strstr(diff, "network.drop_path_rate:"),
+               "lr, p_rotation and drop_path_rate are named (got %d: %s)", n, diff);
+    /* a checkpoint of an older version lacks predict.step: the default fills it, it resumes */
+    static char text[8192];
+    print_to(&a, text, sizeof text);
+    char *predict = strstr(text, "predict:\n");
+    TEST_CHECK(predict != NULL, "printed config has a predict section");
+    if (predict) *predict = '\0';
+    Config old;
+    ok = config_load_text(&old, text, "old", err, sizeof err) == 0;
+    TEST_CHECK(ok && old.predict_step == 0.5 && config_resume_diff(&old, &a, diff, sizeof diff) == 0,
+               "a stored config without predict.step loads and matches (%s%s)", ok ? "" : err, ok ? diff : "");
+}
+
 int main(void) {
     test_precision();
+    test_augment_rows();
+    test_resume_diff();
     const char *names[] = {"synapse_224", "synapse_320", "acdc_224", "em_512", "isic_512", "demo"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char path[1024], err[1024];

@@ -7,7 +7,7 @@
  *  - the buckets cover every parameter exactly once;
  *  - after the planning pass, buckets are started while backward still runs (the overlap), in
  *    the same order every pass;
- *  - the watched backend computes exactly the gradients of the plain one.
+ *  - model_backward with the GradSync's hook computes exactly the gradients it computes without.
  * The real transports' non-blocking reductions are tested in test_comm (alone and on 2 ranks). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,7 +113,7 @@ static void bucketed_pass(Net *n, GradSync *g, Recorder *r, float *grads) {
     memset(grads, 0, n->m.params.total * sizeof(float));
     forward_loss(n);
     grad_sync_begin(g);
-    model_backward(&n->m, grad_sync_backend(g), n->acts, n->params, grads);
+    model_backward(&n->m, n->be, n->acts, n->params, grads, &(GradsReady){grad_sync_ready, g});
     r->ending = 1;
     grad_sync_end(g);
 }
@@ -126,7 +126,7 @@ int main(void) {
         return 1;
     }
     Net n = {.B = 2, .H = 64, .W = 64};
-    model_build(&n.m, &cfg);
+    model_build(&n.m, &cfg.net);
     n.be = backend_cpu_create(0);
     size_t total = n.m.params.total, pix = (size_t)n.B * n.H * n.W;
     n.params = malloc(total * sizeof(float));
@@ -136,16 +136,16 @@ int main(void) {
     for (int i = 0; i < n.m.params.count; i++)
         if (strstr(n.m.params.items[i].name, "gamma"))
             test_fill(n.params + n.m.params.items[i].offset, n.m.params.items[i].numel, &rng, 0.5f, 1.0f);
-    n.image = malloc(pix * (size_t)cfg.in_channels * sizeof(float));
-    test_fill(n.image, pix * (size_t)cfg.in_channels, &rng, -1, 1);
+    n.image = malloc(pix * (size_t)cfg.net.in_channels * sizeof(float));
+    test_fill(n.image, pix * (size_t)cfg.net.in_channels, &rng, -1, 1);
     n.labels = malloc(pix * sizeof(int32_t));
-    for (size_t i = 0; i < pix; i++) n.labels[i] = (int32_t)((i / 7 + i % 13) % (size_t)cfg.classes);
+    for (size_t i = 0; i < pix; i++) n.labels[i] = (int32_t)((i / 7 + i % 13) % (size_t)cfg.net.classes);
     n.acts = model_acts_create(&n.m, n.be, n.B, n.H, n.W, 0);
 
     /* the reference: the plain backend, no buckets */
     float *ref = calloc(total, sizeof(float)), *grads = malloc(total * sizeof(float));
     forward_loss(&n);
-    model_backward(&n.m, n.be, n.acts, n.params, ref);
+    model_backward(&n.m, n.be, n.acts, n.params, ref, NULL);
 
     Recorder *r = calloc(1, sizeof *r);
     r->c = (Comm){.transport = "recorder", .rank = 0, .size = 1, .allreduce_start = rec_start,

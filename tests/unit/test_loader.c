@@ -90,7 +90,7 @@ static int same(const Run *a, const Run *b, long long from_step) {
 static void test_determinism(const SliceSource *src) {
     for (int all_on = 0; all_on < 2; all_on++) {
         Run ref, r;
-        const char *what = all_on ? "every transform on" : "the spec's probabilities";
+        const char *what = all_on ? "every transform on" : "the released recipe's probabilities";
         TEST_CHECK(run_loader(src, all_on, 1, 1, 1, 0, &ref) == 0, "%s: 1 worker, 1 slot, 1 rank runs", what);
         const int cfg[][3] = {{2, 3, 1}, {4, 2, 1}, {4, 6, 1}, {1, 2, 2}, {2, 3, 2}, {4, 1, 3}};
         for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {

@@ -1,0 +1,262 @@
+/* backend_ops.h — the op reference: every compute op of the Backend interface (backend.h),
+ * written down once, with the shape of every tensor it takes.
+ *
+ * UNET_BACKEND_OPS(X) expands X(name, (parameters), (arguments)) once per op, in this order:
+ *   name          the struct Backend member; the backends define cpu_<name> (kernels/cpu) and
+ *                 cu_<name> (kernels/cuda)
+ *   (parameters)  the parameter list: outputs first, then inputs, then sizes; a comment gives
+ *                 each tensor's shape (the conventions, e.g. that backward ops accumulate, are
+ *                 in backend.h)
+ *   (arguments)   the same names as an argument list, for wrappers that pass a call on
+ * Derived from it, so that an op is listed nowhere else: the struct Backend members (backend.h),
+ * the CPU and CUDA declarations (kernels/cpu/cpu_ops.h, kernels/cuda/cuda_internal.h), both
+ * dispatch tables (backend_cpu.c, backend_cuda.cu) and bench --profile's timing wrappers
+ * (op_profile.c). A new op is one entry here plus its two definitions.
+ *
+ * The list is one macro, so only block comments may appear in it: a line comment would swallow
+ * the rest of the macro. It must stay valid C11, CUDA C++ (nvcc) and the CPU emulator's C++
+ * (tests/cuda_emu), which all read it through backend.h. */
+#ifndef UNET_BACKEND_OPS_H
+#define UNET_BACKEND_OPS_H
+
+#define UNET_BACKEND_OPS(X)                                                                                           \
+    /* ---- element type conversion, backend memory to backend memory (n elements) ----                               \
+     * act_from_f32 rounds to nearest even when Acts are bf16; act_to_f32 is exact. */                                \
+    X(act_from_f32, (Backend *be, Act *out /* (n) */, const float *in /* (n) */, size_t n), (be, out, in, n))         \
+    X(act_to_f32, (Backend *be, float *out /* (n) */, const Act *in /* (n) */, size_t n), (be, out, in, n))           \
+                                                                                                                      \
+    /* ---- 3x3 convolution, zero pad 1, stride 1 or 2, with bias ----                                                \
+     * Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1 */                                                        \
+    X(conv3x3_forward,                                                                                                \
+      (Backend *be,                                                                                                   \
+       Act *out,        /* (B, Ho, Wo, Co) */                                                                         \
+       const Act *in,   /* (B, H, W, Ci) */                                                                           \
+       const float *w,  /* (Co, Ci, 3, 3) */                                                                          \
+       const float *b,  /* (Co) */                                                                                    \
+       int B, int H, int W, int Ci, int Co, int stride),                                                              \
+      (be, out, in, w, b, B, H, W, Ci, Co, stride))                                                                   \
+    X(conv3x3_backward,                                                                                               \
+      (Backend *be,                                                                                                   \
+       Act *din,        /* (B, H, W, Ci) or NULL */                                                                   \
+       float *dw,       /* (Co, Ci, 3, 3) */                                                                          \
+       float *db,       /* (Co) */                                                                                    \
+       const Act *dout, /* (B, Ho, Wo, Co) */                                                                         \
+       const Act *in,   /* (B, H, W, Ci) */                                                                           \
+       const float *w,  /* (Co, Ci, 3, 3) */                                                                          \
+       int B, int H, int W, int Ci, int Co, int stride),                                                              \
+      (be, din, dw, db, dout, in, w, B, H, W, Ci, Co, stride))                                                        \
+                                                                                                                      \
+    /* ---- depthwise 7x7 convolution, zero pad 3, stride 1, with bias ---- */                                        \
+    X(dwconv7_forward,                                                                                                \
+      (Backend *be,                                                                                                   \
+       Act *out,        /* (B, H, W, C) */                                                                            \
+       const Act *in,   /* (B, H, W, C) */                                                                            \
+       const float *w,  /* (C, 1, 7, 7) */                                                                            \
+       const float *b,  /* (C) */                                                                                     \
+       int B, int H, int W, int C),                                                                                   \
+      (be, out, in, w, b, B, H, W, C))                                                                                \
+    X(dwconv7_backward,                                                                                               \
+      (Backend *be,                                                                                                   \
+       Act *din,        /* (B, H, W, C) or NULL */                                                                    \
+       float *dw,       /* (C, 1, 7, 7) */                                                                            \
+       float *db,       /* (C) */                                                                                     \
+       const Act *dout, /* (B, H, W, C) */                                                                            \
+       const Act *in,   /* (B, H, W, C) */                                                                            \
+       const float *w,  /* (C, 1, 7, 7) */                                                                            \
+       int B, int H, int W, int C),                                                                                   \
+      (be, din, dw, db, dout, in, w, B, H, W, C))                                                                     \
+                                                                                                                      \
+    /* ---- transposed convolution with kernel == stride == k (2 or 4), bias ----                                     \
+     * Non-overlapping: out[b, h*k+i, w*k+j, co] = b[co] + sum_ci in[b,h,w,ci] * w[ci,co,i,j] */                      \
+    X(convT_forward,                                                                                                  \
+      (Backend *be,                                                                                                   \
+       Act *out,        /* (B, H*k, W*k, Co) */                                                                       \
+       const Act *in,   /* (B, H, W, Ci) */                                                                           \
+       const float *w,  /* (Ci, Co, k, k) */                                                                          \
+       const float *b,  /* (Co) */                                                                                    \
+       int B, int H, int W, int Ci, int Co, int k),                                                                   \
+      (be, out, in, w, b, B, H, W, Ci, Co, k))                                                                        \
+    X(convT_backward,                                                                                                 \
+      (Backend *be,                                                                                                   \
+       Act *din,        /* (B, H, W, Ci) or NULL */                                                                   \
+       float *dw,       /* (Ci, Co, k, k) */                                                                          \
+       float *db,       /* (Co) */                                                                                    \
+       const Act *dout, /* (B, H*k, W*k, Co) */                                                                       \
+       const Act *in,   /* (B, H, W, Ci) */                                                                           \
+       const float *w,  /* (Ci, Co, k, k) */                                                                          \
+       int B, int H, int W, int Ci, int Co, int k),                                                                   \
+      (be, din, dw, db, dout, in, w, B, H, W, Ci, Co, k))                                                             \
+                                                                                                                      \
+    /* ---- linear: out = in · wᵀ + b (b may be NULL) ---- */                                                         \
+    X(linear_forward,                                                                                                 \
+      (Backend *be,                                                                                                   \
+       Act *out,        /* (N, Co) */                                                                                 \
+       const Act *in,   /* (N, Ci) */                                                                                 \
+       const float *w,  /* (Co, Ci) */                                                                                \
+       const float *b,  /* (Co) or NULL */                                                                            \
+       size_t N, int Ci, int Co),                                                                                     \
+      (be, out, in, w, b, N, Ci, Co))                                                                                 \
+    X(linear_backward,                                                                                                \
+      (Backend *be,                                                                                                   \
+       Act *din,        /* (N, Ci) or NULL */                                                                         \
+       float *dw,       /* (Co, Ci) */                                                                                \
+       float *db,       /* (Co) or NULL */                                                                            \
+       const Act *dout, /* (N, Co) */                                                                                 \
+       const Act *in,   /* (N, Ci) */                                                                                 \
+       const float *w,  /* (Co, Ci) */                                                                                \
+       size_t N, int Ci, int Co),                                                                                     \
+      (be, din, dw, db, dout, in, w, N, Ci, Co))                                                                      \
+                                                                                                                      \
+    /* ---- LayerNorm over the last (channel) dim, biased variance as PyTorch ---- */                                 \
+    X(layernorm_forward,                                                                                              \
+      (Backend *be,                                                                                                   \
+       Act *out,           /* (N, C) */                                                                               \
+       float *mean,        /* (N) saved for backward */                                                               \
+       float *rstd,        /* (N) saved for backward */                                                               \
+       const Act *in,      /* (N, C) */                                                                               \
+       const float *g,     /* (C) */                                                                                  \
+       const float *b,     /* (C) */                                                                                  \
+       size_t N, int C, float eps),                                                                                   \
+      (be, out, mean, rstd, in, g, b, N, C, eps))                                                                     \
+    X(layernorm_backward,                                                                                             \
+      (Backend *be,                                                                                                   \
+       Act *din,           /* (N, C) or NULL */                                                                       \
+       float *dg,          /* (C) */                                                                                  \
+       float *db,          /* (C) */                                                                                  \
+       const Act *dout,    /* (N, C) */                                                                               \
+       const Act *in,      /* (N, C) */                                                                               \
+       const float *mean,  /* (N) */                                                                                  \
+       const float *rstd,  /* (N) */                                                                                  \
+       const float *g,     /* (C) */                                                                                  \
+       size_t N, int C),                                                                                              \
+      (be, din, dg, db, dout, in, mean, rstd, g, N, C))                                                               \
+                                                                                                                      \
+    /* ---- exact (erf) GELU ---- */                                                                                  \
+    X(gelu_forward, (Backend *be, Act *out /* (n) */, const Act *in /* (n) */, size_t n), (be, out, in, n))           \
+    X(gelu_backward, (Backend *be, Act *din /* (n) */, const Act *dout /* (n) */, const Act *in /* (n) */, size_t n), \
+      (be, din, dout, in, n))                                                                                         \
+                                                                                                                      \
+    /* ---- zero-pad to (Hp, Wp) at the bottom/right, then cyclic roll by (-s, -s) ----                               \
+     * out[b, y, x, c] = padded[b, (y + s) % Hp, (x + s) % Wp, c], padded = 0 outside (H, W) */                       \
+    X(pad_roll_forward,                                                                                               \
+      (Backend *be,                                                                                                   \
+       Act *out,        /* (B, Hp, Wp, C) */                                                                          \
+       const Act *in,   /* (B, H, W, C) */                                                                            \
+       int B, int H, int W, int C, int Hp, int Wp, int shift),                                                        \
+      (be, out, in, B, H, W, C, Hp, Wp, shift))                                                                       \
+    X(pad_roll_backward,                                                                                              \
+      (Backend *be,                                                                                                   \
+       Act *din,        /* (B, H, W, C) */                                                                            \
+       const Act *dout, /* (B, Hp, Wp, C) */                                                                          \
+       int B, int H, int W, int C, int Hp, int Wp, int shift),                                                        \
+      (be, din, dout, B, H, W, C, Hp, Wp, shift))                                                                     \
+    /* ---- the inverse: roll by (+s, +s), then crop to (H, W) ---- */                                                \
+    X(roll_crop_forward,                                                                                              \
+      (Backend *be,                                                                                                   \
+       Act *out,        /* (B, H, W, C) */                                                                            \
+       const Act *in,   /* (B, Hp, Wp, C) */                                                                          \
+       int B, int H, int W, int C, int Hp, int Wp, int shift),                                                        \
+      (be, out, in, B, H, W, C, Hp, Wp, shift))                                                                       \
+    X(roll_crop_backward,                                                                                             \
+      (Backend *be,                                                                                                   \
+       Act *din,        /* (B, Hp, Wp, C) */                                                                          \
+       const Act *dout, /* (B, H, W, C) */                                                                            \
+       int B, int H, int W, int C, int Hp, int Wp, int shift),                                                        \
+      (be, din, dout, B, H, W, C, Hp, Wp, shift))                                                                     \
+                                                                                                                      \
+    /* ---- windowed multi-head self-attention (Swin) on an already padded+rolled map ----                            \
+     * Windows are the w×w tiles of the (Hp, Wp) map, in row-major window order, tokens in                            \
+     * row-major order inside a window (Swin's window_partition). qkv channel layout per                              \
+     * token is PyTorch's reshape(3, heads, head_dim): c = t*C + h*hd + j, t in {q,k,v}.                              \
+     * attn = softmax(q·kᵀ·hd^-0.5 + table[rel_index, h] + mask), mask = Swin's shift mask                            \
+     * (−100 between regions cut at (0:-w), (-w:-s), (-s:) per axis), only when shift > 0.                            \
+     * out[token, h*hd + j] = sum_k attn[q, k] v[k, h*hd + j] */                                                      \
+    X(window_attention_forward,                                                                                       \
+      (Backend *be,                                                                                                   \
+       Act *out,            /* (B, Hp, Wp, C) */                                                                      \
+       Act *probs,          /* (B, nWin, heads, w*w, w*w) saved softmax */                                            \
+       const Act *qkv,      /* (B, Hp, Wp, 3C) */                                                                     \
+       const float *table,  /* ((2w-1)^2, heads) */                                                                   \
+       int B, int Hp, int Wp, int C, int heads, int window, int shift),                                               \
+      (be, out, probs, qkv, table, B, Hp, Wp, C, heads, window, shift))                                               \
+    X(window_attention_backward,                                                                                      \
+      (Backend *be,                                                                                                   \
+       Act *dqkv,           /* (B, Hp, Wp, 3C) */                                                                     \
+       float *dtable,       /* ((2w-1)^2, heads) */                                                                   \
+       const Act *dout,     /* (B, Hp, Wp, C) */                                                                      \
+       const Act *qkv,      /* (B, Hp, Wp, 3C) */                                                                     \
+       const Act *probs,    /* (B, nWin, heads, w*w, w*w) */                                                          \
+       int B, int Hp, int Wp, int C, int heads, int window, int shift),                                               \
+      (be, dqkv, dtable, dout, qkv, probs, B, Hp, Wp, C, heads, window, shift))                                       \
+                                                                                                                      \
+    /* ---- elementwise ---- */                                                                                       \
+    /* out = a + b; out may alias a or b */                                                                           \
+    X(add, (Backend *be, Act *out /* (n) */, const Act *a /* (n) */, const Act *b /* (n) */, size_t n),               \
+      (be, out, a, b, n))                                                                                             \
+    /* dst += src */                                                                                                  \
+    X(accumulate, (Backend *be, Act *dst /* (n) */, const Act *src /* (n) */, size_t n), (be, dst, src, n))           \
+    /* layer scale: out[n, c] = gamma[c] * in[n, c] */                                                                \
+    X(channel_scale_forward,                                                                                          \
+      (Backend *be, Act *out /* (N, C) */, const Act *in /* (N, C) */, const float *gamma /* (C) */, size_t N,        \
+       int C),                                                                                                        \
+      (be, out, in, gamma, N, C))                                                                                     \
+    X(channel_scale_backward,                                                                                         \
+      (Backend *be, Act *din /* (N, C) */, float *dgamma /* (C) */, const Act *dout /* (N, C) */,                     \
+       const Act *in /* (N, C) */, const float *gamma /* (C) */, size_t N, int C),                                    \
+      (be, din, dgamma, dout, in, gamma, N, C))                                                                       \
+    /* drop path: out[b, :] = in[b, :] * scale_host[b] (0 or 1/keep, drawn by the caller) */                          \
+    X(sample_scale_forward,                                                                                           \
+      (Backend *be, Act *out /* (B, per) */, const Act *in /* (B, per) */, const float *scale_host /* (B) */,         \
+       int B, size_t per),                                                                                            \
+      (be, out, in, scale_host, B, per))                                                                              \
+    X(sample_scale_backward,                                                                                          \
+      (Backend *be, Act *din /* (B, per) */, const Act *dout /* (B, per) */, const float *scale_host /* (B) */,       \
+       int B, size_t per),                                                                                            \
+      (be, din, dout, scale_host, B, per))                                                                            \
+                                                                                                                      \
+    /* ---- loss: w_dice * SoftDice + w_ce * CrossEntropy (nnU-Net v1 DC_and_CE_loss) ----                            \
+     * Soft Dice on softmax probabilities, batch dice (sums over all N pixels), background                            \
+     * (class 0) excluded, smooth 1e-5, dc = (2tp + smooth) / (2tp + fp + fn + smooth + 1e-8),                        \
+     * dice term = -mean_c dc. CE = mean over N pixels of -log softmax[label].                                        \
+     * loss_host[0] = total, [1] = dice term, [2] = CE term (unweighted).                                             \
+     * stats keeps (tp, fp, fn) per class for backward. */                                                            \
+    X(dice_ce_forward,                                                                                                \
+      (Backend *be,                                                                                                   \
+       float *loss_host,       /* (3) */                                                                              \
+       float *probs,           /* (N, K) saved softmax */                                                             \
+       float *stats,           /* (3, K) */                                                                           \
+       const Act *logits,      /* (N, K) */                                                                           \
+       const int32_t *labels,  /* (N) values in [0, K) */                                                             \
+       size_t N, int K, float w_dice, float w_ce),                                                                    \
+      (be, loss_host, probs, stats, logits, labels, N, K, w_dice, w_ce))                                              \
+    /* dlogits += dloss * d(total)/d(logits) */                                                                       \
+    X(dice_ce_backward,                                                                                               \
+      (Backend *be,                                                                                                   \
+       Act *dlogits,           /* (N, K) */                                                                           \
+       const float *probs,     /* (N, K) */                                                                           \
+       const float *stats,     /* (3, K) */                                                                           \
+       const int32_t *labels,  /* (N) */                                                                              \
+       size_t N, int K, float w_dice, float w_ce, float dloss),                                                       \
+      (be, dlogits, probs, stats, labels, N, K, w_dice, w_ce, dloss))                                                 \
+    /* nearest downsampling of a label map by an integer factor f, picking the pixel at                               \
+     * (y*f + f/2, x*f + f/2) (nnU-Net's order-0 resize at exact factors) */                                          \
+    X(downsample_labels,                                                                                              \
+      (Backend *be, int32_t *out /* (B, H/f, W/f) */, const int32_t *in /* (B, H, W) */, int B, int H, int W,         \
+       int f),                                                                                                        \
+      (be, out, in, B, H, W, f))                                                                                      \
+                                                                                                                      \
+    /* ---- optimiser ---- */                                                                                         \
+    X(sum_squares, (Backend *be, double *out_host /* (1) */, const float *x /* (n) */, size_t n),                     \
+      (be, out_host, x, n))                                                                                           \
+    /* x *= s */                                                                                                      \
+    X(scale, (Backend *be, float *x /* (n) */, float s, size_t n), (be, x, s, n))                                     \
+    /* PyTorch Adam (no weight decay, no amsgrad), step counts from 1. Hyper-parameters are                           \
+     * doubles because PyTorch computes 1 - beta and the bias corrections from Python floats:                         \
+     * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;                                                                     \
+     * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */                                                 \
+    X(adam_update,                                                                                                    \
+      (Backend *be, float *param /* (n) */, float *m /* (n) */, float *v /* (n) */, const float *grad /* (n) */,      \
+       size_t n, double lr, double beta1, double beta2, double eps, int step),                                        \
+      (be, param, m, v, grad, n, lr, beta1, beta2, eps, step))
+
+#endif
