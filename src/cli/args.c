@@ -115,8 +115,10 @@ static int check_required(const ArgSpec *spec, const unsigned char *seen, int n_
 }
 
 int args_parse(const ArgSpec *spec, int argc, char **argv) {
-    unsigned char seen[128] = {0}; /* which options were given, for the required ones */
+    unsigned char seen[ARGS_MAX_OPTS] = {0}; /* which options were given, for the required ones */
     int n_pos = 0;
+    CHECK(spec->n_opts <= ARGS_MAX_OPTS, "unet2022 %s: %d options, at most %d", spec->command, spec->n_opts,
+          ARGS_MAX_OPTS);
     if (spec->n_overrides) *spec->n_overrides = 0;
     for (int i = 0; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -131,7 +133,7 @@ int args_parse(const ArgSpec *spec, int argc, char **argv) {
         }
         const ArgOpt *o = find_opt(spec, a);
         if (!o) return args_error(spec, "unknown option '%s'", a);
-        if (o - spec->opts < (long)sizeof seen) seen[o - spec->opts] = 1;
+        seen[o - spec->opts] = 1;
         if (o->kind == ARG_FLAG) {
             *(int *)o->dest = 1;
             continue;

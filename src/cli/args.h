@@ -62,6 +62,7 @@ typedef struct {
 } ArgSpec;
 
 #define ARGS_MAX_OVERRIDES 64
+#define ARGS_MAX_OPTS 64 /* options in one table */
 #define ARGS_CONTINUE (-1)
 #define ARGS_N(table) ((int)(sizeof(table) / sizeof((table)[0])))
 

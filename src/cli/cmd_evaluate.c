@@ -81,7 +81,7 @@ static int open_sources(const EvalArgs *a, VolumeSource **gt, VolumeSource **pr)
     if (rc == 0 && (rc = volume_source_open(pr, a->pred, NULL, err, sizeof err)) != 0)
         fprintf(stderr, "unet2022: error: --pred: %s\n", err);
     else if (rc != 0) fprintf(stderr, "unet2022: error: --gt: %s\n", err);
-    if (rc != 0) return rc == VS_USAGE ? 1 : 2;
+    if (rc != 0) return rc == VS_NEED_SPLIT ? 1 : 2; /* a path that is no directory: bad input, as ever */
     return check_pairs(a, *gt, *pr);
 }
 

@@ -175,7 +175,7 @@ int cmd_predict(int argc, char **argv) {
     char err[2048], probs_dir[1200];
     snprintf(probs_dir, sizeof probs_dir, "%s/probs", a.out);
     int rc = volume_source_open(&src, a.input, a.split, err, sizeof err);
-    if (rc != 0) fprintf(stderr, "unet2022: error: --input: %s\n", err), rc = rc == VS_USAGE ? 1 : 2;
+    if (rc != 0) fprintf(stderr, "unet2022: error: --input: %s\n", err), rc = rc == VS_ERROR ? 2 : 1;
     else if (make_dir(a.out) != 0 || (a.probs && make_dir(probs_dir) != 0))
         fprintf(stderr, "unet2022: error: --output %s: cannot create the directory\n", a.out), rc = 2;
     else rc = predict_all(&a, &s, src);

@@ -55,7 +55,7 @@ static Entry *add(VolumeSource *vs) {
 static int cmp_entry(const void *a, const void *b) { return strcmp(((const Entry *)a)->name, ((const Entry *)b)->name); }
 
 static int open_store(VolumeSource *vs, const char *path, const char *split, char *err, size_t err_len) {
-    if (!split) return error_at(err, err_len, "%s is a slice store: name the split with --split", path), VS_USAGE;
+    if (!split) return error_at(err, err_len, "%s is a slice store: name the split with --split", path), VS_NEED_SPLIT;
     if (store_open(&vs->store, path, err, err_len) != 0) return VS_ERROR;
     int n = store_num_cases(vs->store);
     int *idx = xmalloc((size_t)(n ? n : 1) * sizeof(int));
@@ -92,11 +92,9 @@ static int open_dir(VolumeSource *vs, const char *path, char *err, size_t err_le
 }
 
 static int open_file(VolumeSource *vs, const char *path, char *err, size_t err_len) {
-    struct stat st;
-    if (stat(path, &st) != 0) return error_at(err, err_len, "%s: no such file or directory", path);
     Entry *e = add(vs);
     if (!nifti_stem(path, e->name, sizeof e->name))
-        return error_at(err, err_len, "%s: not a .nii/.nii.gz file, a directory or a slice store", path), VS_USAGE;
+        return error_at(err, err_len, "%s: not a .nii/.nii.gz file, a directory or a slice store", path), VS_NOT_NIFTI;
     snprintf(e->path, sizeof e->path, "%s", path);
     return 0;
 }

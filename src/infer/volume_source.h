@@ -25,10 +25,11 @@ typedef struct {
     int index;        /* position in the source, 0.. */
 } VolumeCase;
 
-/* volume_source_open()'s failures: VS_USAGE when the path cannot be what was asked for (a store
- * without --split, a file that is not NIfTI): the caller's usage error; VS_ERROR otherwise (an
- * unreadable store or directory, no cases, a duplicated case). Both with a message in err. */
-enum { VS_ERROR = -1, VS_USAGE = -2 };
+/* volume_source_open()'s failures, each with a message in err: VS_NEED_SPLIT, a store named
+ * without a split; VS_NOT_NIFTI, neither a store, a directory nor a .nii/.nii.gz name (a path
+ * that does not exist included); VS_ERROR, anything else (an unreadable store or directory, no
+ * cases, a duplicated case). Which of them is a usage error is the command's to say. */
+enum { VS_ERROR = -1, VS_NEED_SPLIT = -2, VS_NOT_NIFTI = -3 };
 
 int volume_source_open(VolumeSource **out, const char *path, const char *split, char *err, size_t err_len);
 void volume_source_close(VolumeSource *vs);
