@@ -70,7 +70,16 @@ static int rank_threads(const Config *cfg, const Comm *comm) {
 static int create_backend(Backend **out, const Config *cfg, const Comm *comm, char *err, size_t err_len) {
     *out = backend_select(cfg->backend, config_precision(cfg), backend_local_device(comm->local_rank),
                           rank_threads(cfg, comm), err, err_len);
-    return *out ? 0 : 2;
+    if (!*out) return 2;
+#ifdef UNET_HAVE_CUDA
+    /* The kernel choices made on the card live in the run directory: a resumed run makes the same. */
+    if (!strcmp(cfg->backend, "cuda")) {
+        char cache[sizeof cfg->run_dir + 16];
+        snprintf(cache, sizeof cache, "%s/kernels.tsv", cfg->run_dir);
+        if (backend_cuda_set_tuning(*out, cache, cfg->kernels, err, err_len) != 0) return 2;
+    }
+#endif
+    return 0;
 }
 
 /* The trainer on this rank's backend; batches land in pinned memory on CUDA (fast,

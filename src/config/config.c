@@ -80,6 +80,7 @@ static const Field FIELDS[] = {
     {"train", "threads", F_INT, OFF(threads), 0, 0, 1024, NULL, "0", FREE, PLAIN},
     /* when the sums start, not what is summed */
     {"train", "grad_bucket_mb", F_FLOAT, OFF(grad_bucket_mb), 0, 0, 4096, NULL, "25", FREE, PLAIN},
+    {"train", "kernels", F_STRING, OFF(kernels), CAP(kernels), 0, 0, NULL, "auto", FREE, PLAIN},
     /* [0, 0]: the recipe's rule for the crop (augment_params_set_patch) */
     {"augment", "enlarged", F_INT_LIST, OFF(aug.enlarged), 2, 0, AUGMENT_ENLARGED_MAX, NULL, "[0, 0]", KEEP, PLAIN},
     AUGMENT_SETTINGS(AUG_ROW)
