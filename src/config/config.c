@@ -17,6 +17,10 @@
 #include <yaml.h>
 
 #include "check.h"
+#include "loader.h" /* LOADER_DEFAULT_*: the loader section's defaults live with the loader */
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 typedef enum { F_INT, F_LONG, F_FLOAT, F_BOOL, F_STRING, F_INT_LIST } FieldType;
 
@@ -85,8 +89,8 @@ static const Field FIELDS[] = {
     {"augment", "enlarged", F_INT_LIST, OFF(aug.enlarged), 2, 0, AUGMENT_ENLARGED_MAX, NULL, "[0, 0]", KEEP, PLAIN},
     AUGMENT_SETTINGS(AUG_ROW)
     /* a sample's draws depend on the seed, epoch and index only, never on the worker */
-    {"loader", "workers", F_INT, OFF(loader.workers), 0, 1, 1024, NULL, "4", FREE, PLAIN},
-    {"loader", "prefetch", F_INT, OFF(loader.prefetch), 0, 1, 1024, NULL, "4", FREE, PLAIN},
+    {"loader", "workers", F_INT, OFF(loader.workers), 0, 1, 1024, NULL, STRINGIFY(LOADER_DEFAULT_WORKERS), FREE, PLAIN},
+    {"loader", "prefetch", F_INT, OFF(loader.prefetch), 0, 1, 1024, NULL, STRINGIFY(LOADER_DEFAULT_PREFETCH), FREE, PLAIN},
     /* inference only */
     {"predict", "step", F_FLOAT, OFF(predict_step), 0, 0.01, 1, NULL, "0.5", FREE, PLAIN},
 };
