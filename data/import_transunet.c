@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "check.h"
+#include "file_check.h"
+#include "resource_limits.h"
 #include "fsutil.h"
 #include "import_common.h"
 #include "importers.h"
@@ -92,6 +94,11 @@ static int import_train(const PrepareOptions *o, StoreWriter *w, char *err, size
             if (rc == 0) {
                 if (a.ndim != 2 || b.ndim != 2 || a.shape[0] != b.shape[0] || a.shape[1] != b.shape[1])
                     rc = error_at(err, err_len, "%s: image and label shapes differ or are not 2-D", p);
+                else if (k == 0 && unet_volume_ok(D, 1, a.shape[0], a.shape[1]))
+                    rc = error_at(err, err_len,
+                                  "%s: field 'shape': %d slices of %lld x %lld exceed the limits (slice side %d, volume %lld voxels)",
+                                  p, D, (long long)a.shape[0], (long long)a.shape[1], UNET_MAX_SLICE_SIDE,
+                                  (long long)UNET_MAX_VOLUME_VOXELS);
                 else if (k == 0) {
                     H = (int)a.shape[0];
                     W = (int)a.shape[1];
@@ -125,27 +132,73 @@ static int import_train(const PrepareOptions *o, StoreWriter *w, char *err, size
     return rc;
 }
 
-static int read_h5_float(const char *path, hid_t f, const char *name, float **out, hsize_t dims[3], char *err,
-                         size_t err_len) {
+/* Dataset `name` of an open TransUNet case file as float (D, H, W): *out is set only on success,
+ * so the caller owns exactly what it was given (on failure this function has freed its own
+ * buffer and *out stays NULL). The declared shape and type are checked before anything is
+ * allocated: numbers only (a compound or string type cannot be converted), within the resource
+ * limits, and backed by stored bytes (a 2 KB file cannot hold a 65536 x 65536 slice). */
+static int read_h5_float(const char *path, int64_t file_size, hid_t f, const char *name, float **out,
+                         hsize_t dims[3], char *err, size_t err_len) {
+    *out = NULL;
     hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
     if (ds < 0) return error_at(err, err_len, "%s: no dataset '%s'", path, name);
-    hid_t sp = H5Dget_space(ds);
-    int rank = H5Sget_simple_extent_ndims(sp);
+    hid_t sp = H5Dget_space(ds), t = H5Dget_type(ds), dcpl = H5Dget_create_plist(ds);
+    int rank = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
     int rc = -1;
+    float *buf = NULL;
     if (rank != 3) {
         error_at(err, err_len, "%s: dataset '%s' has %d dimensions, expected 3 (D, H, W)", path, name, rank);
         goto out;
     }
+    H5T_class_t cls = t < 0 ? H5T_NO_CLASS : H5Tget_class(t);
+    size_t tsize = t < 0 ? 0 : H5Tget_size(t);
+    if ((cls != H5T_INTEGER && cls != H5T_FLOAT) || tsize < 1 || tsize > 8) {
+        error_at(err, err_len, "%s: dataset '%s' is not an integer or float array (HDF5 type class %d, %zu bytes)", path,
+                 name, (int)cls, tsize);
+        goto out;
+    }
     H5Sget_simple_extent_dims(sp, dims, NULL);
-    *out = xmalloc((size_t)(dims[0] * dims[1] * dims[2]) * sizeof(float) + 1);
-    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
-        free(*out);
+    if (unet_volume_ok((int64_t)dims[0], 1, (int64_t)dims[1], (int64_t)dims[2]) || dims[0] > INT32_MAX ||
+        dims[1] > INT32_MAX || dims[2] > INT32_MAX) {
+        error_at(err, err_len,
+                 "%s: dataset '%s' declares shape %llu x %llu x %llu, beyond the limits (slice side %d, %d slices, "
+                 "volume %lld voxels)",
+                 path, name, (unsigned long long)dims[0], (unsigned long long)dims[1], (unsigned long long)dims[2],
+                 UNET_MAX_SLICE_SIDE, UNET_MAX_DEPTH, (long long)UNET_MAX_VOLUME_VOXELS);
+        goto out;
+    }
+    uint64_t nvals = (uint64_t)dims[0] * dims[1] * dims[2], declared = nvals * tsize;
+    /* Stored bytes: without filters every value needs its bytes in the file; with filters
+     * (deflate) no more than deflate's maximum ratio. Unwritten data (fill value) is refused:
+     * a real case has its voxels. */
+    uint64_t stored = (uint64_t)H5Dget_storage_size(ds);
+    int nfilters = dcpl < 0 ? 0 : H5Pget_nfilters(dcpl);
+    uint64_t cap = nfilters > 0 ? stored * UNET_MAX_DEFLATE_RATIO + 4096 : stored;
+    if (stored == 0 || stored > (uint64_t)file_size || declared > cap) {
+        error_at(err, err_len,
+                 "%s: dataset '%s' declares %llu x %llu x %llu values (%llu bytes) but the file stores %llu bytes of "
+                 "it (%lld-byte file): truncated or corrupt",
+                 path, name, (unsigned long long)dims[0], (unsigned long long)dims[1], (unsigned long long)dims[2],
+                 (unsigned long long)declared, (unsigned long long)stored, (long long)file_size);
+        goto out;
+    }
+    buf = malloc((size_t)nvals * sizeof(float) + 1);
+    if (!buf) {
+        error_at(err, err_len, "%s: dataset '%s': out of memory for %llu values", path, name, (unsigned long long)nvals);
+        goto out;
+    }
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         error_at(err, err_len, "%s: dataset '%s' cannot be read as numbers (corrupt?)", path, name);
         goto out;
     }
+    *out = buf;
+    buf = NULL;
     rc = 0;
 out:
-    H5Sclose(sp);
+    free(buf);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (t >= 0) H5Tclose(t);
+    if (sp >= 0) H5Sclose(sp);
     H5Dclose(ds);
     return rc;
 }
@@ -162,6 +215,12 @@ static int import_test(const PrepareOptions *o, StoreWriter *w, char *err, size_
         size_t L = strlen(names[i]);
         if (sscanf(names[i], "case%4d", &cs) != 1 || L < 7 || strcmp(names[i] + L - 7, ".npy.h5")) continue;
         char *p = imp_join(dir, names[i]);
+        int64_t fsize;
+        if (fc_check_regular(p, "HDF5 case file", &fsize, err, err_len)) {
+            rc = -1;
+            free(p);
+            break;
+        }
         hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f < 0) {
             rc = error_at(err, err_len, "%s: not a readable HDF5 file (truncated or corrupt?)", p);
@@ -170,8 +229,8 @@ static int import_test(const PrepareOptions *o, StoreWriter *w, char *err, size_
         }
         float *img = NULL, *lab = NULL;
         hsize_t di[3], dl[3];
-        rc = read_h5_float(p, f, "image", &img, di, err, err_len);
-        if (rc == 0) rc = read_h5_float(p, f, "label", &lab, dl, err, err_len);
+        rc = read_h5_float(p, fsize, f, "image", &img, di, err, err_len);
+        if (rc == 0) rc = read_h5_float(p, fsize, f, "label", &lab, dl, err, err_len);
         H5Fclose(f);
         if (rc == 0 && memcmp(di, dl, sizeof di))
             rc = error_at(err, err_len, "%s: image is %llu x %llu x %llu but label %llu x %llu x %llu", p,

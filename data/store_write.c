@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,6 +78,37 @@ static int remove_store_dir(const char *dir) {
     return rmdir(dir);
 }
 
+/* Removes OUT.tmp.<pid> directories that earlier runs left behind when they crashed, ran out
+ * of memory or were killed (no later run would ever clean them): only those whose pid is not a
+ * live process — kill(pid, 0) fails with ESRCH — so a `prepare` running right now into the same
+ * OUT keeps its directory. (EPERM means the process exists under another user: kept too.) */
+static void remove_stale_temporaries(const char *out) {
+    char parent[PATH_MAX];
+    parent_dir(out, parent, sizeof parent);
+    const char *slash = strrchr(out, '/');
+    const char *base = slash ? slash + 1 : out;
+    size_t bl = strlen(base);
+    DIR *d = opendir(parent);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, bl) || strncmp(n + bl, ".tmp.", 5)) continue;
+        const char *digits = n + bl + 5;
+        char *end;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (end == digits || *end || errno || pid <= 0 || (pid_t)pid != pid) continue;
+        if (pid == (long)getpid()) continue; /* ours: store_writer_create replaces it */
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char p[PATH_MAX + 300];
+        snprintf(p, sizeof p, "%s/%s", parent, n);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) remove_store_dir(p);
+    }
+    closedir(d);
+}
+
 /* An existing directory may be replaced only if it is a store (has a manifest) or is empty. */
 static int is_replaceable(const char *dir) {
     char p[PATH_MAX + 32];
@@ -126,6 +158,7 @@ int store_writer_create(StoreWriter **out, const char *out_dir, const StoreWrite
     }
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", w->out, (long)getpid());
     remove_store_dir(w->tmp); /* a leftover of a crashed run with our pid */
+    remove_stale_temporaries(w->out);
     if (fsu_mkdir_parents(w->tmp) != 0 || mkdir(w->tmp, 0755) != 0) {
         error_at(err, err_len, "%s: cannot create directory: %s", w->tmp, strerror(errno));
         free(w);
