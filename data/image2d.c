@@ -42,10 +42,12 @@ static int read_jpeg(const char *path, FILE *fp, Image2D *out, char *err, size_t
     ci.err = jpeg_std_error(&je.pub);
     je.pub.error_exit = jpeg_fail;
     je.pub.emit_message = jpeg_warn;
-    volatile uint8_t *data = NULL;
+    /* the pointer itself volatile: it is assigned after setjmp, and a longjmp from the decoder
+     * would otherwise leave free() a stale copy (NULL) and leak the image (found by fuzz_png_jpeg) */
+    uint8_t *volatile data = NULL;
     if (setjmp(je.jb)) {
         jpeg_destroy_decompress(&ci);
-        free((void *)data);
+        free(data);
         return error_at(err, err_len, "%s: bad JPEG: %s", path, je.msg);
     }
     jpeg_create_decompress(&ci);
@@ -68,7 +70,7 @@ static int read_jpeg(const char *path, FILE *fp, Image2D *out, char *err, size_t
     }
     jpeg_finish_decompress(&ci);
     jpeg_destroy_decompress(&ci);
-    out->width = W, out->height = H, out->channels = C, out->data = (uint8_t *)data;
+    out->width = W, out->height = H, out->channels = C, out->data = data;
     return 0;
 }
 
