@@ -21,8 +21,8 @@ static void quiet_handler(const char *module, const char *fmt, va_list ap) {
     (void)module, (void)fmt, (void)ap;
 }
 
-/* All pages of a grey TIFF stack as float (pages, h, w). */
-static int read_stack(const char *path, float **out, int *pages, int *h, int *w, char *err, size_t err_len) {
+/* All pages of a grey TIFF stack as float (pages, h, w) (importers.h). */
+int em_read_tiff_stack(const char *path, float **out, int *pages, int *h, int *w, char *err, size_t err_len) {
     TIFFSetErrorHandler(quiet_handler);
     TIFFSetWarningHandler(quiet_handler);
     /* libtiff opens by name: a FIFO would block it */
@@ -89,7 +89,7 @@ int import_em(const PrepareOptions *o, char *err, size_t err_len) {
     uint8_t *lab = NULL;
     int n, h, w, n2, h2, w2, rc = -1;
     StoreWriter *wr = NULL;
-    if (read_stack(ip, &img, &n, &h, &w, err, err_len) || read_stack(lp, &labf, &n2, &h2, &w2, err, err_len)) goto out;
+    if (em_read_tiff_stack(ip, &img, &n, &h, &w, err, err_len) || em_read_tiff_stack(lp, &labf, &n2, &h2, &w2, err, err_len)) goto out;
     if (n != n2 || h != h2 || w != w2) {
         error_at(err, err_len, "%s is %d x %d x %d but %s is %d x %d x %d", ip, w, h, n, lp, w2, h2, n2);
         goto out;

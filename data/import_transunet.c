@@ -203,44 +203,51 @@ out:
     return rc;
 }
 
+int transunet_read_h5_case(const char *path, float **img, float **lab, int dims[3], char *err, size_t err_len) {
+    *img = *lab = NULL;
+    int64_t fsize;
+    /* HDF5 opens by name: a FIFO would block it */
+    if (fc_check_regular(path, "HDF5 case file", &fsize, err, err_len)) return -1;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return error_at(err, err_len, "%s: not a readable HDF5 file (truncated or corrupt?)", path);
+    float *im = NULL, *lb = NULL;
+    hsize_t di[3], dl[3];
+    int rc = read_h5_float(path, fsize, f, "image", &im, di, err, err_len);
+    if (rc == 0) rc = read_h5_float(path, fsize, f, "label", &lb, dl, err, err_len);
+    H5Fclose(f);
+    if (rc == 0 && memcmp(di, dl, sizeof di))
+        rc = error_at(err, err_len, "%s: image is %llu x %llu x %llu but label %llu x %llu x %llu", path,
+                      (unsigned long long)di[0], (unsigned long long)di[1], (unsigned long long)di[2],
+                      (unsigned long long)dl[0], (unsigned long long)dl[1], (unsigned long long)dl[2]);
+    if (rc) {
+        free(im);
+        free(lb);
+        return -1;
+    }
+    for (int k = 0; k < 3; k++) dims[k] = (int)di[k];
+    *img = im, *lab = lb;
+    return 0;
+}
+
 static int import_test(const PrepareOptions *o, StoreWriter *w, char *err, size_t err_len) {
     char *dir;
     int n;
     char **names = list_layout_dir(o, "test_vol_h5", &dir, &n, err, err_len);
     if (!names) return -1;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     int rc = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         int cs;
         size_t L = strlen(names[i]);
         if (sscanf(names[i], "case%4d", &cs) != 1 || L < 7 || strcmp(names[i] + L - 7, ".npy.h5")) continue;
         char *p = imp_join(dir, names[i]);
-        int64_t fsize;
-        if (fc_check_regular(p, "HDF5 case file", &fsize, err, err_len)) {
-            rc = -1;
-            free(p);
-            break;
-        }
-        hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (f < 0) {
-            rc = error_at(err, err_len, "%s: not a readable HDF5 file (truncated or corrupt?)", p);
-            free(p);
-            break;
-        }
         float *img = NULL, *lab = NULL;
-        hsize_t di[3], dl[3];
-        rc = read_h5_float(p, fsize, f, "image", &img, di, err, err_len);
-        if (rc == 0) rc = read_h5_float(p, fsize, f, "label", &lab, dl, err, err_len);
-        H5Fclose(f);
-        if (rc == 0 && memcmp(di, dl, sizeof di))
-            rc = error_at(err, err_len, "%s: image is %llu x %llu x %llu but label %llu x %llu x %llu", p,
-                           (unsigned long long)di[0], (unsigned long long)di[1], (unsigned long long)di[2],
-                           (unsigned long long)dl[0], (unsigned long long)dl[1], (unsigned long long)dl[2]);
+        int d[3];
+        rc = transunet_read_h5_case(p, &img, &lab, d, err, err_len);
         if (rc == 0) {
             char name[32];
             snprintf(name, sizeof name, "case%04d", cs);
-            rc = add_volume(o, w, name, "test", img, lab, (int)di[0], (int)di[1], (int)di[2], p, p, 1, (int64_t)di[0],
-                            err, err_len);
+            rc = add_volume(o, w, name, "test", img, lab, d[0], d[1], d[2], p, p, 1, (int64_t)d[0], err, err_len);
         }
         free(img);
         free(lab);
