@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
@@ -394,15 +395,21 @@ class Hostile(Base):
         # a pid that is surely dead: a child that has exited and been reaped
         child = subprocess.Popen(["true"])
         child.wait()
-        dead, live = self.p("st.tmp.%d" % child.pid), self.p("st.tmp.%d" % os.getpid())
-        for d in (dead, live):
+        host = "".join(c if c.isalnum() and c.isascii() or c == "-" else "_" for c in socket.gethostname())
+        dead = self.p("st.tmp.%s.%d" % (host, child.pid))
+        legacy = self.p("st.tmp.%d" % child.pid)  # the name before the host was in it
+        live = self.p("st.tmp.%s.%d" % (host, os.getpid()))
+        other_node = self.p("st.tmp.%s.%d" % (host + "-other", child.pid))  # its pid means nothing here
+        for d in (dead, legacy, live, other_node):
             os.makedirs(d)
             with open(os.path.join(d, "shard-00000.h5"), "wb") as f:
                 f.write(b"partial")
         r = self.run_prepare()
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertFalse(os.path.exists(dead), "stale temporary of a dead process left behind")
+        self.assertFalse(os.path.exists(legacy), "stale temporary (old name) of a dead process left behind")
         self.assertTrue(os.path.exists(os.path.join(live, "shard-00000.h5")), "a live process's temporary was removed")
+        self.assertTrue(os.path.exists(os.path.join(other_node, "shard-00000.h5")), "another node's temporary was removed")
 
     def test_check_store_geometry_mismatch(self):
         write_btcv(self.p("src"), [5, 1], shape=(16, 12, 3))
