@@ -4,10 +4,14 @@
  * test_vol_h5/caseXXXX.npy.h5 (datasets image, label: (D, H, W)). Labels are the 9-class form
  * (0..8). The intensities are kept as provided; no geometry survives that preprocessing, so
  * spacing is 1 and the affine the identity (manifest attribute "geometry": "unknown"). */
+#include <errno.h>
 #include <hdf5.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "file_check.h"
@@ -17,6 +21,8 @@
 #include "importers.h"
 #include "npz.h"
 #include "store_format.h"
+
+#include <zlib.h>
 
 static const char *const classes8[9] = {"background", "spleen", "right_kidney", "left_kidney", "gallbladder",
                                         "liver", "stomach", "aorta", "pancreas"};
@@ -132,6 +138,102 @@ static int import_train(const PrepareOptions *o, StoreWriter *w, char *err, size
     return rc;
 }
 
+/* A chunked dataset's chunks, checked before H5Dread: only the filters h5py writes and we can
+ * verify (shuffle, deflate, fletcher32), and every chunk's stored bytes must pass its checksum
+ * and inflate to exactly one chunk. libhdf5 1.10 reads freed memory inside H5Dread when a
+ * corrupt chunk does not (found by fuzz_transunet_h5; input in tests/fuzz/crashes/), so such a
+ * file must never reach it. */
+static int check_chunks(const char *path, const char *name, hid_t ds, hid_t dcpl, size_t tsize, int64_t file_size,
+                        char *err, size_t err_len) {
+    if (dcpl < 0) return error_at(err, err_len, "%s: dataset '%s': creation properties unreadable (corrupt?)", path, name);
+    if (H5Pget_layout(dcpl) != H5D_CHUNKED) return 0;
+    hsize_t cd[3];
+    int64_t cdims[3], cvals;
+    if (H5Pget_chunk(dcpl, 3, cd) != 3)
+        return error_at(err, err_len, "%s: dataset '%s': chunk shape is not 3-D", path, name);
+    for (int k = 0; k < 3; k++) cdims[k] = cd[k] > (hsize_t)INT64_MAX ? -1 : (int64_t)cd[k];
+    if (unet_checked_product(cdims, 3, UNET_MAX_VOLUME_VOXELS, &cvals) || cvals == 0)
+        return error_at(err, err_len, "%s: dataset '%s': chunk shape %llu x %llu x %llu beyond the limits", path, name,
+                        (unsigned long long)cd[0], (unsigned long long)cd[1], (unsigned long long)cd[2]);
+    size_t chunk_bytes = (size_t)cvals * tsize;
+    int nf = H5Pget_nfilters(dcpl), pos_deflate = -1, pos_fletcher = -1;
+    for (int i = 0; i < nf; i++) {
+        unsigned flags, cdv[8];
+        size_t ncd = 8;
+        char fname[64];
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cdv, sizeof fname, fname, NULL);
+        if (id == H5Z_FILTER_DEFLATE) pos_deflate = i;
+        else if (id == H5Z_FILTER_FLETCHER32) pos_fletcher = i;
+        else if (id != H5Z_FILTER_SHUFFLE)
+            return error_at(err, err_len, "%s: dataset '%s': HDF5 filter %d is not supported (deflate, shuffle, fletcher32)",
+                            path, name, (int)id);
+    }
+    if (pos_fletcher >= 0 && pos_fletcher != nf - 1)
+        return error_at(err, err_len, "%s: dataset '%s': fletcher32 is not the last filter", path, name);
+    hsize_t nchunks = 0;
+    hid_t fs = H5Dget_space(ds); /* libhdf5 1.10 does not take H5S_ALL here */
+    herr_t got_n = fs < 0 ? -1 : H5Dget_num_chunks(ds, fs, &nchunks);
+    if (got_n < 0) {
+        if (fs >= 0) H5Sclose(fs);
+        return error_at(err, err_len, "%s: dataset '%s': chunk index unreadable (corrupt?)", path, name);
+    }
+    uint8_t *raw = NULL, *out = malloc(chunk_bytes);
+    size_t raw_cap = 0;
+    int rc = out ? 0 : error_at(err, err_len, "%s: dataset '%s': out of memory", path, name);
+    for (hsize_t i = 0; rc == 0 && i < nchunks; i++) {
+        hsize_t off[3];
+        unsigned mask = 0;
+        haddr_t addr;
+        hsize_t size = 0;
+        if (H5Dget_chunk_info(ds, fs, i, off, &mask, &addr, &size) < 0 || size == 0 ||
+            size > (hsize_t)file_size) {
+            rc = error_at(err, err_len, "%s: dataset '%s': chunk %llu has no valid location or size (corrupt?)", path,
+                          name, (unsigned long long)i);
+            break;
+        }
+        if (size > raw_cap) {
+            free(raw);
+            raw = malloc((size_t)size);
+            raw_cap = raw ? (size_t)size : 0;
+            if (!raw) {
+                rc = error_at(err, err_len, "%s: dataset '%s': out of memory", path, name);
+                break;
+            }
+        }
+        uint32_t m2 = 0;
+        if (H5Dread_chunk(ds, H5P_DEFAULT, off, &m2, raw) < 0) {
+            rc = error_at(err, err_len, "%s: dataset '%s': chunk %llu cannot be read (truncated or corrupt)", path, name,
+                          (unsigned long long)i);
+            break;
+        }
+        size_t n = (size_t)size;
+        if (pos_fletcher >= 0 && !(mask & (1u << pos_fletcher))) {
+            uint32_t stored = n >= 4 ? (uint32_t)raw[n - 4] | (uint32_t)raw[n - 3] << 8 | (uint32_t)raw[n - 2] << 16 |
+                                           (uint32_t)raw[n - 1] << 24
+                                     : 0;
+            if (n < 4 || store_fletcher32(raw, n - 4) != stored) {
+                rc = error_at(err, err_len, "%s: dataset '%s': chunk %llu fails its Fletcher-32 checksum", path, name,
+                              (unsigned long long)i);
+                break;
+            }
+            n -= 4;
+        }
+        if (pos_deflate >= 0 && !(mask & (1u << pos_deflate))) {
+            uLongf dlen = (uLongf)chunk_bytes;
+            int zr = uncompress(out, &dlen, raw, (uLong)n);
+            if (zr != Z_OK || dlen != chunk_bytes)
+                rc = error_at(err, err_len, "%s: dataset '%s': chunk %llu does not inflate to %zu bytes (corrupt)", path,
+                              name, (unsigned long long)i, chunk_bytes);
+        } else if (n != chunk_bytes)
+            rc = error_at(err, err_len, "%s: dataset '%s': chunk %llu holds %zu bytes, a chunk is %zu (corrupt)", path,
+                          name, (unsigned long long)i, n, chunk_bytes);
+    }
+    H5Sclose(fs);
+    free(raw);
+    free(out);
+    return rc;
+}
+
 /* Dataset `name` of an open TransUNet case file as float (D, H, W): *out is set only on success,
  * so the caller owns exactly what it was given (on failure this function has freed its own
  * buffer and *out stays NULL). The declared shape and type are checked before anything is
@@ -182,6 +284,7 @@ static int read_h5_float(const char *path, int64_t file_size, hid_t f, const cha
                  (unsigned long long)declared, (unsigned long long)stored, (long long)file_size);
         goto out;
     }
+    if (check_chunks(path, name, ds, dcpl, tsize, file_size, err, err_len)) goto out;
     buf = malloc((size_t)nvals * sizeof(float) + 1);
     if (!buf) {
         error_at(err, err_len, "%s: dataset '%s': out of memory for %llu values", path, name, (unsigned long long)nvals);
@@ -203,11 +306,9 @@ out:
     return rc;
 }
 
-int transunet_read_h5_case(const char *path, float **img, float **lab, int dims[3], char *err, size_t err_len) {
-    *img = *lab = NULL;
-    int64_t fsize;
-    /* HDF5 opens by name: a FIFO would block it */
-    if (fc_check_regular(path, "HDF5 case file", &fsize, err, err_len)) return -1;
+/* The reading itself, in this process. */
+static int read_case_here(const char *path, int64_t fsize, float **img, float **lab, int dims[3], char *err,
+                          size_t err_len) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return error_at(err, err_len, "%s: not a readable HDF5 file (truncated or corrupt?)", path);
@@ -228,6 +329,114 @@ int transunet_read_h5_case(const char *path, float **img, float **lab, int dims[
     for (int k = 0; k < 3; k++) dims[k] = (int)di[k];
     *img = im, *lab = lb;
     return 0;
+}
+
+int transunet_h5_isolate = 1;
+
+static int read_full(int fd, void *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t n) {
+    size_t put = 0;
+    while (put < n) {
+        ssize_t r = write(fd, (const char *)buf + put, n - put);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        put += (size_t)r;
+    }
+    return 0;
+}
+
+/* libhdf5 (Debian's 1.10) crashes on some corrupt files inside H5Fopen/H5Dopen2 (a corrupt
+ * local heap: NULL read in H5F__accum_read; found by fuzz_transunet_h5, inputs in
+ * tests/fuzz/known/), before any check of ours can run. A case file given to `prepare` is
+ * untrusted, so it is read in a child process: the child sends {rc, dims, message} and the
+ * voxels through a pipe, and a child killed by a signal becomes an error naming the file, with
+ * the store's temporary directory removed by the normal failure path. Cost: one fork and one
+ * copy of the volume per case file. */
+static int read_case_isolated(const char *path, int64_t fsize, float **img, float **lab, int dims[3], char *err,
+                              size_t err_len) {
+    int fds[2];
+    if (pipe(fds) != 0) return error_at(err, err_len, "%s: pipe: %s", path, strerror(errno));
+    fflush(NULL); /* the child must not flush our buffered output a second time */
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]), close(fds[1]);
+        return error_at(err, err_len, "%s: fork: %s", path, strerror(errno));
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        signal(SIGPIPE, SIG_IGN);
+        float *im = NULL, *lb = NULL;
+        int d[3] = {0, 0, 0};
+        char msg[1024] = "";
+        int32_t head[5];
+        head[0] = read_case_here(path, fsize, &im, &lb, d, msg, sizeof msg);
+        head[1] = d[0], head[2] = d[1], head[3] = d[2];
+        head[4] = (int32_t)strlen(msg);
+        int ok = write_full(fds[1], head, sizeof head) == 0 && write_full(fds[1], msg, (size_t)head[4]) == 0;
+        size_t n = (size_t)d[0] * d[1] * d[2] * sizeof(float);
+        if (ok && head[0] == 0) ok = write_full(fds[1], im, n) == 0 && write_full(fds[1], lb, n) == 0;
+        /* _exit: no atexit handlers (HDF5's would close the parent's open shard from here) */
+        _exit(ok ? 0 : 1);
+    }
+    close(fds[1]);
+    int32_t head[5];
+    int rc = -1;
+    float *im = NULL, *lb = NULL;
+    char msg[1024];
+    if (read_full(fds[0], head, sizeof head) == 0 && head[4] >= 0 && head[4] < (int32_t)sizeof msg &&
+        read_full(fds[0], msg, (size_t)head[4]) == 0) {
+        msg[head[4]] = 0;
+        if (head[0] != 0) rc = error_at(err, err_len, "%s", msg);
+        else if (unet_volume_ok(head[1], 1, head[2], head[3]))
+            rc = error_at(err, err_len, "%s: reader returned an impossible shape", path);
+        else {
+            size_t n = (size_t)head[1] * head[2] * head[3];
+            im = malloc(n * sizeof(float) + 1), lb = malloc(n * sizeof(float) + 1);
+            if (!im || !lb) rc = error_at(err, err_len, "%s: out of memory for %zu values", path, n);
+            else if (read_full(fds[0], im, n * sizeof(float)) == 0 && read_full(fds[0], lb, n * sizeof(float)) == 0)
+                rc = 0;
+        }
+    }
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFSIGNALED(status)) {
+        rc = error_at(err, err_len,
+                      "%s: the HDF5 library crashed reading this file (signal %d): its HDF5 structure is corrupt", path,
+                      WTERMSIG(status));
+    } else if (rc == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        rc = error_at(err, err_len, "%s: the reader process failed", path);
+    else if (rc != 0 && !err[0])
+        rc = error_at(err, err_len, "%s: the reader process failed", path);
+    if (rc) {
+        free(im);
+        free(lb);
+        return -1;
+    }
+    dims[0] = head[1], dims[1] = head[2], dims[2] = head[3];
+    *img = im, *lab = lb;
+    return 0;
+}
+
+int transunet_read_h5_case(const char *path, float **img, float **lab, int dims[3], char *err, size_t err_len) {
+    *img = *lab = NULL;
+    if (err_len) err[0] = 0;
+    int64_t fsize;
+    /* HDF5 opens by name: a FIFO would block it */
+    if (fc_check_regular(path, "HDF5 case file", &fsize, err, err_len)) return -1;
+    return transunet_h5_isolate ? read_case_isolated(path, fsize, img, lab, dims, err, err_len)
+                                : read_case_here(path, fsize, img, lab, dims, err, err_len);
 }
 
 static int import_test(const PrepareOptions *o, StoreWriter *w, char *err, size_t err_len) {

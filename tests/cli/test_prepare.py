@@ -366,6 +366,46 @@ class Hostile(Base):
         r = self.run_prepare()
         self.assert_fails(r, self.p("st"), "case0001.npy.h5", "'image'", "truncated or corrupt")
 
+    def test_transunet_chunked_h5(self):
+        # chunks are checked before HDF5 reads them (libhdf5 reads freed memory on some corrupt
+        # chunks: tests/fuzz/crashes/transunet_h5/): valid filtered files still import exactly
+        h5 = self.transunet_src()
+        rng = np.random.default_rng(3)
+        img = rng.random((3, 8, 6)).astype(np.float32)
+        lab = rng.integers(0, 9, (3, 8, 6)).astype(np.uint8)
+        with h5py.File(h5, "w") as f:
+            f.create_dataset("image", data=img, chunks=(1, 8, 6), compression="gzip", shuffle=True, fletcher32=True)
+            f.create_dataset("label", data=lab, chunks=(2, 4, 6), compression="gzip")
+        r = self.run_prepare()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got, glab, _ = case(self.p("st"), "case0001")
+        np.testing.assert_array_equal(got[:, 0], img)
+        np.testing.assert_array_equal(glab, lab)
+        shutil.rmtree(self.p("st"))
+        with h5py.File(h5, "r") as f:
+            info = f["image"].id.get_chunk_info(1)
+        with open(h5, "r+b") as fp:
+            fp.seek(info.byte_offset + info.size // 2)
+            b = fp.read(1)
+            fp.seek(info.byte_offset + info.size // 2)
+            fp.write(bytes([b[0] ^ 0x20]))
+        r = self.run_prepare()
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assert_fails(r, self.p("st"), "case0001.npy.h5", "'image'", "chunk 1")
+
+    def test_transunet_hdf5_library_crash(self):
+        # libhdf5 itself crashes (SIGSEGV in H5Dopen2) on this fuzzer-found file: prepare reads case
+        # files in a child process, so it is an error naming the file, exit 2, no store
+        src = os.environ.get("UNET2022_SOURCE", os.path.join(os.path.dirname(__file__), "..", ".."))
+        known = glob.glob(os.path.join(src, "tests", "fuzz", "known", "transunet_h5", "*"))
+        self.assertTrue(known, "tests/fuzz/known/transunet_h5/ is empty")
+        h5 = self.transunet_src()
+        for k in known:
+            shutil.copy(k, h5)
+            r = self.run_prepare()
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assert_fails(r, self.p("st"), "case0001.npy.h5", "HDF5")
+
     def test_fifo_inputs(self):
         h5 = self.transunet_src()
         os.mkfifo(h5)
