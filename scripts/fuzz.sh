@@ -6,6 +6,8 @@
 # tests/fuzz/crashes/TARGET/ as regression inputs: commit them with the fix. Every input already
 # there is replayed first, so a fixed bug that comes back fails this script.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     e.g. scripts/fuzz.sh 60 npy nifti
+# FUZZ_RUNS=N (the CI step of scripts/test.sh): instead of SECONDS, exactly N inputs per target from
+# the committed seeds only, with a fixed seed, so that the step gives the same answer every time.
 # Exit status: 0 when no target crashed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +57,14 @@ for t in "${TARGETS[@]}"; do
   # 2. fuzz from the seeds plus what earlier runs found
   log="$B/fuzz-$t.log"
   rc=0
-  nice -n 19 "$bin" "$work" "tests/fuzz/corpus/$t" -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 \
+  if [[ -n ${FUZZ_RUNS:-} ]]; then
+    rm -rf "$work.ci" && mkdir -p "$work.ci"
+    limit=(-runs="$FUZZ_RUNS" -seed=1)
+    work="$work.ci"
+  else
+    limit=(-max_total_time="$SECONDS_PER_TARGET")
+  fi
+  nice -n 19 "$bin" "$work" "tests/fuzz/corpus/$t" "${limit[@]}" -rss_limit_mb=2048 \
     -timeout=10 -max_len=65536 -artifact_prefix="$crashes/" -print_final_stats=1 >"$log" 2>&1 || rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   if ((rc)); then
@@ -63,7 +72,9 @@ for t in "${TARGETS[@]}"; do
     grep -m3 -E 'ERROR: |runtime error' "$log" || true
     status=1
   else
-    echo "fuzz: $t: $execs executions in ${SECONDS_PER_TARGET}s, nothing found"
+    how="in ${SECONDS_PER_TARGET}s"
+    [[ -z ${FUZZ_RUNS:-} ]] || how="(fixed seed)"
+    echo "fuzz: $t: $execs executions $how, nothing found"
   fi
   rm -f "$TMPDIR"/unet-fuzz-* 2>/dev/null || true
 done
