@@ -36,7 +36,10 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export HDF5_USE_FILE_LOCKING=FALSE
-export TMPDIR=${TMPDIR:-/tmp}
+# the targets' per-input files go to a private directory, removed at the end
+FUZZ_TMP=$(mktemp -d "${TMPDIR:-/tmp}/unet-fuzz.XXXXXX")
+trap 'rm -rf "$FUZZ_TMP"' EXIT
+export TMPDIR=$FUZZ_TMP
 status=0
 for t in "${TARGETS[@]}"; do
   bin="$B/tests/fuzz/fuzz_$t"
@@ -76,6 +79,5 @@ for t in "${TARGETS[@]}"; do
     [[ -z ${FUZZ_RUNS:-} ]] || how="(fixed seed)"
     echo "fuzz: $t: $execs executions $how, nothing found"
   fi
-  rm -f "$TMPDIR"/unet-fuzz-* 2>/dev/null || true
 done
 exit $status
