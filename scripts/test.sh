@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what is missing, builds, runs every test.
-# GPU tests report "skipped" on machines without a GPU. Then the smallest configuration,
-# -DUNET_WITH_MPI=OFF -DUNET_WITH_CUDA=OFF (build-min/), builds and runs its unit and CLI tests
-# (not the PyTorch-oracle tests a second time): the cases that need several ranks and the GPU
-# checks report "skipped" there; UNET_SKIP_MIN=1 leaves that part out. Then the same GPU checks
-# run on the CPU emulator of the CUDA backend (tests/cuda_emu: another build, build-emu/, tests
-# named emu_*), which checks the kernels' logic everywhere; UNET_SKIP_EMU=1 leaves that part out.
+# GPU tests report "skipped" on machines without a GPU. Then, each leaving its part out when
+# its variable is 1:
+#   UNET_SKIP_MIN   the smallest configuration, -DUNET_WITH_MPI=OFF -DUNET_WITH_CUDA=OFF
+#                   (build-min/): its unit and CLI tests (not the PyTorch-oracle tests a second
+#                   time); the cases that need several ranks and the GPU checks report "skipped";
+#   UNET_SKIP_FUZZ  the fuzzing harness (tests/fuzz, clang-14 + libFuzzer + ASan/UBSan,
+#                   build-fuzz/): every saved crash input replayed, then 1000 inputs per parser
+#                   from the committed seeds with a fixed seed (the same answer every time);
+#   UNET_SKIP_EMU   the same GPU checks on the CPU emulator of the CUDA backend (tests/cuda_emu:
+#                   build-emu/, tests named emu_*), which checks the kernels' logic everywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -17,6 +21,9 @@ if [[ ${UNET_SKIP_MIN:-0} != 1 ]]; then
   cmake --build "$MIN_DIR" -j"$(nproc)"
   echo "build: ok ($MIN_DIR/unet2022: no MPI, no CUDA)"
   (cd "$MIN_DIR" && ctest --output-on-failure --timeout 1800 -E '^py_' "$@")
+fi
+if [[ ${UNET_SKIP_FUZZ:-0} != 1 ]]; then
+  FUZZ_RUNS=1000 bash scripts/fuzz.sh
 fi
 if [[ ${UNET_SKIP_EMU:-0} != 1 ]]; then
   EMU_DIR=${EMU_BUILD_DIR:-build-emu}
