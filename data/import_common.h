@@ -16,6 +16,8 @@ typedef struct {
     const char *split_file; /* optional: `<split> <case number>` lines instead of the official split */
     double shard_mb;
     int force, quiet;
+    int fold;               /* nnunet: the fold of the dataset's splits_final.json (default 0) */
+    int resize;             /* isic: resize to resize x resize (0: keep the source size) */
     const char *command_line;
 } PrepareOptions;
 

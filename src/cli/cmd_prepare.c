@@ -23,8 +23,9 @@ int cmd_prepare(int argc, char **argv) {
                 "baselines' 8 (spleen, kidneys R/L, gallbladder, liver, stomach, aorta, pancreas)", 0, 0),
         OPT_STRING("--norm", &o.norm, "clip|zscore", "synapse: clip HU [-125, 275] -> [0, 1] (default) or nnU-Net's\n"
                    "foreground-percentile z-score (training-set statistics)"),
-        OPT_STRING("--split", &o.split_file, "FILE", "synapse, acdc: `<train|val|test> <case number>` lines instead of\n"
-                   "the official split"),
+        OPT_STRING("--split", &o.split_file, "FILE", "synapse, acdc, em, isic, nnunet: `<train|val|test> <case number>`\n"
+                   "lines instead of the default split (nnunet: the number is a case id's trailing digits)"),
+        OPT_INT("--fold", &o.fold, "K", "nnunet: the fold of the dataset's splits_final.json (default 0)", 0, 1000),
         OPT_POSITIVE("--shard-mb", &o.shard_mb, "N", "start a new shard file after N MB of (uncompressed) cases\n"
                      "(default 1024)", 1e12),
         OPT_FLAG("--force", &o.force, "replace an existing store at STORE"),

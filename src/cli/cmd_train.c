@@ -18,6 +18,7 @@
 #include "comm_nccl.h"
 #endif
 #endif
+#include "store_match.h"
 #include "trainer.h"
 
 static int parse_args(Config *cfg, int argc, char **argv, const char **resume, char *err, size_t err_len) {
@@ -37,6 +38,9 @@ static int parse_args(Config *cfg, int argc, char **argv, const char **resume, c
     if (!cfg->store[0])
         return snprintf(err, err_len, "%s: train.store: required for training (the directory `unet2022 prepare` wrote; "
                         "set it in the config or as train.store=PATH)", cfg->path), 2;
+    /* The store decides the network's input and output: refused here, before any rank starts work,
+     * with the overrides that fix it (silently retargeting the network would hide a wrong store). */
+    if (store_match_check(cfg, err, err_len)) return 2;
     if (!cfg->run_dir[0]) snprintf(cfg->run_dir, sizeof cfg->run_dir, "runs/%s", cfg->name);
 #ifndef UNET_HAVE_CUDA
     if (strcmp(cfg->backend, "cpu") != 0)
