@@ -27,6 +27,7 @@
 #include "store.h"
 #include "train_feed.h"
 #include "validate.h"
+#include "weights_warm.h"
 
 struct Trainer {
     Config cfg;
@@ -180,14 +181,24 @@ static int start_weights(Trainer *t, const char *resume, char *err, size_t err_l
         if (resume_from(t, path, err, err_len) != 0) return -1;
         say(t, "resume: %s (step %" PRIu64 ", epoch %" PRIu64 ", written by %d rank(s), now %d)\n", path, t->st.step,
             t->st.epoch, t->st.world_size, t->comm->size);
+        if (t->cfg.init_weights[0]) /* the checkpoint already holds what the warm start gave step 0 */
+            say(t, "init_weights: %s ignored: resuming a checkpoint takes precedence\n", t->cfg.init_weights);
         return 0;
     }
     size_t n = t->model.params.total;
     float *host = xmalloc(n * sizeof(float));
     model_init_params(&t->model, host, (uint64_t)t->cfg.seed);
+    /* Every rank reads the same file, so the ranks start from the same weights. */
+    FILE *report = t->comm->rank == 0 ? stdout : NULL;
+    if (t->cfg.init_weights[0] && weights_warm_start(&t->model, host, t->cfg.init_weights, t->cfg.init_key_map,
+                                                     report, NULL, err, err_len) != 0) {
+        free(host);
+        return -1;
+    }
     t->be->upload(t->be, t->params, host, n * sizeof(float));
     free(host);
-    say(t, "start: fresh weights (seed %ld)\n", t->cfg.seed);
+    say(t, "start: fresh weights (seed %ld)%s\n", t->cfg.seed, t->cfg.init_weights[0] ? ", warm-started" : "");
+    fflush(stdout);
     return 0;
 }
 
