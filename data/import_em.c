@@ -124,6 +124,7 @@ int import_em(const PrepareOptions *o, char *err, size_t err_len) {
     store_writer_set_attribute(wr, "normalisation", "per-case z-score");
     int zs[3][30], nz[3] = {0};
     if (em_split(o, zs, nz, err, err_len)) goto out;
+    imp_progress_total((nz[0] > 0) + (nz[1] > 0) + (nz[2] > 0));
     static const char *const names[3] = {"em_train", "em_val", "em_test"};
     size_t hw = (size_t)h * w;
     float *simg = xmalloc(30 * hw * sizeof(float));

@@ -18,9 +18,18 @@
 #include "import_common.h"
 #include "importers.h"
 #include "official_splits.h"
+#include "resize2d.h"
 #include "store_format.h"
 
 static const char *const classes[2] = {"background", "lesion"};
+
+/* --resize N: image (3, H, W) and mask to N x N (resize2d.h says how). */
+static void resize_case(int n, float **img, uint8_t **lab, int *W, int *H) {
+    float *ri = resize2d_image(*img, 3, *H, *W, n, n);
+    uint8_t *rl = resize2d_mask(*lab, *H, *W, n, n);
+    free(*img), free(*lab);
+    *img = ri, *lab = rl, *W = n, *H = n;
+}
 
 static int add_pair(const PrepareOptions *o, StoreWriter *w, const char *name, const char *split, const char *ip,
                     const char *mp, char *err, size_t err_len) {
@@ -58,11 +67,17 @@ static int add_pair(const PrepareOptions *o, StoreWriter *w, const char *name, c
     map[0] = 0, map[255] = 1;
     lab = xmalloc(hw);
     if (imp_map_labels(mp, mf, lab, W, H, 1, map, 256, err, err_len)) goto out;
-    imp_norm_zscore(img, hw, 3);
+    int W0 = W, H0 = H;
+    if (o->resize > 0) resize_case(o->resize, &img, &lab, &W, &H), hw = (size_t)W * H;
+    imp_norm_zscore(img, hw, 3); /* after resizing: the statistics of what the network sees */
     StoreCaseInput in = {.name = name, .split = split, .depth = 1, .channels = 3, .height = H, .width = W,
-                         .image = img, .label = lab, .original_ndim = 3, .original_shape = {H, W, im.channels},
-                         .normalisation = "per-case per-channel z-score", .num_sources = 2, .sources = {ip, mp}};
+                         .image = img, .label = lab, .original_ndim = 3, .original_shape = {H0, W0, im.channels},
+                         .normalisation = o->resize > 0 ? "resized (image area/bilinear, mask nearest), per-case "
+                                          "per-channel z-score" : "per-case per-channel z-score",
+                         .num_sources = 2, .sources = {ip, mp}};
     imp_identity_geometry(in.spacing, in.affine);
+    in.spacing[0] = in.affine[0] = (double)W0 / W; /* in source pixels */
+    in.spacing[1] = in.affine[5] = (double)H0 / H;
     rc = store_writer_add_case(w, &in, err, err_len);
     if (rc == 0) imp_progress(o, "prepare %s: %s (%s) %d x %d", o->dataset, name, split, W, H);
 out:

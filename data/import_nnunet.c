@@ -196,21 +196,21 @@ int import_nnunet(const PrepareOptions *o, char *err, size_t err_len) {
     if (imp_writer(o, (const char *const *)d.class_names, d.classes, d.channels, &w, err, err_len)) goto out;
     store_writer_set_attribute(w, "normalisation", norm);
     store_writer_set_attribute(w, "split", how);
+    for (int i = 0; i < d.ncases; i++) ncases += d.cases[i].selected;
+    imp_progress_total(ncases);
     store_writer_set_attribute(w, "nnunet_version", d.version == 1 ? "1 (TaskNNN_Name)" : "2 (DatasetNNN_Name)");
     for (int i = 0; i < d.ncases; i++) {
         if (!d.cases[i].selected) continue;
         if (write_case(o, &d, &d.cases[i], st, norm, w, &slices, err, err_len)) goto out;
-        ncases++;
     }
     if (d.ntest_skipped)
-        imp_progress(o, "prepare nnunet: %d imagesTs cases have no labelsTs partner and were not imported",
+        imp_note(o, "prepare nnunet: %d imagesTs cases have no labelsTs partner and were not imported",
                      d.ntest_skipped);
-    imp_progress(o, "prepare nnunet: split: %s", how);
+    imp_note(o, "prepare nnunet: split: %s", how);
     rc = store_writer_commit(w, err, err_len);
     w = NULL;
 out:
     if (w) store_writer_abort(w);
     nn_dataset_free(&d);
-    (void)ncases;
     return rc;
 }

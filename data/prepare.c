@@ -18,6 +18,11 @@ int prepare_run(const PrepareOptions *o, char *err, size_t err_len) {
                  {"isic", import_isic},       {"ph2", import_ph2},
                  {"nnunet", import_nnunet}};
     for (size_t i = 0; i < sizeof table / sizeof *table; i++)
-        if (!strcmp(o->dataset, table[i].name)) return table[i].fn(o, err, err_len);
+        if (!strcmp(o->dataset, table[i].name)) {
+            imp_progress_total(0);
+            int rc = table[i].fn(o, err, err_len);
+            imp_progress_finish();
+            return rc;
+        }
     return error_at(err, err_len, "unknown dataset '%s' (expected one of: %s)", o->dataset, prepare_datasets);
 }
