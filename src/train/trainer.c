@@ -22,6 +22,7 @@
 #include "grad_sync.h"
 #include "model.h"
 #include "optimizer.h"
+#include "progress_plot.h"
 #include "run_log.h"
 #include "stop_signal.h"
 #include "store.h"
@@ -47,6 +48,7 @@ struct Trainer {
     int gsync_said;
     TrainState st;
     RunLog log;
+    ProgressPlot plot; /* rank 0: RUN_DIR/progress.png after each validation */
     int b_local;
 };
 
@@ -237,6 +239,7 @@ static int setup(Trainer *t, char *err, size_t err_len) {
     t->st = (TrainState){.seed = (uint64_t)c->seed, .best_metric = -1, .ema_metric = -1};
     if (start_weights(t, t->opt.resume, err, err_len) != 0 || start_feed(t, err, err_len) != 0) return -1;
     if (t->comm->rank == 0 && run_log_open(&t->log, c->run_dir, err, err_len) != 0) return -1;
+    progress_plot_init(&t->plot, c->run_dir);
     return 0;
 }
 
@@ -257,6 +260,7 @@ static void teardown(Trainer *t) {
     }
     if (t->store) store_close(t->store);
     if (t->model.params.items) model_free(&t->model);
+    progress_plot_finish(&t->plot, 30); /* pid 0 (nothing to wait for) off rank 0 */
     run_log_close(&t->log);
     free(t->config_yaml);
 }
@@ -328,6 +332,7 @@ static int validate_epoch(Trainer *t, int baseline, char *err, size_t err_len) {
                                   store_class_name(t->store, j), vr.dice[j]);
         snprintf(json + k, sizeof json - k, "}}");
         run_log_json(&t->log, json);
+        progress_plot_update(&t->plot);
     }
     if (!baseline && t->st.ema_metric > t->st.best_metric) {
         t->st.best_metric = t->st.ema_metric;
