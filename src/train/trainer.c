@@ -260,7 +260,7 @@ static void teardown(Trainer *t) {
     }
     if (t->store) store_close(t->store);
     if (t->model.params.items) model_free(&t->model);
-    progress_plot_finish(&t->plot, 30); /* pid 0 (nothing to wait for) off rank 0 */
+    progress_plot_finish(&t->plot, 10); /* pid 0 (nothing to wait for) off rank 0 */
     run_log_close(&t->log);
     free(t->config_yaml);
 }
