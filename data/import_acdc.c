@@ -1,8 +1,8 @@
 /* import_acdc.c — `prepare acdc`: patientXXX/patientXXX_frameNN.nii.gz with ground truth
  * patientXXX_frameNN_gt.nii.gz (labels 1 RV, 2 MYO, 3 LV); each annotated frame is one case
- * (patientXXX_frameNN). MRI: per-case z-score. Split: patients 1-70 train, 71-80 val, 81-100
- * test (70/10/20 as the paper; the exact lists of the released split files were not available
- * to us: pass --split FILE to use them). */
+ * (patientXXX_frameNN). MRI: per-case z-score. Split: the released configuration's patient
+ * lists (official_splits.h: 70 train, 10 val, 20 test; every frame of a listed patient), or
+ * --split FILE. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include "fsutil.h"
 #include "import_common.h"
 #include "importers.h"
+#include "official_splits.h"
 #include "store_format.h"
 
 static const char *const classes[4] = {"background", "RV", "MYO", "LV"};
@@ -40,7 +41,9 @@ int import_acdc(const PrepareOptions *o, char *err, size_t err_len) {
     if (o->split_file) {
         if ((n = imp_read_split(o->split_file, ids, kinds, 512, err, err_len)) < 0) return -1;
     } else {
-        for (int p = 1; p <= 100; p++) ids[n] = p, kinds[n++] = p <= 70 ? SPLIT_TRAIN : p <= 80 ? SPLIT_VAL : SPLIT_TEST;
+        for (int i = 0; i < ACDC_OFFICIAL_TRAIN; i++) ids[n] = acdc_official_train[i], kinds[n++] = SPLIT_TRAIN;
+        for (int i = 0; i < ACDC_OFFICIAL_VAL; i++) ids[n] = acdc_official_val[i], kinds[n++] = SPLIT_VAL;
+        for (int i = 0; i < ACDC_OFFICIAL_TEST; i++) ids[n] = acdc_official_test[i], kinds[n++] = SPLIT_TEST;
     }
     /* Presence first: a missing patient fails before any work. */
     for (int i = 0; i < n; i++) {

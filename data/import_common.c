@@ -163,11 +163,53 @@ char *imp_join(const char *a, const char *b) {
 
 int imp_file_exists(const char *path) { return access(path, F_OK) == 0; }
 
+/* Progress state of the one import running in this process (prepare is single-threaded). */
+static int g_total, g_done, g_bar_open;
+
+void imp_progress_total(int total) {
+    g_total = total;
+    g_done = 0;
+}
+
+/* On a terminal one line redrawn in place (a bar when the total is known); in a log, one line per
+ * case with its count, so logs stay free of carriage returns. */
 void imp_progress(const PrepareOptions *o, const char *fmt, ...) {
+    g_done++;
     if (o->quiet) return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!isatty(STDERR_FILENO)) {
+        if (g_total > 0) fprintf(stderr, "[%d/%d] %s\n", g_done, g_total, msg);
+        else fprintf(stderr, "[%d] %s\n", g_done, msg);
+        return;
+    }
+    enum { WIDTH = 30 };
+    if (g_total > 0) {
+        int fill = g_done >= g_total ? WIDTH : g_done * WIDTH / g_total;
+        fprintf(stderr, "\r[%.*s%*s] %d/%d %.60s\033[K", fill, "##############################", WIDTH - fill, "",
+                g_done, g_total, msg);
+    } else {
+        fprintf(stderr, "\r%d done: %.60s\033[K", g_done, msg);
+    }
+    fflush(stderr);
+    g_bar_open = 1;
+}
+
+void imp_note(const PrepareOptions *o, const char *fmt, ...) {
+    if (o->quiet) return;
+    if (g_bar_open) fputc('\n', stderr), g_bar_open = 0;
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+void imp_progress_finish(void) {
+    if (g_bar_open) fputc('\n', stderr);
+    g_bar_open = 0;
+    g_total = g_done = 0;
 }

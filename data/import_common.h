@@ -16,6 +16,8 @@ typedef struct {
     const char *split_file; /* optional: `<split> <case number>` lines instead of the official split */
     double shard_mb;
     int force, quiet;
+    int fold;               /* nnunet: the fold of the dataset's splits_final.json (default 0) */
+    int resize;             /* isic: resize to resize x resize (0: keep the source size) */
     const char *command_line;
 } PrepareOptions;
 
@@ -70,6 +72,12 @@ void imp_identity_geometry(double spacing[3], double affine[16]);
 char *imp_join(const char *a, const char *b);
 int imp_file_exists(const char *path);
 
+/* Per-case progress on stderr (not with --quiet): a bar redrawn in place on a terminal, a counted
+ * line per case otherwise. imp_progress_total sets the expected count (0: unknown); imp_note
+ * prints a line of its own; imp_progress_finish ends the bar (prepare_run calls it). */
+void imp_progress_total(int total);
 void imp_progress(const PrepareOptions *o, const char *fmt, ...);
+void imp_note(const PrepareOptions *o, const char *fmt, ...);
+void imp_progress_finish(void);
 
 #endif

@@ -1,7 +1,9 @@
 /* import_em.c — `prepare em`: ISBI-2012 train-volume.tif / train-labels.tif (30 slices, 8- or
  * 16-bit grey, libtiff). Labels: 0 (black, membrane) -> class 0, 255 (white, cell) -> class 1;
- * anything else is an error. Split 24 / 3 / 3 by slice: cases em_train (0-23), em_val (24-26),
- * em_test (27-29). Per-case z-score. Spacing 4 x 4 x 50 nm. */
+ * anything else is an error. Split by slice: the released configuration's lists (official_splits.h:
+ * 24 / 3 / 3) or --split FILE (slice numbers 0..29). Each split is one case, its slices stacked in
+ * the listed order: em_train, em_val, em_test. Per-case z-score. Spacing 4 x 4 x 50 nm; a case's
+ * affine places its first slice (slices that were not adjacent in the stack become adjacent). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include "resource_limits.h"
 #include "import_common.h"
 #include "importers.h"
+#include "official_splits.h"
 #include "store_format.h"
 
 static const char *const classes[2] = {"membrane", "cell"};
@@ -83,6 +86,25 @@ out:
     return rc;
 }
 
+/* Slices per split (SPLIT_TRAIN, SPLIT_VAL, SPLIT_TEST order): --split FILE or the official lists. */
+static int em_split(const PrepareOptions *o, int zs[3][30], int nz[3], char *err, size_t err_len) {
+    if (!o->split_file) {
+        for (int i = 0; i < EM_OFFICIAL_TRAIN; i++) zs[SPLIT_TRAIN][nz[SPLIT_TRAIN]++] = em_official_train[i];
+        for (int i = 0; i < EM_OFFICIAL_VAL; i++) zs[SPLIT_VAL][nz[SPLIT_VAL]++] = em_official_val[i];
+        for (int i = 0; i < EM_OFFICIAL_TEST; i++) zs[SPLIT_TEST][nz[SPLIT_TEST]++] = em_official_test[i];
+        return 0;
+    }
+    int ids[30];
+    SplitKind kinds[30];
+    int n = imp_read_split(o->split_file, ids, kinds, 30, err, err_len);
+    if (n < 0) return -1;
+    for (int i = 0; i < n; i++) {
+        if (ids[i] > 29) return error_at(err, err_len, "%s: slice %d (ISBI 2012 has slices 0..29)", o->split_file, ids[i]);
+        zs[kinds[i]][nz[kinds[i]]++] = ids[i];
+    }
+    return 0;
+}
+
 int import_em(const PrepareOptions *o, char *err, size_t err_len) {
     char *ip = imp_join(o->src, "train-volume.tif"), *lp = imp_join(o->src, "train-labels.tif");
     float *img = NULL, *labf = NULL;
@@ -110,21 +132,34 @@ int import_em(const PrepareOptions *o, char *err, size_t err_len) {
     rc = -1;
     if (imp_writer(o, classes, 2, 1, &wr, err, err_len)) goto out;
     store_writer_set_attribute(wr, "normalisation", "per-case z-score");
-    static const struct { const char *name, *split; int z0, z1; } parts[3] = {
-        {"em_train", "train", 0, 24}, {"em_val", "val", 24, 27}, {"em_test", "test", 27, 30}};
+    int zs[3][30], nz[3] = {0};
+    if (em_split(o, zs, nz, err, err_len)) goto out;
+    imp_progress_total((nz[0] > 0) + (nz[1] > 0) + (nz[2] > 0));
+    static const char *const names[3] = {"em_train", "em_val", "em_test"};
+    size_t hw = (size_t)h * w;
+    float *simg = xmalloc(30 * hw * sizeof(float));
+    uint8_t *slab = xmalloc(30 * hw);
     for (int p = 0; p < 3; p++) {
-        int D = parts[p].z1 - parts[p].z0;
-        size_t off = (size_t)parts[p].z0 * h * w;
-        imp_norm_zscore(img + off, (size_t)D * h * w, 1);
+        int D = nz[p];
+        if (D == 0) continue;
+        for (int k = 0; k < D; k++) {
+            memcpy(simg + k * hw, img + (size_t)zs[p][k] * hw, hw * sizeof(float));
+            memcpy(slab + k * hw, lab + (size_t)zs[p][k] * hw, hw);
+        }
+        imp_norm_zscore(simg, (size_t)D * hw, 1);
         const double nm = 1e-6; /* mm */
-        StoreCaseInput in = {.name = parts[p].name, .split = parts[p].split, .depth = D, .channels = 1, .height = h,
-                             .width = w, .image = img + off, .label = lab + off, .spacing = {4 * nm, 4 * nm, 50 * nm},
-                             .affine = {4 * nm, 0, 0, 0, 0, 4 * nm, 0, 0, 0, 0, 50 * nm, 50 * nm * parts[p].z0, 0, 0, 0, 1},
+        StoreCaseInput in = {.name = names[p], .split = imp_split_name((SplitKind)p), .depth = D, .channels = 1,
+                             .height = h, .width = w, .image = simg, .label = slab, .spacing = {4 * nm, 4 * nm, 50 * nm},
+                             .affine = {4 * nm, 0, 0, 0, 0, 4 * nm, 0, 0, 0, 0, 50 * nm, 50 * nm * zs[p][0], 0, 0, 0, 1},
                              .original_ndim = 3, .original_shape = {n, h, w}, .normalisation = "per-case z-score",
                              .num_sources = 2, .sources = {ip, lp}};
-        if (store_writer_add_case(wr, &in, err, err_len)) goto out;
+        if (store_writer_add_case(wr, &in, err, err_len)) {
+            free(simg), free(slab);
+            goto out;
+        }
         imp_progress(o, "prepare em: %s (%s) %d x %d x %d", in.name, in.split, w, h, D);
     }
+    free(simg), free(slab);
     rc = store_writer_commit(wr, err, err_len);
     wr = NULL;
 out:

@@ -17,9 +17,19 @@
 #include "image2d.h"
 #include "import_common.h"
 #include "importers.h"
+#include "official_splits.h"
+#include "resize2d.h"
 #include "store_format.h"
 
 static const char *const classes[2] = {"background", "lesion"};
+
+/* --resize N: image (3, H, W) and mask to N x N (resize2d.h says how). */
+static void resize_case(int n, float **img, uint8_t **lab, int *W, int *H) {
+    float *ri = resize2d_image(*img, 3, *H, *W, n, n);
+    uint8_t *rl = resize2d_mask(*lab, *H, *W, n, n);
+    free(*img), free(*lab);
+    *img = ri, *lab = rl, *W = n, *H = n;
+}
 
 static int add_pair(const PrepareOptions *o, StoreWriter *w, const char *name, const char *split, const char *ip,
                     const char *mp, char *err, size_t err_len) {
@@ -57,11 +67,17 @@ static int add_pair(const PrepareOptions *o, StoreWriter *w, const char *name, c
     map[0] = 0, map[255] = 1;
     lab = xmalloc(hw);
     if (imp_map_labels(mp, mf, lab, W, H, 1, map, 256, err, err_len)) goto out;
-    imp_norm_zscore(img, hw, 3);
+    int W0 = W, H0 = H;
+    if (o->resize > 0) resize_case(o->resize, &img, &lab, &W, &H), hw = (size_t)W * H;
+    imp_norm_zscore(img, hw, 3); /* after resizing: the statistics of what the network sees */
     StoreCaseInput in = {.name = name, .split = split, .depth = 1, .channels = 3, .height = H, .width = W,
-                         .image = img, .label = lab, .original_ndim = 3, .original_shape = {H, W, im.channels},
-                         .normalisation = "per-case per-channel z-score", .num_sources = 2, .sources = {ip, mp}};
+                         .image = img, .label = lab, .original_ndim = 3, .original_shape = {H0, W0, im.channels},
+                         .normalisation = o->resize > 0 ? "resized (image area/bilinear, mask nearest), per-case "
+                                          "per-channel z-score" : "per-case per-channel z-score",
+                         .num_sources = 2, .sources = {ip, mp}};
     imp_identity_geometry(in.spacing, in.affine);
+    in.spacing[0] = in.affine[0] = (double)W0 / W; /* in source pixels */
+    in.spacing[1] = in.affine[5] = (double)H0 / H;
     rc = store_writer_add_case(w, &in, err, err_len);
     if (rc == 0) imp_progress(o, "prepare %s: %s (%s) %d x %d", o->dataset, name, split, W, H);
 out:
@@ -73,7 +89,22 @@ out:
     return rc;
 }
 
-static int isic_part(const PrepareOptions *o, StoreWriter *w, const char *part, const char *split, int required,
+/* Which split a training image goes to: ids/kinds from --split or the official list; -1: skipped. */
+typedef struct {
+    const int *ids;
+    const SplitKind *kinds; /* NULL: all train */
+    int n;
+} IdSplit;
+
+static int split_of(const IdSplit *sp, const char *id) {
+    if (!sp) return SPLIT_TEST;
+    long num = strtol(id + 5, NULL, 10); /* "ISIC_0000123" */
+    for (int i = 0; i < sp->n; i++)
+        if (sp->ids[i] == num) return sp->kinds ? (int)sp->kinds[i] : SPLIT_TRAIN;
+    return -1;
+}
+
+static int isic_part(const PrepareOptions *o, StoreWriter *w, const char *part, const IdSplit *sp, int required,
                      int *count, char *err, size_t err_len) {
     char dd[4096], gd[4096];
     snprintf(dd, sizeof dd, "%s/ISBI2016_ISIC_Part1_%s_Data", o->src, part);
@@ -87,6 +118,9 @@ static int isic_part(const PrepareOptions *o, StoreWriter *w, const char *part, 
         if (L < 5 || strncmp(names[i], "ISIC_", 5) || strcmp(names[i] + L - 4, ".jpg")) continue;
         char id[64], ip[8192], mp[8192];
         snprintf(id, sizeof id, "%.*s", (int)(L - 4), names[i]);
+        int kind = split_of(sp, id);
+        if (kind < 0) continue;
+        const char *split = imp_split_name((SplitKind)kind);
         snprintf(ip, sizeof ip, "%s/%s", dd, names[i]);
         snprintf(mp, sizeof mp, "%s/%s_Segmentation.png", gd, id);
         if (!imp_file_exists(mp)) rc = error_at(err, err_len, "isic: missing case %s: mask %s not found", id, mp);
@@ -97,16 +131,39 @@ static int isic_part(const PrepareOptions *o, StoreWriter *w, const char *part, 
     return rc;
 }
 
+/* Listed training ids without an image: a warning (not suppressed by --quiet), naming the first. */
+static void warn_absent(const PrepareOptions *o, const IdSplit *sp) {
+    int absent = 0, first = -1;
+    for (int i = 0; i < sp->n; i++) {
+        char ip[8192];
+        snprintf(ip, sizeof ip, "%s/ISBI2016_ISIC_Part1_Training_Data/ISIC_%07d.jpg", o->src, sp->ids[i]);
+        if (!imp_file_exists(ip) && absent++ == 0) first = sp->ids[i];
+    }
+    if (absent)
+        fprintf(stderr, "prepare isic: warning: %d of the %d listed training images are absent (first: ISIC_%07d)%s\n",
+                absent, sp->n, first, o->split_file ? "" : "; the released configuration trains on all 900");
+}
+
 int import_isic(const PrepareOptions *o, char *err, size_t err_len) {
     StoreWriter *w;
     if (imp_writer(o, classes, 2, 3, &w, err, err_len)) return -1;
     store_writer_set_attribute(w, "normalisation", "per-case per-channel z-score");
-    int count = 0;
-    if (isic_part(o, w, "Training", "train", 1, &count, err, err_len) ||
-        isic_part(o, w, "Test", "test", 0, &count, err, err_len)) {
+    int count = 0, ids[ISIC_OFFICIAL_TRAIN + 1024];
+    SplitKind kinds[ISIC_OFFICIAL_TRAIN + 1024];
+    IdSplit sp = {isic_official_train, NULL, ISIC_OFFICIAL_TRAIN};
+    if (o->split_file) {
+        if ((sp.n = imp_read_split(o->split_file, ids, kinds, ISIC_OFFICIAL_TRAIN + 1024, err, err_len)) < 0) {
+            store_writer_abort(w);
+            return -1;
+        }
+        sp.ids = ids, sp.kinds = kinds;
+    }
+    if (isic_part(o, w, "Training", &sp, 1, &count, err, err_len) ||
+        isic_part(o, w, "Test", NULL, 0, &count, err, err_len)) {
         store_writer_abort(w);
         return -1;
     }
+    warn_absent(o, &sp);
     return store_writer_commit(w, err, err_len);
 }
 

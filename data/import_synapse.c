@@ -122,6 +122,7 @@ int import_synapse(const PrepareOptions *o, char *err, size_t err_len) {
         return -1;
     }
     store_writer_set_attribute(w, "normalisation", norm);
+    imp_progress_total(n);
     store_writer_set_attribute(w, "labels", o->labels == 13 ? "all 13 BTCV organs" : "BTCV 13 -> 8 (baselines)");
     for (int i = 0; i < n; i++) {
         SynCase *c = &cs[i];

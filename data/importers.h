@@ -13,6 +13,7 @@ int import_synapse_transunet(const PrepareOptions *o, char *err, size_t err_len)
 int import_acdc(const PrepareOptions *o, char *err, size_t err_len);
 int import_em(const PrepareOptions *o, char *err, size_t err_len);
 int import_isic(const PrepareOptions *o, char *err, size_t err_len);
+int import_nnunet(const PrepareOptions *o, char *err, size_t err_len);
 int import_ph2(const PrepareOptions *o, char *err, size_t err_len);
 
 /* The per-file readers of the importers, on their own for the fuzzing harness (tests/fuzz):

@@ -7,7 +7,7 @@
 #include "check.h"
 #include "store_format.h"
 
-const char *const prepare_datasets = "synapse, synapse-transunet, acdc, em, isic, ph2";
+const char *const prepare_datasets = "synapse, synapse-transunet, acdc, em, isic, ph2, nnunet";
 
 int prepare_run(const PrepareOptions *o, char *err, size_t err_len) {
     static const struct {
@@ -15,8 +15,14 @@ int prepare_run(const PrepareOptions *o, char *err, size_t err_len) {
         int (*fn)(const PrepareOptions *, char *, size_t);
     } table[] = {{"synapse", import_synapse}, {"synapse-transunet", import_synapse_transunet},
                  {"acdc", import_acdc},       {"em", import_em},
-                 {"isic", import_isic},       {"ph2", import_ph2}};
+                 {"isic", import_isic},       {"ph2", import_ph2},
+                 {"nnunet", import_nnunet}};
     for (size_t i = 0; i < sizeof table / sizeof *table; i++)
-        if (!strcmp(o->dataset, table[i].name)) return table[i].fn(o, err, err_len);
+        if (!strcmp(o->dataset, table[i].name)) {
+            imp_progress_total(0);
+            int rc = table[i].fn(o, err, err_len);
+            imp_progress_finish();
+            return rc;
+        }
     return error_at(err, err_len, "unknown dataset '%s' (expected one of: %s)", o->dataset, prepare_datasets);
 }

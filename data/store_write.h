@@ -24,7 +24,7 @@ typedef struct {
     int deflate_level;          /* 0..9; 0 = default (1) */
 } StoreWriterOptions;
 
-#define STORE_MAX_SOURCES 4
+#define STORE_MAX_SOURCES 8 /* nnU-Net datasets: up to 7 channel files and the label */
 
 typedef struct {
     const char *name;           /* case id, [A-Za-z0-9_.-], < STORE_NAME_MAX */

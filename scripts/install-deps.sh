@@ -12,7 +12,7 @@ APT_PACKAGES=(
   libnifti-dev libtiff-dev libpng-dev libjpeg-dev zlib1g-dev
   python3 python3-torch python3-numpy python3-scipy python3-h5py python3-nibabel
   python3-yaml python3-pip python3-pil
-  python3-skimage python3-pandas
+  python3-skimage python3-pandas python3-matplotlib
   slurmctld slurmd slurm-client munge
   clang-14 libclang-rt-14-dev # the fuzzing harness (tests/fuzz, scripts/fuzz.sh): libFuzzer, ASan, UBSan
 )

@@ -6,13 +6,16 @@ the point's run directory: best EMA pseudo-Dice over its validations and the ste
 at, the last step trained, validations run, and the job's state (jobs/common.sh writes
 job_status.json: running, requeued, done, failed, gave_up; "not started" when absent).
 Writes RUNS_ROOT/summary.csv and RUNS_ROOT/summary.md (atomically) unless told otherwise and
-prints the Markdown table. Exit status: 0 every point done, 3 some point not done (the tables
+prints the Markdown table. Also RUNS_ROOT/sweep.png (matplotlib): the best EMA pseudo-Dice of each
+dataset against the resolution (each seed a dot, the line through their mean); without matplotlib,
+or when nothing has validated yet, one warning and no picture (the exit status is unaffected). Exit status: 0 every point done, 3 some point not done (the tables
 are still written), 2 RUNS_ROOT is not a sweep.
 """
 import csv
 import io
 import json
 import os
+import re
 import sys
 
 from sweep import write_atomic  # slurm/sweep.py, beside this file
@@ -64,6 +67,51 @@ def summarise(p):
     return row
 
 
+def resolution_of(row):
+    """The crop side of a point: network.crop=[r,r] in its overrides, else <dataset>-<r>-s<seed>."""
+    m = re.search(r"network\.crop=\[(\d+)", row["overrides"]) or re.search(r"-(\d+)-s\d+$", row["point"])
+    return int(m.group(1)) if m else None
+
+
+def dataset_of(row):
+    m = re.match(r"(.+)-\d+-s\d+$", row["point"])
+    return m.group(1) if m else os.path.splitext(row["dataset_config"])[0]
+
+
+def write_sweep_plot(rows, path):
+    """Best EMA pseudo-Dice per dataset against resolution; returns a warning or None."""
+    pts = {}
+    for r in rows:
+        res = resolution_of(r)
+        if res is not None and r["best_ema_pseudo_dice"] != "":
+            pts.setdefault(dataset_of(r), {}).setdefault(res, []).append(float(r["best_ema_pseudo_dice"]))
+    if not pts:
+        return "no point has validated yet: no sweep.png"
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        return f"matplotlib unavailable ({e}): no sweep.png"
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for ds, by_res in sorted(pts.items()):
+        xs = sorted(by_res)
+        line, = ax.plot(xs, [sum(by_res[x]) / len(by_res[x]) for x in xs], marker="o", label=ds)
+        for x in xs:
+            ax.scatter([x] * len(by_res[x]), by_res[x], color=line.get_color(), s=12, alpha=0.6)
+    ax.set_xlabel("resolution (crop side, pixels)")
+    ax.set_ylabel("best EMA pseudo-Dice")
+    ax.set_xticks(sorted({x for by_res in pts.values() for x in by_res}))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = f"{path}.tmp.{os.getpid()}.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return None
+
+
 def to_markdown(rows):
     cols = [c for c in COLUMNS if c != "run_dir"]
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
@@ -100,6 +148,12 @@ def main(argv):
     write_atomic(opts["--csv"] or os.path.join(root, "summary.csv"), buf.getvalue())
     write_atomic(opts["--md"] or os.path.join(root, "summary.md"), md)
     sys.stdout.write(md)
+    try:
+        warning = write_sweep_plot(rows, os.path.join(root, "sweep.png"))
+    except Exception as e:  # a picture must never fail the summary
+        warning = f"sweep.png not drawn: {e}"
+    if warning:
+        print(f"gather: warning: {warning}", file=sys.stderr)
     return 0 if all(r["status"] == "done" for r in rows) else 3
 
 

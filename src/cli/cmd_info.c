@@ -10,6 +10,7 @@
 #include "config.h"
 #include "model.h"
 #include "session.h"
+#include "store_match.h"
 
 static double gib(size_t bytes) { return (double)bytes / (1024.0 * 1024.0 * 1024.0); }
 
@@ -33,6 +34,8 @@ int cmd_info(int argc, char **argv) {
     const Model *m = &s.model;
     if (batch == 0) batch = cfg->batch_size;
     printf("config: %s (%s)\n", cfg->name, cfg->path);
+    char note[2048];
+    if (store_match_check(cfg, note, sizeof note)) printf("note: %s (train refuses this config)\n", note);
     model_print(m, stdout);
     /* Activations are fp32 on the CPU and in CUDA's fp32/tf32 modes, bf16 in its bf16 mode; a plan
      * reads nothing of its Backend but act_bytes. */

@@ -6,8 +6,25 @@
 #include <string.h>
 
 #include "args.h"
+#include "clock.h"
 #include "commands.h"
 #include "prepare.h"
+#include "store.h"
+
+/* The final line: what the store holds and how long it took (read back from the store itself). */
+static void print_summary(const PrepareOptions *o, double seconds) {
+    Store *s;
+    char err[1024];
+    if (store_open(&s, o->out, err, sizeof err) != 0) {
+        printf("prepare: %s -> %s (%.1f s)\n", o->dataset, o->out, seconds);
+        return;
+    }
+    long slices = 0;
+    for (int i = 0; i < store_num_cases(s); i++) slices += store_case(s, i)->depth;
+    printf("prepare: %s -> %s: %d cases, %ld slices, %d classes, %.1f s\n", o->dataset, o->out, store_num_cases(s),
+           slices, store_num_classes(s), seconds);
+    store_close(s);
+}
 
 static const char *EPILOG =
     "Converts a dataset's raw files into a slice store (docs/formats.md); the store appears at STORE\n"
@@ -23,12 +40,16 @@ int cmd_prepare(int argc, char **argv) {
                 "baselines' 8 (spleen, kidneys R/L, gallbladder, liver, stomach, aorta, pancreas)", 0, 0),
         OPT_STRING("--norm", &o.norm, "clip|zscore", "synapse: clip HU [-125, 275] -> [0, 1] (default) or nnU-Net's\n"
                    "foreground-percentile z-score (training-set statistics)"),
-        OPT_STRING("--split", &o.split_file, "FILE", "synapse, acdc: `<train|val|test> <case number>` lines instead of\n"
-                   "the official split"),
+        OPT_STRING("--split", &o.split_file, "FILE", "synapse, acdc, em, isic, nnunet: `<train|val|test> <case number>`\n"
+                   "lines instead of the default split (nnunet: the number is a case id's trailing digits)"),
+        OPT_INT("--fold", &o.fold, "K", "nnunet: the fold of the dataset's splits_final.json (default 0)", 0, 1000),
         OPT_POSITIVE("--shard-mb", &o.shard_mb, "N", "start a new shard file after N MB of (uncompressed) cases\n"
                      "(default 1024)", 1e12),
         OPT_FLAG("--force", &o.force, "replace an existing store at STORE"),
-        OPT_FLAG("--quiet", &o.quiet, "no per-case progress on stderr"),
+        OPT_INT("--resize", &o.resize, "N", "isic, ph2: resize every image and mask to N x N (the released pipeline's\n"
+                "512: image area-averaged when shrinking, bilinear when enlarging; mask nearest)", 0, 8192),
+        OPT_FLAG("--quiet", &o.quiet, "no per-case progress on stderr (a bar on a terminal, counted lines\n"
+                 "otherwise)"),
     };
     char summary[512];
     snprintf(summary, sizeof summary, "  DATASET               %s", prepare_datasets);
@@ -42,10 +63,11 @@ int cmd_prepare(int argc, char **argv) {
     }
     o.command_line = cmdline;
     char err[2048];
+    double t0 = monotonic_seconds();
     if (prepare_run(&o, err, sizeof err) != 0) {
         fprintf(stderr, "unet2022: error: %s\n", err);
         return 2;
     }
-    printf("prepare: %s -> %s\n", o.dataset, o.out);
+    print_summary(&o, monotonic_seconds() - t0);
     return 0;
 }

@@ -19,6 +19,7 @@
 #include "comm_nccl.h"
 #endif
 #endif
+#include "store_match.h"
 #include "trainer.h"
 
 static int fail(const char *err, int status) {
@@ -56,6 +57,9 @@ static int parse_args(Config *cfg, int argc, char **argv, const char **resume) {
                  "set it in the config or as train.store=PATH)", cfg->path);
         return fail(err, 2);
     }
+    /* The store decides the network's input and output: refused here, before any rank starts work,
+     * with the overrides that fix it (silently retargeting the network would hide a wrong store). */
+    if (store_match_check(cfg, err, sizeof err)) return fail(err, 2);
     if (!cfg->run_dir[0]) snprintf(cfg->run_dir, sizeof cfg->run_dir, "runs/%s", cfg->name);
 #ifndef UNET_HAVE_CUDA
     if (strcmp(cfg->backend, "cpu") != 0)

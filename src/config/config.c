@@ -85,6 +85,10 @@ static const Field FIELDS[] = {
     /* when the sums start, not what is summed */
     {"train", "grad_bucket_mb", F_FLOAT, OFF(grad_bucket_mb), 0, 0, 4096, NULL, "25", FREE, PLAIN},
     {"train", "kernels", F_STRING, OFF(kernels), CAP(kernels), 0, 0, NULL, "auto", FREE, PLAIN},
+    /* FREE: a resumed run starts from its checkpoint and ignores these (the trainer says so) */
+    {"train", "init_weights", F_STRING, OFF(init_weights), CAP(init_weights), 0, 0, NULL, "", FREE, QUOTED},
+    {"train", "init_key_map", F_STRING, OFF(init_key_map), CAP(init_key_map), 0, 0, "none|released_pretrain", "none",
+     FREE, PLAIN},
     /* [0, 0]: the recipe's rule for the crop (augment_params_set_patch) */
     {"augment", "enlarged", F_INT_LIST, OFF(aug.enlarged), 2, 0, AUGMENT_ENLARGED_MAX, NULL, "[0, 0]", KEEP, PLAIN},
     AUGMENT_SETTINGS(AUG_ROW)

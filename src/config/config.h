@@ -40,6 +40,8 @@ typedef struct {
     int threads;           /* CPU threads per rank (0: all cores / ranks per node) */
     double grad_bucket_mb; /* gradient all-reduce bucket, MiB (0: one bucket after backward): grad_sync.h */
     char kernels[256];     /* cuda: "auto" (timed on the card, kernels/cuda/tune.h) or "op=impl,..." forced */
+    char init_weights[512]; /* warm start: a safetensors file loaded by tensor name before step 0 ("": none) */
+    char init_key_map[32];  /* how init_weights names tensors: none | released_pretrain (src/io/weights_warm.h) */
 
     /* augment: the data layer's own parameters (data/augment.h owns their defaults and bounds).
      * aug.patch stays 0 here; it and any aug.enlarged axis of 0 (the recipe's rule) follow

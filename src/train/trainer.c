@@ -22,11 +22,13 @@
 #include "grad_sync.h"
 #include "model.h"
 #include "optimizer.h"
+#include "progress_plot.h"
 #include "run_log.h"
 #include "stop_signal.h"
 #include "store.h"
 #include "train_feed.h"
 #include "validate.h"
+#include "weights_warm.h"
 
 struct Trainer {
     Config cfg;
@@ -46,6 +48,7 @@ struct Trainer {
     int gsync_said;
     TrainState st;
     RunLog log;
+    ProgressPlot plot; /* rank 0: RUN_DIR/progress.png after each validation */
     int b_local;
 };
 
@@ -180,14 +183,24 @@ static int start_weights(Trainer *t, const char *resume, char *err, size_t err_l
         if (resume_from(t, path, err, err_len) != 0) return -1;
         say(t, "resume: %s (step %" PRIu64 ", epoch %" PRIu64 ", written by %d rank(s), now %d)\n", path, t->st.step,
             t->st.epoch, t->st.world_size, t->comm->size);
+        if (t->cfg.init_weights[0]) /* the checkpoint already holds what the warm start gave step 0 */
+            say(t, "init_weights: %s ignored: resuming a checkpoint takes precedence\n", t->cfg.init_weights);
         return 0;
     }
     size_t n = t->model.params.total;
     float *host = xmalloc(n * sizeof(float));
     model_init_params(&t->model, host, (uint64_t)t->cfg.seed);
+    /* Every rank reads the same file, so the ranks start from the same weights. */
+    FILE *report = t->comm->rank == 0 ? stdout : NULL;
+    if (t->cfg.init_weights[0] && weights_warm_start(&t->model, host, t->cfg.init_weights, t->cfg.init_key_map,
+                                                     report, NULL, err, err_len) != 0) {
+        free(host);
+        return -1;
+    }
     t->be->upload(t->be, t->params, host, n * sizeof(float));
     free(host);
-    say(t, "start: fresh weights (seed %ld)\n", t->cfg.seed);
+    say(t, "start: fresh weights (seed %ld)%s\n", t->cfg.seed, t->cfg.init_weights[0] ? ", warm-started" : "");
+    fflush(stdout);
     return 0;
 }
 
@@ -226,6 +239,7 @@ static int setup(Trainer *t, char *err, size_t err_len) {
     t->st = (TrainState){.seed = (uint64_t)c->seed, .best_metric = -1, .ema_metric = -1};
     if (start_weights(t, t->opt.resume, err, err_len) != 0 || start_feed(t, err, err_len) != 0) return -1;
     if (t->comm->rank == 0 && run_log_open(&t->log, c->run_dir, err, err_len) != 0) return -1;
+    progress_plot_init(&t->plot, c->run_dir);
     return 0;
 }
 
@@ -246,6 +260,7 @@ static void teardown(Trainer *t) {
     }
     if (t->store) store_close(t->store);
     if (t->model.params.items) model_free(&t->model);
+    progress_plot_finish(&t->plot, 10); /* pid 0 (nothing to wait for) off rank 0 */
     run_log_close(&t->log);
     free(t->config_yaml);
 }
@@ -317,6 +332,7 @@ static int validate_epoch(Trainer *t, int baseline, char *err, size_t err_len) {
                                   store_class_name(t->store, j), vr.dice[j]);
         snprintf(json + k, sizeof json - k, "}}");
         run_log_json(&t->log, json);
+        progress_plot_update(&t->plot);
     }
     if (!baseline && t->st.ema_metric > t->st.best_metric) {
         t->st.best_metric = t->st.ema_metric;

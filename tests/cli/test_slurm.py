@@ -234,6 +234,10 @@ class Slurm(unittest.TestCase):
             cfg = self.read(os.path.join(root, "logs", f"unet-tiny-{job}_{names.index(x['point'])}.out"))
             self.assertIn(f"crop: [{res}, {res}]", cfg)
             self.assertIn(self.stores[0 if "phantomA" in x["point"] else 1], cfg)
+            with open(os.path.join(x["run_dir"], "progress.png"), "rb") as f:  # the run's training curves
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        with open(os.path.join(root, "sweep.png"), "rb") as f:  # best EMA Dice per dataset against resolution
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         print(f"sweep of 4 points as array {job}: {time.time() - t0:.1f} s\n{md}", flush=True)
 
     def test_bad_site_settings_fail_clearly(self):
