@@ -80,6 +80,8 @@ static const Field FIELDS[] = {
     {"train", "threads", F_INT, OFF(threads), 0, 0, 1024, NULL, "0", FREE, PLAIN},
     /* when the sums start, not what is summed */
     {"train", "grad_bucket_mb", F_FLOAT, OFF(grad_bucket_mb), 0, 0, 4096, NULL, "25", FREE, PLAIN},
+    /* the NCCL watchdog: how long a collective may stay incomplete (0: no watchdog) */
+    {"train", "comm_timeout_s", F_FLOAT, OFF(comm_timeout_s), 0, 0, 86400, NULL, "300", FREE, PLAIN},
     /* [0, 0]: the recipe's rule for the crop (augment_params_set_patch) */
     {"augment", "enlarged", F_INT_LIST, OFF(aug.enlarged), 2, 0, AUGMENT_ENLARGED_MAX, NULL, "[0, 0]", KEEP, PLAIN},
     AUGMENT_SETTINGS(AUG_ROW)

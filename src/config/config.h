@@ -39,6 +39,7 @@ typedef struct {
     char precision[8];     /* auto | fp32 | tf32 | bf16: CUDA GEMM/conv arithmetic (config_precision) */
     int threads;           /* CPU threads per rank (0: all cores / ranks per node) */
     double grad_bucket_mb; /* gradient all-reduce bucket, MiB (0: one bucket after backward): grad_sync.h */
+    double comm_timeout_s; /* NCCL watchdog: seconds a collective may stay incomplete (0: off): comm_nccl.h */
 
     /* augment: the data layer's own parameters (data/augment.h owns their defaults and bounds).
      * aug.patch stays 0 here; it and any aug.enlarged axis of 0 (the recipe's rule) follow
