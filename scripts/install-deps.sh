@@ -14,6 +14,7 @@ APT_PACKAGES=(
   python3-yaml python3-pip python3-pil
   python3-skimage python3-pandas
   slurmctld slurmd slurm-client munge
+  iproute2 util-linux
 )
 # PyPI oracles, installed into Debian's python3 without dependencies (PyPI's torch is a
 # multi-gigabyte CUDA build: never let pip pull it in).
