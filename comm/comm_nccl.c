@@ -31,14 +31,18 @@
 #include "check.h"
 #include "clock.h"
 #include "comm_nccl.h"
+#include "cuda_check.h" /* CUDA_CHECK, NCCL_CHECK (src/base) */
 
 /* Set by the watchdog before it aborts the communicator: a call failing after that is the abort's
- * doing, and this thread waits for the watchdog's exit status instead of reporting its own. */
+ * doing, and this thread waits for the watchdog's exit status instead of reporting its own. So
+ * this file's checks are cuda_check.h's with that one step first. */
 static atomic_int wd_fired;
 static void wd_hold(void) {
     if (atomic_load(&wd_fired))
         for (;;) pause();
 }
+#undef CUDA_CHECK
+#undef NCCL_CHECK
 #define CUDA_CHECK(call)                                                                           \
     do {                                                                                           \
         cudaError_t e_ = (call);                                                                   \

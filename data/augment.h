@@ -1,7 +1,7 @@
 /* augment.h — the training augmentation of the released recipe (nnU-Net v1 "moreDA" as
  * batchgenerators ≥ 0.23 runs it), one 2D sample at a time.
  *
- * Per sample, in order (shared/spec/architecture.md, "Data, as the released code prepares it"):
+ * Per sample, in order (docs/network.md, "The released training recipe"):
  *   random crop of the enlarged patch (image 0, label -1 outside the slice)
  *   → rotation + scaling about the enlarged patch's centre, cropped to the patch (cubic B-spline
  *     for images, border 0; linear per-label for labels, border -1); neither drawn: centre crop
@@ -38,7 +38,7 @@ typedef struct {
 
 /* The recipe's settings, one row each: X(key, member, lo, hi, default). key is the setting's
  * name (augment.KEY in a run config), member the AugmentParams field, [lo, hi] its allowed
- * values, default the released recipe's (the spec's). This list is the only home of these
+ * values, default the released recipe's. This list is the only home of these
  * numbers: augment_params_default and augment_params_check expand it, and so does the run's
  * settings table (src/config/config.c), which can then name FILE:LINE:COL of a bad value.
  * The order is the order a printed config lists them in. */
@@ -76,7 +76,7 @@ typedef struct {
 /* augment.enlarged: each axis in [0, AUGMENT_ENLARGED_MAX]; 0 takes the rule below. */
 #define AUGMENT_ENLARGED_MAX 16384
 
-/* The spec's values (AUGMENT_SETTINGS' defaults) for a patch; enlarged by the rule below. */
+/* The released recipe's values (AUGMENT_SETTINGS' defaults) for a patch; enlarged by the rule below. */
 void augment_params_default(AugmentParams *p, int patch_h, int patch_w);
 /* Sets the patch and gives every enlarged axis still 0 the released recipe's rule:
  * nnU-Net's get_patch_size(patch, 15°, 0.85). */

@@ -7,8 +7,11 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
+#include "file_check.h"
+#include "resource_limits.h"
 #include "store_format.h"
 
 void img2d_free(Image2D *im) {
@@ -39,15 +42,23 @@ static int read_jpeg(const char *path, FILE *fp, Image2D *out, char *err, size_t
     ci.err = jpeg_std_error(&je.pub);
     je.pub.error_exit = jpeg_fail;
     je.pub.emit_message = jpeg_warn;
-    volatile uint8_t *data = NULL;
+    /* the pointer itself volatile: it is assigned after setjmp, and a longjmp from the decoder
+     * would otherwise leave free() a stale copy (NULL) and leak the image (found by fuzz_png_jpeg) */
+    uint8_t *volatile data = NULL;
     if (setjmp(je.jb)) {
         jpeg_destroy_decompress(&ci);
-        free((void *)data);
+        free(data);
         return error_at(err, err_len, "%s: bad JPEG: %s", path, je.msg);
     }
     jpeg_create_decompress(&ci);
     jpeg_stdio_src(&ci, fp);
     jpeg_read_header(&ci, TRUE);
+    /* the resource policy on the header's size, before the decoder allocates for it */
+    if (unet_slice_ok((int64_t)ci.image_height, (int64_t)ci.image_width)) {
+        snprintf(je.msg, sizeof je.msg, "image size %u x %u exceeds the slice limit (side %d)", ci.image_width,
+                 ci.image_height, UNET_MAX_SLICE_SIDE);
+        longjmp(je.jb, 1);
+    }
     ci.out_color_space = ci.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_start_decompress(&ci);
     int W = (int)ci.output_width, H = (int)ci.output_height, C = ci.output_components;
@@ -59,7 +70,7 @@ static int read_jpeg(const char *path, FILE *fp, Image2D *out, char *err, size_t
     }
     jpeg_finish_decompress(&ci);
     jpeg_destroy_decompress(&ci);
-    out->width = W, out->height = H, out->channels = C, out->data = (uint8_t *)data;
+    out->width = W, out->height = H, out->channels = C, out->data = data;
     return 0;
 }
 
@@ -73,6 +84,11 @@ static int read_png(const char *path, Image2D *out, char *err, size_t err_len) {
     if (im.format & PNG_FORMAT_FLAG_LINEAR) {
         png_image_free(&im);
         return error_at(err, err_len, "%s: 16-bit PNG not supported (8-bit expected)", path);
+    }
+    if (unet_slice_ok((int64_t)im.height, (int64_t)im.width)) {
+        png_image_free(&im);
+        return error_at(err, err_len, "%s: field IHDR: %u x %u pixels exceed the slice limit (side %d)", path, im.width,
+                        im.height, UNET_MAX_SLICE_SIDE);
     }
     im.format = color ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
     size_t n = PNG_IMAGE_SIZE(im);
@@ -108,8 +124,9 @@ static int read_bmp(const char *path, FILE *fp, Image2D *out, char *err, size_t 
     uint16_t planes = le16(f + 26), bpp = le16(f + 28);
     uint32_t comp = hsz >= 40 ? le32(f + 30) : 0, ncol = hsz >= 40 ? le32(f + 46) : 0;
     int H = Hs < 0 ? -Hs : Hs, top_down = Hs < 0;
-    if (hsz < 40 || hsz > 124 || planes != 1 || W <= 0 || H <= 0 || W > 65535 || H > 65535) {
-        error_at(err, err_len, "%s: unsupported BMP header (size %u, %d x %d)", path, hsz, W, Hs);
+    if (hsz < 40 || hsz > 124 || planes != 1 || W <= 0 || H <= 0 || unet_slice_ok(H, W)) {
+        error_at(err, err_len, "%s: unsupported BMP header (size %u, %d x %d; sides up to %d)", path, hsz, W, Hs,
+                 UNET_MAX_SLICE_SIDE);
         goto out;
     }
     /* BI_RGB (0), or BI_BITFIELDS (3) with 32-bit BGRX masks as some writers emit. */
@@ -175,8 +192,14 @@ out:
 
 int img2d_read(const char *path, Image2D *out, char *err, size_t err_len) {
     memset(out, 0, sizeof *out);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return error_at(err, err_len, "%s: cannot open", path);
+    /* a FIFO would block fopen() (and libpng's open by name) forever */
+    int fd = fc_open_regular(path, "JPEG, PNG or BMP image", NULL, err, err_len);
+    if (fd < 0) return -1;
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        close(fd);
+        return error_at(err, err_len, "%s: cannot open", path);
+    }
     uint8_t m[8] = {0};
     size_t got = fread(m, 1, 8, fp);
     fseek(fp, 0, SEEK_SET);

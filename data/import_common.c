@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "file_check.h"
 #include "store_format.h"
 
 int imp_writer(const PrepareOptions *o, const char *const *classes, int nclasses, int channels, StoreWriter **w,
@@ -101,8 +102,14 @@ double imp_percentile_sorted(const float *v, size_t n, double p) {
 const char *imp_split_name(SplitKind k) { return k == SPLIT_TRAIN ? "train" : k == SPLIT_VAL ? "val" : "test"; }
 
 int imp_read_split(const char *path, int *ids, SplitKind *kinds, int max, char *err, size_t err_len) {
-    FILE *fp = fopen(path, "r");
-    if (!fp) return error_at(err, err_len, "%s: cannot open split file: %s", path, strerror(errno));
+    /* a FIFO would block fopen() forever */
+    int fd = fc_open_regular(path, "split file", NULL, err, err_len);
+    if (fd < 0) return -1;
+    FILE *fp = fdopen(fd, "r");
+    if (!fp) {
+        close(fd);
+        return error_at(err, err_len, "%s: cannot open split file: %s", path, strerror(errno));
+    }
     char line[512];
     int n = 0, ln = 0;
     while (fgets(line, sizeof line, fp)) {

@@ -9,6 +9,8 @@
 #include <tiffio.h>
 
 #include "check.h"
+#include "file_check.h"
+#include "resource_limits.h"
 #include "import_common.h"
 #include "importers.h"
 #include "store_format.h"
@@ -19,10 +21,12 @@ static void quiet_handler(const char *module, const char *fmt, va_list ap) {
     (void)module, (void)fmt, (void)ap;
 }
 
-/* All pages of a grey TIFF stack as float (pages, h, w). */
-static int read_stack(const char *path, float **out, int *pages, int *h, int *w, char *err, size_t err_len) {
+/* All pages of a grey TIFF stack as float (pages, h, w) (importers.h). */
+int em_read_tiff_stack(const char *path, float **out, int *pages, int *h, int *w, char *err, size_t err_len) {
     TIFFSetErrorHandler(quiet_handler);
     TIFFSetWarningHandler(quiet_handler);
+    /* libtiff opens by name: a FIFO would block it */
+    if (fc_check_regular(path, "TIFF stack", NULL, err, err_len)) return -1;
     TIFF *t = TIFFOpen(path, "r");
     if (!t) return error_at(err, err_len, "%s: cannot open as TIFF (missing, truncated or not a TIFF)", path);
     int n = 0, rc = -1;
@@ -30,7 +34,7 @@ static int read_stack(const char *path, float **out, int *pages, int *h, int *w,
     float *data = NULL;
     uint8_t *row = NULL;
     do {
-        uint32_t w2, h2;
+        uint32_t w2 = 0, h2 = 0;
         uint16_t bps = 0, spp = 1, fmt = SAMPLEFORMAT_UINT;
         TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w2);
         TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h2);
@@ -40,6 +44,12 @@ static int read_stack(const char *path, float **out, int *pages, int *h, int *w,
         if (spp != 1 || (bps != 8 && bps != 16) || fmt != SAMPLEFORMAT_UINT) {
             error_at(err, err_len, "%s: page %d: %u-bit, %u samples per pixel; expected 8- or 16-bit grey", path, n,
                       bps, spp);
+            goto out;
+        }
+        /* the resource policy before the stack grows by one more page */
+        if (unet_volume_ok(n + 1, 1, h2, w2)) {
+            error_at(err, err_len, "%s: page %d: %u x %u pixels (page %d) exceed the limits (slice side %d, %d pages, volume %lld)",
+                     path, n, w2, h2, n + 1, UNET_MAX_SLICE_SIDE, UNET_MAX_DEPTH, (long long)UNET_MAX_VOLUME_VOXELS);
             goto out;
         }
         if (n == 0) {
@@ -79,7 +89,7 @@ int import_em(const PrepareOptions *o, char *err, size_t err_len) {
     uint8_t *lab = NULL;
     int n, h, w, n2, h2, w2, rc = -1;
     StoreWriter *wr = NULL;
-    if (read_stack(ip, &img, &n, &h, &w, err, err_len) || read_stack(lp, &labf, &n2, &h2, &w2, err, err_len)) goto out;
+    if (em_read_tiff_stack(ip, &img, &n, &h, &w, err, err_len) || em_read_tiff_stack(lp, &labf, &n2, &h2, &w2, err, err_len)) goto out;
     if (n != n2 || h != h2 || w != w2) {
         error_at(err, err_len, "%s is %d x %d x %d but %s is %d x %d x %d", ip, w, h, n, lp, w2, h2, n2);
         goto out;

@@ -15,4 +15,14 @@ int import_em(const PrepareOptions *o, char *err, size_t err_len);
 int import_isic(const PrepareOptions *o, char *err, size_t err_len);
 int import_ph2(const PrepareOptions *o, char *err, size_t err_len);
 
+/* The per-file readers of the importers, on their own for the fuzzing harness (tests/fuzz):
+ * all pages of a grey TIFF stack as float (pages, h, w); a TransUNet test_vol_h5 case file's
+ * image and label (D, H, W) as float. *out / *img / *lab are malloc'ed and set only on success. */
+int em_read_tiff_stack(const char *path, float **out, int *pages, int *h, int *w, char *err, size_t err_len);
+int transunet_read_h5_case(const char *path, float **img, float **lab, int dims[3], char *err, size_t err_len);
+/* 1 (default): transunet_read_h5_case reads in a child process, so that a crash of libhdf5 on a
+ * corrupt file is an error naming it. The fuzz target sets 0 (libFuzzer needs the coverage of
+ * this process). */
+extern int transunet_h5_isolate;
+
 #endif

@@ -67,7 +67,7 @@ void loader_options_default(LoaderOptions *o, int patch_h, int patch_w, int glob
     augment_params_default(&o->aug, patch_h, patch_w);
     o->global_batch = global_batch;
     o->rank = 0, o->world = 1;
-    o->workers = 2, o->prefetch = 3;
+    o->workers = LOADER_DEFAULT_WORKERS, o->prefetch = LOADER_DEFAULT_PREFETCH;
 }
 
 /* A tag keeps the shuffle's stream apart from the augmentation's. */

@@ -37,7 +37,11 @@ typedef struct {
     void *alloc_ctx;
 } LoaderOptions;
 
-/* Defaults: the released recipe's augmentation for the patch, 1 rank, 2 workers, prefetch 3. */
+/* The loader's defaults, and the run config's (loader.workers, loader.prefetch): one home. */
+#define LOADER_DEFAULT_WORKERS 4
+#define LOADER_DEFAULT_PREFETCH 4
+
+/* Defaults: the released recipe's augmentation for the patch, 1 rank, LOADER_DEFAULT_* threads and slots. */
 void loader_options_default(LoaderOptions *o, int patch_h, int patch_w, int global_batch);
 
 typedef struct {

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "file_check.h"
+#include "resource_limits.h"
 #include "fsutil.h"
 
 /* nifticlib prints its own messages to stderr; ours already name the file and the problem. */
@@ -19,7 +21,8 @@ int nifti_volume_open(NiftiVolume *v, const char *path, char *err, size_t err_le
     memset(v, 0, sizeof *v);
     if (snprintf(v->path, sizeof v->path, "%s", path) >= (int)sizeof v->path)
         return error_at(err, err_len, "%.64s...: path too long", path);
-    if (access(path, R_OK) != 0) return error_at(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+    /* nifticlib opens by name and would block forever on a FIFO */
+    if (fc_check_regular(path, "NIfTI-1 file", NULL, err, err_len)) return -1;
     quiet_library();
     nifti_image *nim = nifti_image_read(path, 0);
     if (!nim) return error_at(err, err_len, "%s: not a readable NIfTI-1 file (bad or truncated header)", path);
@@ -35,6 +38,16 @@ int nifti_volume_open(NiftiVolume *v, const char *path, char *err, size_t err_le
     if (v->nx < 1 || (size_t)v->nx * v->ny * v->nz * v->nt != nim->nvox) {
         error_at(err, err_len, "%s: dimensions %d x %d x %d x %d do not match the header's %zu voxels", path, nim->nx,
                  nim->ny, nim->nz, nim->nt, nim->nvox);
+        nifti_image_free(nim);
+        return -1;
+    }
+    /* the resource policy, on the header alone: nothing has been allocated for voxels yet */
+    if (unet_volume_ok(v->nz, v->nt, v->ny, v->nx)) {
+        error_at(err, err_len,
+                 "%s: field 'dim': %d x %d x %d x %d voxels exceed the limits (slice side %d, %d slices, %d channels, "
+                 "volume %lld values)",
+                 path, v->nx, v->ny, v->nz, v->nt, UNET_MAX_SLICE_SIDE, UNET_MAX_DEPTH, UNET_MAX_CHANNELS,
+                 (long long)UNET_MAX_VOLUME_VOXELS);
         nifti_image_free(nim);
         return -1;
     }
@@ -136,13 +149,29 @@ static void *load_raw(const NiftiVolume *v, char *err, size_t err_len) {
                  nifti_datatype_string(nim->datatype));
         return NULL;
     }
-    size_t bytes = nim->nvox * (size_t)nim->nbyper;
+    size_t bytes = nim->nvox * (size_t)nim->nbyper; /* nvox is within the volume limit (open) */
+    size_t offset = nim->iname_offset > 0 ? (size_t)nim->iname_offset : 0;
+    /* The data file must be able to hold what the header promises before anything is allocated:
+     * a header promising terabytes in an 8 KB file is a truncated file, not "out of memory".
+     * A gzip stream cannot inflate beyond deflate's maximum ratio. */
+    int64_t fsize;
+    if (fc_check_regular(nim->iname, "NIfTI voxel data", &fsize, err, err_len)) return NULL;
+    int gz = nifti_is_gzfile(nim->iname);
+    uint64_t room = gz ? (uint64_t)fsize * UNET_MAX_DEFLATE_RATIO + 4096
+                       : (uint64_t)fsize > offset ? (uint64_t)fsize - offset : 0;
+    if ((uint64_t)bytes > room) {
+        error_at(err, err_len,
+                 "%s: truncated: the header (fields dim, datatype) promises %zu bytes of voxel data at offset %zu, "
+                 "the %sfile has %lld bytes",
+                 v->path, bytes, offset, gz ? "gzip " : "", (long long)fsize);
+        return NULL;
+    }
     void *raw = malloc(bytes ? bytes : 1);
     if (!raw) {
         error_at(err, err_len, "%s: out of memory for %zu voxels", v->path, nim->nvox);
         return NULL;
     }
-    int rc = read_span(nim->iname, nim->iname_offset > 0 ? (size_t)nim->iname_offset : 0, raw, bytes, 0);
+    int rc = read_span(nim->iname, offset, raw, bytes, 0);
     if (rc != 0) {
         if (rc == -1)
             error_at(err, err_len,

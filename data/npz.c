@@ -9,6 +9,8 @@
 #include <zip.h>
 
 #include "check.h"
+#include "file_check.h"
+#include "resource_limits.h"
 #include "store_format.h"
 
 static uint16_t u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -52,8 +54,11 @@ int npy_parse(const char *name, const uint8_t *buf, size_t n, NpyArray *out, cha
         if (n < 12) return error_at(err, err_len, "%s: truncated .npy header", name);
         hlen = u32(buf + 8), hoff = 12;
     } else return error_at(err, err_len, "%s: .npy version %d not supported", name, major);
-    if (hoff + hlen > n) return error_at(err, err_len, "%s: truncated .npy header", name);
-    char *h = malloc(hlen + 1);
+    if (hlen > UNET_MAX_NPY_HEADER_BYTES)
+        return error_at(err, err_len, "%s: .npy header length %zu is over the limit of %zu bytes", name, hlen,
+                        UNET_MAX_NPY_HEADER_BYTES);
+    if (hlen > n - hoff) return error_at(err, err_len, "%s: truncated .npy header", name);
+    char *h = xmalloc(hlen + 1);
     memcpy(h, buf + hoff, hlen);
     h[hlen] = 0;
     char descr[64], fortran[32], shape[256];
@@ -78,7 +83,6 @@ int npy_parse(const char *name, const uint8_t *buf, size_t n, NpyArray *out, cha
     const char *p = strchr(shape, '(');
     if (!p) return error_at(err, err_len, "%s: bad shape %s", name, shape);
     p++;
-    size_t count = 1;
     while (*p && *p != ')') {
         while (*p == ' ' || *p == ',') p++;
         if (*p == ')') break;
@@ -86,11 +90,18 @@ int npy_parse(const char *name, const uint8_t *buf, size_t n, NpyArray *out, cha
         long long v = strtoll(p, &end, 10);
         if (end == p || v < 0 || out->ndim == 8) return error_at(err, err_len, "%s: bad shape %s", name, shape);
         out->shape[out->ndim++] = v;
-        count *= (size_t)v;
         p = end;
     }
+    /* The element count is checked against the volume limit with a product that cannot
+     * overflow (a shape whose byte count wraps around size_t once passed the size check below
+     * and the parser wrote past its buffer); then count * size fits comfortably in size_t. */
+    int64_t count64;
+    if (unet_checked_product(out->shape, out->ndim, UNET_MAX_VOLUME_VOXELS, &count64))
+        return error_at(err, err_len, "%s: field 'shape' %s declares more than %lld elements (the volume limit)", name,
+                        shape, (long long)UNET_MAX_VOLUME_VOXELS);
+    size_t count = (size_t)count64;
     size_t off = hoff + hlen;
-    if (off + count * (size_t)size > n)
+    if (count * (size_t)size > n - off)
         return error_at(err, err_len, "%s: truncated: %zu elements of %d bytes promised, %zu bytes present", name,
                          count, size, n - off);
     out->data = malloc((count ? count : 1) * sizeof(float));
@@ -116,6 +127,10 @@ int npy_parse(const char *name, const uint8_t *buf, size_t n, NpyArray *out, cha
     if (fort && out->ndim > 1) {
         /* Fortran order: reverse the index order into C order. */
         float *c = malloc(count * sizeof(float));
+        if (!c) {
+            npy_free(out);
+            return error_at(err, err_len, "%s: out of memory", name);
+        }
         int64_t idx[8] = {0};
         for (size_t i = 0; i < count; i++) {
             /* i walks C order; compute the Fortran offset of the same index. */
@@ -135,6 +150,9 @@ int npy_parse(const char *name, const uint8_t *buf, size_t n, NpyArray *out, cha
 
 int npz_read(const char *path, const char *key, NpyArray *out, char *err, size_t err_len) {
     memset(out, 0, sizeof *out);
+    /* libzip opens by name: a FIFO would block it */
+    int64_t fsize;
+    if (fc_check_regular(path, ".npz archive", &fsize, err, err_len)) return -1;
     int zerr = 0;
     zip_t *za = zip_open(path, ZIP_RDONLY | ZIP_CHECKCONS, &zerr);
     if (!za) {
@@ -152,6 +170,15 @@ int npz_read(const char *path, const char *key, NpyArray *out, char *err, size_t
     zip_file_t *zf = NULL;
     if (zip_stat(za, want, ZIP_FL_ENC_GUESS, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) {
         error_at(err, err_len, "%s: no array '%s' in the archive", path, key);
+        goto out;
+    }
+    /* The member's declared size, before allocating it: within the limits, and no more than
+     * deflate can expand its stored bytes to (else the archive is truncated or lying). */
+    uint64_t max_member = (uint64_t)UNET_MAX_VOLUME_VOXELS * 8 + UNET_MAX_NPY_HEADER_BYTES + 16;
+    uint64_t stored = (st.valid & ZIP_STAT_COMP_SIZE) ? st.comp_size : (uint64_t)fsize;
+    if (st.size > max_member || st.size > stored * UNET_MAX_DEFLATE_RATIO + 4096 || stored > (uint64_t)fsize) {
+        error_at(err, err_len, "%s: member %s declares %llu bytes from %llu stored (file %lld bytes): truncated or corrupt",
+                 path, want, (unsigned long long)st.size, (unsigned long long)stored, (long long)fsize);
         goto out;
     }
     member = malloc(st.size ? st.size : 1);

@@ -23,6 +23,8 @@
 #include <zlib.h>
 
 #include "check.h"
+#include "file_check.h"
+#include "resource_limits.h"
 #include "store_format.h"
 
 typedef struct {
@@ -78,22 +80,29 @@ void store_close(Store *s) {
 /* ---- manifest ------------------------------------------------------------------------ */
 
 static char *read_text(const char *path, char *err, size_t err_len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        error_at(err, err_len, "%s: cannot open: %s (not a slice store, or an unfinished one)", path, strerror(errno));
+    char why[768];
+    int64_t n;
+    /* a FIFO named manifest.json would block fopen() forever */
+    int fd = fc_open_regular(path, "store manifest", &n, why, sizeof why);
+    if (fd < 0) {
+        error_at(err, err_len, "%s (not a slice store, or an unfinished one)", why);
         return NULL;
     }
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    if (n < 0 || n > (1L << 30)) {
-        fclose(fp);
-        error_at(err, err_len, "%s: unreadable size", path);
+    if (n > UNET_MAX_MANIFEST_BYTES) {
+        close(fd);
+        error_at(err, err_len, "%s: %lld bytes, over the manifest limit of %lld", path, (long long)n,
+                 (long long)UNET_MAX_MANIFEST_BYTES);
         return NULL;
     }
     char *buf = xmalloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, fp);
-    fclose(fp);
+    size_t got = 0;
+    while (got < (size_t)n) {
+        ssize_t r = read(fd, buf + got, (size_t)n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
     buf[got] = 0;
     if (got != (size_t)n) {
         free(buf);
@@ -165,6 +174,13 @@ static int parse_manifest(Store *s, const char *mpath, cJSON *m, char *err, size
         for (int d = 0; d < 4; d++)
             if (!(shape[d] >= 1 && shape[d] <= 1e6))
                 return error_at(err, err_len, "%s: case %s: shape[%d] = %g", mpath, sc->name, d, shape[d]);
+        /* the resource policy before any buffer is sized from these numbers */
+        if (unet_volume_ok((int64_t)shape[0], (int64_t)shape[1], (int64_t)shape[2], (int64_t)shape[3]))
+            return error_at(err, err_len,
+                            "%s: case %s: field 'shape' [%g, %g, %g, %g] exceeds the limits (slice side %d, %d slices, "
+                            "%d channels, volume %lld values)",
+                            mpath, sc->name, shape[0], shape[1], shape[2], shape[3], UNET_MAX_SLICE_SIDE,
+                            UNET_MAX_DEPTH, UNET_MAX_CHANNELS, (long long)UNET_MAX_VOLUME_VOXELS);
         sc->depth = (int)shape[0];
         sc->channels = (int)shape[1];
         sc->height = (int)shape[2];
@@ -256,6 +272,43 @@ out:
     return rc;
 }
 
+/* The case group's geometry attributes (spacing[3], affine[4][4]) against the manifest's: the
+ * manifest is what the loader and `predict` use, the shard's copy is what h5py users see, and
+ * they must be the same grid. cJSON writes doubles so that they read back exactly, hence the
+ * tolerance is only a last-bit one; a real difference is reported with the shard, the case,
+ * the field and the entry. */
+static int check_geometry(hid_t file, const StoreCase *c, const char *shard, char *err, size_t err_len) {
+    char path[STORE_NAME_MAX + 16];
+    snprintf(path, sizeof path, "cases/%s", c->name);
+    hid_t g = H5Gopen2(file, path, H5P_DEFAULT);
+    if (g < 0) return error_at(err, err_len, "%s: case %s: group /%s missing", shard, c->name, path);
+    static const char *const names[2] = {"spacing", "affine"};
+    const double *want[2] = {c->spacing, c->affine};
+    const int count[2] = {3, 16};
+    int rc = 0;
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        double got[16];
+        hid_t a = H5Aopen(g, names[k], H5P_DEFAULT);
+        hid_t sp = a < 0 ? H5I_INVALID_HID : H5Aget_space(a);
+        hssize_t npts = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+        if (a < 0 || npts != count[k] || H5Aread(a, H5T_NATIVE_DOUBLE, got) < 0)
+            rc = error_at(err, err_len, "%s: case %s: attribute '%s' missing or not %d numbers", shard, c->name,
+                          names[k], count[k]);
+        for (int i = 0; rc == 0 && i < count[k]; i++) {
+            double x = got[i], y = want[k][i];
+            if (!(fabs(x - y) <= 1e-12 * fmax(fabs(x), fabs(y))))
+                rc = error_at(err, err_len,
+                              "%s: case %s: attribute '%s'[%d] is %.17g but the manifest's %s[%d] is %.17g: the shard and "
+                              "the manifest disagree",
+                              shard, c->name, names[k], i, x, names[k], i, y);
+        }
+        if (sp >= 0) H5Sclose(sp);
+        if (a >= 0) H5Aclose(a);
+    }
+    H5Gclose(g);
+    return rc;
+}
+
 /* HDF5 reports chunk addresses relative to the file's base address, which is 0 unless the
  * file has a user block: check once per shard that the first chunk reads back identically
  * through HDF5 and through our descriptor. */
@@ -286,6 +339,7 @@ static int index_shard(Store *s, int sh, const char *shard_path, char *err, size
         s->label_chunks[i] = xmalloc((size_t)c->depth * sizeof(ChunkLoc));
         rc = index_dataset(s, file, c, shard_path, "image", s->image_chunks[i], err, err_len);
         if (rc == 0) rc = index_dataset(s, file, c, shard_path, "label", s->label_chunks[i], err, err_len);
+        if (rc == 0) rc = check_geometry(file, c, shard_path, err, err_len);
         if (first < 0) first = i;
     }
     if (rc == 0 && first >= 0)
@@ -325,9 +379,10 @@ int store_open(Store **out, const char *dir, char *err, size_t err_len) {
         snprintf(s->shard_files[sh], STORE_NAME_MAX, "%s", file->valuestring);
         char spath[PATH_MAX + 300];
         snprintf(spath, sizeof spath, "%s/%s", dir, file->valuestring);
-        s->fds[sh] = open(spath, O_RDONLY | O_CLOEXEC);
+        /* a regular file, checked on the descriptor that is kept (HDF5 opens the same name next) */
+        s->fds[sh] = fc_open_regular(spath, "store shard", NULL, err, err_len);
         if (s->fds[sh] < 0) {
-            rc = error_at(err, err_len, "%s: cannot open: %s", spath, strerror(errno));
+            rc = -1;
             break;
         }
         rc = index_shard(s, sh, spath, err, err_len);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,7 +28,7 @@
 
 struct StoreWriter {
     char out[PATH_MAX];          /* final directory */
-    char tmp[PATH_MAX];          /* OUT.tmp.<pid> */
+    char tmp[PATH_MAX];          /* OUT.tmp.<host>.<pid> */
     StoreWriterOptions opt;
     cJSON *manifest, *cases, *shards, *attributes;
     hid_t file;                  /* current shard, or H5I_INVALID_HID */
@@ -77,6 +78,56 @@ static int remove_store_dir(const char *dir) {
     return rmdir(dir);
 }
 
+/* This machine's name for temporary directories: [A-Za-z0-9_-] only ('.' separates the pid). */
+static void host_tag(char *out, size_t n) {
+    char h[256] = "";
+    if (gethostname(h, sizeof h - 1) != 0 || !h[0]) snprintf(h, sizeof h, "localhost");
+    size_t k = 0;
+    for (const char *c = h; *c && k + 1 < n; c++)
+        out[k++] = (char)((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-'
+                              ? *c
+                              : '_');
+    out[k] = 0;
+}
+
+/* Removes OUT.tmp.<host>.<pid> directories that earlier runs on this machine left behind when
+ * they crashed, ran out of memory or were killed (no later run would ever clean them): only
+ * those whose pid is not a live process — kill(pid, 0) fails with ESRCH — so a `prepare` running
+ * right now into the same OUT keeps its directory (EPERM: the process exists under another user,
+ * kept too). The host is in the name because a store on a shared file system may be being built
+ * by a live process on another node, whose pid means nothing here: those are never touched.
+ * OUT.tmp.<pid> (no host: the name before this rule) is judged by the pid alone. */
+static void remove_stale_temporaries(const char *out) {
+    char parent[PATH_MAX], host[128];
+    parent_dir(out, parent, sizeof parent);
+    host_tag(host, sizeof host);
+    const char *slash = strrchr(out, '/');
+    const char *base = slash ? slash + 1 : out;
+    size_t bl = strlen(base), hl = strlen(host);
+    DIR *d = opendir(parent);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, bl) || strncmp(n + bl, ".tmp.", 5)) continue;
+        const char *rest = n + bl + 5, *digits = strrchr(rest, '.');
+        if (!digits) digits = rest; /* OUT.tmp.<pid> */
+        else if ((size_t)(digits - rest) != hl || strncmp(rest, host, hl)) continue; /* another node's */
+        else digits++;
+        char *end;
+        errno = 0;
+        long pid = strtol(digits, &end, 10);
+        if (end == digits || *end || errno || pid <= 0 || (pid_t)pid != pid) continue;
+        if (pid == (long)getpid()) continue; /* ours: store_writer_create replaces it */
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char p[PATH_MAX + 300];
+        snprintf(p, sizeof p, "%s/%s", parent, n);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) remove_store_dir(p);
+    }
+    closedir(d);
+}
+
 /* An existing directory may be replaced only if it is a store (has a manifest) or is empty. */
 static int is_replaceable(const char *dir) {
     char p[PATH_MAX + 32];
@@ -124,8 +175,15 @@ int store_writer_create(StoreWriter **out, const char *out_dir, const StoreWrite
             return -1;
         }
     }
-    snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", w->out, (long)getpid());
+    char host[128];
+    host_tag(host, sizeof host);
+    if (snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%s.%ld", w->out, host, (long)getpid()) >= (int)sizeof w->tmp) {
+        error_at(err, err_len, "%.64s...: path too long", w->out);
+        free(w);
+        return -1;
+    }
     remove_store_dir(w->tmp); /* a leftover of a crashed run with our pid */
+    remove_stale_temporaries(w->out);
     if (fsu_mkdir_parents(w->tmp) != 0 || mkdir(w->tmp, 0755) != 0) {
         error_at(err, err_len, "%s: cannot create directory: %s", w->tmp, strerror(errno));
         free(w);

@@ -1,6 +1,7 @@
 /* store_write.h — building a slice store (format: docs/formats.md, "Slice store").
  *
- * The store is built in a sibling temporary directory OUT.tmp.<pid>; store_writer_commit()
+ * The store is built in a sibling temporary directory OUT.tmp.<host>.<pid> (stale ones of dead
+ * processes on this host are removed at create); store_writer_commit()
  * writes the manifest last, fsyncs everything and renames the directory into place, so a
  * failed or interrupted build never leaves anything at OUT that looks like a store.
  * store_writer_abort() removes the temporary directory. Single-threaded. */

@@ -15,6 +15,7 @@ APT_PACKAGES=(
   python3-skimage python3-pandas
   slurmctld slurmd slurm-client munge
   iproute2 util-linux
+  clang-14 libclang-rt-14-dev # the fuzzing harness (tests/fuzz, scripts/fuzz.sh): libFuzzer, ASan, UBSan
 )
 # PyPI oracles, installed into Debian's python3 without dependencies (PyPI's torch is a
 # multi-gigabyte CUDA build: never let pip pull it in).

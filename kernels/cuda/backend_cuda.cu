@@ -13,6 +13,7 @@
 
 #include "backend_cuda.h"
 #include "act.cuh"
+#include "tune.h"
 
 void *cuda_workspace(Backend *be, size_t bytes) {
     CudaState *st = cuda_state(be);
@@ -129,6 +130,7 @@ static void cu_destroy(Backend *be) {
     CUDNN_CHECK(cudnnDestroy(st->cudnn));
     CUDA_CHECK(cudaStreamDestroy(st->stream));
     free(st->algos);
+    cuda_tune_free(be);
     free(alloc_table(be)->v);
     free(be->impl);
     free(be);

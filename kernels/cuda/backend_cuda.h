@@ -35,6 +35,12 @@ int cuda_device_count(void);
 void *cuda_pinned_alloc(void *ctx, size_t bytes);
 void cuda_pinned_free(void *ctx, void *ptr);
 
+/* Which implementation runs for each hot op (kernels/cuda/tune.h): `force` is train.kernels
+ * ("auto", or "op=impl,op=impl"); `cache_path` (e.g. RUN_DIR/kernels.tsv, or NULL) keeps the
+ * choices made on the card, so a resumed run makes the same ones. -1 with a message naming
+ * train.kernels when it names an unknown op or implementation, or the cache file is damaged. */
+int backend_cuda_set_tuning(Backend *be, const char *cache_path, const char *force, char *err, size_t err_len);
+
 /* Peak device memory this process has held since start (bytes), from the backend's counter. */
 size_t backend_cuda_peak_bytes(Backend *be);
 

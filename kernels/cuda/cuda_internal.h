@@ -60,6 +60,7 @@ typedef struct {
     ConvAlgo *algos;
     int n_algos, cap_algos;
     size_t live_bytes, peak_bytes;
+    void *tune; /* the implementation chosen per hot op and shape (tune.cu) */
 } CudaState;
 
 static inline CudaState *cuda_state(Backend *be) { return (CudaState *)be->impl; }

@@ -3,8 +3,9 @@
  * die() prints "unet2022: error: <file>:<line>: <message>" and exits with status 2;
  * it is for unrecoverable conditions (bad input is reported by the caller with the
  * offending file/field before it gets here). The library-specific macros
- * (CUDA_CHECK, MPI_CHECK, H5_CHECK...) live beside the code that uses each library
- * and all end in die_at(). */
+ * (MPI_CHECK, H5_CHECK...) live beside the code that uses each library, the CUDA family's
+ * (CUDA_CHECK, NCCL_CHECK...) in cuda_check.h for the CUDA backend and the NCCL transport;
+ * all end in die_at(). */
 #ifndef UNET_CHECK_H
 #define UNET_CHECK_H
 

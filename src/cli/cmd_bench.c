@@ -19,15 +19,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "args.h"
 #include "backend.h"
 #include "backend_select.h"
 #include "check.h"
 #include "clock.h"
 #include "commands.h"
-#include "config.h"
-#include "model.h"
 #include "op_profile.h"
 #include "rng.h"
+#include "session.h"
 #ifdef UNET_HAVE_CUDA
 #include "backend_cuda.h"
 #endif
@@ -69,74 +69,67 @@ static double sgemm_gflops(int n, int threads) {
     return 2.0 * n * (double)n * n / best / 1e9;
 }
 
-int cmd_bench(int argc, char **argv) {
-    const char *cfg_path = NULL;
-    const char *backend = "cpu", *precision = NULL; /* NULL: the backend's default */
-    int batch = 1, runs = 5, threads = 0, device = 0, profile = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
-        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
-        else if (!strcmp(argv[i], "--profile")) profile = 1;
-        else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (argv[i][0] != '-' && !cfg_path) cfg_path = argv[i];
-        else cfg_path = NULL, i = argc;
-    }
-    if (!cfg_path || batch < 1 || runs < 1 || runs > 1000) {
-        fprintf(stderr, "usage: unet2022 bench CONFIG [--batch B] [--runs N] [--threads T]\n"
-                        "                             [--backend cpu|cuda] [--precision fp32|tf32|bf16] [--device D]\n"
-                        "                             [--profile]\n"
-                        "  --precision: cuda only, default bf16 (the CPU backend computes fp32)\n");
-        return 1;
-    }
-    char err[1024];
-    Backend *be = backend_select(backend, precision, device, threads, err, sizeof err);
-    if (!be) {
-        fprintf(stderr, "unet2022: error: bench: %s\n", err);
-        return 2;
-    }
-    Config cfg;
-    if (config_load(&cfg, cfg_path, err, sizeof err) != 0) {
-        fprintf(stderr, "unet2022: error: %s\n", err);
-        be->destroy(be);
-        return 2;
-    }
-    threads = omp_get_max_threads();
-    Model m;
-    model_build(&m, &cfg.net);
-    int H = cfg.net.crop[0], W = cfg.net.crop[1];
-    size_t n_img = (size_t)batch * H * W * m.cin, n_lab = (size_t)batch * H * W;
+static const char *SUMMARY =
+    "  times forward + loss + backward of one training step (median of N runs after a warm-up)\n"
+    "  against this machine's sgemm rate (cpu) or as images/s and peak memory (cuda)";
 
-    float *params = be->alloc(be, m.params.total * sizeof(float));
-    float *grads = be->alloc(be, m.params.total * sizeof(float));
+int cmd_bench(int argc, char **argv) {
+    const char *cfg_path = NULL, *overrides[ARGS_MAX_OVERRIDES];
+    const char *backend = "cpu", *precision = NULL; /* NULL: the backend's default */
+    int batch = 1, runs = 5, threads = 0, device = 0, profile = 0, n_overrides = 0;
+    const ArgPos pos[] = {{"CONFIG", &cfg_path, 1}};
+    const ArgOpt opts[] = {
+        OPT_INT("--batch", &batch, "B", "batch size (default 1)", 1, 4096),
+        OPT_INT("--runs", &runs, "N", "timed runs (default 5)", 1, 1000),
+        OPT_INT("--threads", &threads, "T", "CPU threads (default: all cores)", 0, 65536),
+        OPT_CHOICE("--backend", &backend, "cpu|cuda", "the backend (default cpu)"),
+        OPT_CHOICE("--precision", &precision, "fp32|tf32|bf16", "cuda only, default bf16 (the CPU backend computes fp32)"),
+        OPT_INT("--device", &device, "D", "the CUDA device (default 0)", 0, 1024),
+        OPT_FLAG("--profile", &profile, "one more step with every op timed on its own"),
+    };
+    const ArgSpec spec = {"bench", SUMMARY, pos, ARGS_N(pos), opts, ARGS_N(opts), overrides, &n_overrides, NULL};
+    int st = args_parse(&spec, argc, argv);
+    if (st != ARGS_CONTINUE) return st;
+    Session s;
+    SessionOptions so = {.command = "bench", .config = cfg_path, .overrides = overrides, .n_overrides = n_overrides,
+                         .backend = backend, .precision = precision, .device = device, .threads = threads,
+                         .backend_status = 2};
+    if ((st = session_open(&s, &so)) != 0) return st;
+    const Config *cfg = &s.cfg;
+    const Model *m = &s.model;
+    Backend *be = s.be;
+    threads = omp_get_max_threads();
+    int H = cfg->net.crop[0], W = cfg->net.crop[1];
+    size_t n_img = (size_t)batch * H * W * m->cin, n_lab = (size_t)batch * H * W;
+
+    float *params = be->alloc(be, m->params.total * sizeof(float));
+    float *grads = be->alloc(be, m->params.total * sizeof(float));
     float *image = be->alloc(be, n_img * sizeof(float));
     int32_t *labels = be->alloc(be, n_lab * sizeof(int32_t));
-    float *host = xmalloc(m.params.total * sizeof(float));
-    model_init_params(&m, host, 1);
-    be->upload(be, params, host, m.params.total * sizeof(float));
+    float *host = xmalloc(m->params.total * sizeof(float));
+    model_init_params(m, host, 1);
+    be->upload(be, params, host, m->params.total * sizeof(float));
     free(host);
     float *img_host = xmalloc(n_img * sizeof(float));
     int32_t *lab_host = xmalloc(n_lab * sizeof(int32_t));
     for (size_t i = 0; i < n_img; i++) img_host[i] = (float)rng_normal(rng_key(2, 0, i));
     for (size_t i = 0; i < n_lab; i++) /* horizontal bands: every class present */
-        lab_host[i] = (int32_t)((i / W % H) * m.K / H);
+        lab_host[i] = (int32_t)((i / W % H) * m->K / H);
     be->upload(be, image, img_host, n_img * sizeof(float));
     be->upload(be, labels, lab_host, n_lab * sizeof(int32_t));
     free(img_host);
     free(lab_host);
 
-    ModelActs *acts = model_acts_create(&m, be, batch, H, W, 0);
+    ModelActs *acts = model_acts_create(m, be, batch, H, W, 0);
     PassOptions opt = {.training = 1, .seed = 1, .step = 0};
     float *outs[3];
     double *t = xcalloc((size_t)runs, sizeof(double));
     for (int r = -1; r < runs; r++) { /* r = -1: warm-up (first-touch page faults, workspace growth) */
         double t0 = monotonic_seconds();
-        be->zero(be, grads, m.params.total * sizeof(float));
-        model_forward(&m, be, acts, params, image, &opt, outs);
-        float loss = model_loss(&m, be, acts, labels, NULL, NULL);
-        model_backward(&m, be, acts, params, grads, NULL);
+        be->zero(be, grads, m->params.total * sizeof(float));
+        model_forward(m, be, acts, params, image, &opt, outs);
+        float loss = model_loss(m, be, acts, labels, NULL, NULL);
+        model_backward(m, be, acts, params, grads, NULL);
         be->synchronize(be);
         double dt = monotonic_seconds() - t0;
         if (r >= 0) {
@@ -147,29 +140,29 @@ int cmd_bench(int argc, char **argv) {
     if (profile) { /* one more step, every op timed on its own */
         OpProfile *prof = op_profile_create(be);
         Backend *pb = op_profile_backend(prof);
-        pb->zero(pb, grads, m.params.total * sizeof(float));
-        model_forward(&m, pb, acts, params, image, &opt, outs);
-        model_loss(&m, pb, acts, labels, NULL, NULL);
-        model_backward(&m, pb, acts, params, grads, NULL);
+        pb->zero(pb, grads, m->params.total * sizeof(float));
+        model_forward(m, pb, acts, params, image, &opt, outs);
+        model_loss(m, pb, acts, labels, NULL, NULL);
+        model_backward(m, pb, acts, params, grads, NULL);
         printf("profile: one step of %s at batch %d, each op waited for on its own (sum %.1f ms vs %.1f ms median "
                "unprofiled step)\n",
-               cfg.name, batch, op_profile_total(prof) * 1e3, median(t, runs) * 1e3);
+               cfg->name, batch, op_profile_total(prof) * 1e3, median(t, runs) * 1e3);
         op_profile_print(prof, stdout);
         op_profile_destroy(prof);
     }
     double runs_ms[1000];
     for (int r = 0; r < runs; r++) runs_ms[r] = t[r] * 1e3;
     double med = median(t, runs);
-    double flops = 3.0 * model_forward_flops(&m, batch, H, W);
+    double flops = 3.0 * model_forward_flops(m, batch, H, W);
 #ifdef UNET_HAVE_CUDA
     if (!strcmp(backend, "cuda")) {
         double peak_mib = (double)backend_cuda_peak_bytes(be) / (1 << 20);
         printf("%s batch %d, cuda device %d, %s: median %.2f ms, %.1f images/s, %.1f TFLOP/s, peak %.0f MiB\n",
-               cfg.name, batch, device, backend_cuda_precision(be), med * 1e3, batch / med, flops / med / 1e12,
+               cfg->name, batch, device, backend_cuda_precision(be), med * 1e3, batch / med, flops / med / 1e12,
                peak_mib);
         printf("{\"impl\":\"c-cuda\",\"precision\":\"%s\",\"config\":\"%s\",\"batch\":%d,\"median_ms\":%.3f,"
                "\"images_per_s\":%.2f,\"peak_mib\":%.0f,\"gflop_per_step\":%.3f,\"runs_ms\":[",
-               backend_cuda_precision(be), cfg.name, batch, med * 1e3, batch / med, peak_mib, flops / 1e9);
+               backend_cuda_precision(be), cfg->name, batch, med * 1e3, batch / med, peak_mib, flops / 1e9);
         for (int r = 0; r < runs; r++) printf("%s%.3f", r ? "," : "", runs_ms[r]);
         printf("]}\n");
     } else
@@ -178,10 +171,10 @@ int cmd_bench(int argc, char **argv) {
         double gf = flops / med / 1e9, peak = sgemm_gflops(2048, threads);
         printf("%s batch %d, %d threads, fp32: median %.1f ms, %.1f GFLOP per step, %.1f GFLOP/s = %.0f%% of sgemm "
                "(%.1f GFLOP/s)\n",
-               cfg.name, batch, threads, med * 1e3, flops / 1e9, gf, 100 * gf / peak, peak);
+               cfg->name, batch, threads, med * 1e3, flops / 1e9, gf, 100 * gf / peak, peak);
         printf("{\"impl\":\"c\",\"precision\":\"fp32\",\"config\":\"%s\",\"batch\":%d,\"threads\":%d,"
                "\"median_ms\":%.2f,\"runs_ms\":[",
-               cfg.name, batch, threads, med * 1e3);
+               cfg->name, batch, threads, med * 1e3);
         for (int r = 0; r < runs; r++) printf("%s%.2f", r ? "," : "", runs_ms[r]);
         printf("],\"gflop_per_step\":%.3f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"fraction_of_sgemm\":%.3f}\n",
                flops / 1e9, gf, peak, gf / peak);
@@ -192,7 +185,6 @@ int cmd_bench(int argc, char **argv) {
     be->release(be, grads);
     be->release(be, image);
     be->release(be, labels);
-    be->destroy(be);
-    model_free(&m);
+    session_close(&s);
     return 0;
 }

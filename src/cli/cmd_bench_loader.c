@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "args.h"
 #include "commands.h"
 #include "loader.h"
 #include "slice_source.h"
@@ -23,29 +24,23 @@ int cmd_bench_loader(int argc, char **argv) {
     int patch = 320, workers = 1, slices = 16, size = 512, channels = 1, classes = 9, batch = 8, runs = 5, prefetch = 4;
     double seconds = 3.0;
     const char *store = NULL;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--patch") && v) patch = atoi(v), i++;
-        else if (!strcmp(a, "--workers") && v) workers = atoi(v), i++;
-        else if (!strcmp(a, "--slices") && v) slices = atoi(v), i++;
-        else if (!strcmp(a, "--size") && v) size = atoi(v), i++;
-        else if (!strcmp(a, "--channels") && v) channels = atoi(v), i++;
-        else if (!strcmp(a, "--classes") && v) classes = atoi(v), i++;
-        else if (!strcmp(a, "--batch") && v) batch = atoi(v), i++;
-        else if (!strcmp(a, "--runs") && v) runs = atoi(v), i++;
-        else if (!strcmp(a, "--prefetch") && v) prefetch = atoi(v), i++;
-        else if (!strcmp(a, "--seconds") && v) seconds = atof(v), i++;
-        else if (!strcmp(a, "--store") && v) store = v, i++;
-        else {
-            fprintf(stderr, "usage: unet2022 bench-loader [--patch 320] [--workers 1] [--runs 5] [--seconds 3] [--batch 8]\n"
-                            "         [--prefetch 4] [--slices 16] [--size 512] [--channels 1] [--classes 9] [--store DIR]\n");
-            return 1;
-        }
-    }
-    if (patch < 32 || workers < 1 || slices < 1 || size < 8 || channels < 1 || classes < 2 || batch < 1 || runs < 1) {
-        fprintf(stderr, "unet2022: error: bench-loader: invalid option value\n");
-        return 1;
-    }
+    const ArgOpt opts[] = {
+        OPT_INT("--patch", &patch, "N", "crop size (default 320)", 32, 1 << 16),
+        OPT_INT("--workers", &workers, "N", "augmentation threads (default 1)", 1, 4096),
+        OPT_INT("--runs", &runs, "N", "timed runs, the median reported (default 5)", 1, 100000),
+        OPT_POSITIVE("--seconds", &seconds, "S", "length of each run (default 3)", 1e6),
+        OPT_INT("--batch", &batch, "N", "samples per batch (default 8)", 1, 65536),
+        OPT_INT("--prefetch", &prefetch, "N", "batch slots in the queue (default 4)", 1, 4096),
+        OPT_INT("--slices", &slices, "N", "phantom slices (default 16)", 1, 1 << 20),
+        OPT_INT("--size", &size, "N", "phantom slice side (default 512)", 8, 1 << 16),
+        OPT_INT("--channels", &channels, "N", "phantom channels (default 1)", 1, 1024),
+        OPT_INT("--classes", &classes, "N", "phantom classes (default 9)", 2, 1024),
+        OPT_STRING("--store", &store, "DIR", "read the train split of this slice store instead of a phantom"),
+    };
+    const ArgSpec spec = {"bench-loader", "  augmentation loader throughput (samples/s per worker thread)", NULL, 0, opts,
+                          ARGS_N(opts), NULL, NULL, NULL};
+    int st = args_parse(&spec, argc, argv);
+    if (st != ARGS_CONTINUE) return st;
     char err[1024];
     SliceSource src;
     int rc = store ? slice_source_open_store(&src, store, "train", err, sizeof err)

@@ -12,6 +12,7 @@
 
 #include "check.h"
 #include "clock.h"
+#include "args.h"
 #include "commands.h"
 #include "rng.h"
 #include "store.h"
@@ -77,19 +78,17 @@ static int cmp_d(const void *a, const void *b) {
 
 int cmd_bench_store(int argc, char **argv) {
     const char *dir = NULL;
-    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reads = 400, repeats = 5, bad = 0;
-    for (int i = 0; i < argc && !bad; i++) {
-        if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reads") && i + 1 < argc) reads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) repeats = atoi(argv[++i]);
-        else if (argv[i][0] != '-' && !dir) dir = argv[i];
-        else bad = 1;
-    }
-    if (bad || !dir || threads < 1 || reads < 1 || repeats < 1) {
-        fprintf(stderr, "usage: unet2022 bench-store STORE [--threads T (default: all cores)] [--reads N (400)] "
-                        "[--repeats R (5)]\n");
-        return 1;
-    }
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reads = 400, repeats = 5;
+    const ArgPos pos[] = {{"STORE", &dir, 1}};
+    const ArgOpt opts[] = {
+        OPT_INT("--threads", &threads, "T", "threads of the second measurement (default: all cores)", 1, 65536),
+        OPT_INT("--reads", &reads, "N", "slice reads per run (default 400)", 1, 1 << 30),
+        OPT_INT("--repeats", &repeats, "R", "timed runs, the median reported (default 5)", 1, 100000),
+    };
+    const ArgSpec spec = {"bench-store", "  random slice reads per second with one thread and with T threads", pos,
+                          ARGS_N(pos), opts, ARGS_N(opts), NULL, NULL, NULL};
+    int st = args_parse(&spec, argc, argv);
+    if (st != ARGS_CONTINUE) return st;
     char err[1024];
     Store *s;
     if (store_open(&s, dir, err, sizeof err) != 0) {

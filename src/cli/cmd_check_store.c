@@ -6,17 +6,20 @@
 #include <string.h>
 
 #include "check.h"
+#include "args.h"
 #include "commands.h"
 #include "store.h"
 
 int cmd_check_store(int argc, char **argv) {
-    if (argc != 1 || argv[0][0] == '-') {
-        fprintf(stderr, "usage: unet2022 check-store STORE\n");
-        return 1;
-    }
+    const char *dir = NULL;
+    const ArgPos pos[] = {{"STORE", &dir, 1}};
+    const ArgSpec spec = {"check-store", "  reads every slice of every case, verifying each chunk's checksum and size",
+                          pos, ARGS_N(pos), NULL, 0, NULL, NULL, NULL};
+    int st = args_parse(&spec, argc, argv);
+    if (st != ARGS_CONTINUE) return st;
     char err[1024];
     Store *s;
-    if (store_open(&s, argv[0], err, sizeof err) != 0) {
+    if (store_open(&s, dir, err, sizeof err) != 0) {
         fprintf(stderr, "unet2022: error: %s\n", err);
         return 2;
     }
@@ -42,7 +45,7 @@ int cmd_check_store(int argc, char **argv) {
         free(img);
         free(lab);
     }
-    printf("check-store: %s: %d cases, %ld slices, %d classes: all checksums good\n", argv[0], store_num_cases(s),
+    printf("check-store: %s: %d cases, %ld slices, %d classes: all checksums good\n", dir, store_num_cases(s),
            slices, nk);
     for (int k = 0; k < nk; k++) printf("  class %d %-24s %ld voxels\n", k, store_class_name(s, k), counts[k]);
     store_close(s);

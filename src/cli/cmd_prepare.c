@@ -5,49 +5,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "commands.h"
 #include "prepare.h"
 
-static void usage(FILE *fp) {
-    fprintf(fp,
-            "usage: unet2022 prepare DATASET --src DIR --out STORE [options]\n"
-            "  DATASET            %s\n"
-            "  --labels 13|8      synapse: all 13 BTCV organs (default, the released recipe) or the\n"
-            "                     baselines' 8 (spleen, kidneys R/L, gallbladder, liver, stomach, aorta, pancreas)\n"
-            "  --norm clip|zscore synapse: clip HU [-125, 275] -> [0, 1] (default) or nnU-Net's\n"
-            "                     foreground-percentile z-score (training-set statistics)\n"
-            "  --split FILE       synapse, acdc: `<train|val|test> <case number>` lines instead of the\n"
-            "                     official split\n"
-            "  --shard-mb N       start a new shard file after N MB of (uncompressed) cases (default 1024)\n"
-            "  --force            replace an existing store at STORE\n"
-            "  --quiet            no per-case progress on stderr\n",
-            prepare_datasets);
-}
+static const char *EPILOG =
+    "Converts a dataset's raw files into a slice store (docs/formats.md); the store appears at STORE\n"
+    "only when complete.\n";
 
 int cmd_prepare(int argc, char **argv) {
     PrepareOptions o = {.labels = 13, .norm = "clip", .shard_mb = 1024};
-    int bad = 0;
-    for (int i = 0; i < argc && !bad; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--src") && has) o.src = argv[++i];
-        else if (!strcmp(a, "--out") && has) o.out = argv[++i];
-        else if (!strcmp(a, "--labels") && has) o.labels = atoi(argv[++i]);
-        else if (!strcmp(a, "--norm") && has) o.norm = argv[++i];
-        else if (!strcmp(a, "--split") && has) o.split_file = argv[++i];
-        else if (!strcmp(a, "--shard-mb") && has) o.shard_mb = atof(argv[++i]);
-        else if (!strcmp(a, "--force")) o.force = 1;
-        else if (!strcmp(a, "--quiet")) o.quiet = 1;
-        else if (a[0] != '-' && !o.dataset) o.dataset = a;
-        else bad = 1;
-    }
-    if (bad || !o.dataset || !o.src || !o.out || !(o.shard_mb > 0)) {
-        usage(stderr);
-        return 1;
-    }
+    const ArgPos pos[] = {{"DATASET", &o.dataset, 1}};
+    const ArgOpt opts[] = {
+        OPT_REQUIRED("--src", &o.src, "DIR", "the dataset's raw files"),
+        OPT_REQUIRED("--out", &o.out, "STORE", "the slice store to write"),
+        OPT_INT("--labels", &o.labels, "13|8", "synapse: all 13 BTCV organs (default, the released recipe) or the\n"
+                "baselines' 8 (spleen, kidneys R/L, gallbladder, liver, stomach, aorta, pancreas)", 0, 0),
+        OPT_STRING("--norm", &o.norm, "clip|zscore", "synapse: clip HU [-125, 275] -> [0, 1] (default) or nnU-Net's\n"
+                   "foreground-percentile z-score (training-set statistics)"),
+        OPT_STRING("--split", &o.split_file, "FILE", "synapse, acdc: `<train|val|test> <case number>` lines instead of\n"
+                   "the official split"),
+        OPT_POSITIVE("--shard-mb", &o.shard_mb, "N", "start a new shard file after N MB of (uncompressed) cases\n"
+                     "(default 1024)", 1e12),
+        OPT_FLAG("--force", &o.force, "replace an existing store at STORE"),
+        OPT_FLAG("--quiet", &o.quiet, "no per-case progress on stderr"),
+    };
+    char summary[512];
+    snprintf(summary, sizeof summary, "  DATASET               %s", prepare_datasets);
+    const ArgSpec spec = {"prepare", summary, pos, ARGS_N(pos), opts, ARGS_N(opts), NULL, NULL, EPILOG};
+    int st = args_parse(&spec, argc, argv);
+    if (st != ARGS_CONTINUE) return st;
     char cmdline[2048] = "unet2022 prepare";
     for (int i = 0; i < argc; i++) {
         size_t L = strlen(cmdline);

@@ -4,34 +4,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "commands.h"
 #include "synth.h"
 
-static int range(const char *s, int *a, int *b) { return sscanf(s, "%d..%d", a, b) == 2 ? 0 : -1; }
+/* "A..B" (the bounds themselves are synth_write's to check) */
+static int range(const char *s, int *a, int *b) {
+    char tail;
+    return sscanf(s, "%d..%d%c", a, b, &tail) == 2 ? 0 : -1;
+}
+
+static const char *EPILOG = "Writes a Synapse-like phantom in the raw BTCV layout; then:\n"
+                            "  unet2022 prepare synapse --src DIR --split DIR/split.txt --out STORE\n";
 
 int cmd_synth(int argc, char **argv) {
     SynthOptions o = {.seed = 0, .cases = 12, .min_size = 64, .max_size = 96, .min_depth = 24, .max_depth = 40};
-    const char *out = NULL;
-    int bad = 0;
-    for (int i = 0; i < argc && !bad; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(a, "--out") && has) out = argv[++i];
-        else if (!strcmp(a, "--seed") && has) o.seed = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(a, "--cases") && has) o.cases = atoi(argv[++i]);
-        else if (!strcmp(a, "--size") && has) bad = range(argv[++i], &o.min_size, &o.max_size);
-        else if (!strcmp(a, "--depth") && has) bad = range(argv[++i], &o.min_depth, &o.max_depth);
-        else if (!strcmp(a, "--force")) o.force = 1;
-        else bad = 1;
-    }
-    if (bad || !out) {
-        fprintf(stderr,
-                "usage: unet2022 synth --out DIR [--seed S] [--cases N (2..30, default 12)]\n"
-                "                      [--size A..B (default 64..96)] [--depth A..B (default 24..40)] [--force]\n"
-                "Writes a Synapse-like phantom in the raw BTCV layout; then:\n"
-                "  unet2022 prepare synapse --src DIR --split DIR/split.txt --out STORE\n");
-        return 1;
-    }
+    const char *out = NULL, *size = NULL, *depth = NULL;
+    unsigned long long seed = 0;
+    const ArgOpt opts[] = {
+        OPT_REQUIRED("--out", &out, "DIR", "where the phantom goes"),
+        OPT_U64("--seed", &seed, "S", "generator seed (default 0)"),
+        OPT_INT("--cases", &o.cases, "N", "number of cases (2..30, default 12)", 0, 0),
+        OPT_STRING("--size", &size, "A..B", "in-plane size range (default 64..96)"),
+        OPT_STRING("--depth", &depth, "A..B", "slices per case range (default 24..40)"),
+        OPT_FLAG("--force", &o.force, "replace an existing phantom directory"),
+    };
+    const ArgSpec spec = {"synth", "  the built-in phantom dataset", NULL, 0, opts, ARGS_N(opts), NULL, NULL, EPILOG};
+    int st = args_parse(&spec, argc, argv);
+    if (st != ARGS_CONTINUE) return st;
+    o.seed = seed;
+    if (size && range(size, &o.min_size, &o.max_size) != 0)
+        return args_error(&spec, "--size: expected A..B, got '%s'", size);
+    if (depth && range(depth, &o.min_depth, &o.max_depth) != 0)
+        return args_error(&spec, "--depth: expected A..B, got '%s'", depth);
     char err[2048];
     if (synth_write(out, &o, err, sizeof err) != 0) {
         fprintf(stderr, "unet2022: error: %s\n", err);

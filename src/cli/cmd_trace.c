@@ -12,19 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "backend.h"
 #include "check.h"
 #include "commands.h"
 #include "config.h"
 #include "model.h"
 #include "optimizer.h"
+#include "session.h"
 #include "safetensors.h"
 #include "weights_io.h"
-
-static void usage(void) {
-    fprintf(stderr, "usage: unet2022 trace CONFIG --weights W.safetensors --batch BATCH.safetensors\n"
-                    "                      --out OUT.safetensors [--steps S] [--lr LR] [--threads T]\n");
-}
 
 static int error(const char *msg) {
     fprintf(stderr, "unet2022: error: %s\n", msg);
@@ -48,44 +45,41 @@ static void nhwc_to_nchw(float *dst, const float *src, int B, int C, int H, int 
                     dst[(((size_t)b * C + c) * H + y) * W + x] = src[(((size_t)b * H + y) * W + x) * C + c];
 }
 
+static const char *SUMMARY =
+    "  runs one training computation on a given batch and writes its outputs, loss and gradients\n"
+    "  (and with --steps S the losses of S training steps), to check against PyTorch";
+
 int cmd_trace(int argc, char **argv) {
     const char *cfg_path = NULL, *weights = NULL, *batch_path = NULL, *out_path = NULL;
     int steps = 0, threads = 0;
-    double lr = -1;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(a, "--weights") && has) weights = argv[++i];
-        else if (!strcmp(a, "--batch") && has) batch_path = argv[++i];
-        else if (!strcmp(a, "--out") && has) out_path = argv[++i];
-        else if (!strcmp(a, "--steps") && has) steps = atoi(argv[++i]);
-        else if (!strcmp(a, "--lr") && has) lr = atof(argv[++i]);
-        else if (!strcmp(a, "--threads") && has) threads = atoi(argv[++i]);
-        else if (a[0] != '-' && !cfg_path) cfg_path = a;
-        else {
-            usage();
-            return 1;
-        }
-    }
-    if (!cfg_path || !weights || !batch_path || !out_path || steps < 0 || steps > 100000) {
-        usage();
-        return 1;
-    }
+    double lr = 0; /* 0: the config's train.lr */
+    const ArgPos pos[] = {{"CONFIG", &cfg_path, 1}};
+    const ArgOpt opts[] = {
+        OPT_REQUIRED("--weights", &weights, "W.safetensors", "the network's weights"),
+        OPT_REQUIRED("--batch", &batch_path, "BATCH.safetensors", "'image' F32 (B, Cin, H, W), 'labels' I32 (B, H, W)"),
+        OPT_REQUIRED("--out", &out_path, "OUT.safetensors", "outputs, loss, gradients (and losses)"),
+        OPT_INT("--steps", &steps, "S", "training steps on the batch after the first pass (default 0)", 0, 100000),
+        OPT_POSITIVE("--lr", &lr, "LR", "learning rate of those steps (default: train.lr)", 1e9),
+        OPT_INT("--threads", &threads, "T", "CPU threads (default: all cores)", 0, 65536),
+    };
+    const ArgSpec spec = {"trace", SUMMARY, pos, ARGS_N(pos), opts, ARGS_N(opts), NULL, NULL, NULL};
+    int st = args_parse(&spec, argc, argv);
+    if (st != ARGS_CONTINUE) return st;
+    Session s;
+    SessionOptions so = {.command = "trace", .config = cfg_path, .weights = weights, .backend = "cpu", .threads = threads};
+    if ((st = session_open(&s, &so)) != 0) return st;
+    if (lr > 0) s.cfg.lr = lr;
+    const Config *cfg = &s.cfg;
+    const Model *m = &s.model;
+    const float *params_host = s.params;
+    Backend *be = s.be;
     char err[1024];
-    Config cfg;
-    if (config_load(&cfg, cfg_path, err, sizeof err) != 0) return error(err);
-    if (lr > 0) cfg.lr = lr;
-    Model m;
-    model_build(&m, &cfg.net);
-
-    float *params_host = xcalloc(m.params.total, sizeof(float));
-    if (weights_load(&m, params_host, weights, err, sizeof err) != 0) return error(err);
 
     StFile batch;
     if (st_read(&batch, batch_path, err, sizeof err) != 0) return error(err);
     const StTensor *img = st_find(&batch, "image"), *lab = st_find(&batch, "labels");
-    if (!img || img->dtype != ST_F32 || img->ndim != 4 || img->shape[1] != m.cin) {
-        snprintf(err, sizeof err, "%s: expected tensor 'image' F32 (B, %d, H, W)", batch_path, m.cin);
+    if (!img || img->dtype != ST_F32 || img->ndim != 4 || img->shape[1] != m->cin) {
+        snprintf(err, sizeof err, "%s: expected tensor 'image' F32 (B, %d, H, W)", batch_path, m->cin);
         return error(err);
     }
     int B = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3];
@@ -96,35 +90,34 @@ int cmd_trace(int argc, char **argv) {
     }
     const int32_t *labels_host = lab->data;
     for (size_t i = 0; i < (size_t)B * H * W; i++)
-        if (labels_host[i] < 0 || labels_host[i] >= m.K) {
-            snprintf(err, sizeof err, "%s: labels[%zu] = %d is outside [0, %d)", batch_path, i, labels_host[i], m.K);
+        if (labels_host[i] < 0 || labels_host[i] >= m->K) {
+            snprintf(err, sizeof err, "%s: labels[%zu] = %d is outside [0, %d)", batch_path, i, labels_host[i], m->K);
             return error(err);
         }
-    int unit = m.P * 8;
+    int unit = m->P * 8;
     if (H % unit || W % unit) {
         snprintf(err, sizeof err, "%s: image is %d x %d; both sides must be multiples of %d", batch_path, H, W, unit);
         return error(err);
     }
 
-    Backend *be = backend_cpu_create(threads);
-    size_t n_img = (size_t)B * m.cin * H * W, n_lab = (size_t)B * H * W;
+    size_t n_img = (size_t)B * m->cin * H * W, n_lab = (size_t)B * H * W;
     float *tmp = xmalloc(n_img * sizeof(float));
-    nchw_to_nhwc(tmp, img->data, B, m.cin, H, W);
+    nchw_to_nhwc(tmp, img->data, B, m->cin, H, W);
     float *image = be->alloc(be, n_img * sizeof(float));
     be->upload(be, image, tmp, n_img * sizeof(float));
     free(tmp);
     int32_t *labels = be->alloc(be, n_lab * sizeof(int32_t));
     be->upload(be, labels, labels_host, n_lab * sizeof(int32_t));
-    float *params = be->alloc(be, m.params.total * sizeof(float));
-    be->upload(be, params, params_host, m.params.total * sizeof(float));
-    float *grads = be->alloc(be, m.params.total * sizeof(float));
+    float *params = be->alloc(be, m->params.total * sizeof(float));
+    be->upload(be, params, params_host, m->params.total * sizeof(float));
+    float *grads = be->alloc(be, m->params.total * sizeof(float));
 
-    ModelActs *acts = model_acts_create(&m, be, B, H, W, 0);
+    ModelActs *acts = model_acts_create(m, be, B, H, W, 0);
     PassOptions opt = {.training = 0, .seed = 0, .step = 0};
     float *outs[3];
-    int n_out = model_forward(&m, be, acts, params, image, &opt, outs);
-    float loss = model_loss(&m, be, acts, labels, NULL, NULL);
-    model_backward(&m, be, acts, params, grads, NULL);
+    int n_out = model_forward(m, be, acts, params, image, &opt, outs);
+    float loss = model_loss(m, be, acts, labels, NULL, NULL);
+    model_backward(m, be, acts, params, grads, NULL);
 
     StFile out;
     st_init(&out);
@@ -132,24 +125,24 @@ int cmd_trace(int argc, char **argv) {
     float *host_outs[3];
     for (int k = 0; k < n_out; k++) {
         int hk = H >> k, wk = W >> k;
-        size_t n = (size_t)B * m.K * hk * wk;
+        size_t n = (size_t)B * m->K * hk * wk;
         float *nhwc = xmalloc(n * sizeof(float));
         host_outs[k] = xmalloc(n * sizeof(float));
         be->download(be, nhwc, outs[k], n * sizeof(float));
-        nhwc_to_nchw(host_outs[k], nhwc, B, m.K, hk, wk);
+        nhwc_to_nchw(host_outs[k], nhwc, B, m->K, hk, wk);
         free(nhwc);
         char name[16];
         snprintf(name, sizeof name, "out.%d", k);
-        int64_t shape[4] = {B, m.K, hk, wk};
+        int64_t shape[4] = {B, m->K, hk, wk};
         st_add(&out, name, ST_F32, 4, shape, host_outs[k]);
     }
     int64_t one = 1;
     st_add(&out, "loss", ST_F32, 1, &one, &loss);
-    float *grads_host = xmalloc(m.params.total * sizeof(float));
-    be->download(be, grads_host, grads, m.params.total * sizeof(float));
-    char (*gnames)[PARAM_NAME_MAX + 8] = xmalloc((size_t)m.params.count * sizeof *gnames);
-    for (int i = 0; i < m.params.count; i++) {
-        const ParamInfo *p = &m.params.items[i];
+    float *grads_host = xmalloc(m->params.total * sizeof(float));
+    be->download(be, grads_host, grads, m->params.total * sizeof(float));
+    char (*gnames)[PARAM_NAME_MAX + 8] = xmalloc((size_t)m->params.count * sizeof *gnames);
+    for (int i = 0; i < m->params.count; i++) {
+        const ParamInfo *p = &m->params.items[i];
         snprintf(gnames[i], sizeof gnames[i], "grad.%s", p->name);
         st_add(&out, gnames[i], ST_F32, p->ndim, p->shape, grads_host + p->offset);
     }
@@ -157,13 +150,13 @@ int cmd_trace(int argc, char **argv) {
     float *losses = xcalloc(steps ? (size_t)steps : 1, sizeof(float));
     if (steps > 0) {
         Adam adam;
-        adam_create(&adam, be, m.params.total, cfg.lr);
+        adam_create(&adam, be, m->params.total, cfg->lr);
         for (int s = 0; s < steps; s++) {
             opt.step = (uint64_t)s;
-            model_forward(&m, be, acts, params, image, &opt, outs);
-            losses[s] = model_loss(&m, be, acts, labels, NULL, NULL);
-            be->zero(be, grads, m.params.total * sizeof(float));
-            model_backward(&m, be, acts, params, grads, NULL);
+            model_forward(m, be, acts, params, image, &opt, outs);
+            losses[s] = model_loss(m, be, acts, labels, NULL, NULL);
+            be->zero(be, grads, m->params.total * sizeof(float));
+            model_backward(m, be, acts, params, grads, NULL);
             double norm = adam_clip_and_step(&adam, be, params, grads);
             fprintf(stderr, "step %d: loss %.6f grad-norm %.4f\n", s + 1, losses[s], norm);
         }
@@ -173,7 +166,7 @@ int cmd_trace(int argc, char **argv) {
     }
 
     int rc = st_write_file(&out, out_path, err, sizeof err) == 0 ? 0 : error(err);
-    printf("trace: %d output(s), loss %.6f, %d gradients -> %s\n", n_out, loss, m.params.count, out_path);
+    printf("trace: %d output(s), loss %.6f, %d gradients -> %s\n", n_out, loss, m->params.count, out_path);
 
     st_free(&out);
     free(losses);
@@ -185,9 +178,7 @@ int cmd_trace(int argc, char **argv) {
     be->release(be, labels);
     be->release(be, params);
     be->release(be, grads);
-    be->destroy(be);
     st_free(&batch);
-    free(params_host);
-    model_free(&m);
+    session_close(&s);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "backend.h"
 #include "backend_select.h"
 #include "comm.h"
@@ -21,30 +22,48 @@
 #endif
 #include "trainer.h"
 
-static int parse_args(Config *cfg, int argc, char **argv, const char **resume, char *err, size_t err_len) {
-    const char *cfg_path = NULL;
+static int fail(const char *err, int status) {
+    fprintf(stderr, "unet2022: error: %s\n", err);
+    return status;
+}
+
+/* The command line: CONFIG, section.key=value overrides and --resume, read against the shared
+ * argument table; then the config with its overrides and what training needs of it. Returns
+ * ARGS_CONTINUE, or the exit status (0 after --help, 1 usage, 2 bad config) with the message
+ * printed. Runs before MPI starts: it decides the backend, which decides the transport. */
+static int parse_args(Config *cfg, int argc, char **argv, const char **resume) {
+    const char *cfg_path = NULL, *overrides[ARGS_MAX_OVERRIDES];
+    int n_overrides = 0;
     *resume = "auto";
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--resume") && i + 1 < argc) *resume = argv[++i];
-        else if (argv[i][0] != '-' && !strchr(argv[i], '=') && !cfg_path) cfg_path = argv[i];
-        else if (strchr(argv[i], '=')) continue; /* overrides, applied after loading */
-        else return snprintf(err, err_len, "unknown argument '%s'", argv[i]), 1;
+    const ArgPos pos[] = {{"CONFIG", &cfg_path, 1}};
+    const ArgOpt opts[] = {
+        OPT_STRING("--resume", resume, "auto|none|PATH",
+                   "auto: the newest checkpoint of the run that verifies (default); none: start afresh;\n"
+                   "PATH: that checkpoint"),
+    };
+    const ArgSpec spec = {"train",
+                          "  trains CONFIG (resuming automatically from the run's checkpoints); exit status 0 done,\n"
+                          "  1 usage, 2 bad input or runtime error, 75 stopped by SIGUSR1/SIGTERM for a requeue",
+                          pos, ARGS_N(pos), opts, ARGS_N(opts), overrides, &n_overrides, NULL};
+    int st = args_parse(&spec, argc, argv);
+    if (st != ARGS_CONTINUE) return st;
+    char err[2048];
+    if (config_load(cfg, cfg_path, err, sizeof err) != 0) return fail(err, 2);
+    for (int i = 0; i < n_overrides; i++)
+        if (config_override(cfg, overrides[i], err, sizeof err) != 0) return fail(err, 2);
+    if (config_check_backend(cfg, err, sizeof err) != 0) return fail(err, 2);
+    if (!cfg->store[0]) {
+        snprintf(err, sizeof err, "%s: train.store: required for training (the directory `unet2022 prepare` wrote; "
+                 "set it in the config or as train.store=PATH)", cfg->path);
+        return fail(err, 2);
     }
-    if (!cfg_path) return snprintf(err, err_len, "no config given"), 1;
-    if (config_load(cfg, cfg_path, err, err_len) != 0) return 2;
-    for (int i = 0; i < argc; i++)
-        if (strchr(argv[i], '=') && argv[i][0] != '-' && config_override(cfg, argv[i], err, err_len) != 0) return 2;
-    if (config_check_backend(cfg, err, err_len) != 0) return 2;
-    if (!cfg->store[0])
-        return snprintf(err, err_len, "%s: train.store: required for training (the directory `unet2022 prepare` wrote; "
-                        "set it in the config or as train.store=PATH)", cfg->path), 2;
     if (!cfg->run_dir[0]) snprintf(cfg->run_dir, sizeof cfg->run_dir, "runs/%s", cfg->name);
 #ifndef UNET_HAVE_CUDA
     if (strcmp(cfg->backend, "cpu") != 0)
-        return snprintf(err, err_len, "train.backend: 'cuda': this build has no CUDA backend (configure with "
-                        "-DUNET_WITH_CUDA=ON where nvcc exists), or use cpu"), 2;
+        return fail("train.backend: 'cuda': this build has no CUDA backend (configure with -DUNET_WITH_CUDA=ON "
+                    "where nvcc exists), or use cpu", 2);
 #endif
-    return 0;
+    return ARGS_CONTINUE;
 }
 
 /* The transport follows the backend: NCCL all-reduces device memory (bootstrapped over MPI);
@@ -71,7 +90,16 @@ static int rank_threads(const Config *cfg, const Comm *comm) {
 static int create_backend(Backend **out, const Config *cfg, const Comm *comm, char *err, size_t err_len) {
     *out = backend_select(cfg->backend, config_precision(cfg), backend_local_device(comm->local_rank),
                           rank_threads(cfg, comm), err, err_len);
-    return *out ? 0 : 2;
+    if (!*out) return 2;
+#ifdef UNET_HAVE_CUDA
+    /* The kernel choices made on the card live in the run directory: a resumed run makes the same. */
+    if (!strcmp(cfg->backend, "cuda")) {
+        char cache[sizeof cfg->run_dir + 16];
+        snprintf(cache, sizeof cache, "%s/kernels.tsv", cfg->run_dir);
+        if (backend_cuda_set_tuning(*out, cache, cfg->kernels, err, err_len) != 0) return 2;
+    }
+#endif
+    return 0;
 }
 
 /* The trainer on this rank's backend; batches land in pinned memory on CUDA (fast,
@@ -94,9 +122,11 @@ int cmd_train(int argc, char **argv) {
     const char *resume;
     Backend *be = NULL;
     Trainer *t = NULL;
-    int rc = parse_args(&cfg, argc, argv, &resume, err, sizeof err); /* before MPI: needs the backend */
+    int rc = parse_args(&cfg, argc, argv, &resume); /* before MPI: needs the backend */
+    if (rc != ARGS_CONTINUE) return rc;
+    rc = 0;
     Comm *comm = create_comm(&cfg, &argc, &argv);
-    if (rc == 0 && cfg.batch_size < comm->size) {
+    if (cfg.batch_size < comm->size) {
         snprintf(err, sizeof err, "train.batch_size %d is smaller than the %d ranks", cfg.batch_size, comm->size);
         rc = 2;
     }
@@ -112,10 +142,7 @@ int cmd_train(int argc, char **argv) {
         t = create_trainer(&cfg, comm, be, resume);
         rc = trainer_run(t, err, sizeof err); /* TRAINER_* are exit statuses */
     }
-    if (rc != 0 && rc != UNET_EXIT_REQUEUE) {
-        fprintf(stderr, "unet2022: error: %s%s\n", err,
-                rc == 1 ? "\nusage: unet2022 train CONFIG [section.key=value ...] [--resume auto|none|PATH]" : "");
-    }
+    if (rc != 0 && rc != UNET_EXIT_REQUEUE) fail(err, rc);
     if (rc == 2 && comm->size > 1) comm->abort_all(comm, rc); /* peers may sit in a collective */
     trainer_destroy(t);
     if (be) be->destroy(be);

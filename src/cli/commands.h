@@ -14,8 +14,6 @@ int cmd_prepare(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_check_store(int argc, char **argv);
 int cmd_bench_store(int argc, char **argv);
-int cmd_augment_apply(int argc, char **argv);
 int cmd_bench_loader(int argc, char **argv);
-int cmd_gpu_check_ops(int argc, char **argv); /* only with UNET_HAVE_CUDA */
 
 #endif

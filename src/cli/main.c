@@ -27,12 +27,26 @@ static void usage(FILE *fp) {
                 "  check-store DIR  read every slice of a store, verifying checksums\n"
                 "  bench-store DIR  random slice reads per second, one thread and many\n"
                 "  bench-loader     augmentation loader throughput (samples/s per core)\n"
-                "  augment-apply    one augmentation transform with fixed parameters (for tests)\n"
                 "  devices          list the CUDA devices this process sees\n"
-                "  gpu-check-ops    CUDA backend against the CPU reference (ops, --steps, --nccl)\n"
-                "  version          print the version\n\n"
+                "  version          print the version and what this build has (MPI, CUDA)\n\n"
                 "Run `unet2022 COMMAND --help` for a command's options.\n",
             UNET_VERSION);
+}
+
+/* What this build has, one "name: value" line each (the tests skip what a build lacks). */
+static void print_build_features(void) {
+#ifdef UNET_HAVE_MPI
+    printf("mpi: yes\n");
+#else
+    printf("mpi: no\n");
+#endif
+#if defined(UNET_CUDA_EMULATOR)
+    printf("cuda: emulator\n");
+#elif defined(UNET_HAVE_CUDA)
+    printf("cuda: yes\n");
+#else
+    printf("cuda: no\n");
+#endif
 }
 
 static int cmd_devices(void) {
@@ -68,18 +82,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "check-store")) return cmd_check_store(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench-store")) return cmd_bench_store(argc - 2, argv + 2);
     if (!strcmp(cmd, "bench-loader")) return cmd_bench_loader(argc - 2, argv + 2);
-    if (!strcmp(cmd, "augment-apply")) return cmd_augment_apply(argc - 2, argv + 2);
     if (!strcmp(cmd, "devices")) return cmd_devices();
-    if (!strcmp(cmd, "gpu-check-ops")) {
-#ifdef UNET_HAVE_CUDA
-        return cmd_gpu_check_ops(argc - 2, argv + 2);
-#else
-        printf("built without CUDA: skipped\n");
-        return 77;
-#endif
-    }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("unet2022 %s\n", UNET_VERSION);
+        print_build_features();
         return 0;
     }
     fprintf(stderr, "unet2022: error: unknown command '%s'\n\n", cmd);

@@ -17,6 +17,10 @@
 #include <yaml.h>
 
 #include "check.h"
+#include "loader.h" /* LOADER_DEFAULT_*: the loader section's defaults live with the loader */
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 typedef enum { F_INT, F_LONG, F_FLOAT, F_BOOL, F_STRING, F_INT_LIST } FieldType;
 
@@ -82,12 +86,13 @@ static const Field FIELDS[] = {
     {"train", "grad_bucket_mb", F_FLOAT, OFF(grad_bucket_mb), 0, 0, 4096, NULL, "25", FREE, PLAIN},
     /* the NCCL watchdog: how long a collective may stay incomplete (0: no watchdog) */
     {"train", "comm_timeout_s", F_FLOAT, OFF(comm_timeout_s), 0, 0, 86400, NULL, "300", FREE, PLAIN},
+    {"train", "kernels", F_STRING, OFF(kernels), CAP(kernels), 0, 0, NULL, "auto", FREE, PLAIN},
     /* [0, 0]: the recipe's rule for the crop (augment_params_set_patch) */
     {"augment", "enlarged", F_INT_LIST, OFF(aug.enlarged), 2, 0, AUGMENT_ENLARGED_MAX, NULL, "[0, 0]", KEEP, PLAIN},
     AUGMENT_SETTINGS(AUG_ROW)
     /* a sample's draws depend on the seed, epoch and index only, never on the worker */
-    {"loader", "workers", F_INT, OFF(loader.workers), 0, 1, 1024, NULL, "4", FREE, PLAIN},
-    {"loader", "prefetch", F_INT, OFF(loader.prefetch), 0, 1, 1024, NULL, "4", FREE, PLAIN},
+    {"loader", "workers", F_INT, OFF(loader.workers), 0, 1, 1024, NULL, STRINGIFY(LOADER_DEFAULT_WORKERS), FREE, PLAIN},
+    {"loader", "prefetch", F_INT, OFF(loader.prefetch), 0, 1, 1024, NULL, STRINGIFY(LOADER_DEFAULT_PREFETCH), FREE, PLAIN},
     /* inference only */
     {"predict", "step", F_FLOAT, OFF(predict_step), 0, 0.01, 1, NULL, "0.5", FREE, PLAIN},
 };

@@ -40,6 +40,7 @@ typedef struct {
     int threads;           /* CPU threads per rank (0: all cores / ranks per node) */
     double grad_bucket_mb; /* gradient all-reduce bucket, MiB (0: one bucket after backward): grad_sync.h */
     double comm_timeout_s; /* NCCL watchdog: seconds a collective may stay incomplete (0: off): comm_nccl.h */
+    char kernels[256];     /* cuda: "auto" (timed on the card, kernels/cuda/tune.h) or "op=impl,..." forced */
 
     /* augment: the data layer's own parameters (data/augment.h owns their defaults and bounds).
      * aug.patch stays 0 here; it and any aug.enlarged axis of 0 (the recipe's rule) follow

@@ -2,6 +2,7 @@
 #include "predict.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,4 +148,48 @@ void predict_slice(Predictor *p, float *probs /* (K, H, W) */, const float *imag
     free(win);
     free(sy);
     free(sx);
+}
+
+void predict_volume(Predictor *p, float *probs, int32_t *labels, const float *volume, int D, int H, int W) {
+    const int K = p->K, C = p->cin;
+    size_t plane = (size_t)H * W;
+    float *sp = xmalloc((size_t)K * plane * sizeof(float)); /* (K, H, W) */
+    float *img = xmalloc((size_t)C * plane * sizeof(float)); /* (C, H, W) */
+    for (int z = 0; z < D; z++) {
+        for (int c = 0; c < C; c++) memcpy(img + c * plane, volume + ((size_t)c * D + z) * plane, plane * sizeof(float));
+        predict_slice(p, sp, img, H, W);
+        for (int k = 0; k < K; k++) memcpy(probs + ((size_t)k * D + z) * plane, sp + k * plane, plane * sizeof(float));
+        for (size_t i = 0; i < plane; i++) {
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (sp[k * plane + i] > sp[best * plane + i]) best = k;
+            labels[plane * z + i] = best;
+        }
+    }
+    free(sp);
+    free(img);
+}
+
+int predict_norm_ok(const char *norm) {
+    double lo, hi, mean, sd;
+    char tail;
+    if (!strcmp(norm, "none") || !strcmp(norm, "zscore")) return 1;
+    return !strncmp(norm, "ct:", 3) && sscanf(norm + 3, "%lf,%lf,%lf,%lf%c", &lo, &hi, &mean, &sd, &tail) == 4 && sd > 0;
+}
+
+void predict_normalise(float *x, size_t n, const char *norm) {
+    if (!strcmp(norm, "none")) return;
+    double lo = -INFINITY, hi = INFINITY, mean = 0, sd = 1;
+    if (!strncmp(norm, "ct:", 3)) {
+        sscanf(norm + 3, "%lf,%lf,%lf,%lf", &lo, &hi, &mean, &sd);
+    } else { /* zscore over the whole case */
+        double s = 0, s2 = 0;
+        for (size_t i = 0; i < n; i++) s += x[i], s2 += (double)x[i] * x[i];
+        mean = s / n;
+        sd = sqrt(fmax(s2 / n - mean * mean, 0)) + 1e-8;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i] < lo ? lo : x[i] > hi ? hi : x[i];
+        x[i] = (float)((v - mean) / sd);
+    }
 }

@@ -6,6 +6,9 @@
 #ifndef UNET_PREDICT_H
 #define UNET_PREDICT_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "backend.h"
 #include "model.h"
 
@@ -39,6 +42,17 @@ void predictor_free(Predictor *p);
 /* Softmax probabilities of one slice: image (Cin, H, W) -> probs (K, H, W). Slices smaller than
  * the crop are zero-padded symmetrically (nnU-Net's pad_nd_image) and cropped back. */
 void predict_slice(Predictor *p, float *probs /* (K, H, W) */, const float *image /* (Cin, H, W) */, int H, int W);
+
+/* A volume slice by slice (the released 2D network): probabilities and their argmax (the first
+ * class wins a tie). volume: (Cin, D, H, W). */
+void predict_volume(Predictor *p, float *probs /* (K, D, H, W) */, int32_t *labels /* (D, H, W) */,
+                    const float *volume /* (Cin, D, H, W) */, int D, int H, int W);
+
+/* Intensity normalisation of NIfTI input (a store's is normalised at import), per channel over
+ * the whole case: "none", "zscore", or "ct:LO,HI,MEAN,SD" (clip to [LO, HI], then (v - MEAN) / SD).
+ * predict_norm_ok: whether the spec is one of those (SD > 0). */
+int predict_norm_ok(const char *norm);
+void predict_normalise(float *x /* (n) */, size_t n, const char *norm);
 
 /* Softmax of one window (mirror-averaged when p->mirror) into p->win_prob. window: (Cin, ch, cw). */
 void predict_window(Predictor *p, const float *window /* (Cin, ch, cw) */);

@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "file_check.h"
+#include "resource_limits.h"
 
 /* The reference implementation refuses headers above 100 MB; so do we. */
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
@@ -137,9 +139,13 @@ static int json_uint(const cJSON *j, uint64_t *out) {
 
 static int read_whole_file(const char *path, unsigned char **buf_out, size_t *len_out, char *err,
                            size_t err_len) {
-    FILE *fp = fopen(path, "rb");
+    /* fopen() of a FIFO blocks until a writer appears: check the type on a non-blocking open */
+    int fd = fc_open_regular(path, "safetensors file", NULL, err, err_len);
+    if (fd < 0) return -1;
+    FILE *fp = fdopen(fd, "rb");
     if (!fp) {
         set_err(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
         return -1;
     }
     struct stat sb;
@@ -233,6 +239,19 @@ static int parse_tensor_entry(const char *path, const cJSON *e, StTensor *t, uin
         }
     }
     if (zero) nbytes = 0;
+    /* The resource policy: no tensor above UNET_MAX_TENSOR_BYTES, and no shape whose element
+     * count (zero dimensions aside) would overflow a consumer's size arithmetic. */
+    int64_t numel_nonzero;
+    {
+        int64_t dims[ST_MAX_DIMS];
+        for (int k = 0; k < ndim; k++) dims[k] = t->shape[k] ? t->shape[k] : 1;
+        if (unet_checked_product(dims, ndim, (int64_t)UNET_MAX_TENSOR_BYTES, &numel_nonzero) ||
+            (uint64_t)numel_nonzero * st_dtype_size(t->dtype) > UNET_MAX_TENSOR_BYTES) {
+            set_err(err, err_len, "%s: tensor '%s': field 'shape' declares more than the %llu-byte tensor limit", path,
+                    name, (unsigned long long)UNET_MAX_TENSOR_BYTES);
+            return -1;
+        }
+    }
     if (cJSON_GetArraySize(jo) != 2) {
         set_err(err, err_len, "%s: tensor '%s': data_offsets must have 2 entries", path, name);
         return -1;

@@ -175,5 +175,54 @@ class Weights(unittest.TestCase):
         self.assertIn("outside [0, 4)", r.stderr)
 
 
+class Arguments(unittest.TestCase):
+    """Every command reads its options from a table (src/cli/args.c): a value that is not a number
+    or is out of range, a missing required option and an unknown option are usage errors (exit 1)
+    naming the command and the option, never a silent default."""
+
+    def usage_error(self, r, *needles):
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        for n in needles:
+            self.assertIn(n, r.stderr)
+
+    def test_step_out_of_range(self):
+        r = run("predict", "--weights", "w", "--input", "i", "--output", "o", "--step", "0")
+        self.usage_error(r, "unet2022 predict: --step: expected a number in (0, 1], got '0'")
+        r = run("predict", "--weights", "w", "--input", "i", "--output", "o", "--step", "1.5")
+        self.usage_error(r, "unet2022 predict: --step: expected a number in (0, 1], got '1.5'")
+
+    def test_step_not_a_number(self):
+        r = run("predict", "--weights", "w", "--input", "i", "--output", "o", "--step", "abc")
+        self.usage_error(r, "unet2022 predict: --step: expected a number in (0, 1], got 'abc'")
+
+    def test_required_option_named(self):
+        r = run("evaluate", "--pred", "p", "--gt", "g")
+        self.usage_error(r, "unet2022 evaluate: --out is required")
+        r = run("init", os.path.join(SRC, "configs", "demo.yaml"))
+        self.usage_error(r, "unet2022 init: --out is required")
+
+    def test_unknown_option(self):
+        r = run("evaluate", "--pred", "p", "--gt", "g", "--out", "o", "--bogus")
+        self.usage_error(r, "unet2022 evaluate: unknown option '--bogus'")
+        r = run("info", os.path.join(SRC, "configs", "demo.yaml"), "--bogus", "1")
+        self.usage_error(r, "unet2022 info: unknown option '--bogus'")
+
+    def test_integer_and_choice_checked(self):
+        r = run("info", os.path.join(SRC, "configs", "demo.yaml"), "--batch", "2x")
+        self.usage_error(r, "unet2022 info: --batch: expected an integer in [1, 4096], got '2x'")
+        r = run("evaluate", "--pred", "p", "--gt", "g", "--out", "o", "--convention", "scipy")
+        self.usage_error(r, "unet2022 evaluate: --convention: expected one of medpy|monai, got 'scipy'")
+        r = run("bench", os.path.join(SRC, "configs", "demo.yaml"), "--runs")
+        self.usage_error(r, "unet2022 bench: --runs: expected a value")
+
+    def test_help_generated_from_the_table(self):
+        r = run("predict", "--help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("usage: unet2022 predict --weights W", r.stdout)
+        self.assertIn("predict.step", r.stdout)
+        for opt in ("--step F", "--mirror", "--overlay S", "--backend cpu|cuda", "--norm N"):
+            self.assertIn(opt, r.stdout)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
@@ -320,6 +321,162 @@ class TransUNet(Base):
                      label=np.zeros((4, 4)))
         r = run("prepare", "synapse-transunet", "--src", self.p("src"), "--out", self.p("st"))
         self.assert_fails(r, self.p("st"), "case0005_slice002.npz", "expected slice 001")
+
+
+class Hostile(Base):
+    """Issue 16: hostile inputs fail fast with the file and the field named, leave no partial
+    output and leave existing outputs alone; stale temporaries of dead runs are cleaned."""
+
+    def transunet_src(self):
+        os.makedirs(self.p("src", "train_npz"))
+        os.makedirs(self.p("src", "test_vol_h5"))
+        np.savez(self.p("src", "train_npz", "case0005_slice000.npz"), image=np.zeros((4, 4), np.float32),
+                 label=np.zeros((4, 4), np.float32))
+        return self.p("src", "test_vol_h5", "case0001.npy.h5")
+
+    def run_prepare(self, *extra):
+        return subprocess.run([BIN, "prepare", "synapse-transunet", "--src", self.p("src"), "--out", self.p("st"),
+                               "--quiet", *extra], capture_output=True, text=True, timeout=60)
+
+    def test_transunet_compound_image(self):
+        # the failed read used to free the image buffer, and the caller freed it again
+        h5 = self.transunet_src()
+        ct = np.dtype([("a", np.float32), ("b", np.int32)])
+        with h5py.File(h5, "w") as f:
+            f["image"] = np.zeros((2, 4, 4), ct)
+            f["label"] = np.zeros((2, 4, 4), np.uint8)
+        r = self.run_prepare()
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assert_fails(r, self.p("st"), "case0001.npy.h5", "'image'", "not an integer or float array")
+
+    def test_transunet_hdf5_memory_bomb(self):
+        # a 2 KB file declaring 65536 x 65536 slices used to make prepare allocate and fill them
+        h5 = self.transunet_src()
+        with h5py.File(h5, "w") as f:
+            f.create_dataset("image", shape=(2, 65536, 65536), dtype=np.float32)
+            f.create_dataset("label", shape=(2, 65536, 65536), dtype=np.uint8)
+        self.assertLess(os.path.getsize(h5), 8192)
+        r = self.run_prepare()
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assert_fails(r, self.p("st"), "case0001.npy.h5", "'image'", "65536", "limits")
+        # within the limits but never written: declared bytes are not in the file
+        with h5py.File(h5, "w") as f:
+            f.create_dataset("image", shape=(64, 1024, 1024), dtype=np.float32)
+            f["label"] = np.zeros((64, 1024, 1024), np.uint8)[:1]
+        r = self.run_prepare()
+        self.assert_fails(r, self.p("st"), "case0001.npy.h5", "'image'", "truncated or corrupt")
+
+    def test_transunet_chunked_h5(self):
+        # chunks are checked before HDF5 reads them (libhdf5 reads freed memory on some corrupt
+        # chunks: tests/fuzz/crashes/transunet_h5/): valid filtered files still import exactly
+        h5 = self.transunet_src()
+        rng = np.random.default_rng(3)
+        img = rng.random((3, 8, 6)).astype(np.float32)
+        lab = rng.integers(0, 9, (3, 8, 6)).astype(np.uint8)
+        with h5py.File(h5, "w") as f:
+            f.create_dataset("image", data=img, chunks=(1, 8, 6), compression="gzip", shuffle=True, fletcher32=True)
+            f.create_dataset("label", data=lab, chunks=(2, 4, 6), compression="gzip")
+        r = self.run_prepare()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got, glab, _ = case(self.p("st"), "case0001")
+        np.testing.assert_array_equal(got[:, 0], img)
+        np.testing.assert_array_equal(glab, lab)
+        shutil.rmtree(self.p("st"))
+        with h5py.File(h5, "r") as f:
+            info = f["image"].id.get_chunk_info(1)
+        with open(h5, "r+b") as fp:
+            fp.seek(info.byte_offset + info.size // 2)
+            b = fp.read(1)
+            fp.seek(info.byte_offset + info.size // 2)
+            fp.write(bytes([b[0] ^ 0x20]))
+        r = self.run_prepare()
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assert_fails(r, self.p("st"), "case0001.npy.h5", "'image'", "chunk 1")
+
+    def test_transunet_hdf5_library_crash(self):
+        # libhdf5 itself crashes (SIGSEGV in H5Dopen2) on this fuzzer-found file: prepare reads case
+        # files in a child process, so it is an error naming the file, exit 2, no store
+        src = os.environ.get("UNET2022_SOURCE", os.path.join(os.path.dirname(__file__), "..", ".."))
+        known = glob.glob(os.path.join(src, "tests", "fuzz", "known", "transunet_h5", "*"))
+        self.assertTrue(known, "tests/fuzz/known/transunet_h5/ is empty")
+        h5 = self.transunet_src()
+        for k in known:
+            shutil.copy(k, h5)
+            r = self.run_prepare()
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assert_fails(r, self.p("st"), "case0001.npy.h5", "HDF5")
+
+    def test_fifo_inputs(self):
+        h5 = self.transunet_src()
+        os.mkfifo(h5)
+        r = self.run_prepare()
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assert_fails(r, self.p("st"), "case0001.npy.h5", "FIFO")
+        os.unlink(h5)
+        os.mkfifo(self.p("src", "train_npz", "case0005_slice001.npz"))
+        r = self.run_prepare()
+        self.assert_fails(r, self.p("st"), "case0005_slice001.npz", "FIFO")
+
+    def test_failure_leaves_existing_store(self):
+        self.transunet_src()
+        r = self.run_prepare()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        before = sha(self.p("st", "manifest.json"))
+        with h5py.File(self.p("src", "test_vol_h5", "case0001.npy.h5"), "w") as f:
+            f.create_dataset("image", shape=(2, 65536, 65536), dtype=np.float32)
+            f.create_dataset("label", shape=(2, 65536, 65536), dtype=np.uint8)
+        r = self.run_prepare("--force")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(sha(self.p("st", "manifest.json")), before)
+        self.assertEqual(glob.glob(self.p("st") + ".tmp.*"), [])
+
+    def test_stale_temporaries(self):
+        self.transunet_src()
+        # a pid that is surely dead: a child that has exited and been reaped
+        child = subprocess.Popen(["true"])
+        child.wait()
+        host = "".join(c if c.isalnum() and c.isascii() or c == "-" else "_" for c in socket.gethostname())
+        dead = self.p("st.tmp.%s.%d" % (host, child.pid))
+        legacy = self.p("st.tmp.%d" % child.pid)  # the name before the host was in it
+        live = self.p("st.tmp.%s.%d" % (host, os.getpid()))
+        other_node = self.p("st.tmp.%s.%d" % (host + "-other", child.pid))  # its pid means nothing here
+        for d in (dead, legacy, live, other_node):
+            os.makedirs(d)
+            with open(os.path.join(d, "shard-00000.h5"), "wb") as f:
+                f.write(b"partial")
+        r = self.run_prepare()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(dead), "stale temporary of a dead process left behind")
+        self.assertFalse(os.path.exists(legacy), "stale temporary (old name) of a dead process left behind")
+        self.assertTrue(os.path.exists(os.path.join(live, "shard-00000.h5")), "a live process's temporary was removed")
+        self.assertTrue(os.path.exists(os.path.join(other_node, "shard-00000.h5")), "another node's temporary was removed")
+
+    def test_check_store_geometry_mismatch(self):
+        write_btcv(self.p("src"), [5, 1], shape=(16, 12, 3))
+        write_split(self.p("split.txt"), [5], [1])
+        r = run("prepare", "synapse", "--src", self.p("src"), "--split", self.p("split.txt"), "--out", self.p("st"),
+                "--quiet")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(run("check-store", self.p("st")).returncode, 0)
+        shard = self.p("st", "shard-00000.h5")
+        with h5py.File(shard, "r+") as f:
+            a = f["cases/img0001"].attrs["affine"].copy()
+            a[0, 3] += 0.5
+            f["cases/img0001"].attrs["affine"] = a
+        r = run("check-store", self.p("st"))
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        for w in ("shard-00000.h5", "img0001", "'affine'[3]", "manifest"):
+            self.assertIn(w, r.stderr)
+        with h5py.File(shard, "r+") as f:
+            a[0, 3] -= 0.5  # restored: only the spacing differs now
+            f["cases/img0001"].attrs["affine"] = a
+            s = f["cases/img0005"].attrs["spacing"].copy()
+            s[2] *= 2
+            f["cases/img0005"].attrs["spacing"] = s
+        r = run("check-store", self.p("st"))
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        for w in ("shard-00000.h5", "img0005", "'spacing'[2]"):
+            self.assertIn(w, r.stderr)
 
 
 class ACDC(Base):

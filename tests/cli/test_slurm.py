@@ -7,7 +7,8 @@ itself, resumes and ends with a checkpoint bitwise identical to an uninterrupted
 settings fail at submission or at job start with a clear message.
 
 Exit 77 (skipped, reason printed) when Slurm or munge is not installed or we are not root;
-daemons that are installed but do not come up are a failure."""
+daemons that are installed but do not come up are a failure. The preemption test (2 ranks through
+mpirun) is skipped when unet2022 is built without MPI (mpi_cases.py)."""
 import csv
 import glob
 import json
@@ -23,7 +24,10 @@ import unittest
 import numpy as np
 from safetensors.numpy import load_file
 
+from mpi_cases import have_mpi, main, needs_mpi
+
 BIN = os.path.abspath(os.environ.get("UNET2022_BIN", "build/unet2022"))
+HAVE_MPI = have_mpi(BIN)
 SRC = os.path.abspath(os.environ.get("UNET2022_SOURCE", os.path.join(os.path.dirname(__file__), "..", "..")))
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none"}
@@ -128,6 +132,7 @@ class Slurm(unittest.TestCase):
             return f.read()
 
     # ---- the tests ----
+    @needs_mpi(HAVE_MPI)
     def test_preempted_job_requeues_and_resumes_exactly(self):
         run_dir, log = os.path.join(self.tmp, "preempt"), os.path.join(self.tmp, "preempt-%j.out")
         args = TINY + [f"train.max_steps={PREEMPT_STEPS}", "train.checkpoint_every=5", "train.val_every=20"]
@@ -267,11 +272,13 @@ class Slurm(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    missing = [p for p in ("munged", "slurmctld", "slurmd", "sbatch", "mpirun")
+    if "--mpi-cases" in sys.argv[1:] and not HAVE_MPI:
+        main(HAVE_MPI)  # reports them skipped before any Slurm comes up
+    missing = [p for p in ("munged", "slurmctld", "slurmd", "sbatch") + (("mpirun",) if HAVE_MPI else ())
                if not shutil.which(p) and not os.path.exists(f"/usr/sbin/{p}")]
     if missing:
         skip(f"not installed: {', '.join(missing)} (scripts/install-deps.sh installs slurmctld slurmd "
              "slurm-client munge)")
     if os.geteuid() != 0:
         skip("needs root to run its private slurmctld/slurmd/munged")
-    unittest.main(verbosity=2)
+    main(HAVE_MPI)

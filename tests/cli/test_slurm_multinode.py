@@ -343,6 +343,8 @@ class MultiNode(unittest.TestCase):
 
 
 if __name__ == "__main__":
+    if os.environ.get("UNET2022_WITH_MPI") == "0":
+        skip("built without MPI (-DUNET_WITH_MPI=OFF): the multi-node jobs need it")
     missing = [p for p in ("munged", "slurmctld", "slurmd", "sbatch", "mpirun", "ip", "nsenter", "unshare")
                if not shutil.which(p) and not os.path.exists(f"/usr/sbin/{p}") and not os.path.exists(f"/sbin/{p}")]
     if missing:

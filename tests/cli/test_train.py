@@ -4,7 +4,8 @@ losses on 1, 2 and 4 ranks for one global batch, SIGTERM → checkpoint + exit 7
 checkpoint writes never leaves a run that cannot resume, and clear errors for damaged
 checkpoints, bad YAML, a missing store and a changed config (naming every changed key); the
 keys that may change on resume (loader.*) and checkpoints of older versions (no predict.step)
-resume. Multi-rank cases use Open MPI's mpirun on the CPU."""
+resume. Multi-rank cases use Open MPI's mpirun on the CPU; they are skipped when unet2022 is built
+without MPI (mpi_cases.py)."""
 import glob
 import json
 import os
@@ -21,7 +22,10 @@ import unittest
 import numpy as np
 from safetensors.numpy import load_file
 
+from mpi_cases import have_mpi, main, needs_mpi
+
 BIN = os.environ.get("UNET2022_BIN", "build/unet2022")
+HAVE_MPI = have_mpi(BIN)
 EXIT_REQUEUE = 75
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMPI_MCA_btl_vader_single_copy_mechanism": "none"}
@@ -123,9 +127,11 @@ class Train(unittest.TestCase):
     def test_exact_resume_one_rank(self):
         self.exact_resume(0)
 
+    @needs_mpi(HAVE_MPI)
     def test_exact_resume_two_ranks(self):
         self.exact_resume(2)
 
+    @needs_mpi(HAVE_MPI)
     def test_same_losses_on_1_2_4_ranks(self):
         losses = {}
         for ranks in (0, 2, 4):
@@ -142,6 +148,7 @@ class Train(unittest.TestCase):
                                        msg=f"{r} ranks, step {s}")
         print("losses per step, 1/2/4 ranks:", {r: [round(losses[r][s], 7) for s in sorted(base)] for r in losses})
 
+    @needs_mpi(HAVE_MPI)
     def test_gradient_buckets_do_not_change_the_result(self):
         # 2 ranks: one all-reduce after backward (bucket 0) against many small buckets started
         # during backward. A sum of two floats does not depend on order, so the weights must be
@@ -160,6 +167,7 @@ class Train(unittest.TestCase):
             self.assert_same_checkpoint(os.path.join(dirs["0"][0], name), os.path.join(dirs[mb][0], name))
         print("2 ranks, 4 steps: weights identical with", {mb: n for mb, (d, n) in dirs.items()}, "bucket(s)")
 
+    @needs_mpi(HAVE_MPI)
     def test_resume_on_a_different_rank_count_keeps_the_batch_sequence(self):
         straight = self.run_dir("straight_r1")
         self.train(straight, "train.max_steps=6")
@@ -289,4 +297,4 @@ class Train(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    main(HAVE_MPI)

@@ -1,6 +1,6 @@
 # emulator.cmake — included by the top-level CMakeLists.txt when UNET_CUDA_EMULATOR is ON: builds
 # `unet_cuda` from kernels/cuda/*.cu compiled as C++ against tests/cuda_emu/include (the CUDA
-# runtime, cuBLAS, cuDNN and NCCL as CPU code), so `unet2022 gpu-check-ops` runs without a GPU.
+# runtime, cuBLAS, cuDNN and NCCL as CPU code), so `unet2022-check gpu-check-ops` runs without a GPU.
 set(EMU_DIR ${PROJECT_SOURCE_DIR}/tests/cuda_emu)
 file(GLOB EMU_CUDA_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cu)
 set(EMU_GENERATED)

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # tests/gpu/check.sh — THE GPU check (docs/gpu-check.md): run it from the repository root on a
 # machine with one NVIDIA GPU. Within ~8 minutes on an H100 it
-#   1. builds unet2022 with the CUDA backend (using .devdeps/ when present: scripts/pack-gpu-deps.sh),
-#   2. checks every CUDA op, forward and backward, against the CPU reference (gpu-check-ops), with
-#      the backend in fp32 (exact-comparison tolerances) and in bf16 (the product mode),
+#   1. builds unet2022 and its test harness unet2022-check with the CUDA backend (using .devdeps/
+#      when present: scripts/pack-gpu-deps.sh),
+#   2. checks every CUDA op, forward and backward, against the CPU reference (unet2022-check
+#      gpu-check-ops), with the backend in fp32 (exact-comparison tolerances) and in bf16 (the
+#      product mode),
 #   3. runs 20 training steps of the demo network on both backends and compares the losses, again
 #      in fp32 and in bf16,
 #   3b. trains the demo network with `unet2022 train` on the GPU (validation, checkpoint, resume),
 #       and compares `unet2022 predict --backend cuda` with the CPU's (when nibabel is at hand),
 #   4. all-reduces through the NCCL transport on one rank: a plain all-reduce, then gradient
-#      buckets overlapped with the backward pass of the demo network (src/gpu_check_nccl.c),
+#      buckets overlapped with the backward pass of the demo network (tests/check/gpu_check_nccl.c),
 #   5. benchmarks a synapse_320 training step at batch 8: ours (bench --backend cuda) in bf16, the
 #      mixed-precision product mode, against the PyTorch reference network in eager AMP and
 #      torch.compile (scripts/bench_torch_gpu.py), and ours in fp32 for reference,
@@ -76,12 +78,14 @@ fi
 export PATH="$PATH:/usr/local/cuda/bin"
 mpi=OFF
 command -v mpicc >/dev/null 2>&1 && mpi=ON
+# UNET_BUILD_TESTS=ON for unet2022-check (tests/check); only the two executables are built
 if ! run_step build 240 bash -c "cmake -S . -B '$BUILD' -DCMAKE_BUILD_TYPE=Release -DUNET_WITH_CUDA=ON \
-    -DUNET_WITH_MPI=$mpi -DUNET_BUILD_TESTS=OFF -DUNET_CPU_ARCH=native -DCMAKE_CUDA_ARCHITECTURES=90 &&
-    cmake --build '$BUILD' -j$(nproc) --target unet2022"; then
+    -DUNET_WITH_MPI=$mpi -DUNET_BUILD_TESTS=ON -DUNET_CPU_ARCH=native -DCMAKE_CUDA_ARCHITECTURES=90 &&
+    cmake --build '$BUILD' -j$(nproc) --target unet2022 unet2022-check"; then
   echo "build failed: see $LOG/build.log" >&2
 fi
 BIN=$BUILD/unet2022
+CHECK=$BUILD/unet2022-check
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 
 if [[ -x $BIN ]]; then
@@ -90,11 +94,11 @@ if [[ -x $BIN ]]; then
   # (ops_bf16 does the same work as ops, 10-20 s; its lower limit only stops a hang sooner)
   # CUDA_LAUNCH_BLOCKING: a faulting kernel is reported at its own launch, not at a later op's
   # sync (the op shapes are tiny, so it costs little; never for the benchmarks)
-  run_step ops 90 env CUDA_LAUNCH_BLOCKING=1 "$BIN" gpu-check-ops --precision fp32
-  run_step ops_bf16 60 env CUDA_LAUNCH_BLOCKING=1 "$BIN" gpu-check-ops --precision bf16
+  run_step ops 90 env CUDA_LAUNCH_BLOCKING=1 "$CHECK" gpu-check-ops --precision fp32
+  run_step ops_bf16 60 env CUDA_LAUNCH_BLOCKING=1 "$CHECK" gpu-check-ops --precision bf16
   # ---- 3. 20 training steps, GPU vs CPU: fp32 (tight), bf16 (loose) ---------------------------
-  run_step steps20 90 "$BIN" gpu-check-ops --precision fp32 --steps 20 --config configs/demo.yaml --batch 2
-  run_step steps20_bf16 90 "$BIN" gpu-check-ops --precision bf16 --steps 20 --config configs/demo.yaml --batch 2
+  run_step steps20 90 "$CHECK" gpu-check-ops --precision fp32 --steps 20 --config configs/demo.yaml --batch 2
+  run_step steps20_bf16 90 "$CHECK" gpu-check-ops --precision bf16 --steps 20 --config configs/demo.yaml --batch 2
   # ---- 3b. the product path: `unet2022 train` on the GPU, with validation and a resume --------
   run_step train_cuda 60 bash tests/gpu/train_cuda.sh "$BIN"
   # predict on the GPU against the CPU (needs nibabel in some python3: UNET_PYTHON)
@@ -107,7 +111,7 @@ if [[ -x $BIN ]]; then
   # ---- 4. NCCL on one rank (MPI singleton) ---------------------------------------------------
   if [[ $mpi == ON ]]; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # containers run as root
-    run_step nccl 45 "$BIN" gpu-check-ops --nccl
+    run_step nccl 45 "$CHECK" gpu-check-ops --nccl
   else
     ROWS+=("nccl|SKIPPED|no MPI on this machine (pack .devdeps with Open MPI)")
   fi

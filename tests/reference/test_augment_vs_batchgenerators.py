@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Our augmentation transforms against batchgenerators (PyPI) with fixed parameters on the same
-input: `unet2022 augment-apply` runs one C transform; batchgenerators' own functions run the
+input: `unet2022-check augment-apply` runs one C transform; batchgenerators' own functions run the
 same one (for the spatial transform, the exact steps of augment_spatial: zero-centred mesh,
 rotate_coords_2d, scale_coords, + centre, interpolate_img). Skipped (77) without
 batchgenerators.
@@ -38,7 +38,7 @@ except ImportError as e:  # pragma: no cover
     print(f"skipped: {e} (scripts/install-deps.sh installs batchgenerators)")
     sys.exit(77)
 
-BIN = os.environ.get("UNET2022_BIN", "build/unet2022")
+CHECK = os.environ.get("UNET2022_CHECK", "build/unet2022-check")
 
 
 def make_input(C, H, W, seed, pad_rows=0):
@@ -68,7 +68,7 @@ class AugmentVsBatchgenerators(unittest.TestCase):
         if lab is not None:
             tensors["label"] = np.ascontiguousarray(lab, np.int32)
         save_file(tensors, src)
-        args = [BIN, "augment-apply", src, dst, op] + [f"{k}={v!r}" for k, v in kw.items()]
+        args = [CHECK, "augment-apply", src, dst, op] + [f"{k}={v!r}" for k, v in kw.items()]
         r = subprocess.run(args, capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         out = load_file(dst)

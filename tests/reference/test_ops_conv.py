@@ -1,7 +1,7 @@
 """Reference tests for the CPU conv / linear ops (conv3x3, dwconv7, convT, linear).
 
 Each case draws random inputs, parameters and an upstream gradient `dout`, runs
-`$UNET2022_OPTEST <op>` (forward + backward of the C op) and compares the output and every
+`$UNET2022_CHECK optest <op>` (forward + backward of the C op) and compares the output and every
 gradient with PyTorch autograd (F.conv2d / F.conv2d(groups=C) / F.conv_transpose2d /
 F.linear). The torch reference is evaluated in float64 from the same float32 values, so
 the measured error is ours alone.
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.numpy import load_file, save_file
 
-OPTEST = os.environ.get("UNET2022_OPTEST")
+CHECK = os.environ.get("UNET2022_CHECK")  # build/unet2022-check
 FWD_TOL = 1e-5
 GRAD_TOL = 1e-4
 
@@ -44,7 +44,7 @@ def run_optest(op, tensors, attrs):
         fin, fout = os.path.join(d, "in.safetensors"), os.path.join(d, "out.safetensors")
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, fin,
                   metadata={k: str(v) for k, v in attrs.items()})
-        r = subprocess.run([OPTEST, op, fin, fout], capture_output=True, text=True)
+        r = subprocess.run([CHECK, "optest", op, fin, fout], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"{op} failed ({r.returncode}): {r.stderr}")
         return load_file(fout)
@@ -186,7 +186,7 @@ class ConvOpsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if not OPTEST or not os.path.exists(OPTEST):
-        print("UNET2022_OPTEST not set or missing: skipping")
+    if not CHECK or not os.path.exists(CHECK):
+        print("UNET2022_CHECK not set or missing: skipping")
         sys.exit(77)
     unittest.main()

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Loss and optimiser ops against PyTorch: nnU-Net v1 DC_and_CE_loss (forward + autograd
 gradient), label downsampling, torch.optim.Adam, and clip_grad_norm_ composed from
-sum_squares + scale. Runs the C ops through $UNET2022_OPTEST (see tests/optest/optest.h)."""
+sum_squares + scale. Runs the C ops through `$UNET2022_CHECK optest` (see tests/check/optest.h)."""
 import atexit
 import os
 import shutil
@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.numpy import load_file, save_file
 
-OPTEST = os.environ.get("UNET2022_OPTEST")
-if not OPTEST or not os.path.exists(OPTEST):
-    print("UNET2022_OPTEST is not set or missing; skipping")
+CHECK = os.environ.get("UNET2022_CHECK")  # build/unet2022-check
+if not CHECK or not os.path.exists(CHECK):
+    print("UNET2022_CHECK is not set or missing; skipping")
     sys.exit(77)
 
 TMP = tempfile.mkdtemp(prefix="test_ops_loss_")
@@ -34,7 +34,7 @@ def run_op(op, tensors, attrs, env_extra=None, expect_fail=False):
               metadata={k: str(v) for k, v in attrs.items()})
     env = dict(os.environ)
     env.update(env_extra or {})
-    r = subprocess.run([OPTEST, op, fin, fout], capture_output=True, text=True, env=env)
+    r = subprocess.run([CHECK, "optest", op, fin, fout], capture_output=True, text=True, env=env)
     if expect_fail:
         return r.returncode, r.stderr
     if r.returncode != 0:

@@ -1,7 +1,7 @@
 """test_ops_norm.py — the norm op family (layernorm, gelu, pad_roll, roll_crop, window_attention,
 channel_scale, sample_scale, add/accumulate) against PyTorch autograd.
 
-Each case writes inputs to a safetensors file, runs `$UNET2022_OPTEST <op> in out`, and compares
+Each case writes inputs to a safetensors file, runs `$UNET2022_CHECK optest <op> in out`, and compares
 every output and gradient with torch (computed in float64 from the same float32 inputs, so the
 reported error is ours alone). Relative error = ||ours - ref|| / ||ref|| per tensor.
 Every backward is run from random "<grad>_init" tensors, and the reference is init + gradient:
@@ -21,7 +21,7 @@ from safetensors.numpy import load_file, save_file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import swin_ref  # noqa: E402
 
-OPTEST = os.environ.get("UNET2022_OPTEST")
+CHECK = os.environ.get("UNET2022_CHECK")  # build/unet2022-check
 FWD_TOL = 1e-5
 GRAD_TOL = 1e-4
 
@@ -32,7 +32,7 @@ def run_op(op, tensors, meta):
         fin, fout = os.path.join(d, "in.safetensors"), os.path.join(d, "out.safetensors")
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, fin,
                   metadata={k: str(v) for k, v in meta.items()})
-        r = subprocess.run([OPTEST, op, fin, fout], capture_output=True, text=True)
+        r = subprocess.run([CHECK, "optest", op, fin, fout], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"{op} failed ({r.returncode}): {r.stderr}")
         return load_file(fout)
@@ -266,7 +266,7 @@ class TestElementwise(Base):
 
 
 if __name__ == "__main__":
-    if not OPTEST or not os.path.exists(OPTEST):
-        print("UNET2022_OPTEST not set or missing; skipping")
+    if not CHECK or not os.path.exists(CHECK):
+        print("UNET2022_CHECK not set or missing; skipping")
         sys.exit(77)
     unittest.main(verbosity=2)

@@ -185,6 +185,26 @@ class Predict(unittest.TestCase):
             ref = self.ref_sliding(vol[:, :, 0].T, step)
             self.assertLess(rel_err(self.slice_probs(prob, 0), ref), TOL, f"shape {shape} step {step}")
 
+    def test_step_from_the_config(self):
+        """Without --step the window step is the config's predict.step (default 0.5, nnU-Net's),
+        not a rule on the crop size; --step overrides it."""
+        rng = np.random.default_rng(6)
+        vol = rng.normal(size=(70, 130, 1))
+        d = tempfile.mkdtemp(dir=self.tmp.name)
+        cfg03 = os.path.join(d, "step03.yaml")
+        with open(cfg03, "w") as f:
+            f.write(YAML + "predict:\n  step: 0.3\n")
+        inp = os.path.join(d, "case.nii.gz")
+        nib.save(nib.Nifti1Image(vol.astype(np.float32), np.eye(4)), inp)
+        for cfg, extra, step in ((cfg03, (), 0.3), (self.cfg_path, (), 0.5), (cfg03, ("--step", 0.5), 0.5)):
+            out = os.path.join(d, f"out{len(os.listdir(d))}")
+            r = run("predict", "--weights", self.w_path, "--config", cfg, "--input", inp, "--output", out, "--probs",
+                    *extra)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            prob = nib.load(os.path.join(out, "probs", "case.nii.gz"))
+            ref = self.ref_sliding(vol[:, :, 0].T, step)
+            self.assertLess(rel_err(self.slice_probs(prob, 0), ref), TOL, f"{cfg} {extra}")
+
     def test_mirror_tta(self):
         rng = np.random.default_rng(3)
         vol = rng.normal(size=(64, 64, 1))

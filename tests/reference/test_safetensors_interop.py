@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Our safetensors reader/writer (src/safetensors.c) against the PyPI `safetensors` package,
-driven through $UNET2022_OPTEST: files written by safetensors.numpy.save_file are read by our
+driven through `$UNET2022_CHECK optest`: files written by safetensors.numpy.save_file are read by our
 code (ops "copy_tensors" and "sum_squares"), and the files our writer produces are read back
 by safetensors.numpy.load_file with identical arrays and metadata."""
 import json
@@ -17,9 +17,9 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-OPTEST = os.environ.get("UNET2022_OPTEST")
-if not OPTEST or not os.path.exists(OPTEST):
-    print("UNET2022_OPTEST is not set or missing; skipping")
+CHECK = os.environ.get("UNET2022_CHECK")  # build/unet2022-check
+if not CHECK or not os.path.exists(CHECK):
+    print("UNET2022_CHECK is not set or missing; skipping")
     sys.exit(77)
 
 TMP = tempfile.mkdtemp(prefix="test_st_interop_")
@@ -27,7 +27,7 @@ atexit.register(shutil.rmtree, TMP, True)
 
 
 def run(op, fin, fout):
-    return subprocess.run([OPTEST, op, fin, fout], capture_output=True, text=True)
+    return subprocess.run([CHECK, "optest", op, fin, fout], capture_output=True, text=True)
 
 
 def header_of(path):

@@ -1,4 +1,4 @@
-/* optest.h — `unet2022-optest OP IN.safetensors OUT.safetensors`: runs one backend op's
+/* optest.h — `unet2022-check optest OP IN.safetensors OUT.safetensors`: runs one backend op's
  * forward and backward on tensors written by a PyTorch test (tests/reference/test_ops_*.py)
  * and writes the results back for the test to compare against torch.
  *

@@ -1,5 +1,5 @@
-/* cmd_gpu_check.c — `unet2022 gpu-check-ops [--precision fp32|tf32|bf16] [--steps S] [--config C]
- *                                           [--nccl] [--device D]`
+/* gpu_check_ops.c — `unet2022-check gpu-check-ops [--precision fp32|tf32|bf16] [--steps S] [--config C]
+ *                                                 [--nccl] [--device D]`
  *
  * Verifies the CUDA backend, created in --precision (default fp32), against the CPU reference
  * backend (the fp32 oracle, itself tested against PyTorch):
@@ -8,7 +8,7 @@
  *   --steps S S training steps (forward, loss, backward, clip, Adam; stochastic depth off, as
  *             `trace`) of a small config on a fixed batch on both backends; compares losses;
  *   --nccl    the NCCL transport (comm/comm_nccl.c), any number of ranks (e.g. one): a plain
- *             all-reduce, then gradient buckets overlapped with backward (src/gpu_check_nccl.c).
+ *             all-reduce, then gradient buckets overlapped with backward (gpu_check_nccl.c).
  * Poisoning: every forward output and saved buffer starts as NaN on the GPU side, so an element
  * the kernel forgets to write shows up as a failure. Gradients cannot start as NaN, because
  * backward ops accumulate (backend.h): they start from the same random values on both sides,
@@ -28,11 +28,11 @@
 #include "backend_cuda.h"
 #include "check.h"
 #include "clock.h"
-#include "commands.h"
 #include "config.h"
 #include "model.h"
 #include "optimizer.h"
 #include "rng.h"
+#include "check_modes.h"
 #include "gpu_check_nccl.h"
 
 /* fp32 mode: both backends compute in fp32 with different summation orders; errors are
@@ -702,8 +702,8 @@ int cmd_gpu_check_ops(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seed") && has) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--nccl")) nccl = 1;
         else {
-            fprintf(stderr, "usage: unet2022 gpu-check-ops [--precision fp32|tf32|bf16] [--steps S [--config C.yaml]\n"
-                            "                              [--batch B]] [--nccl] [--device D] [--seed N]\n");
+            fprintf(stderr, "usage: unet2022-check gpu-check-ops [--precision fp32|tf32|bf16] [--steps S [--config C.yaml]\n"
+                            "                                    [--batch B]] [--nccl] [--device D] [--seed N]\n");
             return 1;
         }
     }

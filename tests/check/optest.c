@@ -1,9 +1,10 @@
-/* main.c of unet2022-optest — see optest.h. */
+/* optest.c — `unet2022-check optest OP IN.safetensors OUT.safetensors`: see optest.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "check_modes.h"
 #include "optest.h"
 
 const float *ot_f32(const StFile *in, const char *name, size_t expect_numel) {
@@ -62,20 +63,20 @@ static const OpTest *find_op(const char *name) {
     return NULL;
 }
 
-int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s OP IN.safetensors OUT.safetensors\n", argv[0]);
-        return 2;
+int cmd_optest(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: unet2022-check optest OP IN.safetensors OUT.safetensors\n");
+        return 1;
     }
-    const OpTest *op = find_op(argv[1]);
-    if (!op) die("unknown op '%s'", argv[1]);
+    const OpTest *op = find_op(argv[0]);
+    if (!op) die("unknown op '%s'", argv[0]);
     char err[512];
     StFile in, out;
-    if (st_read(&in, argv[2], err, sizeof err) != 0) die("%s", err);
+    if (st_read(&in, argv[1], err, sizeof err) != 0) die("%s", err);
     st_init(&out);
     Backend *be = backend_cpu_create(0);
     op->run(be, &in, &out);
-    if (st_write_file(&out, argv[3], err, sizeof err) != 0) die("%s", err);
+    if (st_write_file(&out, argv[2], err, sizeof err) != 0) die("%s", err);
     be->destroy(be);
     return 0;
 }

@@ -1,4 +1,4 @@
-/* gpu_check_nccl.h — the NCCL part of `unet2022 gpu-check-ops` (src/gpu_check_nccl.c). */
+/* gpu_check_nccl.h — the NCCL part of `unet2022-check gpu-check-ops` (gpu_check_nccl.c). */
 #ifndef UNET_GPU_CHECK_NCCL_H
 #define UNET_GPU_CHECK_NCCL_H
 

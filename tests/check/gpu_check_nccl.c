@@ -1,8 +1,8 @@
-/* gpu_check_nccl.c — `unet2022 gpu-check-ops --nccl`: the NCCL transport on this job's GPUs, one
+/* gpu_check_nccl.c — `unet2022-check gpu-check-ops --nccl`: the NCCL transport on this job's GPUs, one
  * rank per GPU (on the one-GPU check machine: one rank, an MPI singleton).
  *
  *  1. A plain all-reduce of 4M+3 floats on the device: every sum exact; the f64 (MPI) path.
- *  2. Gradient buckets (src/grad_sync.c) through NCCL on the CUDA backend (fp32): every rank
+ *  2. Gradient buckets (src/train/grad_sync.c) through NCCL on the CUDA backend (fp32): every rank
  *     runs the same batch through the demo network, so after the all-reduce each gradient must
  *     be size × the gradient of a plain backward pass, to fp32 rounding (a sum over several ranks
  *     rounds; with one rank the two are equal). Three passes:
@@ -18,7 +18,6 @@
 
 #include "backend.h"
 #include "backend_cuda.h"
-#include "backend_select.h"
 #include "check.h"
 #include "clock.h"
 #include "comm.h"
@@ -170,7 +169,10 @@ static int check_buckets(Comm *c, Backend *gpu, const char *cfg_path, char *summ
 
 int gpu_check_nccl(int *argc, char ***argv, const char *cfg_path) {
     Comm *c = comm_nccl_create(argc, argv); /* picks the device of this rank */
-    Backend *gpu = backend_cuda_create(backend_local_device(c->local_rank), "fp32");
+    /* the same device: local rank modulo the visible devices (comm_nccl.c's rule, and that of
+     * unet2022's backend_local_device) */
+    int ndev = cuda_device_count();
+    Backend *gpu = backend_cuda_create(ndev > 0 ? c->local_rank % ndev : 0, "fp32");
     double ms = 0;
     char summary[512];
     int ok_plain = check_plain(c, gpu, &ms);
@@ -184,6 +186,6 @@ int gpu_check_nccl(int *argc, char ***argv, const char *cfg_path) {
     return ok ? 0 : 3;
 }
 #else
-/* Built without CUDA or MPI: cmd_gpu_check.c reports the NCCL check as skipped. */
+/* Built without CUDA or MPI: gpu_check_ops.c reports the NCCL check as skipped. */
 typedef int gpu_check_nccl_unavailable;
 #endif

@@ -1,4 +1,4 @@
-/* cmd_augment.c — `unet2022 augment-apply IN.safetensors OUT.safetensors OP [key=value ...]`:
+/* augment_apply.c — `unet2022-check augment-apply IN.safetensors OUT.safetensors OP [key=value ...]`:
  * one augmentation transform with fixed parameters on a given image (and label), so that it
  * can be compared with batchgenerators on the same input
  * (tests/reference/test_augment_vs_batchgenerators.py).
@@ -15,7 +15,7 @@
 
 #include "augment.h"
 #include "check.h"
-#include "commands.h"
+#include "check_modes.h"
 #include "safetensors.h"
 
 static double arg(int argc, char **argv, const char *key, double deflt, int *missing) {
@@ -28,7 +28,7 @@ static double arg(int argc, char **argv, const char *key, double deflt, int *mis
 
 int cmd_augment_apply(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: unet2022 augment-apply IN.safetensors OUT.safetensors "
+        fprintf(stderr, "usage: unet2022-check augment-apply IN.safetensors OUT.safetensors "
                         "warp|center_crop|blur|contrast|brightness|gamma|lowres [key=value ...]\n");
         return 1;
     }

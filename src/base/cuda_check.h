@@ -1,14 +1,22 @@
 /* cuda_check.h — error checks for every CUDA-family call, reporting file:line through die_at()
- * (check.h) so a GPU failure reads like every other error of the program. */
+ * (check.h) so a GPU failure reads like every other error of the program. One set for every
+ * layer that calls the CUDA libraries: the CUDA backend (kernels/cuda) and the NCCL transport
+ * (comm/comm_nccl.c).
+ *
+ * base itself is built without the CUDA toolkit: the including file includes the libraries'
+ * headers first — cuda_runtime.h or cuda_runtime_api.h always, and nccl.h / cudnn.h for
+ * NCCL_CHECK / CUDNN_CHECK, which exist only when those headers came before this one. */
 #ifndef UNET_CUDA_CHECK_H
 #define UNET_CUDA_CHECK_H
 
-#include <cuda_runtime.h>
+#ifndef CUDART_VERSION
+#error "cuda_check.h: include cuda_runtime.h (or cuda_runtime_api.h) before it"
+#endif
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-#include "check.h" /* die_at, xcalloc: C functions of unet_core */
+#include "check.h" /* die_at, xcalloc: C functions of unet_base */
 #ifdef __cplusplus
 }
 #endif

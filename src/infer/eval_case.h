@@ -1,0 +1,32 @@
+/* eval_case.h — the per-case work of `unet2022 evaluate`: the class list (--classes, presets)
+ * and one case's metrics from its prediction (labels or probability maps) and ground truth.
+ * Definitions: docs/evaluation.md. */
+#ifndef UNET_EVAL_CASE_H
+#define UNET_EVAL_CASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eval_report.h"
+#include "nifti_volume.h"
+
+#define EVAL_MAX_CLASSES 1024
+
+/* 'ID=NAME,ID=NAME,...', 'ID,ID,...' or a preset (synapse, synapse9, acdc, binary): the count,
+ * or -1 when malformed, with repeated IDs, or more than max. */
+int eval_classes_parse(const char *spec, int *labels, char (*names)[64], int max);
+
+typedef struct {
+    int prob;          /* predictions are probability maps (4D: a channel per class; 3D: foreground) */
+    int want_hd;       /* surface distances too */
+    const int *labels; /* the classes; NULL: every label 1..max found (prob: channels 1..nt-1) */
+    int K;
+} EvalCaseOptions;
+
+/* Reads the prediction `pred` (on the ground truth's grid, checked by the caller) and fills
+ * row[0..kmax): the case's classes, then NaN distances for the classes it lacks (both masks
+ * empty). spacing: mm along z, y, x. Returns the case's class count, or -1 with a message. */
+int eval_case(EvalCell *row, int kmax, const NiftiVolume *pred, const int32_t *gt, const double spacing[3],
+              const EvalCaseOptions *o, char *err, size_t err_len);
+
+#endif
