@@ -12,4 +12,17 @@
  * allreduce_sum_f64, broadcast and barrier act on host memory through MPI. */
 Comm *comm_nccl_create(int *argc, char ***argv);
 
+/* Exit status of a rank whose NCCL watchdog gave up on the communicator: a peer died (NCCL's
+ * asynchronous error) or a collective was not complete timeout_s after it was enqueued. Distinct
+ * from 0 done, 1 usage, 2 error, 75 stopped for requeue; jobs/common.sh requeues on it. */
+#define UNET_EXIT_COMM_LOST 76
+/* train.comm_timeout_s's default (src/config/config.c). */
+#define UNET_COMM_TIMEOUT_S 300.0
+
+/* comm_nccl_create with a watchdog thread that polls ncclCommGetAsyncError and the completion of
+ * the enqueued collectives, and on an error, or collectives pending longer than timeout_s
+ * seconds, calls ncclCommAbort and _exit(UNET_EXIT_COMM_LOST). timeout_s <= 0: no watchdog.
+ * comm_nccl_create uses UNET_COMM_TIMEOUT_S. */
+Comm *comm_nccl_create_timeout(int *argc, char ***argv, double timeout_s);
+
 #endif

@@ -74,6 +74,14 @@ unet_main() {
   fi
   export UNET_BACKEND  # jobs/rank.sh picks the GPU by local rank for cuda
   local ntasks=${SLURM_NTASKS:-1}
+  # Elastic jobs (UNET_NODES=MIN-MAX, slurm/submit.sh): UNET_TASKS_PER_NODE ranks on every node
+  # the job got, so the world size follows the nodes (the global batch stays train.batch_size).
+  local -a layout=()
+  if [[ ${UNET_TASKS_PER_NODE:-} =~ ^[1-9][0-9]*$ && ${SLURM_JOB_NUM_NODES:-} =~ ^[1-9][0-9]*$ ]] &&
+    ((SLURM_JOB_NUM_NODES * UNET_TASKS_PER_NODE != ntasks)); then
+    ntasks=$((SLURM_JOB_NUM_NODES * UNET_TASKS_PER_NODE))
+    layout=(--nodes="$SLURM_JOB_NUM_NODES" --ntasks="$ntasks" --ntasks-per-node="$UNET_TASKS_PER_NODE")
+  fi
   local threads=${UNET_THREADS:-${SLURM_CPUS_PER_TASK:-0}}
   local -a site_ovr
   read -r -a site_ovr <<<"${UNET_OVERRIDES:-}"
@@ -104,10 +112,11 @@ unet_main() {
   if [[ $UNET_LAUNCHER == srun ]]; then
     local -a sargs
     read -r -a sargs <<<"${UNET_SRUN_ARGS:---mpi=pmix}"
-    launch=(srun --kill-on-bad-exit=1 "${sargs[@]}" "$UNET_ROOT/jobs/rank.sh")
+    launch=(srun --kill-on-bad-exit=1 "${layout[@]}" "${sargs[@]}" "$UNET_ROOT/jobs/rank.sh")
   else
     local -a margs
     read -r -a margs <<<"${UNET_MPIRUN_ARGS:-}"
+    ((${#layout[@]})) && margs=(--map-by "ppr:$UNET_TASKS_PER_NODE:node" "${margs[@]}")
     launch=("${UNET_MPIRUN:-mpirun}" -np "$ntasks" "${margs[@]}" "$UNET_ROOT/jobs/rank.sh")
   fi
 
@@ -130,6 +139,36 @@ unet_main() {
     rc=$?
   done
   trap - USR1 TERM
+
+  # A lost rank or node (multi-node jobs): the NCCL watchdog's exit status 76 (a peer died or a
+  # collective hung past train.comm_timeout_s), or a rank killed by a signal (the launcher reports
+  # 128+signal: srun/mpirun 137 after kill -9). Nothing was checkpointed at this step, but the run
+  # directory holds the last good checkpoint: requeue, and the driver resumes from it (on the
+  # nodes that are left when the job allows a range, --nodes=2-3). UNET_MAX_FAULT_REQUEUES
+  # consecutive faulty ends stop that (a rank that crashes every time is a bug); a clean stop
+  # (0 or 75) resets the count.
+  local fault_file=$UNET_RUN_DIR/job_faults lost=""
+  if [[ $rc -ne 0 && $rc -ne 75 && -n ${SLURM_JOB_ID:-} && -n ${SLURM_JOB_NODELIST:-} ]]; then
+    # a node taken out of the job (--no-kill, elastic jobs): Slurm's node list shrank
+    local now
+    now=$(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null | tr ' ' '\n' | sed -n 's/^NodeList=//p' | head -n1)
+    [[ -n $now && $now != "$SLURM_JOB_NODELIST" ]] && lost=" (nodes now $now, were $SLURM_JOB_NODELIST)"
+  fi
+  if [[ $rc -eq 76 || $rc -gt 128 || -n $lost ]] && [[ -n ${SLURM_JOB_ID:-} ]]; then
+    local faults
+    faults=$(( $(cat "$fault_file" 2>/dev/null || echo 0) + 1 ))
+    echo "$faults" >"$fault_file"
+    if ((faults <= ${UNET_MAX_FAULT_REQUEUES:-3})); then
+      unet_status requeued "$rc"
+      unet_log "a rank or node was lost (exit $rc$lost, fault $faults of ${UNET_MAX_FAULT_REQUEUES:-3}): scontrol requeue $SLURM_JOB_ID; the run resumes from its last good checkpoint"
+      scontrol requeue "$SLURM_JOB_ID" && exit "$rc"
+      unet_log "scontrol requeue failed; resubmit by hand: the run resumes from its last good checkpoint"
+    else
+      unet_log "$faults consecutive faults (UNET_MAX_FAULT_REQUEUES=${UNET_MAX_FAULT_REQUEUES:-3}): not requeueing"
+    fi
+  elif [[ $rc -eq 0 || $rc -eq 75 ]]; then
+    rm -f "$fault_file" # progress was made: the fault count starts again
+  fi
 
   if [[ $rc -eq 75 ]]; then
     if [[ -n ${SLURM_JOB_ID:-} ]]; then

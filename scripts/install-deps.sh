@@ -14,6 +14,7 @@ APT_PACKAGES=(
   python3-yaml python3-pip python3-pil
   python3-skimage python3-pandas python3-matplotlib
   slurmctld slurmd slurm-client munge
+  iproute2 util-linux
   clang-14 libclang-rt-14-dev # the fuzzing harness (tests/fuzz, scripts/fuzz.sh): libFuzzer, ASan, UBSan
 )
 # PyPI oracles, installed into Debian's python3 without dependencies (PyPI's torch is a

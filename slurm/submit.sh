@@ -43,8 +43,27 @@ if [[ -n $partition ]]; then
 fi
 [[ -n ${UNET_ACCOUNT:-} ]] && opts+=("--account=$UNET_ACCOUNT")
 [[ -n ${UNET_QOS:-} ]] && opts+=("--qos=$UNET_QOS")
-[[ -n ${UNET_NODES:-} ]] && opts+=("--nodes=$UNET_NODES")
-[[ -n ${UNET_TASKS_PER_NODE:-} ]] && opts+=("--ntasks-per-node=$UNET_TASKS_PER_NODE")
+if [[ ${UNET_NODES:-} =~ ^([0-9]+)-([0-9]+)$ ]]; then
+  # A node range MIN-MAX (elastic: after a lost node the requeued job runs on the nodes left).
+  # MAX x tasks-per-node tasks, --spread-job: on as many nodes as are up (MAX when all are);
+  # --no-kill: a failed node is taken out of the job instead of ending it, so the batch script
+  # sees the loss and requeues; Slurm keeps a requeued job's last node and task counts, so the
+  # job comes back on the nodes it still had. No --ntasks-per-node (the script's own line is
+  # dropped from the copy submitted): Slurm would pin the task count to nodes x that, which no
+  # longer fits once a node is gone. jobs/common.sh starts UNET_TASKS_PER_NODE ranks on each
+  # node the job got: the world size follows the nodes, the global batch stays train.batch_size.
+  lo=${BASH_REMATCH[1]} hi=${BASH_REMATCH[2]} tpn=${UNET_TASKS_PER_NODE:-1}
+  ((lo >= 1 && hi >= lo)) || die "UNET_NODES: '$UNET_NODES' is not a node count or a range MIN-MAX"
+  opts+=("--nodes=$UNET_NODES" "--ntasks=$((hi * tpn))" "--spread-job" "--no-kill")
+  export UNET_TASKS_PER_NODE=$tpn
+  tmpdir=$(mktemp -d)
+  trap 'rm -rf "$tmpdir"' EXIT
+  grep -v '^#SBATCH --ntasks-per-node' "$script" >"$tmpdir/$(basename "$script")"
+  script=$tmpdir/$(basename "$script")
+else
+  [[ -n ${UNET_NODES:-} ]] && opts+=("--nodes=$UNET_NODES")
+  [[ -n ${UNET_TASKS_PER_NODE:-} ]] && opts+=("--ntasks-per-node=$UNET_TASKS_PER_NODE")
+fi
 [[ -n ${UNET_GPUS_PER_NODE:-} ]] && opts+=("--gpus-per-node=$UNET_GPUS_PER_NODE")
 [[ -n ${UNET_CPUS_PER_TASK:-} ]] && opts+=("--cpus-per-task=$UNET_CPUS_PER_TASK")
 [[ -n ${UNET_TIME:-} ]] && opts+=("--time=$UNET_TIME")

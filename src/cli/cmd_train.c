@@ -2,7 +2,8 @@
  *
  * The command: arguments, the config and its overrides, the transport and this rank's backend;
  * the run itself is the trainer module (src/train/trainer.h).
- * Exit statuses: 0 done, 1 usage, 2 bad input or runtime error, 75 stopped for requeue. */
+ * Exit statuses: 0 done, 1 usage, 2 bad input or runtime error, 75 stopped for requeue, 76 the NCCL
+ * watchdog gave up on a lost peer (comm_nccl.h). */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -74,7 +75,7 @@ static int parse_args(Config *cfg, int argc, char **argv, const char **resume) {
  * either backend and needs no MPI at all (a one-GPU run on a workstation). */
 static Comm *create_comm(const Config *cfg, int *argc, char ***argv) {
 #if defined(UNET_HAVE_CUDA) && defined(UNET_HAVE_MPI)
-    if (!strcmp(cfg->backend, "cuda") && comm_launched_by_mpi()) return comm_nccl_create(argc, argv);
+    if (!strcmp(cfg->backend, "cuda") && comm_launched_by_mpi()) return comm_nccl_create_timeout(argc, argv, cfg->comm_timeout_s);
 #else
     (void)cfg;
 #endif

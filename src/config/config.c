@@ -84,6 +84,8 @@ static const Field FIELDS[] = {
     {"train", "threads", F_INT, OFF(threads), 0, 0, 1024, NULL, "0", FREE, PLAIN},
     /* when the sums start, not what is summed */
     {"train", "grad_bucket_mb", F_FLOAT, OFF(grad_bucket_mb), 0, 0, 4096, NULL, "25", FREE, PLAIN},
+    /* the NCCL watchdog: how long a collective may stay incomplete (0: no watchdog) */
+    {"train", "comm_timeout_s", F_FLOAT, OFF(comm_timeout_s), 0, 0, 86400, NULL, "300", FREE, PLAIN},
     {"train", "kernels", F_STRING, OFF(kernels), CAP(kernels), 0, 0, NULL, "auto", FREE, PLAIN},
     /* FREE: a resumed run starts from its checkpoint and ignores these (the trainer says so) */
     {"train", "init_weights", F_STRING, OFF(init_weights), CAP(init_weights), 0, 0, NULL, "", FREE, QUOTED},

@@ -39,6 +39,7 @@ typedef struct {
     char precision[8];     /* auto | fp32 | tf32 | bf16: CUDA GEMM/conv arithmetic (config_precision) */
     int threads;           /* CPU threads per rank (0: all cores / ranks per node) */
     double grad_bucket_mb; /* gradient all-reduce bucket, MiB (0: one bucket after backward): grad_sync.h */
+    double comm_timeout_s; /* NCCL watchdog: seconds a collective may stay incomplete (0: off): comm_nccl.h */
     char kernels[256];     /* cuda: "auto" (timed on the card, kernels/cuda/tune.h) or "op=impl,..." forced */
     char init_weights[512]; /* warm start: a safetensors file loaded by tensor name before step 0 ("": none) */
     char init_key_map[32];  /* how init_weights names tensors: none | released_pretrain (src/io/weights_warm.h) */

@@ -12,11 +12,17 @@
 //           with pad, stride and dilation. Direct loops over packed copies of the operands, each
 //           output element accumulated in double and stored as float. Tensor-op math rounds the
 //           two multiplied operands to TF32 first.
-//   NCCL    one rank in one process: every collective is the identity.
+//   NCCL    one rank in one process: every collective is the identity; several ranks: the MPI
+//           collective, waited for by polling, so that a peer that died is noticed
+//           (ncclCommGetAsyncError: ncclRemoteError) and ncclCommAbort from another thread (the
+//           transport's watchdog, comm/comm_nccl.c) ends the wait.
 #include <cblas.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <ctime>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -916,12 +922,70 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
 
 struct ncclComm {
     int nranks = 1, rank = 0;
+    // Failure detection, as NCCL's proxy thread does it for a closed socket: the pids of the
+    // peers on this host (0 for this rank and for peers elsewhere), checked while a collective
+    // waits; async_error is what ncclCommGetAsyncError reports, aborted ends any wait.
+    std::vector<long> peer_pids;
+    std::atomic<int> async_error{0}, aborted{0};
 };
 
 #ifdef UNET_HAVE_MPI
 #define OMPI_SKIP_MPICXX 1 /* the C API only: no MPI C++ bindings to link */
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
+#include <unistd.h>
+
+namespace {
+// Every rank's host name and pid; peer_pids keeps those on this host (a dead process is seen
+// with kill(pid, 0); ranks on other hosts are left to the launcher and MPI).
+void nccl_learn_peers(ncclComm *c) {
+    struct Who {
+        char host[64];
+        long pid;
+    } me{}, *all = new Who[c->nranks];
+    gethostname(me.host, sizeof me.host - 1);
+    me.pid = (long)getpid();
+    MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, all, (int)sizeof me, MPI_BYTE, MPI_COMM_WORLD);
+    c->peer_pids.assign(c->nranks, 0);
+    for (int r = 0; r < c->nranks; r++)
+        if (r != c->rank && !std::strcmp(all[r].host, me.host)) c->peer_pids[r] = all[r].pid;
+    delete[] all;
+}
+
+double nccl_now() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+// Waits for a started MPI collective as a GPU stream waits for NCCL's kernel: until it completes,
+// or until ncclCommAbort. A dead peer does not end the wait (NCCL's kernel would spin too); it is
+// reported through ncclCommGetAsyncError, for the watchdog to act on.
+ncclResult_t nccl_wait(ncclComm *c, MPI_Request *req) {
+    double next_check = nccl_now() + 0.05;
+    for (long spins = 0;; spins++) {
+        int done = 0;
+        if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            c->async_error = ncclSystemError;
+            return ncclSystemError;
+        }
+        if (done) return ncclSuccess;
+        if (c->aborted) return ncclRemoteError; // the request is abandoned with the communicator
+        if (spins < 1000) continue;
+        timespec pause = {0, 50000}; // 50 us: leave the cores to the peers being waited for
+        nanosleep(&pause, nullptr);
+        if (nccl_now() < next_check) continue;
+        next_check = nccl_now() + 0.05;
+        for (int r = 0; r < c->nranks; r++)
+            if (c->peer_pids[r] > 0 && kill((pid_t)c->peer_pids[r], 0) != 0 && errno == ESRCH) {
+                if (!c->async_error.exchange(ncclRemoteError))
+                    std::fprintf(stderr, "unet2022: CUDA emulator: NCCL rank %d: peer rank %d (pid %ld) is gone\n",
+                                 c->rank, r, c->peer_pids[r]);
+                c->peer_pids[r] = 0;
+            }
+    }
+}
+} // namespace
 #endif
 
 namespace {
@@ -1004,6 +1068,9 @@ ncclResult_t ncclCommInitRank(ncclComm_t *comm, int nranks, ncclUniqueId commId,
     if (!*comm) return ncclSystemError;
     (*comm)->nranks = nranks;
     (*comm)->rank = rank;
+#ifdef UNET_HAVE_MPI
+    if (nranks > 1) nccl_learn_peers(*comm);
+#endif
     return ncclSuccess;
 }
 
@@ -1013,7 +1080,16 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
 }
 
 ncclResult_t ncclCommAbort(ncclComm_t comm) {
-    delete comm;
+    // Another thread may be waiting in a collective of this communicator (the watchdog aborts
+    // while the training thread is blocked): mark it aborted, which ends that wait, and leave
+    // the memory to the process's exit.
+    if (comm) comm->aborted = 1;
+    return ncclSuccess;
+}
+
+ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t *asyncError) {
+    if (!comm || !asyncError) return ncclInvalidArgument;
+    *asyncError = (ncclResult_t)comm->async_error.load();
     return ncclSuccess;
 }
 
@@ -1088,7 +1164,9 @@ ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, n
         int n = (int)(count - off < chunk ? count - off : chunk);
         char *recv = (char *)recvbuff + off * es;
         const void *send = sendbuff == recvbuff ? MPI_IN_PLACE : (const void *)((const char *)sendbuff + off * es);
-        if (MPI_Allreduce(send, recv, n, mt, mo, MPI_COMM_WORLD) != MPI_SUCCESS) return ncclSystemError;
+        MPI_Request req;
+        if (MPI_Iallreduce(send, recv, n, mt, mo, MPI_COMM_WORLD, &req) != MPI_SUCCESS) return ncclSystemError;
+        if (ncclResult_t r = nccl_wait(comm, &req); r != ncclSuccess) return r;
     }
     return ncclSuccess;
 #else
@@ -1108,7 +1186,10 @@ ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, n
     const size_t bytes = count * es, chunk = (size_t)1 << 30;
     for (size_t off = 0; off < bytes; off += chunk) {
         int n = (int)(bytes - off < chunk ? bytes - off : chunk);
-        if (MPI_Bcast((char *)recvbuff + off, n, MPI_BYTE, root, MPI_COMM_WORLD) != MPI_SUCCESS) return ncclSystemError;
+        MPI_Request req;
+        if (MPI_Ibcast((char *)recvbuff + off, n, MPI_BYTE, root, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+            return ncclSystemError;
+        if (ncclResult_t r = nccl_wait(comm, &req); r != ncclSuccess) return r;
     }
     return ncclSuccess;
 #else

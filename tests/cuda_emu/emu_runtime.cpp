@@ -427,6 +427,9 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     (void)stream;
     return set_error(event ? cudaSuccess : cudaErrorInvalidValue);
 }
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+    return set_error(event ? cudaSuccess : cudaErrorInvalidValue);
+}
 
 void emu_counters(unsigned long long *n_launches, unsigned long long *n_blocks) {
     *n_launches = launches;

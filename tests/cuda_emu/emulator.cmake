@@ -23,6 +23,7 @@ target_include_directories(unet_cuda PUBLIC ${PROJECT_SOURCE_DIR}/kernels/cuda)
 target_link_libraries(unet_cuda PUBLIC unet_base ${BLAS_LIBRARIES})
 if(UNET_WITH_MPI) # several NCCL ranks run over MPI (emu_libs.cpp)
   target_link_libraries(unet_cuda PUBLIC MPI::MPI_C)
+  target_compile_definitions(unet_cuda PRIVATE UNET_HAVE_MPI=1) # emu_libs.cpp's #ifdef (unet_comm's is not seen here)
 endif()
 target_compile_definitions(unet_cuda PUBLIC UNET_HAVE_CUDA=1 UNET_CUDA_EMULATOR=1)
 # The CUDA-aware targets (the NCCL transport, the commands) see the emulator's headers instead of

@@ -88,6 +88,8 @@ cudaError_t cudaEventCreate(cudaEvent_t *event);
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags);
 cudaError_t cudaEventDestroy(cudaEvent_t event);
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
+/* cudaSuccess: the work before the event is done (always, here: every call completes at once). */
+cudaError_t cudaEventQuery(cudaEvent_t event);
 
 /* Emulator bookkeeping (not CUDA): kernels launched and blocks run since start. */
 void emu_counters(unsigned long long *launches, unsigned long long *blocks);
