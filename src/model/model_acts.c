@@ -80,6 +80,8 @@ static void plan_block(ModelActs *a, BlockActs *ba, const BlockDesc *bd, int B, 
     if (bd->drop_rate > 0) { /* only blocks that can drop need the scaled copies */
         ba->dp1 = fwd(a, nd);
         ba->dp2 = fwd(a, nd);
+        ba->dp_dev1 = fwd_f32(a, (size_t)B);
+        ba->dp_dev2 = fwd_f32(a, (size_t)B);
     }
     ba->out = buf(a, nd);
     if (!a->count_only) {

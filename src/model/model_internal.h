@@ -42,6 +42,7 @@ typedef struct {
     Act *dp2;         /* (N, d)  drop-path scaled o (== o when inactive) */
     Buf out;          /* (N, d)  block output and its gradient */
     float *dp_scale1, *dp_scale2; /* host (B): per-sample drop-path scales of this pass */
+    float *dp_dev1, *dp_dev2;     /* backend (B): the same, uploaded for the ops (drop_rate > 0) */
     int dp_active;
 } BlockActs;
 
