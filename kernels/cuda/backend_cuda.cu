@@ -20,6 +20,7 @@ void *cuda_workspace(Backend *be, size_t bytes) {
     if (bytes > st->workspace_bytes) {
         // Earlier kernels may still read the old buffer: wait for them before freeing it.
         CUDA_SYNC(cudaStreamSynchronize(st->stream));
+        cuda_label_report(st);
         if (st->workspace) CUDA_CHECK(cudaFree(st->workspace));
         st->live_bytes -= st->workspace_bytes;
         st->workspace = NULL, st->workspace_bytes = 0;
@@ -79,6 +80,7 @@ static void cu_release(Backend *be, void *ptr) {
     CudaState *st = cuda_state(be);
     // Kernels queued on the stream may still use it.
     CUDA_SYNC(cudaStreamSynchronize(st->stream));
+    cuda_label_report(st);
     CUDA_CHECK(cudaFree(ptr));
     AllocTable *t = alloc_table(be);
     for (size_t i = 0; i < t->n; i++)
@@ -95,6 +97,7 @@ static void cu_upload(Backend *be, void *dst, const void *src_host, size_t bytes
     // Synchronous w.r.t. the host buffer (it may be reused at once); ordered on our stream.
     CUDA_WORK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, st->stream));
     CUDA_SYNC(cudaStreamSynchronize(st->stream));
+    cuda_label_report(st);
 }
 
 // Queued: the caller keeps src_host unchanged until the stream passes this point (backend.h).
@@ -109,6 +112,7 @@ static void cu_download(Backend *be, void *dst_host, const void *src, size_t byt
     if (!bytes) return;
     CUDA_WORK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, st->stream));
     CUDA_SYNC(cudaStreamSynchronize(st->stream));
+    cuda_label_report(st);
 }
 
 static void cu_zero(Backend *be, void *dst, size_t bytes) {
@@ -119,13 +123,17 @@ static void cu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
     if (bytes) CUDA_WORK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_state(be)->stream));
 }
 
-static void cu_synchronize(Backend *be) { CUDA_SYNC(cudaStreamSynchronize(cuda_state(be)->stream)); }
+static void cu_synchronize(Backend *be) {
+    CUDA_SYNC(cudaStreamSynchronize(cuda_state(be)->stream));
+    cuda_label_report(cuda_state(be));
+}
 
 static void cu_destroy(Backend *be) {
     CudaState *st = cuda_state(be);
     CUDA_SYNC(cudaStreamSynchronize(st->stream));
     if (st->workspace) CUDA_CHECK(cudaFree(st->workspace));
     CUDA_CHECK(cudaFreeHost(st->host_scalar));
+    CUDA_CHECK(cudaFreeHost(st->label_bad));
     CUBLAS_CHECK(cublasDestroy(st->cublas));
     CUDNN_CHECK(cudnnDestroy(st->cudnn));
     CUDA_CHECK(cudaStreamDestroy(st->stream));
@@ -197,6 +205,7 @@ extern "C" Backend *backend_cuda_create(int device, const char *precision) {
     CUDNN_CHECK(cudnnCreate(&st->cudnn));
     CUDNN_CHECK(cudnnSetStream(st->cudnn, st->stream));
     CUDA_CHECK(cudaMallocHost((void **)&st->host_scalar, 4 * sizeof(double)));
+    CUDA_CHECK(cudaMallocHost((void **)&st->label_bad, CUDA_LABEL_CHECKS * sizeof(int)));
 
     be->name = "cuda";
     be->queue = st->stream; // transports order their work against it (comm/comm_nccl.c)

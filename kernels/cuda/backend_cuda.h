@@ -20,9 +20,9 @@ extern "C" {
  * In every mode weights, gradients and Adam moments are fp32, and all other ops (LayerNorm,
  * softmax, attention, loss, Adam) compute in fp32. Dies with a clear
  * message when the device does not exist or the precision is none of these. All ops are queued
- * on one stream; memory functions that return host data (upload, download) and the one op
- * that returns a host value (dice_ce_forward's loss_host) synchronise that stream; everything
- * else only queues work (bench counts both: src/base/work_count.h). */
+ * on one stream; only the memory functions that return or take host data synchronously (upload,
+ * download, synchronize, release) wait for it, and no op does (bench counts launches and waits:
+ * src/base/work_count.h). A bad label seen by dice_ce_forward is reported at the next wait. */
 Backend *backend_cuda_create(int device, const char *precision);
 
 /* The precision the backend was created with: "fp32", "tf32" or "bf16". */

@@ -1,9 +1,9 @@
 // loss.cu — nnU-Net v1 DC_and_CE_loss (soft Dice + CE) and label downsampling; formulas and
 // the stats layout as kernels/cpu/loss.c. Forward: one thread per pixel writes its softmax and
 // a row of per-pixel terms [p (K) | p·onehot (K) | onehot (K) | −log p_y]; the class sums are then
-// deterministic column sums in double; the (tp, fp, fn) stats are written on the device, and the
-// loss value the op returns is computed on the host in double exactly as the CPU backend does it
-// (its one host sync). Backward derives its Dice coefficients from the stats on the device, so it
+// deterministic column sums in double; the (tp, fp, fn) stats and the loss are computed from them
+// on the device in double as the CPU backend does it, and a bad label is reported at the next host
+// sync: the op never waits for the device. Backward derives its Dice coefficients from the stats on the device, so it
 // never waits for the host. logits and dlogits are Acts (kernels templated on the
 // storage type T, act.cuh); probs, stats and the per-pixel terms are float.
 #include <stdlib.h>
@@ -58,12 +58,44 @@ __global__ void k_dice_stats(float *stats /* (3, K) */, const double *tot /* (3K
     stats[2 * K + c] = (float)(tot[2 * K + c] - tp);
 }
 
-extern "C" void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, float *stats, const Act *logits,
+// loss = (total, dice term, CE term) from the class sums, in double as kernels/cpu/loss.c and in
+// its class order; one thread (K ≤ 64 terms).
+__global__ void k_dice_loss(float *loss /* (3) */, const double *tot /* (3K+1) */, size_t N, int K, float w_dice,
+                            float w_ce) {
+    const double *psum = tot, *tp = tot + K, *cnt = tot + 2 * K;
+    double ce = tot[3 * K] / (double)N, dc_sum = 0;
+    for (int c = 1; c < K; c++) { // c = 0 skipped: do_bg = False
+        double fp = psum[c] - tp[c], fn = cnt[c] - tp[c];
+        dc_sum += (2 * tp[c] + DICE_SMOOTH) / (2 * tp[c] + fp + fn + DICE_SMOOTH + DICE_EPS);
+    }
+    double dice = -dc_sum / (double)(K - 1);
+    loss[0] = (float)((double)w_dice * dice + (double)w_ce * ce);
+    loss[1] = (float)dice;
+    loss[2] = (float)ce;
+}
+
+void cuda_label_report(CudaState *st) {
+    int n = st->n_label_checks;
+    st->n_label_checks = 0;
+    for (int i = 0; i < n; i++) {
+        int bad = st->label_bad[i];
+        if (bad < 0) continue;
+        int32_t lab = 0;
+        CUDA_SYNC(cudaMemcpy(&lab, st->label_ptr[i] + bad, sizeof lab, cudaMemcpyDeviceToHost));
+        die("dice_ce_forward: label %d at pixel %d is outside [0, %d)", (int)lab, bad, st->label_K[i]);
+    }
+}
+
+extern "C" void cu_dice_ce_forward(Backend *be, float *loss, float *probs, float *stats, const Act *logits,
                                    const int32_t *labels, size_t N, int K, float w_dice, float w_ce) {
     CHECK(K >= 2, "dice_ce_forward: K = %d, need at least 2 classes (background + one)", K);
     CHECK(K <= LOSS_MAX_K, "dice_ce_forward: K = %d classes, the CUDA backend supports up to %d", K, LOSS_MAX_K);
     CHECK(N > 0, "dice_ce_forward: no pixels");
     CudaState *st = cuda_state(be);
+    if (st->n_label_checks == CUDA_LABEL_CHECKS) { // every slot pending: wait and report now
+        CUDA_SYNC(cudaStreamSynchronize(st->stream));
+        cuda_label_report(st);
+    }
     const int C = 3 * K + 1;
     size_t rows;
     int nchunk = cuda_colsum_chunks(N, 1024, &rows);
@@ -81,30 +113,15 @@ extern "C" void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, 
                                                                      K));
     CUDA_CHECK_LAUNCH();
     cuda_colsum_ordered(st->stream, NULL, tot, part, terms, N, C, rows, nchunk);
-    // The stats for backward are written here on the device (no host round trip); the host still
-    // reads the class sums once, for loss_host (the op's contract), with the bad-label flag.
     k_dice_stats<<<1, LOSS_MAX_K, 0, s>>>(stats, tot, K);
     CUDA_CHECK_LAUNCH();
-    double t[3 * LOSS_MAX_K + 1];
-    int bad_host = -1;
-    CUDA_WORK(cudaMemcpyAsync(t, tot, C * sizeof(double), cudaMemcpyDeviceToHost, st->stream));
-    CUDA_WORK(cudaMemcpyAsync(&bad_host, bad, sizeof(int), cudaMemcpyDeviceToHost, st->stream));
-    CUDA_SYNC(cudaStreamSynchronize(st->stream));
-    if (bad_host >= 0) {
-        int32_t lab = 0;
-        CUDA_SYNC(cudaMemcpy(&lab, labels + bad_host, sizeof lab, cudaMemcpyDeviceToHost));
-        die("dice_ce_forward: label %d at pixel %d is outside [0, %d)", (int)lab, bad_host, K);
-    }
-    const double *psum = t, *tp = t + K, *cnt = t + 2 * K;
-    double ce = t[3 * K] / (double)N, dc_sum = 0;
-    for (int c = 1; c < K; c++) { // c = 0 skipped: do_bg = False
-        double fp = psum[c] - tp[c], fn = cnt[c] - tp[c];
-        dc_sum += (2 * tp[c] + DICE_SMOOTH) / (2 * tp[c] + fp + fn + DICE_SMOOTH + DICE_EPS);
-    }
-    double dice = -dc_sum / (double)(K - 1);
-    loss_host[0] = (float)((double)w_dice * dice + (double)w_ce * ce);
-    loss_host[1] = (float)dice;
-    loss_host[2] = (float)ce;
+    k_dice_loss<<<1, 1, 0, s>>>(loss, tot, N, K, w_dice, w_ce);
+    CUDA_CHECK_LAUNCH();
+    // The label check is read at the backend's next host sync (cuda_label_report), not waited for.
+    const int slot = st->n_label_checks++;
+    st->label_ptr[slot] = labels;
+    st->label_K[slot] = K;
+    CUDA_WORK(cudaMemcpyAsync(&st->label_bad[slot], bad, sizeof(int), cudaMemcpyDeviceToHost, st->stream));
 }
 
 typedef struct {

@@ -219,17 +219,19 @@
      * Soft Dice on softmax probabilities, batch dice (sums over all N pixels), background                            \
      * (class 0) excluded, smooth 1e-5, dc = (2tp + smooth) / (2tp + fp + fn + smooth + 1e-8),                        \
      * dice term = -mean_c dc. CE = mean over N pixels of -log softmax[label].                                        \
-     * loss_host[0] = total, [1] = dice term, [2] = CE term (unweighted).                                             \
+     * loss[0] = total, [1] = dice term, [2] = CE term (unweighted), in backend memory (no host wait:                \
+     * the caller reads it back with the stats). A label outside [0, K) is fatal (on the CUDA                         \
+     * backend at its next host sync).                                                                               \
      * stats keeps (tp, fp, fn) per class for backward. */                                                            \
     X(dice_ce_forward,                                                                                                \
       (Backend *be,                                                                                                   \
-       float *loss_host,       /* (3) */                                                                              \
+       float *loss,            /* (3) */                                                                              \
        float *probs,           /* (N, K) saved softmax */                                                             \
        float *stats,           /* (3, K) */                                                                           \
        const Act *logits,      /* (N, K) */                                                                           \
        const int32_t *labels,  /* (N) values in [0, K) */                                                             \
        size_t N, int K, float w_dice, float w_ce),                                                                    \
-      (be, loss_host, probs, stats, logits, labels, N, K, w_dice, w_ce))                                              \
+      (be, loss, probs, stats, logits, labels, N, K, w_dice, w_ce))                                                   \
     /* dlogits += dloss * d(total)/d(logits) */                                                                       \
     X(dice_ce_backward,                                                                                               \
       (Backend *be,                                                                                                   \

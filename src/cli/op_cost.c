@@ -183,9 +183,9 @@ void opcost_sample_scale_backward(Backend *be, Act *din, const Act *dout, const 
     (void)din, (void)dout, (void)scale;
     set(2.0 * B * per, 3 * A * B * per, 0);
 }
-void opcost_dice_ce_forward(Backend *be, float *loss_host, float *probs, float *stats, const Act *logits,
+void opcost_dice_ce_forward(Backend *be, float *loss, float *probs, float *stats, const Act *logits,
                             const int32_t *labels, size_t N, int K, float w_dice, float w_ce) {
-    (void)loss_host, (void)probs, (void)stats, (void)logits, (void)labels, (void)w_dice, (void)w_ce;
+    (void)loss, (void)probs, (void)stats, (void)logits, (void)labels, (void)w_dice, (void)w_ce;
     set(12.0 * N * K, (double)N * K * (A + F) + F * N, 0);
 }
 void opcost_dice_ce_backward(Backend *be, Act *dlogits, const float *probs, const float *stats, const int32_t *labels,

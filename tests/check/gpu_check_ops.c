@@ -492,8 +492,12 @@ static void case_loss(Ctx *x, int B, int H, int W, int K) {
     ActPair logits = act_rand(x, N * K, -3, 3), dlog = act_rand(x, N * K, -1e-4f, 1e-4f);
     Pair probs = pair_out(x, N * K), stats = pair_out(x, 3 * (size_t)K);
     float lossc[3], lossg[3] = {NAN, NAN, NAN};
-    x->cpu->dice_ce_forward(x->cpu, lossc, probs.c, stats.c, logits.c, lc, N, K, 1.2f, 0.8f);
-    x->gpu->dice_ce_forward(x->gpu, lossg, probs.g, stats.g, logits.g, lg, N, K, 1.2f, 0.8f);
+    Pair loss = pair_out(x, 3); /* the loss terms live in backend memory */
+    x->cpu->dice_ce_forward(x->cpu, loss.c, probs.c, stats.c, logits.c, lc, N, K, 1.2f, 0.8f);
+    x->gpu->dice_ce_forward(x->gpu, loss.g, probs.g, stats.g, logits.g, lg, N, K, 1.2f, 0.8f);
+    x->cpu->download(x->cpu, lossc, loss.c, sizeof lossc);
+    x->gpu->download(x->gpu, lossg, loss.g, sizeof lossg);
+    pair_free(x, &loss);
     const char *names[3] = {"total", "dice", "ce"};
     for (int i = 0; i < 3; i++) {
         double e = fabs((double)lossg[i] - lossc[i]);
