@@ -187,11 +187,11 @@ static void wd_stop(NcclState *st) {
 static void nccl_allreduce(Comm *c, float *buf, size_t n) {
     NcclState *st = nccl_state(c);
     if (n == 0) return;
-    CUDA_CHECK(cudaDeviceSynchronize()); /* the producer's stream is not ours */
+    CUDA_SYNC(cudaDeviceSynchronize()); /* the producer's stream is not ours */
     wd_begin(st);
-    NCCL_CHECK(ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, st->nccl, st->stream));
+    NCCL_WORK(ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, st->nccl, st->stream));
     wd_enqueued(st);
-    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    CUDA_SYNC(cudaStreamSynchronize(st->stream));
 }
 
 /* The next free event of this step (created once, timing off: they only order streams). */
@@ -216,7 +216,7 @@ static void nccl_allreduce_start(Comm *c, float *const *runs, const size_t *coun
     wd_begin(st);
     NCCL_CHECK(ncclGroupStart());
     for (int r = 0; r < n_runs; r++)
-        if (counts[r]) NCCL_CHECK(ncclAllReduce(runs[r], runs[r], counts[r], ncclFloat, ncclSum, st->nccl, st->stream));
+        if (counts[r]) NCCL_WORK(ncclAllReduce(runs[r], runs[r], counts[r], ncclFloat, ncclSum, st->nccl, st->stream));
     NCCL_CHECK(ncclGroupEnd());
     wd_enqueued(st);
 }
@@ -230,7 +230,7 @@ static void nccl_allreduce_wait(Comm *c, void *consumer) {
         CUDA_CHECK(cudaEventRecord(done, st->stream));
         CUDA_CHECK(cudaStreamWaitEvent((cudaStream_t)consumer, done, 0));
     } else {
-        CUDA_CHECK(cudaStreamSynchronize(st->stream));
+        CUDA_SYNC(cudaStreamSynchronize(st->stream));
     }
     st->n_events = 0; /* every use this step is already enqueued */
 }
@@ -269,7 +269,7 @@ static void nccl_abort(Comm *c, int status) {
 
 static void nccl_destroy(Comm *c) {
     NcclState *st = nccl_state(c);
-    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    CUDA_SYNC(cudaStreamSynchronize(st->stream));
     wd_stop(st);
     for (int i = 0; i < st->cap_events; i++) CUDA_CHECK(cudaEventDestroy(st->events[i]));
     free(st->events);

@@ -80,12 +80,12 @@ void cpu_channel_scale_backward(Backend *be, Act *din_act /* (N, C) */, float *d
 }
 
 void cpu_sample_scale_forward(Backend *be, Act *out_act /* (B, per) */, const Act *in_act /* (B, per) */,
-                              const float *scale_host /* (B) */, int B, size_t per) {
+                              const float *scale /* (B) */, int B, size_t per) {
     float *out = (float *)out_act; /* (B, per) */
     const float *in = (const float *)in_act; /* (B, per) */
     (void)be;
     for (int b = 0; b < B; b++) {
-        const float s = scale_host[b];
+        const float s = scale[b];
         const float *x = in + (size_t)b * per; /* (per) */
         float *y = out + (size_t)b * per;      /* (per) */
 #pragma omp parallel for schedule(static)
@@ -94,13 +94,13 @@ void cpu_sample_scale_forward(Backend *be, Act *out_act /* (B, per) */, const Ac
 }
 
 void cpu_sample_scale_backward(Backend *be, Act *din_act /* (B, per) */, const Act *dout_act /* (B, per) */,
-                               const float *scale_host /* (B) */, int B, size_t per) {
+                               const float *scale /* (B) */, int B, size_t per) {
     float *din = (float *)din_act; /* (B, per) */
     const float *dout = (const float *)dout_act; /* (B, per) */
     (void)be;
     if (!din) return;
     for (int b = 0; b < B; b++) {
-        const float s = scale_host[b];
+        const float s = scale[b];
         if (s == 0.0f) continue; /* dropped sample: its gradient is exactly zero, nothing to add */
         const float *dy = dout + (size_t)b * per; /* (per) */
         float *dx = din + (size_t)b * per;        /* (per) */

@@ -28,7 +28,7 @@
  * padded so chunks do not share cache lines. */
 static size_t chunk_stride(int K) { return ((size_t)3 * (size_t)K + 1 + 7) / 8 * 8; }
 
-void cpu_dice_ce_forward(Backend *be, float *loss_host, /* (3) */ float *probs, /* (N, K) saved softmax */
+void cpu_dice_ce_forward(Backend *be, float *loss, /* (3) */ float *probs, /* (N, K) saved softmax */
                          float *stats, /* (3, K): tp, fp, fn per class */ const Act *logits_act, /* (N, K) */
                          const int32_t *labels, /* (N) values in [0, K) */ size_t N, int K, float w_dice,
                          float w_ce) {
@@ -100,9 +100,9 @@ void cpu_dice_ce_forward(Backend *be, float *loss_host, /* (3) */ float *probs, 
         dc_sum += (2 * tp[c] + DICE_SMOOTH) / (2 * tp[c] + fp + fn + DICE_SMOOTH + DICE_EPS);
     }
     double dice = -dc_sum / (double)(K - 1);
-    loss_host[0] = (float)((double)w_dice * dice + (double)w_ce * ce);
-    loss_host[1] = (float)dice;
-    loss_host[2] = (float)ce;
+    loss[0] = (float)((double)w_dice * dice + (double)w_ce * ce);
+    loss[1] = (float)dice;
+    loss[2] = (float)ce;
     free(tot_heap);
 }
 

@@ -12,9 +12,9 @@
  * much we clip) is bit-for-bit reproducible across runs and thread counts. */
 #define SUMSQ_CHUNK 16384
 
-void cpu_sum_squares(Backend *be, double *out_host /* (1) */, const float *x /* (n) */, size_t n) {
+void cpu_sum_squares(Backend *be, double *out /* (1) */, const float *x /* (n) */, size_t n) {
     if (n == 0) {
-        *out_host = 0;
+        *out = 0;
         return;
     }
     const size_t nchunks = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
@@ -33,12 +33,22 @@ void cpu_sum_squares(Backend *be, double *out_host /* (1) */, const float *x /* 
     }
     double s = 0;
     for (size_t ch = 0; ch < nchunks; ch++) s += part[ch];
-    *out_host = s;
+    *out = s;
 }
 
 void cpu_scale(Backend *be, float *x /* (n) */, float s, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+/* The arithmetic the trainer did on the host before the clip moved into the backend (the CUDA
+ * backend does the same on the device): sqrt and the division in double, one rounding to float. */
+void cpu_clip_by_norm(Backend *be, float *x /* (n) */, double *norm /* (1) */, const double *sumsq /* (1) */,
+                      double max_norm, size_t n) {
+    const double nrm = sqrt(*sumsq);
+    const double coef = max_norm / (nrm + 1e-6);
+    *norm = nrm;
+    if (coef < 1.0) cpu_scale(be, x, (float)coef, n);
 }
 
 /* torch.optim.Adam, single-tensor (non-fused, non-capturable) path, in its operation order:

@@ -19,7 +19,8 @@ void *cuda_workspace(Backend *be, size_t bytes) {
     CudaState *st = cuda_state(be);
     if (bytes > st->workspace_bytes) {
         // Earlier kernels may still read the old buffer: wait for them before freeing it.
-        CUDA_CHECK(cudaStreamSynchronize(st->stream));
+        CUDA_SYNC(cudaStreamSynchronize(st->stream));
+        cuda_label_report(st);
         if (st->workspace) CUDA_CHECK(cudaFree(st->workspace));
         st->live_bytes -= st->workspace_bytes;
         st->workspace = NULL, st->workspace_bytes = 0;
@@ -59,7 +60,7 @@ static void *cu_alloc(Backend *be, size_t bytes) {
         die("CUDA device %d: out of memory allocating %zu bytes (%zu MiB free of %zu MiB; %s)", st->device, bytes,
             free_b >> 20, total_b >> 20, cudaGetErrorString(e));
     }
-    CUDA_CHECK(cudaMemsetAsync(p, 0, sz, st->stream));
+    CUDA_WORK(cudaMemsetAsync(p, 0, sz, st->stream));
     AllocTable *t = alloc_table(be);
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 256;
@@ -78,7 +79,8 @@ static void cu_release(Backend *be, void *ptr) {
     if (!ptr) return;
     CudaState *st = cuda_state(be);
     // Kernels queued on the stream may still use it.
-    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    CUDA_SYNC(cudaStreamSynchronize(st->stream));
+    cuda_label_report(st);
     CUDA_CHECK(cudaFree(ptr));
     AllocTable *t = alloc_table(be);
     for (size_t i = 0; i < t->n; i++)
@@ -93,39 +95,45 @@ static void cu_upload(Backend *be, void *dst, const void *src_host, size_t bytes
     CudaState *st = cuda_state(be);
     if (!bytes) return;
     // Synchronous w.r.t. the host buffer (it may be reused at once); ordered on our stream.
-    CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, st->stream));
-    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    CUDA_WORK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, st->stream));
+    CUDA_SYNC(cudaStreamSynchronize(st->stream));
+    cuda_label_report(st);
 }
 
 // Queued: the caller keeps src_host unchanged until the stream passes this point (backend.h).
 // From pinned memory this is a DMA that overlaps with kernels already queued; from pageable
 // memory the driver stages it and returns once the source is copied, which is also safe.
 static void cu_upload_async(Backend *be, void *dst, const void *src_host, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, cuda_state(be)->stream));
+    if (bytes) CUDA_WORK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, cuda_state(be)->stream));
 }
 
 static void cu_download(Backend *be, void *dst_host, const void *src, size_t bytes) {
     CudaState *st = cuda_state(be);
     if (!bytes) return;
-    CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, st->stream));
-    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    CUDA_WORK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, st->stream));
+    CUDA_SYNC(cudaStreamSynchronize(st->stream));
+    cuda_label_report(st);
 }
 
 static void cu_zero(Backend *be, void *dst, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, cuda_state(be)->stream));
+    if (bytes) CUDA_WORK(cudaMemsetAsync(dst, 0, bytes, cuda_state(be)->stream));
 }
 
 static void cu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
-    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_state(be)->stream));
+    if (bytes) CUDA_WORK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_state(be)->stream));
 }
 
-static void cu_synchronize(Backend *be) { CUDA_CHECK(cudaStreamSynchronize(cuda_state(be)->stream)); }
+static void cu_synchronize(Backend *be) {
+    CUDA_SYNC(cudaStreamSynchronize(cuda_state(be)->stream));
+    cuda_label_report(cuda_state(be));
+}
 
 static void cu_destroy(Backend *be) {
     CudaState *st = cuda_state(be);
-    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    CUDA_SYNC(cudaStreamSynchronize(st->stream));
     if (st->workspace) CUDA_CHECK(cudaFree(st->workspace));
     CUDA_CHECK(cudaFreeHost(st->host_scalar));
+    CUDA_CHECK(cudaFreeHost(st->label_bad));
     CUBLAS_CHECK(cublasDestroy(st->cublas));
     CUDNN_CHECK(cudnnDestroy(st->cudnn));
     CUDA_CHECK(cudaStreamDestroy(st->stream));
@@ -159,6 +167,16 @@ extern "C" void cuda_pinned_free(void *ctx, void *ptr) {
 
 extern "C" size_t backend_cuda_peak_bytes(Backend *be) { return cuda_state(be)->peak_bytes; }
 
+extern "C" int backend_cuda_runtime_counts(unsigned long long *launches, unsigned long long *syncs) {
+#ifdef UNET_CUDA_EMULATOR
+    emu_work_counters(launches, syncs);
+    return 1;
+#else
+    *launches = *syncs = 0;
+    return 0;
+#endif
+}
+
 extern "C" const char *backend_cuda_precision(Backend *be) { return cuda_precision_name(cuda_state(be)->precision); }
 
 extern "C" Backend *backend_cuda_create(int device, const char *precision) {
@@ -187,6 +205,7 @@ extern "C" Backend *backend_cuda_create(int device, const char *precision) {
     CUDNN_CHECK(cudnnCreate(&st->cudnn));
     CUDNN_CHECK(cudnnSetStream(st->cudnn, st->stream));
     CUDA_CHECK(cudaMallocHost((void **)&st->host_scalar, 4 * sizeof(double)));
+    CUDA_CHECK(cudaMallocHost((void **)&st->label_bad, CUDA_LABEL_CHECKS * sizeof(int)));
 
     be->name = "cuda";
     be->queue = st->stream; // transports order their work against it (comm/comm_nccl.c)

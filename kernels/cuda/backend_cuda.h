@@ -20,8 +20,9 @@ extern "C" {
  * In every mode weights, gradients and Adam moments are fp32, and all other ops (LayerNorm,
  * softmax, attention, loss, Adam) compute in fp32. Dies with a clear
  * message when the device does not exist or the precision is none of these. All ops are queued
- * on one stream; memory functions and ops that return host values (dice_ce_forward's
- * loss_host, sum_squares) synchronise that stream. */
+ * on one stream; only the memory functions that return or take host data synchronously (upload,
+ * download, synchronize, release) wait for it, and no op does (bench counts launches and waits:
+ * src/base/work_count.h). A bad label seen by dice_ce_forward is reported at the next wait. */
 Backend *backend_cuda_create(int device, const char *precision);
 
 /* The precision the backend was created with: "fp32", "tf32" or "bf16". */
@@ -43,6 +44,11 @@ int backend_cuda_set_tuning(Backend *be, const char *cache_path, const char *for
 
 /* Peak device memory this process has held since start (bytes), from the backend's counter. */
 size_t backend_cuda_peak_bytes(Backend *be);
+
+/* Work queued and host syncs since start as the CUDA runtime itself counted them: the emulator's
+ * exact count (tests/cuda_emu), for bench to compare with the project's own count
+ * (src/base/work_count.h). Returns 0 on a real GPU, where the runtime keeps no such count. */
+int backend_cuda_runtime_counts(unsigned long long *launches, unsigned long long *syncs);
 
 #ifdef __cplusplus
 }

@@ -247,7 +247,7 @@ extern "C" void cu_conv3x3_forward(Backend *be, Act *out, const Act *in, const f
         filt = (const float *)ws;
     }
     const float one = 1.0f, zero = 0.0f;
-    CUDNN_CHECK(cudnnConvolutionForward(st->cudnn, &one, d.x, x, d.w, filt, d.conv, a->fwd, lib, ws_bytes, &zero, d.y,
+    CUDNN_WORK(cudnnConvolutionForward(st->cudnn, &one, d.x, x, d.w, filt, d.conv, a->fwd, lib, ws_bytes, &zero, d.y,
                                         y));
     CUDA_ACT_DISPATCH(be, T, k_bias_store<T><<<cuda_grid(nout), 256, 0, st->stream>>>((T *)out, y, b, nout, Co));
     CUDA_CHECK_LAUNCH();
@@ -293,10 +293,10 @@ extern "C" void cu_conv3x3_backward(Backend *be, Act *din, float *dw, float *db,
     const float one = 1.0f, zero = 0.0f;
     // (the descriptor holds bwd_filter_math from the workspace query above)
     if (a->filter_nchw) { // PyTorch's layout: cuDNN adds into dw directly
-        CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, x, d.y, dy, d.conv, a->bwd_filter, lib, wsf,
+        CUDNN_WORK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, x, d.y, dy, d.conv, a->bwd_filter, lib, wsf,
                                                    &one, d.w, dw));
     } else { // dwp = weight gradient in the KRSC layout (overwritten), then added into dw un-permuted
-        CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, x, d.y, dy, d.conv, a->bwd_filter, lib, wsf,
+        CUDNN_WORK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, x, d.y, dy, d.conv, a->bwd_filter, lib, wsf,
                                                    &zero, d.w, dwp));
         k_conv_unpermute_acc<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>(dw, dwp, Ci, Co);
         CUDA_CHECK_LAUNCH();
@@ -310,10 +310,10 @@ extern "C" void cu_conv3x3_backward(Backend *be, Act *din, float *dw, float *db,
         }
         conv_use_math(a, &d, a->bwd_data_math);
         if (!bf) { // beta = 1: cuDNN adds into din, as the backend contract asks.
-            CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, filt, d.y, dy, d.conv, a->bwd_data, lib, wsd,
+            CUDNN_WORK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, filt, d.y, dy, d.conv, a->bwd_data, lib, wsd,
                                                      &one, d.x, (float *)din));
         } else { // the fp32 data gradient overwrites in's copy (the filter gradient, queued before, is done with it)
-            CUDNN_CHECK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, filt, d.y, dy, d.conv, a->bwd_data, lib, wsd,
+            CUDNN_WORK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, filt, d.y, dy, d.conv, a->bwd_data, lib, wsd,
                                                      &zero, d.x, x32));
             k_acc_f32<<<cuda_grid(nin), 256, 0, st->stream>>>((bf16 *)din, x32, nin);
             CUDA_CHECK_LAUNCH();

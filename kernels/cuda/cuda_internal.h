@@ -46,6 +46,8 @@ typedef struct {
     cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
 } ConvAlgo;
 
+#define CUDA_LABEL_CHECKS 8 /* dice_ce_forward calls between two host syncs before one is forced */
+
 typedef struct {
     int device;
     CudaPrecision precision; /* fixed at creation (backend_cuda_create) */
@@ -61,7 +63,16 @@ typedef struct {
     int n_algos, cap_algos;
     size_t live_bytes, peak_bytes;
     void *tune; /* the implementation chosen per hot op and shape (tune.cu) */
+    /* dice_ce_forward's label check, reported at the next host sync instead of waiting for it
+     * (loss.cu): per pending call the bad pixel (-1: none, pinned), its labels and K */
+    int *label_bad;
+    const int32_t *label_ptr[CUDA_LABEL_CHECKS];
+    int label_K[CUDA_LABEL_CHECKS], n_label_checks;
 } CudaState;
+
+/* After every host sync of the backend: dies with dice_ce_forward's message when a label it
+ * checked since the last sync was outside [0, K) (loss.cu). */
+void cuda_label_report(CudaState *st);
 
 static inline CudaState *cuda_state(Backend *be) { return (CudaState *)be->impl; }
 

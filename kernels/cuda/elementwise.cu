@@ -106,7 +106,7 @@ extern "C" void cu_act_from_f32(Backend *be, Act *out, const float *in, size_t n
     if (!n) return;
     cudaStream_t s = cuda_state(be)->stream;
     if (!cuda_act_is_bf16(be)) {
-        CUDA_CHECK(cudaMemcpyAsync(out, in, n * sizeof(float), cudaMemcpyDeviceToDevice, s));
+        CUDA_WORK(cudaMemcpyAsync(out, in, n * sizeof(float), cudaMemcpyDeviceToDevice, s));
         return;
     }
     k_from_f32<<<cuda_grid(n), 256, 0, s>>>((bf16 *)out, in, n);
@@ -117,7 +117,7 @@ extern "C" void cu_act_to_f32(Backend *be, float *out, const Act *in, size_t n) 
     if (!n) return;
     cudaStream_t s = cuda_state(be)->stream;
     if (!cuda_act_is_bf16(be)) {
-        CUDA_CHECK(cudaMemcpyAsync(out, in, n * sizeof(float), cudaMemcpyDeviceToDevice, s));
+        CUDA_WORK(cudaMemcpyAsync(out, in, n * sizeof(float), cudaMemcpyDeviceToDevice, s));
         return;
     }
     k_to_f32<<<cuda_grid(n), 256, 0, s>>>(out, (const bf16 *)in, n);
@@ -167,26 +167,39 @@ extern "C" void cu_channel_scale_backward(Backend *be, Act *din, float *dgamma, 
     }
 }
 
-extern "C" void cu_sample_scale_forward(Backend *be, Act *out, const Act *in, const float *scale_host, int B,
-                                        size_t per) {
-    cudaStream_t s = cuda_state(be)->stream;
-    for (int b = 0; b < B && per; b++) {
-        CUDA_ACT_DISPATCH(be, T,
-                          k_scale_copy<T><<<cuda_grid(per), 256, 0, s>>>((T *)out + b * per, (const T *)in + b * per,
-                                                                         scale_host[b], per));
-        CUDA_CHECK_LAUNCH();
+// Drop path over the whole batch in one launch: the per-sample scale is read from device memory
+// (a step's draw, uploaded by the caller), so neither the launch count nor a captured graph
+// depends on it. The arithmetic per element is k_scale_copy's / k_axpy_acc's.
+template <typename T>
+__global__ void k_sample_scale(T *out /* (B, per) */, const T *in /* (B, per) */, const float *scale /* (B) */,
+                               size_t per, size_t n) {
+    GRID_STRIDE(i, n) act_store(out + i, act_load(in + i) * scale[i / per]);
+}
+// din += dout * scale[b]; a dropped sample (scale 0) is left untouched, as the CPU backend does.
+template <typename T>
+__global__ void k_sample_scale_acc(T *din /* (B, per) */, const T *dout /* (B, per) */, const float *scale /* (B) */,
+                                   size_t per, size_t n) {
+    GRID_STRIDE(i, n) {
+        const float s = scale[i / per];
+        if (s != 0.0f) act_store(din + i, act_load(din + i) + act_load(dout + i) * s);
     }
 }
 
-extern "C" void cu_sample_scale_backward(Backend *be, Act *din, const Act *dout, const float *scale_host, int B,
-                                         size_t per) {
-    if (!din) return;
+extern "C" void cu_sample_scale_forward(Backend *be, Act *out, const Act *in, const float *scale, int B, size_t per) {
+    const size_t n = (size_t)B * per;
+    if (!n) return;
     cudaStream_t s = cuda_state(be)->stream;
-    for (int b = 0; b < B && per; b++) {
-        if (scale_host[b] == 0.0f) continue; // dropped sample: nothing to add
-        CUDA_ACT_DISPATCH(be, T,
-                          k_axpy_acc<T><<<cuda_grid(per), 256, 0, s>>>((T *)din + b * per, (const T *)dout + b * per,
-                                                                       scale_host[b], per));
-        CUDA_CHECK_LAUNCH();
-    }
+    CUDA_ACT_DISPATCH(be, T,
+                      k_sample_scale<T><<<cuda_grid(n), 256, 0, s>>>((T *)out, (const T *)in, scale, per, n));
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cu_sample_scale_backward(Backend *be, Act *din, const Act *dout, const float *scale, int B,
+                                         size_t per) {
+    const size_t n = (size_t)B * per;
+    if (!din || !n) return;
+    cudaStream_t s = cuda_state(be)->stream;
+    CUDA_ACT_DISPATCH(be, T,
+                      k_sample_scale_acc<T><<<cuda_grid(n), 256, 0, s>>>((T *)din, (const T *)dout, scale, per, n));
+    CUDA_CHECK_LAUNCH();
 }

@@ -31,17 +31,17 @@ static void gemm_rm(Backend *be, int ta, int tb, int M, int N, int K, float alph
     CudaState *st = cuda_state(be);
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (st->precision == CUDA_PREC_FP32) {
-        CUBLAS_CHECK(cublasSgemm(st->cublas, opb, opa, N, M, K, &alpha, (const float *)B, ldb, (const float *)A, lda,
+        CUBLAS_WORK(cublasSgemm(st->cublas, opb, opa, N, M, K, &alpha, (const float *)B, ldb, (const float *)A, lda,
                                  &beta, (float *)C, ldc));
         return;
     }
     // alpha and beta are fp32 host scalars (the handle's pointer mode) for every compute type here.
     if (st->precision == CUDA_PREC_TF32) {
-        CUBLAS_CHECK(cublasGemmEx(st->cublas, opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta,
+        CUBLAS_WORK(cublasGemmEx(st->cublas, opb, opa, N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta,
                                   C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
         return;
     }
-    CUBLAS_CHECK(cublasGemmEx(st->cublas, opb, opa, N, M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
+    CUBLAS_WORK(cublasGemmEx(st->cublas, opb, opa, N, M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
                               c_act ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 

@@ -1,8 +1,10 @@
 // loss.cu — nnU-Net v1 DC_and_CE_loss (soft Dice + CE) and label downsampling; formulas and
 // the stats layout as kernels/cpu/loss.c. Forward: one thread per pixel writes its softmax and
 // a row of per-pixel terms [p (K) | p·onehot (K) | onehot (K) | −log p_y]; the class sums are then
-// deterministic column sums in double, and the final Dice/CE arithmetic runs on the host in
-// double exactly as the CPU backend does it. logits and dlogits are Acts (kernels templated on the
+// deterministic column sums in double; the (tp, fp, fn) stats and the loss are computed from them
+// on the device in double as the CPU backend does it, and a bad label is reported at the next host
+// sync: the op never waits for the device. Backward derives its Dice coefficients from the stats on the device, so it
+// never waits for the host. logits and dlogits are Acts (kernels templated on the
 // storage type T, act.cuh); probs, stats and the per-pixel terms are float.
 #include <stdlib.h>
 
@@ -45,12 +47,55 @@ __global__ void k_softmax_terms(float *probs /* (N, K) */, float *terms /* (N, 3
     }
 }
 
-extern "C" void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, float *stats, const Act *logits,
+// stats = (tp, fp, fn) per class from the class sums [Σp | Σp·onehot | Σonehot | ...], the
+// differences in double and one rounding to float, as kernels/cpu/loss.c. One thread per class.
+__global__ void k_dice_stats(float *stats /* (3, K) */, const double *tot /* (3K+1) */, int K) {
+    int c = threadIdx.x;
+    if (c >= K) return;
+    double tp = tot[K + c];
+    stats[c] = (float)tp;
+    stats[K + c] = (float)(tot[c] - tp);
+    stats[2 * K + c] = (float)(tot[2 * K + c] - tp);
+}
+
+// loss = (total, dice term, CE term) from the class sums, in double as kernels/cpu/loss.c and in
+// its class order; one thread (K ≤ 64 terms).
+__global__ void k_dice_loss(float *loss /* (3) */, const double *tot /* (3K+1) */, size_t N, int K, float w_dice,
+                            float w_ce) {
+    const double *psum = tot, *tp = tot + K, *cnt = tot + 2 * K;
+    double ce = tot[3 * K] / (double)N, dc_sum = 0;
+    for (int c = 1; c < K; c++) { // c = 0 skipped: do_bg = False
+        double fp = psum[c] - tp[c], fn = cnt[c] - tp[c];
+        dc_sum += (2 * tp[c] + DICE_SMOOTH) / (2 * tp[c] + fp + fn + DICE_SMOOTH + DICE_EPS);
+    }
+    double dice = -dc_sum / (double)(K - 1);
+    loss[0] = (float)((double)w_dice * dice + (double)w_ce * ce);
+    loss[1] = (float)dice;
+    loss[2] = (float)ce;
+}
+
+void cuda_label_report(CudaState *st) {
+    int n = st->n_label_checks;
+    st->n_label_checks = 0;
+    for (int i = 0; i < n; i++) {
+        int bad = st->label_bad[i];
+        if (bad < 0) continue;
+        int32_t lab = 0;
+        CUDA_SYNC(cudaMemcpy(&lab, st->label_ptr[i] + bad, sizeof lab, cudaMemcpyDeviceToHost));
+        die("dice_ce_forward: label %d at pixel %d is outside [0, %d)", (int)lab, bad, st->label_K[i]);
+    }
+}
+
+extern "C" void cu_dice_ce_forward(Backend *be, float *loss, float *probs, float *stats, const Act *logits,
                                    const int32_t *labels, size_t N, int K, float w_dice, float w_ce) {
     CHECK(K >= 2, "dice_ce_forward: K = %d, need at least 2 classes (background + one)", K);
     CHECK(K <= LOSS_MAX_K, "dice_ce_forward: K = %d classes, the CUDA backend supports up to %d", K, LOSS_MAX_K);
     CHECK(N > 0, "dice_ce_forward: no pixels");
     CudaState *st = cuda_state(be);
+    if (st->n_label_checks == CUDA_LABEL_CHECKS) { // every slot pending: wait and report now
+        CUDA_SYNC(cudaStreamSynchronize(st->stream));
+        cuda_label_report(st);
+    }
     const int C = 3 * K + 1;
     size_t rows;
     int nchunk = cuda_colsum_chunks(N, 1024, &rows);
@@ -61,49 +106,49 @@ extern "C" void cu_dice_ce_forward(Backend *be, float *loss_host, float *probs, 
     double *part = (double *)(ws + terms_bytes);                 /* (nchunk, 3K+1) */
     double *tot = (double *)(ws + terms_bytes + part_bytes);     /* (3K+1) */
     int *bad = (int *)(tot + C);                                 /* (1) */
-    CUDA_CHECK(cudaMemsetAsync(bad, 0xff, sizeof(int), st->stream)); // −1: no bad label
+    CUDA_WORK(cudaMemsetAsync(bad, 0xff, sizeof(int), st->stream)); // −1: no bad label
     cudaStream_t s = st->stream;
     CUDA_ACT_DISPATCH(be, T,
                       k_softmax_terms<T><<<cuda_grid(N), 256, 0, s>>>(probs, terms, bad, (const T *)logits, labels, N,
                                                                      K));
     CUDA_CHECK_LAUNCH();
     cuda_colsum_ordered(st->stream, NULL, tot, part, terms, N, C, rows, nchunk);
-    double t[3 * LOSS_MAX_K + 1];
-    int bad_host = -1;
-    CUDA_CHECK(cudaMemcpyAsync(t, tot, C * sizeof(double), cudaMemcpyDeviceToHost, st->stream));
-    CUDA_CHECK(cudaMemcpyAsync(&bad_host, bad, sizeof(int), cudaMemcpyDeviceToHost, st->stream));
-    CUDA_CHECK(cudaStreamSynchronize(st->stream));
-    if (bad_host >= 0) {
-        int32_t lab = 0;
-        CUDA_CHECK(cudaMemcpy(&lab, labels + bad_host, sizeof lab, cudaMemcpyDeviceToHost));
-        die("dice_ce_forward: label %d at pixel %d is outside [0, %d)", (int)lab, bad_host, K);
-    }
-    const double *psum = t, *tp = t + K, *cnt = t + 2 * K;
-    double ce = t[3 * K] / (double)N, dc_sum = 0;
-    float stats_host[3 * LOSS_MAX_K];
-    for (int c = 0; c < K; c++) {
-        double fp = psum[c] - tp[c], fn = cnt[c] - tp[c];
-        stats_host[c] = (float)tp[c];
-        stats_host[K + c] = (float)fp;
-        stats_host[2 * K + c] = (float)fn;
-        if (c == 0) continue; // do_bg = False
-        dc_sum += (2 * tp[c] + DICE_SMOOTH) / (2 * tp[c] + fp + fn + DICE_SMOOTH + DICE_EPS);
-    }
-    CUDA_CHECK(cudaMemcpyAsync(stats, stats_host, 3 * (size_t)K * sizeof(float), cudaMemcpyHostToDevice, st->stream));
-    CUDA_CHECK(cudaStreamSynchronize(st->stream)); // stats_host is on our stack
-    double dice = -dc_sum / (double)(K - 1);
-    loss_host[0] = (float)((double)w_dice * dice + (double)w_ce * ce);
-    loss_host[1] = (float)dice;
-    loss_host[2] = (float)ce;
+    k_dice_stats<<<1, LOSS_MAX_K, 0, s>>>(stats, tot, K);
+    CUDA_CHECK_LAUNCH();
+    k_dice_loss<<<1, 1, 0, s>>>(loss, tot, N, K, w_dice, w_ce);
+    CUDA_CHECK_LAUNCH();
+    // The label check is read at the backend's next host sync (cuda_label_report), not waited for.
+    const int slot = st->n_label_checks++;
+    st->label_ptr[slot] = labels;
+    st->label_K[slot] = K;
+    CUDA_WORK(cudaMemcpyAsync(&st->label_bad[slot], bad, sizeof(int), cudaMemcpyDeviceToHost, st->stream));
 }
 
 typedef struct {
     float gb[LOSS_MAX_K], gy[LOSS_MAX_K];
 } DiceCoef;
 
+// The Dice gradient's per-class coefficients from the saved stats, on the device so that the
+// backward pass never waits for the host; double arithmetic as kernels/cpu/loss.c (no sum of
+// products here, so FMA contraction cannot change a rounding). One thread per class.
+__global__ void k_dice_coef(DiceCoef *co, const float *stats /* (3, K) */, int K, float w_dice) {
+    int c = threadIdx.x;
+    if (c >= K) return;
+    if (c == 0) {
+        co->gb[0] = co->gy[0] = 0;
+        return;
+    }
+    const double wd = -(double)w_dice / (double)(K - 1);
+    double tp = stats[c], fp = stats[K + c], fn = stats[2 * K + c];
+    double num = 2 * tp + DICE_SMOOTH, den = 2 * tp + fp + fn + DICE_SMOOTH + DICE_EPS;
+    co->gb[c] = (float)(wd * -num / (den * den));
+    co->gy[c] = (float)(wd * 2.0 / den);
+}
+
 template <typename T>
-__global__ void k_dice_ce_bwd(T *dlogits, const float *probs, const int32_t *labels, size_t N, int K, DiceCoef co,
-                              float ce_scale, float dloss) {
+__global__ void k_dice_ce_bwd(T *dlogits, const float *probs, const int32_t *labels, size_t N, int K,
+                              const DiceCoef *cop, float ce_scale, float dloss) {
+    const DiceCoef &co = *cop;
     for (size_t n = blockIdx.x * (size_t)blockDim.x + threadIdx.x; n < N; n += (size_t)gridDim.x * blockDim.x) {
         const float *p = probs + n * K;
         T *d = dlogits + n * K;
@@ -125,18 +170,9 @@ extern "C" void cu_dice_ce_backward(Backend *be, Act *dlogits, const float *prob
     CHECK(K >= 2 && K <= LOSS_MAX_K, "dice_ce_backward: K = %d outside [2, %d]", K, LOSS_MAX_K);
     if (!N) return;
     CudaState *st = cuda_state(be);
-    float s[3 * LOSS_MAX_K];
-    CUDA_CHECK(cudaMemcpyAsync(s, stats, 3 * (size_t)K * sizeof(float), cudaMemcpyDeviceToHost, st->stream));
-    CUDA_CHECK(cudaStreamSynchronize(st->stream));
-    DiceCoef co;
-    const double wd = -(double)w_dice / (double)(K - 1);
-    co.gb[0] = co.gy[0] = 0;
-    for (int c = 1; c < K; c++) {
-        double tp = s[c], fp = s[K + c], fn = s[2 * K + c];
-        double num = 2 * tp + DICE_SMOOTH, den = 2 * tp + fp + fn + DICE_SMOOTH + DICE_EPS;
-        co.gb[c] = (float)(wd * -num / (den * den));
-        co.gy[c] = (float)(wd * 2.0 / den);
-    }
+    DiceCoef *co = (DiceCoef *)cuda_workspace(be, sizeof(DiceCoef));
+    k_dice_coef<<<1, LOSS_MAX_K, 0, st->stream>>>(co, stats, K, w_dice);
+    CUDA_CHECK_LAUNCH();
     const float ce_scale = (float)((double)w_ce / (double)N);
     cudaStream_t stream = st->stream;
     CUDA_ACT_DISPATCH(be, T,

@@ -28,21 +28,36 @@ __global__ void k_sum_ordered(double *out, const double *part, size_t n) {
     *out = s;
 }
 
-extern "C" void cu_sum_squares(Backend *be, double *out_host, const float *x, size_t n) {
+// The sum stays on the device: clip_by_norm reads it there, so the step never waits for it.
+extern "C" void cu_sum_squares(Backend *be, double *out, const float *x, size_t n) {
     CudaState *st = cuda_state(be);
-    if (n == 0) {
-        *out_host = 0;
-        return;
-    }
-    size_t nb = (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK;
+    size_t nb = n ? (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK : 0;
     double *part = (double *)cuda_workspace(be, (nb + 1) * sizeof(double));
-    k_sumsq_partial<<<(unsigned)nb, 256, 0, st->stream>>>(part, x, n);
+    if (nb) {
+        k_sumsq_partial<<<(unsigned)nb, 256, 0, st->stream>>>(part, x, n);
+        CUDA_CHECK_LAUNCH();
+    }
+    k_sum_ordered<<<1, 1, 0, st->stream>>>(out, part, nb); // nb = 0: writes 0
     CUDA_CHECK_LAUNCH();
-    k_sum_ordered<<<1, 1, 0, st->stream>>>(part + nb, part, nb);
+}
+
+// sqrt and the division in double as the CPU backend does them on the host (both correctly
+// rounded on the GPU too, and no product to contract), so every thread derives the same coef.
+__device__ __forceinline__ double clip_coef(double sumsq, double max_norm) { return max_norm / (sqrt(sumsq) + 1e-6); }
+
+__global__ void k_clip_scale(float *x, double *norm, const double *sumsq, double max_norm, size_t n) {
+    const double coef = clip_coef(*sumsq, max_norm);
+    const size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i0 == 0) *norm = sqrt(*sumsq);
+    if (!(coef < 1.0)) return;
+    const float c = (float)coef;
+    for (size_t i = i0; i < n; i += (size_t)gridDim.x * blockDim.x) x[i] *= c;
+}
+
+extern "C" void cu_clip_by_norm(Backend *be, float *x, double *norm, const double *sumsq, double max_norm, size_t n) {
+    CHECK((const void *)norm != (const void *)sumsq, "clip_by_norm: norm and sumsq must be separate (read while written)");
+    k_clip_scale<<<cuda_grid(n ? n : 1), 256, 0, cuda_state(be)->stream>>>(x, norm, sumsq, max_norm, n);
     CUDA_CHECK_LAUNCH();
-    CUDA_CHECK(cudaMemcpyAsync(st->host_scalar, part + nb, sizeof(double), cudaMemcpyDeviceToHost, st->stream));
-    CUDA_CHECK(cudaStreamSynchronize(st->stream));
-    *out_host = st->host_scalar[0];
 }
 
 __global__ void k_scale(float *x, float s, size_t n) {

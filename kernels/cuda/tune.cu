@@ -157,7 +157,7 @@ static float tune_time(Backend *be, TuneRun run, void *ctx, int impl, int reps) 
         CUDA_CHECK(cudaEventRecord(a, s));
         run(ctx, impl);
         CUDA_CHECK(cudaEventRecord(b, s));
-        CUDA_CHECK(cudaEventSynchronize(b));
+        CUDA_SYNC(cudaEventSynchronize(b));
         float ms;
         CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
         if (ms < best) best = ms;

@@ -204,31 +204,34 @@
       (Backend *be, Act *din /* (N, C) */, float *dgamma /* (C) */, const Act *dout /* (N, C) */,                     \
        const Act *in /* (N, C) */, const float *gamma /* (C) */, size_t N, int C),                                    \
       (be, din, dgamma, dout, in, gamma, N, C))                                                                       \
-    /* drop path: out[b, :] = in[b, :] * scale_host[b] (0 or 1/keep, drawn by the caller) */                          \
+    /* drop path: out[b, :] = in[b, :] * scale[b], scale (0 or 1/keep) drawn by the caller into                       \
+     * backend memory (each step's draw is read where a captured step reads it) */                                    \
     X(sample_scale_forward,                                                                                           \
-      (Backend *be, Act *out /* (B, per) */, const Act *in /* (B, per) */, const float *scale_host /* (B) */,         \
-       int B, size_t per),                                                                                            \
-      (be, out, in, scale_host, B, per))                                                                              \
+      (Backend *be, Act *out /* (B, per) */, const Act *in /* (B, per) */, const float *scale /* (B) */, int B,       \
+       size_t per),                                                                                                   \
+      (be, out, in, scale, B, per))                                                                                   \
     X(sample_scale_backward,                                                                                          \
-      (Backend *be, Act *din /* (B, per) */, const Act *dout /* (B, per) */, const float *scale_host /* (B) */,       \
-       int B, size_t per),                                                                                            \
-      (be, din, dout, scale_host, B, per))                                                                            \
+      (Backend *be, Act *din /* (B, per) */, const Act *dout /* (B, per) */, const float *scale /* (B) */, int B,     \
+       size_t per),                                                                                                   \
+      (be, din, dout, scale, B, per))                                                                                 \
                                                                                                                       \
     /* ---- loss: w_dice * SoftDice + w_ce * CrossEntropy (nnU-Net v1 DC_and_CE_loss) ----                            \
      * Soft Dice on softmax probabilities, batch dice (sums over all N pixels), background                            \
      * (class 0) excluded, smooth 1e-5, dc = (2tp + smooth) / (2tp + fp + fn + smooth + 1e-8),                        \
      * dice term = -mean_c dc. CE = mean over N pixels of -log softmax[label].                                        \
-     * loss_host[0] = total, [1] = dice term, [2] = CE term (unweighted).                                             \
+     * loss[0] = total, [1] = dice term, [2] = CE term (unweighted), in backend memory (no host wait:                \
+     * the caller reads it back with the stats). A label outside [0, K) is fatal (on the CUDA                         \
+     * backend at its next host sync).                                                                               \
      * stats keeps (tp, fp, fn) per class for backward. */                                                            \
     X(dice_ce_forward,                                                                                                \
       (Backend *be,                                                                                                   \
-       float *loss_host,       /* (3) */                                                                              \
+       float *loss,            /* (3) */                                                                              \
        float *probs,           /* (N, K) saved softmax */                                                             \
        float *stats,           /* (3, K) */                                                                           \
        const Act *logits,      /* (N, K) */                                                                           \
        const int32_t *labels,  /* (N) values in [0, K) */                                                             \
        size_t N, int K, float w_dice, float w_ce),                                                                    \
-      (be, loss_host, probs, stats, logits, labels, N, K, w_dice, w_ce))                                              \
+      (be, loss, probs, stats, logits, labels, N, K, w_dice, w_ce))                                                   \
     /* dlogits += dloss * d(total)/d(logits) */                                                                       \
     X(dice_ce_backward,                                                                                               \
       (Backend *be,                                                                                                   \
@@ -246,10 +249,17 @@
       (be, out, in, B, H, W, f))                                                                                      \
                                                                                                                       \
     /* ---- optimiser ---- */                                                                                         \
-    X(sum_squares, (Backend *be, double *out_host /* (1) */, const float *x /* (n) */, size_t n),                     \
-      (be, out_host, x, n))                                                                                           \
+    /* out = Σ x², into backend memory (no host round trip: the clip reads it on the device) */                      \
+    X(sum_squares, (Backend *be, double *out /* (1) */, const float *x /* (n) */, size_t n), (be, out, x, n))         \
     /* x *= s */                                                                                                      \
     X(scale, (Backend *be, float *x /* (n) */, float s, size_t n), (be, x, s, n))                                     \
+    /* global-norm clipping (torch.nn.utils.clip_grad_norm_) from a sum of squares in backend                         \
+     * memory: norm = sqrt(sumsq); coef = max_norm / (norm + 1e-6) in double; x *= (float)coef                        \
+     * when coef < 1. norm (backend memory) is written for the caller to read at the step's end. */                   \
+    X(clip_by_norm,                                                                                                   \
+      (Backend *be, float *x /* (n) */, double *norm /* (1) */, const double *sumsq /* (1) */, double max_norm,       \
+       size_t n),                                                                                                     \
+      (be, x, norm, sumsq, max_norm, n))                                                                              \
     /* PyTorch Adam (no weight decay, no amsgrad), step counts from 1. Hyper-parameters are                           \
      * doubles because PyTorch computes 1 - beta and the bias corrections from Python floats:                         \
      * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;                                                                     \

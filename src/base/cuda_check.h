@@ -17,6 +17,7 @@
 extern "C" {
 #endif
 #include "check.h" /* die_at, xcalloc: C functions of unet_base */
+#include "work_count.h" /* unet_work_count: launches and host syncs (bench) */
 #ifdef __cplusplus
 }
 #endif
@@ -27,13 +28,40 @@ extern "C" {
         if (e_ != cudaSuccess) die_at(__FILE__, __LINE__, "%s failed: %s", #call, cudaGetErrorString(e_)); \
     } while (0)
 
-/* After a kernel launch: launch-configuration errors surface here, not at the next sync. */
-#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+/* After a kernel launch: launch-configuration errors surface here, not at the next sync. Every
+ * <<<...>>> in kernels/cuda is followed by it, so it also counts the launch (work_count.h). */
+#define CUDA_CHECK_LAUNCH()                                                                        \
+    do {                                                                                           \
+        unet_work_count.launches++;                                                                \
+        CUDA_CHECK(cudaGetLastError());                                                            \
+    } while (0)
+
+/* A runtime call that queues work on a stream (cudaMemsetAsync, cudaMemcpyAsync): checked and
+ * counted as one launch. */
+#define CUDA_WORK(call)                                                                            \
+    do {                                                                                           \
+        unet_work_count.launches++;                                                                \
+        CUDA_CHECK(call);                                                                          \
+    } while (0)
+
+/* A call that makes the host wait for the device (cudaStreamSynchronize, cudaEventSynchronize,
+ * cudaDeviceSynchronize, a synchronous cudaMemcpy): checked and counted as one host sync. */
+#define CUDA_SYNC(call)                                                                            \
+    do {                                                                                           \
+        unet_work_count.syncs++;                                                                   \
+        CUDA_CHECK(call);                                                                          \
+    } while (0)
 
 #define CUBLAS_CHECK(call)                                                                         \
     do {                                                                                           \
         int s_ = (int)(call);                                                                      \
         if (s_ != 0) die_at(__FILE__, __LINE__, "%s failed: cuBLAS status %d", #call, s_);         \
+    } while (0)
+/* A cuBLAS call that queues work (a GEMM): checked and counted as one launch. */
+#define CUBLAS_WORK(call)                                                                          \
+    do {                                                                                           \
+        unet_work_count.launches++;                                                                \
+        CUBLAS_CHECK(call);                                                                        \
     } while (0)
 
 #ifdef CUDNN_MAJOR
@@ -43,6 +71,12 @@ extern "C" {
         if (s_ != CUDNN_STATUS_SUCCESS)                                                            \
             die_at(__FILE__, __LINE__, "%s failed: %s", #call, cudnnGetErrorString(s_));           \
     } while (0)
+/* A cuDNN call that queues work (a convolution): checked and counted as one launch. */
+#define CUDNN_WORK(call)                                                                           \
+    do {                                                                                           \
+        unet_work_count.launches++;                                                                \
+        CUDNN_CHECK(call);                                                                         \
+    } while (0)
 #endif
 
 #ifdef NCCL_MAJOR
@@ -50,6 +84,12 @@ extern "C" {
     do {                                                                                           \
         ncclResult_t r_ = (call);                                                                  \
         if (r_ != ncclSuccess) die_at(__FILE__, __LINE__, "%s failed: %s", #call, ncclGetErrorString(r_)); \
+    } while (0)
+/* An NCCL collective: checked and counted as one launch. */
+#define NCCL_WORK(call)                                                                            \
+    do {                                                                                           \
+        unet_work_count.launches++;                                                                \
+        NCCL_CHECK(call);                                                                          \
     } while (0)
 #endif
 

@@ -5,13 +5,23 @@
  * backend, N runs after a warm-up, and reports the median, the GFLOP/s it achieves (3x the
  * forward FLOPs, see model_flops.c) and that rate as a fraction of this machine's OpenBLAS
  * sgemm rate measured in the same process with the same threads. The last line is JSON,
- * for scripts/bench_cpu.sh. --profile adds one step with every op timed on its own (op_profile.h).
+ * for scripts/bench_cpu.sh. --profile adds one step with every op timed on its own (op_profile.h),
+ * each next to its roofline (op_cost.h); --plan fp32|bf16 only counts and costs one step's ops
+ * (nothing runs: any machine, any batch) and prints that table.
  *
  * With --backend cuda (builds with CUDA only) the same step runs on the GPU backend (device
  * --device D) in --precision (default bf16, the mixed-precision product mode; fp32 is the
  * exact-comparison mode, backend_cuda.h); the sgemm comparison is replaced by images/s and the
  * peak device memory the backend allocated; the JSON line then has "impl":"c-cuda" and
- * "precision" (tests/gpu/check.sh reads both). The CPU backend computes fp32 only. */
+ * "precision" (tests/gpu/check.sh reads both). The CPU backend computes fp32 only.
+ *
+ * On cuda, one more training step — forward, loss, backward, gradient clipping and Adam, ended by
+ * the one host sync that reads its results — is counted, not timed: launches_per_step (kernel
+ * launches, queued memsets/copies, GEMMs, convolutions, collectives) and host_syncs_per_step
+ * (every wait of the host for the device), as the backend's check macros count them
+ * (src/base/work_count.h), in the text and in the JSON line. Neither depends on the batch size.
+ * On the emulator its runtime counts the same things independently, and bench fails when the two
+ * counts differ (a launch or sync that bypassed the macros). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -26,8 +36,10 @@
 #include "clock.h"
 #include "commands.h"
 #include "op_profile.h"
+#include "optimizer.h"
 #include "rng.h"
 #include "session.h"
+#include "work_count.h"
 #ifdef UNET_HAVE_CUDA
 #include "backend_cuda.h"
 #endif
@@ -69,6 +81,54 @@ static double sgemm_gflops(int n, int threads) {
     return 2.0 * n * (double)n * n / best / 1e9;
 }
 
+/* --plan: backend memory that is never touched (the planned step runs no op). */
+static void *plan_alloc(Backend *be, size_t bytes) {
+    (void)be, (void)bytes;
+    return xmalloc(64);
+}
+static void plan_release(Backend *be, void *ptr) {
+    (void)be;
+    free(ptr);
+}
+
+/* `bench --plan fp32|bf16`: one training step (forward, loss, backward, clip, Adam) of the config
+ * at --batch, counted and costed op by op (op_profile_create_plan, op_cost.h) without running
+ * anything: the roofline table of docs/performance.md, on any machine. */
+static int bench_plan(const Model *m, Backend *real, const char *name, int batch, int H, int W, const char *prec) {
+    Backend pbk = *real;
+    pbk.alloc = plan_alloc;
+    pbk.release = plan_release;
+    pbk.act_bytes = !strcmp(prec, "bf16") ? 2 : 4;
+    OpProfile *prof = op_profile_create_plan(&pbk, pbk.act_bytes);
+    Backend *pb = op_profile_backend(prof);
+    float *params = pb->alloc(pb, m->params.total * sizeof(float));
+    float *grads = pb->alloc(pb, m->params.total * sizeof(float));
+    float *image = pb->alloc(pb, (size_t)batch * H * W * m->cin * sizeof(float));
+    int32_t *labels = pb->alloc(pb, (size_t)batch * H * W * sizeof(int32_t));
+    ModelActs *acts = model_acts_create(m, &pbk, batch, H, W, 0);
+    PassOptions opt = {.training = 1, .seed = 1, .step = 0};
+    float *outs[3];
+    Adam adam;
+    adam_create(&adam, pb, m->params.total, 1e-4);
+    pb->zero(pb, grads, m->params.total * sizeof(float));
+    model_forward(m, pb, acts, params, image, &opt, outs);
+    model_loss(m, pb, acts, labels, NULL, NULL);
+    model_backward(m, pb, acts, params, grads, NULL);
+    adam_clip_and_step(&adam, pb, params, grads);
+    printf("plan: one training step of %s at batch %d, Acts %s (forward, loss, backward, clip, Adam), ops counted "
+           "and costed, not run; %.1f GFLOP forward (model_flops.c)\n",
+           name, batch, prec, model_forward_flops(m, batch, H, W) / 1e9);
+    op_profile_print(prof, stdout);
+    adam_destroy(&adam, pb);
+    model_acts_free(acts);
+    pb->release(pb, params);
+    pb->release(pb, grads);
+    pb->release(pb, image);
+    pb->release(pb, labels);
+    op_profile_destroy(prof);
+    return 0;
+}
+
 static const char *SUMMARY =
     "  times forward + loss + backward of one training step (median of N runs after a warm-up)\n"
     "  against this machine's sgemm rate (cpu) or as images/s and peak memory (cuda)";
@@ -76,6 +136,7 @@ static const char *SUMMARY =
 int cmd_bench(int argc, char **argv) {
     const char *cfg_path = NULL, *overrides[ARGS_MAX_OVERRIDES];
     const char *backend = "cpu", *precision = NULL; /* NULL: the backend's default */
+    const char *plan = NULL;
     int batch = 1, runs = 5, threads = 0, device = 0, profile = 0, n_overrides = 0;
     const ArgPos pos[] = {{"CONFIG", &cfg_path, 1}};
     const ArgOpt opts[] = {
@@ -86,6 +147,7 @@ int cmd_bench(int argc, char **argv) {
         OPT_CHOICE("--precision", &precision, "fp32|tf32|bf16", "cuda only, default bf16 (the CPU backend computes fp32)"),
         OPT_INT("--device", &device, "D", "the CUDA device (default 0)", 0, 1024),
         OPT_FLAG("--profile", &profile, "one more step with every op timed on its own"),
+        OPT_CHOICE("--plan", &plan, "fp32|bf16", "no run: one step's ops counted and costed against the roofline"),
     };
     const ArgSpec spec = {"bench", SUMMARY, pos, ARGS_N(pos), opts, ARGS_N(opts), overrides, &n_overrides, NULL};
     int st = args_parse(&spec, argc, argv);
@@ -100,6 +162,11 @@ int cmd_bench(int argc, char **argv) {
     Backend *be = s.be;
     threads = omp_get_max_threads();
     int H = cfg->net.crop[0], W = cfg->net.crop[1];
+    if (plan) {
+        st = bench_plan(m, be, cfg->name, batch, H, W, plan);
+        session_close(&s);
+        return st;
+    }
     size_t n_img = (size_t)batch * H * W * m->cin, n_lab = (size_t)batch * H * W;
 
     float *params = be->alloc(be, m->params.total * sizeof(float));
@@ -150,6 +217,36 @@ int cmd_bench(int argc, char **argv) {
         op_profile_print(prof, stdout);
         op_profile_destroy(prof);
     }
+    /* One counted step with clip and Adam (cuda only: the CPU backend queues nothing). */
+    unsigned long long step_launches = 0, step_syncs = 0;
+#ifdef UNET_HAVE_CUDA
+    if (!strcmp(backend, "cuda")) {
+        Adam adam;
+        adam_create(&adam, be, m->params.total, 1e-4);
+        be->synchronize(be);
+        WorkCount c0 = unet_work_count;
+        unsigned long long rl0 = 0, rs0 = 0, rl1 = 0, rs1 = 0;
+        int exact = backend_cuda_runtime_counts(&rl0, &rs0);
+        be->zero(be, grads, m->params.total * sizeof(float));
+        model_forward(m, be, acts, params, image, &opt, outs);
+        model_loss(m, be, acts, labels, NULL, NULL);
+        model_backward(m, be, acts, params, grads, NULL);
+        adam_clip_and_step(&adam, be, params, grads);
+        (void)adam_last_norm(&adam, be); /* the step's end: read its scalars back (a trainer reads the norm) */
+        step_launches = unet_work_count.launches - c0.launches;
+        step_syncs = unet_work_count.syncs - c0.syncs;
+        if (exact) {
+            backend_cuda_runtime_counts(&rl1, &rs1);
+            printf("emulator runtime count: %llu launches, %llu host syncs per step\n", rl1 - rl0, rs1 - rs0);
+            if (rl1 - rl0 != step_launches || rs1 - rs0 != step_syncs)
+                die("bench: the backend counted %llu launches and %llu host syncs, the emulator's runtime %llu and "
+                    "%llu: a launch or sync bypassed the counting macros (src/base/cuda_check.h)",
+                    step_launches, step_syncs, rl1 - rl0, rs1 - rs0);
+        }
+        adam_destroy(&adam, be);
+        printf("launches_per_step %llu\nhost_syncs_per_step %llu\n", step_launches, step_syncs);
+    }
+#endif
     double runs_ms[1000];
     for (int r = 0; r < runs; r++) runs_ms[r] = t[r] * 1e3;
     double med = median(t, runs);
@@ -161,8 +258,10 @@ int cmd_bench(int argc, char **argv) {
                cfg->name, batch, device, backend_cuda_precision(be), med * 1e3, batch / med, flops / med / 1e12,
                peak_mib);
         printf("{\"impl\":\"c-cuda\",\"precision\":\"%s\",\"config\":\"%s\",\"batch\":%d,\"median_ms\":%.3f,"
-               "\"images_per_s\":%.2f,\"peak_mib\":%.0f,\"gflop_per_step\":%.3f,\"runs_ms\":[",
-               backend_cuda_precision(be), cfg->name, batch, med * 1e3, batch / med, peak_mib, flops / 1e9);
+               "\"images_per_s\":%.2f,\"peak_mib\":%.0f,\"gflop_per_step\":%.3f,\"launches_per_step\":%llu,"
+               "\"host_syncs_per_step\":%llu,\"runs_ms\":[",
+               backend_cuda_precision(be), cfg->name, batch, med * 1e3, batch / med, peak_mib, flops / 1e9,
+               step_launches, step_syncs);
         for (int r = 0; r < runs; r++) printf("%s%.3f", r ? "," : "", runs_ms[r]);
         printf("]}\n");
     } else

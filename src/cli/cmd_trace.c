@@ -157,7 +157,8 @@ int cmd_trace(int argc, char **argv) {
             losses[s] = model_loss(m, be, acts, labels, NULL, NULL);
             be->zero(be, grads, m->params.total * sizeof(float));
             model_backward(m, be, acts, params, grads, NULL);
-            double norm = adam_clip_and_step(&adam, be, params, grads);
+            adam_clip_and_step(&adam, be, params, grads);
+            double norm = adam_last_norm(&adam, be);
             fprintf(stderr, "step %d: loss %.6f grad-norm %.4f\n", s + 1, losses[s], norm);
         }
         int64_t ns = steps;

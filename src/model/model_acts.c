@@ -80,6 +80,8 @@ static void plan_block(ModelActs *a, BlockActs *ba, const BlockDesc *bd, int B, 
     if (bd->drop_rate > 0) { /* only blocks that can drop need the scaled copies */
         ba->dp1 = fwd(a, nd);
         ba->dp2 = fwd(a, nd);
+        ba->dp_dev1 = fwd_f32(a, (size_t)B);
+        ba->dp_dev2 = fwd_f32(a, (size_t)B);
     }
     ba->out = buf(a, nd);
     if (!a->count_only) {
@@ -165,6 +167,9 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
 
     a->n_outputs = m->net.deep_supervision ? 3 : 1;
     model_ds_weights(m, a->loss_weight);
+    /* the outputs' (tp, fp, fn), then their loss terms, in one block: model_loss reads them back
+     * in one copy */
+    float *stats = fwd_f32(a, (size_t)a->n_outputs * 3 * ((size_t)m->K + 1));
     for (int k = 0; k < a->n_outputs; k++) {
         const HeadDesc *hd = &m->head[k];
         int hk = h0 >> k, wk = w0 >> k;
@@ -175,7 +180,8 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
         a->head[k].logits = buf(a, out_rows * m->K);
         if (convert) a->outputs[k] = fwd_f32(a, out_rows * m->K);
         a->probs[k] = fwd_f32(a, out_rows * m->K);
-        a->stats[k] = fwd_f32(a, 3 * (size_t)m->K);
+        a->stats[k] = stats + (size_t)k * 3 * (size_t)m->K;
+        a->loss_terms[k] = stats + (size_t)a->n_outputs * 3 * (size_t)m->K + 3 * (size_t)k;
         if (k > 0) a->labels[k] = take(a, out_rows * sizeof(int32_t), 0);
     }
     plan_scratch(a);

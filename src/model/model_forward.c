@@ -174,21 +174,25 @@ float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *label
     int B = a->B, H = a->H, W = a->W, K = m->K;
     a->labels[0] = (int32_t *)labels;
     double total = 0.0;
+    /* first every output's loss op (and the ranks' sums of its statistics), then one read of all
+     * statistics and loss terms (one block, model_acts.c): the only wait for the device here */
     for (int k = 0; k < a->n_outputs; k++) {
         if (k > 0) be->downsample_labels(be, a->labels[k], labels, B, H, W, 1 << k);
         size_t n = (size_t)B * (H >> k) * (W >> k);
-        float local[3];
-        be->dice_ce_forward(be, local, a->probs[k], a->stats[k], a->head[k].logits.v, a->labels[k], n, K, W_DICE,
-                            W_CE);
+        be->dice_ce_forward(be, a->loss_terms[k], a->probs[k], a->stats[k], a->head[k].logits.v, a->labels[k], n, K,
+                            W_DICE, W_CE);
+        if (reduce) reduce->sum_f32(reduce->ctx, a->stats[k], 3 * (size_t)K);
+    }
+    float back[3 * 3 * 1025];
+    CHECK(K <= 1024, "too many classes");
+    const size_t n_stats = (size_t)a->n_outputs * 3 * (size_t)K;
+    be->download(be, back, a->stats[0], (n_stats + 3 * (size_t)a->n_outputs) * sizeof(float));
+    for (int k = 0; k < a->n_outputs; k++) {
+        size_t n = (size_t)B * (H >> k) * (W >> k);
+        const float *stats = back + (size_t)k * 3 * K, *local = back + n_stats + 3 * (size_t)k;
         /* global CE = Σ_ranks CE_local·n_local / Σ n_local; Dice from the summed statistics */
         double ce_n[2] = {(double)local[2] * (double)n, (double)n};
-        if (reduce) {
-            reduce->sum_f32(reduce->ctx, a->stats[k], 3 * (size_t)K);
-            reduce->sum_f64(reduce->ctx, ce_n, 2);
-        }
-        float stats[3 * 1024];
-        CHECK(K <= 1024, "too many classes");
-        be->download(be, stats, a->stats[k], 3 * (size_t)K * sizeof(float));
+        if (reduce) reduce->sum_f64(reduce->ctx, ce_n, 2);
         double dc_sum = 0;
         for (int c = 1; c < K; c++) {
             double tp = stats[c], fp = stats[K + c], fn = stats[2 * K + c];

@@ -42,6 +42,7 @@ typedef struct {
     Act *dp2;         /* (N, d)  drop-path scaled o (== o when inactive) */
     Buf out;          /* (N, d)  block output and its gradient */
     float *dp_scale1, *dp_scale2; /* host (B): per-sample drop-path scales of this pass */
+    float *dp_dev1, *dp_dev2;     /* backend (B): the same, uploaded for the ops (drop_rate > 0) */
     int dp_active;
 } BlockActs;
 
@@ -100,6 +101,7 @@ struct ModelActs {
     int n_outputs;
 
     float *probs[3], *stats[3]; /* softmax and (tp, fp, fn) of each scored output */
+    float *loss_terms[3];       /* (3) each: dice_ce_forward's (total, dice, CE), after all stats */
     int32_t *labels[3];         /* (B, H/2^k, W/2^k); [0] points at the caller's labels */
     float loss_weight[3];
     float ce_weight[3]; /* 0.8 · local pixels / global pixels, set by model_loss */

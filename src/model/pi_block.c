@@ -42,7 +42,9 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
     const Act *branch1 = ba->ls;
     ba->dp_active = draw_drop_path(ba->dp_scale1, B, bd->drop_rate, opt, bd->id, 0);
     if (ba->dp_active) {
-        be->sample_scale_forward(be, ba->dp1, ba->ls, ba->dp_scale1, B, (size_t)H * W * d);
+        /* queued: dp_scale1 is drawn again only in the next pass, after that step's end sync */
+        be->upload_async(be, ba->dp_dev1, ba->dp_scale1, (size_t)B * sizeof(float));
+        be->sample_scale_forward(be, ba->dp1, ba->ls, ba->dp_dev1, B, (size_t)H * W * d);
         branch1 = ba->dp1;
     }
     be->add(be, ba->x1, x, branch1, N * d);
@@ -59,7 +61,8 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
     be->roll_crop_forward(be, ba->o, ba->proj, B, H, W, d, Hp, Wp, bd->shift);
     const Act *branch2 = ba->o;
     if (draw_drop_path(ba->dp_scale2, B, bd->drop_rate, opt, bd->id, 1)) {
-        be->sample_scale_forward(be, ba->dp2, ba->o, ba->dp_scale2, B, (size_t)H * W * d);
+        be->upload_async(be, ba->dp_dev2, ba->dp_scale2, (size_t)B * sizeof(float));
+        be->sample_scale_forward(be, ba->dp2, ba->o, ba->dp_dev2, B, (size_t)H * W * d);
         branch2 = ba->dp2;
     }
     be->add(be, ba->out.v, ba->x1, branch2, N * d);
@@ -80,7 +83,7 @@ void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScr
     const Act *d_o = dout;
     if (ba->dp_active) {
         be->zero(be, s->d_o, nd * ab);
-        be->sample_scale_backward(be, s->d_o, dout, ba->dp_scale2, B, per);
+        be->sample_scale_backward(be, s->d_o, dout, ba->dp_dev2, B, per);
         d_o = s->d_o;
     }
     be->zero(be, s->d_proj, npd * ab);
@@ -109,7 +112,7 @@ void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScr
     const Act *d_ls = s->d_x1;
     if (ba->dp_active) {
         be->zero(be, s->d_ls, nd * ab);
-        be->sample_scale_backward(be, s->d_ls, s->d_x1, ba->dp_scale1, B, per);
+        be->sample_scale_backward(be, s->d_ls, s->d_x1, ba->dp_dev1, B, per);
         d_ls = s->d_ls;
     }
     be->zero(be, s->d_fc2, nd * ab);

@@ -1,12 +1,12 @@
 /* optimizer.c — see optimizer.h. */
 #include "optimizer.h"
 
-#include <math.h>
 
 void adam_create(Adam *opt, Backend *be, size_t n, double lr) {
     opt->n = n;
     opt->m = be->alloc(be, n * sizeof(float));
     opt->v = be->alloc(be, n * sizeof(float));
+    opt->norm2 = be->alloc(be, 2 * sizeof(double));
     opt->step = 0;
     opt->lr = lr;
     opt->beta1 = 0.9;
@@ -18,17 +18,21 @@ void adam_create(Adam *opt, Backend *be, size_t n, double lr) {
 void adam_destroy(Adam *opt, Backend *be) {
     be->release(be, opt->m);
     be->release(be, opt->v);
+    be->release(be, opt->norm2);
     opt->m = opt->v = NULL;
+    opt->norm2 = NULL;
 }
 
-double adam_clip_and_step(Adam *opt, Backend *be, float *params, float *grads) {
-    double sq = 0.0;
-    be->sum_squares(be, &sq, grads, opt->n);
-    double norm = sqrt(sq);
-    /* PyTorch: coef = max_norm / (norm + 1e-6), applied when below 1 */
-    double coef = opt->clip_norm / (norm + 1e-6);
-    if (coef < 1.0) be->scale(be, grads, (float)coef, opt->n);
+void adam_clip_and_step(Adam *opt, Backend *be, float *params, float *grads) {
+    /* PyTorch: coef = max_norm / (norm + 1e-6), applied when below 1 (clip_by_norm) */
+    be->sum_squares(be, &opt->norm2[0], grads, opt->n);
+    be->clip_by_norm(be, grads, &opt->norm2[1], &opt->norm2[0], opt->clip_norm, opt->n);
     opt->step++;
     be->adam_update(be, params, opt->m, opt->v, grads, opt->n, opt->lr, opt->beta1, opt->beta2, opt->eps, opt->step);
+}
+
+double adam_last_norm(const Adam *opt, Backend *be) {
+    double norm = 0;
+    be->download(be, &norm, &opt->norm2[1], sizeof norm);
     return norm;
 }

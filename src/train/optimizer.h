@@ -10,6 +10,7 @@
 
 typedef struct {
     float *m, *v; /* (n) backend memory */
+    double *norm2; /* (2) backend memory: [0] the gradients' sum of squares, [1] their norm */
     size_t n;
     int step;     /* updates done so far */
     double lr, beta1, beta2, eps, clip_norm;
@@ -19,7 +20,12 @@ void adam_create(Adam *opt, Backend *be, size_t n, double lr);
 void adam_destroy(Adam *opt, Backend *be);
 
 /* Clips grads in place to the global norm clip_norm (torch.nn.utils.clip_grad_norm_),
- * then takes one Adam step. Returns the norm before clipping. */
-double adam_clip_and_step(Adam *opt, Backend *be, float *params /* (n) */, float *grads /* (n) */);
+ * then takes one Adam step. Only queues work: the norm stays in backend memory, so the step
+ * never waits for the device here (adam_last_norm reads it). */
+void adam_clip_and_step(Adam *opt, Backend *be, float *params /* (n) */, float *grads /* (n) */);
+
+/* The norm before clipping of the last adam_clip_and_step: waits for it (a host sync on an
+ * asynchronous backend; read it once per step, at the step's end). */
+double adam_last_norm(const Adam *opt, Backend *be);
 
 #endif

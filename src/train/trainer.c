@@ -297,7 +297,8 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
     } else {
         model_backward(&t->model, t->be, t->acts, t->params, t->grads, NULL);
     }
-    *norm_out = adam_clip_and_step(&t->adam, t->be, t->params, t->grads);
+    adam_clip_and_step(&t->adam, t->be, t->params, t->grads);
+    *norm_out = adam_last_norm(&t->adam, t->be);
     if (!isfinite(*loss_out)) {
         snprintf(err, err_len, "step %" PRIu64 ": the loss is %f; stopping (last checkpoint is intact)", t->st.step,
                  *loss_out);

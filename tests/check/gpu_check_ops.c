@@ -466,15 +466,16 @@ static void case_elementwise(Ctx *x, size_t N, int C, int B) {
     for (int i = 0; i < B && i < 64; i++) scale_host[i] = i % 3 == 1 ? 0.0f : 1.25f; /* drop path: 0 or 1/keep */
     size_t per = n / B;
     ActPair ss = act_out(x, per * B), sdin = act_rand(x, per * B, -1, 1);
-    x->cpu->sample_scale_forward(x->cpu, ss.c, a.c, scale_host, B, per);
-    x->gpu->sample_scale_forward(x->gpu, ss.g, a.g, scale_host, B, per);
+    Pair sc = pair_from(x, scale_host, (size_t)B); /* the scales live in backend memory */
+    x->cpu->sample_scale_forward(x->cpu, ss.c, a.c, sc.c, B, per);
+    x->gpu->sample_scale_forward(x->gpu, ss.g, a.g, sc.g, B, per);
     compare_act(x, "sample_scale", "out", ss, 0);
-    x->cpu->sample_scale_backward(x->cpu, sdin.c, b.c, scale_host, B, per);
-    x->gpu->sample_scale_backward(x->gpu, sdin.g, b.g, scale_host, B, per);
+    x->cpu->sample_scale_backward(x->cpu, sdin.c, b.c, sc.c, B, per);
+    x->gpu->sample_scale_backward(x->gpu, sdin.g, b.g, sc.g, B, per);
     compare_act(x, "sample_scale", "din", sdin, TOL_FP32);
     ActPair *acts[] = {&a, &b, &out, &acc, &cs, &din, &ss, &sdin};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
-    Pair *all[] = {&gamma, &dg};
+    Pair *all[] = {&gamma, &dg, &sc};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
@@ -491,8 +492,12 @@ static void case_loss(Ctx *x, int B, int H, int W, int K) {
     ActPair logits = act_rand(x, N * K, -3, 3), dlog = act_rand(x, N * K, -1e-4f, 1e-4f);
     Pair probs = pair_out(x, N * K), stats = pair_out(x, 3 * (size_t)K);
     float lossc[3], lossg[3] = {NAN, NAN, NAN};
-    x->cpu->dice_ce_forward(x->cpu, lossc, probs.c, stats.c, logits.c, lc, N, K, 1.2f, 0.8f);
-    x->gpu->dice_ce_forward(x->gpu, lossg, probs.g, stats.g, logits.g, lg, N, K, 1.2f, 0.8f);
+    Pair loss = pair_out(x, 3); /* the loss terms live in backend memory */
+    x->cpu->dice_ce_forward(x->cpu, loss.c, probs.c, stats.c, logits.c, lc, N, K, 1.2f, 0.8f);
+    x->gpu->dice_ce_forward(x->gpu, loss.g, probs.g, stats.g, logits.g, lg, N, K, 1.2f, 0.8f);
+    x->cpu->download(x->cpu, lossc, loss.c, sizeof lossc);
+    x->gpu->download(x->gpu, lossg, loss.g, sizeof lossg);
+    pair_free(x, &loss);
     const char *names[3] = {"total", "dice", "ce"};
     for (int i = 0; i < 3; i++) {
         double e = fabs((double)lossg[i] - lossc[i]);
@@ -532,13 +537,35 @@ static void case_loss(Ctx *x, int B, int H, int W, int K) {
 
 static void case_optim(Ctx *x, size_t n) {
     Pair g = pair_rand(x, n, -1, 1);
-    double sc = 0, sg = NAN;
-    x->cpu->sum_squares(x->cpu, &sc, g.c, n);
-    x->gpu->sum_squares(x->gpu, &sg, g.g, n);
-    report(x, "sum_squares", "out", isfinite(sg) ? fabs(sg - sc) : INFINITY, sc, !isfinite(sg), 1e-10);
+    /* the sum of squares and the norm live in backend memory: [0] sumsq, [1] norm (NaN on the GPU
+     * until written, so a missing write shows) */
+    double *dc = x->cpu->alloc(x->cpu, 2 * sizeof(double)), *dg = x->gpu->alloc(x->gpu, 2 * sizeof(double));
+    const double nan2[2] = {NAN, NAN};
+    x->gpu->upload(x->gpu, dg, nan2, sizeof nan2);
+    double hc[2] = {0, 0}, hg[2] = {NAN, NAN};
+    x->cpu->sum_squares(x->cpu, &dc[0], g.c, n);
+    x->gpu->sum_squares(x->gpu, &dg[0], g.g, n);
+    x->cpu->download(x->cpu, hc, dc, sizeof hc);
+    x->gpu->download(x->gpu, hg, dg, sizeof hg);
+    report(x, "sum_squares", "out", isfinite(hg[0]) ? fabs(hg[0] - hc[0]) : INFINITY, hc[0], !isfinite(hg[0]), 1e-10);
     x->cpu->scale(x->cpu, g.c, 0.37f, n);
     x->gpu->scale(x->gpu, g.g, 0.37f, n);
     compare(x, "scale", "x", g, 0);
+    /* clip_by_norm on the CPU's sum (the same input on both sides): a max_norm below the norm
+     * clips, one above it leaves x alone */
+    x->gpu->upload(x->gpu, dg, hc, sizeof(double));
+    for (int clip = 0; clip < 2; clip++) {
+        double max_norm = clip ? 0.5 * sqrt(hc[0]) : 2.0 * sqrt(hc[0]) + 1.0;
+        x->gpu->upload(x->gpu, &dg[1], &nan2[1], sizeof(double));
+        x->cpu->clip_by_norm(x->cpu, g.c, &dc[1], &dc[0], max_norm, n);
+        x->gpu->clip_by_norm(x->gpu, g.g, &dg[1], &dg[0], max_norm, n);
+        compare(x, "clip_by_norm", clip ? "x-clip" : "x-keep", g, 0);
+        x->cpu->download(x->cpu, hc, dc, sizeof hc);
+        x->gpu->download(x->gpu, hg, dg, sizeof hg);
+        report(x, "clip_by_norm", "norm", isfinite(hg[1]) ? fabs(hg[1] - hc[1]) : INFINITY, hc[1], !isfinite(hg[1]), 0);
+    }
+    x->cpu->release(x->cpu, dc);
+    x->gpu->release(x->gpu, dg);
     Pair p = pair_rand(x, n, -1, 1), m = pair_rand(x, n, -0.1f, 0.1f), v = pair_rand(x, n, 0, 0.01f);
     x->cpu->adam_update(x->cpu, p.c, m.c, v.c, g.c, n, 1e-3, 0.9, 0.999, 1e-8, 3);
     x->gpu->adam_update(x->gpu, p.g, m.g, v.g, g.g, n, 1e-3, 0.9, 0.999, 1e-8, 3);
@@ -619,8 +646,8 @@ static float replica_step(Replica *r, const Model *m, int step, double *norm) {
     float loss = model_loss(m, be, r->acts, r->labels, NULL, NULL);
     be->zero(be, r->grads, m->params.total * sizeof(float));
     model_backward(m, be, r->acts, r->params, r->grads, NULL);
-    *norm = adam_clip_and_step(&r->adam, be, r->params, r->grads);
-    be->synchronize(be);
+    adam_clip_and_step(&r->adam, be, r->params, r->grads);
+    *norm = adam_last_norm(&r->adam, be);
     return loss;
 }
 

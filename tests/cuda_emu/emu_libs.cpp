@@ -295,6 +295,7 @@ const char *cublasGetStatusString(cublasStatus_t status) {
 cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
                               int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
                               const float *beta, float *C, int ldc) {
+    emu_count_work();
     return gemm_f32(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, handle_rounding(handle));
 }
 
@@ -302,6 +303,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
                             int k, const void *alpha, const void *A, cudaDataType Atype, int lda, const void *B,
                             cudaDataType Btype, int ldb, const void *beta, void *C, cudaDataType Ctype, int ldc,
                             cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+    emu_count_work();
     (void)algo; // every algorithm computes the same product here
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     const bool f32 = Atype == CUDA_R_32F && Btype == CUDA_R_32F && Ctype == CUDA_R_32F;
@@ -860,6 +862,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha, c
                                       const cudnnConvolutionDescriptor_t convDesc, cudnnConvolutionFwdAlgo_t algo,
                                       void *workSpace, size_t workSpaceSizeInBytes, const void *beta,
                                       const cudnnTensorDescriptor_t yDesc, void *y) {
+    emu_count_work();
     (void)workSpace, (void)workSpaceSizeInBytes;
     if (!handle || !alpha || !beta || !x || !w || !y || (int)algo < 0 || algo >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT)
         return CUDNN_STATUS_BAD_PARAM;
@@ -877,6 +880,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
                                            cudnnConvolutionBwdDataAlgo_t algo, void *workSpace,
                                            size_t workSpaceSizeInBytes, const void *beta,
                                            const cudnnTensorDescriptor_t dxDesc, void *dx) {
+    emu_count_work();
     (void)workSpace, (void)workSpaceSizeInBytes;
     if (!handle || !alpha || !beta || !w || !dy || !dx || (int)algo < 0 ||
         algo >= CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT)
@@ -897,6 +901,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
                                              cudnnConvolutionBwdFilterAlgo_t algo, void *workSpace,
                                              size_t workSpaceSizeInBytes, const void *beta,
                                              const cudnnFilterDescriptor_t dwDesc, void *dw) {
+    emu_count_work();
     (void)workSpace, (void)workSpaceSizeInBytes;
     if (!handle || !alpha || !beta || !x || !dy || !dw || (int)algo < 0 ||
         algo >= CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT)
@@ -1152,6 +1157,7 @@ static MPI_Op mpi_op_of(ncclRedOp_t op) {
 
 ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
                            ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
+    emu_count_work();
     (void)stream;
     if ((int)op < 0 || op >= ncclNumOps) return ncclInvalidArgument; // no custom (ncclRedOpCreate*) ops here
     if (!comm || comm->nranks == 1) return nccl_identity(sendbuff, recvbuff, count, datatype, comm);
@@ -1176,6 +1182,7 @@ ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, n
 
 ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
                            ncclComm_t comm, cudaStream_t stream) {
+    emu_count_work();
     (void)stream;
     if (comm && (root < 0 || root >= comm->nranks)) return ncclInvalidArgument;
     if (!comm || comm->nranks == 1) return nccl_identity(sendbuff, recvbuff, count, datatype, comm);

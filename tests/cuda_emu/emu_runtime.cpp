@@ -86,6 +86,10 @@ struct Run {
 
 cudaError_t last_error = cudaSuccess;
 unsigned long long launches = 0, blocks_run = 0;
+// What bench prints as launches_per_step and host_syncs_per_step, counted where it happens (see
+// emu_work_counters): every kernel launch, queued memset/copy and work-queuing library call
+// (emu_count_work from emu_libs.cpp), and every wait of the host for the device.
+unsigned long long work_launches = 0, host_syncs = 0;
 std::unordered_map<const void *, int> dyn_smem_limit; // cudaFuncSetAttribute
 std::unordered_map<const void *, bool> kernel_syncs;  // synchronised on its first launch
 bool env_flag(const char *name) {
@@ -245,6 +249,7 @@ void *dynamic_shared() { return R.shared.data(); }
 
 cudaError_t run_kernel(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx) {
     launches++;
+    work_launches++;
     size_t threads = (size_t)block.x * block.y * block.z;
     if (!grid.x || !grid.y || !grid.z || !threads || block.x > 1024 || block.y > 1024 || block.z > 64 ||
         threads > 1024 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
@@ -348,7 +353,10 @@ cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, 
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+    host_syncs++;
+    return cudaSuccess;
+}
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
     *free_bytes = DEVICE_BYTES;
@@ -373,22 +381,29 @@ cudaError_t cudaFree(void *ptr) {
 cudaError_t cudaMallocHost(void **ptr, size_t size) { return cudaMalloc(ptr, size); }
 cudaError_t cudaFreeHost(void *ptr) { return cudaFree(ptr); }
 
+// The synchronous forms are host syncs (the host waits for the copy); the Async forms queue work.
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind) {
     (void)kind;
+    host_syncs++;
     if (count) memmove(dst, src, count);
     return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind, cudaStream_t stream) {
-    (void)stream;
-    return cudaMemcpy(dst, src, count, kind);
+    (void)stream, (void)kind;
+    work_launches++;
+    if (count) memmove(dst, src, count);
+    return cudaSuccess;
 }
 cudaError_t cudaMemset(void *dst, int value, size_t count) {
+    host_syncs++;
     if (count) memset(dst, value, count);
     return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t count, cudaStream_t stream) {
     (void)stream;
-    return cudaMemset(dst, value, count);
+    work_launches++;
+    if (count) memset(dst, value, count);
+    return cudaSuccess;
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t *stream) {
@@ -405,6 +420,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     (void)stream;
+    host_syncs++;
     return cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
@@ -434,6 +450,13 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
 void emu_counters(unsigned long long *n_launches, unsigned long long *n_blocks) {
     *n_launches = launches;
     *n_blocks = blocks_run;
+}
+
+void emu_count_work(void) { work_launches++; }
+
+void emu_work_counters(unsigned long long *n_work, unsigned long long *n_syncs) {
+    *n_work = work_launches;
+    *n_syncs = host_syncs;
 }
 
 } // extern "C"

@@ -93,6 +93,12 @@ cudaError_t cudaEventQuery(cudaEvent_t event);
 
 /* Emulator bookkeeping (not CUDA): kernels launched and blocks run since start. */
 void emu_counters(unsigned long long *launches, unsigned long long *blocks);
+/* Work queued (kernel launches, Async memsets and copies, GEMMs, convolutions, collectives: the
+ * library shims call emu_count_work) and host syncs (stream/device synchronisation, synchronous
+ * copies and memsets) since start: what the project's own count (src/base/work_count.h) must
+ * equal; bench --backend cuda compares the two. */
+void emu_count_work(void);
+void emu_work_counters(unsigned long long *work, unsigned long long *syncs);
 
 #ifdef __cplusplus
 }
