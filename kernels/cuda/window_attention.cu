@@ -776,7 +776,7 @@ __global__ void __launch_bounds__(32 * FL_WARPS)
         }
         for (int ct = 0; ct < HD / 16; ct++) wmma::store_matrix_sync(Ob + ct * 16, dq[ct], ldo, wmma::mem_row_major);
         __syncwarp();
-        if (i < n) {
+        if (dqkv && i < n) { // dqkv NULL: only dtable wanted
             bf16 *d = dqkv + wa_pix(g, b, wy, wx, i) * C3 + h * HD;
             for (int c = half; c < HD; c += 2) act_store(d + c, act_load(d + c) + g.scale * Ob[r * ldo + c]);
         }
@@ -818,14 +818,14 @@ __global__ void __launch_bounds__(32 * FL_WARPS)
         const int j = k0 + r;
         for (int ct = 0; ct < HD / 16; ct++) wmma::store_matrix_sync(Ob + ct * 16, dk[ct], ldo, wmma::mem_row_major);
         __syncwarp();
-        if (j < n) {
+        if (dqkv && j < n) {
             bf16 *d = dqkv + wa_pix(g, b, wy, wx, j) * C3 + g.C + h * HD;
             for (int c = half; c < HD; c += 2) act_store(d + c, act_load(d + c) + g.scale * Ob[r * ldo + c]);
         }
         __syncwarp();
         for (int ct = 0; ct < HD / 16; ct++) wmma::store_matrix_sync(Ob + ct * 16, dv[ct], ldo, wmma::mem_row_major);
         __syncwarp();
-        if (j < n) {
+        if (dqkv && j < n) {
             bf16 *d = dqkv + wa_pix(g, b, wy, wx, j) * C3 + 2 * g.C + h * HD;
             for (int c = half; c < HD; c += 2) act_store(d + c, act_load(d + c) + Ob[r * ldo + c]);
         }
