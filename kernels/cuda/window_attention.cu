@@ -572,7 +572,7 @@ __device__ __forceinline__ void fl_split(bf16 *hi, bf16 *lo, float v) {
 }
 
 // Block-wide: the bias column of head h, then K and V of the window (and Q and dO: backward)
-// as bf16 with zero rows up to the next multiple of 16.
+// as bf16 with zero rows up to the next multiple of 16 and zero channels from g.hd up to HD.
 // Bias entry (e, h) is table[e·ts + h·hs].
 __device__ void fl_stage(char *sm, const FlLayout &L, const bf16 *qkv, const bf16 *dout, const float *table, int ts,
                          int hs, const WaGeom &g, int HD, int b, int wy, int wx, int h) {
@@ -585,11 +585,11 @@ __device__ void fl_stage(char *sm, const FlLayout &L, const bf16 *qkv, const bf1
     for (int e = threadIdx.x; e < np16 * HD; e += blockDim.x) {
         const int t = e / HD, c = e % HD;
         bf16 k = zero, v = zero, q = zero, d = zero;
-        if (t < n) {
+        if (t < n && c < g.hd) {
             const size_t p = wa_pix(g, b, wy, wx, t);
-            const bf16 *src = qkv + p * C3 + h * HD + c;
+            const bf16 *src = qkv + p * C3 + h * g.hd + c;
             q = src[0], k = src[g.C], v = src[2 * g.C];
-            if (dout) d = dout[p * g.C + h * HD + c];
+            if (dout) d = dout[p * g.C + h * g.hd + c];
         }
         Ks[t * ldh + c] = k, Vs[t * ldh + c] = v;
         if (dout) Qs[t * ldh + c] = q, dOs[t * ldh + c] = d;
@@ -626,7 +626,7 @@ __global__ void __launch_bounds__(32 * FL_WARPS)
     for (int q0 = warp * 16; q0 < np16; q0 += 16 * FL_WARPS) {
         for (int e = lane; e < 16 * HD; e += 32) {
             const int rr = e / HD, c = e % HD, i = q0 + rr;
-            Qw[rr * ldh + c] = i < n ? qkv[wa_pix(g, b, wy, wx, i) * 3 * g.C + h * HD + c] : __float2bfloat16(0.0f);
+            Qw[rr * ldh + c] = i < n && c < g.hd ? qkv[wa_pix(g, b, wy, wx, i) * 3 * g.C + h * g.hd + c] : __float2bfloat16(0.0f);
         }
         for (int e = lane; e < 16 * HD; e += 32) Ob[(e / HD) * ldo + e % HD] = 0.0f;
         __syncwarp();
@@ -683,8 +683,8 @@ __global__ void __launch_bounds__(32 * FL_WARPS)
         }
         if (i < n) {
             const float inv = 1.0f / l;
-            bf16 *o = out + wa_pix(g, b, wy, wx, i) * g.C + h * HD;
-            for (int c = half; c < HD; c += 2) o[c] = __float2bfloat16(Ob[r * ldo + c] * inv);
+            bf16 *o = out + wa_pix(g, b, wy, wx, i) * g.C + h * g.hd;
+            for (int c = half; c < g.hd; c += 2) o[c] = __float2bfloat16(Ob[r * ldo + c] * inv);
             if (!half) lse[i] = m + logf(l);
         }
         __syncwarp(); // Qw, Ob are rewritten for the next tile
@@ -777,8 +777,8 @@ __global__ void __launch_bounds__(32 * FL_WARPS)
         for (int ct = 0; ct < HD / 16; ct++) wmma::store_matrix_sync(Ob + ct * 16, dq[ct], ldo, wmma::mem_row_major);
         __syncwarp();
         if (dqkv && i < n) { // dqkv NULL: only dtable wanted
-            bf16 *d = dqkv + wa_pix(g, b, wy, wx, i) * C3 + h * HD;
-            for (int c = half; c < HD; c += 2) act_store(d + c, act_load(d + c) + g.scale * Ob[r * ldo + c]);
+            bf16 *d = dqkv + wa_pix(g, b, wy, wx, i) * C3 + h * g.hd;
+            for (int c = half; c < g.hd; c += 2) act_store(d + c, act_load(d + c) + g.scale * Ob[r * ldo + c]);
         }
         __syncwarp();
     }
@@ -819,23 +819,26 @@ __global__ void __launch_bounds__(32 * FL_WARPS)
         for (int ct = 0; ct < HD / 16; ct++) wmma::store_matrix_sync(Ob + ct * 16, dk[ct], ldo, wmma::mem_row_major);
         __syncwarp();
         if (dqkv && j < n) {
-            bf16 *d = dqkv + wa_pix(g, b, wy, wx, j) * C3 + g.C + h * HD;
-            for (int c = half; c < HD; c += 2) act_store(d + c, act_load(d + c) + g.scale * Ob[r * ldo + c]);
+            bf16 *d = dqkv + wa_pix(g, b, wy, wx, j) * C3 + g.C + h * g.hd;
+            for (int c = half; c < g.hd; c += 2) act_store(d + c, act_load(d + c) + g.scale * Ob[r * ldo + c]);
         }
         __syncwarp();
         for (int ct = 0; ct < HD / 16; ct++) wmma::store_matrix_sync(Ob + ct * 16, dv[ct], ldo, wmma::mem_row_major);
         __syncwarp();
         if (dqkv && j < n) {
-            bf16 *d = dqkv + wa_pix(g, b, wy, wx, j) * C3 + 2 * g.C + h * HD;
-            for (int c = half; c < HD; c += 2) act_store(d + c, act_load(d + c) + Ob[r * ldo + c]);
+            bf16 *d = dqkv + wa_pix(g, b, wy, wx, j) * C3 + 2 * g.C + h * g.hd;
+            for (int c = half; c < g.hd; c += 2) act_store(d + c, act_load(d + c) + Ob[r * ldo + c]);
         }
         __syncwarp();
     }
 }
 
-// Head dims the flash kernels are instantiated for (WMMA tiles are 16 wide; the fragments of a
-// 16-row tile of dQ, dK and dV stay in registers, so a larger hd would spill).
-static int fl_hd_ok(int hd) { return hd == 16 || hd == 32 || hd == 48 || hd == 64; }
+// The flash kernels are instantiated for HD = 16, 32, 48, 64: hd is padded up to the next of
+// them with zero channels in shared memory (zeros add nothing to q·k, and the padded output
+// channels are not stored), so any hd ≤ 64 runs (the demo's 24 as 32). The fragments of a
+// 16-row tile of dQ, dK and dV stay in registers, so a larger hd would spill.
+static int fl_hd_ok(int hd) { return hd >= 1 && hd <= 64; }
+static int fl_hd_pad(int hd) { return (hd + 15) / 16 * 16; }
 
 static int fl_smem_limit(Backend *be) {
     int limit = 0;
@@ -886,7 +889,7 @@ static void wa_backward_flash(Backend *be, const WaGeom &g, size_t G, bf16 *dqkv
         dS = (float *)wa_carve(&w, np * 4);                                 /* (G, heads, n, n) */
         part = (float *)wa_carve(&w, G * g.heads * (size_t)Tn * 4);         /* (G, heads, T) */
     }
-    FL_HD_DISPATCH(g.hd, HD, wa_flash_bwd_launch<HD>(be, g, G, dqkv, dS, dout, qkv, lse));
+    FL_HD_DISPATCH(fl_hd_pad(g.hd), HD, wa_flash_bwd_launch<HD>(be, g, G, dqkv, dS, dout, qkv, lse));
     if (dtable) {
         cudaStream_t s = cuda_state(be)->stream;
         k_wa_dtable_part<<<dim3((unsigned)G, g.heads), 256, 0, s>>>(part, dS, g);
@@ -912,7 +915,8 @@ static unsigned wa_avail(Backend *be, const WaGeom &g, size_t G) {
     const size_t Tn = (size_t)(2 * g.w - 1) * (2 * g.w - 1);
     if (cuda_act_is_bf16(be) && fl_hd_ok(g.hd) && (G * g.n + Tn) * 4 <= G * (size_t)g.n * g.n * 2) {
         const int limit = fl_smem_limit(be);
-        if (fl_layout(g.n, g.w, g.hd, 0).total <= (size_t)limit && fl_layout(g.n, g.w, g.hd, 1).total <= (size_t)limit)
+        const int HD = fl_hd_pad(g.hd);
+        if (fl_layout(g.n, g.w, HD, 0).total <= (size_t)limit && fl_layout(g.n, g.w, HD, 1).total <= (size_t)limit)
             a |= 1u << WA_FLASH;
     }
     return a;
@@ -921,7 +925,7 @@ static unsigned wa_avail(Backend *be, const WaGeom &g, size_t G) {
 static void wa_run_forward(Backend *be, int impl, const WaGeom &g, size_t G, Act *out, Act *probs, const Act *qkv,
                            const float *table) {
     if (impl == WA_FLASH) {
-        FL_HD_DISPATCH(g.hd, HD,
+        FL_HD_DISPATCH(fl_hd_pad(g.hd), HD,
                        wa_flash_fwd_launch<HD>(be, g, G, (bf16 *)out, (float *)probs, (const bf16 *)qkv, table));
         return;
     }
@@ -978,7 +982,7 @@ static int wa_pick(Backend *be, const WaGeom &g, int B, size_t G, const Act *qkv
     snprintf(shape, sizeof shape, "B%d H%d W%d C%d h%d w%d s%d", B, g.Hp, g.Wp, g.C, g.heads, g.w, g.shift);
     WaTune t = {be, g, G, qkv, table, NULL, NULL, NULL, NULL};
     const int impl = cuda_tune_pick_avail(be, &TUNE_WINDOW_ATTENTION, shape, wa_avail(be, g, G),
-                                          "flash: bf16 mode only, head dim 16/32/48/64, window in shared memory",
+                                          "flash: bf16 mode only, head dim <= 64, window in shared memory",
                                           qkv ? wa_tune_run : NULL, &t);
     if (t.out) {
         CUDA_CHECK(cudaStreamSynchronize(cuda_state(be)->stream));
