@@ -178,10 +178,14 @@ extern "C" int cuda_tune_pick_avail(Backend *be, const TuneOp *op, const char *s
                                     const char *why, TuneRun run, void *ctx) {
     TuneState *ts = tune_state(be);
     int forced = tune_forced(ts, op);
-    if (forced >= 0 && !(avail >> forced & 1u))
-        die("train.kernels: %s=%s cannot run [%s] here (%s)", op->op, op->names[forced], shape, why);
-    if (forced >= 0) return forced;
+    if (forced >= 0 && (avail >> forced & 1u)) return forced;
     TuneEntry *e = tune_find(ts, op->op, shape);
+    if (forced >= 0 && !e) { // forced, but not for this shape: the reference runs it, said once
+        printf("kernels: %s [%s] -> %s (train.kernels' %s cannot run it: %s)\n", op->op, shape, op->names[0],
+               op->names[forced], why);
+        e = tune_add(ts, op->op, shape, op->names[0], 0);
+        tune_save(ts);
+    }
     if (e && e->impl >= 0 && !(avail >> e->impl & 1u))
         die("%s: the kernel cache chose %s=%s for [%s], which cannot run here (%s)", ts->cache_path, op->op,
             e->name, shape, why);

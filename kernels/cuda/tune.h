@@ -55,8 +55,9 @@ int cuda_tune_pick(Backend *be, const TuneOp *op, const char *shape, TuneRun run
 
 /* cuda_tune_pick among the implementations whose bit is set in `avail` (bit i: implementation i
  * can run this shape in this precision mode; bit 0 must be set). An unavailable implementation
- * is never timed or chosen; forcing one (or a cache file naming one) dies with `why`, which says
- * what it cannot do (e.g. "flash: bf16 mode only, head dim a multiple of 16"). */
+ * is never timed or chosen; where a forced one is unavailable, the shape gets implementation 0
+ * and a line saying so with `why` (what it cannot do, e.g. "flash: bf16 mode only, head dim
+ * <= 64"); a cache file naming an unavailable one dies with `why`. */
 int cuda_tune_pick_avail(Backend *be, const TuneOp *op, const char *shape, unsigned avail, const char *why,
                          TuneRun run, void *ctx);
 

@@ -982,7 +982,7 @@ static int wa_pick(Backend *be, const WaGeom &g, int B, size_t G, const Act *qkv
     snprintf(shape, sizeof shape, "B%d H%d W%d C%d h%d w%d s%d", B, g.Hp, g.Wp, g.C, g.heads, g.w, g.shift);
     WaTune t = {be, g, G, qkv, table, NULL, NULL, NULL, NULL};
     const int impl = cuda_tune_pick_avail(be, &TUNE_WINDOW_ATTENTION, shape, wa_avail(be, g, G),
-                                          "flash: bf16 mode only, head dim <= 64, window in shared memory",
+                                          "flash: bf16 mode only, head dim <= 64, window >= 3, K/V/Q/dO of a window in shared memory",
                                           qkv ? wa_tune_run : NULL, &t);
     if (t.out) {
         CUDA_CHECK(cudaStreamSynchronize(cuda_state(be)->stream));
