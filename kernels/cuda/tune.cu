@@ -11,7 +11,9 @@
 // Every hot op's table of implementations, defined by the op's .cu file. A forced choice is
 // checked against these when it is set, so a misspelt train.kernels fails at start, not at the
 // first step.
+extern "C" const TuneOp TUNE_WINDOW_ATTENTION; // window_attention.cu
 static const TuneOp *const TUNE_OPS[] = {
+    &TUNE_WINDOW_ATTENTION,
     NULL, // end
 };
 
@@ -169,10 +171,24 @@ static float tune_time(Backend *be, TuneRun run, void *ctx, int impl, int reps) 
 #endif
 
 extern "C" int cuda_tune_pick(Backend *be, const TuneOp *op, const char *shape, TuneRun run, void *ctx) {
+    return cuda_tune_pick_avail(be, op, shape, ~0u, "", run, ctx);
+}
+
+extern "C" int cuda_tune_pick_avail(Backend *be, const TuneOp *op, const char *shape, unsigned avail,
+                                    const char *why, TuneRun run, void *ctx) {
     TuneState *ts = tune_state(be);
     int forced = tune_forced(ts, op);
-    if (forced >= 0) return forced;
+    if (forced >= 0 && (avail >> forced & 1u)) return forced;
     TuneEntry *e = tune_find(ts, op->op, shape);
+    if (forced >= 0 && !e) { // forced, but not for this shape: the reference runs it, said once
+        printf("kernels: %s [%s] -> %s (train.kernels' %s cannot run it: %s)\n", op->op, shape, op->names[0],
+               op->names[forced], why);
+        e = tune_add(ts, op->op, shape, op->names[0], 0);
+        tune_save(ts);
+    }
+    if (e && e->impl >= 0 && !(avail >> e->impl & 1u))
+        die("%s: the kernel cache chose %s=%s for [%s], which cannot run here (%s)", ts->cache_path, op->op,
+            e->name, shape, why);
     if (e) return e->impl;
     int best = 0;
     char report[512] = "";
@@ -181,6 +197,7 @@ extern "C" int cuda_tune_pick(Backend *be, const TuneOp *op, const char *shape, 
         float best_ms = 1e30f;
         size_t len = 0;
         for (int i = 0; i < op->n; i++) {
+            if (!(avail >> i & 1u)) continue;
             float ms = tune_time(be, run, ctx, i, 3);
             len += (size_t)snprintf(report + len, len < sizeof report ? sizeof report - len : 0, "%s%s %.3f ms",
                                     i ? ", " : "", op->names[i], ms);

@@ -53,6 +53,14 @@ extern "C" {
  * shape gets implementation 0). Dies naming the op when a forced name is not in its table. */
 int cuda_tune_pick(Backend *be, const TuneOp *op, const char *shape, TuneRun run, void *ctx);
 
+/* cuda_tune_pick among the implementations whose bit is set in `avail` (bit i: implementation i
+ * can run this shape in this precision mode; bit 0 must be set). An unavailable implementation
+ * is never timed or chosen; where a forced one is unavailable, the shape gets implementation 0
+ * and a line saying so with `why` (what it cannot do, e.g. "flash: bf16 mode only, head dim
+ * <= 64"); a cache file naming an unavailable one dies with `why`. */
+int cuda_tune_pick_avail(Backend *be, const TuneOp *op, const char *shape, unsigned avail, const char *why,
+                         TuneRun run, void *ctx);
+
 /* The name of the implementation chosen last time for (op, shape), or NULL (for reports). */
 const char *cuda_tune_chosen(Backend *be, const char *op, const char *shape);
 

@@ -325,6 +325,24 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
                     ldb, (const float *)beta, (float *)C, ldc, r);
 }
 
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
+                                          int m, int n, int k, const void *alpha, const void *A, cudaDataType Atype,
+                                          int lda, long long int strideA, const void *B, cudaDataType Btype, int ldb,
+                                          long long int strideB, const void *beta, void *C, cudaDataType Ctype, int ldc,
+                                          long long int strideC, int batchCount, cublasComputeType_t computeType,
+                                          cublasGemmAlgo_t algo) {
+    if (batchCount < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    auto size = [](cudaDataType t) -> size_t { return t == CUDA_R_16BF ? 2 : 4; };
+    for (int i = 0; i < batchCount; i++) {
+        cublasStatus_t st = cublasGemmEx(handle, transa, transb, m, n, k, alpha,
+                                         (const char *)A + (size_t)i * strideA * size(Atype), Atype, lda,
+                                         (const char *)B + (size_t)i * strideB * size(Btype), Btype, ldb, beta,
+                                         (char *)C + (size_t)i * strideC * size(Ctype), Ctype, ldc, computeType, algo);
+        if (st != CUBLAS_STATUS_SUCCESS) return st;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 } // extern "C"
 
 // =============================================================================================
