@@ -407,7 +407,7 @@ static void wa_gemm(Backend *be, int bf, int ta, int tb, int M, int N, int K, fl
                     int batch) {
     const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     const cudaDataType dt = bf ? CUDA_R_16BF : CUDA_R_32F;
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx(cuda_state(be)->cublas, opb, opa, N, M, K, &alpha, B, dt, ldb, sB, A, dt,
+    CUBLAS_WORK(cublasGemmStridedBatchedEx(cuda_state(be)->cublas, opb, opa, N, M, K, &alpha, B, dt, ldb, sB, A, dt,
                                             lda, sA, &beta, C, CUDA_R_32F, ldc, sC, batch,
                                             bf ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_PEDANTIC,
                                             CUBLAS_GEMM_DEFAULT));
@@ -968,8 +968,8 @@ static void wa_tune_run(void *ctx, int impl) {
         CUDA_CHECK(cudaMalloc(&t->probs, t->G * t->g.heads * (size_t)t->g.n * t->g.n * es));
         CUDA_CHECK(cudaMalloc(&t->dqkv, tok * 3 * t->g.C * es));
         CUDA_CHECK(cudaMalloc((void **)&t->dtable, (size_t)(2 * t->g.w - 1) * (2 * t->g.w - 1) * t->g.heads * 4));
-        CUDA_CHECK(cudaMemsetAsync(t->dqkv, 0, tok * 3 * t->g.C * es, cuda_state(t->be)->stream));
-        CUDA_CHECK(cudaMemsetAsync(t->dtable, 0, (size_t)(2 * t->g.w - 1) * (2 * t->g.w - 1) * t->g.heads * 4,
+        CUDA_WORK(cudaMemsetAsync(t->dqkv, 0, tok * 3 * t->g.C * es, cuda_state(t->be)->stream));
+        CUDA_WORK(cudaMemsetAsync(t->dtable, 0, (size_t)(2 * t->g.w - 1) * (2 * t->g.w - 1) * t->g.heads * 4,
                                    cuda_state(t->be)->stream));
     }
     wa_run_forward(t->be, impl, t->g, t->G, (Act *)t->out, (Act *)t->probs, t->qkv, t->table);
@@ -985,7 +985,7 @@ static int wa_pick(Backend *be, const WaGeom &g, int B, size_t G, const Act *qkv
                                           "flash: bf16 mode only, head dim <= 64, window >= 3, K/V/Q/dO of a window in shared memory",
                                           qkv ? wa_tune_run : NULL, &t);
     if (t.out) {
-        CUDA_CHECK(cudaStreamSynchronize(cuda_state(be)->stream));
+        CUDA_SYNC(cudaStreamSynchronize(cuda_state(be)->stream));
         CUDA_CHECK(cudaFree(t.out));
         CUDA_CHECK(cudaFree(t.probs));
         CUDA_CHECK(cudaFree(t.dqkv));
