@@ -76,7 +76,7 @@ int cmd_trace(int argc, char **argv) {
     char err[1024];
 
     StFile batch;
-    if (st_read(&batch, batch_path, err, sizeof err) != 0) return error(err);
+    if (weights_read_st(&batch, batch_path, err, sizeof err) != 0) return error(err);
     const StTensor *img = st_find(&batch, "image"), *lab = st_find(&batch, "labels");
     if (!img || img->dtype != ST_F32 || img->ndim != 4 || img->shape[1] != m->cin) {
         snprintf(err, sizeof err, "%s: expected tensor 'image' F32 (B, %d, H, W)", batch_path, m->cin);
