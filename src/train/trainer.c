@@ -434,7 +434,6 @@ static int run(Trainer *t, char *err, size_t err_len) {
     long spe = train_feed_steps_per_epoch(t->feed);
     say(t, "train: %d rank(s) x %d samples = global batch %d, %ld steps per epoch, %d epochs, run dir %s\n",
         t->comm->size, t->b_local, c->batch_size, spe, c->epochs, c->run_dir);
-    stop_signal_install();
     if (c->val_at_start && t->st.step == 0 && validate_epoch(t, 1, err, err_len) != 0) return TRAINER_FAILED;
     double t_epoch = monotonic_seconds(), loss_sum = 0;
     long loss_n = 0;
@@ -502,6 +501,9 @@ Trainer *trainer_create(const TrainerOptions *opt) {
 }
 
 int trainer_run(Trainer *t, char *err, size_t err_len) {
+    /* before setup: a stop asked for while the store opens or a checkpoint loads is kept and
+     * honoured at the first step boundary (checkpoint, exit 75), not a kill by the default action */
+    stop_signal_install();
     return setup(t, err, err_len) == 0 ? run(t, err, err_len) : TRAINER_FAILED;
 }
 

@@ -88,7 +88,7 @@ def load_meta(path):
 def as_version_1(meta):
     """What format version 1 wrote: no metadata checksum (its metadata was not covered)."""
     meta["format_version"] = "1"
-    del meta["meta_crc32"]
+    meta.pop("meta_crc32", None)
 
 
 def step_losses(run_dir):
