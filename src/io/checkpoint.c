@@ -39,21 +39,19 @@ static uint32_t tensors_crc(const StFile *f) {
 /* The metadata a checkpoint's meta_crc32 covers: every key but the two checksums, sorted by
  * key (JSON order is not part of the format), each as key NUL value NUL. The tensor CRC alone
  * let one flipped bit in `epoch_step` pass as a valid data position. */
-static const StMeta *sort_base;
 static int by_key(const void *a, const void *b) {
-    return strcmp(sort_base[*(const int *)a].key, sort_base[*(const int *)b].key);
+    return strcmp((*(const StMeta *const *)a)->key, (*(const StMeta *const *)b)->key);
 }
 static uint32_t meta_crc(const StFile *f) {
-    int *order = xmalloc((size_t)(f->n_meta ? f->n_meta : 1) * sizeof(int)), n = 0;
+    const StMeta **order = xmalloc((size_t)(f->n_meta ? f->n_meta : 1) * sizeof *order);
+    int n = 0;
     for (int i = 0; i < f->n_meta; i++)
-        if (strcmp(f->meta[i].key, "crc32") != 0 && strcmp(f->meta[i].key, "meta_crc32") != 0) order[n++] = i;
-    sort_base = f->meta;
-    qsort(order, (size_t)n, sizeof(int), by_key);
+        if (strcmp(f->meta[i].key, "crc32") != 0 && strcmp(f->meta[i].key, "meta_crc32") != 0) order[n++] = &f->meta[i];
+    qsort(order, (size_t)n, sizeof *order, by_key);
     uLong crc = crc32(0L, Z_NULL, 0);
     for (int i = 0; i < n; i++) {
-        const StMeta *m = &f->meta[order[i]];
-        crc = crc32(crc, (const Bytef *)m->key, (uInt)strlen(m->key) + 1);
-        crc = crc32(crc, (const Bytef *)m->value, (uInt)strlen(m->value) + 1);
+        crc = crc32(crc, (const Bytef *)order[i]->key, (uInt)strlen(order[i]->key) + 1);
+        crc = crc32(crc, (const Bytef *)order[i]->value, (uInt)strlen(order[i]->value) + 1);
     }
     free(order);
     return (uint32_t)crc;
