@@ -4,8 +4,10 @@ losses on 1, 2 and 4 ranks for one global batch, SIGTERM → checkpoint + exit 7
 checkpoint writes never leaves a run that cannot resume, and clear errors for damaged
 checkpoints, bad YAML, a missing store and a changed config (naming every changed key); the
 keys that may change on resume (loader.*) and checkpoints of older versions (no predict.step)
-resume. Multi-rank cases use Open MPI's mpirun on the CPU; they are skipped when unet2022 is built
-without MPI (mpi_cases.py)."""
+resume. Hostile input (issue 16): a data position past the epoch (damaged metadata, or a store
+prepared again with fewer slices), a flipped metadata bit, a split the store lacks and a FIFO
+are refused within seconds, naming the file and the field. Multi-rank cases use Open MPI's
+mpirun on the CPU; they are skipped when unet2022 is built without MPI (mpi_cases.py)."""
 import glob
 import json
 import os
