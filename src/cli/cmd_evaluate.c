@@ -64,6 +64,9 @@ static int parse(EvalArgs *a, Classes *cl, int argc, char **argv) {
 static int check_pairs(const EvalArgs *a, const VolumeSource *gt, const VolumeSource *pr) {
     for (int i = 0; i < volume_source_count(gt); i++) {
         const char *name = volume_source_name(gt, i);
+        if (!eval_text_is_utf8(name)) /* before any work: the report would refuse it at the end */
+            return fprintf(stderr, "unet2022: error: %s: case name '%s' is not valid UTF-8 (summary.json is UTF-8): "
+                                   "rename the file\n", volume_source_path(gt, i), name), 2;
         if (volume_source_find(pr, name) < 0)
             return fprintf(stderr, "unet2022: error: case %s: no prediction in %s (expected %s.nii.gz)\n", name,
                            a->pred, name), 2;
@@ -94,19 +97,24 @@ static void store_classes(Classes *cl, const Store *s) {
     }
 }
 
-/* Case c of the ground truth against its prediction into row; returns the case's class count
- * or -1 after printing the error. */
-static int evaluate_case(EvalCell *row, int kmax, VolumeSource *gt, VolumeSource *pr, int c, const EvalCaseOptions *o) {
+/* Case c of the ground truth against its prediction into row, its largest labels into
+ * gmax/pmax; returns the case's class count or -1 after printing the error. */
+static int evaluate_case(EvalCell *row, int kmax, VolumeSource *gt, VolumeSource *pr, int c, EvalCaseOptions *o,
+                         int *gmax, int *pmax) {
     char err[2048];
     VolumeCase gc, pc;
     int32_t *gl = NULL;
     int kc = -1;
+    *gmax = *pmax = 0;
+    o->pred_max = pmax;
     if (volume_source_case(gt, c, &gc, err, sizeof err) != 0) return fprintf(stderr, "unet2022: error: %s\n", err), -1;
     int pi = volume_source_find(pr, gc.name);
     double t0 = monotonic_seconds(), sp[3] = {gc.geom.spacing[2], gc.geom.spacing[1], gc.geom.spacing[0]};
     if (volume_source_case(pr, pi, &pc, err, sizeof err) == 0) {
+        const int n[3] = {gc.nz, gc.ny, gc.nx};
         if (volume_case_same_grid(gt, &gc, &pc.geom, err, sizeof err) == 0 &&
-            volume_case_read(gt, &gc, NULL, &gl, err, sizeof err) == 0)
+            volume_case_read(gt, &gc, NULL, &gl, err, sizeof err) == 0 &&
+            eval_label_max(gl, n, volume_source_path(gt, c), gmax, err, sizeof err) == 0)
             kc = eval_case(row, kmax, &pc.geom, gl, sp, o, err, sizeof err);
         volume_case_close(&pc);
     }
@@ -142,25 +150,69 @@ static int report(const EvalArgs *a, Classes *cl, const VolumeSource *gt, const 
     return rc ? 2 : 0;
 }
 
-/* Every case, then the class list when it comes from the data (the largest label seen). */
+/* "1, 2, 3 (and 5 more)": the class list's labels for messages. */
+static void label_list(char *out, size_t n, const Classes *cl) {
+    size_t k = 0;
+    out[0] = '\0';
+    for (int i = 0; i < cl->K && k + 32 < n; i++) {
+        if (i == 24) {
+            snprintf(out + k, n - k, " (and %d more)", cl->K - i);
+            return;
+        }
+        k += (size_t)snprintf(out + k, n - k, "%s%d", i ? ", " : "", cl->labels[i]);
+    }
+}
+
+/* Every label a prediction holds must lie within the class list (or the ground truth's labels,
+ * which --classes may leave out on purpose, e.g. the synapse preset on raw BTCV labels): a
+ * single stray voxel of label 200 used to add 200 classes when they came from the data, and
+ * the headline mean fell from 57.5% to 1.5%. gt_max: the largest ground-truth label of all
+ * cases; given: whether the classes were named (--classes or the store) rather than found. */
+static int check_label_range(const EvalArgs *a, const Classes *cl, const VolumeSource *gt, const VolumeSource *pr,
+                             const int *pmax, int gt_max, int given) {
+    int top = gt_max;
+    for (int k = 0; k < cl->K; k++) top = cl->labels[k] > top ? cl->labels[k] : top;
+    for (int c = 0; c < volume_source_count(gt); c++) {
+        if (pmax[c] <= top) continue;
+        char list[512];
+        label_list(list, sizeof list, cl);
+        const char *name = volume_source_name(gt, c);
+        fprintf(stderr, "unet2022: error: %s: label %d is outside the class list [%s] (%s; the ground truth's largest "
+                        "label is %d): fix the prediction, or name the classes with --classes\n",
+                volume_source_path(pr, volume_source_find(pr, name)), pmax[c], cl->K > 0 ? list : "none",
+                given ? (a->classes ? "from --classes" : "the store's classes") : "labels 1.. of the ground truth in --gt",
+                gt_max);
+        return 2;
+    }
+    return 0;
+}
+
+/* Every case, then the class list when it comes from the data (the largest ground-truth label). */
 static int evaluate_all(const EvalArgs *a, Classes *cl, VolumeSource *gt, VolumeSource *pr) {
-    int n = volume_source_count(gt), kmax = cl->K > 0 ? cl->K : EVAL_MAX_CLASSES, found = 0, rc = 0;
+    int n = volume_source_count(gt), kmax = cl->K > 0 ? cl->K : EVAL_MAX_CLASSES, rc = 0, gt_max = 0, found = 0;
+    int given = cl->K > 0;
     EvalCell *cells = xcalloc((size_t)n * kmax, sizeof(EvalCell));
-    EvalCaseOptions o = {a->prob, !a->no_hd, cl->K > 0 ? cl->labels : NULL, cl->K};
+    int *gmax = xcalloc((size_t)n + 1, sizeof(int)), *pmax = xcalloc((size_t)n + 1, sizeof(int));
+    EvalCaseOptions o = {a->prob, !a->no_hd, cl->K > 0 ? cl->labels : NULL, cl->K, NULL};
     for (int c = 0; c < n && rc == 0; c++) {
-        int kc = evaluate_case(cells + (size_t)c * kmax, kmax, gt, pr, c, &o);
+        int kc = evaluate_case(cells + (size_t)c * kmax, kmax, gt, pr, c, &o, &gmax[c], &pmax[c]);
         if (kc < 0) rc = 2;
-        else if (kc > found) found = kc;
+        found = kc > found ? kc : found;
+        gt_max = gmax[c] > gt_max ? gmax[c] : gt_max;
     }
-    if (rc == 0 && cl->K < 0) {
-        cl->K = found;
-        for (int k = 0; k < found; k++) cl->labels[k] = k + 1, snprintf(cl->names[k], 64, "class %d", k + 1);
-        if (found == 0)
-            fprintf(stderr, "unet2022: error: no foreground label in any prediction or ground truth; name the classes "
-                            "with --classes\n"), rc = 2;
+    if (rc == 0 && cl->K < 0) { /* label maps: the ground truth's labels 1..max; probabilities: the channels */
+        cl->K = a->prob ? found : gt_max;
+        for (int k = 0; k < cl->K; k++) cl->labels[k] = k + 1, snprintf(cl->names[k], 64, "class %d", k + 1);
     }
+    if (rc == 0 && !a->prob) rc = check_label_range(a, cl, gt, pr, pmax, gt_max, given);
+    if (rc == 0 && cl->K == 0)
+        fprintf(stderr, "unet2022: error: no foreground label in any %s; name the classes with --classes\n",
+                a->prob ? "prediction" : "ground truth"),
+            rc = 2;
     if (rc == 0) rc = report(a, cl, gt, cells, kmax);
     free(cells);
+    free(gmax);
+    free(pmax);
     return rc;
 }
 

@@ -49,6 +49,13 @@ static const char *SUMMARY =
     "  runs one training computation on a given batch and writes its outputs, loss and gradients\n"
     "  (and with --steps S the losses of S training steps), to check against PyTorch";
 
+/* A refused batch: what was opened is released (the sanitizer build checks for leaks). */
+static int bad_batch(Session *s, StFile *batch, const char *err) {
+    st_free(batch);
+    session_close(s);
+    return error(err);
+}
+
 int cmd_trace(int argc, char **argv) {
     const char *cfg_path = NULL, *weights = NULL, *batch_path = NULL, *out_path = NULL;
     int steps = 0, threads = 0;
@@ -76,28 +83,28 @@ int cmd_trace(int argc, char **argv) {
     char err[1024];
 
     StFile batch;
-    if (st_read(&batch, batch_path, err, sizeof err) != 0) return error(err);
+    if (weights_read_st(&batch, batch_path, err, sizeof err) != 0) return session_close(&s), error(err);
     const StTensor *img = st_find(&batch, "image"), *lab = st_find(&batch, "labels");
     if (!img || img->dtype != ST_F32 || img->ndim != 4 || img->shape[1] != m->cin) {
         snprintf(err, sizeof err, "%s: expected tensor 'image' F32 (B, %d, H, W)", batch_path, m->cin);
-        return error(err);
+        return bad_batch(&s, &batch, err);
     }
     int B = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3];
     if (!lab || lab->dtype != ST_I32 || lab->ndim != 3 || lab->shape[0] != B || lab->shape[1] != H ||
         lab->shape[2] != W) {
         snprintf(err, sizeof err, "%s: expected tensor 'labels' I32 (%d, %d, %d)", batch_path, B, H, W);
-        return error(err);
+        return bad_batch(&s, &batch, err);
     }
     const int32_t *labels_host = lab->data;
     for (size_t i = 0; i < (size_t)B * H * W; i++)
         if (labels_host[i] < 0 || labels_host[i] >= m->K) {
             snprintf(err, sizeof err, "%s: labels[%zu] = %d is outside [0, %d)", batch_path, i, labels_host[i], m->K);
-            return error(err);
+            return bad_batch(&s, &batch, err);
         }
     int unit = m->P * 8;
     if (H % unit || W % unit) {
         snprintf(err, sizeof err, "%s: image is %d x %d; both sides must be multiples of %d", batch_path, H, W, unit);
-        return error(err);
+        return bad_batch(&s, &batch, err);
     }
 
     size_t n_img = (size_t)B * m->cin * H * W, n_lab = (size_t)B * H * W;

@@ -9,14 +9,18 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "check.h"
+#include "file_check.h"
 #include "loader.h" /* LOADER_DEFAULT_*: the loader section's defaults live with the loader */
 
 #define STRINGIFY_(x) #x
@@ -351,12 +355,50 @@ static int apply_defaults_and_check_required(Walk *w) {
     return 0;
 }
 
-/* Parses a YAML document from an initialised parser into cfg; `name` labels messages. */
-static int load_from_parser(Config *cfg, yaml_parser_t *parser, const char *name, char *err, size_t err_len) {
+/* Deepest nesting of lists and mappings a config may have. The schema needs 3 (top level,
+ * section, list); libyaml's scanner re-examines every open level at each token, so a document
+ * 100,000 levels deep took 48 s to reject. The limit is enforced on the event stream, which
+ * stops at the first level too deep: the rejection costs a few levels' work. */
+#define CONFIG_MAX_DEPTH 32
+/* A config is a page of text; anything bigger is no config (and is not read whole). */
+#define CONFIG_MAX_BYTES (4 << 20)
+
+/* 0 if the first document nests at most CONFIG_MAX_DEPTH deep (or is not valid YAML: the
+ * loader then reports that, as it always did); -1 with the line of the level too deep. */
+static int check_nesting(const unsigned char *text, size_t len, const char *name, char *err, size_t err_len) {
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int depth = 0, rc = 0, done = 0;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, text, len);
+    while (!done && rc == 0 && yaml_parser_parse(&parser, &ev)) {
+        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT) {
+            if (++depth > CONFIG_MAX_DEPTH)
+                rc = error_at(err, err_len, "%s:%zu:%zu: lists and mappings nested more than %d deep (the limit for "
+                              "a config)", name, ev.start_mark.line + 1, ev.start_mark.column + 1, CONFIG_MAX_DEPTH);
+        } else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        done = ev.type == YAML_DOCUMENT_END_EVENT || ev.type == YAML_STREAM_END_EVENT; /* the loader reads one */
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+/* Parses the YAML document in text into cfg; `name` labels messages. */
+static int load_from_text(Config *cfg, const char *text, size_t len, const char *name, char *err, size_t err_len) {
+    if (check_nesting((const unsigned char *)text, len, name, err, err_len) != 0) return -1;
+    yaml_parser_t parser;
     yaml_document_t doc;
-    if (!yaml_parser_load(parser, &doc))
-        return error_at(err, err_len, "%s:%zu:%zu: invalid YAML: %s", name, parser->problem_mark.line + 1,
-                        parser->problem_mark.column + 1, parser->problem ? parser->problem : "parse error");
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        error_at(err, err_len, "%s:%zu:%zu: invalid YAML: %s", name, parser.problem_mark.line + 1,
+                 parser.problem_mark.column + 1, parser.problem ? parser.problem : "parse error");
+        yaml_parser_delete(&parser);
+        return -1;
+    }
     int rc = -1;
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     Walk w = {.path = name, .doc = &doc, .cfg = cfg, .err = err, .err_len = err_len};
@@ -365,32 +407,52 @@ static int load_from_parser(Config *cfg, yaml_parser_t *parser, const char *name
              resolve_preset(cfg, err, err_len) == 0 && config_validate(cfg, err, err_len) == 0)
         rc = 0;
     yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
     return rc;
+}
+
+/* The whole file, for regular files only (src/base/file_check.h: a FIFO would block forever). */
+static char *read_config_file(const char *path, size_t *len, char *err, size_t err_len) {
+    int64_t size = 0;
+    int fd = fc_open_regular(path, "config", &size, err, err_len);
+    if (fd < 0) return NULL;
+    char *text = NULL;
+    if (size > CONFIG_MAX_BYTES)
+        error_at(err, err_len, "%s: %lld bytes: larger than a config may be (%d)", path, (long long)size,
+                 CONFIG_MAX_BYTES);
+    else {
+        text = xmalloc((size_t)size + 1);
+        size_t got = 0;
+        ssize_t n = 1;
+        while (got < (size_t)size && (n = read(fd, text + got, (size_t)size - got)) > 0) got += (size_t)n;
+        if (n < 0) {
+            error_at(err, err_len, "%s: cannot read: %s", path, strerror(errno));
+            free(text);
+            text = NULL;
+        } else {
+            text[got] = '\0';
+            *len = got;
+        }
+    }
+    close(fd);
+    return text;
 }
 
 int config_load(Config *cfg, const char *path, char *err, size_t err_len) {
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->path, sizeof cfg->path, "%s", path);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return error_at(err, err_len, "%s: cannot open: %s", path, strerror(errno));
-    yaml_parser_t parser;
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, fp);
-    int rc = load_from_parser(cfg, &parser, path, err, err_len);
-    yaml_parser_delete(&parser);
-    fclose(fp);
+    size_t len = 0;
+    char *text = read_config_file(path, &len, err, err_len);
+    if (!text) return -1;
+    int rc = load_from_text(cfg, text, len, path, err, err_len);
+    free(text);
     return rc;
 }
 
 int config_load_text(Config *cfg, const char *text, const char *name, char *err, size_t err_len) {
     memset(cfg, 0, sizeof *cfg);
     snprintf(cfg->path, sizeof cfg->path, "%s", name);
-    yaml_parser_t parser;
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
-    int rc = load_from_parser(cfg, &parser, name, err, err_len);
-    yaml_parser_delete(&parser);
-    return rc;
+    return load_from_text(cfg, text, strlen(text), name, err, err_len);
 }
 
 int config_override(Config *cfg, const char *assignment, char *err, size_t err_len) {

@@ -113,6 +113,22 @@ static int read_prediction(const NiftiVolume *pred, int prob, int32_t **pl, floa
     return prob ? nifti_volume_read_float(pred, pf, err, err_len) : nifti_volume_read_labels(pred, pl, err, err_len);
 }
 
+/* The largest label, or -1 with an error naming the voxel of the first negative one (-1 is no
+ * class: it used to be scored as if it were background of every class). */
+int eval_label_max(const int32_t *lab, const int n[3], const char *path, int *max_out, char *err, size_t err_len) {
+    size_t vox = (size_t)n[0] * n[1] * n[2];
+    int32_t mx = 0;
+    for (size_t i = 0; i < vox; i++) {
+        if (lab[i] < 0)
+            return error_at(err, err_len, "%s: voxel (x=%zu, y=%zu, z=%zu) holds label %d: labels must be 0 or more",
+                            path, i % (size_t)n[2], i / (size_t)n[2] % (size_t)n[1], i / ((size_t)n[2] * n[1]),
+                            (int)lab[i]);
+        if (lab[i] > mx) mx = lab[i];
+    }
+    *max_out = (int)mx;
+    return 0;
+}
+
 int eval_case(EvalCell *row, int kmax, const NiftiVolume *pred, const int32_t *gt, const double spacing[3],
               const EvalCaseOptions *o, char *err, size_t err_len) {
     int32_t *pl = NULL;
@@ -120,6 +136,12 @@ int eval_case(EvalCell *row, int kmax, const NiftiVolume *pred, const int32_t *g
     if (read_prediction(pred, o->prob, &pl, &pf, err, err_len) != 0) return -1;
     const int n[3] = {pred->nz, pred->ny, pred->nx};
     size_t vox = (size_t)n[0] * n[1] * n[2];
+    int pmax = 0;
+    if (!o->prob && eval_label_max(pl, n, pred->path, &pmax, err, err_len) != 0) {
+        free(pl);
+        return -1;
+    }
+    if (o->pred_max) *o->pred_max = pmax;
     int *lab = xmalloc(EVAL_MAX_CLASSES * sizeof(int));
     int kc = case_classes(lab, o, pred, pl, gt, vox, err, err_len);
     int hd = o->want_hd ? METRICS_HD_MM | METRICS_HD_VOX : 0;

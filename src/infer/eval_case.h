@@ -21,12 +21,19 @@ typedef struct {
     int want_hd;       /* surface distances too */
     const int *labels; /* the classes; NULL: every label 1..max found (prob: channels 1..nt-1) */
     int K;
+    int *pred_max;     /* out, optional (label maps): the largest label in the prediction, checked
+                        * by the caller against the class list once every case is read */
 } EvalCaseOptions;
 
 /* Reads the prediction `pred` (on the ground truth's grid, checked by the caller) and fills
  * row[0..kmax): the case's classes, then NaN distances for the classes it lacks (both masks
- * empty). spacing: mm along z, y, x. Returns the case's class count, or -1 with a message. */
+ * empty). spacing: mm along z, y, x. Returns the case's class count, or -1 with a message; a
+ * negative label in the prediction is an error naming the file and the voxel. */
 int eval_case(EvalCell *row, int kmax, const NiftiVolume *pred, const int32_t *gt, const double spacing[3],
               const EvalCaseOptions *o, char *err, size_t err_len);
+
+/* The largest label of a label map of n = (z, y, x) voxels into *max_out; a negative label is
+ * an error naming path and the voxel. */
+int eval_label_max(const int32_t *lab, const int n[3], const char *path, int *max_out, char *err, size_t err_len);
 
 #endif

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,7 +275,34 @@ static int write_stream(const char *dir, const char *name, void (*fn)(FILE *, co
 
 static void per_case_fn(FILE *f, const EvalResults *r, const Summary *s) { write_per_case_csv(f, r); }
 
+int eval_text_is_utf8(const char *text) {
+    const unsigned char *p = (const unsigned char *)text;
+    while (*p) {
+        int extra = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : -1;
+        if (extra < 0) return 0;
+        uint32_t cp = extra == 0 ? *p : extra == 1 ? *p & 0x1fu : extra == 2 ? *p & 0x0fu : *p & 0x07u;
+        for (int i = 1; i <= extra; i++) {
+            if ((p[i] & 0xc0) != 0x80) return 0; /* also stops at the terminating NUL */
+            cp = cp << 6 | (p[i] & 0x3fu);
+        }
+        /* overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8 */
+        static const uint32_t least[4] = {0, 0x80, 0x800, 0x10000};
+        if (cp < least[extra] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return 0;
+        p += extra + 1;
+    }
+    return 1;
+}
+
 int eval_report_write(const EvalResults *r, const char *dir, char *err, size_t err_len) {
+    /* JSON text is UTF-8 and cJSON copies bytes as they are: one Latin-1 case name made
+     * summary.json unreadable. Checked before any file is written, so none is left half done. */
+    for (int c = 0; c < r->n_cases; c++)
+        if (!eval_text_is_utf8(r->cases[c]))
+            return error_at(err, err_len, "case name '%s' is not valid UTF-8: rename the file", r->cases[c]);
+    for (int k = 0; k < r->n_classes; k++)
+        if (!eval_text_is_utf8(r->names[k]))
+            return error_at(err, err_len, "class name '%s' (label %d) is not valid UTF-8", r->names[k], r->labels[k]);
+    if (!eval_text_is_utf8(r->method)) return error_at(err, err_len, "--method '%s' is not valid UTF-8", r->method);
     Summary s;
     summarise(&s, r);
     int rc = write_stream(dir, "per_case.csv", per_case_fn, r, &s, 0, err, err_len);

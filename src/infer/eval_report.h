@@ -31,8 +31,13 @@ typedef struct {
 } EvalResults;
 
 /* Writes DIR/per_case.csv, DIR/summary.csv, DIR/summary.json, DIR/summary.md (each atomically)
- * and prints the Markdown summary to stdout. Returns 0 or -1 with a message. */
+ * and prints the Markdown summary to stdout. Returns 0 or -1 with a message; case, class and
+ * method names that are not valid UTF-8 are refused before any file is written (summary.json
+ * must stay valid JSON). */
 int eval_report_write(const EvalResults *r, const char *dir, char *err, size_t err_len);
+
+/* 1 if text is valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+int eval_text_is_utf8(const char *text);
 
 /* Writes text to path atomically (temporary file in the same directory, fsync, rename, fsync
  * of the directory). */

@@ -36,6 +36,27 @@ static uint32_t tensors_crc(const StFile *f) {
     return (uint32_t)crc;
 }
 
+/* The metadata a checkpoint's meta_crc32 covers: every key but the two checksums, sorted by
+ * key (JSON order is not part of the format), each as key NUL value NUL. The tensor CRC alone
+ * let one flipped bit in `epoch_step` pass as a valid data position. */
+static int by_key(const void *a, const void *b) {
+    return strcmp((*(const StMeta *const *)a)->key, (*(const StMeta *const *)b)->key);
+}
+static uint32_t meta_crc(const StFile *f) {
+    const StMeta **order = xmalloc((size_t)(f->n_meta ? f->n_meta : 1) * sizeof *order);
+    int n = 0;
+    for (int i = 0; i < f->n_meta; i++)
+        if (strcmp(f->meta[i].key, "crc32") != 0 && strcmp(f->meta[i].key, "meta_crc32") != 0) order[n++] = &f->meta[i];
+    qsort(order, (size_t)n, sizeof *order, by_key);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (int i = 0; i < n; i++) {
+        crc = crc32(crc, (const Bytef *)order[i]->key, (uInt)strlen(order[i]->key) + 1);
+        crc = crc32(crc, (const Bytef *)order[i]->value, (uInt)strlen(order[i]->value) + 1);
+    }
+    free(order);
+    return (uint32_t)crc;
+}
+
 void checkpoint_path(char *out, size_t n, const char *dir, uint64_t step) {
     snprintf(out, n, "%s/ckpt-%08" PRIu64 ".safetensors", dir, step);
 }
@@ -72,6 +93,8 @@ int checkpoint_save(const char *path, const Model *m, const float *params, const
     st_add_meta(&f, "config_hash", hash);
     snprintf(buf, sizeof buf, "%08" PRIx32, tensors_crc(&f));
     st_add_meta(&f, "crc32", buf);
+    snprintf(buf, sizeof buf, "%08" PRIx32, meta_crc(&f)); /* last: it covers every key above */
+    st_add_meta(&f, "meta_crc32", buf);
     int rc = st_write_file(&f, path, err, err_len);
     st_free(&f);
     free(owned);
@@ -87,10 +110,13 @@ static int meta_u64(const StFile *f, const char *key, uint64_t *out, char *err, 
     return 0;
 }
 
-/* Parses and checks the checksum; on success f is open (caller frees). */
+/* Parses and checks both checksums; on success f is open (caller frees). Format version 1
+ * files predate meta_crc32: their metadata is not covered, and the resume's own checks of the
+ * position (trainer.c) are all that guards it. From version 2 on it is required. */
 static int open_verified(StFile *f, const char *path, char *err, size_t err_len) {
-    if (st_read(f, path, err, err_len) != 0) return -1;
-    const char *crc = st_meta_get(f, "crc32");
+    if (weights_read_st(f, path, err, err_len) != 0) return -1; /* regular files only: a FIFO blocks */
+    const char *crc = st_meta_get(f, "crc32"), *mcrc = st_meta_get(f, "meta_crc32");
+    const char *version = st_meta_get(f, "format_version");
     if (!st_meta_get(f, "unet2022_checkpoint") || !crc) {
         st_free(f);
         return error_at(err, err_len, "%s: not a unet2022 checkpoint (no checkpoint metadata)", path);
@@ -101,6 +127,20 @@ static int open_verified(StFile *f, const char *path, char *err, size_t err_len)
         error_at(err, err_len, "%s: checksum mismatch (stored %.8s, computed %s): the file is damaged", path, crc, now);
         st_free(f); /* after formatting: crc points into f */
         return -1;
+    }
+    if (!mcrc && !(version && strcmp(version, "1") == 0)) {
+        st_free(f);
+        return error_at(err, err_len, "%s: no metadata checksum 'meta_crc32' (required from format version 2): the "
+                        "file is damaged", path);
+    }
+    if (mcrc) { /* present: must match, whatever the version says (a flipped bit may have changed it) */
+        snprintf(now, sizeof now, "%08" PRIx32, meta_crc(f));
+        if (strcmp(now, mcrc) != 0) {
+            error_at(err, err_len, "%s: metadata checksum mismatch (stored %.8s, computed %s): the metadata (step, "
+                     "epoch, config...) is damaged", path, mcrc, now);
+            st_free(f);
+            return -1;
+        }
     }
     return 0;
 }
@@ -119,9 +159,9 @@ int checkpoint_load(const char *path, const Model *m, float *params, float *adam
     int rc = -1;
     uint64_t version = 0, ws = 0;
     if (meta_u64(&f, "format_version", &version, err, err_len) != 0) goto out;
-    if (version != CHECKPOINT_FORMAT_VERSION) {
-        error_at(err, err_len, "%s: checkpoint format version %" PRIu64 ", this build reads version %d", path, version,
-             CHECKPOINT_FORMAT_VERSION);
+    if (version < 1 || version > CHECKPOINT_FORMAT_VERSION) {
+        error_at(err, err_len, "%s: checkpoint format version %" PRIu64 ", this build reads versions 1 to %d", path,
+                 version, CHECKPOINT_FORMAT_VERSION);
         goto out;
     }
     if (weights_load_st(m, params, &f, err, err_len) != 0) goto out;

@@ -11,7 +11,8 @@
 
 #include "model.h"
 
-#define CHECKPOINT_FORMAT_VERSION 1
+/* 2: adds meta_crc32, the checksum of the metadata; version 1 files still load (docs/formats.md) */
+#define CHECKPOINT_FORMAT_VERSION 2
 
 typedef struct {
     uint64_t step;        /* optimizer steps completed */

@@ -1,10 +1,13 @@
 /* weights_io.c — see weights_io.h. */
 #include "weights_io.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "check.h"
 
@@ -70,7 +73,15 @@ int weights_load_st(const Model *m, float *params, const StFile *f, char *err, s
         } else if (t->dtype != ST_F32) {
             rc = error_at(err, err_len, "%s: tensor '%s' is %s, expected F32", f->path, t->name, st_dtype_name(t->dtype));
         } else {
-            memcpy(params + p->offset, t->data, p->numel * sizeof(float));
+            /* a single NaN or infinity spreads through every later layer, and argmax of NaN
+             * logits is class 0: predict would exit 0 with an all-background volume */
+            float *dst = params + p->offset;
+            memcpy(dst, t->data, p->numel * sizeof(float));
+            for (size_t j = 0; j < p->numel && rc == 0; j++)
+                if (!isfinite(dst[j]))
+                    rc = error_at(err, err_len, "%s: tensor '%s' holds a non-finite value (%f at flat index %zu): "
+                                  "the weights are damaged or came from a diverged run", f->path, t->name,
+                                  (double)dst[j], j);
             found[p - m->params.items] = 1;
         }
     }
@@ -80,9 +91,14 @@ int weights_load_st(const Model *m, float *params, const StFile *f, char *err, s
     return rc;
 }
 
+int weights_read_st(StFile *f, const char *path, char *err, size_t err_len) {
+    /* st_read opens regular files only (src/base/file_check.h): a FIFO would block forever. */
+    return st_read(f, path, err, err_len);
+}
+
 int weights_load(const Model *m, float *params, const char *path, char *err, size_t err_len) {
     StFile f;
-    if (st_read(&f, path, err, err_len) != 0) return -1;
+    if (weights_read_st(&f, path, err, err_len) != 0) return -1;
     int rc = weights_load_st(m, params, &f, err, err_len);
     st_free(&f);
     return rc;

@@ -1,6 +1,7 @@
 /* weights_io.h — network weights to and from safetensors, under the released network's
  * state_dict keys, so a PyTorch state_dict loads directly and ours loads into PyTorch.
- * Loading is strict: a missing, unexpected or mis-shaped tensor is an error naming it.
+ * Loading is strict: a missing, unexpected or mis-shaped tensor, or a weight that is NaN or
+ * infinite, is an error naming it.
  * The attention modules' relative_position_index buffers (int64) are accepted when
  * present and checked against the window they imply; saving writes them, so
  * `model.load_state_dict(strict=True)` accepts our files. */
@@ -15,6 +16,10 @@
 /* Tensors whose names start with this belong to a training checkpoint's optimizer state
  * (checkpoint.h) and are skipped, so a checkpoint loads wherever a weights file does. */
 #define WEIGHTS_RESERVED_PREFIX "adam."
+
+/* st_read for regular files only: anything else (a FIFO would block forever, a directory) is
+ * refused naming the path. Every reader of weights, checkpoints and batches opens through it. */
+int weights_read_st(StFile *f, const char *path, char *err, size_t err_len);
 
 /* params: host, m->params.total floats. Returns 0, or -1 with a message in err. */
 int weights_load(const Model *m, float *params, const char *path, char *err, size_t err_len);

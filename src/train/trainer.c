@@ -160,6 +160,81 @@ static int check_store(const Trainer *t, char *err, size_t err_len) {
     return 0;
 }
 
+/* The store's split names with their case counts, "train (18 cases), test (12 cases)". */
+static void list_splits(const Store *s, char *out, size_t n) {
+    size_t k = 0;
+    out[0] = '\0';
+    for (int i = 0; i < store_num_cases(s) && k < n; i++) {
+        const char *name = store_case(s, i)->split;
+        int seen = 0, count = 0;
+        for (int j = 0; j < i && !seen; j++) seen = !strcmp(store_case(s, j)->split, name);
+        if (seen) continue;
+        for (int j = i; j < store_num_cases(s); j++) count += !strcmp(store_case(s, j)->split, name);
+        k += (size_t)snprintf(out + k, n - k, "%s%s (%d case%s)", k ? ", " : "", name, count, count == 1 ? "" : "s");
+    }
+    if (!out[0]) snprintf(out, n, "none");
+}
+
+/* The splits the config names must exist before anything runs: a missing validation split
+ * used to fail only after the first epoch, whose checkpoint was then never written. The
+ * validation split is checked when validation runs at all. */
+static int check_splits(const Trainer *t, char *err, size_t err_len) {
+    const Config *c = &t->cfg;
+    const char *keys[2] = {"train.train_split", "train.val_split"}, *names[2] = {c->train_split, c->val_split};
+    int *idx = xmalloc((size_t)(store_num_cases(t->store) + 1) * sizeof(int));
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        if (i == 1 && c->val_every <= 0 && !c->val_at_start) continue;
+        if (store_split(t->store, names[i], idx, store_num_cases(t->store)) > 0) continue;
+        char splits[1024];
+        list_splits(t->store, splits, sizeof splits);
+        snprintf(err, err_len, "%s: %s = '%s': the store has no such split; its splits: %s", c->store, keys[i],
+                 names[i], splits);
+        rc = -1;
+    }
+    free(idx);
+    return rc;
+}
+
+/* Steps per epoch as the loader will count them: ceil(train split slices / global batch). */
+static uint64_t store_steps_per_epoch(const Trainer *t, long long *slices) {
+    int n = store_num_cases(t->store);
+    int *idx = xmalloc((size_t)(n + 1) * sizeof(int));
+    int k = store_split(t->store, t->cfg.train_split, idx, n);
+    *slices = 0;
+    for (int i = 0; i < k; i++) *slices += store_case(t->store, idx[i])->depth;
+    free(idx);
+    return (uint64_t)((*slices + t->cfg.batch_size - 1) / t->cfg.batch_size);
+}
+
+/* A resumed position must be one this store and batch size can produce: epoch_step below the
+ * steps per epoch, and step = epoch x steps per epoch + epoch_step (every checkpoint is written
+ * with that identity). A checkpoint that breaks it (damaged metadata, or a store prepared again
+ * with other slices) used to make the loop spin without training, logging or seeing signals. */
+static int check_position(const Trainer *t, const char *path, char *err, size_t err_len) {
+    long long slices;
+    uint64_t spe = store_steps_per_epoch(t, &slices);
+    const TrainState *st = &t->st;
+    const char *why = "the checkpoint is damaged, or the store was prepared again with other slices; resume from "
+                      "another checkpoint or start a new run_dir";
+    if (spe == 0) return 0; /* start_feed reports an empty split */
+    if (st->epoch_step >= spe)
+        return snprintf(err, err_len, "%s: epoch_step = %" PRIu64 " is not below the %" PRIu64 " steps per epoch "
+                        "(split '%s' of %s: %lld slices, global batch %d): %s", path, st->epoch_step, spe,
+                        t->cfg.train_split, t->cfg.store, slices, t->cfg.batch_size, why), -1;
+    if (st->epoch > st->step / spe || st->step - st->epoch * spe != st->epoch_step)
+        return snprintf(err, err_len, "%s: step = %" PRIu64 " does not match epoch = %" PRIu64 " and epoch_step = %"
+                        PRIu64 " at %" PRIu64 " steps per epoch (split '%s' of %s: %lld slices, global batch %d): %s",
+                        path, st->step, st->epoch, st->epoch_step, spe, t->cfg.train_split, t->cfg.store, slices,
+                        t->cfg.batch_size, why), -1;
+    if (st->step > (uint64_t)INT32_MAX) /* Adam's step counter is an int */
+        return snprintf(err, err_len, "%s: step = %" PRIu64 " is out of range: %s", path, st->step, why), -1;
+    if (st->seed != (uint64_t)t->cfg.seed)
+        return snprintf(err, err_len, "%s: seed = %" PRIu64 " but its stored config has train.seed %ld: the "
+                        "checkpoint is damaged", path, st->seed, t->cfg.seed), -1;
+    return 0;
+}
+
 /* Rank 0 creates RUN_DIR/checkpoints and clears what killed writers left there. */
 static int prepare_run_dir(Trainer *t, char *err, size_t err_len) {
     snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s/checkpoints", t->cfg.run_dir);
@@ -180,7 +255,7 @@ static int start_weights(Trainer *t, const char *resume, char *err, size_t err_l
         snprintf(path, sizeof path, "%s", resume);
     }
     if (path[0]) {
-        if (resume_from(t, path, err, err_len) != 0) return -1;
+        if (resume_from(t, path, err, err_len) != 0 || check_position(t, path, err, err_len) != 0) return -1;
         say(t, "resume: %s (step %" PRIu64 ", epoch %" PRIu64 ", written by %d rank(s), now %d)\n", path, t->st.step,
             t->st.epoch, t->st.world_size, t->comm->size);
         if (t->cfg.init_weights[0]) /* the checkpoint already holds what the warm start gave step 0 */
@@ -225,7 +300,7 @@ static int start_feed(Trainer *t, char *err, size_t err_len) {
 static int setup(Trainer *t, char *err, size_t err_len) {
     const Config *c = &t->cfg;
     if (store_open(&t->store, c->store, err, err_len) != 0) return -1;
-    if (check_store(t, err, err_len) != 0) return -1;
+    if (check_store(t, err, err_len) != 0 || check_splits(t, err, err_len) != 0) return -1;
     model_build(&t->model, &c->net);
     t->config_yaml = config_yaml_text(c);
     if (prepare_run_dir(t, err, err_len) != 0) return -1;
@@ -376,13 +451,18 @@ static int run(Trainer *t, char *err, size_t err_len) {
     long spe = train_feed_steps_per_epoch(t->feed);
     say(t, "train: %d rank(s) x %d samples = global batch %d, %ld steps per epoch, %d epochs, run dir %s\n",
         t->comm->size, t->b_local, c->batch_size, spe, c->epochs, c->run_dir);
-    stop_signal_install();
     if (c->val_at_start && t->st.step == 0 && validate_epoch(t, 1, err, err_len) != 0) return TRAINER_FAILED;
     double t_epoch = monotonic_seconds(), loss_sum = 0;
     long loss_n = 0;
     int done_already = c->max_steps > 0 && t->st.step >= (uint64_t)c->max_steps;
     while (!done_already && t->st.epoch < (uint64_t)c->epochs) {
         int stop_sig = 0, at_limit = 0;
+        /* check_position keeps the position inside the epoch; were it ever past the end, the
+         * inner loop would take no step and this loop would spin: refuse instead */
+        if (t->st.epoch_step > (uint64_t)spe) {
+            snprintf(err, err_len, "internal: data position %" PRIu64 " past the epoch's %ld steps", t->st.epoch_step, spe);
+            return TRAINER_FAILED;
+        }
         while (t->st.epoch_step < (uint64_t)spe) {
             float loss;
             double norm;
@@ -438,6 +518,9 @@ Trainer *trainer_create(const TrainerOptions *opt) {
 }
 
 int trainer_run(Trainer *t, char *err, size_t err_len) {
+    /* before setup: a stop asked for while the store opens or a checkpoint loads is kept and
+     * honoured at the first step boundary (checkpoint, exit 75), not a kill by the default action */
+    stop_signal_install();
     return setup(t, err, err_len) == 0 ? run(t, err, err_len) : TRAINER_FAILED;
 }
 

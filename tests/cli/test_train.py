@@ -4,8 +4,10 @@ losses on 1, 2 and 4 ranks for one global batch, SIGTERM → checkpoint + exit 7
 checkpoint writes never leaves a run that cannot resume, and clear errors for damaged
 checkpoints, bad YAML, a missing store and a changed config (naming every changed key); the
 keys that may change on resume (loader.*) and checkpoints of older versions (no predict.step)
-resume. Multi-rank cases use Open MPI's mpirun on the CPU; they are skipped when unet2022 is built
-without MPI (mpi_cases.py)."""
+resume. Hostile input (issue 16): a data position past the epoch (damaged metadata, or a store
+prepared again with fewer slices), a flipped metadata bit, a split the store lacks and a FIFO
+are refused within seconds, naming the file and the field. Multi-rank cases use Open MPI's
+mpirun on the CPU; they are skipped when unet2022 is built without MPI (mpi_cases.py)."""
 import glob
 import json
 import os
@@ -65,6 +67,30 @@ def run(args, env=None, timeout=600, ranks=0):
     cmd = ([shutil.which("mpirun") or "mpirun", "-np", str(ranks), "--oversubscribe"] if ranks else []) + [BIN, *args]
     e = dict(os.environ, OMP_NUM_THREADS="1", **(MPI_ENV if ranks else {}), **(env or {}))
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def rewrite_meta(path, edit):
+    """Rewrites a checkpoint's metadata in place: edit(meta) changes the dict; the tensors stay."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header, data = json.loads(f.read(n)), f.read()
+    edit(header["__metadata__"])
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)  # the data stays 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data)
+
+
+def load_meta(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n))["__metadata__"]
+
+
+def as_version_1(meta):
+    """What format version 1 wrote: no metadata checksum (its metadata was not covered)."""
+    meta["format_version"] = "1"
+    meta.pop("meta_crc32", None)
 
 
 def step_losses(run_dir):
@@ -280,20 +306,121 @@ class Train(unittest.TestCase):
         d = self.run_dir("old_version")
         self.train(d, "train.max_steps=2")
         path = os.path.join(d, "checkpoints", "ckpt-00000002.safetensors")
-        with open(path, "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            header, data = json.loads(f.read(n)), f.read()
-        config = header["__metadata__"]["config"]
+        config = load_meta(path)["config"]
         old = re.sub(r"predict:\n  step: [^\n]*\n", "", config)
         self.assertNotEqual(old, config, "the stored config has a predict section to remove")
-        header["__metadata__"]["config"] = old
-        text = json.dumps(header).encode()
-        text += b" " * (-len(text) % 8)  # the data stays 8-byte aligned
-        with open(path, "wb") as f:
-            f.write(struct.pack("<Q", len(text)) + text + data)
+
+        def to_old(meta):  # such a checkpoint was written by format version 1, before meta_crc32
+            meta["config"] = old
+            as_version_1(meta)
+        rewrite_meta(path, to_old)
         r = self.train(d, "train.max_steps=3")
         self.assertIn("resume: " + path, r.stdout)
         self.assertTrue(os.path.exists(os.path.join(d, "checkpoints", "ckpt-00000003.safetensors")))
+
+    # ---- hostile input (issue 16): fail fast, name the file and field, never spin ----
+
+    def refused(self, args, timeout=60):
+        """Runs train expecting a quick refusal; a hang (the old spin at 100% CPU) fails the test."""
+        t0 = time.monotonic()
+        try:
+            r = run(args, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.fail(f"train {args} still running after {timeout} s: it should have been refused")
+        self.assertEqual(r.returncode, 2, r.stdout[-2000:] + r.stderr[-2000:])
+        return r, time.monotonic() - t0
+
+    def test_position_beyond_the_epoch_is_refused(self):
+        # a version-1 checkpoint (metadata not covered by a checksum) whose data position is past
+        # the end of the epoch: the resume used to loop forever without training or logging
+        d = self.run_dir("beyond")
+        self.train(d, "train.max_steps=2")
+        path = os.path.join(d, "checkpoints", "ckpt-00000002.safetensors")
+
+        def beyond(meta):
+            meta["epoch_step"] = "9999"
+            as_version_1(meta)
+        rewrite_meta(path, beyond)
+        before = sorted(os.listdir(os.path.join(d, "checkpoints")))
+        r, took = self.refused(["train", self.config, f"train.run_dir={d}", "train.max_steps=4"])
+        self.assertIn(path, r.stderr)
+        self.assertIn("epoch_step = 9999 is not below the", r.stderr)
+        self.assertLess(took, 30)
+        self.assertEqual(before, sorted(os.listdir(os.path.join(d, "checkpoints"))), "nothing written or removed")
+
+        def inconsistent(meta):  # within the epoch, but step does not follow from epoch and epoch_step
+            meta["epoch_step"] = "1"
+            meta["step"] = meta["adam_step"] = "7"
+        rewrite_meta(path, inconsistent)
+        r, _ = self.refused(["train", self.config, f"train.run_dir={d}", "train.max_steps=9"])
+        self.assertIn(f"{path}: step = 7 does not match epoch = 0 and epoch_step = 1", r.stderr)
+
+    def test_flipped_metadata_bit_is_detected(self):
+        # one bit of epoch_step flipped in a current checkpoint: the metadata checksum catches it,
+        # --resume auto falls back to the previous checkpoint, an explicit --resume is refused
+        d = self.run_dir("metaflip")
+        self.train(d, "train.max_steps=3", "train.checkpoint_every=1")
+        path = os.path.join(d, "checkpoints", "ckpt-00000003.safetensors")
+        with open(path, "r+b") as f:
+            head = f.read(65536)
+            at = head.index(b'"epoch_step"') + len(b'"epoch_step"')
+            while not head[at:at + 1].isdigit():
+                at += 1
+            f.seek(at)
+            f.write(bytes([head[at] ^ 1]))
+        r, _ = self.refused(["train", self.config, f"train.run_dir={d}", "train.max_steps=4", "--resume", path])
+        self.assertIn(f"{path}: metadata checksum mismatch", r.stderr)
+        r = self.train(d, "train.max_steps=4")
+        self.assertIn("skipping damaged checkpoint", r.stderr)
+        self.assertIn("ckpt-00000002", r.stdout)
+
+    def test_store_prepared_again_with_fewer_slices_is_refused(self):
+        # the same store path, prepared again from fewer cases: the stored position no longer fits
+        tmp = tempfile.mkdtemp(prefix="unet-shrink-", dir=self.tmp)
+        raw, store = os.path.join(tmp, "raw"), os.path.join(tmp, "store")
+
+        def prepare(cases, depth):
+            shutil.rmtree(raw, ignore_errors=True)
+            shutil.rmtree(store, ignore_errors=True)
+            for cmd in (["synth", "--out", raw, "--seed", "3", "--cases", str(cases), "--size", "32..40", "--depth",
+                         depth],
+                        ["prepare", "synapse", "--src", raw, "--split", os.path.join(raw, "split.txt"), "--out", store,
+                         "--quiet"]):
+                r = subprocess.run([BIN, *cmd], capture_output=True, text=True)
+                self.assertEqual(r.returncode, 0, r.stderr)
+        prepare(6, "8..8")
+        d = self.run_dir("shrunk")
+        r = run(["train", self.config, f"train.run_dir={d}", f"train.store={store}", "train.max_steps=5"])
+        self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+        spe = int(re.search(r"(\d+) steps per epoch", r.stdout).group(1))
+        prepare(4, "4..4")
+        r, took = self.refused(["train", self.config, f"train.run_dir={d}", f"train.store={store}",
+                                "train.max_steps=9"])
+        self.assertIn("ckpt-00000005.safetensors", r.stderr)
+        self.assertRegex(r.stderr, r"(epoch_step|step) = \d+ (is not below|does not match)")
+        self.assertIn("prepared again", r.stderr)
+        self.assertLess(took, 30)
+        print(f"store of {spe} steps per epoch shrunk: resume refused in {took:.1f} s")
+
+    def test_missing_split_is_refused_at_start(self):
+        # a validation split the store lacks used to fail only after a whole epoch
+        for key in ("train.val_split", "train.train_split"):
+            d = self.run_dir("nosplit")
+            r, took = self.refused(["train", self.config, f"train.run_dir={d}", f"{key}=nosuch"])
+            self.assertIn(f"{key} = 'nosuch': the store has no such split; its splits: train (", r.stderr)
+            self.assertIn("test (", r.stderr)
+            self.assertLess(took, 30)
+            self.assertEqual(glob.glob(os.path.join(d, "checkpoints", "*")), [], "no checkpoint written")
+
+    def test_fifo_as_config_or_checkpoint_is_refused(self):
+        fifo = os.path.join(self.tmp, "in.fifo")  # not a run_dir name: run_dir() removes its path
+        if not os.path.exists(fifo):
+            os.mkfifo(fifo)
+        r, _ = self.refused(["train", fifo, f"train.run_dir={self.run_dir('fifo')}"], timeout=20)
+        self.assertIn(f"{fifo}: is a FIFO (named pipe), not a regular file", r.stderr)
+        r, _ = self.refused(["train", self.config, f"train.run_dir={self.run_dir('fifo')}", "--resume", fifo],
+                            timeout=20)
+        self.assertIn(f"{fifo}: is a FIFO (named pipe), not a regular file", r.stderr)
 
 
 if __name__ == "__main__":

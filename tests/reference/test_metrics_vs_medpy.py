@@ -5,6 +5,7 @@ compute_iou), on randomised 3D label volumes: several shapes, anisotropic spacin
 touch the volume border, one-voxel masks, thin sheets and empty masks. Values must agree to
 1e-6 relative. Also: bad inputs are rejected with the case named."""
 import csv
+import json
 import math
 import os
 import subprocess
@@ -89,6 +90,14 @@ def write(path, vol, spacing, affine=None):
     img = nib.Nifti1Image(vol, aff)
     img.header.set_zooms(spacing)
     nib.save(img, path)
+
+
+def read_all(d):
+    out = {}
+    for n in os.listdir(d):
+        with open(os.path.join(d, n), "rb") as f:
+            out[n] = f.read()
+    return out
 
 
 def rel_close(a, b):
@@ -297,6 +306,80 @@ class BadInputs(unittest.TestCase):
         self.assertIn("case c1", r.stderr)
         self.assertIn("x=3, y=4, z=6", r.stderr)
         self.assertIn("nan", r.stderr)
+
+    # ---- hostile input (issue 16): never a silent wrong result, never invalid JSON ----
+
+    def two_cases(self):
+        vols = []
+        for i in range(2):
+            v = np.zeros((10, 11, 12), np.int16)
+            v[2:6, 3:7, 4:9] = 1
+            v[6:9, 1:4, 1:5] = 2
+            vols.append(v)
+        return vols
+
+    def test_stray_label_is_refused(self):
+        # one voxel of label 200 used to add 200 classes: the headline mean fell to 1.5% from 57.5%
+        for i, v in enumerate(self.two_cases()):
+            write(os.path.join(self.gt, f"c{i}.nii.gz"), v, (1, 1, 1))
+            p = v.copy()
+            if i == 1:
+                p[0, 0, 0] = 200
+            write(os.path.join(self.pred, f"c{i}.nii.gz"), p, (1, 1, 1))
+        r = self.evaluate()
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(os.path.join(self.pred, "c1.nii.gz") + ": label 200 is outside the class list [1, 2]", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.d, "o", "summary.json")), "no partial output")
+        # named classes: the range is the list's (and the ground truth's)
+        r = run("evaluate", "--pred", self.pred, "--gt", self.gt, "--out", os.path.join(self.d, "o"),
+                "--classes", "1=a,2=b")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("label 200 is outside the class list [1, 2] (from --classes", r.stderr)
+        # without the stray voxel the classes are 1 and 2, both perfect
+        write(os.path.join(self.pred, "c1.nii.gz"), self.two_cases()[1], (1, 1, 1))
+        r = self.evaluate()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(self.d, "o", "summary.json")) as f:
+            s = json.load(f)
+        self.assertEqual([c["label"] for c in s["classes"]], [1, 2])
+
+    def test_negative_label_is_refused(self):
+        for where in ("pred", "gt"):
+            v = self.two_cases()[0]
+            bad = v.copy()
+            bad[1, 2, 3] = -1
+            write(os.path.join(self.gt, "c1.nii.gz"), bad if where == "gt" else v, (1, 1, 1))
+            write(os.path.join(self.pred, "c1.nii.gz"), bad if where == "pred" else v, (1, 1, 1))
+            r = self.evaluate()
+            self.assertEqual(r.returncode, 2, r.stderr)
+            path = os.path.join(self.pred if where == "pred" else self.gt, "c1.nii.gz")
+            self.assertIn(f"{path}: voxel (x=1, y=2, z=3) holds label -1", r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(self.d, "o", "summary.json")))
+
+    def test_case_names_keep_summary_json_valid(self):
+        v = self.two_cases()[0]
+        # a UTF-8 name is written as it is, and json.loads reads it back
+        for d in (self.gt, self.pred):
+            write(os.path.join(d, "café.nii.gz"), v, (1, 1, 1))
+        r = self.evaluate()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(self.d, "o", "summary.json"), "rb") as f:
+            s = json.loads(f.read().decode("utf-8"))
+        self.assertEqual(s["per_case"][0]["case"], "café")
+        # a Latin-1 name (not UTF-8) used to make summary.json invalid JSON: refused, outputs untouched
+        before = read_all(os.path.join(self.d, "o"))
+        for d in (self.gt, self.pred):
+            os.rename(os.path.join(d, "café.nii.gz"), os.path.join(os.fsencode(d), b"caf\xe9.nii.gz"))
+        r = subprocess.run([os.fsencode(BIN), b"evaluate", b"--pred", os.fsencode(self.pred), b"--gt",
+                            os.fsencode(self.gt), b"--out", os.fsencode(os.path.join(self.d, "o"))],
+                           capture_output=True, timeout=600)
+        err = r.stderr.decode("utf-8", "replace")
+        self.assertEqual(r.returncode, 2, err)
+        self.assertIn("is not valid UTF-8", err)
+        after = read_all(os.path.join(self.d, "o"))
+        self.assertEqual(before, after, "existing outputs untouched")
+        with open(os.path.join(self.d, "o", "summary.json"), "rb") as f:
+            json.loads(f.read().decode("utf-8"))
 
 
 class Probabilities(unittest.TestCase):

@@ -44,8 +44,8 @@ network:
 """
 
 
-def run(*args):
-    return subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, timeout=900)
+def run(*args, timeout=900):
+    return subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
 def nnunet_gaussian(patch, sigma_scale=1.0 / 8):
@@ -278,6 +278,38 @@ class Predict(unittest.TestCase):
         self.assertIn("case nan", r.stderr)
         self.assertIn("NaN intensity at voxel (x=9, y=7, z=1)", r.stderr)
         self.assertFalse(os.path.exists(os.path.join(d, "o4", "nan.nii.gz")))
+
+    def test_non_finite_weights_are_refused(self):
+        # one NaN weight used to give exit 0 and an all-background volume (argmax of NaN is 0)
+        rng = np.random.default_rng(6)
+        d = tempfile.mkdtemp(dir=self.tmp.name)
+        inp = os.path.join(d, "c.nii.gz")
+        nib.save(nib.Nifti1Image(rng.normal(size=(64, 64, 1)).astype(np.float32), np.eye(4)), inp)
+        weights = {k: (v.numpy().astype(np.int64) if v.dtype == torch.int64 else v.numpy().astype(np.float32))
+                   for k, v in self.model.state_dict().items()}
+        name = next(k for k, v in weights.items() if v.dtype == np.float32 and v.size > 4)
+        for bad in (np.nan, np.inf):
+            w = dict(weights)
+            w[name] = w[name].copy()
+            w[name].flat[3] = bad
+            path = os.path.join(d, "bad.safetensors")
+            save_file(w, path, metadata={"format": "pt", "config": YAML})
+            out = os.path.join(d, "o")
+            r = run("predict", "--weights", path, "--input", inp, "--output", out)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(f"{path}: tensor '{name}' holds a non-finite value", r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(out, "c.nii.gz")), "no output")
+
+    def test_fifo_as_weights_is_refused(self):
+        d = tempfile.mkdtemp(dir=self.tmp.name)
+        fifo = os.path.join(d, "w.fifo")
+        os.mkfifo(fifo)
+        inp = os.path.join(d, "c.nii.gz")
+        nib.save(nib.Nifti1Image(np.zeros((64, 64, 1), np.float32), np.eye(4)), inp)
+        r = run("predict", "--weights", fifo, "--config", self.cfg_path, "--input", inp, "--output",
+                os.path.join(d, "o"), timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f"{fifo}: is a FIFO (named pipe), not a regular file", r.stderr)
 
 
 if __name__ == "__main__":

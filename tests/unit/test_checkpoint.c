@@ -1,9 +1,14 @@
 /* test_checkpoint.c — checkpoints round-trip bit for bit, damaged ones are detected (and
  * skipped by auto-resume in favour of the previous one), pruning keeps the newest K, and a
- * checkpoint loads wherever a weights file does. */
+ * checkpoint loads wherever a weights file does. Hostile input (issue 16): a flipped bit in the
+ * metadata is caught by its checksum, a FIFO is refused instead of blocking the reader, and a
+ * weights file holding a NaN or an infinity is refused naming the tensor. */
+#define _GNU_SOURCE /* memmem */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -23,6 +28,70 @@ static void flip_byte(const char *path, long offset_from_end) {
     fseek(f, -offset_from_end, SEEK_END);
     fputc(c ^ 0x5a, f);
     fclose(f);
+}
+
+/* Flips the lowest bit of the first digit after `key` in the file (the metadata is JSON text in
+ * the header): "epoch_step":"5" becomes "4", still a valid number. */
+static int flip_meta_digit(const char *path, const char *key) {
+    FILE *f = fopen(path, "r+b");
+    if (!f) return -1;
+    char head[65536];
+    size_t n = fread(head, 1, sizeof head, f);
+    char *at = memmem(head, n, key, strlen(key));
+    if (!at) return fclose(f), -1;
+    while (at < head + n && (*at < '0' || *at > '9')) at++;
+    if (at == head + n) return fclose(f), -1;
+    fseek(f, (long)(at - head), SEEK_SET);
+    fputc(*at ^ 1, f);
+    fclose(f);
+    return 0;
+}
+
+/* Hostile inputs to the readers: a FIFO, non-finite weights, damaged metadata. */
+static void hostile(const char *dir, const Model *m, const float *p, const float *mm, const float *vv) {
+    char err[1024], path[512];
+    size_t n = m->params.total;
+    float *in = calloc(n, 4), *bad = malloc(n * 4);
+
+    /* one flipped bit in the data position: before meta_crc32 it verified and the resume spun */
+    TrainState st = {.step = 17, .epoch = 3, .epoch_step = 5, .seed = 99, .world_size = 1, .best_metric = -1,
+                     .ema_metric = -1};
+    snprintf(path, sizeof path, "%s/meta.safetensors", dir);
+    TEST_CHECK(checkpoint_save(path, m, p, mm, vv, &st, CONFIG_YAML, err, sizeof err) == 0, "save (%s)", err);
+    TEST_CHECK(checkpoint_verify(path, err, sizeof err) == 0, "an intact checkpoint verifies (%s)", err);
+    TEST_CHECK(flip_meta_digit(path, "\"epoch_step\"") == 0, "flip a bit of epoch_step");
+    TEST_CHECK(checkpoint_verify(path, err, sizeof err) != 0 && strstr(err, "metadata checksum mismatch") &&
+                   strstr(err, path),
+               "a flipped metadata bit is detected, naming the file: %s", err);
+    TrainState got;
+    TEST_CHECK(checkpoint_load(path, m, in, in, in, &got, NULL, err, sizeof err) != 0, "and never loads");
+    unlink(path);
+
+    /* a FIFO blocks open() until a writer comes: it must be refused before it is opened */
+    snprintf(path, sizeof path, "%s/fifo.safetensors", dir);
+    TEST_CHECK(mkfifo(path, 0600) == 0, "mkfifo");
+    TEST_CHECK(checkpoint_verify(path, err, sizeof err) != 0 && strstr(err, "not a regular file") && strstr(err, path),
+               "a FIFO as checkpoint is refused without blocking: %s", err);
+    TEST_CHECK(weights_load(m, in, path, err, sizeof err) != 0 && strstr(err, "not a regular file") && strstr(err, path),
+               "a FIFO as weights file is refused without blocking: %s", err);
+    TEST_CHECK(weights_load(m, in, dir, err, sizeof err) != 0 && strstr(err, "not a regular file"),
+               "a directory as weights file is refused: %s", err);
+    unlink(path);
+
+    /* one NaN (or inf) in the weights: predict used to exit 0 with all-background labels */
+    const ParamInfo *victim = &m->params.items[m->params.count / 2];
+    const float poison[2] = {NAN, -INFINITY};
+    for (int i = 0; i < 2; i++) {
+        memcpy(bad, p, n * 4);
+        bad[victim->offset + victim->numel / 2] = poison[i];
+        snprintf(path, sizeof path, "%s/w%d.safetensors", dir, i);
+        TEST_CHECK(weights_save(m, bad, "t", path, err, sizeof err) == 0, "save poisoned weights (%s)", err);
+        TEST_CHECK(weights_load(m, in, path, err, sizeof err) != 0 && strstr(err, path) && strstr(err, victim->name) &&
+                       strstr(err, i ? "-inf" : "nan"),
+                   "a %s weight is refused naming the file and the tensor: %s", i ? "-inf" : "NaN", err);
+        unlink(path);
+    }
+    free(in), free(bad);
 }
 
 int main(void) {
@@ -79,6 +148,8 @@ int main(void) {
     TEST_CHECK(checkpoint_load(p1, &m, p_in, m_in, v_in, &got, NULL, err, sizeof err) != 0 && strstr(err, p1),
                "a truncated checkpoint is rejected naming the file: %s", err);
     TEST_CHECK(checkpoint_find_latest(dir, found, sizeof found) != 0, "no intact checkpoint left: none is taken");
+
+    hostile(dir, &m, p, mm, vv);
 
     for (uint64_t s = 20; s < 25; s++) {
         char ps[512];

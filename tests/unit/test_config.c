@@ -2,10 +2,15 @@
  * (checkpoints store it; resume and predict read it), for every recipe in configs/; and the
  * train.precision field: its values, its default, its resolution, and its cross-field rule; the
  * augment rows (data/augment.h's defaults and bounds); and the resume comparison (which keys
- * may change, how a refusal names the others, old stored configs missing newer keys). */
+ * may change, how a refusal names the others, old stored configs missing newer keys). Hostile
+ * input (issue 16): a 100,000-deep document is refused by the nesting limit in well under a
+ * second, naming the file, the line and the limit; a FIFO is refused instead of blocking. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "testutil.h"
@@ -164,7 +169,61 @@ static void test_resume_diff(void) {
                "a stored config without predict.step loads and matches (%s%s)", ok ? "" : err, ok ? diff : "");
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void test_hostile(void) {
+    enum { DEPTH = 100000 };
+    char err[1024];
+    Config c;
+    /* flow style "[[[...]]]" and block style "- - - ..." (each item a list), 100,000 deep: the
+     * rejection took 48 s and grew with the square of the depth */
+    char *text = malloc(4 * DEPTH + 64);
+    for (int style = 0; style < 2; style++) {
+        size_t k = (size_t)sprintf(text, style ? "name: t\ntrain:\n  lr:\n    " : "name: t\ntrain:\n  lr: ");
+        for (int i = 0; i < DEPTH; i++) k += (size_t)sprintf(text + k, style ? "- " : "[");
+        k += (size_t)sprintf(text + k, "1");
+        for (int i = 0; i < DEPTH && !style; i++) text[k++] = ']';
+        text[k++] = '\n';
+        text[k] = '\0';
+        double t0 = now_s();
+        int rc = config_load_text(&c, text, "deep.yaml", err, sizeof err);
+        double dt = now_s() - t0;
+        TEST_CHECK(rc != 0 && strstr(err, style ? "deep.yaml:4:" : "deep.yaml:3:") &&
+                       strstr(err, "nested more than 32 deep"),
+                   "a %d-deep %s document is refused naming the file, line and limit: %s", DEPTH,
+                   style ? "block" : "flow", err);
+        TEST_CHECK(dt < 0.5, "... in well under a second (%.3f s)", dt);
+    }
+    free(text);
+    /* the same through a file; then the file as a FIFO, which used to block fopen forever */
+    char dir[] = "/tmp/unet-cfg-XXXXXX", path[256];
+    if (!mkdtemp(dir)) return;
+    snprintf(path, sizeof path, "%s/deep.yaml", dir);
+    FILE *f = fopen(path, "w");
+    fputs("name: t\ntrain:\n  lr: ", f);
+    for (int i = 0; i < DEPTH; i++) fputc('[', f);
+    fclose(f);
+    double t0 = now_s();
+    TEST_CHECK(config_load(&c, path, err, sizeof err) != 0 && strstr(err, path) && strstr(err, ":3:") &&
+                   now_s() - t0 < 0.5,
+               "a deep file is refused quickly, naming it: %s", err);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/fifo.yaml", dir);
+    TEST_CHECK(mkfifo(path, 0600) == 0, "mkfifo");
+    TEST_CHECK(config_load(&c, path, err, sizeof err) != 0 && strstr(err, path) && strstr(err, "not a regular file"),
+               "a FIFO as config is refused without blocking: %s", err);
+    TEST_CHECK(config_load(&c, dir, err, sizeof err) != 0 && strstr(err, "not a regular file"),
+               "a directory as config is refused: %s", err);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void) {
+    test_hostile();
     test_precision();
     test_augment_rows();
     test_resume_diff();
