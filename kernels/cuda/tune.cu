@@ -11,7 +11,10 @@
 // Every hot op's table of implementations, defined by the op's .cu file. A forced choice is
 // checked against these when it is set, so a misspelt train.kernels fails at start, not at the
 // first step.
+extern "C" const TuneOp TUNE_DWCONV7, TUNE_LAYERNORM;
 static const TuneOp *const TUNE_OPS[] = {
+    &TUNE_DWCONV7,
+    &TUNE_LAYERNORM,
     NULL, // end
 };
 
@@ -194,6 +197,11 @@ extern "C" int cuda_tune_pick(Backend *be, const TuneOp *op, const char *shape, 
     if (report[0]) printf("kernels: %s [%s] -> %s (%s)\n", op->op, shape, op->names[best], report);
     tune_save(ts);
     return best;
+}
+
+extern "C" const char *backend_cuda_kernel_impl(const char *op, int i) {
+    const TuneOp *t = tune_op_named(op, strlen(op));
+    return t && i >= 0 && i < t->n ? t->names[i] : NULL;
 }
 
 extern "C" const char *cuda_tune_chosen(Backend *be, const char *op, const char *shape) {

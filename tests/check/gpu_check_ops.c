@@ -102,6 +102,7 @@ typedef struct {
     double act_round;      /* storing an Act: ACT_ROUND_BF16 in bf16 mode, 0 when Acts are fp32 */
     uint64_t seed;
     uint64_t stream; /* next random stream: every tensor gets fresh numbers */
+    const char *impl; /* the forced implementation of the op under check (kernels/cuda/tune.h), or NULL */
     int rows, fails;
 } Ctx;
 
@@ -125,6 +126,29 @@ typedef struct {
     size_t n;
     Act *c, *g; /* (n) CPU memory, device memory, each in its backend's Act storage */
 } ActPair;
+
+/* " [impl]" while an implementation is forced, for the op column. */
+static const char *impl_tag(const Ctx *x) {
+    static char tag[40];
+    if (!x->impl) return "";
+    snprintf(tag, sizeof tag, " [%s]", x->impl);
+    return tag;
+}
+
+/* Runs CALL once per implementation of the tuned op OP, each forced in turn (train.kernels
+ * "OP=impl"), then returns to the automatic choice: every implementation meets the same checks. */
+#define FOR_EACH_IMPL(x, OP, CALL)                                                                   \
+    do {                                                                                             \
+        char err_[256], force_[96];                                                                  \
+        for (int i_ = 0; backend_cuda_kernel_impl(OP, i_); i_++) {                                   \
+            (x)->impl = backend_cuda_kernel_impl(OP, i_);                                            \
+            snprintf(force_, sizeof force_, "%s=%s", OP, (x)->impl);                                 \
+            if (backend_cuda_set_tuning((x)->gpu, NULL, force_, err_, sizeof err_) != 0) die("%s", err_); \
+            CALL;                                                                                    \
+        }                                                                                            \
+        (x)->impl = NULL;                                                                            \
+        if (backend_cuda_set_tuning((x)->gpu, NULL, "auto", err_, sizeof err_) != 0) die("%s", err_); \
+    } while (0)
 
 static float *host_rand(Ctx *x, size_t n, float lo, float hi) {
     float *h = xmalloc((n ? n : 1) * sizeof(float));
@@ -293,7 +317,7 @@ static void case_conv3x3(Ctx *x, int B, int H, int W, int Ci, int Co, int s) {
 
 static void case_dwconv7(Ctx *x, int B, int H, int W, int C) {
     char op[64];
-    snprintf(op, sizeof op, "dwconv7 %dx%d C%d", H, W, C);
+    snprintf(op, sizeof op, "dwconv7 %dx%d C%d B%d%s", H, W, C, B, impl_tag(x));
     ActPair in = act_rand(x, (size_t)B * H * W * C, -1, 1), out = act_out(x, in.n);
     Pair w = pair_rand(x, (size_t)C * 49, -0.3f, 0.3f), b = pair_rand(x, C, -0.5f, 0.5f);
     ActPair dout = act_rand(x, in.n, -1, 1), din = act_rand(x, in.n, -1, 1);
@@ -356,7 +380,7 @@ static void case_linear(Ctx *x, size_t N, int Ci, int Co, int bias) {
 
 static void case_layernorm(Ctx *x, size_t N, int C, float eps) {
     char op[64];
-    snprintf(op, sizeof op, "layernorm N%zu C%d", N, C);
+    snprintf(op, sizeof op, "layernorm N%zu C%d%s", N, C, impl_tag(x));
     ActPair in = act_rand(x, N * C, 2, 6), out = act_out(x, in.n);
     Pair g = pair_rand(x, C, 0.5f, 1.5f), b = pair_rand(x, C, -0.5f, 0.5f);
     Pair mean = pair_out(x, N), rstd = pair_out(x, N);
@@ -553,14 +577,27 @@ static int check_ops(Ctx *x) {
     char head[32];
     snprintf(head, sizeof head, "op (%s)", x->precision);
     printf("%-30s %-8s %11s %11s %11s %9s  %s\n", head, "tensor", "max|err|", "max|ref|", "rel", "tol", "result");
-    case_dwconv7(x, 2, 13, 11, 24);
-    case_dwconv7(x, 2, 20, 20, 96);
+    /* the tuned ops: every implementation, on the model's kinds of shapes (C = 8..96, odd H/W,
+     * B = 1..3, tiles cut at the edges); odd C and C that vector loads cannot take fall back */
+    FOR_EACH_IMPL(x, "dwconv7", {
+        case_dwconv7(x, 2, 13, 11, 24);
+        case_dwconv7(x, 2, 20, 20, 96);
+        case_dwconv7(x, 3, 9, 17, 8);
+        case_dwconv7(x, 1, 23, 7, 64);
+        case_dwconv7(x, 1, 5, 6, 15);
+    });
     case_convT(x, 2, 5, 6, 16, 8, 2);
     case_convT(x, 2, 5, 6, 8, 14, 4);
     case_linear(x, 300, 48, 80, 1);
     case_linear(x, 257, 96, 288, 0);
-    case_layernorm(x, 500, 96, 1e-5f);
-    case_layernorm(x, 333, 768, 1e-6f);
+    FOR_EACH_IMPL(x, "layernorm", {
+        case_layernorm(x, 500, 96, 1e-5f);
+        case_layernorm(x, 333, 768, 1e-6f);
+        case_layernorm(x, 3 * 13 * 11, 8, 1e-5f);
+        case_layernorm(x, 2 * 9 * 7, 40, 1e-5f);
+        case_layernorm(x, 1 * 17 * 19, 64, 1e-6f);
+        case_layernorm(x, 131, 12, 1e-5f);
+    });
     case_gelu(x, 10000);
     case_window(x, 2, 13, 11, 8, 14, 14, 3);
     case_window(x, 2, 14, 14, 8, 14, 14, 0);
