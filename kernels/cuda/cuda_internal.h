@@ -33,6 +33,7 @@ typedef enum { CUDA_PREC_FP32 = 0, CUDA_PREC_TF32 = 1, CUDA_PREC_BF16 = 2 } Cuda
  * cache needs no precision key: one backend has one precision for its whole life. */
 typedef struct {
     int B, H, W, Ci, Co, stride;
+    int native_bf16; /* 1: the "bf16" implementation's bf16 descriptors (conv_cudnn.cu), 0: fp32 data */
     int filter_nchw; /* 0: KRSC (permuted) filter, 1: PyTorch's KCRS filter as it is */
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;

@@ -11,10 +11,11 @@
 // Every hot op's table of implementations, defined by the op's .cu file. A forced choice is
 // checked against these when it is set, so a misspelt train.kernels fails at start, not at the
 // first step.
-extern "C" const TuneOp TUNE_DWCONV7, TUNE_LAYERNORM;
+extern "C" const TuneOp TUNE_DWCONV7, TUNE_LAYERNORM, TUNE_CONV3X3;
 static const TuneOp *const TUNE_OPS[] = {
     &TUNE_DWCONV7,
     &TUNE_LAYERNORM,
+    &TUNE_CONV3X3,
     NULL, // end
 };
 
@@ -174,7 +175,12 @@ static float tune_time(Backend *be, TuneRun run, void *ctx, int impl, int reps) 
 extern "C" int cuda_tune_pick(Backend *be, const TuneOp *op, const char *shape, TuneRun run, void *ctx) {
     TuneState *ts = tune_state(be);
     int forced = tune_forced(ts, op);
-    if (forced >= 0) return forced;
+    if (forced >= 0) {
+        if (op->available && !op->available(be, forced))
+            die("train.kernels: %s=%s is not available in precision mode %s", op->op, op->names[forced],
+                cuda_precision_name(cuda_state(be)->precision));
+        return forced;
+    }
     TuneEntry *e = tune_find(ts, op->op, shape);
     if (e) return e->impl;
     int best = 0;
@@ -184,6 +190,7 @@ extern "C" int cuda_tune_pick(Backend *be, const TuneOp *op, const char *shape, 
         float best_ms = 1e30f;
         size_t len = 0;
         for (int i = 0; i < op->n; i++) {
+            if (op->available && !op->available(be, i)) continue;
             float ms = tune_time(be, run, ctx, i, 3);
             len += (size_t)snprintf(report + len, len < sizeof report ? sizeof report - len : 0, "%s%s %.3f ms",
                                     i ? ", " : "", op->names[i], ms);
@@ -202,6 +209,11 @@ extern "C" int cuda_tune_pick(Backend *be, const TuneOp *op, const char *shape, 
 extern "C" const char *backend_cuda_kernel_impl(const char *op, int i) {
     const TuneOp *t = tune_op_named(op, strlen(op));
     return t && i >= 0 && i < t->n ? t->names[i] : NULL;
+}
+
+extern "C" int backend_cuda_kernel_available(Backend *be, const char *op, int i) {
+    const TuneOp *t = tune_op_named(op, strlen(op));
+    return t && i >= 0 && i < t->n && (!t->available || t->available(be, i));
 }
 
 extern "C" const char *cuda_tune_chosen(Backend *be, const char *op, const char *shape) {
