@@ -74,10 +74,12 @@ typedef struct {
 
 // math: the descriptor's math type, CUDNN_FMA_MATH (FP32 mode) or CUDNN_TENSOR_OP_MATH. bf16:
 // x, w, y CUDNN_DATA_BFLOAT16 (the "bf16" implementation), else float; compute fp32 either way.
+// variant CONV_VARIANT_DW7: the depthwise 7x7 (Ci = Co = C, filter (C, 1, 7, 7), pad 3, C groups).
 static void conv_desc_create(ConvDesc *d, int B, int H, int W, int Ci, int Co, int stride, int filter_nchw,
-                             cudnnMathType_t math, int bf16) {
-    const cudnnDataType_t dt = bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
-    int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+                             cudnnMathType_t math, int variant) {
+    const cudnnDataType_t dt = variant == CONV_VARIANT_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    const int dw7 = variant == CONV_VARIANT_DW7, k = dw7 ? 7 : 3, pad = dw7 ? 3 : 1;
+    int Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->x));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->y));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&d->w));
@@ -85,9 +87,10 @@ static void conv_desc_create(ConvDesc *d, int B, int H, int W, int Ci, int Co, i
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NHWC, dt, B, Ci, H, W));
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NHWC, dt, B, Co, Ho, Wo));
     CUDNN_CHECK(cudnnSetFilter4dDescriptor(d->w, dt, filter_nchw ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC,
-                                           Co, Ci, 3, 3));
-    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d->conv, 1, 1, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
+                                           Co, dw7 ? 1 : Ci, k, k));
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d->conv, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                                 CUDNN_DATA_FLOAT));
+    if (dw7) CUDNN_CHECK(cudnnSetConvolutionGroupCount(d->conv, Ci));
     CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, math));
 }
 
@@ -161,14 +164,15 @@ static int pick_algos(cudnnHandle_t h, const ConvDesc *d, int fp32_only, ConvAlg
     return found;
 }
 
-// The cached algorithms (and filter layout) for this shape and data type (bf16: the "bf16"
-// implementation), choosing them on first use.
-static const ConvAlgo *conv_algo(Backend *be, int B, int H, int W, int Ci, int Co, int stride, int bf16) {
+// The cached algorithms (and filter layout) for this shape and variant (CONV_VARIANT_*), chosen
+// on first use. The depthwise variant is fp32-exact or nothing: FMA math in every mode,
+// deterministic backward algorithms only, else a->unsupported (its caller runs "direct").
+static const ConvAlgo *conv_algo(Backend *be, int B, int H, int W, int Ci, int Co, int stride, int variant) {
     CudaState *st = cuda_state(be);
     for (int i = 0; i < st->n_algos; i++) {
         const ConvAlgo *a = &st->algos[i];
         if (a->B == B && a->H == H && a->W == W && a->Ci == Ci && a->Co == Co && a->stride == stride &&
-            a->native_bf16 == bf16)
+            a->variant == variant)
             return a;
     }
     if (st->n_algos == st->cap_algos) {
@@ -178,11 +182,13 @@ static const ConvAlgo *conv_algo(Backend *be, int B, int H, int W, int Ci, int C
     }
     ConvAlgo *a = &st->algos[st->n_algos];
     memset(a, 0, sizeof *a);
-    a->B = B, a->H = H, a->W = W, a->Ci = Ci, a->Co = Co, a->stride = stride, a->native_bf16 = bf16;
-    int ok = 0, fp32_only = st->precision == CUDA_PREC_FP32 && !bf16; // bf16 data: tensor ops always
+    a->B = B, a->H = H, a->W = W, a->Ci = Ci, a->Co = Co, a->stride = stride, a->variant = variant;
+    const int bf16 = variant == CONV_VARIANT_BF16, dw7 = variant == CONV_VARIANT_DW7;
+    // bf16 data: tensor ops always; the depthwise: FMA always (it must match fp32 in every mode)
+    int ok = 0, fp32_only = (st->precision == CUDA_PREC_FP32 && !bf16) || dw7;
     for (int attempt = 0; attempt < 2 && !ok; attempt++) {
         if (attempt == 1) {
-            if (!fp32_only) break;
+            if (!fp32_only || dw7) break;
             // FP32 mode, and cuDNN has only tensor-core kernels for this NHWC shape: training
             // must not stop over it, so this shape runs in TF32 and says so once (its fp32
             // comparison in gpu-check-ops will then need TF32's tolerance).
@@ -194,11 +200,16 @@ static const ConvAlgo *conv_algo(Backend *be, int B, int H, int W, int Ci, int C
         a->tensor_math = !fp32_only;
         for (int nchw = 0; nchw <= 1 && !ok; nchw++) {
             ConvDesc d;
-            conv_desc_create(&d, B, H, W, Ci, Co, stride, nchw, base_math(a->tensor_math), bf16);
+            conv_desc_create(&d, B, H, W, Ci, Co, stride, nchw, base_math(a->tensor_math), variant);
             ok = pick_algos(st->cudnn, &d, fp32_only, a);
             a->filter_nchw = nchw;
             conv_desc_destroy(&d);
         }
+    }
+    if (dw7 && (!ok || a->nondeterministic)) { // not fatal: dwconv7 runs "direct" for this shape
+        a->unsupported = 1;
+        st->n_algos++;
+        return a;
     }
     CHECK(ok, "cuDNN %zu offers no algorithm for conv3x3 B=%d %dx%d %d->%d stride %d with NHWC %s tensors and "
               "either filter layout in precision mode %s, with TF32 tensor-op or FMA math",
@@ -232,7 +243,7 @@ __global__ void k_conv_unpermute_acc(float *dw, const float *dwp, int Ci, int Co
 // there), so this is the in-place out += b; in BF16, y is cuDNN's fp32 scratch.
 template <typename T> __global__ void k_bias_store(T *out, const float *y, const float *b, size_t n, int C) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        act_store(out + i, y[i] + b[i % C]);
+        act_store(out + i, y[i] + (b ? b[i % C] : 0.0f)); // b NULL: a bias-free depthwise conv
 }
 
 // BF16: din += dx, dx the fp32 data gradient from cuDNN; one rounding.
@@ -243,21 +254,26 @@ __global__ void k_acc_f32(bf16 *din, const float *dx, size_t n) {
 
 static size_t align256(size_t b) { return (b + 255) / 256 * 256; }
 
+// variant: CONV_VARIANT_F32, or CONV_VARIANT_DW7 (Ci = Co = C, stride 1: the output is H x W;
+// its (C, 1, 7, 7) filter is the same bytes in either layout, so it is never permuted).
 static void conv_tf32copy_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
-                                  int W, int Ci, int Co, int stride) {
+                                  int W, int Ci, int Co, int stride, int variant) {
     int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     size_t nout = (size_t)B * Ho * Wo * Co, nin = (size_t)B * H * W * Ci;
     if (!nout) return;
     CudaState *st = cuda_state(be);
     int bf = cuda_act_is_bf16(be);
-    const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride, 0);
+    const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride, variant);
     ConvDesc d;
-    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(a->tensor_math), 0);
+    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(a->tensor_math), variant);
+    // filter elements; whether cuDNN's filter is a permuted (KRSC) copy of PyTorch's KCRS
+    const size_t nw = variant == CONV_VARIANT_DW7 ? (size_t)Co * 49 : (size_t)Co * Ci * 9;
+    const int permute = !a->filter_nchw && variant != CONV_VARIANT_DW7;
     conv_use_math(a, &d, a->fwd_math);
     size_t ws_bytes = 0;
     CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(st->cudnn, d.x, d.w, d.conv, d.y, a->fwd, &ws_bytes));
     // workspace: [permuted filter][BF16: fp32 copy of in][BF16: fp32 conv output][cuDNN's]
-    size_t wp_bytes = align256((size_t)Co * Ci * 9 * sizeof(float));
+    size_t wp_bytes = align256((size_t)nw * sizeof(float));
     size_t x_bytes = bf ? align256(nin * sizeof(float)) : 0, y_bytes = bf ? align256(nout * sizeof(float)) : 0;
     char *ws = (char *)cuda_workspace(be, wp_bytes + x_bytes + y_bytes + ws_bytes + 256);
     const float *x = (const float *)in;
@@ -270,7 +286,7 @@ static void conv_tf32copy_forward(Backend *be, Act *out, const Act *in, const fl
     }
     void *lib = ws + wp_bytes + x_bytes + y_bytes;
     const float *filt = w;
-    if (!a->filter_nchw) {
+    if (permute) {
         k_conv_permute<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>((float *)ws, w, Ci, Co);
         CUDA_CHECK_LAUNCH();
         filt = (const float *)ws;
@@ -284,16 +300,19 @@ static void conv_tf32copy_forward(Backend *be, Act *out, const Act *in, const fl
 }
 
 static void conv_tf32copy_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                                   const float *w, int B, int H, int W, int Ci, int Co, int stride) {
+                                   const float *w, int B, int H, int W, int Ci, int Co, int stride, int variant) {
     int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     size_t M = (size_t)B * Ho * Wo, nin = (size_t)B * H * W * Ci;
     if (!M) return;
     CudaState *st = cuda_state(be);
     int bf = cuda_act_is_bf16(be);
-    cuda_colsum_acc(be, db, dout, M, Co); // before the workspace is carved below
-    const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride, 0);
+    if (db) cuda_colsum_acc(be, db, dout, M, Co); // before the workspace is carved below
+    const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride, variant);
     ConvDesc d;
-    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(a->tensor_math), 0);
+    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(a->tensor_math), variant);
+    // filter elements; whether cuDNN's filter is a permuted (KRSC) copy of PyTorch's KCRS
+    const size_t nw = variant == CONV_VARIANT_DW7 ? (size_t)Co * 49 : (size_t)Co * Ci * 9;
+    const int permute = !a->filter_nchw && variant != CONV_VARIANT_DW7;
     size_t wsd = 0, wsf = 0;
     if (din) {
         conv_use_math(a, &d, a->bwd_data_math);
@@ -303,7 +322,7 @@ static void conv_tf32copy_backward(Backend *be, Act *din, float *dw, float *db, 
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(st->cudnn, d.x, d.y, d.conv, d.w, a->bwd_filter, &wsf));
     // workspace: [permuted filter][its gradient][BF16: fp32 copy of in, later the fp32 data
     // gradient][BF16: fp32 copy of dout][cuDNN's]
-    size_t wp_bytes = align256((size_t)Co * Ci * 9 * sizeof(float));
+    size_t wp_bytes = align256((size_t)nw * sizeof(float));
     size_t x_bytes = bf ? align256(nin * sizeof(float)) : 0, y_bytes = bf ? align256(M * Co * sizeof(float)) : 0;
     size_t lib_bytes = wsd > wsf ? wsd : wsf;
     char *ws = (char *)cuda_workspace(be, 2 * wp_bytes + x_bytes + y_bytes + lib_bytes + 256);
@@ -320,7 +339,7 @@ static void conv_tf32copy_backward(Backend *be, Act *din, float *dw, float *db, 
     void *lib = ws + 2 * wp_bytes + x_bytes + y_bytes;
     const float one = 1.0f, zero = 0.0f;
     // (the descriptor holds bwd_filter_math from the workspace query above)
-    if (a->filter_nchw) { // PyTorch's layout: cuDNN adds into dw directly
+    if (!permute) { // PyTorch's layout (or the depthwise filter): cuDNN adds into dw directly
         CUDNN_CHECK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, x, d.y, dy, d.conv, a->bwd_filter, lib, wsf,
                                                    &one, d.w, dw));
     } else { // dwp = weight gradient in the KRSC layout (overwritten), then added into dw un-permuted
@@ -331,7 +350,7 @@ static void conv_tf32copy_backward(Backend *be, Act *din, float *dw, float *db, 
     }
     if (din) {
         const float *filt = w;
-        if (!a->filter_nchw) {
+        if (permute) {
             k_conv_permute<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>(wp, w, Ci, Co);
             CUDA_CHECK_LAUNCH();
             filt = wp;
@@ -382,9 +401,9 @@ static void conv_bf16_forward(Backend *be, Act *out, const Act *in, const float 
     int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     size_t nout = (size_t)B * Ho * Wo * Co;
     CudaState *st = cuda_state(be);
-    const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride, 1);
+    const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride, CONV_VARIANT_BF16);
     ConvDesc d;
-    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(a->tensor_math), 1);
+    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(a->tensor_math), CONV_VARIANT_BF16);
     conv_use_math(a, &d, a->fwd_math);
     size_t ws_bytes = 0;
     CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(st->cudnn, d.x, d.w, d.conv, d.y, a->fwd, &ws_bytes));
@@ -407,9 +426,9 @@ static void conv_bf16_backward(Backend *be, Act *din, float *dw, float *db, cons
     size_t M = (size_t)B * Ho * Wo;
     CudaState *st = cuda_state(be);
     cuda_colsum_acc(be, db, dout, M, Co); // before the workspace is carved below
-    const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride, 1);
+    const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride, CONV_VARIANT_BF16);
     ConvDesc d;
-    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(a->tensor_math), 1);
+    conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(a->tensor_math), CONV_VARIANT_BF16);
     size_t wsd = 0, wsf = 0;
     if (din) {
         conv_use_math(a, &d, a->bwd_data_math);
@@ -461,7 +480,9 @@ typedef struct {
 static void conv_tune_run(void *ctx, int impl) {
     ConvTune *t = (ConvTune *)ctx;
     if (impl == CONV_BF16) conv_bf16_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->Ci, t->Co, t->stride);
-    else conv_tf32copy_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->Ci, t->Co, t->stride);
+    else
+        conv_tf32copy_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->Ci, t->Co, t->stride,
+                              CONV_VARIANT_F32);
 }
 
 // The backward asks with t->out = NULL: the forward has chosen by then, so it is never timed there.
@@ -478,7 +499,7 @@ extern "C" void cu_conv3x3_forward(Backend *be, Act *out, const Act *in, const f
     if (!((size_t)B * Ho * Wo * Co)) return;
     ConvTune t = {be, out, in, w, b, B, H, W, Ci, Co, stride};
     if (conv_pick(be, &t) == CONV_BF16) conv_bf16_forward(be, out, in, w, b, B, H, W, Ci, Co, stride);
-    else conv_tf32copy_forward(be, out, in, w, b, B, H, W, Ci, Co, stride);
+    else conv_tf32copy_forward(be, out, in, w, b, B, H, W, Ci, Co, stride, CONV_VARIANT_F32);
 }
 
 extern "C" void cu_conv3x3_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
@@ -488,5 +509,21 @@ extern "C" void cu_conv3x3_backward(Backend *be, Act *din, float *dw, float *db,
     if (!((size_t)B * Ho * Wo)) return;
     ConvTune t = {be, NULL, in, w, NULL, B, H, W, Ci, Co, stride};
     if (conv_pick(be, &t) == CONV_BF16) conv_bf16_backward(be, din, dw, db, dout, in, w, B, H, W, Ci, Co, stride);
-    else conv_tf32copy_backward(be, din, dw, db, dout, in, w, B, H, W, Ci, Co, stride);
+    else conv_tf32copy_backward(be, din, dw, db, dout, in, w, B, H, W, Ci, Co, stride, CONV_VARIANT_F32);
+}
+
+// ---- dwconv7's "cudnn" implementation ---------------------------------------------------------
+
+int cuda_dwconv7_cudnn_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B,
+                                          int H, int W, int C) {
+    if (conv_algo(be, B, H, W, C, C, 1, CONV_VARIANT_DW7)->unsupported) return 0;
+    conv_tf32copy_forward(be, out, in, w, b, B, H, W, C, C, 1, CONV_VARIANT_DW7);
+    return 1;
+}
+
+int cuda_dwconv7_cudnn_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout,
+                                           const Act *in, const float *w, int B, int H, int W, int C) {
+    if (conv_algo(be, B, H, W, C, C, 1, CONV_VARIANT_DW7)->unsupported) return 0;
+    conv_tf32copy_backward(be, din, dw, db, dout, in, w, B, H, W, C, C, 1, CONV_VARIANT_DW7);
+    return 1;
 }

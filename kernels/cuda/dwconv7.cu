@@ -12,7 +12,10 @@
 //            w[C][49], so read coalesced, no transpose) in registers, 8 output rows per thread;
 //            din is the same kernel with the flipped taps; dw and db in ONE pass over (in, dout)
 //            per tile, per-tile partials summed in tile order (deterministic, no atomics).
-//            Needs C even (the 2-channel loads); odd C runs "direct".
+//            Needs C even (the 2-channel loads); odd C runs "direct";
+//   "cudnn"  cuDNN grouped convolution (groups = C, NHWC, pad 3) on fp32 data with FMA math in
+//            every mode (bf16 Acts through fp32 copies: dwconv7 stays fp32-exact), deterministic
+//            backward algorithms only (conv_cudnn.cu); a shape cuDNN cannot run so runs "direct".
 #include <stdio.h>
 
 #include "act.cuh"
@@ -273,9 +276,9 @@ static void dw_tiled_params(Backend *be, float *dw, float *db, const Act *dout, 
 
 // ---- the choice ------------------------------------------------------------------------------
 
-enum { DW_DIRECT, DW_TILED };
-static const char *const DW_NAMES[] = {"direct", "tiled"};
-extern "C" const TuneOp TUNE_DWCONV7 = {"dwconv7", 2, DW_NAMES};
+enum { DW_DIRECT, DW_TILED, DW_CUDNN };
+static const char *const DW_NAMES[] = {"direct", "tiled", "cudnn"};
+extern "C" const TuneOp TUNE_DWCONV7 = {"dwconv7", 3, DW_NAMES};
 
 static void dw_direct_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
                               int W, int C) {
@@ -302,56 +305,69 @@ static double *dw_direct_partials(Backend *be, const Act *dout, const Act *in, i
     return part;
 }
 
-// Timing run on scratch: implementation i's forward into the real output (which the forward
-// overwrites afterwards anyway) and its weight-gradient partials into the workspace (in as the
-// stand-in dout); the accumulating finish and din (a second forward) are left out.
+// Timing: implementation i's forward into the real output (which the forward overwrites
+// afterwards anyway) and its whole backward on scratch gradients (din, dw, db allocated on the
+// first, untimed warm-up run and freed after the choice; in stands in for dout), so the choice
+// weighs the weight-gradient pass, the costliest part.
 typedef struct {
     Backend *be;
     Act *out;
     const Act *in;
     const float *w, *b;
     int B, H, W, C;
+    Act *din;  // scratch (B,H,W,C)
+    float *dw; // scratch (C*49 + C): dw then db
 } DwTune;
+
+static void dw_backward_impl(Backend *be, int impl, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                             const float *w, int B, int H, int W, int C);
 
 static void dw_tune_run(void *ctx, int impl) {
     DwTune *t = (DwTune *)ctx;
-    if (impl == DW_TILED) {
-        dw_tiled_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C, 0, 0);
-        dw_tiled_partials(t->be, t->in, t->in, t->B, t->H, t->W, t->C);
-    } else {
-        int nchunk;
-        dw_direct_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C);
-        dw_direct_partials(t->be, t->in, t->in, t->B, t->H, t->W, t->C, &nchunk);
+    if (!t->dw) {
+        CUDA_CHECK(cudaMalloc((void **)&t->din, (size_t)t->B * t->H * t->W * t->C * t->be->act_bytes));
+        CUDA_CHECK(cudaMalloc((void **)&t->dw, (size_t)t->C * 50 * sizeof(float)));
     }
+    if (impl == DW_TILED && t->C % 2) impl = DW_DIRECT;
+    if (impl == DW_TILED) dw_tiled_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C, 0, 0);
+    else if (impl != DW_CUDNN || !cuda_dwconv7_cudnn_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C))
+        dw_direct_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C);
+    dw_backward_impl(t->be, impl, t->din, t->dw, t->dw + (size_t)t->C * 49, t->in, t->in, t->w, t->B, t->H, t->W, t->C);
 }
 
 // The implementation for this shape (the backward asks with out = NULL: by then the forward
-// has chosen, so it is never timed from there).
+// has chosen, so it is never timed from there). "tiled" at odd C runs "direct".
 static int dw_pick(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H, int W, int C) {
-    if (C % 2) return DW_DIRECT; // the tiled kernels load channel pairs
     char key[64];
     snprintf(key, sizeof key, "B%d H%d W%d C%d", B, H, W, C);
-    DwTune t = {be, out, in, w, b, B, H, W, C};
-    return cuda_tune_pick(be, &TUNE_DWCONV7, key, out ? dw_tune_run : NULL, &t);
+    DwTune t = {be, out, in, w, b, B, H, W, C, NULL, NULL};
+    int impl = cuda_tune_pick(be, &TUNE_DWCONV7, key, out ? dw_tune_run : NULL, &t);
+    if (t.dw) { // timed: the scratch gradients go (cudaFree waits for the timing runs)
+        CUDA_CHECK(cudaFree(t.din));
+        CUDA_CHECK(cudaFree(t.dw));
+    }
+    return impl == DW_TILED && C % 2 ? DW_DIRECT : impl;
 }
 
 extern "C" void cu_dwconv7_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
                                    int W, int C) {
     size_t n = (size_t)B * H * W * C;
     if (!n) return;
-    if (dw_pick(be, out, in, w, b, B, H, W, C) == DW_TILED) dw_tiled_forward(be, out, in, w, b, B, H, W, C, 0, 0);
-    else dw_direct_forward(be, out, in, w, b, B, H, W, C);
+    const int impl = dw_pick(be, out, in, w, b, B, H, W, C);
+    if (impl == DW_TILED) dw_tiled_forward(be, out, in, w, b, B, H, W, C, 0, 0);
+    else if (impl != DW_CUDNN || !cuda_dwconv7_cudnn_forward(be, out, in, w, b, B, H, W, C))
+        dw_direct_forward(be, out, in, w, b, B, H, W, C);
 }
 
-extern "C" void cu_dwconv7_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                                    const float *w, int B, int H, int W, int C) {
-    size_t n = (size_t)B * H * W * C;
-    if (!n) return;
-    if (dw_pick(be, NULL, NULL, w, NULL, B, H, W, C) == DW_TILED) {
+static void dw_backward_impl(Backend *be, int impl, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                             const float *w, int B, int H, int W, int C) {
+    if (impl == DW_CUDNN && cuda_dwconv7_cudnn_backward(be, din, dw, db, dout, in, w, B, H, W, C)) return;
+    if (impl == DW_TILED) {
         if (din) dw_tiled_forward(be, din, dout, w, NULL, B, H, W, C, 1, 1);
         dw_tiled_params(be, dw, db, dout, in, B, H, W, C);
         return;
     }
+    size_t n = (size_t)B * H * W * C;
     cudaStream_t s = cuda_state(be)->stream;
     if (din) {
         CUDA_ACT_DISPATCH(be, T,
@@ -362,4 +378,11 @@ extern "C" void cu_dwconv7_backward(Backend *be, Act *din, float *dw, float *db,
     double *part = dw_direct_partials(be, dout, in, B, H, W, C, &nchunk);
     k_dw_param_finish<<<(unsigned)((50 * (size_t)C + 255) / 256), 256, 0, s>>>(dw, db, part, nchunk, C);
     CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cu_dwconv7_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                    const float *w, int B, int H, int W, int C) {
+    size_t n = (size_t)B * H * W * C;
+    if (!n) return;
+    dw_backward_impl(be, dw_pick(be, NULL, NULL, w, NULL, B, H, W, C), din, dw, db, dout, in, w, B, H, W, C);
 }

@@ -11,7 +11,8 @@
 //   cuDNN   4-D float tensors (NCHW or NHWC), 4-D filters (KCRS or KRSC), 2-D cross-correlation
 //           with pad, stride and dilation. Direct loops over packed copies of the operands, each
 //           output element accumulated in double and stored as float. Tensor-op math rounds the
-//           two multiplied operands to TF32 first. bf16 x, w, y (fp32 compute): run on fp32
+//           two multiplied operands to TF32 first. Grouped convolutions (group count g: x has
+//           g·c channels, group i convolves its c with filters i·k/g..) one group at a time. bf16 x, w, y (fp32 compute): run on fp32
 //           copies (exact), the float result rounded to nearest even into the bf16 output.
 //   NCCL    one rank in one process: every collective is the identity.
 #include <cblas.h>
@@ -365,6 +366,7 @@ struct ConvGeom {
     int ph, pw, u, v, dh, dw;
     long long xs[4], ys[4], ws[4];
     Rounding rnd;
+    int groups; // C and K above are per group; group gi: x channels gi*C.., y channels and filters gi*K..
     bool bf16; // x, w, y all CUDNN_DATA_BFLOAT16 (fp32 compute: cuDNN's pseudo-bf16 configuration)
     size_t nx, ny, nw; // elements of each operand (fully packed 4-D)
 };
@@ -390,13 +392,15 @@ cudnnStatus_t make_geom(const cudnnTensorStruct *x, const cudnnFilterStruct *w, 
     const bool all_bf16 =
         x->dtype == CUDNN_DATA_BFLOAT16 && y->dtype == CUDNN_DATA_BFLOAT16 && w->dtype == CUDNN_DATA_BFLOAT16;
     if ((!all_f32 && !all_bf16) || cv->compute != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED;
-    if (cv->mode != CUDNN_CROSS_CORRELATION || cv->groups != 1) return CUDNN_STATUS_NOT_SUPPORTED;
-    if (x->c != w->c || y->n != x->n || y->c != w->k) return CUDNN_STATUS_BAD_PARAM;
+    if (cv->mode != CUDNN_CROSS_CORRELATION) return CUDNN_STATUS_NOT_SUPPORTED;
+    // grouped: the filter's c is per group, x has groups·c channels, k splits into groups
+    if (x->c != w->c * cv->groups || w->k % cv->groups || y->n != x->n || y->c != w->k) return CUDNN_STATUS_BAD_PARAM;
     const long long P = conv_out_dim(x->h, cv->pad_h, w->r, cv->dil_h, cv->u);
     const long long Q = conv_out_dim(x->w, cv->pad_w, w->s, cv->dil_w, cv->v);
     if (P < 1 || Q < 1 || y->h != P || y->w != Q) return CUDNN_STATUS_BAD_PARAM;
     g.N = x->n, g.C = x->c, g.H = x->h, g.W = x->w;
-    g.K = w->k, g.R = w->r, g.S = w->s, g.P = (int)P, g.Q = (int)Q;
+    g.K = w->k / cv->groups, g.R = w->r, g.S = w->s, g.P = (int)P, g.Q = (int)Q, g.groups = cv->groups;
+    g.C = w->c;
     g.ph = cv->pad_h, g.pw = cv->pad_w, g.u = cv->u, g.v = cv->v, g.dh = cv->dil_h, g.dw = cv->dil_w;
     tensor_strides(x, g.xs);
     tensor_strides(y, g.ys);
@@ -731,7 +735,6 @@ cudnnStatus_t cudnnGetConvolutionMathType(cudnnConvolutionDescriptor_t convDesc,
 
 cudnnStatus_t cudnnSetConvolutionGroupCount(cudnnConvolutionDescriptor_t convDesc, int groupCount) {
     if (!convDesc || groupCount < 1) return CUDNN_STATUS_BAD_PARAM;
-    if (groupCount != 1) return CUDNN_STATUS_NOT_SUPPORTED; // the emulator has no grouped convolutions
     convDesc->groups = groupCount;
     return CUDNN_STATUS_SUCCESS;
 }
@@ -891,7 +894,9 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha, c
     if (s != CUDNN_STATUS_SUCCESS) return s;
     return host_memory_guard([&] {
         with_f32(g.bf16, x, g.nx, w, g.nw, y, g.ny, [&](const float *fx, const float *fw, float *fy) {
-            conv_forward(g, *(const float *)alpha, fx, fw, *(const float *)beta, fy);
+            for (int gi = 0; gi < g.groups; gi++)
+                conv_forward(g, *(const float *)alpha, fx + gi * g.C * g.xs[1], fw + gi * g.K * g.ws[0],
+                             *(const float *)beta, fy + gi * g.K * g.ys[1]);
         });
     });
 }
@@ -912,7 +917,9 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
     if (s != CUDNN_STATUS_SUCCESS) return s;
     return host_memory_guard([&] {
         with_f32(g.bf16, w, g.nw, dy, g.ny, dx, g.nx, [&](const float *fw, const float *fdy, float *fdx) {
-            conv_backward_data(g, *(const float *)alpha, fw, fdy, *(const float *)beta, fdx);
+            for (int gi = 0; gi < g.groups; gi++)
+                conv_backward_data(g, *(const float *)alpha, fw + gi * g.K * g.ws[0], fdy + gi * g.K * g.ys[1],
+                                   *(const float *)beta, fdx + gi * g.C * g.xs[1]);
         });
     });
 }
@@ -933,7 +940,9 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
     if (s != CUDNN_STATUS_SUCCESS) return s;
     return host_memory_guard([&] {
         with_f32(g.bf16, x, g.nx, dy, g.ny, dw, g.nw, [&](const float *fx, const float *fdy, float *fdw) {
-            conv_backward_filter(g, *(const float *)alpha, fx, fdy, *(const float *)beta, fdw);
+            for (int gi = 0; gi < g.groups; gi++)
+                conv_backward_filter(g, *(const float *)alpha, fx + gi * g.C * g.xs[1], fdy + gi * g.K * g.ys[1],
+                                     *(const float *)beta, fdw + gi * g.K * g.ws[0]);
         });
     });
 }
