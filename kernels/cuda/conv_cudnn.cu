@@ -42,7 +42,8 @@
 //              conv) + b) (bias added after cuDNN's own rounding: two roundings, within the bf16
 //              tolerances); din accumulated by cuDNN (beta = 1, one rounding); the filter
 //              gradient comes back in bf16 (as under PyTorch autocast) and is added into the fp32
-//              dw. Unavailable in fp32/tf32 modes (the table says so, the tuner skips it).
+//              dw. Unavailable in fp32/tf32 modes (the table says so, the tuner skips it); a shape
+//              cuDNN has no deterministic bf16 algorithms for runs "tf32copy".
 // Algorithms: on a real GPU cuDNN times them on the actual shape (cudnnFind*Algorithm, once per
 // shape and implementation; results fastest first), on the emulator its heuristics answer
 // (cudnnGet*_v7, whose timings would mean nothing). Either way the filters below apply:
@@ -166,7 +167,8 @@ static int pick_algos(cudnnHandle_t h, const ConvDesc *d, int fp32_only, ConvAlg
 
 // The cached algorithms (and filter layout) for this shape and variant (CONV_VARIANT_*), chosen
 // on first use. The depthwise variant is fp32-exact or nothing: FMA math in every mode,
-// deterministic backward algorithms only, else a->unsupported (its caller runs "direct").
+// deterministic backward algorithms only, else a->unsupported (its caller runs "direct"); the
+// same for the bf16 variant (its caller runs "tf32copy").
 static const ConvAlgo *conv_algo(Backend *be, int B, int H, int W, int Ci, int Co, int stride, int variant) {
     CudaState *st = cuda_state(be);
     for (int i = 0; i < st->n_algos; i++) {
@@ -206,7 +208,9 @@ static const ConvAlgo *conv_algo(Backend *be, int B, int H, int W, int Ci, int C
             conv_desc_destroy(&d);
         }
     }
-    if (dw7 && (!ok || a->nondeterministic)) { // not fatal: dwconv7 runs "direct" for this shape
+    // not fatal for the alternatives: dwconv7 runs "direct", conv3x3's "bf16" runs "tf32copy" for
+    // this shape (e.g. a 1-channel stem cuDNN has no bf16 kernel for, or only atomics backward)
+    if ((dw7 || bf16) && (!ok || a->nondeterministic)) {
         a->unsupported = 1;
         st->n_algos++;
         return a;
@@ -402,6 +406,10 @@ static void conv_bf16_forward(Backend *be, Act *out, const Act *in, const float 
     size_t nout = (size_t)B * Ho * Wo * Co;
     CudaState *st = cuda_state(be);
     const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride, CONV_VARIANT_BF16);
+    if (a->unsupported) { // no (deterministic) bf16 algorithm set for this shape
+        conv_tf32copy_forward(be, out, in, w, b, B, H, W, Ci, Co, stride, CONV_VARIANT_F32);
+        return;
+    }
     ConvDesc d;
     conv_desc_create(&d, B, H, W, Ci, Co, stride, a->filter_nchw, base_math(a->tensor_math), CONV_VARIANT_BF16);
     conv_use_math(a, &d, a->fwd_math);
@@ -425,6 +433,10 @@ static void conv_bf16_backward(Backend *be, Act *din, float *dw, float *db, cons
     int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     size_t M = (size_t)B * Ho * Wo;
     CudaState *st = cuda_state(be);
+    if (conv_algo(be, B, H, W, Ci, Co, stride, CONV_VARIANT_BF16)->unsupported) {
+        conv_tf32copy_backward(be, din, dw, db, dout, in, w, B, H, W, Ci, Co, stride, CONV_VARIANT_F32);
+        return;
+    }
     cuda_colsum_acc(be, db, dout, M, Co); // before the workspace is carved below
     const ConvAlgo *a = conv_algo(be, B, H, W, Ci, Co, stride, CONV_VARIANT_BF16);
     ConvDesc d;

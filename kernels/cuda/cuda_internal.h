@@ -38,7 +38,8 @@ enum { CONV_VARIANT_F32 = 0, CONV_VARIANT_BF16 = 1, CONV_VARIANT_DW7 = 2 };
 typedef struct {
     int B, H, W, Ci, Co, stride;
     int variant; /* CONV_VARIANT_*: which convolution and data type the entry is for */
-    int unsupported; /* CONV_VARIANT_DW7 only: cuDNN offers no FMA-only deterministic set (use "direct") */
+    int unsupported; /* DW7: no FMA-only deterministic set (dwconv7 runs "direct"); BF16: no deterministic
+                        bf16 set (conv3x3 runs "tf32copy"); never for CONV_VARIANT_F32 */
     int filter_nchw; /* 0: KRSC (permuted) filter, 1: PyTorch's KCRS filter as it is */
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
