@@ -11,7 +11,7 @@
 //          The backward reads the row and dout once, writes din, and accumulates dg/db per lane
 //          over a fixed set of rows; per-block partials (in double, warps and row groups summed in
 //          order) and a finish kernel summing blocks in order: deterministic, no atomics, and
-//          one pass for din, dg and db. Needs C·sizeof(Act) a multiple of 16 and at most 8 vectors per lane;
+//          one pass for din, dg and db. Needs C·sizeof(Act) a multiple of 16 and at most 4 vectors per lane;
 //          other shapes run "warp".
 #include <stdio.h>
 
@@ -175,15 +175,12 @@ __global__ void __launch_bounds__(LN_VEC_BLOCK) k_ln_vec_bwd(T *din, double *par
     const int lane = threadIdx.x % G, nvec = C / VW;
     const size_t ngroups = (size_t)gridDim.x * (LN_VEC_BLOCK / G);
     const size_t g0 = blockIdx.x * (size_t)(LN_VEC_BLOCK / G) + threadIdx.x / G;
-    float pg[NV][VW], pb[NV][VW], gv[NV][VW];
+    // g is re-read per row (from L1) rather than held: registers go to the row and the partials
+    float pg[NV][VW], pb[NV][VW];
 #pragma unroll
     for (int k = 0; k < NV; k++)
 #pragma unroll
-        for (int e = 0; e < VW; e++) {
-            const int v = lane + k * G;
-            pg[k][e] = pb[k][e] = 0;
-            gv[k][e] = v < nvec ? g[v * VW + e] : 0.0f;
-        }
+        for (int e = 0; e < VW; e++) pg[k][e] = pb[k][e] = 0;
     // every group runs the same number of iterations (the shuffles need the whole warp)
     const size_t iters = (N + ngroups - 1) / ngroups;
     for (size_t it = 0; it < iters; it++) {
@@ -202,7 +199,7 @@ __global__ void __launch_bounds__(LN_VEC_BLOCK) k_ln_vec_bwd(T *din, double *par
                 for (int e = 0; e < VW; e++) {
                     xh[k][e] = (act_load(&qx.v[e]) - mu) * rs;
                     dy[k][e] = act_load(&qd.v[e]);
-                    const float dxh = dy[k][e] * gv[k][e];
+                    const float dxh = dy[k][e] * g[v * VW + e];
                     a += dxh;
                     bs += dxh * xh[k][e];
                     pg[k][e] += dy[k][e] * xh[k][e];
@@ -223,7 +220,7 @@ __global__ void __launch_bounds__(LN_VEC_BLOCK) k_ln_vec_bwd(T *din, double *par
             LnVec<T> q = *(const LnVec<T> *)dx;
 #pragma unroll
             for (int e = 0; e < VW; e++)
-                act_store(&q.v[e], act_load(&q.v[e]) + rs * (dy[k][e] * gv[k][e] - ma - xh[k][e] * mb));
+                act_store(&q.v[e], act_load(&q.v[e]) + rs * (dy[k][e] * g[v * VW + e] - ma - xh[k][e] * mb));
             *(LnVec<T> *)dx = q;
         }
     }
@@ -254,7 +251,8 @@ static const char *const LN_NAMES[] = {"warp", "vec"};
 extern "C" const TuneOp TUNE_LAYERNORM = {"layernorm", 2, LN_NAMES};
 
 // G and NV for C (0 when "vec" cannot run it): G = the smallest power of two ≥ nvec up to 32,
-// then NV = ceil(nvec / 32) rounded up to one of 2, 3, 4, 6, 8 (the instantiated ones).
+// then NV = ceil(nvec / 32) up to 4 (fp32 C ≤ 512, bf16 C ≤ 1024): the backward holds 4·NV·VW
+// floats per lane (row, dout and the dg/db partials), which beyond that spills.
 static int ln_vec_shape(Backend *be, int C, int *G, int *NV) {
     const int VW = cuda_act_is_bf16(be) ? 8 : 4;
     if (C % VW) return 0;
@@ -265,8 +263,8 @@ static int ln_vec_shape(Backend *be, int C, int *G, int *NV) {
         return 1;
     }
     *G = 32;
-    static const int nvs[] = {2, 3, 4, 6, 8};
-    for (int i = 0; i < 5; i++)
+    static const int nvs[] = {2, 3, 4};
+    for (int i = 0; i < 3; i++)
         if (nvs[i] * 32 >= nvec) return *NV = nvs[i], 1;
     return 0;
 }
@@ -280,9 +278,7 @@ static int ln_vec_shape(Backend *be, int C, int *G, int *NV) {
             else { constexpr int g_ = 32, nv_ = 1; CALL; }                                        \
         } else if (NV == 2) { constexpr int g_ = 32, nv_ = 2; CALL; }                             \
         else if (NV == 3) { constexpr int g_ = 32, nv_ = 3; CALL; }                               \
-        else if (NV == 6) { constexpr int g_ = 32, nv_ = 6; CALL; }                               \
-        else if (NV == 4) { constexpr int g_ = 32, nv_ = 4; CALL; }                               \
-        else { constexpr int g_ = 32, nv_ = 8; CALL; }                                            \
+        else { constexpr int g_ = 32, nv_ = 4; CALL; }                                            \
     } while (0)
 
 static void ln_vec_forward(Backend *be, Act *out, float *mean, float *rstd, const Act *in, const float *g,
