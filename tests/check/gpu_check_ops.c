@@ -1,5 +1,5 @@
 /* gpu_check_ops.c — `unet2022-check gpu-check-ops [--precision fp32|tf32|bf16] [--steps S] [--config C]
- *                                                 [--nccl] [--device D]`
+ *                                                 [--kernels OP=IMPL,...] [--nccl] [--device D]`
  *
  * Verifies the CUDA backend, created in --precision (default fp32), against the CPU reference
  * backend (the fp32 oracle, itself tested against PyTorch):
@@ -7,6 +7,8 @@
  *             table of max errors relative to the reference's largest magnitude;
  *   --steps S S training steps (forward, loss, backward, clip, Adam; stochastic depth off, as
  *             `trace`) of a small config on a fixed batch on both backends; compares losses;
+ *             --kernels OP=IMPL,... forces implementations of the tuned ops there (as
+ *             train.kernels; kernels/cuda/tune.h);
  *   --nccl    the NCCL transport (comm/comm_nccl.c), any number of ranks (e.g. one): a plain
  *             all-reduce, then gradient buckets overlapped with backward (gpu_check_nccl.c).
  * Poisoning: every forward output and saved buffer starts as NaN on the GPU side, so an element
@@ -734,7 +736,7 @@ static int check_steps(Ctx *x, const char *cfg_path, int steps, int B) {
 }
 
 int cmd_gpu_check_ops(int argc, char **argv) {
-    const char *cfg_path = NULL, *precision = "fp32";
+    const char *cfg_path = NULL, *precision = "fp32", *kernels = NULL;
     int steps = 0, nccl = 0, device = 0, batch = 2;
     uint64_t seed = 20221;
     for (int i = 0; i < argc; i++) {
@@ -745,10 +747,12 @@ int cmd_gpu_check_ops(int argc, char **argv) {
         else if (!strcmp(argv[i], "--device") && has) device = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--precision") && has) precision = argv[++i];
         else if (!strcmp(argv[i], "--seed") && has) seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--kernels") && has) kernels = argv[++i];
         else if (!strcmp(argv[i], "--nccl")) nccl = 1;
         else {
             fprintf(stderr, "usage: unet2022-check gpu-check-ops [--precision fp32|tf32|bf16] [--steps S [--config C.yaml]\n"
-                            "                                    [--batch B]] [--nccl] [--device D] [--seed N]\n");
+                            "                                    [--batch B]] [--kernels OP=IMPL,...] [--nccl] [--device D]\n"
+                            "                                    [--seed N]\n");
             return 1;
         }
     }
@@ -775,7 +779,12 @@ int cmd_gpu_check_ops(int argc, char **argv) {
     Ctx x = {.cpu = backend_cpu_create(0), .gpu = backend_cuda_create(device, precision), .seed = seed, .stream = 1};
     set_tolerances(&x, backend_cuda_precision(x.gpu));
     int rc;
-    if (steps > 0) rc = check_steps(&x, cfg_path ? cfg_path : "configs/demo.yaml", steps, batch);
+    char err[256];
+    /* as train.kernels: --steps with chosen implementations (the op table forces each anyway) */
+    if (kernels && backend_cuda_set_tuning(x.gpu, NULL, kernels, err, sizeof err) != 0) {
+        fprintf(stderr, "unet2022: error: %s\n", err);
+        rc = 1;
+    } else if (steps > 0) rc = check_steps(&x, cfg_path ? cfg_path : "configs/demo.yaml", steps, batch);
     else rc = check_ops(&x);
     x.gpu->destroy(x.gpu);
     x.cpu->destroy(x.cpu);
