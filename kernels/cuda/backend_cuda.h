@@ -42,6 +42,12 @@ void cuda_pinned_free(void *ctx, void *ptr);
  * train.kernels when it names an unknown op or implementation, or the cache file is damaged. */
 int backend_cuda_set_tuning(Backend *be, const char *cache_path, const char *force, char *err, size_t err_len);
 
+/* The name of implementation i of the tuned op `op` (tune.h), or NULL past the last one or for an
+ * op without a table: gpu-check-ops forces each in turn. */
+const char *backend_cuda_kernel_impl(const char *op, int i);
+/* 1 when implementation i of `op` can run on this backend (its precision mode), else 0. */
+int backend_cuda_kernel_available(Backend *be, const char *op, int i);
+
 /* Peak device memory this process has held since start (bytes), from the backend's counter. */
 size_t backend_cuda_peak_bytes(Backend *be);
 

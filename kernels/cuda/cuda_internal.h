@@ -29,10 +29,17 @@ extern "C" {
  *         copies of their bf16 operands (conv_cudnn.cu). The mixed-precision product mode. */
 typedef enum { CUDA_PREC_FP32 = 0, CUDA_PREC_TF32 = 1, CUDA_PREC_BF16 = 2 } CudaPrecision;
 
+/* The convolutions cuDNN runs (conv_cudnn.cu): the 3x3 on fp32 data, the 3x3 on bf16 data (its
+ * "bf16" implementation), the depthwise 7x7 on fp32 data (dwconv7's "cudnn"). */
+enum { CONV_VARIANT_F32 = 0, CONV_VARIANT_BF16 = 1, CONV_VARIANT_DW7 = 2 };
+
 /* One cached cuDNN algorithm choice for a conv3x3 shape (chosen once, see conv_cudnn.cu). The
  * cache needs no precision key: one backend has one precision for its whole life. */
 typedef struct {
     int B, H, W, Ci, Co, stride;
+    int variant; /* CONV_VARIANT_*: which convolution and data type the entry is for */
+    int unsupported; /* DW7: no FMA-only deterministic set (dwconv7 runs "direct"); BF16: no deterministic
+                        bf16 set (conv3x3 runs "tf32copy"); never for CONV_VARIANT_F32 */
     int filter_nchw; /* 0: KRSC (permuted) filter, 1: PyTorch's KCRS filter as it is */
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
@@ -101,6 +108,15 @@ int cuda_colsum_chunks(size_t M, int max_chunks, size_t *rows);
 void cuda_colsum_ordered(cudaStream_t s, float *acc /* (C) or NULL */, double *tot /* (C) or NULL */,
                          double *part /* (nchunk, C) */, const float *x /* (M, C) */, size_t M, int C, size_t rows,
                          int nchunk);
+
+/* dwconv7's "cudnn" implementation (conv_cudnn.cu): cuDNN grouped convolution (groups = C, 7x7,
+ * pad 3, NHWC, fp32 data with FMA math in every mode: bf16 Acts through fp32 copies), with the
+ * semantics of dwconv7_forward / dwconv7_backward. 0 (nothing queued) when cuDNN offers no
+ * FMA-only, deterministic set of algorithms for the shape: the caller runs "direct" instead. */
+int cuda_dwconv7_cudnn_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
+                               int W, int C);
+int cuda_dwconv7_cudnn_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                const float *w, int B, int H, int W, int C);
 
 #ifdef __cplusplus
 extern "C" {

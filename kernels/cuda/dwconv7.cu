@@ -4,7 +4,22 @@
 // double, summed in order (deterministic). Consecutive threads take consecutive channels, so
 // every load is coalesced. Activations and their gradients are Acts (templates on the storage type
 // T, act.cuh); w, b, dw, db float.
+//
+// Implementations (tune.h, TuneOp "dwconv7"; forward and backward choose together):
+//   "direct" the kernels above: simple, the reference;
+//   "tiled"  a tile of 8x16 pixels plus its 3-pixel halo for 32 channels staged once in shared
+//            memory (2-channel vector loads), the block's 32x49 weights (a contiguous slice of
+//            w[C][49], so read coalesced, no transpose) in registers, 8 output rows per thread;
+//            din is the same kernel with the flipped taps; dw and db in ONE pass over (in, dout)
+//            per tile, per-tile partials summed in tile order (deterministic, no atomics).
+//            Needs C even (the 2-channel loads); odd C runs "direct";
+//   "cudnn"  cuDNN grouped convolution (groups = C, NHWC, pad 3) on fp32 data with FMA math in
+//            every mode (bf16 Acts through fp32 copies: dwconv7 stays fp32-exact), deterministic
+//            backward algorithms only (conv_cudnn.cu); a shape cuDNN cannot run so runs "direct".
+#include <stdio.h>
+
 #include "act.cuh"
+#include "tune.h"
 
 template <typename T>
 __global__ void k_dw_fwd(T *out, const T *in, const float *w, const float *b, int B, int H, int W, int C, int flip,
@@ -71,25 +86,212 @@ __global__ void k_dw_param_finish(float *dw, float *db, const double *part, int 
     else if (db) db[c] += (float)s;
 }
 
-extern "C" void cu_dwconv7_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
-                                   int W, int C) {
+// ---- "tiled" ------------------------------------------------------------------------------
+
+#define DW_TH 8   // output rows per tile
+#define DW_TW 16  // output columns per tile
+#define DW_CG 32  // channels per block (16 channel pairs)
+#define DW_SH (DW_TH + 6)
+#define DW_SW (DW_TW + 6)
+
+// Two adjacent channels in one 8-byte (float) or 4-byte (bf16) load; c even and C even, so the
+// address is aligned to the pair.
+template <typename T> struct alignas(2 * sizeof(T)) DwPair { T v[2]; };
+template <typename T> __device__ __forceinline__ void dw_load2(const T *p, float *a, float *b) {
+    DwPair<T> q = *(const DwPair<T> *)p;
+    *a = act_load(&q.v[0]);
+    *b = act_load(&q.v[1]);
+}
+template <typename T> __device__ __forceinline__ void dw_store2(T *p, float a, float b) {
+    DwPair<T> q;
+    act_store(&q.v[0], a);
+    act_store(&q.v[1], b);
+    *(DwPair<T> *)p = q;
+}
+
+// Stages in[b, y0-3 .. y0+DW_TH+3, x0-3 .. x0+DW_TW+3, c0 .. c0+32) as float (zero outside the
+// image and past C) in s[DW_SH][DW_SW][DW_CG]. 256 threads: consecutive threads take consecutive
+// channel pairs of one pixel (coalesced).
+template <typename T>
+__device__ __forceinline__ void dw_stage(float *s, const T *in, int bimg, int y0, int x0, int c0, int H, int W,
+                                         int C) {
+    for (int i = threadIdx.x; i < DW_SH * DW_SW * (DW_CG / 2); i += blockDim.x) {
+        int p = i % (DW_CG / 2), pix = i / (DW_CG / 2);
+        int yy = y0 - 3 + pix / DW_SW, xx = x0 - 3 + pix % DW_SW, c = c0 + 2 * p;
+        float a = 0, b = 0;
+        if (yy >= 0 && yy < H && xx >= 0 && xx < W && c < C)
+            dw_load2(in + (((size_t)bimg * H + yy) * W + xx) * C + c, &a, &b);
+        s[pix * DW_CG + 2 * p] = a;
+        s[pix * DW_CG + 2 * p + 1] = b;
+    }
+}
+
+// out (B,H,W,C) (+)= in ⋆ w (+ b). Block: 256 threads = 16 channel pairs × 16 columns, each
+// thread 8 output rows of one column and pair; grid (tiles, channel groups). flip: taps 48-t
+// (din = dout correlated with the rotated kernel).
+template <typename T>
+__global__ void __launch_bounds__(256) k_dw_tiled_fwd(T *out, const T *in, const float *w, const float *b, int B,
+                                                     int H, int W, int C, int flip, int accumulate) {
+    __shared__ float s[DW_SH * DW_SW * DW_CG]; // 39,424 bytes
+    __shared__ float sw[DW_CG * 49];
+    const int tx = (W + DW_TW - 1) / DW_TW, ty = (H + DW_TH - 1) / DW_TH;
+    int tile = blockIdx.x, bimg = tile / (tx * ty), x0 = tile % tx * DW_TW, y0 = tile / tx % ty * DW_TH;
+    int c0 = blockIdx.y * DW_CG, nc = C - c0 < DW_CG ? C - c0 : DW_CG;
+    for (int i = threadIdx.x; i < DW_CG * 49; i += blockDim.x) sw[i] = i < nc * 49 ? w[(size_t)c0 * 49 + i] : 0.0f;
+    dw_stage(s, in, bimg, y0, x0, c0, H, W, C);
+    __syncthreads();
+    const int p = threadIdx.x % (DW_CG / 2), col = threadIdx.x / (DW_CG / 2), c = c0 + 2 * p;
+    float wa[49], wb[49];
+#pragma unroll
+    for (int t = 0; t < 49; t++) {
+        wa[t] = sw[(2 * p) * 49 + (flip ? 48 - t : t)];
+        wb[t] = sw[(2 * p + 1) * 49 + (flip ? 48 - t : t)];
+    }
+    float aa[DW_TH], ab[DW_TH];
+#pragma unroll
+    for (int y = 0; y < DW_TH; y++) aa[y] = ab[y] = 0;
+    // every staged row r feeds output rows r-ki: each value is read from shared memory once
+#pragma unroll
+    for (int r = 0; r < DW_SH; r++) {
+#pragma unroll
+        for (int kj = 0; kj < 7; kj++) {
+            const float va = s[(r * DW_SW + col + kj) * DW_CG + 2 * p], vb = s[(r * DW_SW + col + kj) * DW_CG + 2 * p + 1];
+#pragma unroll
+            for (int ki = 0; ki < 7; ki++) {
+                const int y = r - ki;
+                if (y >= 0 && y < DW_TH) {
+                    aa[y] += va * wa[ki * 7 + kj];
+                    ab[y] += vb * wb[ki * 7 + kj];
+                }
+            }
+        }
+    }
+    const int x = x0 + col;
+    if (c >= C || x >= W) return;
+    const float ba = b ? b[c] : 0.0f, bb = b ? b[c + 1] : 0.0f;
+#pragma unroll
+    for (int y = 0; y < DW_TH; y++) {
+        if (y0 + y >= H) break;
+        T *o = out + (((size_t)bimg * H + y0 + y) * W + x) * C + c;
+        float ra = ba + aa[y], rb = bb + ab[y];
+        if (accumulate) {
+            float oa, ob;
+            dw_load2(o, &oa, &ob);
+            ra += oa, rb += ob;
+        }
+        dw_store2(o, ra, rb);
+    }
+}
+
+// part[tile][t][c] (t < 49: dw taps, t = 49: db) over one tile of dout, in one pass: the tile's
+// input plus halo staged once. Block: 16 channel pairs × 7 tap rows ki (112 threads); each thread
+// 7 taps × 2 channels, sliding along each dout row (one input and one dout load per pixel).
+template <typename T>
+__global__ void __launch_bounds__(112) k_dw_tiled_param(float *part, const T *dout, const T *in, int B, int H, int W,
+                                                       int C) {
+    __shared__ float s[DW_SH * DW_SW * DW_CG];
+    const int tx = (W + DW_TW - 1) / DW_TW, ty = (H + DW_TH - 1) / DW_TH;
+    int tile = blockIdx.x, bimg = tile / (tx * ty), x0 = tile % tx * DW_TW, y0 = tile / tx % ty * DW_TH;
+    int c0 = blockIdx.y * DW_CG;
+    dw_stage(s, in, bimg, y0, x0, c0, H, W, C);
+    __syncthreads();
+    const int p = threadIdx.x % (DW_CG / 2), ki = threadIdx.x / (DW_CG / 2), c = c0 + 2 * p;
+    if (c >= C) return;
+    float ga[7] = {0, 0, 0, 0, 0, 0, 0}, gb[7] = {0, 0, 0, 0, 0, 0, 0}, sa = 0, sb = 0;
+    const int nh = H - y0 < DW_TH ? H - y0 : DW_TH, nw = W - x0 < DW_TW ? W - x0 : DW_TW;
+    for (int y = 0; y < nh; y++) {
+        const float *srow = s + (size_t)(y + ki) * DW_SW * DW_CG + 2 * p;
+        const T *g = dout + (((size_t)bimg * H + y0 + y) * W + x0) * C + c;
+        // window of the 7 staged inputs under the taps of output column x: srow[x .. x+6]
+        float wa[7], wb[7];
+#pragma unroll
+        for (int j = 0; j < 6; j++) wa[j + 1] = srow[j * DW_CG], wb[j + 1] = srow[j * DW_CG + 1];
+        for (int x = 0; x < nw; x++) {
+#pragma unroll
+            for (int j = 0; j < 6; j++) wa[j] = wa[j + 1], wb[j] = wb[j + 1];
+            wa[6] = srow[(x + 6) * DW_CG], wb[6] = srow[(x + 6) * DW_CG + 1];
+            float da, db;
+            dw_load2(g + (size_t)x * C, &da, &db);
+#pragma unroll
+            for (int kj = 0; kj < 7; kj++) ga[kj] += da * wa[kj], gb[kj] += db * wb[kj];
+            sa += da, sb += db;
+        }
+    }
+    float *pt = part + (size_t)tile * 50 * C;
+#pragma unroll
+    for (int kj = 0; kj < 7; kj++) {
+        pt[(size_t)(ki * 7 + kj) * C + c] = ga[kj];
+        pt[(size_t)(ki * 7 + kj) * C + c + 1] = gb[kj];
+    }
+    if (ki == 0) {
+        pt[(size_t)49 * C + c] = sa;
+        pt[(size_t)49 * C + c + 1] = sb;
+    }
+}
+
+// dw[c][t] += Σ_tile part[tile][t][c] (t = 49: db[c]), tiles in order, in double.
+__global__ void k_dw_tiled_finish(float *dw, float *db, const float *part, int ntile, int C) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= (size_t)50 * C) return;
+    int t = (int)(i / C), c = (int)(i % C);
+    double s = 0;
+    for (int k = 0; k < ntile; k++) s += part[((size_t)k * 50 + t) * C + c];
+    if (t < 49) dw[(size_t)c * 49 + t] += (float)s;
+    else if (db) db[c] += (float)s;
+}
+
+static dim3 dw_tiled_grid(int B, int H, int W, int C) {
+    return dim3((unsigned)((size_t)B * ((H + DW_TH - 1) / DW_TH) * ((W + DW_TW - 1) / DW_TW)),
+                (unsigned)((C + DW_CG - 1) / DW_CG));
+}
+
+static void dw_tiled_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
+                             int W, int C, int flip, int accumulate) {
+    cudaStream_t s = cuda_state(be)->stream;
+    CUDA_ACT_DISPATCH(be, T,
+                      k_dw_tiled_fwd<T><<<dw_tiled_grid(B, H, W, C), 256, 0, s>>>((T *)out, (const T *)in, w, b, B, H,
+                                                                                   W, C, flip, accumulate));
+    CUDA_CHECK_LAUNCH();
+}
+
+// The per-tile partials into the workspace; returns it (grid.x tiles of 50×C).
+static float *dw_tiled_partials(Backend *be, const Act *dout, const Act *in, int B, int H, int W, int C) {
+    cudaStream_t s = cuda_state(be)->stream;
+    const dim3 grid = dw_tiled_grid(B, H, W, C);
+    float *part = (float *)cuda_workspace(be, (size_t)grid.x * 50 * C * sizeof(float));
+    CUDA_ACT_DISPATCH(be, T,
+                      k_dw_tiled_param<T><<<grid, 112, 0, s>>>(part, (const T *)dout, (const T *)in, B, H, W, C));
+    CUDA_CHECK_LAUNCH();
+    return part;
+}
+
+static void dw_tiled_params(Backend *be, float *dw, float *db, const Act *dout, const Act *in, int B, int H, int W,
+                            int C) {
+    cudaStream_t s = cuda_state(be)->stream;
+    const dim3 grid = dw_tiled_grid(B, H, W, C);
+    float *part = dw_tiled_partials(be, dout, in, B, H, W, C);
+    k_dw_tiled_finish<<<(unsigned)((50 * (size_t)C + 255) / 256), 256, 0, s>>>(dw, db, part, (int)grid.x, C);
+    CUDA_CHECK_LAUNCH();
+}
+
+// ---- the choice ------------------------------------------------------------------------------
+
+enum { DW_DIRECT, DW_TILED, DW_CUDNN };
+static const char *const DW_NAMES[] = {"direct", "tiled", "cudnn"};
+extern "C" const TuneOp TUNE_DWCONV7 = {"dwconv7", 3, DW_NAMES};
+
+static void dw_direct_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
+                              int W, int C) {
     size_t n = (size_t)B * H * W * C;
-    if (!n) return;
     cudaStream_t s = cuda_state(be)->stream;
     CUDA_ACT_DISPATCH(be, T, k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)out, (const T *)in, w, b, B, H, W, C, 0, 0));
     CUDA_CHECK_LAUNCH();
 }
 
-extern "C" void cu_dwconv7_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                                    const float *w, int B, int H, int W, int C) {
-    size_t n = (size_t)B * H * W * C;
-    if (!n) return;
+// The direct implementation's dw/db partials into the workspace: returns it and its chunking.
+static double *dw_direct_partials(Backend *be, const Act *dout, const Act *in, int B, int H, int W, int C,
+                                  int *nchunk_out) {
     cudaStream_t s = cuda_state(be)->stream;
-    if (din) {
-        CUDA_ACT_DISPATCH(be, T,
-                          k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)din, (const T *)dout, w, NULL, B, H, W, C, 1, 1));
-        CUDA_CHECK_LAUNCH();
-    }
     long R = (long)B * H;
     int nchunk = (int)(R < 64 ? R : 64);
     long rows = (R + nchunk - 1) / nchunk;
@@ -99,6 +301,88 @@ extern "C" void cu_dwconv7_backward(Backend *be, Act *din, float *dw, float *db,
     CUDA_ACT_DISPATCH(be, T,
                       k_dw_param_partial<T><<<grid, 128, 0, s>>>(part, (const T *)dout, (const T *)in, B, H, W, C, rows));
     CUDA_CHECK_LAUNCH();
+    *nchunk_out = nchunk;
+    return part;
+}
+
+// Timing: implementation i's forward into the real output (which the forward overwrites
+// afterwards anyway) and its whole backward on scratch gradients (din, dw, db allocated on the
+// first, untimed warm-up run and freed after the choice; in stands in for dout), so the choice
+// weighs the weight-gradient pass, the costliest part.
+typedef struct {
+    Backend *be;
+    Act *out;
+    const Act *in;
+    const float *w, *b;
+    int B, H, W, C;
+    Act *din;  // scratch (B,H,W,C)
+    float *dw; // scratch (C*49 + C): dw then db
+} DwTune;
+
+static void dw_backward_impl(Backend *be, int impl, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                             const float *w, int B, int H, int W, int C);
+
+static void dw_tune_run(void *ctx, int impl) {
+    DwTune *t = (DwTune *)ctx;
+    if (!t->dw) {
+        CUDA_CHECK(cudaMalloc((void **)&t->din, (size_t)t->B * t->H * t->W * t->C * t->be->act_bytes));
+        CUDA_CHECK(cudaMalloc((void **)&t->dw, (size_t)t->C * 50 * sizeof(float)));
+    }
+    if (impl == DW_TILED && t->C % 2) impl = DW_DIRECT;
+    if (impl == DW_TILED) dw_tiled_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C, 0, 0);
+    else if (impl != DW_CUDNN || !cuda_dwconv7_cudnn_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C))
+        dw_direct_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C);
+    dw_backward_impl(t->be, impl, t->din, t->dw, t->dw + (size_t)t->C * 49, t->in, t->in, t->w, t->B, t->H, t->W, t->C);
+}
+
+// The implementation for this shape (the backward asks with out = NULL: by then the forward
+// has chosen, so it is never timed from there). "tiled" at odd C runs "direct".
+static int dw_pick(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H, int W, int C) {
+    char key[64];
+    snprintf(key, sizeof key, "B%d H%d W%d C%d", B, H, W, C);
+    DwTune t = {be, out, in, w, b, B, H, W, C, NULL, NULL};
+    int impl = cuda_tune_pick(be, &TUNE_DWCONV7, key, out ? dw_tune_run : NULL, &t);
+    if (t.dw) { // timed: the scratch gradients go (cudaFree waits for the timing runs)
+        CUDA_CHECK(cudaFree(t.din));
+        CUDA_CHECK(cudaFree(t.dw));
+    }
+    return impl == DW_TILED && C % 2 ? DW_DIRECT : impl;
+}
+
+extern "C" void cu_dwconv7_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
+                                   int W, int C) {
+    size_t n = (size_t)B * H * W * C;
+    if (!n) return;
+    const int impl = dw_pick(be, out, in, w, b, B, H, W, C);
+    if (impl == DW_TILED) dw_tiled_forward(be, out, in, w, b, B, H, W, C, 0, 0);
+    else if (impl != DW_CUDNN || !cuda_dwconv7_cudnn_forward(be, out, in, w, b, B, H, W, C))
+        dw_direct_forward(be, out, in, w, b, B, H, W, C);
+}
+
+static void dw_backward_impl(Backend *be, int impl, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                             const float *w, int B, int H, int W, int C) {
+    if (impl == DW_CUDNN && cuda_dwconv7_cudnn_backward(be, din, dw, db, dout, in, w, B, H, W, C)) return;
+    if (impl == DW_TILED) {
+        if (din) dw_tiled_forward(be, din, dout, w, NULL, B, H, W, C, 1, 1);
+        dw_tiled_params(be, dw, db, dout, in, B, H, W, C);
+        return;
+    }
+    size_t n = (size_t)B * H * W * C;
+    cudaStream_t s = cuda_state(be)->stream;
+    if (din) {
+        CUDA_ACT_DISPATCH(be, T,
+                          k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)din, (const T *)dout, w, NULL, B, H, W, C, 1, 1));
+        CUDA_CHECK_LAUNCH();
+    }
+    int nchunk;
+    double *part = dw_direct_partials(be, dout, in, B, H, W, C, &nchunk);
     k_dw_param_finish<<<(unsigned)((50 * (size_t)C + 255) / 256), 256, 0, s>>>(dw, db, part, nchunk, C);
     CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cu_dwconv7_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                    const float *w, int B, int H, int W, int C) {
+    size_t n = (size_t)B * H * W * C;
+    if (!n) return;
+    dw_backward_impl(be, dw_pick(be, NULL, NULL, w, NULL, B, H, W, C), din, dw, db, dout, in, w, B, H, W, C);
 }

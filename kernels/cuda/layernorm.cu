@@ -2,7 +2,21 @@
 // warp per row; statistics in double with two passes, as the CPU reference. The parameter
 // gradients are column reductions over fixed row chunks (partials in double, summed in order).
 // in/out/dout/din are Acts (templates on the storage type T, act.cuh); mean/rstd, g/b, dg/db float.
+//
+// Implementations (tune.h, TuneOp "layernorm"; forward and backward choose together):
+//   "warp" the kernels above: scalar loads, three passes over the row in memory, the reference;
+//   "vec"  a group of G lanes per row (G = 32, or 4..16 for small C: several rows per warp),
+//          16-byte vector loads, the row read ONCE into registers; statistics from the registers
+//          (two-pass, lane sums in fp32, across lanes in double, in a fixed butterfly order).
+//          The backward reads the row and dout once, writes din, and accumulates dg/db per lane
+//          over a fixed set of rows; per-block partials (in double, warps and row groups summed in
+//          order) and a finish kernel summing blocks in order: deterministic, no atomics, and
+//          one pass for din, dg and db. Needs C·sizeof(Act) a multiple of 16 and at most 4 vectors per lane;
+//          other shapes run "warp".
+#include <stdio.h>
+
 #include "act.cuh"
+#include "tune.h"
 
 __device__ __forceinline__ double warp_sum(double v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -86,9 +100,218 @@ __global__ void k_ln_param_finish(float *dg, float *db, const double *part, int 
     if (db) db[c] += (float)sb;
 }
 
-extern "C" void cu_layernorm_forward(Backend *be, Act *out, float *mean, float *rstd, const Act *in, const float *g,
-                                     const float *b, size_t N, int C, float eps) {
-    if (!N || C <= 0) return;
+// ---- "vec" --------------------------------------------------------------------------------
+
+#define LN_VEC_BLOCK 256    // threads per block (8 warps)
+#define LN_VEC_MAX_BLOCKS 512 // backward blocks: a function of N only, so the sum order is fixed
+
+template <typename T> struct alignas(16) LnVec { T v[16 / sizeof(T)]; };
+
+// Sum over the G lanes of a row group, butterfly in a fixed order: every lane gets the same value.
+template <int G> __device__ __forceinline__ double ln_group_sum(double v) {
+#pragma unroll
+    for (int o = G / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o, G);
+    return v;
+}
+
+// Lane l of a row's group holds vectors l, l+G, ..., l+(NV-1)G of the row (VW = 16/sizeof(T)
+// elements each); nvec = C / VW vectors per row.
+template <typename T, int G, int NV>
+__global__ void __launch_bounds__(LN_VEC_BLOCK) k_ln_vec_fwd(T *out, float *mean, float *rstd, const T *in,
+                                                             const float *g, const float *b, size_t N, int C,
+                                                             float eps) {
+    constexpr int VW = 16 / sizeof(T);
+    const int lane = threadIdx.x % G, nvec = C / VW;
+    const size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / G;
+    const bool live = r < N; // dead groups still take part in the shuffles of their warp
+    float x[NV][VW];
+    float s = 0;
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int v = lane + k * G;
+        if (live && v < nvec) {
+            LnVec<T> q = *(const LnVec<T> *)(in + r * C + (size_t)v * VW);
+#pragma unroll
+            for (int e = 0; e < VW; e++) x[k][e] = act_load(&q.v[e]), s += x[k][e];
+        } else {
+#pragma unroll
+            for (int e = 0; e < VW; e++) x[k][e] = 0;
+        }
+    }
+    const double mu = ln_group_sum<G>(s) / C;
+    const float muf = (float)mu;
+    float ss = 0;
+#pragma unroll
+    for (int k = 0; k < NV; k++)
+        if (lane + k * G < nvec)
+#pragma unroll
+            for (int e = 0; e < VW; e++) {
+                const float d = x[k][e] - muf;
+                ss += d * d;
+            }
+    const double rs = 1.0 / sqrt(ln_group_sum<G>(ss) / C + (double)eps);
+    const float rsf = (float)rs;
+    if (!live) return;
+    if (lane == 0) mean[r] = muf, rstd[r] = rsf;
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int v = lane + k * G;
+        if (v >= nvec) continue;
+        LnVec<T> q;
+#pragma unroll
+        for (int e = 0; e < VW; e++) act_store(&q.v[e], (x[k][e] - muf) * rsf * g[v * VW + e] + b[v * VW + e]);
+        *(LnVec<T> *)(out + r * C + (size_t)v * VW) = q;
+    }
+}
+
+// din (+)= LayerNorm backward of each row; part[block][0..C) = Σ dout·xh, [C..2C) = Σ dout over
+// the block's rows. Group j of the grid (row group = blockIdx.x·(BLOCK/G) + threadIdx.x/G) takes
+// rows j, j + ngroups, ... (ngroups = gridDim.x·BLOCK/G).
+template <typename T, int G, int NV>
+__global__ void __launch_bounds__(LN_VEC_BLOCK) k_ln_vec_bwd(T *din, double *part, const T *dout, const T *in,
+                                                             const float *mean, const float *rstd, const float *g,
+                                                             size_t N, int C) {
+    constexpr int VW = 16 / sizeof(T);
+    const int lane = threadIdx.x % G, nvec = C / VW;
+    const size_t ngroups = (size_t)gridDim.x * (LN_VEC_BLOCK / G);
+    const size_t g0 = blockIdx.x * (size_t)(LN_VEC_BLOCK / G) + threadIdx.x / G;
+    // g is re-read per row (from L1) rather than held: registers go to the row and the partials
+    float pg[NV][VW], pb[NV][VW];
+#pragma unroll
+    for (int k = 0; k < NV; k++)
+#pragma unroll
+        for (int e = 0; e < VW; e++) pg[k][e] = pb[k][e] = 0;
+    // every group runs the same number of iterations (the shuffles need the whole warp)
+    const size_t iters = (N + ngroups - 1) / ngroups;
+    for (size_t it = 0; it < iters; it++) {
+        const size_t r = g0 + it * ngroups;
+        const bool live = r < N;
+        const float mu = live ? mean[r] : 0.0f, rs = live ? rstd[r] : 0.0f;
+        float xh[NV][VW], dy[NV][VW];
+        float a = 0, bs = 0;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            const int v = lane + k * G;
+            if (live && v < nvec) {
+                LnVec<T> qx = *(const LnVec<T> *)(in + r * C + (size_t)v * VW);
+                LnVec<T> qd = *(const LnVec<T> *)(dout + r * C + (size_t)v * VW);
+#pragma unroll
+                for (int e = 0; e < VW; e++) {
+                    xh[k][e] = (act_load(&qx.v[e]) - mu) * rs;
+                    dy[k][e] = act_load(&qd.v[e]);
+                    const float dxh = dy[k][e] * g[v * VW + e];
+                    a += dxh;
+                    bs += dxh * xh[k][e];
+                    pg[k][e] += dy[k][e] * xh[k][e];
+                    pb[k][e] += dy[k][e];
+                }
+            } else {
+#pragma unroll
+                for (int e = 0; e < VW; e++) xh[k][e] = dy[k][e] = 0;
+            }
+        }
+        const float ma = (float)(ln_group_sum<G>(a) / C), mb = (float)(ln_group_sum<G>(bs) / C);
+        if (!live || !din) continue;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            const int v = lane + k * G;
+            if (v >= nvec) continue;
+            T *dx = din + r * C + (size_t)v * VW;
+            LnVec<T> q = *(const LnVec<T> *)dx;
+#pragma unroll
+            for (int e = 0; e < VW; e++)
+                act_store(&q.v[e], act_load(&q.v[e]) + rs * (dy[k][e] * g[v * VW + e] - ma - xh[k][e] * mb));
+            *(LnVec<T> *)dx = q;
+        }
+    }
+    // the block's column partials: the groups of the block hold the same columns; summed in
+    // group order, one column element at a time, through shared memory (double).
+    __shared__ double sg[LN_VEC_BLOCK], sb[LN_VEC_BLOCK];
+    double *pt = part + (size_t)blockIdx.x * 2 * C;
+#pragma unroll
+    for (int k = 0; k < NV; k++)
+#pragma unroll
+        for (int e = 0; e < VW; e++) {
+            __syncthreads();
+            sg[threadIdx.x] = pg[k][e];
+            sb[threadIdx.x] = pb[k][e];
+            __syncthreads();
+            const int v = threadIdx.x + k * G;
+            if (threadIdx.x < G && v < nvec) {
+                double tg = 0, tb = 0;
+                for (int j = 0; j < LN_VEC_BLOCK / G; j++) tg += sg[j * G + threadIdx.x], tb += sb[j * G + threadIdx.x];
+                pt[v * VW + e] = tg;
+                pt[C + v * VW + e] = tb;
+            }
+        }
+}
+
+enum { LN_WARP, LN_VEC };
+static const char *const LN_NAMES[] = {"warp", "vec"};
+extern "C" const TuneOp TUNE_LAYERNORM = {"layernorm", 2, LN_NAMES};
+
+// G and NV for C (0 when "vec" cannot run it): G = the smallest power of two ≥ nvec up to 32,
+// then NV = ceil(nvec / 32) up to 4 (fp32 C ≤ 512, bf16 C ≤ 1024): the backward holds 4·NV·VW
+// floats per lane (row, dout and the dg/db partials), which beyond that spills.
+static int ln_vec_shape(Backend *be, int C, int *G, int *NV) {
+    const int VW = cuda_act_is_bf16(be) ? 8 : 4;
+    if (C % VW) return 0;
+    const int nvec = C / VW;
+    if (nvec <= 32) {
+        *NV = 1;
+        for (*G = 4; *G < nvec; *G *= 2) {}
+        return 1;
+    }
+    *G = 32;
+    static const int nvs[] = {2, 3, 4};
+    for (int i = 0; i < 3; i++)
+        if (nvs[i] * 32 >= nvec) return *NV = nvs[i], 1;
+    return 0;
+}
+
+#define LN_VEC_SWITCH(G, NV, CALL)                                                                \
+    do {                                                                                          \
+        if (NV == 1) {                                                                            \
+            if (G == 4) { constexpr int g_ = 4, nv_ = 1; CALL; }                                  \
+            else if (G == 8) { constexpr int g_ = 8, nv_ = 1; CALL; }                             \
+            else if (G == 16) { constexpr int g_ = 16, nv_ = 1; CALL; }                           \
+            else { constexpr int g_ = 32, nv_ = 1; CALL; }                                        \
+        } else if (NV == 2) { constexpr int g_ = 32, nv_ = 2; CALL; }                             \
+        else if (NV == 3) { constexpr int g_ = 32, nv_ = 3; CALL; }                               \
+        else { constexpr int g_ = 32, nv_ = 4; CALL; }                                            \
+    } while (0)
+
+static void ln_vec_forward(Backend *be, Act *out, float *mean, float *rstd, const Act *in, const float *g,
+                           const float *b, size_t N, int C, float eps, int G, int NV) {
+    cudaStream_t s = cuda_state(be)->stream;
+    const unsigned grid = (unsigned)((N * G + LN_VEC_BLOCK - 1) / LN_VEC_BLOCK);
+    CUDA_ACT_DISPATCH(be, T,
+                      LN_VEC_SWITCH(G, NV,
+                                    (k_ln_vec_fwd<T, g_, nv_><<<grid, LN_VEC_BLOCK, 0, s>>>(
+                                        (T *)out, mean, rstd, (const T *)in, g, b, N, C, eps))));
+    CUDA_CHECK_LAUNCH();
+}
+
+static void ln_vec_backward(Backend *be, Act *din, float *dg, float *db, const Act *dout, const Act *in,
+                            const float *mean, const float *rstd, const float *g, size_t N, int C, int G, int NV) {
+    cudaStream_t s = cuda_state(be)->stream;
+    const size_t per_block = LN_VEC_BLOCK / G; // rows per block per iteration
+    size_t nblk = (N + per_block - 1) / per_block;
+    if (nblk > LN_VEC_MAX_BLOCKS) nblk = LN_VEC_MAX_BLOCKS;
+    double *part = (double *)cuda_workspace(be, nblk * 2 * C * sizeof(double));
+    CUDA_ACT_DISPATCH(be, T,
+                      LN_VEC_SWITCH(G, NV,
+                                    (k_ln_vec_bwd<T, g_, nv_><<<(unsigned)nblk, LN_VEC_BLOCK, 0, s>>>(
+                                        (T *)din, part, (const T *)dout, (const T *)in, mean, rstd, g, N, C))));
+    CUDA_CHECK_LAUNCH();
+    if (dg || db) {
+        k_ln_param_finish<<<(C + 255) / 256, 256, 0, s>>>(dg, db, part, (int)nblk, C);
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
+static void ln_warp_forward(Backend *be, Act *out, float *mean, float *rstd, const Act *in, const float *g,
+                            const float *b, size_t N, int C, float eps) {
     size_t threads = N * 32;
     const unsigned grid = (unsigned)((threads + 255) / 256);
     cudaStream_t s = cuda_state(be)->stream;
@@ -97,9 +320,49 @@ extern "C" void cu_layernorm_forward(Backend *be, Act *out, float *mean, float *
     CUDA_CHECK_LAUNCH();
 }
 
+// Timing runs the forward of implementation i into the real outputs (the forward overwrites
+// them afterwards): the backward follows the forward's memory traffic pattern.
+typedef struct {
+    Backend *be;
+    Act *out;
+    float *mean, *rstd;
+    const Act *in;
+    const float *g, *b;
+    size_t N;
+    int C, G, NV;
+    float eps;
+} LnTune;
+
+static void ln_tune_run(void *ctx, int impl) {
+    LnTune *t = (LnTune *)ctx;
+    if (impl == LN_VEC) ln_vec_forward(t->be, t->out, t->mean, t->rstd, t->in, t->g, t->b, t->N, t->C, t->eps, t->G, t->NV);
+    else ln_warp_forward(t->be, t->out, t->mean, t->rstd, t->in, t->g, t->b, t->N, t->C, t->eps);
+}
+
+// The implementation for (N, C); the backward asks with out = NULL (never timed from there).
+static int ln_pick(Backend *be, LnTune *t) {
+    if (!ln_vec_shape(be, t->C, &t->G, &t->NV)) return LN_WARP;
+    char key[64];
+    snprintf(key, sizeof key, "N%zu C%d", t->N, t->C);
+    return cuda_tune_pick(be, &TUNE_LAYERNORM, key, t->out ? ln_tune_run : NULL, t);
+}
+
+extern "C" void cu_layernorm_forward(Backend *be, Act *out, float *mean, float *rstd, const Act *in, const float *g,
+                                     const float *b, size_t N, int C, float eps) {
+    if (!N || C <= 0) return;
+    LnTune t = {be, out, mean, rstd, in, g, b, N, C, 0, 0, eps};
+    if (ln_pick(be, &t) == LN_VEC) ln_vec_forward(be, out, mean, rstd, in, g, b, N, C, eps, t.G, t.NV);
+    else ln_warp_forward(be, out, mean, rstd, in, g, b, N, C, eps);
+}
+
 extern "C" void cu_layernorm_backward(Backend *be, Act *din, float *dg, float *db, const Act *dout, const Act *in,
                                       const float *mean, const float *rstd, const float *g, size_t N, int C) {
     if (!N || C <= 0) return;
+    LnTune t = {be, NULL, NULL, NULL, in, g, NULL, N, C, 0, 0, 0.0f};
+    if (ln_pick(be, &t) == LN_VEC) {
+        ln_vec_backward(be, din, dg, db, dout, in, mean, rstd, g, N, C, t.G, t.NV);
+        return;
+    }
     cudaStream_t s = cuda_state(be)->stream;
     if (din) {
         size_t threads = N * 32;

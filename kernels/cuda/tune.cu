@@ -12,8 +12,12 @@
 // checked against these when it is set, so a misspelt train.kernels fails at start, not at the
 // first step.
 extern "C" const TuneOp TUNE_WINDOW_ATTENTION; // window_attention.cu
+extern "C" const TuneOp TUNE_DWCONV7, TUNE_LAYERNORM, TUNE_CONV3X3; // dwconv7.cu, layernorm.cu, conv_cudnn.cu
 static const TuneOp *const TUNE_OPS[] = {
     &TUNE_WINDOW_ATTENTION,
+    &TUNE_DWCONV7,
+    &TUNE_LAYERNORM,
+    &TUNE_CONV3X3,
     NULL, // end
 };
 
@@ -178,7 +182,15 @@ extern "C" int cuda_tune_pick_avail(Backend *be, const TuneOp *op, const char *s
                                     const char *why, TuneRun run, void *ctx) {
     TuneState *ts = tune_state(be);
     int forced = tune_forced(ts, op);
+    // Two kinds of "cannot run": the op's table says an implementation does not exist in this
+    // precision mode (forcing it is a mistake in train.kernels: stop), the caller's mask that it
+    // cannot take this shape (the reference runs that shape instead, said once below).
+    if (forced >= 0 && op->available && !op->available(be, forced))
+        die("train.kernels: %s=%s is not available in precision mode %s", op->op, op->names[forced],
+            cuda_precision_name(cuda_state(be)->precision));
     if (forced >= 0 && (avail >> forced & 1u)) return forced;
+    for (int i = 0; i < op->n && i < 32; i++)
+        if (op->available && !op->available(be, i)) avail &= ~(1u << i);
     TuneEntry *e = tune_find(ts, op->op, shape);
     if (forced >= 0 && !e) { // forced, but not for this shape: the reference runs it, said once
         printf("kernels: %s [%s] -> %s (train.kernels' %s cannot run it: %s)\n", op->op, shape, op->names[0],
@@ -211,6 +223,16 @@ extern "C" int cuda_tune_pick_avail(Backend *be, const TuneOp *op, const char *s
     if (report[0]) printf("kernels: %s [%s] -> %s (%s)\n", op->op, shape, op->names[best], report);
     tune_save(ts);
     return best;
+}
+
+extern "C" const char *backend_cuda_kernel_impl(const char *op, int i) {
+    const TuneOp *t = tune_op_named(op, strlen(op));
+    return t && i >= 0 && i < t->n ? t->names[i] : NULL;
+}
+
+extern "C" int backend_cuda_kernel_available(Backend *be, const char *op, int i) {
+    const TuneOp *t = tune_op_named(op, strlen(op));
+    return t && i >= 0 && i < t->n && (!t->available || t->available(be, i));
 }
 
 extern "C" const char *cuda_tune_chosen(Backend *be, const char *op, const char *shape) {

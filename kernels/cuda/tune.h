@@ -38,6 +38,9 @@ typedef struct {
     const char *op;            /* "window_attention", "dwconv7", "layernorm", "conv3x3" */
     int n;                     /* implementations */
     const char *const *names;  /* (n) */
+    /* NULL: every implementation runs in every precision mode; else 0 for one that cannot run
+     * on this backend (e.g. native bf16 in fp32 mode): never timed, and forcing it dies. */
+    int (*available)(Backend *be, int impl);
 } TuneOp;
 
 /* Queue implementation `impl` of the op on scratch outputs (timing only: the results are

@@ -1,5 +1,5 @@
 /* gpu_check_ops.c — `unet2022-check gpu-check-ops [--precision fp32|tf32|bf16] [--steps S] [--config C]
- *                                                 [--nccl] [--device D]`
+ *                                                 [--kernels OP=IMPL,...] [--nccl] [--device D]`
  *
  * Verifies the CUDA backend, created in --precision (default fp32), against the CPU reference
  * backend (the fp32 oracle, itself tested against PyTorch):
@@ -7,6 +7,8 @@
  *             table of max errors relative to the reference's largest magnitude;
  *   --steps S S training steps (forward, loss, backward, clip, Adam; stochastic depth off, as
  *             `trace`) of a small config on a fixed batch on both backends; compares losses;
+ *             --kernels OP=IMPL,... forces implementations of the tuned ops there (as
+ *             train.kernels; kernels/cuda/tune.h);
  *   --nccl    the NCCL transport (comm/comm_nccl.c), any number of ranks (e.g. one): a plain
  *             all-reduce, then gradient buckets overlapped with backward (gpu_check_nccl.c).
  * Poisoning: every forward output and saved buffer starts as NaN on the GPU side, so an element
@@ -57,7 +59,11 @@
  *        error, storage rounding included); the weight gradient (both operands activations)
  *        is fp32-exact but for summation order. The storage rounding of the output is added
  *        separately (ACT_ROUND_BF16). cuDNN convolutions run as TF32 on the widened
- *        activations in bf16 mode (conv_cudnn.cu), so conv3x3 keeps the TF32 limit there.
+ *        activations in bf16 mode (conv_cudnn.cu "tf32copy"), so conv3x3 keeps the TF32 limit
+ *        there; its "bf16" implementation (native bf16 cuDNN) rounds the weight to bf16 as the
+ *        cuBLAS ops do, and its output twice (conv, then + bias) and its filter gradient once
+ *        (2^-9 relative each): the same 1e-2 holds (the emulator shows ≤ 6.5e-3 with the
+ *        storage rounding, 2.8e-3 for dw).
  * A real fault (a wrong operand or transpose, an overwrite instead of an accumulation, a stale
  * workspace) gives errors of order 1 against these magnitudes, far above either limit. */
 #define TOL_TF32 1e-2
@@ -102,6 +108,7 @@ typedef struct {
     double act_round;      /* storing an Act: ACT_ROUND_BF16 in bf16 mode, 0 when Acts are fp32 */
     uint64_t seed;
     uint64_t stream; /* next random stream: every tensor gets fresh numbers */
+    const char *impl; /* the forced implementation of the op under check (kernels/cuda/tune.h), or NULL */
     int rows, fails;
 } Ctx;
 
@@ -125,6 +132,30 @@ typedef struct {
     size_t n;
     Act *c, *g; /* (n) CPU memory, device memory, each in its backend's Act storage */
 } ActPair;
+
+/* " [impl]" while an implementation is forced, for the op column. */
+static const char *impl_tag(const Ctx *x) {
+    static char tag[40];
+    if (!x->impl) return "";
+    snprintf(tag, sizeof tag, " [%s]", x->impl);
+    return tag;
+}
+
+/* Runs CALL once per implementation of the tuned op OP available in this precision, each forced in turn (train.kernels
+ * "OP=impl"), then returns to the automatic choice: every implementation meets the same checks. */
+#define FOR_EACH_IMPL(x, OP, CALL)                                                                   \
+    do {                                                                                             \
+        char err_[256], force_[96];                                                                  \
+        for (int i_ = 0; backend_cuda_kernel_impl(OP, i_); i_++) {                                   \
+            if (!backend_cuda_kernel_available((x)->gpu, OP, i_)) continue; /* e.g. bf16 in fp32 mode */ \
+            (x)->impl = backend_cuda_kernel_impl(OP, i_);                                            \
+            snprintf(force_, sizeof force_, "%s=%s", OP, (x)->impl);                                 \
+            if (backend_cuda_set_tuning((x)->gpu, NULL, force_, err_, sizeof err_) != 0) die("%s", err_); \
+            CALL;                                                                                    \
+        }                                                                                            \
+        (x)->impl = NULL;                                                                            \
+        if (backend_cuda_set_tuning((x)->gpu, NULL, "auto", err_, sizeof err_) != 0) die("%s", err_); \
+    } while (0)
 
 static float *host_rand(Ctx *x, size_t n, float lo, float hi) {
     float *h = xmalloc((n ? n : 1) * sizeof(float));
@@ -271,7 +302,7 @@ static void compare_act_exact(Ctx *x, const char *op, const char *what, ActPair 
 
 static void case_conv3x3(Ctx *x, int B, int H, int W, int Ci, int Co, int s) {
     char op[64];
-    snprintf(op, sizeof op, "conv3x3 %dx%d %d>%d s%d", H, W, Ci, Co, s);
+    snprintf(op, sizeof op, "conv3x3 %dx%d %d>%d s%d%s", H, W, Ci, Co, s, impl_tag(x));
     int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
     ActPair in = act_rand(x, (size_t)B * H * W * Ci, -1, 1), out = act_out(x, (size_t)B * Ho * Wo * Co);
     Pair w = pair_rand(x, (size_t)Co * Ci * 9, -0.3f, 0.3f), b = pair_rand(x, Co, -0.5f, 0.5f);
@@ -293,7 +324,7 @@ static void case_conv3x3(Ctx *x, int B, int H, int W, int Ci, int Co, int s) {
 
 static void case_dwconv7(Ctx *x, int B, int H, int W, int C) {
     char op[64];
-    snprintf(op, sizeof op, "dwconv7 %dx%d C%d", H, W, C);
+    snprintf(op, sizeof op, "dwconv7 %dx%d C%d B%d%s", H, W, C, B, impl_tag(x));
     ActPair in = act_rand(x, (size_t)B * H * W * C, -1, 1), out = act_out(x, in.n);
     Pair w = pair_rand(x, (size_t)C * 49, -0.3f, 0.3f), b = pair_rand(x, C, -0.5f, 0.5f);
     ActPair dout = act_rand(x, in.n, -1, 1), din = act_rand(x, in.n, -1, 1);
@@ -356,7 +387,7 @@ static void case_linear(Ctx *x, size_t N, int Ci, int Co, int bias) {
 
 static void case_layernorm(Ctx *x, size_t N, int C, float eps) {
     char op[64];
-    snprintf(op, sizeof op, "layernorm N%zu C%d", N, C);
+    snprintf(op, sizeof op, "layernorm N%zu C%d%s", N, C, impl_tag(x));
     ActPair in = act_rand(x, N * C, 2, 6), out = act_out(x, in.n);
     Pair g = pair_rand(x, C, 0.5f, 1.5f), b = pair_rand(x, C, -0.5f, 0.5f);
     Pair mean = pair_out(x, N), rstd = pair_out(x, N);
@@ -608,14 +639,27 @@ static int check_ops(Ctx *x) {
     char head[32];
     snprintf(head, sizeof head, "op (%s)", x->precision);
     printf("%-30s %-8s %11s %11s %11s %9s  %s\n", head, "tensor", "max|err|", "max|ref|", "rel", "tol", "result");
-    case_dwconv7(x, 2, 13, 11, 24);
-    case_dwconv7(x, 2, 20, 20, 96);
+    /* the tuned ops: every implementation, on the model's kinds of shapes (C = 8..96, odd H/W,
+     * B = 1..3, tiles cut at the edges); odd C and C that vector loads cannot take fall back */
+    FOR_EACH_IMPL(x, "dwconv7", {
+        case_dwconv7(x, 2, 13, 11, 24);
+        case_dwconv7(x, 2, 20, 20, 96);
+        case_dwconv7(x, 3, 9, 17, 8);
+        case_dwconv7(x, 1, 23, 7, 64);
+        case_dwconv7(x, 1, 5, 6, 15);
+    });
     case_convT(x, 2, 5, 6, 16, 8, 2);
     case_convT(x, 2, 5, 6, 8, 14, 4);
     case_linear(x, 300, 48, 80, 1);
     case_linear(x, 257, 96, 288, 0);
-    case_layernorm(x, 500, 96, 1e-5f);
-    case_layernorm(x, 333, 768, 1e-6f);
+    FOR_EACH_IMPL(x, "layernorm", {
+        case_layernorm(x, 500, 96, 1e-5f);
+        case_layernorm(x, 333, 768, 1e-6f);
+        case_layernorm(x, 3 * 13 * 11, 8, 1e-5f);
+        case_layernorm(x, 2 * 9 * 7, 40, 1e-5f);
+        case_layernorm(x, 1 * 17 * 19, 64, 1e-6f);
+        case_layernorm(x, 131, 12, 1e-5f);
+    });
     case_gelu(x, 10000);
     case_window(x, 2, 13, 11, 8, 14, 14, 3);
     case_window(x, 2, 14, 14, 8, 14, 14, 0);
@@ -632,9 +676,12 @@ static int check_ops(Ctx *x) {
     case_optim(x, 1000003);
     /* cuDNN last: if it offers no algorithm for a shape, CHECK ends the process, and every
      * row above is already printed */
-    case_conv3x3(x, 2, 17, 19, 8, 12, 1);
-    case_conv3x3(x, 2, 17, 20, 8, 16, 2);
-    case_conv3x3(x, 2, 40, 40, 48, 48, 1);
+    FOR_EACH_IMPL(x, "conv3x3", {
+        case_conv3x3(x, 2, 17, 19, 8, 12, 1);
+        case_conv3x3(x, 2, 17, 20, 8, 16, 2);
+        case_conv3x3(x, 2, 40, 40, 48, 48, 1);
+        case_conv3x3(x, 3, 9, 7, 16, 32, 2);
+    });
     if (!strcmp(x->precision, "fp32"))
         printf("ops: %s: %d checks, %d failed (fp32 tolerance %.0e of the reference's max magnitude)\n", x->precision,
                x->rows, x->fails, TOL_FP32);
@@ -748,7 +795,7 @@ static int check_steps(Ctx *x, const char *cfg_path, int steps, int B) {
 }
 
 int cmd_gpu_check_ops(int argc, char **argv) {
-    const char *cfg_path = NULL, *precision = "fp32";
+    const char *cfg_path = NULL, *precision = "fp32", *kernels = NULL;
     int steps = 0, nccl = 0, device = 0, batch = 2;
     uint64_t seed = 20221;
     for (int i = 0; i < argc; i++) {
@@ -759,10 +806,12 @@ int cmd_gpu_check_ops(int argc, char **argv) {
         else if (!strcmp(argv[i], "--device") && has) device = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--precision") && has) precision = argv[++i];
         else if (!strcmp(argv[i], "--seed") && has) seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--kernels") && has) kernels = argv[++i];
         else if (!strcmp(argv[i], "--nccl")) nccl = 1;
         else {
             fprintf(stderr, "usage: unet2022-check gpu-check-ops [--precision fp32|tf32|bf16] [--steps S [--config C.yaml]\n"
-                            "                                    [--batch B]] [--nccl] [--device D] [--seed N]\n");
+                            "                                    [--batch B]] [--kernels OP=IMPL,...] [--nccl] [--device D]\n"
+                            "                                    [--seed N]\n");
             return 1;
         }
     }
@@ -789,7 +838,12 @@ int cmd_gpu_check_ops(int argc, char **argv) {
     Ctx x = {.cpu = backend_cpu_create(0), .gpu = backend_cuda_create(device, precision), .seed = seed, .stream = 1};
     set_tolerances(&x, backend_cuda_precision(x.gpu));
     int rc;
-    if (steps > 0) rc = check_steps(&x, cfg_path ? cfg_path : "configs/demo.yaml", steps, batch);
+    char err[256];
+    /* as train.kernels: --steps with chosen implementations (the op table forces each anyway) */
+    if (kernels && backend_cuda_set_tuning(x.gpu, NULL, kernels, err, sizeof err) != 0) {
+        fprintf(stderr, "unet2022: error: %s\n", err);
+        rc = 1;
+    } else if (steps > 0) rc = check_steps(&x, cfg_path ? cfg_path : "configs/demo.yaml", steps, batch);
     else rc = check_ops(&x);
     x.gpu->destroy(x.gpu);
     x.cpu->destroy(x.cpu);

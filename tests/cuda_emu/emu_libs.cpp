@@ -11,7 +11,9 @@
 //   cuDNN   4-D float tensors (NCHW or NHWC), 4-D filters (KCRS or KRSC), 2-D cross-correlation
 //           with pad, stride and dilation. Direct loops over packed copies of the operands, each
 //           output element accumulated in double and stored as float. Tensor-op math rounds the
-//           two multiplied operands to TF32 first.
+//           two multiplied operands to TF32 first. Grouped convolutions (group count g: x has
+//           g·c channels, group i convolves its c with filters i·k/g..) one group at a time. bf16 x, w, y (fp32 compute): run on fp32
+//           copies (exact), the float result rounded to nearest even into the bf16 output.
 //   NCCL    one rank in one process: every collective is the identity; several ranks: the MPI
 //           collective, waited for by polling, so that a peer that died is noticed
 //           (ncclCommGetAsyncError: ncclRemoteError) and ncclCommAbort from another thread (the
@@ -390,6 +392,9 @@ struct ConvGeom {
     int ph, pw, u, v, dh, dw;
     long long xs[4], ys[4], ws[4];
     Rounding rnd;
+    int groups; // C and K above are per group; group gi: x channels gi*C.., y channels and filters gi*K..
+    bool bf16; // x, w, y all CUDNN_DATA_BFLOAT16 (fp32 compute: cuDNN's pseudo-bf16 configuration)
+    size_t nx, ny, nw; // elements of each operand (fully packed 4-D)
 };
 
 void tensor_strides(const cudnnTensorStruct *t, long long s[4]) {
@@ -407,23 +412,51 @@ void filter_strides(const cudnnFilterStruct *f, long long s[4]) {
 cudnnStatus_t make_geom(const cudnnTensorStruct *x, const cudnnFilterStruct *w, const cudnnConvolutionStruct *cv,
                         const cudnnTensorStruct *y, ConvGeom &g) {
     if (!x || !w || !cv || !y || !x->set || !w->set || !cv->set || !y->set) return CUDNN_STATUS_BAD_PARAM;
-    if (x->dtype != CUDNN_DATA_FLOAT || y->dtype != CUDNN_DATA_FLOAT || w->dtype != CUDNN_DATA_FLOAT ||
-        cv->compute != CUDNN_DATA_FLOAT)
-        return CUDNN_STATUS_NOT_SUPPORTED;
-    if (cv->mode != CUDNN_CROSS_CORRELATION || cv->groups != 1) return CUDNN_STATUS_NOT_SUPPORTED;
-    if (x->c != w->c || y->n != x->n || y->c != w->k) return CUDNN_STATUS_BAD_PARAM;
+    // fp32 data, or bf16 x, w and y with fp32 compute (widened exactly, accumulated as fp32 data
+    // is, the output rounded to nearest even once per element)
+    const bool all_f32 = x->dtype == CUDNN_DATA_FLOAT && y->dtype == CUDNN_DATA_FLOAT && w->dtype == CUDNN_DATA_FLOAT;
+    const bool all_bf16 =
+        x->dtype == CUDNN_DATA_BFLOAT16 && y->dtype == CUDNN_DATA_BFLOAT16 && w->dtype == CUDNN_DATA_BFLOAT16;
+    if ((!all_f32 && !all_bf16) || cv->compute != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED;
+    if (cv->mode != CUDNN_CROSS_CORRELATION) return CUDNN_STATUS_NOT_SUPPORTED;
+    // grouped: the filter's c is per group, x has groups·c channels, k splits into groups
+    if (x->c != w->c * cv->groups || w->k % cv->groups || y->n != x->n || y->c != w->k) return CUDNN_STATUS_BAD_PARAM;
     const long long P = conv_out_dim(x->h, cv->pad_h, w->r, cv->dil_h, cv->u);
     const long long Q = conv_out_dim(x->w, cv->pad_w, w->s, cv->dil_w, cv->v);
     if (P < 1 || Q < 1 || y->h != P || y->w != Q) return CUDNN_STATUS_BAD_PARAM;
     g.N = x->n, g.C = x->c, g.H = x->h, g.W = x->w;
-    g.K = w->k, g.R = w->r, g.S = w->s, g.P = (int)P, g.Q = (int)Q;
+    g.K = w->k / cv->groups, g.R = w->r, g.S = w->s, g.P = (int)P, g.Q = (int)Q, g.groups = cv->groups;
+    g.C = w->c;
     g.ph = cv->pad_h, g.pw = cv->pad_w, g.u = cv->u, g.v = cv->v, g.dh = cv->dil_h, g.dw = cv->dil_w;
     tensor_strides(x, g.xs);
     tensor_strides(y, g.ys);
     filter_strides(w, g.ws);
     g.rnd = cv->math == CUDNN_TENSOR_OP_MATH || cv->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ? Rounding::tf32
                                                                                                    : Rounding::none;
+    g.bf16 = all_bf16;
+    g.nx = (size_t)x->n * x->c * x->h * x->w;
+    g.ny = (size_t)y->n * y->c * y->h * y->w;
+    g.nw = (size_t)w->k * w->c * w->r * w->s;
     return CUDNN_STATUS_SUCCESS;
+}
+
+// bf16 operands: run(in0, in1, out) on fp32 copies (widening is exact; TF32 rounding of a bf16
+// value changes nothing), the fp32 result (alpha·acc + beta·old, old widened) rounded to nearest
+// even into the bf16 output. fp32 operands: run on them as they are.
+template <class F>
+void with_f32(bool bf16, const void *a, size_t na, const void *b, size_t nb, void *out, size_t nout, F run) {
+    if (!bf16) {
+        run((const float *)a, (const float *)b, (float *)out);
+        return;
+    }
+    auto widen = [](const void *p, size_t n) {
+        std::vector<float> v(n);
+        for (size_t i = 0; i < n; i++) v[i] = __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+        return v;
+    };
+    std::vector<float> fa = widen(a, na), fb = widen(b, nb), fo = widen(out, nout);
+    run(fa.data(), fb.data(), fo.data());
+    for (size_t i = 0; i < nout; i++) ((__nv_bfloat16 *)out)[i] = __float2bfloat16(fo[i]);
 }
 
 // A 4-D operand (element strides s over dims d0..d3) in canonical order d0 d1 d2 d3 with d3
@@ -658,7 +691,7 @@ cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t tensorDesc, cud
     if (!tensorDesc || n <= 0 || c <= 0 || h <= 0 || w <= 0) return CUDNN_STATUS_BAD_PARAM;
     if ((long long)n * c * h * w > 0x7fffffffLL) return CUDNN_STATUS_BAD_PARAM; // cuDNN's int element count
     if (!format_ok(format)) return CUDNN_STATUS_NOT_SUPPORTED;
-    if (dataType != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED;
+    if (dataType != CUDNN_DATA_FLOAT && dataType != CUDNN_DATA_BFLOAT16) return CUDNN_STATUS_NOT_SUPPORTED;
     *tensorDesc = cudnnTensorStruct{true, dataType, format, n, c, h, w};
     return CUDNN_STATUS_SUCCESS;
 }
@@ -679,7 +712,7 @@ cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t filterDesc, cud
     if (!filterDesc || k <= 0 || c <= 0 || h <= 0 || w <= 0) return CUDNN_STATUS_BAD_PARAM;
     if ((long long)k * c * h * w > 0x7fffffffLL) return CUDNN_STATUS_BAD_PARAM;
     if (!format_ok(format)) return CUDNN_STATUS_NOT_SUPPORTED;
-    if (dataType != CUDNN_DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED;
+    if (dataType != CUDNN_DATA_FLOAT && dataType != CUDNN_DATA_BFLOAT16) return CUDNN_STATUS_NOT_SUPPORTED;
     *filterDesc = cudnnFilterStruct{true, dataType, format, k, c, h, w};
     return CUDNN_STATUS_SUCCESS;
 }
@@ -728,7 +761,6 @@ cudnnStatus_t cudnnGetConvolutionMathType(cudnnConvolutionDescriptor_t convDesc,
 
 cudnnStatus_t cudnnSetConvolutionGroupCount(cudnnConvolutionDescriptor_t convDesc, int groupCount) {
     if (!convDesc || groupCount < 1) return CUDNN_STATUS_BAD_PARAM;
-    if (groupCount != 1) return CUDNN_STATUS_NOT_SUPPORTED; // the emulator has no grouped convolutions
     convDesc->groups = groupCount;
     return CUDNN_STATUS_SUCCESS;
 }
@@ -887,8 +919,13 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha, c
     ConvGeom g;
     cudnnStatus_t s = make_geom(xDesc, wDesc, convDesc, yDesc, g);
     if (s != CUDNN_STATUS_SUCCESS) return s;
-    return host_memory_guard(
-        [&] { conv_forward(g, *(const float *)alpha, (const float *)x, (const float *)w, *(const float *)beta, (float *)y); });
+    return host_memory_guard([&] {
+        with_f32(g.bf16, x, g.nx, w, g.nw, y, g.ny, [&](const float *fx, const float *fw, float *fy) {
+            for (int gi = 0; gi < g.groups; gi++)
+                conv_forward(g, *(const float *)alpha, fx + gi * g.C * g.xs[1], fw + gi * g.K * g.ws[0],
+                             *(const float *)beta, fy + gi * g.K * g.ys[1]);
+        });
+    });
 }
 
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alpha,
@@ -907,8 +944,11 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
     cudnnStatus_t s = make_geom(dxDesc, wDesc, convDesc, dyDesc, g);
     if (s != CUDNN_STATUS_SUCCESS) return s;
     return host_memory_guard([&] {
-        conv_backward_data(g, *(const float *)alpha, (const float *)w, (const float *)dy, *(const float *)beta,
-                           (float *)dx);
+        with_f32(g.bf16, w, g.nw, dy, g.ny, dx, g.nx, [&](const float *fw, const float *fdy, float *fdx) {
+            for (int gi = 0; gi < g.groups; gi++)
+                conv_backward_data(g, *(const float *)alpha, fw + gi * g.K * g.ws[0], fdy + gi * g.K * g.ys[1],
+                                   *(const float *)beta, fdx + gi * g.C * g.xs[1]);
+        });
     });
 }
 
@@ -928,8 +968,11 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
     cudnnStatus_t s = make_geom(xDesc, dwDesc, convDesc, dyDesc, g);
     if (s != CUDNN_STATUS_SUCCESS) return s;
     return host_memory_guard([&] {
-        conv_backward_filter(g, *(const float *)alpha, (const float *)x, (const float *)dy, *(const float *)beta,
-                             (float *)dw);
+        with_f32(g.bf16, x, g.nx, dy, g.ny, dw, g.nw, [&](const float *fx, const float *fdy, float *fdw) {
+            for (int gi = 0; gi < g.groups; gi++)
+                conv_backward_filter(g, *(const float *)alpha, fx + gi * g.C * g.xs[1], fdy + gi * g.K * g.ys[1],
+                                     *(const float *)beta, fdw + gi * g.K * g.ws[0]);
+        });
     });
 }
 
