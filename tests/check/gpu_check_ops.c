@@ -478,6 +478,63 @@ static void case_elementwise(Ctx *x, size_t N, int C, int B) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
+/* The fused residual branch (residual_forward, residual_layernorm_forward, residual_backward,
+ * layernorm_backward_residual) with and without layer scale and drop path. The elementwise
+ * values repeat the unfused ops' float operations, so they are held at 0 (exact in fp32 mode,
+ * only the storage rounding in bf16 mode). The fused LayerNorm is compared with the CPU's
+ * LayerNorm of the GPU's stored residual sum (as the LayerNorm check measures its own error on
+ * inputs both sides share); in fp32 mode that sum is the CPU's own bit for bit. Outputs that the
+ * ops overwrite start as NaN on the GPU; accumulated ones (dres, dgamma, dg, db) start random. */
+static void case_residual(Ctx *x, int B, size_t per, int C, int with_gamma, int with_drop) {
+    char op[64];
+    snprintf(op, sizeof op, "residual B%d C%d%s%s", B, C, with_gamma ? " gamma" : "", with_drop ? " drop" : "");
+    size_t N = (size_t)B * per / C, n = N * C;
+    float scale_host[64];
+    for (int i = 0; i < B && i < 64; i++) scale_host[i] = i % 3 == 1 ? 0.0f : 1.25f; /* 0 or 1/keep */
+    const float *sh = with_drop ? scale_host : NULL;
+    ActPair res = act_rand(x, n, 1, 3), y = act_rand(x, n, -1, 1), out = act_out(x, n), out2 = act_out(x, n),
+            ln = act_out(x, n);
+    Pair gamma = pair_rand(x, C, -1, 1), g = pair_rand(x, C, 0.5f, 1.5f), b = pair_rand(x, C, -0.5f, 0.5f);
+    Pair mean = pair_out(x, N), rstd = pair_out(x, N);
+    const float *gc = with_gamma ? gamma.c : NULL, *gg = with_gamma ? gamma.g : NULL;
+    x->cpu->residual_forward(x->cpu, out.c, res.c, y.c, gc, sh, B, per, C);
+    x->gpu->residual_forward(x->gpu, out.g, res.g, y.g, gg, sh, B, per, C);
+    compare_act(x, op, "out", out, 0);
+    x->cpu->residual_layernorm_forward(x->cpu, out2.c, ln.c, mean.c, rstd.c, res.c, y.c, gc, sh, g.c, b.c, B, per,
+                                       C, 1e-5f);
+    x->gpu->residual_layernorm_forward(x->gpu, out2.g, ln.g, mean.g, rstd.g, res.g, y.g, gg, sh, g.g, b.g, B, per,
+                                       C, 1e-5f);
+    compare_act(x, op, "ln.out", out2, 0);
+    float *h = xmalloc(n * sizeof(float)); /* (n) the GPU's stored residual sum */
+    backend_download_act(x->gpu, h, out2.g, n);
+    backend_upload_act(x->cpu, out2.c, h, n);
+    free(h);
+    x->cpu->layernorm_forward(x->cpu, ln.c, mean.c, rstd.c, out2.c, g.c, b.c, N, C, 1e-5f);
+    compare_act(x, op, "ln", ln, TOL_FP32);
+    compare(x, op, "mean", mean, TOL_FP32);
+    compare(x, op, "rstd", rstd, TOL_FP32);
+    /* backward of the branch: dres accumulates, dy is overwritten */
+    ActPair dout = act_rand(x, n, -1, 1), dres = act_rand(x, n, -1, 1), dy = act_out(x, n);
+    Pair dgamma = pair_rand(x, C, -1, 1);
+    x->cpu->residual_backward(x->cpu, dres.c, dy.c, dgamma.c, dout.c, y.c, gc, sh, B, per, C);
+    x->gpu->residual_backward(x->gpu, dres.g, dy.g, dgamma.g, dout.g, y.g, gg, sh, B, per, C);
+    compare_act(x, op, "dres", dres, 0);
+    compare_act(x, op, "dy", dy, 0);
+    if (with_gamma) compare(x, op, "dgamma", dgamma, TOL_FP32);
+    /* LayerNorm backward from the residual gradient: din overwritten */
+    ActPair din = act_out(x, n), dres2 = act_rand(x, n, -1, 1);
+    Pair dg = pair_rand(x, C, -1, 1), db = pair_rand(x, C, -1, 1);
+    x->cpu->layernorm_backward_residual(x->cpu, din.c, dg.c, db.c, dres2.c, dout.c, out2.c, mean.c, rstd.c, g.c, N, C);
+    x->gpu->layernorm_backward_residual(x->gpu, din.g, dg.g, db.g, dres2.g, dout.g, out2.g, mean.g, rstd.g, g.g, N, C);
+    compare_act(x, op, "ln.din", din, TOL_FP32);
+    compare(x, op, "ln.dg", dg, TOL_FP32);
+    compare(x, op, "ln.db", db, TOL_FP32);
+    ActPair *acts[] = {&res, &y, &out, &out2, &ln, &dout, &dres, &dy, &din, &dres2};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&gamma, &g, &b, &mean, &rstd, &dgamma, &dg, &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
+}
+
 static void case_loss(Ctx *x, int B, int H, int W, int K) {
     char op[64];
     snprintf(op, sizeof op, "dice_ce N%d K%d", B * H * W, K);
@@ -569,6 +626,9 @@ static int check_ops(Ctx *x) {
     case_attention(x, 1, 28, 28, 48, 3, 14, 7);
     case_attention(x, 1, 40, 40, 64, 2, 20, 10);
     case_elementwise(x, 1000, 24, 4);
+    case_residual(x, 4, 250 * 24, 24, 1, 1);
+    case_residual(x, 3, 37 * 96, 96, 1, 0);
+    case_residual(x, 2, 61 * 40, 40, 0, 1);
     case_loss(x, 2, 32, 48, 14);
     case_optim(x, 1000003);
     /* cuDNN last: if it offers no algorithm for a shape, CHECK ends the process, and every
