@@ -69,3 +69,11 @@ void cpu_linear_backward(Backend *be,
                 1.0f, dw, Ci);
     if (db) colsum_acc(db, dout, N, Co);
 }
+
+/* din overwritten: zero, then the accumulating op (0 + x, as the caller's zero + op did). */
+void cpu_linear_backward_first(Backend *be, Act *din /* (N, Ci) */, float *dw /* (Co, Ci) */,
+                               float *db /* (Co) or NULL */, const Act *dout /* (N, Co) */,
+                               const Act *in /* (N, Ci) */, const float *w /* (Co, Ci) */, size_t N, int Ci, int Co) {
+    if (din) memset(din, 0, N * (size_t)Ci * sizeof(float));
+    cpu_linear_backward(be, din, dw, db, dout, in, w, N, Ci, Co);
+}

@@ -79,20 +79,32 @@ extern "C" void cu_linear_forward(Backend *be, Act *out, const Act *in, const fl
     gemm_rm(be, 0, 1, (int)N, Co, Ci, 1.0f, in, Ci, wg, Ci, b ? 1.0f : 0.0f, out, 1, Co);
 }
 
-extern "C" void cu_linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                                   const float *w, size_t N, int Ci, int Co) {
+// din_beta 1: din += dout · w (linear_backward); 0: din = dout · w (linear_backward_first: the
+// GEMM overwrites, so the caller's memset goes).
+static void linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                            const float *w, size_t N, int Ci, int Co, float din_beta) {
     if (!N) return;
     CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
-    if (din) { // din += dout · w
+    if (din) { // din = dout · w + din_beta · din
         size_t nw = (size_t)Co * Ci;
         size_t wb_bytes = gemm_weight_bytes(be, nw);
         void *slot = wb_bytes ? cuda_workspace(be, wb_bytes) : NULL;
         const void *wg = gemm_weight(be, slot, w, nw);
-        gemm_rm(be, 0, 0, (int)N, Ci, Co, 1.0f, dout, Co, wg, Ci, 1.0f, din, 1, Ci);
+        gemm_rm(be, 0, 0, (int)N, Ci, Co, 1.0f, dout, Co, wg, Ci, din_beta, din, 1, Ci);
     }
     gemm_rm(be, 1, 0, Co, Ci, (int)N, 1.0f, dout, Co, in, Ci, 1.0f, dw, 0, Ci); // dw += doutᵀ · in (fp32)
     // (cuda_workspace syncs the stream before it ever frees the buffer the din GEMM read)
     if (db) cuda_colsum_acc(be, db, dout, N, Co);
+}
+
+extern "C" void cu_linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                   const float *w, size_t N, int Ci, int Co) {
+    linear_backward(be, din, dw, db, dout, in, w, N, Ci, Co, 1.0f);
+}
+
+extern "C" void cu_linear_backward_first(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                         const float *w, size_t N, int Ci, int Co) {
+    linear_backward(be, din, dw, db, dout, in, w, N, Ci, Co, 0.0f);
 }
 
 // ---- transposed convolution, kernel == stride == k ------------------------------------------

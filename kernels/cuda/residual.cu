@@ -157,15 +157,15 @@ __global__ void k_ln_res_param_finish(float *dg /* (C) */, float *db /* (C) */, 
 }
 
 // The input-gradient half of layernorm_backward, starting from dres rather than din's old value
-// (din may be dres: each lane reads its element before writing it).
+// (din may be dres: each lane reads its element before writing it; dres NULL: from 0).
 template <typename T>
-__global__ void k_ln_bwd_residual(T *din /* (N, C) */, const T *dres /* (N, C) */, const T *dout /* (N, C) */,
+__global__ void k_ln_bwd_residual(T *din /* (N, C) */, const T *dres /* (N, C) or NULL */, const T *dout /* (N, C) */,
                                   const T *in /* (N, C) */, const float *mean /* (N) */, const float *rstd /* (N) */,
                                   const float *g /* (C) */, size_t N, int C) {
     const size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
     const int lane = threadIdx.x & 31;
     if (r >= N) return;
-    const T *x = in + r * C, *dyr = dout + r * C, *d0 = dres + r * C;
+    const T *x = in + r * C, *dyr = dout + r * C, *d0 = dres ? dres + r * C : NULL;
     const float mu = mean[r], rs = rstd[r];
     double a = 0, bs = 0;
     for (int c = lane; c < C; c += 32) {
@@ -177,7 +177,7 @@ __global__ void k_ln_bwd_residual(T *din /* (N, C) */, const T *dres /* (N, C) *
     T *dx = din + r * C;
     for (int c = lane; c < C; c += 32) {
         const float xh = (act_load(x + c) - mu) * rs;
-        act_store(dx + c, act_load(d0 + c) + rs * (act_load(dyr + c) * g[c] - ma - xh * mb));
+        act_store(dx + c, (dres ? act_load(d0 + c) : 0.0f) + rs * (act_load(dyr + c) * g[c] - ma - xh * mb));
     }
 }
 

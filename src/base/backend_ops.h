@@ -239,12 +239,25 @@
        const float *scale_host /* (B) or NULL */, int B, size_t per, int C),                                          \
       (be, dres, dy, dgamma, dout, y, gamma, scale_host, B, per, C))                                                  \
     /* layernorm_backward whose input gradient starts from dres instead of accumulating:                             \
-     * din = dres + (layernorm_backward's din term), OVERWRITTEN (din may be dres); dg, db += */                      \
+     * din = dres + (layernorm_backward's din term), OVERWRITTEN (din may be dres; dres NULL: 0 +                    \
+     * the term, i.e. the zero + layernorm_backward sequence); dg, db += */                                          \
     X(layernorm_backward_residual,                                                                                    \
-      (Backend *be, Act *din /* (N, C) */, float *dg /* (C) */, float *db /* (C) */, const Act *dres /* (N, C) */,    \
+      (Backend *be, Act *din /* (N, C) */, float *dg /* (C) */, float *db /* (C) */, const Act *dres /* (N, C) or NULL */,    \
        const Act *dout /* (N, C) */, const Act *in /* (N, C) */, const float *mean /* (N) */,                         \
        const float *rstd /* (N) */, const float *g /* (C) */, size_t N, int C),                                       \
       (be, din, dg, db, dres, dout, in, mean, rstd, g, N, C))                                                         \
+    /* ---- first writers: the backward ops above, with din OVERWRITTEN instead of accumulated ----                   \
+     * (parameter gradients still accumulate). For a buffer the op writes first, instead of a                        \
+     * zero + the accumulating op; the CPU backend does exactly that zero + op, so its results                        \
+     * are the accumulating sequence's bit for bit. */                                                                \
+    X(linear_backward_first,                                                                                          \
+      (Backend *be, Act *din /* (N, Ci) */, float *dw /* (Co, Ci) */, float *db /* (Co) or NULL */,                   \
+       const Act *dout /* (N, Co) */, const Act *in /* (N, Ci) */, const float *w /* (Co, Ci) */, size_t N, int Ci,   \
+       int Co),                                                                                                       \
+      (be, din, dw, db, dout, in, w, N, Ci, Co))                                                                      \
+    X(gelu_backward_first,                                                                                            \
+      (Backend *be, Act *din /* (n) */, const Act *dout /* (n) */, const Act *in /* (n) */, size_t n),                \
+      (be, din, dout, in, n))                                                                                         \
                                                                                                                       \
     /* ---- loss: w_dice * SoftDice + w_ce * CrossEntropy (nnU-Net v1 DC_and_CE_loss) ----                            \
      * Soft Dice on softmax probabilities, batch dice (sums over all N pixels), background                            \

@@ -94,8 +94,7 @@ void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScr
         be->roll_crop_backward(be, s->d_proj, d_o, B, H, W, d, Hp, Wp, bd->shift);
         d_proj = s->d_proj;
     }
-    be->zero(be, s->d_sum, npd * ab);
-    be->linear_backward(be, s->d_sum, G + bd->proj_w, G + bd->proj_b, d_proj, ba->att, P + bd->proj_w, Np, d, d);
+    be->linear_backward_first(be, s->d_sum, G + bd->proj_w, G + bd->proj_b, d_proj, ba->att, P + bd->proj_w, Np, d, d);
     grads_final(report, bd->proj_w, bd->proj_b);
     /* d_sum flows to both the attention output and the depthwise branch */
     be->zero(be, s->d_r, npd * ab);
@@ -122,17 +121,13 @@ void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScr
     be->residual_backward(be, dx, s->d_fc2, G + bd->gamma, s->d_x1, ba->fc2, P + bd->gamma,
                           ba->dp_active ? ba->dp_scale1 : NULL, B, per, d);
     grads_final(report, bd->gamma, bd->gamma);
-    be->zero(be, s->d_ge, 4 * nd * ab);
-    be->linear_backward(be, s->d_ge, G + bd->fc2_w, G + bd->fc2_b, s->d_fc2, ba->ge, P + bd->fc2_w, N, 4 * d, d);
+    be->linear_backward_first(be, s->d_ge, G + bd->fc2_w, G + bd->fc2_b, s->d_fc2, ba->ge, P + bd->fc2_w, N, 4 * d, d);
     grads_final(report, bd->fc2_w, bd->fc2_b);
-    be->zero(be, s->d_fc1, 4 * nd * ab);
-    be->gelu_backward(be, s->d_fc1, s->d_ge, ba->fc1, 4 * nd);
-    be->zero(be, s->d_ln1, nd * ab);
-    be->linear_backward(be, s->d_ln1, G + bd->fc1_w, G + bd->fc1_b, s->d_fc1, ba->ln1, P + bd->fc1_w, N, d, 4 * d);
+    be->gelu_backward_first(be, s->d_fc1, s->d_ge, ba->fc1, 4 * nd);
+    be->linear_backward_first(be, s->d_ln1, G + bd->fc1_w, G + bd->fc1_b, s->d_fc1, ba->ln1, P + bd->fc1_w, N, d, 4 * d);
     grads_final(report, bd->fc1_w, bd->fc1_b);
-    be->zero(be, s->d_dw1, nd * ab);
-    be->layernorm_backward(be, s->d_dw1, G + bd->norm_w, G + bd->norm_b, s->d_ln1, ba->dw1, ba->mean1, ba->rstd1,
-                           P + bd->norm_w, N, d);
+    be->layernorm_backward_residual(be, s->d_dw1, G + bd->norm_w, G + bd->norm_b, NULL, s->d_ln1, ba->dw1, ba->mean1,
+                                    ba->rstd1, P + bd->norm_w, N, d); /* d_dw1 overwritten */
     grads_final(report, bd->norm_w, bd->norm_b);
     be->dwconv7_backward(be, dx, G + bd->dw_w, G + bd->dw_b, s->d_dw1, x, P + bd->dw_w, B, H, W, d);
     grads_final(report, bd->dw_w, bd->dw_b);

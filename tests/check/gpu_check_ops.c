@@ -348,6 +348,16 @@ static void case_linear(Ctx *x, size_t N, int Ci, int Co, int bias) {
     compare_act(x, op, "din", din, x->tol_blas);
     compare(x, op, "dw", dw, x->tol_blas);
     if (bias) compare(x, op, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
+    /* linear_backward_first: din overwritten (NaN on the GPU until written), dw and db accumulate */
+    char op1[80];
+    snprintf(op1, sizeof op1, "%s first", op);
+    ActPair din1 = act_out(x, in.n);
+    x->cpu->linear_backward_first(x->cpu, din1.c, dw.c, bias ? db.c : NULL, dout.c, in.c, w.c, N, Ci, Co);
+    x->gpu->linear_backward_first(x->gpu, din1.g, dw.g, bias ? db.g : NULL, dout.g, in.g, w.g, N, Ci, Co);
+    compare_act(x, op1, "din", din1, x->tol_blas);
+    compare(x, op1, "dw", dw, x->tol_blas);
+    if (bias) compare(x, op1, "db", db, TOL_FP32);
+    act_free(x, &din1);
     ActPair *acts[] = {&in, &out, &dout, &din};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
     Pair *all[] = {&w, &b, &dw, &db};
@@ -387,7 +397,11 @@ static void case_gelu(Ctx *x, size_t n) {
     x->cpu->gelu_backward(x->cpu, din.c, dout.c, in.c, n);
     x->gpu->gelu_backward(x->gpu, din.g, dout.g, in.g, n);
     compare_act(x, "gelu", "din", din, TOL_FP32);
-    ActPair *acts[] = {&in, &out, &dout, &din};
+    ActPair din1 = act_out(x, n); /* gelu_backward_first overwrites: NaN on the GPU until written */
+    x->cpu->gelu_backward_first(x->cpu, din1.c, dout.c, in.c, n);
+    x->gpu->gelu_backward_first(x->gpu, din1.g, dout.g, in.g, n);
+    compare_act(x, "gelu_backward_first", "din", din1, TOL_FP32);
+    ActPair *acts[] = {&in, &out, &dout, &din, &din1};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
 }
 
@@ -521,11 +535,12 @@ static void case_residual(Ctx *x, int B, size_t per, int C, int with_gamma, int 
     compare_act(x, op, "dres", dres, 0);
     compare_act(x, op, "dy", dy, 0);
     if (with_gamma) compare(x, op, "dgamma", dgamma, TOL_FP32);
-    /* LayerNorm backward from the residual gradient: din overwritten */
+    /* LayerNorm backward from the residual gradient (without layer scale: from none, dres NULL):
+     * din overwritten */
     ActPair din = act_out(x, n), dres2 = act_rand(x, n, -1, 1);
     Pair dg = pair_rand(x, C, -1, 1), db = pair_rand(x, C, -1, 1);
-    x->cpu->layernorm_backward_residual(x->cpu, din.c, dg.c, db.c, dres2.c, dout.c, out2.c, mean.c, rstd.c, g.c, N, C);
-    x->gpu->layernorm_backward_residual(x->gpu, din.g, dg.g, db.g, dres2.g, dout.g, out2.g, mean.g, rstd.g, g.g, N, C);
+    x->cpu->layernorm_backward_residual(x->cpu, din.c, dg.c, db.c, with_gamma ? dres2.c : NULL, dout.c, out2.c, mean.c, rstd.c, g.c, N, C);
+    x->gpu->layernorm_backward_residual(x->gpu, din.g, dg.g, db.g, with_gamma ? dres2.g : NULL, dout.g, out2.g, mean.g, rstd.g, g.g, N, C);
     compare_act(x, op, "ln.din", din, TOL_FP32);
     compare(x, op, "ln.dg", dg, TOL_FP32);
     compare(x, op, "ln.db", db, TOL_FP32);
