@@ -61,6 +61,11 @@ typedef struct {
     int n_algos, cap_algos;
     size_t live_bytes, peak_bytes;
     void *tune; /* the implementation chosen per hot op and shape (tune.cu) */
+    /* weights_prepare (linear_cublas.cu): bf16 copy of the float params [wsrc, wsrc + wn),
+     * wsrc NULL when there is none current; wcap elements allocated */
+    void *wshadow;
+    const float *wsrc;
+    size_t wn, wcap;
 } CudaState;
 
 static inline CudaState *cuda_state(Backend *be) { return (CudaState *)be->impl; }

@@ -258,6 +258,12 @@
     X(gelu_backward_first,                                                                                            \
       (Backend *be, Act *din /* (n) */, const Act *dout /* (n) */, const Act *in /* (n) */, size_t n),                \
       (be, din, dout, in, n))                                                                                         \
+    /* ---- the flat parameter buffer the following passes take their weights from ----                              \
+     * A backend may keep a copy in its GEMM operand type (CUDA bf16 mode: one rounding pass                          \
+     * instead of one per linear call; the same rounding, so the same results). The copy is                           \
+     * current only until params change: call it again after every update (model_forward                             \
+     * does, every pass). The CPU backend does nothing. */                                                            \
+    X(weights_prepare, (Backend *be, const float *params /* (n) */, size_t n), (be, params, n))                       \
                                                                                                                       \
     /* ---- loss: w_dice * SoftDice + w_ce * CrossEntropy (nnU-Net v1 DC_and_CE_loss) ----                            \
      * Soft Dice on softmax probabilities, batch dice (sums over all N pixels), background                            \

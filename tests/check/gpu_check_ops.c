@@ -357,6 +357,28 @@ static void case_linear(Ctx *x, size_t N, int Ci, int Co, int bias) {
     compare_act(x, op1, "din", din1, x->tol_blas);
     compare(x, op1, "dw", dw, x->tol_blas);
     if (bias) compare(x, op1, "db", db, TOL_FP32);
+    /* the same from a weights_prepare copy of a buffer that holds w at an offset (bf16 mode:
+     * the bf16 shadow instead of a per-call rounding; elsewhere a no-op) */
+    size_t off = 7;
+    float *hw = xmalloc((w.n + off + 5) * sizeof(float));
+    for (size_t i = 0; i < w.n + off + 5; i++) hw[i] = 0.5f;
+    x->gpu->download(x->gpu, hw + off, w.g, w.n * sizeof(float));
+    float *flat = x->gpu->alloc(x->gpu, (w.n + off + 5) * sizeof(float));
+    x->gpu->upload(x->gpu, flat, hw, (w.n + off + 5) * sizeof(float));
+    free(hw);
+    x->gpu->weights_prepare(x->gpu, flat, w.n + off + 5);
+    char op2[80];
+    snprintf(op2, sizeof op2, "%s prepared", op);
+    ActPair out2 = act_out(x, out.n), din2 = act_out(x, in.n);
+    x->cpu->linear_forward(x->cpu, out2.c, in.c, w.c, bias ? b.c : NULL, N, Ci, Co);
+    x->gpu->linear_forward(x->gpu, out2.g, in.g, flat + off, bias ? b.g : NULL, N, Ci, Co);
+    compare_act(x, op2, "out", out2, x->tol_blas);
+    x->cpu->linear_backward_first(x->cpu, din2.c, dw.c, bias ? db.c : NULL, dout.c, in.c, w.c, N, Ci, Co);
+    x->gpu->linear_backward_first(x->gpu, din2.g, dw.g, bias ? db.g : NULL, dout.g, in.g, flat + off, N, Ci, Co);
+    compare_act(x, op2, "din", din2, x->tol_blas);
+    x->gpu->release(x->gpu, flat); /* forgets the prepared copy */
+    act_free(x, &out2);
+    act_free(x, &din2);
     act_free(x, &din1);
     ActPair *acts[] = {&in, &out, &dout, &din};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
