@@ -4,6 +4,7 @@
  * order so the result does not depend on the thread count. */
 #include <string.h>
 
+#include "check.h"
 #include "cpu_ops.h"
 
 void cpu_add(Backend *be, Act *out_act /* (n) */, const Act *a_act /* (n) */, const Act *b_act /* (n) */, size_t n) {
@@ -106,5 +107,90 @@ void cpu_sample_scale_backward(Backend *be, Act *din_act /* (B, per) */, const A
         float *dx = din + (size_t)b * per;        /* (per) */
 #pragma omp parallel for schedule(static)
         for (ptrdiff_t i = 0; i < (ptrdiff_t)per; i++) dx[i] += dy[i] * s;
+    }
+}
+
+/* ---- the fused residual branch (backend_ops.h): each function performs, element for element,
+ * the float operations of the unfused op sequence it replaces, in the same order (the build is
+ * ISO C11, so nothing is contracted into an fma), so the CPU results are those of the sequence
+ * bit for bit. ---- */
+
+/* Rows per drop-path sample: per is a whole number of C-channel rows. */
+static size_t res_rows_per_sample(size_t per, int C) {
+    CHECK(C > 0 && per % (size_t)C == 0, "residual op: per-sample size %zu is not a multiple of C = %d", per, C);
+    return per / (size_t)C;
+}
+
+void cpu_residual_forward(Backend *be, Act *out_act /* (N, C) */, const Act *res_act /* (N, C) */,
+                          const Act *y_act /* (N, C) */, const float *gamma /* (C) or NULL */,
+                          const float *scale_host /* (B) or NULL */, int B, size_t per, int C) {
+    float *out = (float *)out_act;             /* (N, C) */
+    const float *res = (const float *)res_act; /* (N, C) */
+    const float *y = (const float *)y_act;     /* (N, C) */
+    (void)be;
+    const size_t rps = res_rows_per_sample(per, C), N = rps * (size_t)B;
+#pragma omp parallel for schedule(static)
+    for (ptrdiff_t r = 0; r < (ptrdiff_t)N; r++) {
+        const float s = scale_host ? scale_host[(size_t)r / rps] : 1.0f;
+        for (int c = 0; c < C; c++) {
+            size_t i = (size_t)r * C + c;
+            float t = y[i];
+            if (gamma) t = gamma[c] * t; /* channel_scale_forward */
+            if (scale_host) t = t * s;   /* sample_scale_forward */
+            out[i] = res[i] + t;         /* add */
+        }
+    }
+}
+
+void cpu_residual_layernorm_forward(Backend *be, Act *out /* (N, C) */, Act *ln /* (N, C) */, float *mean /* (N) */,
+                                    float *rstd /* (N) */, const Act *res /* (N, C) */, const Act *y /* (N, C) */,
+                                    const float *gamma /* (C) or NULL */, const float *scale_host /* (B) or NULL */,
+                                    const float *g /* (C) */, const float *b /* (C) */, int B, size_t per, int C,
+                                    float eps) {
+    cpu_residual_forward(be, out, res, y, gamma, scale_host, B, per, C);
+    cpu_layernorm_forward(be, ln, mean, rstd, out, g, b, res_rows_per_sample(per, C) * (size_t)B, C, eps);
+}
+
+void cpu_residual_backward(Backend *be, Act *dres_act /* (N, C) or NULL */, Act *dy_act /* (N, C) */,
+                           float *dgamma /* (C) or NULL */, const Act *dout_act /* (N, C) */,
+                           const Act *y_act /* (N, C) or NULL */, const float *gamma /* (C) or NULL */,
+                           const float *scale_host /* (B) or NULL */, int B, size_t per, int C) {
+    float *dres = (float *)dres_act;             /* (N, C) or NULL */
+    float *dy = (float *)dy_act;                 /* (N, C) */
+    const float *dout = (const float *)dout_act; /* (N, C) */
+    const float *y = (const float *)y_act;       /* (N, C) or NULL */
+    const size_t rps = res_rows_per_sample(per, C), N = rps * (size_t)B;
+    if (N == 0) return;
+    if (!gamma) dgamma = NULL;
+    CHECK(!dgamma || y, "residual_backward: dgamma needs y");
+    /* dgamma as channel_scale_backward: the same row chunks, partials in double, in chunk order */
+    const size_t rows_per = cs_rows_per_chunk(N);
+    const size_t nchunks = (N + rows_per - 1) / rows_per;
+    double *partial = dgamma ? cpu_workspace(be, nchunks * (size_t)C * sizeof(double)) : NULL; /* (nchunks, C) */
+#pragma omp parallel for schedule(static)
+    for (ptrdiff_t k = 0; k < (ptrdiff_t)nchunks; k++) {
+        size_t r0 = (size_t)k * rows_per, r1 = r0 + rows_per < N ? r0 + rows_per : N;
+        double *pg = partial ? partial + (size_t)k * C : NULL; /* (C) */
+        if (pg) memset(pg, 0, (size_t)C * sizeof(double));
+        for (size_t r = r0; r < r1; r++) {
+            const float s = scale_host ? scale_host[r / rps] : 1.0f;
+            for (int c = 0; c < C; c++) {
+                size_t i = r * C + c;
+                if (dres) dres[i] += dout[i]; /* accumulate (the residual path) */
+                /* sample_scale_backward into a zeroed buffer: a dropped sample stays +0 */
+                float t = dout[i];
+                if (scale_host) t = s == 0.0f ? 0.0f : 0.0f + dout[i] * s;
+                /* channel_scale_backward into a zeroed buffer */
+                dy[i] = gamma ? 0.0f + gamma[c] * t : t;
+                if (pg) pg[c] += (double)t * y[i];
+            }
+        }
+    }
+    if (!partial) return;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (size_t k = 0; k < nchunks; k++) s += partial[k * C + c];
+        dgamma[c] += (float)s;
     }
 }

@@ -116,3 +116,15 @@ void cpu_layernorm_backward(Backend *be, Act *din_act, /* (N, C) or NULL */ floa
         if (db) db[c] += (float)sb;
     }
 }
+
+/* layernorm_backward into a buffer that held dres: the copy, then the accumulating op, exactly
+ * as the unfused sequence (so the CPU result is that sequence's bit for bit). */
+void cpu_layernorm_backward_residual(Backend *be, Act *din /* (N, C) */, float *dg /* (C) */, float *db /* (C) */,
+                                     const Act *dres /* (N, C) or NULL */,
+                                     const Act *dout /* (N, C) */, const Act *in /* (N, C) */, const float *mean /* (N) */,
+                                     const float *rstd /* (N) */, const float *g /* (C) */, size_t N, int C) {
+    if (N == 0 || C <= 0) return;
+    if (!dres) memset(din, 0, N * (size_t)C * sizeof(float));
+    else if (din != dres) memmove(din, dres, N * (size_t)C * sizeof(float));
+    cpu_layernorm_backward(be, din, dg, db, dout, in, mean, rstd, g, N, C);
+}

@@ -69,3 +69,18 @@ void cpu_linear_backward(Backend *be,
                 1.0f, dw, Ci);
     if (db) colsum_acc(db, dout, N, Co);
 }
+
+/* The CPU's GEMMs take the fp32 weights themselves: nothing to prepare. */
+void cpu_weights_prepare(Backend *be, const float *params /* (n) */, size_t n) {
+    (void)be;
+    (void)params;
+    (void)n;
+}
+
+/* din overwritten: zero, then the accumulating op (0 + x, as the caller's zero + op did). */
+void cpu_linear_backward_first(Backend *be, Act *din /* (N, Ci) */, float *dw /* (Co, Ci) */,
+                               float *db /* (Co) or NULL */, const Act *dout /* (N, Co) */,
+                               const Act *in /* (N, Ci) */, const float *w /* (Co, Ci) */, size_t N, int Ci, int Co) {
+    if (din) memset(din, 0, N * (size_t)Ci * sizeof(float));
+    cpu_linear_backward(be, din, dw, db, dout, in, w, N, Ci, Co);
+}

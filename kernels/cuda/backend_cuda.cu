@@ -78,6 +78,7 @@ static void *cu_alloc(Backend *be, size_t bytes) {
 static void cu_release(Backend *be, void *ptr) {
     if (!ptr) return;
     CudaState *st = cuda_state(be);
+    if (ptr == (void *)st->wsrc) st->wsrc = NULL; // its weights_prepare copy goes with it
     // Kernels queued on the stream may still use it.
     CUDA_SYNC(cudaStreamSynchronize(st->stream));
     cuda_label_report(st);
@@ -91,8 +92,16 @@ static void cu_release(Backend *be, void *ptr) {
         }
 }
 
+// A write into the weights_prepare range makes its copy stale: forget it (the next
+// weights_prepare makes a new one; until then the linears round per call, as without one).
+static void weights_touch(CudaState *st, const void *dst, size_t bytes) {
+    const char *a = (const char *)st->wsrc, *d = (const char *)dst;
+    if (a && bytes && d < a + st->wn * sizeof(float) && a < d + bytes) st->wsrc = NULL;
+}
+
 static void cu_upload(Backend *be, void *dst, const void *src_host, size_t bytes) {
     CudaState *st = cuda_state(be);
+    weights_touch(st, dst, bytes);
     if (!bytes) return;
     // Synchronous w.r.t. the host buffer (it may be reused at once); ordered on our stream.
     CUDA_WORK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, st->stream));
@@ -104,6 +113,7 @@ static void cu_upload(Backend *be, void *dst, const void *src_host, size_t bytes
 // From pinned memory this is a DMA that overlaps with kernels already queued; from pageable
 // memory the driver stages it and returns once the source is copied, which is also safe.
 static void cu_upload_async(Backend *be, void *dst, const void *src_host, size_t bytes) {
+    weights_touch(cuda_state(be), dst, bytes);
     if (bytes) CUDA_WORK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, cuda_state(be)->stream));
 }
 
@@ -116,10 +126,12 @@ static void cu_download(Backend *be, void *dst_host, const void *src, size_t byt
 }
 
 static void cu_zero(Backend *be, void *dst, size_t bytes) {
+    weights_touch(cuda_state(be), dst, bytes);
     if (bytes) CUDA_WORK(cudaMemsetAsync(dst, 0, bytes, cuda_state(be)->stream));
 }
 
 static void cu_copy(Backend *be, void *dst, const void *src, size_t bytes) {
+    weights_touch(cuda_state(be), dst, bytes);
     if (bytes) CUDA_WORK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda_state(be)->stream));
 }
 
@@ -132,6 +144,7 @@ static void cu_destroy(Backend *be) {
     CudaState *st = cuda_state(be);
     CUDA_SYNC(cudaStreamSynchronize(st->stream));
     if (st->workspace) CUDA_CHECK(cudaFree(st->workspace));
+    if (st->wshadow) CUDA_CHECK(cudaFree(st->wshadow));
     CUDA_CHECK(cudaFreeHost(st->host_scalar));
     CUDA_CHECK(cudaFreeHost(st->label_bad));
     CUBLAS_CHECK(cublasDestroy(st->cublas));

@@ -75,6 +75,11 @@ typedef struct {
     int *label_bad;
     const int32_t *label_ptr[CUDA_LABEL_CHECKS];
     int label_K[CUDA_LABEL_CHECKS], n_label_checks;
+    /* weights_prepare (linear_cublas.cu): bf16 copy of the float params [wsrc, wsrc + wn),
+     * wsrc NULL when there is none current; wcap elements allocated */
+    void *wshadow;
+    const float *wsrc;
+    size_t wn, wcap;
 } CudaState;
 
 /* After every host sync of the backend: dies with dice_ce_forward's message when a label it

@@ -45,16 +45,48 @@ static void gemm_rm(Backend *be, int ta, int tb, int M, int N, int K, float alph
                               c_act ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+// The weights_prepare copy of w (n elements) when w lies in the prepared range, else NULL.
+static const void *prepared_weight(Backend *be, const float *w, size_t n) {
+    CudaState *st = cuda_state(be);
+    if (!st->wsrc || w < st->wsrc || w + n > st->wsrc + st->wn) return NULL;
+    return (const bf16 *)st->wshadow + (w - st->wsrc);
+}
+
 // The GEMM operand for fp32 weight w (n elements): w itself in FP32/TF32; in BF16 its bf16
-// rounding, written to slot (n bf16 of workspace the caller carved).
+// rounding: the weights_prepare copy when w is in it, else written to slot (n bf16 of workspace
+// the caller carved).
 static const void *gemm_weight(Backend *be, void *slot, const float *w, size_t n) {
     if (!cuda_act_is_bf16(be)) return w;
+    const void *pw = prepared_weight(be, w, n);
+    if (pw) return pw;
     cu_act_from_f32(be, (Act *)slot, w, n); /* a bf16 Act array is exactly the bf16 GEMM operand */
     return slot;
 }
 
-// Workspace bytes gemm_weight needs for an n-element weight (none outside BF16).
-static size_t gemm_weight_bytes(Backend *be, size_t n) { return cuda_act_is_bf16(be) ? align256(n * sizeof(bf16)) : 0; }
+// Workspace bytes gemm_weight needs for an n-element weight (none outside BF16 or when prepared).
+static size_t gemm_weight_bytes(Backend *be, const float *w, size_t n) {
+    return cuda_act_is_bf16(be) && !prepared_weight(be, w, n) ? align256(n * sizeof(bf16)) : 0;
+}
+
+// weights_prepare: in BF16 one rounding pass over the whole flat buffer, which every linear of
+// the following passes then reads (instead of a conversion launch per call); nothing otherwise.
+extern "C" void cu_weights_prepare(Backend *be, const float *params, size_t n) {
+    CudaState *st = cuda_state(be);
+    st->wsrc = NULL;
+    if (!cuda_act_is_bf16(be) || !params || !n) return;
+    if (n > st->wcap) {
+        if (st->wshadow) {
+            CUDA_CHECK(cudaStreamSynchronize(st->stream)); // queued GEMMs may still read the old copy
+            CUDA_CHECK(cudaFree(st->wshadow));
+            st->wshadow = NULL;
+        }
+        CUDA_CHECK(cudaMalloc(&st->wshadow, n * sizeof(bf16)));
+        st->wcap = n;
+    }
+    cu_act_from_f32(be, (Act *)st->wshadow, params, n);
+    st->wsrc = params;
+    st->wn = n;
+}
 
 template <typename T> __global__ void k_fill_rows(T *out, const float *b, size_t N, int C) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < N * C; i += (size_t)gridDim.x * blockDim.x)
@@ -69,7 +101,7 @@ extern "C" void cu_linear_forward(Backend *be, Act *out, const Act *in, const fl
     CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
     cudaStream_t s = cuda_state(be)->stream;
     size_t nw = (size_t)Co * Ci;
-    size_t wb_bytes = gemm_weight_bytes(be, nw);
+    size_t wb_bytes = gemm_weight_bytes(be, w, nw);
     void *slot = wb_bytes ? cuda_workspace(be, wb_bytes) : NULL;
     const void *wg = gemm_weight(be, slot, w, nw);
     if (b) {
@@ -79,20 +111,32 @@ extern "C" void cu_linear_forward(Backend *be, Act *out, const Act *in, const fl
     gemm_rm(be, 0, 1, (int)N, Co, Ci, 1.0f, in, Ci, wg, Ci, b ? 1.0f : 0.0f, out, 1, Co);
 }
 
-extern "C" void cu_linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                                   const float *w, size_t N, int Ci, int Co) {
+// din_beta 1: din += dout · w (linear_backward); 0: din = dout · w (linear_backward_first: the
+// GEMM overwrites, so the caller's memset goes).
+static void linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                            const float *w, size_t N, int Ci, int Co, float din_beta) {
     if (!N) return;
     CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
-    if (din) { // din += dout · w
+    if (din) { // din = dout · w + din_beta · din
         size_t nw = (size_t)Co * Ci;
-        size_t wb_bytes = gemm_weight_bytes(be, nw);
+        size_t wb_bytes = gemm_weight_bytes(be, w, nw);
         void *slot = wb_bytes ? cuda_workspace(be, wb_bytes) : NULL;
         const void *wg = gemm_weight(be, slot, w, nw);
-        gemm_rm(be, 0, 0, (int)N, Ci, Co, 1.0f, dout, Co, wg, Ci, 1.0f, din, 1, Ci);
+        gemm_rm(be, 0, 0, (int)N, Ci, Co, 1.0f, dout, Co, wg, Ci, din_beta, din, 1, Ci);
     }
     gemm_rm(be, 1, 0, Co, Ci, (int)N, 1.0f, dout, Co, in, Ci, 1.0f, dw, 0, Ci); // dw += doutᵀ · in (fp32)
     // (cuda_workspace syncs the stream before it ever frees the buffer the din GEMM read)
     if (db) cuda_colsum_acc(be, db, dout, N, Co);
+}
+
+extern "C" void cu_linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                   const float *w, size_t N, int Ci, int Co) {
+    linear_backward(be, din, dw, db, dout, in, w, N, Ci, Co, 1.0f);
+}
+
+extern "C" void cu_linear_backward_first(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                         const float *w, size_t N, int Ci, int Co) {
+    linear_backward(be, din, dw, db, dout, in, w, N, Ci, Co, 0.0f);
 }
 
 // ---- transposed convolution, kernel == stride == k ------------------------------------------

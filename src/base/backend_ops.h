@@ -214,6 +214,57 @@
       (Backend *be, Act *din /* (B, per) */, const Act *dout /* (B, per) */, const float *scale /* (B) */, int B,     \
        size_t per),                                                                                                   \
       (be, din, dout, scale, B, per))                                                                                 \
+    /* ---- fused residual branch (layer scale, drop path, residual add [, the next LayerNorm]) ----                  \
+     * N = B*per/C rows, sample b owns rows [b*per/C, (b+1)*per/C). gamma NULL: no layer scale;                      \
+     * scale_host NULL: no drop path (else 0 or 1/keep per sample, host memory, B <= 64).                            \
+     * out = res + s_b * (gamma_c * y): the float operations of channel_scale_forward,                               \
+     * sample_scale_forward and add in that order, so the CPU result is theirs bit for bit. */                       \
+    X(residual_forward,                                                                                               \
+      (Backend *be, Act *out /* (N, C) */, const Act *res /* (N, C) */, const Act *y /* (N, C) */,                    \
+       const float *gamma /* (C) or NULL */, const float *scale_host /* (B) or NULL */, int B, size_t per, int C),    \
+      (be, out, res, y, gamma, scale_host, B, per, C))                                                                \
+    /* residual_forward, then layernorm_forward(ln, mean, rstd, out, g, b, N, C, eps) */                              \
+    X(residual_layernorm_forward,                                                                                     \
+      (Backend *be, Act *out /* (N, C) */, Act *ln /* (N, C) */, float *mean /* (N) */, float *rstd /* (N) */,        \
+       const Act *res /* (N, C) */, const Act *y /* (N, C) */, const float *gamma /* (C) or NULL */,                  \
+       const float *scale_host /* (B) or NULL */, const float *g /* (C) */, const float *b /* (C) */, int B,          \
+       size_t per, int C, float eps),                                                                                 \
+      (be, out, ln, mean, rstd, res, y, gamma, scale_host, g, b, B, per, C, eps))                                     \
+    /* The branch's backward. dres += dout (dres NULL: skipped); dy = gamma_c * (s_b * dout), OVERWRITTEN            \
+     * (= the zero + sample_scale_backward + zero + channel_scale_backward sequence: a dropped                        \
+     * sample's dy is +0; gamma NULL: dy = s_b * dout); dgamma += sum_n (s_b * dout) * y                              \
+     * (y and dgamma only with gamma). */                                                                             \
+    X(residual_backward,                                                                                              \
+      (Backend *be, Act *dres /* (N, C) or NULL */, Act *dy /* (N, C) */, float *dgamma /* (C) or NULL */,            \
+       const Act *dout /* (N, C) */, const Act *y /* (N, C) or NULL */, const float *gamma /* (C) or NULL */,         \
+       const float *scale_host /* (B) or NULL */, int B, size_t per, int C),                                          \
+      (be, dres, dy, dgamma, dout, y, gamma, scale_host, B, per, C))                                                  \
+    /* layernorm_backward whose input gradient starts from dres instead of accumulating:                             \
+     * din = dres + (layernorm_backward's din term), OVERWRITTEN (din may be dres; dres NULL: 0 +                    \
+     * the term, i.e. the zero + layernorm_backward sequence); dg, db += */                                          \
+    X(layernorm_backward_residual,                                                                                    \
+      (Backend *be, Act *din /* (N, C) */, float *dg /* (C) */, float *db /* (C) */, const Act *dres /* (N, C) or NULL */,    \
+       const Act *dout /* (N, C) */, const Act *in /* (N, C) */, const float *mean /* (N) */,                         \
+       const float *rstd /* (N) */, const float *g /* (C) */, size_t N, int C),                                       \
+      (be, din, dg, db, dres, dout, in, mean, rstd, g, N, C))                                                         \
+    /* ---- first writers: the backward ops above, with din OVERWRITTEN instead of accumulated ----                   \
+     * (parameter gradients still accumulate). For a buffer the op writes first, instead of a                        \
+     * zero + the accumulating op; the CPU backend does exactly that zero + op, so its results                        \
+     * are the accumulating sequence's bit for bit. */                                                                \
+    X(linear_backward_first,                                                                                          \
+      (Backend *be, Act *din /* (N, Ci) */, float *dw /* (Co, Ci) */, float *db /* (Co) or NULL */,                   \
+       const Act *dout /* (N, Co) */, const Act *in /* (N, Ci) */, const float *w /* (Co, Ci) */, size_t N, int Ci,   \
+       int Co),                                                                                                       \
+      (be, din, dw, db, dout, in, w, N, Ci, Co))                                                                      \
+    X(gelu_backward_first,                                                                                            \
+      (Backend *be, Act *din /* (n) */, const Act *dout /* (n) */, const Act *in /* (n) */, size_t n),                \
+      (be, din, dout, in, n))                                                                                         \
+    /* ---- the flat parameter buffer the following passes take their weights from ----                              \
+     * A backend may keep a copy in its GEMM operand type (CUDA bf16 mode: one rounding pass                          \
+     * instead of one per linear call; the same rounding, so the same results). The copy is                           \
+     * current only until params change: call it again after every update (model_forward                             \
+     * does, every pass). The CPU backend does nothing. */                                                            \
+    X(weights_prepare, (Backend *be, const float *params /* (n) */, size_t n), (be, params, n))                       \
                                                                                                                       \
     /* ---- loss: w_dice * SoftDice + w_ce * CrossEntropy (nnU-Net v1 DC_and_CE_loss) ----                            \
      * Soft Dice on softmax probabilities, batch dice (sums over all N pixels), background                            \

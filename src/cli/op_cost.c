@@ -214,3 +214,44 @@ void opcost_adam_update(Backend *be, float *param, float *m, float *v, const flo
     (void)be, (void)param, (void)m, (void)v, (void)grad, (void)lr, (void)beta1, (void)beta2, (void)eps, (void)step;
     set(12.0 * n, 7 * F * n, 0); /* param, m, v read and written; grad read */
 }
+
+/* ---- the fused residual ops and the first-writer variants (kernels/cuda/residual.cu) ---- */
+void opcost_residual_forward(Backend *be, Act *out, const Act *res, const Act *y, const float *gamma,
+                             const float *scale_host, int B, size_t per, int C) {
+    (void)out, (void)res, (void)y, (void)scale_host, (void)B;
+    double n = (double)B * per;
+    set(3 * n, 3 * A * n + (gamma ? F * C : 0), 0);
+}
+void opcost_residual_layernorm_forward(Backend *be, Act *out, Act *ln, float *mean, float *rstd, const Act *res,
+                                       const Act *y, const float *gamma, const float *scale_host, const float *g,
+                                       const float *b, int B, size_t per, int C, float eps) {
+    (void)out, (void)ln, (void)mean, (void)rstd, (void)res, (void)y, (void)scale_host, (void)g, (void)b, (void)eps;
+    double n = (double)B * per, N = n / C;
+    set(11 * n, 4 * A * n + 2 * F * N + 3 * F * C, 0); /* res, y in; out, ln out */
+}
+void opcost_residual_backward(Backend *be, Act *dres, Act *dy, float *dgamma, const Act *dout, const Act *y,
+                              const float *gamma, const float *scale_host, int B, size_t per, int C) {
+    (void)dy, (void)dgamma, (void)dout, (void)scale_host, (void)B;
+    double n = (double)B * per;
+    set((gamma ? 4 : 1) * n, A * n * (2 + (dres ? 2 : 0) + (y ? 1 : 0)) + (gamma ? 3 * F * C : 0), 0);
+}
+void opcost_layernorm_backward_residual(Backend *be, Act *din, float *dg, float *db, const Act *dres, const Act *dout,
+                                        const Act *in, const float *mean, const float *rstd, const float *g, size_t N,
+                                        int C) {
+    (void)din, (void)dg, (void)db, (void)dout, (void)in, (void)mean, (void)rstd, (void)g;
+    double n = (double)N * C;
+    set(12 * n, A * n * (dres ? 4 : 3) + 2 * F * N + 5 * F * C, 0); /* din written, not read */
+}
+void opcost_linear_backward_first(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                  const float *w, size_t N, int Ci, int Co) {
+    (void)dw, (void)db, (void)dout, (void)in, (void)w;
+    set(4.0 * N * Ci * Co, A * (double)N * (Co + Ci * 2) + F * ((double)Co * Ci * 3 + 2.0 * Co), 1);
+}
+void opcost_gelu_backward_first(Backend *be, Act *din, const Act *dout, const Act *in, size_t n) {
+    (void)din, (void)dout, (void)in;
+    set(25.0 * n, 3 * A * n, 0); /* din written, not read */
+}
+void opcost_weights_prepare(Backend *be, const float *params, size_t n) {
+    (void)params;
+    set((double)n, (F + A) * n, 0); /* fp32 read, one Act-typed copy written (nothing on the CPU) */
+}

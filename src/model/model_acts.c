@@ -64,25 +64,20 @@ static void plan_block(ModelActs *a, BlockActs *ba, const BlockDesc *bd, int B, 
     ba->rstd1 = fwd_f32(a, N);
     ba->fc1 = fwd(a, 4 * nd);
     ba->ge = fwd(a, 4 * nd);
-    ba->fc2 = fwd(a, nd);
-    ba->ls = fwd(a, nd);
+    ba->fc2 = fwd(a, nd); /* layer scale and drop path are fused into the residual ops: no ls, dp1, dp2 */
     ba->x1 = fwd(a, nd);
     ba->u = fwd(a, nd);
     ba->mean2 = fwd_f32(a, N);
     ba->rstd2 = fwd_f32(a, N);
-    ba->r = fwd(a, npd);
+    /* shift 0 on a whole number of windows: the attention reads u itself (pi_block.c), no r, o */
+    const int ident = bd->shift == 0 && ba->Hp == H && ba->Wp == W;
+    if (!ident) ba->r = fwd(a, npd);
     ba->qkv = fwd(a, 3 * npd);
     ba->probs = fwd(a, (size_t)B * n_win * bd->heads * w * w * w * w);
     ba->att = fwd(a, npd);
     ba->dw2 = fwd(a, npd);
     ba->proj = fwd(a, npd);
-    ba->o = fwd(a, nd);
-    if (bd->drop_rate > 0) { /* only blocks that can drop need the scaled copies */
-        ba->dp1 = fwd(a, nd);
-        ba->dp2 = fwd(a, nd);
-        ba->dp_dev1 = fwd_f32(a, (size_t)B);
-        ba->dp_dev2 = fwd_f32(a, (size_t)B);
-    }
+    if (!ident) ba->o = fwd(a, nd);
     ba->out = buf(a, nd);
     if (!a->count_only) {
         ba->dp_scale1 = xcalloc((size_t)B, sizeof(float));
@@ -99,7 +94,6 @@ static void plan_scratch(ModelActs *a) {
     s->d_x1 = bwd(a, nd);
     s->d_o = bwd(a, nd);
     s->d_u = bwd(a, nd);
-    s->d_ls = bwd(a, nd);
     s->d_fc2 = bwd(a, nd);
     s->d_ln1 = bwd(a, nd);
     s->d_dw1 = bwd(a, nd);

@@ -83,6 +83,8 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
     CHECK(!a->count_only, "model_forward on a planning-only ModelActs");
     int B = a->B, H = a->H, W = a->W;
     a->opt = *opt;
+    /* this pass's weights (and backward's, which uses the same P) in the GEMMs' operand type */
+    be->weights_prepare(be, P, m->params.total);
     /* Every op takes Acts, and the stem's backward reads the input again. fp32 Acts are floats,
      * so the caller's image serves as it is (it must then live until backward, as ever); bf16
      * Acts get the one conversion. */

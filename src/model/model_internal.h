@@ -27,29 +27,26 @@ typedef struct {
     Act *ln1;         /* (N, d)  LayerNorm eps 1e-6 */
     float *mean1, *rstd1; /* (N)   its statistics */
     Act *fc1, *ge;    /* (N, 4d) pwconv1 and its GELU */
-    Act *fc2, *ls;    /* (N, d)  pwconv2 and γ-scaled */
-    Act *dp1;         /* (N, d)  drop-path scaled ls (== ls when inactive) */
+    Act *fc2;         /* (N, d)  pwconv2 */
     Act *x1;          /* (N, d)  after the ConvNeXt residual */
     Act *u;           /* (N, d)  attention LayerNorm eps 1e-5 */
     float *mean2, *rstd2; /* (N)   its statistics */
-    Act *r;           /* (Np, d) padded + rolled u */
+    Act *r;           /* (Np, d) padded + rolled u; NULL when that is u itself (shift 0, no pad) */
     Act *qkv;         /* (Np, 3d) */
     Act *probs;       /* (B, nWin, heads, w², w²) */
     Act *att;         /* (Np, d) attention output, then + dw2 in place (proj input) */
     Act *dw2;         /* (Np, d) depthwise conv of r */
     Act *proj;        /* (Np, d) */
-    Act *o;           /* (N, d)  rolled back + cropped */
-    Act *dp2;         /* (N, d)  drop-path scaled o (== o when inactive) */
+    Act *o;           /* (N, d)  rolled back + cropped; NULL when that is proj itself */
     Buf out;          /* (N, d)  block output and its gradient */
-    float *dp_scale1, *dp_scale2; /* host (B): per-sample drop-path scales of this pass */
-    float *dp_dev1, *dp_dev2;     /* backend (B): the same, uploaded for the ops (drop_rate > 0) */
+    float *dp_scale1, *dp_scale2; /* host (B): per-sample drop-path scales of this pass (kernel arguments of the residual ops) */
     int dp_active;
 } BlockActs;
 
 /* Gradient scratch for one block's backward, shared by all blocks (sized for the largest). */
 typedef struct {
     Act *d_x1, *d_o, *d_proj, *d_sum, *d_qkv, *d_r, *d_u; /* (N|Np, d|3d) */
-    Act *d_ls, *d_fc2, *d_ge, *d_fc1, *d_ln1, *d_dw1;
+    Act *d_fc2, *d_ge, *d_fc1, *d_ln1, *d_dw1;
     size_t max_nd, max_npd; /* elements of the (N, d) and (Np, d) sized buffers */
 } BlockScratch;
 

@@ -26,6 +26,13 @@ static int draw_drop_path(float *scale_host, int B, float rate, const PassOption
     return 1;
 }
 
+/* Shift 0 and a map that is a whole number of windows: pad and roll, and their inverse, are the
+ * identity, so the attention works on u itself and the copies (and, backward, their zeroing and
+ * accumulation) are skipped. */
+static int window_is_identity(const BlockDesc *bd, const BlockActs *ba) {
+    return bd->shift == 0 && ba->Hp == ba->H && ba->Wp == ba->W;
+}
+
 void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const float *params, const Act *x, int B,
                       const PassOptions *opt) {
     const float *P = params;
@@ -38,34 +45,28 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
     be->linear_forward(be, ba->fc1, ba->ln1, P + bd->fc1_w, P + bd->fc1_b, N, d, 4 * d);
     be->gelu_forward(be, ba->ge, ba->fc1, N * 4 * d);
     be->linear_forward(be, ba->fc2, ba->ge, P + bd->fc2_w, P + bd->fc2_b, N, 4 * d, d);
-    be->channel_scale_forward(be, ba->ls, ba->fc2, P + bd->gamma, N, d);
-    const Act *branch1 = ba->ls;
+    /* x1 = x + dp(γ·fc2) and the attention part's u = LN(x1): one fused op */
     ba->dp_active = draw_drop_path(ba->dp_scale1, B, bd->drop_rate, opt, bd->id, 0);
-    if (ba->dp_active) {
-        /* queued: dp_scale1 is drawn again only in the next pass, after that step's end sync */
-        be->upload_async(be, ba->dp_dev1, ba->dp_scale1, (size_t)B * sizeof(float));
-        be->sample_scale_forward(be, ba->dp1, ba->ls, ba->dp_dev1, B, (size_t)H * W * d);
-        branch1 = ba->dp1;
-    }
-    be->add(be, ba->x1, x, branch1, N * d);
+    const size_t per = (size_t)H * W * d;
+    be->residual_layernorm_forward(be, ba->x1, ba->u, ba->mean2, ba->rstd2, x, ba->fc2, P + bd->gamma,
+                                   ba->dp_active ? ba->dp_scale1 : NULL, P + bd->n1_w, P + bd->n1_b, B, per, d,
+                                   1e-5f);
 
     /* attention part */
-    be->layernorm_forward(be, ba->u, ba->mean2, ba->rstd2, ba->x1, P + bd->n1_w, P + bd->n1_b, N, d, 1e-5f);
-    be->pad_roll_forward(be, ba->r, ba->u, B, H, W, d, Hp, Wp, bd->shift);
-    be->linear_forward(be, ba->qkv, ba->r, P + bd->qkv_w, P + bd->qkv_b, Np, d, 3 * d);
+    const int ident = window_is_identity(bd, ba);
+    const Act *r = ident ? ba->u : ba->r;
+    if (!ident) be->pad_roll_forward(be, ba->r, ba->u, B, H, W, d, Hp, Wp, bd->shift);
+    be->linear_forward(be, ba->qkv, r, P + bd->qkv_w, P + bd->qkv_b, Np, d, 3 * d);
     be->window_attention_forward(be, ba->att, ba->probs, ba->qkv, P + bd->table, B, Hp, Wp, d, bd->heads,
                                  bd->window, bd->shift);
-    be->dwconv7_forward(be, ba->dw2, ba->r, P + bd->dw2_w, P + bd->dw2_b, B, Hp, Wp, d);
+    be->dwconv7_forward(be, ba->dw2, r, P + bd->dw2_w, P + bd->dw2_b, B, Hp, Wp, d);
     be->add(be, ba->att, ba->att, ba->dw2, Np * d); /* att now holds proj's input */
     be->linear_forward(be, ba->proj, ba->att, P + bd->proj_w, P + bd->proj_b, Np, d, d);
-    be->roll_crop_forward(be, ba->o, ba->proj, B, H, W, d, Hp, Wp, bd->shift);
-    const Act *branch2 = ba->o;
-    if (draw_drop_path(ba->dp_scale2, B, bd->drop_rate, opt, bd->id, 1)) {
-        be->upload_async(be, ba->dp_dev2, ba->dp_scale2, (size_t)B * sizeof(float));
-        be->sample_scale_forward(be, ba->dp2, ba->o, ba->dp_dev2, B, (size_t)H * W * d);
-        branch2 = ba->dp2;
-    }
-    be->add(be, ba->out.v, ba->x1, branch2, N * d);
+    const Act *o = ident ? ba->proj : ba->o;
+    if (!ident) be->roll_crop_forward(be, ba->o, ba->proj, B, H, W, d, Hp, Wp, bd->shift);
+    /* out = x1 + dp(o): one fused op */
+    const int dp2 = draw_drop_path(ba->dp_scale2, B, bd->drop_rate, opt, bd->id, 1);
+    be->residual_forward(be, ba->out.v, ba->x1, o, NULL, dp2 ? ba->dp_scale2 : NULL, B, per, d);
 }
 
 void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScratch *s, const float *params,
@@ -77,58 +78,56 @@ void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScr
     const Act *dout = ba->out.g; /* (N, d) */
     size_t per = (size_t)H * W * d;
 
-    /* attention part: out = x1 + dp(o) */
+    /* attention part: out = x1 + dp(o); the residual path's gradient (dout into d_x1) joins in
+     * layernorm_backward_residual below */
     const size_t ab = be->act_bytes; /* the sizes below count Act elements */
-    be->copy(be, s->d_x1, dout, nd * ab); /* residual path */
+    const int ident = window_is_identity(bd, ba);
+    const Act *r = ident ? ba->u : ba->r;
     const Act *d_o = dout;
-    if (ba->dp_active) {
-        be->zero(be, s->d_o, nd * ab);
-        be->sample_scale_backward(be, s->d_o, dout, ba->dp_dev2, B, per);
+    if (ba->dp_active) { /* d_o = dp(dout), overwritten */
+        be->residual_backward(be, NULL, s->d_o, NULL, dout, NULL, NULL, ba->dp_scale2, B, per, d);
         d_o = s->d_o;
     }
-    be->zero(be, s->d_proj, npd * ab);
-    be->roll_crop_backward(be, s->d_proj, d_o, B, H, W, d, Hp, Wp, bd->shift);
-    be->zero(be, s->d_sum, npd * ab);
-    be->linear_backward(be, s->d_sum, G + bd->proj_w, G + bd->proj_b, s->d_proj, ba->att, P + bd->proj_w, Np, d, d);
+    const Act *d_proj = d_o;
+    if (!ident) {
+        be->zero(be, s->d_proj, npd * ab);
+        be->roll_crop_backward(be, s->d_proj, d_o, B, H, W, d, Hp, Wp, bd->shift);
+        d_proj = s->d_proj;
+    }
+    be->linear_backward_first(be, s->d_sum, G + bd->proj_w, G + bd->proj_b, d_proj, ba->att, P + bd->proj_w, Np, d, d);
     grads_final(report, bd->proj_w, bd->proj_b);
     /* d_sum flows to both the attention output and the depthwise branch */
     be->zero(be, s->d_r, npd * ab);
-    be->dwconv7_backward(be, s->d_r, G + bd->dw2_w, G + bd->dw2_b, s->d_sum, ba->r, P + bd->dw2_w, B, Hp, Wp, d);
+    be->dwconv7_backward(be, s->d_r, G + bd->dw2_w, G + bd->dw2_b, s->d_sum, r, P + bd->dw2_w, B, Hp, Wp, d);
     grads_final(report, bd->dw2_w, bd->dw2_b);
     be->zero(be, s->d_qkv, 3 * npd * ab);
     be->window_attention_backward(be, s->d_qkv, G + bd->table, s->d_sum, ba->qkv, ba->probs, B, Hp, Wp, d, bd->heads,
                                   bd->window, bd->shift);
     grads_final(report, bd->table, bd->table);
-    be->linear_backward(be, s->d_r, G + bd->qkv_w, G + bd->qkv_b, s->d_qkv, ba->r, P + bd->qkv_w, Np, d, 3 * d);
+    be->linear_backward(be, s->d_r, G + bd->qkv_w, G + bd->qkv_b, s->d_qkv, r, P + bd->qkv_w, Np, d, 3 * d);
     grads_final(report, bd->qkv_w, bd->qkv_b);
-    be->zero(be, s->d_u, nd * ab);
-    be->pad_roll_backward(be, s->d_u, s->d_r, B, H, W, d, Hp, Wp, bd->shift);
-    be->layernorm_backward(be, s->d_x1, G + bd->n1_w, G + bd->n1_b, s->d_u, ba->x1, ba->mean2, ba->rstd2,
-                           P + bd->n1_w, N, d);
+    const Act *d_u = s->d_r;
+    if (!ident) {
+        be->zero(be, s->d_u, nd * ab);
+        be->pad_roll_backward(be, s->d_u, s->d_r, B, H, W, d, Hp, Wp, bd->shift);
+        d_u = s->d_u;
+    }
+    /* d_x1 = dout (the residual path) + LayerNorm's input gradient */
+    be->layernorm_backward_residual(be, s->d_x1, G + bd->n1_w, G + bd->n1_b, dout, d_u, ba->x1, ba->mean2, ba->rstd2,
+                                    P + bd->n1_w, N, d);
     grads_final(report, bd->n1_w, bd->n1_b);
 
-    /* ConvNeXt part: x1 = x + dp(γ·fc2) */
-    be->accumulate(be, dx, s->d_x1, nd); /* residual path */
-    const Act *d_ls = s->d_x1;
-    if (ba->dp_active) {
-        be->zero(be, s->d_ls, nd * ab);
-        be->sample_scale_backward(be, s->d_ls, s->d_x1, ba->dp_dev1, B, per);
-        d_ls = s->d_ls;
-    }
-    be->zero(be, s->d_fc2, nd * ab);
-    be->channel_scale_backward(be, s->d_fc2, G + bd->gamma, d_ls, ba->fc2, P + bd->gamma, N, d);
+    /* ConvNeXt part: x1 = x + dp(γ·fc2): dx += d_x1 (residual path), d_fc2 = γ·dp(d_x1), dγ */
+    be->residual_backward(be, dx, s->d_fc2, G + bd->gamma, s->d_x1, ba->fc2, P + bd->gamma,
+                          ba->dp_active ? ba->dp_scale1 : NULL, B, per, d);
     grads_final(report, bd->gamma, bd->gamma);
-    be->zero(be, s->d_ge, 4 * nd * ab);
-    be->linear_backward(be, s->d_ge, G + bd->fc2_w, G + bd->fc2_b, s->d_fc2, ba->ge, P + bd->fc2_w, N, 4 * d, d);
+    be->linear_backward_first(be, s->d_ge, G + bd->fc2_w, G + bd->fc2_b, s->d_fc2, ba->ge, P + bd->fc2_w, N, 4 * d, d);
     grads_final(report, bd->fc2_w, bd->fc2_b);
-    be->zero(be, s->d_fc1, 4 * nd * ab);
-    be->gelu_backward(be, s->d_fc1, s->d_ge, ba->fc1, 4 * nd);
-    be->zero(be, s->d_ln1, nd * ab);
-    be->linear_backward(be, s->d_ln1, G + bd->fc1_w, G + bd->fc1_b, s->d_fc1, ba->ln1, P + bd->fc1_w, N, d, 4 * d);
+    be->gelu_backward_first(be, s->d_fc1, s->d_ge, ba->fc1, 4 * nd);
+    be->linear_backward_first(be, s->d_ln1, G + bd->fc1_w, G + bd->fc1_b, s->d_fc1, ba->ln1, P + bd->fc1_w, N, d, 4 * d);
     grads_final(report, bd->fc1_w, bd->fc1_b);
-    be->zero(be, s->d_dw1, nd * ab);
-    be->layernorm_backward(be, s->d_dw1, G + bd->norm_w, G + bd->norm_b, s->d_ln1, ba->dw1, ba->mean1, ba->rstd1,
-                           P + bd->norm_w, N, d);
+    be->layernorm_backward_residual(be, s->d_dw1, G + bd->norm_w, G + bd->norm_b, NULL, s->d_ln1, ba->dw1, ba->mean1,
+                                    ba->rstd1, P + bd->norm_w, N, d); /* d_dw1 overwritten */
     grads_final(report, bd->norm_w, bd->norm_b);
     be->dwconv7_backward(be, dx, G + bd->dw_w, G + bd->dw_b, s->d_dw1, x, P + bd->dw_w, B, H, W, d);
     grads_final(report, bd->dw_w, bd->dw_b);

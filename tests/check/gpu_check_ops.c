@@ -379,6 +379,38 @@ static void case_linear(Ctx *x, size_t N, int Ci, int Co, int bias) {
     compare_act(x, op, "din", din, x->tol_blas);
     compare(x, op, "dw", dw, x->tol_blas);
     if (bias) compare(x, op, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
+    /* linear_backward_first: din overwritten (NaN on the GPU until written), dw and db accumulate */
+    char op1[80];
+    snprintf(op1, sizeof op1, "%s first", op);
+    ActPair din1 = act_out(x, in.n);
+    x->cpu->linear_backward_first(x->cpu, din1.c, dw.c, bias ? db.c : NULL, dout.c, in.c, w.c, N, Ci, Co);
+    x->gpu->linear_backward_first(x->gpu, din1.g, dw.g, bias ? db.g : NULL, dout.g, in.g, w.g, N, Ci, Co);
+    compare_act(x, op1, "din", din1, x->tol_blas);
+    compare(x, op1, "dw", dw, x->tol_blas);
+    if (bias) compare(x, op1, "db", db, TOL_FP32);
+    /* the same from a weights_prepare copy of a buffer that holds w at an offset (bf16 mode:
+     * the bf16 shadow instead of a per-call rounding; elsewhere a no-op) */
+    size_t off = 7;
+    float *hw = xmalloc((w.n + off + 5) * sizeof(float));
+    for (size_t i = 0; i < w.n + off + 5; i++) hw[i] = 0.5f;
+    x->gpu->download(x->gpu, hw + off, w.g, w.n * sizeof(float));
+    float *flat = x->gpu->alloc(x->gpu, (w.n + off + 5) * sizeof(float));
+    x->gpu->upload(x->gpu, flat, hw, (w.n + off + 5) * sizeof(float));
+    free(hw);
+    x->gpu->weights_prepare(x->gpu, flat, w.n + off + 5);
+    char op2[80];
+    snprintf(op2, sizeof op2, "%s prepared", op);
+    ActPair out2 = act_out(x, out.n), din2 = act_out(x, in.n);
+    x->cpu->linear_forward(x->cpu, out2.c, in.c, w.c, bias ? b.c : NULL, N, Ci, Co);
+    x->gpu->linear_forward(x->gpu, out2.g, in.g, flat + off, bias ? b.g : NULL, N, Ci, Co);
+    compare_act(x, op2, "out", out2, x->tol_blas);
+    x->cpu->linear_backward_first(x->cpu, din2.c, dw.c, bias ? db.c : NULL, dout.c, in.c, w.c, N, Ci, Co);
+    x->gpu->linear_backward_first(x->gpu, din2.g, dw.g, bias ? db.g : NULL, dout.g, in.g, flat + off, N, Ci, Co);
+    compare_act(x, op2, "din", din2, x->tol_blas);
+    x->gpu->release(x->gpu, flat); /* forgets the prepared copy */
+    act_free(x, &out2);
+    act_free(x, &din2);
+    act_free(x, &din1);
     ActPair *acts[] = {&in, &out, &dout, &din};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
     Pair *all[] = {&w, &b, &dw, &db};
@@ -418,7 +450,11 @@ static void case_gelu(Ctx *x, size_t n) {
     x->cpu->gelu_backward(x->cpu, din.c, dout.c, in.c, n);
     x->gpu->gelu_backward(x->gpu, din.g, dout.g, in.g, n);
     compare_act(x, "gelu", "din", din, TOL_FP32);
-    ActPair *acts[] = {&in, &out, &dout, &din};
+    ActPair din1 = act_out(x, n); /* gelu_backward_first overwrites: NaN on the GPU until written */
+    x->cpu->gelu_backward_first(x->cpu, din1.c, dout.c, in.c, n);
+    x->gpu->gelu_backward_first(x->gpu, din1.g, dout.g, in.g, n);
+    compare_act(x, "gelu_backward_first", "din", din1, TOL_FP32);
+    ActPair *acts[] = {&in, &out, &dout, &din, &din1};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
 }
 
@@ -535,6 +571,64 @@ static void case_elementwise(Ctx *x, size_t N, int C, int B) {
     ActPair *acts[] = {&a, &b, &out, &acc, &cs, &din, &ss, &sdin};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
     Pair *all[] = {&gamma, &dg, &sc};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
+}
+
+/* The fused residual branch (residual_forward, residual_layernorm_forward, residual_backward,
+ * layernorm_backward_residual) with and without layer scale and drop path. The elementwise
+ * values repeat the unfused ops' float operations, so they are held at 0 (exact in fp32 mode,
+ * only the storage rounding in bf16 mode). The fused LayerNorm is compared with the CPU's
+ * LayerNorm of the GPU's stored residual sum (as the LayerNorm check measures its own error on
+ * inputs both sides share); in fp32 mode that sum is the CPU's own bit for bit. Outputs that the
+ * ops overwrite start as NaN on the GPU; accumulated ones (dres, dgamma, dg, db) start random. */
+static void case_residual(Ctx *x, int B, size_t per, int C, int with_gamma, int with_drop) {
+    char op[64];
+    snprintf(op, sizeof op, "residual B%d C%d%s%s", B, C, with_gamma ? " gamma" : "", with_drop ? " drop" : "");
+    size_t N = (size_t)B * per / C, n = N * C;
+    float scale_host[64];
+    for (int i = 0; i < B && i < 64; i++) scale_host[i] = i % 3 == 1 ? 0.0f : 1.25f; /* 0 or 1/keep */
+    const float *sh = with_drop ? scale_host : NULL;
+    ActPair res = act_rand(x, n, 1, 3), y = act_rand(x, n, -1, 1), out = act_out(x, n), out2 = act_out(x, n),
+            ln = act_out(x, n);
+    Pair gamma = pair_rand(x, C, -1, 1), g = pair_rand(x, C, 0.5f, 1.5f), b = pair_rand(x, C, -0.5f, 0.5f);
+    Pair mean = pair_out(x, N), rstd = pair_out(x, N);
+    const float *gc = with_gamma ? gamma.c : NULL, *gg = with_gamma ? gamma.g : NULL;
+    x->cpu->residual_forward(x->cpu, out.c, res.c, y.c, gc, sh, B, per, C);
+    x->gpu->residual_forward(x->gpu, out.g, res.g, y.g, gg, sh, B, per, C);
+    compare_act(x, op, "out", out, 0);
+    x->cpu->residual_layernorm_forward(x->cpu, out2.c, ln.c, mean.c, rstd.c, res.c, y.c, gc, sh, g.c, b.c, B, per,
+                                       C, 1e-5f);
+    x->gpu->residual_layernorm_forward(x->gpu, out2.g, ln.g, mean.g, rstd.g, res.g, y.g, gg, sh, g.g, b.g, B, per,
+                                       C, 1e-5f);
+    compare_act(x, op, "ln.out", out2, 0);
+    float *h = xmalloc(n * sizeof(float)); /* (n) the GPU's stored residual sum */
+    backend_download_act(x->gpu, h, out2.g, n);
+    backend_upload_act(x->cpu, out2.c, h, n);
+    free(h);
+    x->cpu->layernorm_forward(x->cpu, ln.c, mean.c, rstd.c, out2.c, g.c, b.c, N, C, 1e-5f);
+    compare_act(x, op, "ln", ln, TOL_FP32);
+    compare(x, op, "mean", mean, TOL_FP32);
+    compare(x, op, "rstd", rstd, TOL_FP32);
+    /* backward of the branch: dres accumulates, dy is overwritten */
+    ActPair dout = act_rand(x, n, -1, 1), dres = act_rand(x, n, -1, 1), dy = act_out(x, n);
+    Pair dgamma = pair_rand(x, C, -1, 1);
+    x->cpu->residual_backward(x->cpu, dres.c, dy.c, dgamma.c, dout.c, y.c, gc, sh, B, per, C);
+    x->gpu->residual_backward(x->gpu, dres.g, dy.g, dgamma.g, dout.g, y.g, gg, sh, B, per, C);
+    compare_act(x, op, "dres", dres, 0);
+    compare_act(x, op, "dy", dy, 0);
+    if (with_gamma) compare(x, op, "dgamma", dgamma, TOL_FP32);
+    /* LayerNorm backward from the residual gradient (without layer scale: from none, dres NULL):
+     * din overwritten */
+    ActPair din = act_out(x, n), dres2 = act_rand(x, n, -1, 1);
+    Pair dg = pair_rand(x, C, -1, 1), db = pair_rand(x, C, -1, 1);
+    x->cpu->layernorm_backward_residual(x->cpu, din.c, dg.c, db.c, with_gamma ? dres2.c : NULL, dout.c, out2.c, mean.c, rstd.c, g.c, N, C);
+    x->gpu->layernorm_backward_residual(x->gpu, din.g, dg.g, db.g, with_gamma ? dres2.g : NULL, dout.g, out2.g, mean.g, rstd.g, g.g, N, C);
+    compare_act(x, op, "ln.din", din, TOL_FP32);
+    compare(x, op, "ln.dg", dg, TOL_FP32);
+    compare(x, op, "ln.db", db, TOL_FP32);
+    ActPair *acts[] = {&res, &y, &out, &out2, &ln, &dout, &dres, &dy, &din, &dres2};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&gamma, &g, &b, &mean, &rstd, &dgamma, &dg, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
@@ -672,6 +766,9 @@ static int check_ops(Ctx *x) {
     if (strcmp(x->precision, "bf16") != 0)
         printf("(window_attention=flash: bf16 tensor cores, unavailable in %s mode: not checked)\n", x->precision);
     case_elementwise(x, 1000, 24, 4);
+    case_residual(x, 4, 250 * 24, 24, 1, 1);
+    case_residual(x, 3, 37 * 96, 96, 1, 0);
+    case_residual(x, 2, 61 * 40, 40, 0, 1);
     case_loss(x, 2, 32, 48, 14);
     case_optim(x, 1000003);
     /* cuDNN last: if it offers no algorithm for a shape, CHECK ends the process, and every

@@ -1,0 +1,278 @@
+// residual.cu — the fused residual branch of a PI block (backend_ops.h: residual_forward,
+// residual_layernorm_forward, residual_backward, layernorm_backward_residual).
+//
+// Unfused, a branch end was channel_scale → sample_scale (one launch per sample) → add → LayerNorm
+// forward, and accumulate + memset + sample_scale (per sample) + memset + channel_scale (din, a
+// product into scratch, two column-sum kernels) backward, with every intermediate stored and
+// re-read. Here the forward is one kernel, the backward one elementwise kernel plus the
+// deterministic two-kernel column sum for dgamma, and the LayerNorm backward starts from the
+// residual gradient instead of a copy of it.
+//
+// Determinism and exactness: every element follows the float operations of the unfused sequence
+// in the same order (__fmul_rn/__fadd_rn keep nvcc from contracting them into an fma, so the fp32
+// mode computes exactly the CPU reference's values); the reductions (LayerNorm statistics, dgamma,
+// dg, db) use fixed row chunks and sum in a fixed order, no atomics. Per-sample drop-path scales
+// travel by value in the kernel arguments (no upload, no host sync).
+#include <string.h>
+
+#include "act.cuh"
+#include "check.h"
+
+#define RES_MAX_B 64
+
+// Drop-path scales of one call: on = 0 when the branch has none.
+typedef struct {
+    float s[RES_MAX_B];
+    size_t rows_per_sample;
+    int on;
+} SampleScales;
+
+static SampleScales sample_scales(const float *scale_host, int B, size_t per, int C) {
+    SampleScales sc;
+    memset(&sc, 0, sizeof sc);
+    CHECK(C > 0 && per % (size_t)C == 0, "residual op: per-sample size %zu is not a multiple of C = %d", per, C);
+    sc.rows_per_sample = per / (size_t)C;
+    if (scale_host) {
+        CHECK(B >= 1 && B <= RES_MAX_B, "residual op: drop path for %d samples (at most %d)", B, RES_MAX_B);
+        sc.on = 1;
+        for (int b = 0; b < B; b++) sc.s[b] = scale_host[b];
+    }
+    return sc;
+}
+
+// The branch value of element (r, c): s_b * (gamma_c * y), as channel_scale then sample_scale.
+__device__ __forceinline__ float branch_value(float y, const float *gamma, int c, const SampleScales &sc, size_t r) {
+    float t = y;
+    if (gamma) t = __fmul_rn(gamma[c], t);
+    if (sc.on) t = __fmul_rn(t, sc.s[r / sc.rows_per_sample]);
+    return t;
+}
+
+// The branch gradient of element (r, c) before gamma: sample_scale_backward into a zeroed buffer
+// (a dropped sample stays +0).
+__device__ __forceinline__ float branch_grad(float d, const SampleScales &sc, size_t r) {
+    if (!sc.on) return d;
+    const float s = sc.s[r / sc.rows_per_sample];
+    return s == 0.0f ? 0.0f : __fadd_rn(0.0f, __fmul_rn(d, s));
+}
+
+__device__ __forceinline__ double res_warp_sum(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+template <typename T>
+__global__ void k_residual_fwd(T *out /* (N, C) */, const T *res /* (N, C) */, const T *y /* (N, C) */,
+                               const float *gamma /* (C) or NULL */, SampleScales sc, size_t N, int C) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < N * (size_t)C;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = i / C;
+        const int c = (int)(i % C);
+        act_store(out + i, __fadd_rn(act_load(res + i), branch_value(act_load(y + i), gamma, c, sc, r)));
+    }
+}
+
+// One warp per row: the residual sum is stored first (rounded to T), then normalised from the
+// stored values, as the unfused LayerNorm reads them. Each lane re-reads only the elements it
+// wrote itself, so no barrier is needed between the two. Statistics in double, two passes, as
+// layernorm.cu and the CPU reference.
+template <typename T>
+__global__ void k_residual_ln_fwd(T *out /* (N, C) */, T *ln /* (N, C) */, float *mean /* (N) */, float *rstd /* (N) */,
+                                  const T *res /* (N, C) */, const T *y /* (N, C) */, const float *gamma /* (C) */,
+                                  SampleScales sc, const float *g /* (C) */, const float *b /* (C) */, size_t N,
+                                  int C, float eps) {
+    const size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x & 31;
+    if (r >= N) return;
+    T *x = out + r * C, *o = ln + r * C;
+    const T *rs_row = res + r * C, *y_row = y + r * C;
+    double s = 0;
+    for (int c = lane; c < C; c += 32) {
+        act_store(x + c, __fadd_rn(act_load(rs_row + c), branch_value(act_load(y_row + c), gamma, c, sc, r)));
+        s += act_load(x + c);
+    }
+    const double mu = res_warp_sum(s) / C;
+    double ss = 0;
+    for (int c = lane; c < C; c += 32) {
+        const double d = act_load(x + c) - mu;
+        ss += d * d;
+    }
+    const double rs = 1.0 / sqrt(res_warp_sum(ss) / C + (double)eps);
+    const float muf = (float)mu, rsf = (float)rs;
+    if (lane == 0) {
+        mean[r] = muf;
+        rstd[r] = rsf;
+    }
+    for (int c = lane; c < C; c += 32) act_store(o + c, (act_load(x + c) - muf) * rsf * g[c] + b[c]);
+}
+
+template <typename T>
+__global__ void k_residual_bwd(T *dres /* (N, C) or NULL */, T *dy /* (N, C) */, const T *dout /* (N, C) */,
+                               const float *gamma /* (C) or NULL */, SampleScales sc, size_t N, int C) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < N * (size_t)C;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = i / C;
+        const int c = (int)(i % C);
+        const float d = act_load(dout + i);
+        if (dres) act_store(dres + i, __fadd_rn(act_load(dres + i), d));
+        const float t = branch_grad(d, sc, r);
+        act_store(dy + i, gamma ? __fadd_rn(0.0f, __fmul_rn(gamma[c], t)) : t);
+    }
+}
+
+// part[k][c] = Σ over the rows of chunk k of (s_b·dout)·y in double, in row order.
+template <typename T>
+__global__ void k_residual_dgamma_partial(double *part /* (nchunk, C) */, const T *dout /* (N, C) */,
+                                          const T *y /* (N, C) */, SampleScales sc, size_t N, int C, size_t rows) {
+    const int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    const size_t r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
+    double s = 0;
+    for (size_t r = r0; r < r1; r++) s += (double)branch_grad(act_load(dout + r * C + c), sc, r) * act_load(y + r * C + c);
+    part[(size_t)blockIdx.x * C + c] = s;
+}
+
+// acc[c] += Σ_k part[k][c], k in order.
+__global__ void k_residual_colsum_finish(float *acc /* (C) */, const double *part /* (nchunk, C) */, int nchunk,
+                                         int C) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double s = 0;
+    for (int k = 0; k < nchunk; k++) s += part[(size_t)k * C + c];
+    acc[c] += (float)s;
+}
+
+// dg[c] += Σ_k part[k][c], db[c] += Σ_k part[k][C + c], k in order (either may be NULL).
+__global__ void k_ln_res_param_finish(float *dg /* (C) */, float *db /* (C) */, const double *part /* (nchunk, 2C) */,
+                                      int nchunk, int C) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double sg = 0, sb = 0;
+    for (int k = 0; k < nchunk; k++) {
+        sg += part[(size_t)k * 2 * C + c];
+        sb += part[(size_t)k * 2 * C + C + c];
+    }
+    if (dg) dg[c] += (float)sg;
+    if (db) db[c] += (float)sb;
+}
+
+// The input-gradient half of layernorm_backward, starting from dres rather than din's old value
+// (din may be dres: each lane reads its element before writing it; dres NULL: from 0).
+template <typename T>
+__global__ void k_ln_bwd_residual(T *din /* (N, C) */, const T *dres /* (N, C) or NULL */, const T *dout /* (N, C) */,
+                                  const T *in /* (N, C) */, const float *mean /* (N) */, const float *rstd /* (N) */,
+                                  const float *g /* (C) */, size_t N, int C) {
+    const size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x & 31;
+    if (r >= N) return;
+    const T *x = in + r * C, *dyr = dout + r * C, *d0 = dres ? dres + r * C : NULL;
+    const float mu = mean[r], rs = rstd[r];
+    double a = 0, bs = 0;
+    for (int c = lane; c < C; c += 32) {
+        const float xh = (act_load(x + c) - mu) * rs, dxh = act_load(dyr + c) * g[c];
+        a += dxh;
+        bs += (double)dxh * xh;
+    }
+    const float ma = (float)(res_warp_sum(a) / C), mb = (float)(res_warp_sum(bs) / C);
+    T *dx = din + r * C;
+    for (int c = lane; c < C; c += 32) {
+        const float xh = (act_load(x + c) - mu) * rs;
+        act_store(dx + c, (dres ? act_load(d0 + c) : 0.0f) + rs * (act_load(dyr + c) * g[c] - ma - xh * mb));
+    }
+}
+
+// part[k][0..C) = Σ dout·xh, part[k][C..2C) = Σ dout over the rows of chunk k (as layernorm.cu).
+template <typename T>
+__global__ void k_ln_res_param_partial(double *part /* (nchunk, 2C) */, const T *dout /* (N, C) */,
+                                       const T *in /* (N, C) */, const float *mean /* (N) */,
+                                       const float *rstd /* (N) */, size_t N, int C, size_t rows) {
+    const int c = blockIdx.y * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    const size_t r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
+    double sg = 0, sb = 0;
+    for (size_t r = r0; r < r1; r++) {
+        const float dy = act_load(dout + r * C + c);
+        const float xh = (act_load(in + r * C + c) - mean[r]) * rstd[r];
+        sg += (double)dy * xh;
+        sb += dy;
+    }
+    part[(size_t)blockIdx.x * 2 * C + c] = sg;
+    part[(size_t)blockIdx.x * 2 * C + C + c] = sb;
+}
+
+extern "C" void cu_residual_forward(Backend *be, Act *out, const Act *res, const Act *y, const float *gamma,
+                                    const float *scale_host, int B, size_t per, int C) {
+    const SampleScales sc = sample_scales(scale_host, B, per, C);
+    const size_t N = sc.rows_per_sample * (size_t)B;
+    if (!N) return;
+    cudaStream_t s = cuda_state(be)->stream;
+    CUDA_ACT_DISPATCH(be, T,
+                      k_residual_fwd<T><<<cuda_grid(N * C), 256, 0, s>>>((T *)out, (const T *)res, (const T *)y,
+                                                                         gamma, sc, N, C));
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cu_residual_layernorm_forward(Backend *be, Act *out, Act *ln, float *mean, float *rstd,
+                                              const Act *res, const Act *y, const float *gamma,
+                                              const float *scale_host, const float *g, const float *b, int B,
+                                              size_t per, int C, float eps) {
+    const SampleScales sc = sample_scales(scale_host, B, per, C);
+    const size_t N = sc.rows_per_sample * (size_t)B;
+    if (!N) return;
+    const unsigned grid = (unsigned)((N * 32 + 255) / 256);
+    cudaStream_t s = cuda_state(be)->stream;
+    CUDA_ACT_DISPATCH(be, T,
+                      k_residual_ln_fwd<T><<<grid, 256, 0, s>>>((T *)out, (T *)ln, mean, rstd, (const T *)res,
+                                                                (const T *)y, gamma, sc, g, b, N, C, eps));
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cu_residual_backward(Backend *be, Act *dres, Act *dy, float *dgamma, const Act *dout, const Act *y,
+                                     const float *gamma, const float *scale_host, int B, size_t per, int C) {
+    const SampleScales sc = sample_scales(scale_host, B, per, C);
+    const size_t N = sc.rows_per_sample * (size_t)B;
+    if (!N) return;
+    if (!gamma) dgamma = NULL;
+    CHECK(!dgamma || y, "residual_backward: dgamma needs y");
+    cudaStream_t s = cuda_state(be)->stream;
+    CUDA_ACT_DISPATCH(be, T,
+                      k_residual_bwd<T><<<cuda_grid(N * C), 256, 0, s>>>((T *)dres, (T *)dy, (const T *)dout, gamma,
+                                                                         sc, N, C));
+    CUDA_CHECK_LAUNCH();
+    if (dgamma) {
+        size_t rows;
+        const int nchunk = cuda_colsum_chunks(N, 512, &rows);
+        double *part = (double *)cuda_workspace(be, (size_t)nchunk * C * sizeof(double));
+        const dim3 grid(nchunk, (C + 255) / 256);
+        CUDA_ACT_DISPATCH(be, T,
+                          k_residual_dgamma_partial<T><<<grid, 256, 0, s>>>(part, (const T *)dout, (const T *)y, sc, N,
+                                                                            C, rows));
+        CUDA_CHECK_LAUNCH();
+        k_residual_colsum_finish<<<(C + 255) / 256, 256, 0, s>>>(dgamma, part, nchunk, C);
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
+extern "C" void cu_layernorm_backward_residual(Backend *be, Act *din, float *dg, float *db, const Act *dres,
+                                               const Act *dout, const Act *in, const float *mean, const float *rstd,
+                                               const float *g, size_t N, int C) {
+    if (!N || C <= 0) return;
+    cudaStream_t s = cuda_state(be)->stream;
+    const unsigned grid = (unsigned)((N * 32 + 255) / 256);
+    CUDA_ACT_DISPATCH(be, T,
+                      k_ln_bwd_residual<T><<<grid, 256, 0, s>>>((T *)din, (const T *)dres, (const T *)dout,
+                                                                (const T *)in, mean, rstd, g, N, C));
+    CUDA_CHECK_LAUNCH();
+    if (dg || db) {
+        size_t rows;
+        const int nchunk = cuda_colsum_chunks(N, 512, &rows);
+        double *part = (double *)cuda_workspace(be, (size_t)nchunk * 2 * C * sizeof(double));
+        const dim3 pgrid(nchunk, (C + 255) / 256);
+        CUDA_ACT_DISPATCH(be, T,
+                          k_ln_res_param_partial<T><<<pgrid, 256, 0, s>>>(part, (const T *)dout, (const T *)in, mean,
+                                                                          rstd, N, C, rows));
+        CUDA_CHECK_LAUNCH();
+        k_ln_res_param_finish<<<(C + 255) / 256, 256, 0, s>>>(dg, db, part, nchunk, C);
+        CUDA_CHECK_LAUNCH();
+    }
+}
