@@ -129,6 +129,145 @@ static int bench_plan(const Model *m, Backend *real, const char *name, int batch
     return 0;
 }
 
+/* The inputs and buffers of one timed training step, in backend memory. */
+typedef struct {
+    const Model *m;
+    Backend *be;
+    int batch, H, W;
+    float *params, *grads, *image;
+    int32_t *labels;
+    ModelActs *acts;
+    PassOptions opt;
+} BenchStep;
+
+/* Fresh weights, a normal-noise image and labels in horizontal bands (every class present). */
+static void bench_step_create(BenchStep *b, const Model *m, Backend *be, int batch, int H, int W) {
+    size_t n_img = (size_t)batch * H * W * m->cin, n_lab = (size_t)batch * H * W;
+    *b = (BenchStep){.m = m, .be = be, .batch = batch, .H = H, .W = W};
+    b->params = be->alloc(be, m->params.total * sizeof(float));
+    b->grads = be->alloc(be, m->params.total * sizeof(float));
+    b->image = be->alloc(be, n_img * sizeof(float));
+    b->labels = be->alloc(be, n_lab * sizeof(int32_t));
+    float *host = xmalloc(m->params.total * sizeof(float));
+    model_init_params(m, host, 1);
+    be->upload(be, b->params, host, m->params.total * sizeof(float));
+    free(host);
+    float *img_host = xmalloc(n_img * sizeof(float));
+    int32_t *lab_host = xmalloc(n_lab * sizeof(int32_t));
+    for (size_t i = 0; i < n_img; i++) img_host[i] = (float)rng_normal(rng_key(2, 0, i));
+    for (size_t i = 0; i < n_lab; i++) lab_host[i] = (int32_t)((i / W % H) * m->K / H);
+    be->upload(be, b->image, img_host, n_img * sizeof(float));
+    be->upload(be, b->labels, lab_host, n_lab * sizeof(int32_t));
+    free(img_host);
+    free(lab_host);
+    b->acts = model_acts_create(m, be, batch, H, W, 0);
+    b->opt = (PassOptions){.training = 1, .seed = 1, .step = 0};
+}
+
+static void bench_step_free(BenchStep *b) {
+    model_acts_free(b->acts);
+    b->be->release(b->be, b->params);
+    b->be->release(b->be, b->grads);
+    b->be->release(b->be, b->image);
+    b->be->release(b->be, b->labels);
+}
+
+/* Forward, loss and backward on `be` (the step's own backend or a wrapper of it); the loss. */
+static float bench_step_run(BenchStep *b, Backend *be) {
+    float *outs[3];
+    be->zero(be, b->grads, b->m->params.total * sizeof(float));
+    model_forward(b->m, be, b->acts, b->params, b->image, &b->opt, outs);
+    float loss = model_loss(b->m, be, b->acts, b->labels, NULL, NULL);
+    model_backward(b->m, be, b->acts, b->params, b->grads, NULL);
+    return loss;
+}
+
+/* t[r] = seconds of run r, after one warm-up run (first-touch page faults, workspace growth). */
+static void bench_time_runs(BenchStep *b, double *t, int runs) {
+    for (int r = -1; r < runs; r++) {
+        double t0 = monotonic_seconds();
+        float loss = bench_step_run(b, b->be);
+        b->be->synchronize(b->be);
+        double dt = monotonic_seconds() - t0;
+        if (r >= 0) {
+            t[r] = dt;
+            printf("run %d: %.1f ms (loss %.4f)\n", r + 1, dt * 1e3, loss);
+        }
+    }
+}
+
+/* --profile: one more step, every op waited for and timed on its own. */
+static void bench_profile(BenchStep *b, const char *name, double median_s) {
+    OpProfile *prof = op_profile_create(b->be);
+    bench_step_run(b, op_profile_backend(prof));
+    printf("profile: one step of %s at batch %d, each op waited for on its own (sum %.1f ms vs %.1f ms median "
+           "unprofiled step)\n",
+           name, b->batch, op_profile_total(prof) * 1e3, median_s * 1e3);
+    op_profile_print(prof, stdout);
+    op_profile_destroy(prof);
+}
+
+#ifdef UNET_HAVE_CUDA
+/* One counted step with clip and Adam, ended by the read of its scalars: launches and host syncs
+ * as the check macros count them; on the emulator also as its runtime counts them, which must
+ * agree (a launch or sync that bypassed the macros would not be counted on a GPU). */
+static void bench_count_step(BenchStep *b, unsigned long long *launches, unsigned long long *syncs) {
+    Backend *be = b->be;
+    Adam adam;
+    adam_create(&adam, be, b->m->params.total, 1e-4);
+    be->synchronize(be);
+    WorkCount c0 = unet_work_count;
+    unsigned long long rl0 = 0, rs0 = 0, rl1 = 0, rs1 = 0;
+    int exact = backend_cuda_runtime_counts(&rl0, &rs0);
+    bench_step_run(b, be);
+    adam_clip_and_step(&adam, be, b->params, b->grads);
+    (void)adam_last_norm(&adam, be); /* the step's end: read its scalars back (a trainer reads the norm) */
+    *launches = unet_work_count.launches - c0.launches;
+    *syncs = unet_work_count.syncs - c0.syncs;
+    if (exact) {
+        backend_cuda_runtime_counts(&rl1, &rs1);
+        printf("emulator runtime count: %llu launches, %llu host syncs per step\n", rl1 - rl0, rs1 - rs0);
+        if (rl1 - rl0 != *launches || rs1 - rs0 != *syncs)
+            die("bench: the backend counted %llu launches and %llu host syncs, the emulator's runtime %llu and "
+                "%llu: a launch or sync bypassed the counting macros (src/base/cuda_check.h)",
+                *launches, *syncs, rl1 - rl0, rs1 - rs0);
+    }
+    adam_destroy(&adam, be);
+    printf("launches_per_step %llu\nhost_syncs_per_step %llu\n", *launches, *syncs);
+}
+
+/* images/s, TFLOP/s and peak device memory; the JSON line tests/gpu/check.sh reads. */
+static void bench_report_cuda(const BenchStep *b, const char *name, int device, const double *t, int runs,
+                              double med, double flops, unsigned long long launches, unsigned long long syncs) {
+    double peak_mib = (double)backend_cuda_peak_bytes(b->be) / (1 << 20);
+    const char *prec = backend_cuda_precision(b->be);
+    printf("%s batch %d, cuda device %d, %s: median %.2f ms, %.1f images/s, %.1f TFLOP/s, peak %.0f MiB\n", name,
+           b->batch, device, prec, med * 1e3, b->batch / med, flops / med / 1e12, peak_mib);
+    printf("{\"impl\":\"c-cuda\",\"precision\":\"%s\",\"config\":\"%s\",\"batch\":%d,\"median_ms\":%.3f,"
+           "\"images_per_s\":%.2f,\"peak_mib\":%.0f,\"gflop_per_step\":%.3f,\"launches_per_step\":%llu,"
+           "\"host_syncs_per_step\":%llu,\"runs_ms\":[",
+           prec, name, b->batch, med * 1e3, b->batch / med, peak_mib, flops / 1e9, launches, syncs);
+    for (int r = 0; r < runs; r++) printf("%s%.3f", r ? "," : "", t[r] * 1e3);
+    printf("]}\n");
+}
+#endif
+
+/* GFLOP/s against this machine's sgemm rate with the same threads; the JSON line
+ * scripts/bench_cpu.sh reads. */
+static void bench_report_cpu(const BenchStep *b, const char *name, int threads, const double *t, int runs,
+                             double med, double flops) {
+    double gf = flops / med / 1e9, peak = sgemm_gflops(2048, threads);
+    printf("%s batch %d, %d threads, fp32: median %.1f ms, %.1f GFLOP per step, %.1f GFLOP/s = %.0f%% of sgemm "
+           "(%.1f GFLOP/s)\n",
+           name, b->batch, threads, med * 1e3, flops / 1e9, gf, 100 * gf / peak, peak);
+    printf("{\"impl\":\"c\",\"precision\":\"fp32\",\"config\":\"%s\",\"batch\":%d,\"threads\":%d,"
+           "\"median_ms\":%.2f,\"runs_ms\":[",
+           name, b->batch, threads, med * 1e3);
+    for (int r = 0; r < runs; r++) printf("%s%.2f", r ? "," : "", t[r] * 1e3);
+    printf("],\"gflop_per_step\":%.3f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"fraction_of_sgemm\":%.3f}\n",
+           flops / 1e9, gf, peak, gf / peak);
+}
+
 static const char *SUMMARY =
     "  times forward + loss + backward of one training step (median of N runs after a warm-up)\n"
     "  against this machine's sgemm rate (cpu) or as images/s and peak memory (cuda)";
@@ -159,131 +298,32 @@ int cmd_bench(int argc, char **argv) {
     if ((st = session_open(&s, &so)) != 0) return st;
     const Config *cfg = &s.cfg;
     const Model *m = &s.model;
-    Backend *be = s.be;
     threads = omp_get_max_threads();
     int H = cfg->net.crop[0], W = cfg->net.crop[1];
     if (plan) {
-        st = bench_plan(m, be, cfg->name, batch, H, W, plan);
+        st = bench_plan(m, s.be, cfg->name, batch, H, W, plan);
         session_close(&s);
         return st;
     }
-    size_t n_img = (size_t)batch * H * W * m->cin, n_lab = (size_t)batch * H * W;
-
-    float *params = be->alloc(be, m->params.total * sizeof(float));
-    float *grads = be->alloc(be, m->params.total * sizeof(float));
-    float *image = be->alloc(be, n_img * sizeof(float));
-    int32_t *labels = be->alloc(be, n_lab * sizeof(int32_t));
-    float *host = xmalloc(m->params.total * sizeof(float));
-    model_init_params(m, host, 1);
-    be->upload(be, params, host, m->params.total * sizeof(float));
-    free(host);
-    float *img_host = xmalloc(n_img * sizeof(float));
-    int32_t *lab_host = xmalloc(n_lab * sizeof(int32_t));
-    for (size_t i = 0; i < n_img; i++) img_host[i] = (float)rng_normal(rng_key(2, 0, i));
-    for (size_t i = 0; i < n_lab; i++) /* horizontal bands: every class present */
-        lab_host[i] = (int32_t)((i / W % H) * m->K / H);
-    be->upload(be, image, img_host, n_img * sizeof(float));
-    be->upload(be, labels, lab_host, n_lab * sizeof(int32_t));
-    free(img_host);
-    free(lab_host);
-
-    ModelActs *acts = model_acts_create(m, be, batch, H, W, 0);
-    PassOptions opt = {.training = 1, .seed = 1, .step = 0};
-    float *outs[3];
+    BenchStep b;
+    bench_step_create(&b, m, s.be, batch, H, W);
     double *t = xcalloc((size_t)runs, sizeof(double));
-    for (int r = -1; r < runs; r++) { /* r = -1: warm-up (first-touch page faults, workspace growth) */
-        double t0 = monotonic_seconds();
-        be->zero(be, grads, m->params.total * sizeof(float));
-        model_forward(m, be, acts, params, image, &opt, outs);
-        float loss = model_loss(m, be, acts, labels, NULL, NULL);
-        model_backward(m, be, acts, params, grads, NULL);
-        be->synchronize(be);
-        double dt = monotonic_seconds() - t0;
-        if (r >= 0) {
-            t[r] = dt;
-            printf("run %d: %.1f ms (loss %.4f)\n", r + 1, dt * 1e3, loss);
-        }
-    }
-    if (profile) { /* one more step, every op timed on its own */
-        OpProfile *prof = op_profile_create(be);
-        Backend *pb = op_profile_backend(prof);
-        pb->zero(pb, grads, m->params.total * sizeof(float));
-        model_forward(m, pb, acts, params, image, &opt, outs);
-        model_loss(m, pb, acts, labels, NULL, NULL);
-        model_backward(m, pb, acts, params, grads, NULL);
-        printf("profile: one step of %s at batch %d, each op waited for on its own (sum %.1f ms vs %.1f ms median "
-               "unprofiled step)\n",
-               cfg->name, batch, op_profile_total(prof) * 1e3, median(t, runs) * 1e3);
-        op_profile_print(prof, stdout);
-        op_profile_destroy(prof);
-    }
-    /* One counted step with clip and Adam (cuda only: the CPU backend queues nothing). */
-    unsigned long long step_launches = 0, step_syncs = 0;
+    bench_time_runs(&b, t, runs);
+    double *sorted = xmalloc((size_t)runs * sizeof(double)); /* t stays in run order for the JSON */
+    memcpy(sorted, t, (size_t)runs * sizeof(double));
+    double med = median(sorted, runs), flops = 3.0 * model_forward_flops(m, batch, H, W);
+    free(sorted);
+    if (profile) bench_profile(&b, cfg->name, med);
 #ifdef UNET_HAVE_CUDA
     if (!strcmp(backend, "cuda")) {
-        Adam adam;
-        adam_create(&adam, be, m->params.total, 1e-4);
-        be->synchronize(be);
-        WorkCount c0 = unet_work_count;
-        unsigned long long rl0 = 0, rs0 = 0, rl1 = 0, rs1 = 0;
-        int exact = backend_cuda_runtime_counts(&rl0, &rs0);
-        be->zero(be, grads, m->params.total * sizeof(float));
-        model_forward(m, be, acts, params, image, &opt, outs);
-        model_loss(m, be, acts, labels, NULL, NULL);
-        model_backward(m, be, acts, params, grads, NULL);
-        adam_clip_and_step(&adam, be, params, grads);
-        (void)adam_last_norm(&adam, be); /* the step's end: read its scalars back (a trainer reads the norm) */
-        step_launches = unet_work_count.launches - c0.launches;
-        step_syncs = unet_work_count.syncs - c0.syncs;
-        if (exact) {
-            backend_cuda_runtime_counts(&rl1, &rs1);
-            printf("emulator runtime count: %llu launches, %llu host syncs per step\n", rl1 - rl0, rs1 - rs0);
-            if (rl1 - rl0 != step_launches || rs1 - rs0 != step_syncs)
-                die("bench: the backend counted %llu launches and %llu host syncs, the emulator's runtime %llu and "
-                    "%llu: a launch or sync bypassed the counting macros (src/base/cuda_check.h)",
-                    step_launches, step_syncs, rl1 - rl0, rs1 - rs0);
-        }
-        adam_destroy(&adam, be);
-        printf("launches_per_step %llu\nhost_syncs_per_step %llu\n", step_launches, step_syncs);
-    }
-#endif
-    double runs_ms[1000];
-    for (int r = 0; r < runs; r++) runs_ms[r] = t[r] * 1e3;
-    double med = median(t, runs);
-    double flops = 3.0 * model_forward_flops(m, batch, H, W);
-#ifdef UNET_HAVE_CUDA
-    if (!strcmp(backend, "cuda")) {
-        double peak_mib = (double)backend_cuda_peak_bytes(be) / (1 << 20);
-        printf("%s batch %d, cuda device %d, %s: median %.2f ms, %.1f images/s, %.1f TFLOP/s, peak %.0f MiB\n",
-               cfg->name, batch, device, backend_cuda_precision(be), med * 1e3, batch / med, flops / med / 1e12,
-               peak_mib);
-        printf("{\"impl\":\"c-cuda\",\"precision\":\"%s\",\"config\":\"%s\",\"batch\":%d,\"median_ms\":%.3f,"
-               "\"images_per_s\":%.2f,\"peak_mib\":%.0f,\"gflop_per_step\":%.3f,\"launches_per_step\":%llu,"
-               "\"host_syncs_per_step\":%llu,\"runs_ms\":[",
-               backend_cuda_precision(be), cfg->name, batch, med * 1e3, batch / med, peak_mib, flops / 1e9,
-               step_launches, step_syncs);
-        for (int r = 0; r < runs; r++) printf("%s%.3f", r ? "," : "", runs_ms[r]);
-        printf("]}\n");
+        unsigned long long launches = 0, syncs = 0; /* the CPU backend queues nothing: cuda only */
+        bench_count_step(&b, &launches, &syncs);
+        bench_report_cuda(&b, cfg->name, device, t, runs, med, flops, launches, syncs);
     } else
 #endif
-    {
-        double gf = flops / med / 1e9, peak = sgemm_gflops(2048, threads);
-        printf("%s batch %d, %d threads, fp32: median %.1f ms, %.1f GFLOP per step, %.1f GFLOP/s = %.0f%% of sgemm "
-               "(%.1f GFLOP/s)\n",
-               cfg->name, batch, threads, med * 1e3, flops / 1e9, gf, 100 * gf / peak, peak);
-        printf("{\"impl\":\"c\",\"precision\":\"fp32\",\"config\":\"%s\",\"batch\":%d,\"threads\":%d,"
-               "\"median_ms\":%.2f,\"runs_ms\":[",
-               cfg->name, batch, threads, med * 1e3);
-        for (int r = 0; r < runs; r++) printf("%s%.2f", r ? "," : "", runs_ms[r]);
-        printf("],\"gflop_per_step\":%.3f,\"gflops\":%.2f,\"sgemm_gflops\":%.2f,\"fraction_of_sgemm\":%.3f}\n",
-               flops / 1e9, gf, peak, gf / peak);
-    }
+        bench_report_cpu(&b, cfg->name, threads, t, runs, med, flops);
     free(t);
-    model_acts_free(acts);
-    be->release(be, params);
-    be->release(be, grads);
-    be->release(be, image);
-    be->release(be, labels);
+    bench_step_free(&b);
     session_close(&s);
     return 0;
 }

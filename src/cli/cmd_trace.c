@@ -49,11 +49,100 @@ static const char *SUMMARY =
     "  runs one training computation on a given batch and writes its outputs, loss and gradients\n"
     "  (and with --steps S the losses of S training steps), to check against PyTorch";
 
-/* A refused batch: what was opened is released (the sanitizer build checks for leaks). */
-static int bad_batch(Session *s, StFile *batch, const char *err) {
-    st_free(batch);
-    session_close(s);
-    return error(err);
+/* The batch file's tensors, checked against the network: 'image' F32 (B, Cin, H, W) with H, W
+ * multiples of P·8, 'labels' I32 (B, H, W) in [0, K). 0, or -1 with the message in err. */
+typedef struct {
+    int B, H, W;
+    const float *image_nchw;
+    const int32_t *labels;
+} TraceBatch;
+
+static int check_batch(TraceBatch *tb, const Model *m, const StFile *batch, const char *path, char *err,
+                       size_t err_len) {
+    const StTensor *img = st_find(batch, "image"), *lab = st_find(batch, "labels");
+    if (!img || img->dtype != ST_F32 || img->ndim != 4 || img->shape[1] != m->cin)
+        return error_at(err, err_len, "%s: expected tensor 'image' F32 (B, %d, H, W)", path, m->cin);
+    int B = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3];
+    if (!lab || lab->dtype != ST_I32 || lab->ndim != 3 || lab->shape[0] != B || lab->shape[1] != H ||
+        lab->shape[2] != W)
+        return error_at(err, err_len, "%s: expected tensor 'labels' I32 (%d, %d, %d)", path, B, H, W);
+    const int32_t *labels = lab->data;
+    for (size_t i = 0; i < (size_t)B * H * W; i++)
+        if (labels[i] < 0 || labels[i] >= m->K)
+            return error_at(err, err_len, "%s: labels[%zu] = %d is outside [0, %d)", path, i, labels[i], m->K);
+    int unit = m->P * 8;
+    if (H % unit || W % unit)
+        return error_at(err, err_len, "%s: image is %d x %d; both sides must be multiples of %d", path, H, W, unit);
+    *tb = (TraceBatch){.B = B, .H = H, .W = W, .image_nchw = img->data, .labels = labels};
+    return 0;
+}
+
+/* The backend buffers of one traced pass. */
+typedef struct {
+    float *image, *params, *grads;
+    int32_t *labels;
+    ModelActs *acts;
+} TraceBufs;
+
+static void trace_bufs_create(TraceBufs *t, const Model *m, Backend *be, const TraceBatch *tb, const float *params) {
+    size_t n_img = (size_t)tb->B * m->cin * tb->H * tb->W, n_lab = (size_t)tb->B * tb->H * tb->W;
+    float *tmp = xmalloc(n_img * sizeof(float));
+    nchw_to_nhwc(tmp, tb->image_nchw, tb->B, m->cin, tb->H, tb->W);
+    t->image = be->alloc(be, n_img * sizeof(float));
+    be->upload(be, t->image, tmp, n_img * sizeof(float));
+    free(tmp);
+    t->labels = be->alloc(be, n_lab * sizeof(int32_t));
+    be->upload(be, t->labels, tb->labels, n_lab * sizeof(int32_t));
+    t->params = be->alloc(be, m->params.total * sizeof(float));
+    be->upload(be, t->params, params, m->params.total * sizeof(float));
+    t->grads = be->alloc(be, m->params.total * sizeof(float));
+    t->acts = model_acts_create(m, be, tb->B, tb->H, tb->W, 0);
+}
+
+static void trace_bufs_free(TraceBufs *t, Backend *be) {
+    model_acts_free(t->acts);
+    be->release(be, t->image);
+    be->release(be, t->labels);
+    be->release(be, t->params);
+    be->release(be, t->grads);
+}
+
+/* "out.k": the outputs in PyTorch's NCHW layout; host_outs[k] owns each tensor's data. */
+static void add_outputs(StFile *out, float **host_outs, Backend *be, const Model *m, const TraceBatch *tb,
+                        float *const *outs, int n_out) {
+    for (int k = 0; k < n_out; k++) {
+        int hk = tb->H >> k, wk = tb->W >> k;
+        size_t n = (size_t)tb->B * m->K * hk * wk;
+        float *nhwc = xmalloc(n * sizeof(float));
+        host_outs[k] = xmalloc(n * sizeof(float));
+        be->download(be, nhwc, outs[k], n * sizeof(float));
+        nhwc_to_nchw(host_outs[k], nhwc, tb->B, m->K, hk, wk);
+        free(nhwc);
+        char name[16];
+        snprintf(name, sizeof name, "out.%d", k);
+        int64_t shape[4] = {tb->B, m->K, hk, wk};
+        st_add(out, name, ST_F32, 4, shape, host_outs[k]);
+    }
+}
+
+/* --steps S: S training steps (forward, loss, backward, clip 12, Adam) on the same batch, each
+ * loss taken before its update; losses[s] receives them. */
+static void run_steps(float *losses, Backend *be, const Model *m, TraceBufs *t, double lr, int steps) {
+    Adam adam;
+    adam_create(&adam, be, m->params.total, lr);
+    PassOptions opt = {.training = 0, .seed = 0, .step = 0};
+    float *outs[3];
+    for (int s = 0; s < steps; s++) {
+        opt.step = (uint64_t)s;
+        model_forward(m, be, t->acts, t->params, t->image, &opt, outs);
+        losses[s] = model_loss(m, be, t->acts, t->labels, NULL, NULL);
+        be->zero(be, t->grads, m->params.total * sizeof(float));
+        model_backward(m, be, t->acts, t->params, t->grads, NULL);
+        adam_clip_and_step(&adam, be, t->params, t->grads);
+        double norm = adam_last_norm(&adam, be);
+        fprintf(stderr, "step %d: loss %.6f grad-norm %.4f\n", s + 1, losses[s], norm);
+    }
+    adam_destroy(&adam, be);
 }
 
 int cmd_trace(int argc, char **argv) {
@@ -76,116 +165,56 @@ int cmd_trace(int argc, char **argv) {
     SessionOptions so = {.command = "trace", .config = cfg_path, .weights = weights, .backend = "cpu", .threads = threads};
     if ((st = session_open(&s, &so)) != 0) return st;
     if (lr > 0) s.cfg.lr = lr;
-    const Config *cfg = &s.cfg;
     const Model *m = &s.model;
-    const float *params_host = s.params;
     Backend *be = s.be;
     char err[1024];
-
     StFile batch;
+    TraceBatch tb = {0};
     if (weights_read_st(&batch, batch_path, err, sizeof err) != 0) return session_close(&s), error(err);
-    const StTensor *img = st_find(&batch, "image"), *lab = st_find(&batch, "labels");
-    if (!img || img->dtype != ST_F32 || img->ndim != 4 || img->shape[1] != m->cin) {
-        snprintf(err, sizeof err, "%s: expected tensor 'image' F32 (B, %d, H, W)", batch_path, m->cin);
-        return bad_batch(&s, &batch, err);
-    }
-    int B = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3];
-    if (!lab || lab->dtype != ST_I32 || lab->ndim != 3 || lab->shape[0] != B || lab->shape[1] != H ||
-        lab->shape[2] != W) {
-        snprintf(err, sizeof err, "%s: expected tensor 'labels' I32 (%d, %d, %d)", batch_path, B, H, W);
-        return bad_batch(&s, &batch, err);
-    }
-    const int32_t *labels_host = lab->data;
-    for (size_t i = 0; i < (size_t)B * H * W; i++)
-        if (labels_host[i] < 0 || labels_host[i] >= m->K) {
-            snprintf(err, sizeof err, "%s: labels[%zu] = %d is outside [0, %d)", batch_path, i, labels_host[i], m->K);
-            return bad_batch(&s, &batch, err);
-        }
-    int unit = m->P * 8;
-    if (H % unit || W % unit) {
-        snprintf(err, sizeof err, "%s: image is %d x %d; both sides must be multiples of %d", batch_path, H, W, unit);
-        return bad_batch(&s, &batch, err);
+    if (check_batch(&tb, m, &batch, batch_path, err, sizeof err) != 0) { /* released: the ASan build checks */
+        st_free(&batch);
+        session_close(&s);
+        return error(err);
     }
 
-    size_t n_img = (size_t)B * m->cin * H * W, n_lab = (size_t)B * H * W;
-    float *tmp = xmalloc(n_img * sizeof(float));
-    nchw_to_nhwc(tmp, img->data, B, m->cin, H, W);
-    float *image = be->alloc(be, n_img * sizeof(float));
-    be->upload(be, image, tmp, n_img * sizeof(float));
-    free(tmp);
-    int32_t *labels = be->alloc(be, n_lab * sizeof(int32_t));
-    be->upload(be, labels, labels_host, n_lab * sizeof(int32_t));
-    float *params = be->alloc(be, m->params.total * sizeof(float));
-    be->upload(be, params, params_host, m->params.total * sizeof(float));
-    float *grads = be->alloc(be, m->params.total * sizeof(float));
-
-    ModelActs *acts = model_acts_create(m, be, B, H, W, 0);
-    PassOptions opt = {.training = 0, .seed = 0, .step = 0};
+    TraceBufs t;
+    trace_bufs_create(&t, m, be, &tb, s.params);
+    PassOptions opt = {.training = 0, .seed = 0, .step = 0}; /* no drop path: a deterministic function */
     float *outs[3];
-    int n_out = model_forward(m, be, acts, params, image, &opt, outs);
-    float loss = model_loss(m, be, acts, labels, NULL, NULL);
-    model_backward(m, be, acts, params, grads, NULL);
+    int n_out = model_forward(m, be, t.acts, t.params, t.image, &opt, outs);
+    float loss = model_loss(m, be, t.acts, t.labels, NULL, NULL);
+    model_backward(m, be, t.acts, t.params, t.grads, NULL);
 
     StFile out;
     st_init(&out);
     st_add_meta(&out, "config", cfg_path);
     float *host_outs[3];
-    for (int k = 0; k < n_out; k++) {
-        int hk = H >> k, wk = W >> k;
-        size_t n = (size_t)B * m->K * hk * wk;
-        float *nhwc = xmalloc(n * sizeof(float));
-        host_outs[k] = xmalloc(n * sizeof(float));
-        be->download(be, nhwc, outs[k], n * sizeof(float));
-        nhwc_to_nchw(host_outs[k], nhwc, B, m->K, hk, wk);
-        free(nhwc);
-        char name[16];
-        snprintf(name, sizeof name, "out.%d", k);
-        int64_t shape[4] = {B, m->K, hk, wk};
-        st_add(&out, name, ST_F32, 4, shape, host_outs[k]);
-    }
+    add_outputs(&out, host_outs, be, m, &tb, outs, n_out);
     int64_t one = 1;
     st_add(&out, "loss", ST_F32, 1, &one, &loss);
     float *grads_host = xmalloc(m->params.total * sizeof(float));
-    be->download(be, grads_host, grads, m->params.total * sizeof(float));
+    be->download(be, grads_host, t.grads, m->params.total * sizeof(float));
     char (*gnames)[PARAM_NAME_MAX + 8] = xmalloc((size_t)m->params.count * sizeof *gnames);
     for (int i = 0; i < m->params.count; i++) {
         const ParamInfo *p = &m->params.items[i];
         snprintf(gnames[i], sizeof gnames[i], "grad.%s", p->name);
         st_add(&out, gnames[i], ST_F32, p->ndim, p->shape, grads_host + p->offset);
     }
-
     float *losses = xcalloc(steps ? (size_t)steps : 1, sizeof(float));
     if (steps > 0) {
-        Adam adam;
-        adam_create(&adam, be, m->params.total, cfg->lr);
-        for (int s = 0; s < steps; s++) {
-            opt.step = (uint64_t)s;
-            model_forward(m, be, acts, params, image, &opt, outs);
-            losses[s] = model_loss(m, be, acts, labels, NULL, NULL);
-            be->zero(be, grads, m->params.total * sizeof(float));
-            model_backward(m, be, acts, params, grads, NULL);
-            adam_clip_and_step(&adam, be, params, grads);
-            double norm = adam_last_norm(&adam, be);
-            fprintf(stderr, "step %d: loss %.6f grad-norm %.4f\n", s + 1, losses[s], norm);
-        }
+        run_steps(losses, be, m, &t, s.cfg.lr, steps);
         int64_t ns = steps;
         st_add(&out, "losses", ST_F32, 1, &ns, losses);
-        adam_destroy(&adam, be);
     }
 
     int rc = st_write_file(&out, out_path, err, sizeof err) == 0 ? 0 : error(err);
     printf("trace: %d output(s), loss %.6f, %d gradients -> %s\n", n_out, loss, m->params.count, out_path);
-
     st_free(&out);
     free(losses);
     free(gnames);
     free(grads_host);
     for (int k = 0; k < n_out; k++) free(host_outs[k]);
-    model_acts_free(acts);
-    be->release(be, image);
-    be->release(be, labels);
-    be->release(be, params);
-    be->release(be, grads);
+    trace_bufs_free(&t, be);
     st_free(&batch);
     session_close(&s);
     return rc;
