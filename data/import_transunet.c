@@ -393,8 +393,10 @@ static int read_case_isolated(const char *path, int64_t fsize, float **img, floa
     int rc = -1;
     float *im = NULL, *lb = NULL;
     char msg[1024];
+    int reported = 0; /* the child's report arrived: it did not die inside the library */
     if (read_full(fds[0], head, sizeof head) == 0 && head[4] >= 0 && head[4] < (int32_t)sizeof msg &&
         read_full(fds[0], msg, (size_t)head[4]) == 0) {
+        reported = 1;
         msg[head[4]] = 0;
         if (head[0] != 0) rc = error_at(err, err_len, "%s", msg);
         else if (unet_volume_ok(head[1], 1, head[2], head[3]))
@@ -415,6 +417,10 @@ static int read_case_isolated(const char *path, int64_t fsize, float **img, floa
         rc = error_at(err, err_len,
                       "%s: the HDF5 library crashed reading this file (signal %d): its HDF5 structure is corrupt", path,
                       WTERMSIG(status));
+    } else if (!reported) { /* died without a report, e.g. a sanitizer turned the crash into an exit */
+        rc = error_at(err, err_len,
+                      "%s: the HDF5 library crashed reading this file (the reader ended without a report, exit "
+                      "status %d): its HDF5 structure is corrupt", path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     } else if (rc == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
         rc = error_at(err, err_len, "%s: the reader process failed", path);
     else if (rc != 0 && !err[0])
