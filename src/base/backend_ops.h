@@ -292,6 +292,15 @@
        const int32_t *labels,  /* (N) */                                                                              \
        size_t N, int K, float w_dice, float w_ce, float dloss),                                                       \
       (be, dlogits, probs, stats, labels, N, K, w_dice, w_ce, dloss))                                                 \
+    /* The deep-supervision total from the (already rank-summed) statistics block of model_acts.c:                    \
+     * stats (n_out, 3, K) then terms (n_out, 3) whose [2] is each output's CE term. In double, as the                 \
+     * host did it: dice_k = -mean_{c>=1} (2tp + 1e-5) / (2tp + fp + fn + 1e-5 + 1e-8),                            \
+     * total = sum_k lw_k (w_dice dice_k + w_ce ce_k); out = (total, dice_0, ce_0) rounded to float,                   \
+     * in backend memory (read back with the step's other scalars: no host wait here). */                            \
+    X(loss_total,                                                                                                     \
+      (Backend *be, float *out /* (3) */, const float *stats /* (n_out, 3, K) + (n_out, 3) */, int n_out, int K,      \
+       float w_dice, float w_ce, float lw0, float lw1, float lw2),                                                    \
+      (be, out, stats, n_out, K, w_dice, w_ce, lw0, lw1, lw2))                                                        \
     /* nearest downsampling of a label map by an integer factor f, picking the pixel at                               \
      * (y*f + f/2, x*f + f/2) (nnU-Net's order-0 resize at exact factors) */                                          \
     X(downsample_labels,                                                                                              \

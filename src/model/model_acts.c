@@ -161,9 +161,10 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
 
     a->n_outputs = m->net.deep_supervision ? 3 : 1;
     model_ds_weights(m, a->loss_weight);
-    /* the outputs' (tp, fp, fn), then their loss terms, in one block: model_loss reads them back
-     * in one copy */
+    /* the outputs' (tp, fp, fn), then their loss terms, in one block: the ranks sum it in one
+     * all-reduce and loss_total reads it on the device */
     float *stats = fwd_f32(a, (size_t)a->n_outputs * 3 * ((size_t)m->K + 1));
+    a->loss_out = fwd_f32(a, 3);
     for (int k = 0; k < a->n_outputs; k++) {
         const HeadDesc *hd = &m->head[k];
         int hk = h0 >> k, wk = w0 >> k;

@@ -99,6 +99,7 @@ struct ModelActs {
 
     float *probs[3], *stats[3]; /* softmax and (tp, fp, fn) of each scored output */
     float *loss_terms[3];       /* (3) each: dice_ce_forward's (total, dice, CE), after all stats */
+    float *loss_out;            /* (3) loss_total's (total, dice, CE): model_loss's read-back */
     int32_t *labels[3];         /* (B, H/2^k, W/2^k); [0] points at the caller's labels */
     float loss_weight[3];
     float ce_weight[3]; /* 0.8 · local pixels / global pixels, set by model_loss */

@@ -661,6 +661,23 @@ static void case_loss(Ctx *x, int B, int H, int W, int K) {
     x->cpu->dice_ce_backward(x->cpu, dlog.c, probs.c, stats.c, lc, N, K, 1.2f, 0.8f, 0.5f);
     x->gpu->dice_ce_backward(x->gpu, dlog.g, probs.g, stats.g, lg, N, K, 1.2f, 0.8f, 0.5f);
     compare_act(x, op, "dlogits", dlog, TOL_FP32);
+    /* loss_total: the deep-supervision total of three outputs from one statistics block */
+    {
+        Pair blk = pair_rand(x, 3 * 3 * ((size_t)K + 1), 0.0f, 50.0f), tot = pair_out(x, 3);
+        float tc[3], tg[3] = {NAN, NAN, NAN};
+        x->cpu->loss_total(x->cpu, tot.c, blk.c, 3, K, 1.2f, 0.8f, 0.5714286f, 0.2857143f, 0.1428571f);
+        x->gpu->loss_total(x->gpu, tot.g, blk.g, 3, K, 1.2f, 0.8f, 0.5714286f, 0.2857143f, 0.1428571f);
+        x->cpu->download(x->cpu, tc, tot.c, sizeof tc);
+        x->gpu->download(x->gpu, tg, tot.g, sizeof tg);
+        char op2[64];
+        snprintf(op2, sizeof op2, "loss_total K%d", K);
+        for (int i = 0; i < 3; i++) {
+            double e = fabs((double)tg[i] - tc[i]);
+            report(x, op2, names[i], isfinite(tg[i]) ? e : INFINITY, fabs(tc[i]), !isfinite(tg[i]), TOL_FP32);
+        }
+        pair_free(x, &blk);
+        pair_free(x, &tot);
+    }
     /* label downsampling: exact */
     for (int f = 2; f <= 4; f *= 2) {
         size_t nd = (size_t)B * (H / f) * (W / f);
