@@ -221,7 +221,7 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
     int B = a->B, H = a->H, W = a->W;
     const GradReport rep = {ready, &m->params}, *report = &rep;
     int h = H / m->P, w = W / m->P;
-    for (int i = 0; i < a->n_grads; i++) be->zero(be, a->grads[i].g, a->grad_numel[i] * be->act_bytes);
+    be->zero(be, a->grad_arena, a->grad_used); /* every stage-level gradient: one memset of their arena */
 
     /* loss and heads */
     for (int k = 0; k < a->n_outputs; k++) {

@@ -67,6 +67,10 @@ struct ModelActs {
     Buf *grads; /* every gradient buffer, zeroed at the start of backward */
     size_t *grad_numel;
     int n_grads, cap_grads;
+    /* The gradient buffers are carved (256-byte aligned) from one arena, so backward zeroes them
+     * all with one memset of grad_used bytes. grad_arena is NULL when only counting. */
+    void *grad_arena;
+    size_t grad_used;
 
     int B, H, W;
     const Act *image;  /* (B, H, W, Cin) the last forward's input, as Acts (the stem's backward reads it) */
