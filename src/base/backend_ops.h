@@ -259,6 +259,21 @@
     X(gelu_backward_first,                                                                                            \
       (Backend *be, Act *din /* (n) */, const Act *dout /* (n) */, const Act *in /* (n) */, size_t n),                \
       (be, din, dout, in, n))                                                                                         \
+    /* ---- fused MLP ops (the PI block's fc1 → GELU) ----                                                            \
+     * linear_gelu_forward: pre = in · wᵀ + b (saved for backward), out = GELU(pre): linear_forward                    \
+     * then gelu_forward (the CPU backend does exactly those two); the CUDA backend runs the GEMM                     \
+     * without the bias prefill and one kernel adds the bias, stores pre and applies GELU.                            \
+     * gelu_backward_bias_first: din = dout · GELU'(pre) OVERWRITTEN and db += Σ_rows din (the                        \
+     * bias gradient linear_backward would take from din): gelu_backward_first, then the column                       \
+     * sum, in one pass; the linear's backward then runs with db = NULL. */                                           \
+    X(linear_gelu_forward,                                                                                            \
+      (Backend *be, Act *out /* (N, Co) */, Act *pre /* (N, Co) */, const Act *in /* (N, Ci) */,                      \
+       const float *w /* (Co, Ci) */, const float *b /* (Co) */, size_t N, int Ci, int Co),                           \
+      (be, out, pre, in, w, b, N, Ci, Co))                                                                            \
+    X(gelu_backward_bias_first,                                                                                       \
+      (Backend *be, Act *din /* (N, C) */, float *db /* (C) */, const Act *dout /* (N, C) */,                         \
+       const Act *pre /* (N, C) */, size_t N, int C),                                                                 \
+      (be, din, db, dout, pre, N, C))                                                                                 \
     /* ---- the flat parameter buffer the following passes take their weights from ----                              \
      * A backend may keep a copy in its GEMM operand type (CUDA bf16 mode: one rounding pass                          \
      * instead of one per linear call; the same rounding, so the same results). The copy is                           \

@@ -256,6 +256,17 @@ void opcost_gelu_backward_first(Backend *be, Act *din, const Act *dout, const Ac
     (void)din, (void)dout, (void)in;
     set(25.0 * n, 3 * A * n, 0); /* din written, not read */
 }
+void opcost_linear_gelu_forward(Backend *be, Act *out, Act *pre, const Act *in, const float *w, const float *b,
+                                size_t N, int Ci, int Co) {
+    (void)out, (void)pre, (void)in, (void)w, (void)b;
+    /* in read, pre and out written (the GEMM's fp32 output stays inside the op's minimum) */
+    set(2.0 * N * Ci * Co + 20.0 * N * Co, A * (double)N * (Ci + 2.0 * Co) + F * ((double)Co * Ci + Co), 1);
+}
+void opcost_gelu_backward_bias_first(Backend *be, Act *din, float *db, const Act *dout, const Act *pre, size_t N,
+                                     int C) {
+    (void)din, (void)db, (void)dout, (void)pre;
+    set(26.0 * N * C, 3 * A * (double)N * C + 2 * F * C, 0); /* din written, not read; db read and written */
+}
 void opcost_weights_prepare(Backend *be, const float *params, size_t n) {
     (void)params;
     set((double)n, (F + A) * n, 0); /* fp32 read, one Act-typed copy written (nothing on the CPU) */
