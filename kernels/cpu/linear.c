@@ -84,3 +84,17 @@ void cpu_linear_backward_first(Backend *be, Act *din /* (N, Ci) */, float *dw /*
     if (din) memset(din, 0, N * (size_t)Ci * sizeof(float));
     cpu_linear_backward(be, din, dw, db, dout, in, w, N, Ci, Co);
 }
+
+/* The fused MLP ops (backend_ops.h): exactly the unfused sequences, so the CPU results are theirs
+ * bit for bit. */
+void cpu_linear_gelu_forward(Backend *be, Act *out /* (N, Co) */, Act *pre /* (N, Co) */, const Act *in /* (N, Ci) */,
+                             const float *w /* (Co, Ci) */, const float *b /* (Co) */, size_t N, int Ci, int Co) {
+    cpu_linear_forward(be, pre, in, w, b, N, Ci, Co);
+    cpu_gelu_forward(be, out, pre, N * (size_t)Co);
+}
+
+void cpu_gelu_backward_bias_first(Backend *be, Act *din /* (N, C) */, float *db /* (C) */, const Act *dout /* (N, C) */,
+                                  const Act *pre /* (N, C) */, size_t N, int C) {
+    cpu_gelu_backward_first(be, din, dout, pre, N * (size_t)C);
+    if (N && db) colsum_acc(db, (const float *)din, N, C);
+}

@@ -164,3 +164,28 @@ void cpu_downsample_labels(Backend *be, int32_t *out /* (B, H/f, W/f) */, const 
             for (int x = 0; x < Wo; x++) dst[x] = src[(size_t)x * f];
         }
 }
+
+/* The deep-supervision total (backend_ops.h): the arithmetic model_loss did on the host, in the
+ * same order, so the CPU backend's loss is the one it printed before. */
+void cpu_loss_total(Backend *be, float *out /* (3) */, const float *stats /* (n_out, 3, K) + (n_out, 3) */,
+                    int n_out, int K, float w_dice, float w_ce, float lw0, float lw1, float lw2) {
+    (void)be;
+    const float lw[3] = {lw0, lw1, lw2};
+    const float *terms = stats + (size_t)n_out * 3 * (size_t)K;
+    double total = 0.0;
+    for (int k = 0; k < n_out; k++) {
+        const float *s = stats + (size_t)k * 3 * (size_t)K;
+        double dc_sum = 0;
+        for (int c = 1; c < K; c++) {
+            double tp = s[c], fp = s[K + c], fn = s[2 * K + c];
+            dc_sum += (2 * tp + DICE_SMOOTH) / (2 * tp + fp + fn + DICE_SMOOTH + DICE_EPS);
+        }
+        double dice = -dc_sum / (K - 1), ce = (double)terms[3 * k + 2];
+        total += lw[k] * (w_dice * dice + w_ce * ce);
+        if (k == 0) {
+            out[1] = (float)dice;
+            out[2] = (float)ce;
+        }
+    }
+    out[0] = (float)total;
+}

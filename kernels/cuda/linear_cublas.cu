@@ -111,6 +111,38 @@ extern "C" void cu_linear_forward(Backend *be, Act *out, const Act *in, const fl
     gemm_rm(be, 0, 1, (int)N, Co, Ci, 1.0f, in, Ci, wg, Ci, b ? 1.0f : 0.0f, out, 1, Co);
 }
 
+// linear_gelu_forward's epilogue: p = gemm + b[c] (fp32), pre = round(p) (what backward reads), out =
+// GELU(pre) from the stored value, as gelu_forward would read it. src is fp32: pre itself when the
+// Acts are floats (in place), else the GEMM's fp32 output in workspace (so pre is rounded once).
+#define MLP_INV_SQRT2 0.70710678118654752440f
+template <typename T>
+__global__ void k_bias_gelu(T *out, T *pre, const float *src, const float *b, size_t N, int C) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < N * C; i += (size_t)gridDim.x * blockDim.x) {
+        act_store(pre + i, src[i] + b[i % C]);
+        float x = act_load(pre + i);
+        act_store(out + i, 0.5f * x * (1.0f + erff(x * MLP_INV_SQRT2)));
+    }
+}
+
+// pre = in · wᵀ (no bias prefill), then one kernel adds the bias, saves pre and applies GELU.
+extern "C" void cu_linear_gelu_forward(Backend *be, Act *out, Act *pre, const Act *in, const float *w, const float *b,
+                                       size_t N, int Ci, int Co) {
+    if (!N) return;
+    CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
+    CHECK(b, "linear_gelu_forward: the bias is required");
+    cudaStream_t s = cuda_state(be)->stream;
+    size_t nw = (size_t)Co * Ci;
+    size_t wb_bytes = gemm_weight_bytes(be, w, nw);
+    int bf = cuda_act_is_bf16(be);
+    size_t tmp_bytes = bf ? align256(N * (size_t)Co * sizeof(float)) : 0;
+    char *ws = (wb_bytes || tmp_bytes) ? (char *)cuda_workspace(be, wb_bytes + tmp_bytes) : NULL;
+    const void *wg = gemm_weight(be, wb_bytes ? ws : NULL, w, nw);
+    float *acc = bf ? (float *)(ws + wb_bytes) : (float *)pre;
+    gemm_rm(be, 0, 1, (int)N, Co, Ci, 1.0f, in, Ci, wg, Ci, 0.0f, acc, bf ? 0 : 1, Co);
+    CUDA_ACT_DISPATCH(be, T, k_bias_gelu<T><<<cuda_grid(N * Co), 256, 0, s>>>((T *)out, (T *)pre, acc, b, N, Co));
+    CUDA_CHECK_LAUNCH();
+}
+
 // din_beta 1: din += dout · w (linear_backward); 0: din = dout · w (linear_backward_first: the
 // GEMM overwrites, so the caller's memset goes).
 static void linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,

@@ -197,3 +197,34 @@ extern "C" void cu_downsample_labels(Backend *be, int32_t *out, const int32_t *i
     k_downsample<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>(out, in, B, H, W, f);
     CUDA_CHECK_LAUNCH();
 }
+
+// The deep-supervision total on the device (one thread: n_out <= 3 outputs of K <= 1024 classes), so
+// the loss is formed without the host reading the statistics; kernels/cpu/loss.c is the reference.
+__global__ void k_loss_total(float *out, const float *stats, int n_out, int K, float w_dice, float w_ce, float lw0,
+                             float lw1, float lw2) {
+    const float lw[3] = {lw0, lw1, lw2};
+    const float *terms = stats + (size_t)n_out * 3 * (size_t)K;
+    double total = 0.0;
+    for (int k = 0; k < n_out; k++) {
+        const float *s = stats + (size_t)k * 3 * (size_t)K;
+        double dc_sum = 0;
+        for (int c = 1; c < K; c++) {
+            double tp = s[c], fp = s[K + c], fn = s[2 * K + c];
+            dc_sum += (2 * tp + DICE_SMOOTH) / (2 * tp + fp + fn + DICE_SMOOTH + DICE_EPS);
+        }
+        double dice = -dc_sum / (K - 1), ce = (double)terms[3 * k + 2];
+        total += lw[k] * (w_dice * dice + w_ce * ce);
+        if (k == 0) {
+            out[1] = (float)dice;
+            out[2] = (float)ce;
+        }
+    }
+    out[0] = (float)total;
+}
+
+extern "C" void cu_loss_total(Backend *be, float *out, const float *stats, int n_out, int K, float w_dice, float w_ce,
+                              float lw0, float lw1, float lw2) {
+    CHECK(n_out >= 1 && n_out <= 3 && K >= 2, "loss_total: %d outputs of %d classes", n_out, K);
+    k_loss_total<<<1, 1, 0, cuda_state(be)->stream>>>(out, stats, n_out, K, w_dice, w_ce, lw0, lw1, lw2);
+    CUDA_CHECK_LAUNCH();
+}

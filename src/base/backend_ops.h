@@ -259,6 +259,21 @@
     X(gelu_backward_first,                                                                                            \
       (Backend *be, Act *din /* (n) */, const Act *dout /* (n) */, const Act *in /* (n) */, size_t n),                \
       (be, din, dout, in, n))                                                                                         \
+    /* ---- fused MLP ops (the PI block's fc1 → GELU) ----                                                            \
+     * linear_gelu_forward: pre = in · wᵀ + b (saved for backward), out = GELU(pre): linear_forward                    \
+     * then gelu_forward (the CPU backend does exactly those two); the CUDA backend runs the GEMM                     \
+     * without the bias prefill and one kernel adds the bias, stores pre and applies GELU.                            \
+     * gelu_backward_bias_first: din = dout · GELU'(pre) OVERWRITTEN and db += Σ_rows din (the                        \
+     * bias gradient linear_backward would take from din): gelu_backward_first, then the column                       \
+     * sum, in one pass; the linear's backward then runs with db = NULL. */                                           \
+    X(linear_gelu_forward,                                                                                            \
+      (Backend *be, Act *out /* (N, Co) */, Act *pre /* (N, Co) */, const Act *in /* (N, Ci) */,                      \
+       const float *w /* (Co, Ci) */, const float *b /* (Co) */, size_t N, int Ci, int Co),                           \
+      (be, out, pre, in, w, b, N, Ci, Co))                                                                            \
+    X(gelu_backward_bias_first,                                                                                       \
+      (Backend *be, Act *din /* (N, C) */, float *db /* (C) */, const Act *dout /* (N, C) */,                         \
+       const Act *pre /* (N, C) */, size_t N, int C),                                                                 \
+      (be, din, db, dout, pre, N, C))                                                                                 \
     /* ---- the flat parameter buffer the following passes take their weights from ----                              \
      * A backend may keep a copy in its GEMM operand type (CUDA bf16 mode: one rounding pass                          \
      * instead of one per linear call; the same rounding, so the same results). The copy is                           \
@@ -292,6 +307,15 @@
        const int32_t *labels,  /* (N) */                                                                              \
        size_t N, int K, float w_dice, float w_ce, float dloss),                                                       \
       (be, dlogits, probs, stats, labels, N, K, w_dice, w_ce, dloss))                                                 \
+    /* The deep-supervision total from the (already rank-summed) statistics block of model_acts.c:                    \
+     * stats (n_out, 3, K) then terms (n_out, 3) whose [2] is each output's CE term. In double, as the                 \
+     * host did it: dice_k = -mean_{c>=1} (2tp + 1e-5) / (2tp + fp + fn + 1e-5 + 1e-8),                            \
+     * total = sum_k lw_k (w_dice dice_k + w_ce ce_k); out = (total, dice_0, ce_0) rounded to float,                   \
+     * in backend memory (read back with the step's other scalars: no host wait here). */                            \
+    X(loss_total,                                                                                                     \
+      (Backend *be, float *out /* (3) */, const float *stats /* (n_out, 3, K) + (n_out, 3) */, int n_out, int K,      \
+       float w_dice, float w_ce, float lw0, float lw1, float lw2),                                                    \
+      (be, out, stats, n_out, K, w_dice, w_ce, lw0, lw1, lw2))                                                        \
     /* nearest downsampling of a label map by an integer factor f, picking the pixel at                               \
      * (y*f + f/2, x*f + f/2) (nnU-Net's order-0 resize at exact factors) */                                          \
     X(downsample_labels,                                                                                              \

@@ -134,7 +134,7 @@ typedef struct {
     const Model *m;
     Backend *be;
     int batch, H, W;
-    float *params, *grads, *image;
+    float *params, *grads, *image, *loss_dev /* (3) */;
     int32_t *labels;
     ModelActs *acts;
     PassOptions opt;
@@ -148,6 +148,7 @@ static void bench_step_create(BenchStep *b, const Model *m, Backend *be, int bat
     b->grads = be->alloc(be, m->params.total * sizeof(float));
     b->image = be->alloc(be, n_img * sizeof(float));
     b->labels = be->alloc(be, n_lab * sizeof(int32_t));
+    b->loss_dev = be->alloc(be, 3 * sizeof(float));
     float *host = xmalloc(m->params.total * sizeof(float));
     model_init_params(m, host, 1);
     be->upload(be, b->params, host, m->params.total * sizeof(float));
@@ -170,25 +171,28 @@ static void bench_step_free(BenchStep *b) {
     b->be->release(b->be, b->grads);
     b->be->release(b->be, b->image);
     b->be->release(b->be, b->labels);
+    b->be->release(b->be, b->loss_dev);
 }
 
-/* Forward, loss and backward on `be` (the step's own backend or a wrapper of it); the loss. */
-static float bench_step_run(BenchStep *b, Backend *be) {
+/* Forward, loss and backward on `be` (the step's own backend or a wrapper of it), queued: the
+ * loss's (total, dice, CE) go to loss_dev (backend memory), read by the caller when it waits. */
+static void bench_step_run(BenchStep *b, Backend *be, float *loss_dev) {
     float *outs[3];
     be->zero(be, b->grads, b->m->params.total * sizeof(float));
     model_forward(b->m, be, b->acts, b->params, b->image, &b->opt, outs);
-    float loss = model_loss(b->m, be, b->acts, b->labels, NULL, NULL);
+    model_loss_queue(b->m, be, b->acts, b->labels, loss_dev, NULL);
     model_backward(b->m, be, b->acts, b->params, b->grads, NULL);
-    return loss;
 }
 
 /* t[r] = seconds of run r, after one warm-up run (first-touch page faults, workspace growth). */
 static void bench_time_runs(BenchStep *b, double *t, int runs) {
     for (int r = -1; r < runs; r++) {
         double t0 = monotonic_seconds();
-        float loss = bench_step_run(b, b->be);
+        bench_step_run(b, b->be, b->loss_dev);
         b->be->synchronize(b->be);
         double dt = monotonic_seconds() - t0;
+        float loss;
+        b->be->download(b->be, &loss, b->loss_dev, sizeof loss);
         if (r >= 0) {
             t[r] = dt;
             printf("run %d: %.1f ms (loss %.4f)\n", r + 1, dt * 1e3, loss);
@@ -199,7 +203,7 @@ static void bench_time_runs(BenchStep *b, double *t, int runs) {
 /* --profile: one more step, every op waited for and timed on its own. */
 static void bench_profile(BenchStep *b, const char *name, double median_s) {
     OpProfile *prof = op_profile_create(b->be);
-    bench_step_run(b, op_profile_backend(prof));
+    bench_step_run(b, op_profile_backend(prof), b->loss_dev);
     printf("profile: one step of %s at batch %d, each op waited for on its own (sum %.1f ms vs %.1f ms median "
            "unprofiled step)\n",
            name, b->batch, op_profile_total(prof) * 1e3, median_s * 1e3);
@@ -219,9 +223,9 @@ static void bench_count_step(BenchStep *b, unsigned long long *launches, unsigne
     WorkCount c0 = unet_work_count;
     unsigned long long rl0 = 0, rs0 = 0, rl1 = 0, rs1 = 0;
     int exact = backend_cuda_runtime_counts(&rl0, &rs0);
-    bench_step_run(b, be);
+    bench_step_run(b, be, adam_loss_slot(&adam));
     adam_clip_and_step(&adam, be, b->params, b->grads);
-    (void)adam_last_norm(&adam, be); /* the step's end: read its scalars back (a trainer reads the norm) */
+    (void)adam_step_scalars(&adam, be, NULL); /* the step's end: its scalars in one read, as the trainer */
     *launches = unet_work_count.launches - c0.launches;
     *syncs = unet_work_count.syncs - c0.syncs;
     if (exact) {

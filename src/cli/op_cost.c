@@ -193,6 +193,11 @@ void opcost_dice_ce_backward(Backend *be, Act *dlogits, const float *probs, cons
     (void)dlogits, (void)probs, (void)stats, (void)labels, (void)w_dice, (void)w_ce, (void)dloss;
     set(10.0 * N * K, (double)N * K * (2 * A + F) + F * N, 0);
 }
+void opcost_loss_total(Backend *be, float *out, const float *stats, int n_out, int K, float w_dice, float w_ce,
+                       float lw0, float lw1, float lw2) {
+    (void)be, (void)out, (void)stats, (void)w_dice, (void)w_ce, (void)lw0, (void)lw1, (void)lw2;
+    set(8.0 * n_out * K, F * (3.0 * n_out * (K + 1) + 3), 0);
+}
 void opcost_downsample_labels(Backend *be, int32_t *out, const int32_t *in, int B, int H, int W, int f) {
     (void)be, (void)out, (void)in;
     set(0, 2 * F * B * (double)(H / f) * (W / f), 0);
@@ -250,6 +255,17 @@ void opcost_linear_backward_first(Backend *be, Act *din, float *dw, float *db, c
 void opcost_gelu_backward_first(Backend *be, Act *din, const Act *dout, const Act *in, size_t n) {
     (void)din, (void)dout, (void)in;
     set(25.0 * n, 3 * A * n, 0); /* din written, not read */
+}
+void opcost_linear_gelu_forward(Backend *be, Act *out, Act *pre, const Act *in, const float *w, const float *b,
+                                size_t N, int Ci, int Co) {
+    (void)out, (void)pre, (void)in, (void)w, (void)b;
+    /* in read, pre and out written (the GEMM's fp32 output stays inside the op's minimum) */
+    set(2.0 * N * Ci * Co + 20.0 * N * Co, A * (double)N * (Ci + 2.0 * Co) + F * ((double)Co * Ci + Co), 1);
+}
+void opcost_gelu_backward_bias_first(Backend *be, Act *din, float *db, const Act *dout, const Act *pre, size_t N,
+                                     int C) {
+    (void)din, (void)db, (void)dout, (void)pre;
+    set(26.0 * N * C, 3 * A * (double)N * C + 2 * F * C, 0); /* din written, not read; db read and written */
 }
 void opcost_weights_prepare(Backend *be, const float *params, size_t n) {
     (void)params;

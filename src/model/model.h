@@ -120,6 +120,13 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *params
 float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *labels /* (B, H, W) */,
                  float *parts_host, const LossReduce *reduce /* NULL: one process */);
 
+/* model_loss without the read-back: queues the loss ops (and, with several ranks, one sum of the
+ * statistics on the backend's queue), the CE weights for model_backward (from pixel counts) and
+ * the total into out (backend memory, 3 floats: total, dice and CE terms of output 0), which the
+ * caller reads when it next waits (the trainer: with the gradient norm, once per step). */
+void model_loss_queue(const Model *m, Backend *be, ModelActs *a, const int32_t *labels /* (B, H, W) */,
+                      float *out /* (3) backend memory */, const LossReduce *reduce /* NULL: one process */);
+
 /* How model_backward tells its caller which parameter gradients are final, so that their
  * all-reduce can start while backward goes on (grad_sync.h). ready(ctx, offset, count) is called
  * right after the op that finished the gradients of floats [offset, offset + count) of the flat

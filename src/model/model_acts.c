@@ -26,9 +26,16 @@ static Act *fwd(ModelActs *a, size_t numel) { return take(a, numel * a->act_byte
 static Act *bwd(ModelActs *a, size_t numel) { return take(a, numel * a->act_bytes, 1); }
 static float *fwd_f32(ModelActs *a, size_t numel) { return take(a, numel * sizeof(float), 0); }
 
-/* A stage-level tensor with a gradient twin that backward zeroes first. */
+#define GRAD_ALIGN 256 /* as cudaMalloc's: every vectorised access stays aligned */
+
+/* A stage-level tensor with a gradient twin that backward zeroes first: the twin comes from the
+ * gradient arena (model_acts_create sizes it with a counting pass of this same walk). */
 static Buf buf(ModelActs *a, size_t numel) {
-    Buf b = {fwd(a, numel), bwd(a, numel)};
+    size_t gb = (numel * a->act_bytes + GRAD_ALIGN - 1) / GRAD_ALIGN * GRAD_ALIGN;
+    Buf b = {fwd(a, numel), NULL};
+    if (a->grad_arena) b.g = (Act *)((char *)a->grad_arena + a->grad_used);
+    else a->bytes_bwd += gb; /* counting: the arena's share (allocating: counted once, whole) */
+    a->grad_used += gb;
     if (a->n_grads == a->cap_grads) {
         a->cap_grads = a->cap_grads ? 2 * a->cap_grads : 256;
         a->grads = realloc(a->grads, (size_t)a->cap_grads * sizeof(Buf));
@@ -127,6 +134,13 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
     a->B = B;
     a->H = H;
     a->W = W;
+    size_t need = 0;
+    if (!count_only) { /* the gradient arena: sized by a counting pass of the same walk */
+        ModelActs *plan = model_acts_create(m, be, B, H, W, 1);
+        need = plan->grad_used;
+        model_acts_free(plan);
+        a->grad_arena = take(a, need ? need : GRAD_ALIGN, 1);
+    }
     size_t b = (size_t)B;
 
     int convert = a->act_bytes != sizeof(float); /* fp32 Acts need no copies at the boundary */
@@ -161,9 +175,10 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
 
     a->n_outputs = m->net.deep_supervision ? 3 : 1;
     model_ds_weights(m, a->loss_weight);
-    /* the outputs' (tp, fp, fn), then their loss terms, in one block: model_loss reads them back
-     * in one copy */
+    /* the outputs' (tp, fp, fn), then their loss terms, in one block: the ranks sum it in one
+     * all-reduce and loss_total reads it on the device */
     float *stats = fwd_f32(a, (size_t)a->n_outputs * 3 * ((size_t)m->K + 1));
+    a->loss_out = fwd_f32(a, 3);
     for (int k = 0; k < a->n_outputs; k++) {
         const HeadDesc *hd = &m->head[k];
         int hk = h0 >> k, wk = w0 >> k;
@@ -179,6 +194,8 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
         if (k > 0) a->labels[k] = take(a, out_rows * sizeof(int32_t), 0);
     }
     plan_scratch(a);
+    CHECK(!a->grad_arena || a->grad_used == need, "model_acts_create: the gradient arena (%zu bytes) is not what the walk carved (%zu)",
+          need, a->grad_used);
     return a;
 }
 

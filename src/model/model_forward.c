@@ -171,45 +171,40 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
 #define DICE_SMOOTH 1e-5
 #define DICE_EPS 1e-8 /* nnU-Net v1 adds it to the denominator */
 
-float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *labels, float *parts_host,
-                 const LossReduce *reduce) {
+void model_loss_queue(const Model *m, Backend *be, ModelActs *a, const int32_t *labels, float *out,
+                      const LossReduce *reduce) {
     int B = a->B, H = a->H, W = a->W, K = m->K;
+    CHECK(K <= 1024, "too many classes");
     a->labels[0] = (int32_t *)labels;
-    double total = 0.0;
-    /* first every output's loss op (and the ranks' sums of its statistics), then one read of all
-     * statistics and loss terms (one block, model_acts.c): the only wait for the device here */
+    /* every output's loss op, then (several ranks) one sum of all statistics and CE terms, then
+     * the total on the device: nothing is read back here */
+    double n_all[3] = {0, 0, 0};
     for (int k = 0; k < a->n_outputs; k++) {
         if (k > 0) be->downsample_labels(be, a->labels[k], labels, B, H, W, 1 << k);
         size_t n = (size_t)B * (H >> k) * (W >> k);
         be->dice_ce_forward(be, a->loss_terms[k], a->probs[k], a->stats[k], a->head[k].logits.v, a->labels[k], n, K,
                             W_DICE, W_CE);
-        if (reduce) reduce->sum_f32(reduce->ctx, a->stats[k], 3 * (size_t)K);
+        n_all[k] = (double)n;
     }
-    float back[3 * 3 * 1025];
-    CHECK(K <= 1024, "too many classes");
-    const size_t n_stats = (size_t)a->n_outputs * 3 * (size_t)K;
-    be->download(be, back, a->stats[0], (n_stats + 3 * (size_t)a->n_outputs) * sizeof(float));
+    /* global CE = Σ_ranks CE_local·n_local / Σ n_local: the pixel counts are known on the host */
+    if (reduce) reduce->sum_f64(reduce->ctx, n_all, (size_t)a->n_outputs);
     for (int k = 0; k < a->n_outputs; k++) {
         size_t n = (size_t)B * (H >> k) * (W >> k);
-        const float *stats = back + (size_t)k * 3 * K, *local = back + n_stats + 3 * (size_t)k;
-        /* global CE = Σ_ranks CE_local·n_local / Σ n_local; Dice from the summed statistics */
-        double ce_n[2] = {(double)local[2] * (double)n, (double)n};
-        if (reduce) reduce->sum_f64(reduce->ctx, ce_n, 2);
-        double dc_sum = 0;
-        for (int c = 1; c < K; c++) {
-            double tp = stats[c], fp = stats[K + c], fn = stats[2 * K + c];
-            dc_sum += (2 * tp + DICE_SMOOTH) / (2 * tp + fp + fn + DICE_SMOOTH + DICE_EPS);
-        }
-        double dice = -dc_sum / (K - 1), ce = ce_n[0] / ce_n[1];
-        a->ce_weight[k] = (float)(W_CE * (double)n / ce_n[1]);
-        total += a->loss_weight[k] * (W_DICE * dice + W_CE * ce);
-        if (k == 0 && parts_host) {
-            parts_host[1] = (float)dice;
-            parts_host[2] = (float)ce;
-        }
+        a->ce_weight[k] = (float)(W_CE * (double)n / n_all[k]);
+        if (reduce) be->scale(be, a->loss_terms[k] + 2, (float)((double)n / n_all[k]), 1);
     }
-    if (parts_host) parts_host[0] = (float)total;
-    return (float)total;
+    if (reduce) reduce->sum_f32(reduce->ctx, a->stats[0], (size_t)a->n_outputs * 3 * ((size_t)K + 1));
+    be->loss_total(be, out, a->stats[0], a->n_outputs, K, W_DICE, W_CE, a->loss_weight[0],
+                   a->n_outputs > 1 ? a->loss_weight[1] : 0.0f, a->n_outputs > 2 ? a->loss_weight[2] : 0.0f);
+}
+
+float model_loss(const Model *m, Backend *be, ModelActs *a, const int32_t *labels, float *parts_host,
+                 const LossReduce *reduce) {
+    float back[3];
+    model_loss_queue(m, be, a, labels, a->loss_out, reduce);
+    be->download(be, back, a->loss_out, sizeof back);
+    if (parts_host) memcpy(parts_host, back, sizeof back);
+    return back[0];
 }
 
 void grads_final(const GradReport *r, size_t first, size_t last) {
@@ -226,7 +221,7 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
     int B = a->B, H = a->H, W = a->W;
     const GradReport rep = {ready, &m->params}, *report = &rep;
     int h = H / m->P, w = W / m->P;
-    for (int i = 0; i < a->n_grads; i++) be->zero(be, a->grads[i].g, a->grad_numel[i] * be->act_bytes);
+    be->zero(be, a->grad_arena, a->grad_used); /* every stage-level gradient: one memset of their arena */
 
     /* loss and heads */
     for (int k = 0; k < a->n_outputs; k++) {

@@ -67,6 +67,10 @@ struct ModelActs {
     Buf *grads; /* every gradient buffer, zeroed at the start of backward */
     size_t *grad_numel;
     int n_grads, cap_grads;
+    /* The gradient buffers are carved (256-byte aligned) from one arena, so backward zeroes them
+     * all with one memset of grad_used bytes. grad_arena is NULL when only counting. */
+    void *grad_arena;
+    size_t grad_used;
 
     int B, H, W;
     const Act *image;  /* (B, H, W, Cin) the last forward's input, as Acts (the stem's backward reads it) */
@@ -99,6 +103,7 @@ struct ModelActs {
 
     float *probs[3], *stats[3]; /* softmax and (tp, fp, fn) of each scored output */
     float *loss_terms[3];       /* (3) each: dice_ce_forward's (total, dice, CE), after all stats */
+    float *loss_out;            /* (3) loss_total's (total, dice, CE): model_loss's read-back */
     int32_t *labels[3];         /* (B, H/2^k, W/2^k); [0] points at the caller's labels */
     float loss_weight[3];
     float ce_weight[3]; /* 0.8 · local pixels / global pixels, set by model_loss */

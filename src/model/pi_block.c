@@ -42,8 +42,7 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
     /* ConvNeXt part */
     be->dwconv7_forward(be, ba->dw1, x, P + bd->dw_w, P + bd->dw_b, B, H, W, d);
     be->layernorm_forward(be, ba->ln1, ba->mean1, ba->rstd1, ba->dw1, P + bd->norm_w, P + bd->norm_b, N, d, 1e-6f);
-    be->linear_forward(be, ba->fc1, ba->ln1, P + bd->fc1_w, P + bd->fc1_b, N, d, 4 * d);
-    be->gelu_forward(be, ba->ge, ba->fc1, N * 4 * d);
+    be->linear_gelu_forward(be, ba->ge, ba->fc1, ba->ln1, P + bd->fc1_w, P + bd->fc1_b, N, d, 4 * d);
     be->linear_forward(be, ba->fc2, ba->ge, P + bd->fc2_w, P + bd->fc2_b, N, 4 * d, d);
     /* x1 = x + dp(γ·fc2) and the attention part's u = LN(x1): one fused op */
     ba->dp_active = draw_drop_path(ba->dp_scale1, B, bd->drop_rate, opt, bd->id, 0);
@@ -123,8 +122,8 @@ void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScr
     grads_final(report, bd->gamma, bd->gamma);
     be->linear_backward_first(be, s->d_ge, G + bd->fc2_w, G + bd->fc2_b, s->d_fc2, ba->ge, P + bd->fc2_w, N, 4 * d, d);
     grads_final(report, bd->fc2_w, bd->fc2_b);
-    be->gelu_backward_first(be, s->d_fc1, s->d_ge, ba->fc1, 4 * nd);
-    be->linear_backward_first(be, s->d_ln1, G + bd->fc1_w, G + bd->fc1_b, s->d_fc1, ba->ln1, P + bd->fc1_w, N, d, 4 * d);
+    be->gelu_backward_bias_first(be, s->d_fc1, G + bd->fc1_b, s->d_ge, ba->fc1, N, 4 * d); /* + fc1's bias gradient */
+    be->linear_backward_first(be, s->d_ln1, G + bd->fc1_w, NULL, s->d_fc1, ba->ln1, P + bd->fc1_w, N, d, 4 * d);
     grads_final(report, bd->fc1_w, bd->fc1_b);
     be->layernorm_backward_residual(be, s->d_dw1, G + bd->norm_w, G + bd->norm_b, NULL, s->d_ln1, ba->dw1, ba->mean1,
                                     ba->rstd1, P + bd->norm_w, N, d); /* d_dw1 overwritten */

@@ -1,12 +1,14 @@
 /* optimizer.c — see optimizer.h. */
 #include "optimizer.h"
 
+#include <string.h>
+
 
 void adam_create(Adam *opt, Backend *be, size_t n, double lr) {
     opt->n = n;
     opt->m = be->alloc(be, n * sizeof(float));
     opt->v = be->alloc(be, n * sizeof(float));
-    opt->norm2 = be->alloc(be, 2 * sizeof(double));
+    opt->norm2 = be->alloc(be, 4 * sizeof(double));
     opt->step = 0;
     opt->lr = lr;
     opt->beta1 = 0.9;
@@ -35,4 +37,13 @@ double adam_last_norm(const Adam *opt, Backend *be) {
     double norm = 0;
     be->download(be, &norm, &opt->norm2[1], sizeof norm);
     return norm;
+}
+
+float *adam_loss_slot(const Adam *opt) { return (float *)&opt->norm2[2]; }
+
+double adam_step_scalars(const Adam *opt, Backend *be, float *loss) {
+    double back[3]; /* norm2[1..3]: the norm, then the loss floats */
+    be->download(be, back, &opt->norm2[1], sizeof back);
+    if (loss) memcpy(loss, &back[1], 3 * sizeof(float));
+    return back[0];
 }

@@ -10,7 +10,8 @@
 
 typedef struct {
     float *m, *v; /* (n) backend memory */
-    double *norm2; /* (2) backend memory: [0] the gradients' sum of squares, [1] their norm */
+    double *norm2; /* (4) backend memory: [0] the gradients' sum of squares, [1] their norm, [2..3] the
+                    * step's loss scalars (adam_loss_slot): read back with the norm in one copy */
     size_t n;
     int step;     /* updates done so far */
     double lr, beta1, beta2, eps, clip_norm;
@@ -27,5 +28,12 @@ void adam_clip_and_step(Adam *opt, Backend *be, float *params /* (n) */, float *
 /* The norm before clipping of the last adam_clip_and_step: waits for it (a host sync on an
  * asynchronous backend; read it once per step, at the step's end). */
 double adam_last_norm(const Adam *opt, Backend *be);
+
+/* 3 floats of backend memory next to the norm, for model_loss_queue's (total, dice, CE) */
+float *adam_loss_slot(const Adam *opt);
+
+/* The step's scalars in ONE read (the step's only host sync): the norm of adam_last_norm and the
+ * 3 floats of adam_loss_slot (loss may be NULL). */
+double adam_step_scalars(const Adam *opt, Backend *be, float *loss /* (3) or NULL */);
 
 #endif

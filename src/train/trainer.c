@@ -74,8 +74,21 @@ static char *config_yaml_text(const Config *cfg) {
 
 /* ---- collective helpers: every rank takes part, rank 0's decision is everyone's ---- */
 
-static void sum_f32(void *ctx, float *buf, size_t n) { ((Comm *)ctx)->allreduce_sum(ctx, buf, n); }
-static void sum_f64(void *ctx, double *buf, size_t n) { ((Comm *)ctx)->allreduce_sum_f64(ctx, buf, n); }
+/* The loss statistics' sum, ordered on the backend's queue (no host wait: NCCL's stream waits
+ * for the producer and the queue for NCCL; MPI on host memory completes in allreduce_wait). */
+typedef struct {
+    Comm *comm;
+    void *queue;
+} QueuedSum;
+static void sum_f32(void *ctx, float *buf, size_t n) {
+    QueuedSum *q = (QueuedSum *)ctx;
+    q->comm->allreduce_start(q->comm, &buf, &n, 1, q->queue);
+    q->comm->allreduce_wait(q->comm, q->queue);
+}
+static void sum_f64(void *ctx, double *buf, size_t n) {
+    QueuedSum *q = (QueuedSum *)ctx;
+    q->comm->allreduce_sum_f64(q->comm, buf, n);
+}
 
 static int any_rank(Comm *c, int flag) {
     double v = flag ? 1.0 : 0.0;
@@ -354,11 +367,13 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
     t->be->upload_async(t->be, t->labels, lab, pix * sizeof(int32_t));
     PassOptions opt = {.training = 1, .seed = t->st.seed, .step = t->st.step,
                        .sample_offset = train_feed_sample_offset(t->feed)};
-    LossReduce reduce = {sum_f32, sum_f64, t->comm};
+    QueuedSum qs = {t->comm, t->be->queue};
+    LossReduce reduce = {sum_f32, sum_f64, &qs};
     float *outs[3];
     t->be->zero(t->be, t->grads, t->model.params.total * sizeof(float));
     model_forward(&t->model, t->be, t->acts, t->params, t->image, &opt, outs);
-    *loss_out = model_loss(&t->model, t->be, t->acts, t->labels, NULL, t->comm->size > 1 ? &reduce : NULL);
+    /* the loss is queued, never read here: its scalars come back with the norm at the step's end */
+    model_loss_queue(&t->model, t->be, t->acts, t->labels, adam_loss_slot(&t->adam), t->comm->size > 1 ? &reduce : NULL);
     if (t->gsync) { /* buckets are all-reduced as soon as backward has finished them */
         grad_sync_begin(t->gsync);
         GradsReady ready = {grad_sync_ready, t->gsync};
@@ -373,7 +388,9 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
         model_backward(&t->model, t->be, t->acts, t->params, t->grads, NULL);
     }
     adam_clip_and_step(&t->adam, t->be, t->params, t->grads);
-    *norm_out = adam_last_norm(&t->adam, t->be);
+    float loss3[3];
+    *norm_out = adam_step_scalars(&t->adam, t->be, loss3); /* the step's one host sync */
+    *loss_out = loss3[0];
     if (!isfinite(*loss_out)) {
         snprintf(err, err_len, "step %" PRIu64 ": the loss is %f; stopping (last checkpoint is intact)", t->st.step,
                  *loss_out);

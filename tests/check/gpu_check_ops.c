@@ -458,6 +458,31 @@ static void case_gelu(Ctx *x, size_t n) {
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
 }
 
+/* The fused fc1 → GELU ops: forward against linear_forward + gelu_forward's reference, backward
+ * (din overwritten: NaN on the GPU until written; db accumulates) on the same pre-activation. */
+static void case_mlp(Ctx *x, size_t N, int Ci, int Co) {
+    char op[64];
+    snprintf(op, sizeof op, "linear_gelu N%zu %d>%d", N, Ci, Co);
+    ActPair in = act_rand(x, N * Ci, -1, 1), pre = act_out(x, N * Co), out = act_out(x, N * Co);
+    Pair w = pair_rand(x, (size_t)Co * Ci, -0.3f, 0.3f), b = pair_rand(x, Co, -0.5f, 0.5f);
+    x->cpu->linear_gelu_forward(x->cpu, out.c, pre.c, in.c, w.c, b.c, N, Ci, Co);
+    x->gpu->linear_gelu_forward(x->gpu, out.g, pre.g, in.g, w.g, b.g, N, Ci, Co);
+    compare_act(x, op, "pre", pre, x->tol_blas);
+    compare_act(x, op, "out", out, x->tol_blas);
+    char op2[80];
+    snprintf(op2, sizeof op2, "gelu_backward_bias_first N%zu C%d", N, Co);
+    ActPair p2 = act_rand(x, N * Co, -6, 6), dout = act_rand(x, N * Co, -1, 1), din = act_out(x, N * Co);
+    Pair db = pair_rand(x, Co, -1, 1);
+    x->cpu->gelu_backward_bias_first(x->cpu, din.c, db.c, dout.c, p2.c, N, Co);
+    x->gpu->gelu_backward_bias_first(x->gpu, din.g, db.g, dout.g, p2.g, N, Co);
+    compare_act(x, op2, "din", din, TOL_FP32);
+    compare(x, op2, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
+    ActPair *acts[] = {&in, &pre, &out, &p2, &dout, &din};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&w, &b, &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
+}
+
 static void case_window(Ctx *x, int B, int H, int W, int C, int Hp, int Wp, int s) {
     char op[64];
     snprintf(op, sizeof op, "pad_roll/roll_crop s%d", s);
@@ -661,6 +686,23 @@ static void case_loss(Ctx *x, int B, int H, int W, int K) {
     x->cpu->dice_ce_backward(x->cpu, dlog.c, probs.c, stats.c, lc, N, K, 1.2f, 0.8f, 0.5f);
     x->gpu->dice_ce_backward(x->gpu, dlog.g, probs.g, stats.g, lg, N, K, 1.2f, 0.8f, 0.5f);
     compare_act(x, op, "dlogits", dlog, TOL_FP32);
+    /* loss_total: the deep-supervision total of three outputs from one statistics block */
+    {
+        Pair blk = pair_rand(x, 3 * 3 * ((size_t)K + 1), 0.0f, 50.0f), tot = pair_out(x, 3);
+        float tc[3], tg[3] = {NAN, NAN, NAN};
+        x->cpu->loss_total(x->cpu, tot.c, blk.c, 3, K, 1.2f, 0.8f, 0.5714286f, 0.2857143f, 0.1428571f);
+        x->gpu->loss_total(x->gpu, tot.g, blk.g, 3, K, 1.2f, 0.8f, 0.5714286f, 0.2857143f, 0.1428571f);
+        x->cpu->download(x->cpu, tc, tot.c, sizeof tc);
+        x->gpu->download(x->gpu, tg, tot.g, sizeof tg);
+        char op2[64];
+        snprintf(op2, sizeof op2, "loss_total K%d", K);
+        for (int i = 0; i < 3; i++) {
+            double e = fabs((double)tg[i] - tc[i]);
+            report(x, op2, names[i], isfinite(tg[i]) ? e : INFINITY, fabs(tc[i]), !isfinite(tg[i]), TOL_FP32);
+        }
+        pair_free(x, &blk);
+        pair_free(x, &tot);
+    }
     /* label downsampling: exact */
     for (int f = 2; f <= 4; f *= 2) {
         size_t nd = (size_t)B * (H / f) * (W / f);
@@ -755,6 +797,8 @@ static int check_ops(Ctx *x) {
         case_layernorm(x, 131, 12, 1e-5f);
     });
     case_gelu(x, 10000);
+    case_mlp(x, 300, 48, 192);
+    case_mlp(x, 1037, 40, 160);
     case_window(x, 2, 13, 11, 8, 14, 14, 3);
     case_window(x, 2, 14, 14, 8, 14, 14, 0);
     case_attention(x, 2, 14, 14, 64, 2, 7, 0);
