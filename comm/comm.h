@@ -20,7 +20,7 @@ struct Comm {
      * results are reproducible for a given world size. */
     void (*allreduce_sum)(Comm *c, float *buf, size_t n);
     void (*allreduce_sum_f64)(Comm *c, double *buf, size_t n);
-    /* Gradient buckets (src/grad_sync.c): starts the in-place float sum of n_runs buffers as one
+    /* Gradient buckets (src/train/grad_sync.c): starts the in-place float sum of n_runs buffers as one
      * reduction and returns without waiting, so it overlaps with the rest of the backward pass.
      * `producer` is the queue that wrote the buffers (a cudaStream_t for device memory, NULL for
      * host memory written before the call): the reduction begins once that queue reaches this

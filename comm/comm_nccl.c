@@ -4,7 +4,7 @@
  * Two kinds of float all-reduce:
  *  - allreduce_sum (the loss statistics, small): waits for the whole device and for its own
  *    completion, so it is correct whatever stream produced the buffer;
- *  - allreduce_start / allreduce_wait (gradient buckets, src/grad_sync.c): never block the host.
+ *  - allreduce_start / allreduce_wait (gradient buckets, src/train/grad_sync.c): never block the host.
  *    The comm stream waits on an event recorded on the producer (compute) stream, runs the
  *    bucket's all-reduces as one NCCL group, and the consumer stream later waits on an event
  *    recorded after the last bucket. The backward kernels keep the compute stream busy meanwhile,

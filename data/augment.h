@@ -8,7 +8,7 @@
  *   → Gaussian noise → Gaussian blur → multiplicative brightness → contrast → low-resolution
  *     simulation → gamma on the inverted image → gamma → mirroring → label -1 becomes 0.
  *
- * Randomness: augment_draw() decides everything about one sample from src/rng.h keyed by
+ * Randomness: augment_draw() decides everything about one sample from src/base/rng.h keyed by
  * (seed, epoch, global sample index), each decision at its own fixed counter, so a sample's
  * augmentation never depends on which thread or rank makes it, nor on the other samples.
  * The transforms themselves take explicit parameters, so tests can fix them.

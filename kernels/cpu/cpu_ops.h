@@ -1,5 +1,5 @@
 /* cpu_ops.h — the CPU reference backend's ops; signatures and semantics are those of
- * src/backend_ops.h (read the comments there), from which the declarations below are made.
+ * src/base/backend_ops.h (read the comments there), from which the declarations below are made.
  *
  * The CPU backend's Acts are floats (act_bytes 4): each op views its Act arguments as
  * float arrays at its entry point (`float *out = (float *)out_act`), and everything below

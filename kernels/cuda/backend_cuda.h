@@ -1,5 +1,5 @@
 /* backend_cuda.h — the CUDA backend (kernels/cuda/): the same op table as the CPU reference
- * (src/backend.h), on one device and one stream; activations stored as fp32 or bf16 by the
+ * (src/base/backend.h), on one device and one stream; activations stored as fp32 or bf16 by the
  * precision mode. Include only when UNET_HAVE_CUDA. */
 #ifndef UNET_BACKEND_CUDA_H
 #define UNET_BACKEND_CUDA_H

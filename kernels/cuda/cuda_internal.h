@@ -1,5 +1,5 @@
 /* cuda_internal.h — state shared by the CUDA backend's files (the .cu files of kernels/cuda) and the op
- * entry points each file provides. Signatures and semantics are those of src/backend_ops.h. */
+ * entry points each file provides. Signatures and semantics are those of src/base/backend_ops.h. */
 #ifndef UNET_CUDA_INTERNAL_H
 #define UNET_CUDA_INTERNAL_H
 
@@ -19,7 +19,7 @@ extern "C" {
 #include "cuda_check.h"
 
 /* The arithmetic of the GEMM-based ops (linear, convT through cuBLAS; conv3x3 through cuDNN)
- * and the storage of Acts (src/backend.h), fixed when the backend is created. Everything else
+ * and the storage of Acts (src/base/backend.h), fixed when the backend is created. Everything else
  * (LayerNorm, softmax, loss, reductions, Adam) computes in fp32 in every mode, and parameters,
  * gradients and optimiser state are fp32 in every mode.
  *   FP32: plain fp32 FMA, no tensor cores: the exact-comparison mode against the CPU reference;

@@ -1,5 +1,5 @@
 // window_attention.cu — Swin windowed multi-head self-attention with relative position bias and
-// shift mask, fused with the window partition (contract: src/backend.h; arithmetic order as
+// shift mask, fused with the window partition (contract: src/base/backend_ops.h; arithmetic order as
 // kernels/cpu/window_attention.c).
 //
 // First version, correctness first: one block per (window, head), 8 warps, one warp per query

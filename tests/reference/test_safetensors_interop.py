@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Our safetensors reader/writer (src/safetensors.c) against the PyPI `safetensors` package,
+"""Our safetensors reader/writer (src/io/safetensors.c) against the PyPI `safetensors` package,
 driven through `$UNET2022_CHECK optest`: files written by safetensors.numpy.save_file are read by our
 code (ops "copy_tensors" and "sum_squares"), and the files our writer produces are read back
 by safetensors.numpy.load_file with identical arrays and metadata."""

@@ -1,4 +1,4 @@
-/* test_grad_sync.c — gradient buckets (src/grad_sync.c) on the demo network, CPU backend.
+/* test_grad_sync.c — gradient buckets (src/train/grad_sync.c) on the demo network, CPU backend.
  *
  * A recording transport stands in for MPI/NCCL: every bucket it is asked to reduce is copied at
  * the moment it is started. The properties that make overlapping safe and reproducible:
