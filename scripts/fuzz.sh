@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-10}
 shift || true
-ALL=(safetensors nifti npy npz transunet_h5 store tiff png_jpeg bmp)
+ALL=(safetensors nifti npy npz transunet_h5 store tiff png_jpeg bmp config checkpoint)
 TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=("${ALL[@]}")
 B=${FUZZ_BUILD_DIR:-build-fuzz}
@@ -30,6 +30,21 @@ fi
 if [[ ! -d tests/fuzz/corpus/store ]]; then
   mkdir -p tests/fuzz/corpus/store
   "$B/tests/fuzz/fuzz_make_store_seed" tests/fuzz/corpus/store
+fi
+
+if [[ ! -d tests/fuzz/corpus/config ]]; then
+  # the repository's configs, and each followed by a NUL and override lines (fuzz_config.c)
+  mkdir -p tests/fuzz/corpus/config
+  for c in configs/*.yaml; do
+    cp "$c" "tests/fuzz/corpus/config/$(basename "$c")"
+    { cat "$c"; printf '\0train.lr=3e-4\ntrain.backend=cuda\ntrain.precision=bf16\nnetwork.crop=[128, 128]\n'; } \
+      >"tests/fuzz/corpus/config/$(basename "$c" .yaml)-overrides.bin"
+  done
+  printf '%s\0%s\n' "$(cat configs/demo.yaml)" "augment.enlarged=0,0" >tests/fuzz/corpus/config/demo-list.bin
+fi
+if [[ ! -d tests/fuzz/corpus/checkpoint ]]; then
+  mkdir -p tests/fuzz/corpus/checkpoint
+  "$B/tests/fuzz/fuzz_make_checkpoint_seed" tests/fuzz/corpus/checkpoint
 fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}

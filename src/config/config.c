@@ -8,6 +8,7 @@
  * comparison walk the same rows. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -148,6 +149,26 @@ static const char *type_words(const Field *f) {
     return "?";
 }
 
+/* 1 if s is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). The
+ * YAML reader only ever hands over such text; an override is whatever bytes a shell passed, and
+ * config_print writes strings back as UTF-8 YAML (a checkpoint's stored config). */
+static int utf8_valid(const unsigned char *s) {
+    while (*s) {
+        unsigned c = *s++;
+        if (c < 0x80) continue;
+        int n = c >= 0xF0 && c <= 0xF4 ? 3 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xC2 && c <= 0xDF ? 1 : -1;
+        if (n < 0) return 0;
+        unsigned cp = c & (0x3F >> n);
+        for (int i = 0; i < n; i++, s++) {
+            if ((*s & 0xC0) != 0x80) return 0;
+            cp = cp << 6 | (*s & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+    }
+    return 1;
+}
+
 /* Stores one scalar (or list item `index`) into cfg. `where` prefixes any error. */
 static int store_scalar(Config *cfg, const Field *f, int index, const char *text, const char *where, char *err,
                         size_t err_len) {
@@ -170,6 +191,7 @@ static int store_scalar(Config *cfg, const Field *f, int index, const char *text
     } else {
         if (strlen(text) >= (size_t)f->count)
             return error_at(err, err_len, "%s: '%s' is longer than %d characters", where, text, f->count - 1);
+        if (!utf8_valid((const unsigned char *)text)) return error_at(err, err_len, "%s: not UTF-8 text", where);
         if (f->choices) {
             int ok = 0;
             const char *c = f->choices;
@@ -466,6 +488,18 @@ int config_override(Config *cfg, const char *assignment, char *err, size_t err_l
     char where[200];
     snprintf(where, sizeof where, "override '%s'", assignment);
     if (store_text(cfg, f, eq + 1, where, err, err_len) != 0) return -1;
+    /* network.preset fixes embed_dim and heads (resolve_preset): a named preset given here
+     * replaces them; a width given under a named preset must be the preset's own, as in a file.
+     * Without this, preset: base with network.embed_dim=48 built a 48-wide network whose stored
+     * config (printed with preset: base) no longer loaded: the run could not be resumed. */
+    if (!strcmp(f->section, "network") && (!strcmp(f->key, "preset") || !strcmp(f->key, "embed_dim") || !strcmp(f->key, "heads"))) {
+        if (!strcmp(f->key, "preset") && strcmp(cfg->net.preset, "custom") != 0) {
+            cfg->net.embed_dim = 0;
+            memset(cfg->net.heads, 0, sizeof cfg->net.heads);
+        }
+        char why[600];
+        if (resolve_preset(cfg, why, sizeof why) != 0) return error_at(err, err_len, "%s: %s", where, why);
+    }
     return config_validate(cfg, err, err_len);
 }
 
@@ -475,6 +509,43 @@ static void shortest_g(double v, char *out, size_t n) {
         snprintf(out, n, "%.*g", digits, v);
         if (strtod(out, NULL) == v) return;
     }
+}
+
+/* A string as YAML that loads back as the same text: plain when it is a safe plain scalar (and
+ * the row does not ask for quotes), otherwise double-quoted with \\, \" and every character YAML
+ * does not allow raw escaped. Printing the text verbatim let a name such as 'a: b', a path with a
+ * quote or a '#', or a newline from an override, write a stored config that no longer loaded
+ * (or loaded as something else): the checkpoint could not be resumed. */
+static void yaml_string(const char *s, int quoted, char *out, size_t n) {
+    int plain = !quoted && (isalnum((unsigned char)s[0]) || s[0] == '_' || s[0] == '/' || s[0] == '.');
+    for (const char *p = s; plain && *p; p++)
+        plain = isalnum((unsigned char)*p) || strchr("_-./+=,", *p);
+    if (plain) {
+        snprintf(out, n, "%s", s);
+        return;
+    }
+    size_t k = 0;
+#define PUT(...) (k < n ? (k += (size_t)snprintf(out + k, n - k, __VA_ARGS__)) : k)
+    PUT("\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        unsigned c = *p, cp = c;
+        int len = 1;
+        if (c >= 0xF0) len = 4, cp = c & 0x07;
+        else if (c >= 0xE0) len = 3, cp = c & 0x0F;
+        else if (c >= 0xC0) len = 2, cp = c & 0x1F;
+        for (int i = 1; i < len && (p[i] & 0xC0) == 0x80; i++) cp = cp << 6 | (p[i] & 0x3F);
+        /* YAML's printable set (1.1, as libyaml checks it) */
+        int printable = cp == 0x85 || (cp >= 0x20 && cp <= 0x7E) || (cp >= 0xA0 && cp <= 0xD7FF) ||
+                        (cp >= 0xE000 && cp <= 0xFFFD) || (cp >= 0x10000 && cp <= 0x10FFFF);
+        if (c == '"' || c == '\\') PUT("\\%c", c);
+        else if (printable) PUT("%.*s", len, (const char *)p);
+        else if (cp <= 0xFF) PUT("\\x%02X", cp);
+        else PUT("\\u%04X", cp);
+        for (int i = 0; i < len && *p; i++) p++;
+    }
+    PUT("\"");
+#undef PUT
+    if (k >= n && n) out[n - 1] = '\0';
 }
 
 /* How format_value writes a float: as config_print does (the row's style), or shortest (for
@@ -491,7 +562,7 @@ static void format_value(const Config *cfg, const Field *f, FloatText ft, char *
         else snprintf(out, n, f->print == SHORT ? "%g" : "%.17g", *(const double *)base);
         break;
     case F_BOOL: snprintf(out, n, "%s", *(const int *)base ? "true" : "false"); break;
-    case F_STRING: snprintf(out, n, f->print == QUOTED ? "\"%s\"" : "%s", base); break;
+    case F_STRING: yaml_string(base, f->print == QUOTED, out, n); break;
     case F_INT_LIST: {
         size_t k = (size_t)snprintf(out, n, "[");
         for (int i = 0; i < f->count && k < n; i++)
@@ -509,7 +580,7 @@ void config_print(const Config *cfg, void *file) {
         const Field *f = &FIELDS[i];
         if (strcmp(f->section, section) != 0) fprintf(fp, "%s:\n", f->section); /* rows are grouped by section */
         section = f->section;
-        char value[600];
+        char value[4096]; /* a 511-character string, every character escaped */
         format_value(cfg, f, AS_PRINTED, value, sizeof value);
         fprintf(fp, "%s%s: %s\n", section[0] ? "  " : "", f->key, value);
     }
@@ -522,7 +593,7 @@ int config_resume_diff(const Config *stored, const Config *now, char *out, size_
     for (int i = 0; i < N_FIELDS; i++) {
         const Field *f = &FIELDS[i];
         if (f->resume == FREE) continue;
-        char was[600], is[600];
+        char was[4096], is[4096];
         /* as printed: what a checkpoint stores, so a value it rounds (ema_alpha's %g) compares
          * at the precision it was kept; %.17g rows compare exactly */
         format_value(stored, f, AS_PRINTED, was, sizeof was);

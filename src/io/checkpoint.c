@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,21 @@ static int meta_u64(const StFile *f, const char *key, uint64_t *out, char *err, 
     return 0;
 }
 
+/* best_metric / ema_metric: absent (older files) is -1, "none yet"; present, a whole finite number.
+ * strtod alone took "nan" (an EMA that stays NaN: `ema > best` never holds again, so a resumed
+ * run never wrote best.safetensors) and "0.5x" or "" (as 0.5 and 0). */
+static int meta_metric(const StFile *f, const char *key, double *out, char *err, size_t err_len) {
+    const char *v = st_meta_get(f, key);
+    char *end;
+    *out = -1;
+    if (!v) return 0;
+    double d = strtod(v, &end);
+    if (*v == '\0' || *end != '\0' || !isfinite(d))
+        return error_at(err, err_len, "%s: metadata '%s' = '%s' is not a finite number", f->path, key, v);
+    *out = d;
+    return 0;
+}
+
 /* Parses and checks both checksums; on success f is open (caller frees). Format version 1
  * files predate meta_crc32: their metadata is not covered, and the resume's own checks of the
  * position (trainer.c) are all that guards it. From version 2 on it is required. */
@@ -181,9 +197,9 @@ int checkpoint_load(const char *path, const Model *m, float *params, float *adam
         meta_u64(&f, "world_size", &ws, err, err_len))
         goto out;
     st->world_size = (int)ws;
-    const char *best = st_meta_get(&f, "best_metric"), *ema = st_meta_get(&f, "ema_metric");
-    st->best_metric = best ? strtod(best, NULL) : -1;
-    st->ema_metric = ema ? strtod(ema, NULL) : -1;
+    if (meta_metric(&f, "best_metric", &st->best_metric, err, err_len) ||
+        meta_metric(&f, "ema_metric", &st->ema_metric, err, err_len))
+        goto out;
     if (config_yaml) {
         const char *c = st_meta_get(&f, "config");
         *config_yaml = xmalloc(strlen(c ? c : "") + 1);

@@ -4,7 +4,9 @@
  * augment rows (data/augment.h's defaults and bounds); and the resume comparison (which keys
  * may change, how a refusal names the others, old stored configs missing newer keys). Hostile
  * input (issue 16): a 100,000-deep document is refused by the nesting limit in well under a
- * second, naming the file, the line and the limit; a FIFO is refused instead of blocking. */
+ * second, naming the file, the line and the limit; a FIFO is refused instead of blocking.
+ * Strings that are not plain words print so that they load back; overrides of the preset's
+ * widths follow the preset rule; override strings must be UTF-8. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,8 +224,46 @@ static void test_hostile(void) {
     rmdir(dir);
 }
 
+/* Found with tests/fuzz/fuzz_config's print-and-reload check: strings that are not plain words,
+ * override values that are not UTF-8, and width overrides under a named preset each made a
+ * config whose printed form (a checkpoint's stored config) did not load back. */
+static void test_printed_strings_and_preset_overrides(void) {
+    Config a, b;
+    char err[1024], text[8192];
+    int ok = load_train(&a, "  store: \"a\\\"b #c\"\n  kernels: 'x: y'\n", err, sizeof err) == 0;
+    TEST_CHECK(ok, "strings with a quote, ': ' and ' #' load (%s)", ok ? "" : err);
+    ok = ok && config_override(&a, "name=tab\there\x01\\", err, sizeof err) == 0;
+    TEST_CHECK(ok, "an override with control characters and a backslash is taken (%s)", ok ? "" : err);
+    if (ok) {
+        print_to(&a, text, sizeof text);
+        ok = config_load_text(&b, text, "printed", err, sizeof err) == 0;
+        TEST_CHECK(ok, "the printed config loads back (%s)\n%s", ok ? "" : err, text);
+        TEST_CHECK(ok && !strcmp(b.store, "a\"b #c") && !strcmp(b.kernels, "x: y") && !strcmp(b.name, "tab\there\x01\\"),
+                   "strings load back unchanged (store '%s', kernels '%s')", b.store, b.kernels);
+    }
+    ok = load_train(&a, "  lr: 1e-3\n", err, sizeof err) == 0 && config_override(&a, "train.run_dir=a\xff", err, sizeof err) != 0;
+    TEST_CHECK(ok && strstr(err, "train.run_dir") && strstr(err, "UTF-8"), "a non-UTF-8 override is refused (%s)", err);
+    ok = load_train(&a, "  lr: 1e-3\n", err, sizeof err) == 0 && config_override(&a, "network.embed_dim=48", err, sizeof err) != 0;
+    TEST_CHECK(ok && strstr(err, "network.embed_dim=48") && strstr(err, "preset 'tiny'"),
+               "embed_dim under preset tiny is refused (%s)", err);
+    ok = load_train(&a, "  lr: 1e-3\n", err, sizeof err) == 0 && config_override(&a, "network.heads=[3, 6, 12, 24]", err, sizeof err) == 0;
+    TEST_CHECK(ok, "heads repeating preset tiny's are taken (%s)", ok ? "" : err);
+    ok = load_train(&a, "  lr: 1e-3\n", err, sizeof err) == 0 && config_override(&a, "network.preset=base", err, sizeof err) == 0;
+    TEST_CHECK(ok && a.net.embed_dim == 128 && a.net.heads[3] == 32, "preset=base sets base's widths (%s)", ok ? "" : err);
+    ok = load_train(&a, "  lr: 1e-3\n", err, sizeof err) == 0 && config_override(&a, "network.preset=custom", err, sizeof err) == 0 &&
+         config_override(&a, "network.embed_dim=48", err, sizeof err) == 0 &&
+         config_override(&a, "network.heads=[1, 2, 4, 8]", err, sizeof err) == 0;
+    TEST_CHECK(ok && a.net.embed_dim == 48, "preset=custom, then embed_dim and heads (%s)", ok ? "" : err);
+    if (ok) {
+        print_to(&a, text, sizeof text);
+        ok = config_load_text(&b, text, "printed", err, sizeof err) == 0;
+        TEST_CHECK(ok && b.net.embed_dim == 48 && !strcmp(b.net.preset, "custom"), "it prints and loads back (%s)", ok ? "" : err);
+    }
+}
+
 int main(void) {
     test_hostile();
+    test_printed_strings_and_preset_overrides();
     test_precision();
     test_augment_rows();
     test_resume_diff();
