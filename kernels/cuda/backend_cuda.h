@@ -41,6 +41,8 @@ void cuda_pinned_free(void *ctx, void *ptr);
  * choices made on the card, so a resumed run makes the same ones. -1 with a message naming
  * train.kernels when it names an unknown op or implementation, or the cache file is damaged. */
 int backend_cuda_set_tuning(Backend *be, const char *cache_path, const char *force, char *err, size_t err_len);
+/* The cache file is only read by this process, never written: every rank but 0 (one writer). */
+void backend_cuda_tuning_read_only(Backend *be);
 
 /* The name of implementation i of the tuned op `op` (tune.h), or NULL past the last one or for an
  * op without a table: gpu-check-ops forces each in turn. */

@@ -31,6 +31,7 @@ typedef struct {
 typedef struct {
     char force[512];       // "op=impl,op=impl" ("" or "auto": nothing forced)
     char cache_path[1024]; // "" = choices live in memory only
+    int read_only;         // the cache file is read, never written (ranks other than 0)
     TuneEntry *e;
     int n, cap;
 } TuneState;
@@ -92,7 +93,7 @@ static TuneEntry *tune_add(TuneState *ts, const char *op, const char *shape, con
 // The cache file: one "op<TAB>shape<TAB>impl" line per choice, rewritten whole (temporary file +
 // rename) so that a run killed while writing it keeps the previous, complete file.
 static void tune_save(const TuneState *ts) {
-    if (!ts->cache_path[0]) return;
+    if (!ts->cache_path[0] || ts->read_only) return;
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp", ts->cache_path);
     FILE *fp = fopen(tmp, "w");
@@ -173,6 +174,8 @@ static float tune_time(Backend *be, TuneRun run, void *ctx, int impl, int reps) 
     return best;
 }
 #endif
+
+extern "C" void backend_cuda_tuning_read_only(Backend *be) { tune_state(be)->read_only = 1; }
 
 extern "C" int cuda_tune_pick(Backend *be, const TuneOp *op, const char *shape, TuneRun run, void *ctx) {
     return cuda_tune_pick_avail(be, op, shape, ~0u, "", run, ctx);

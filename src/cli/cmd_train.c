@@ -101,6 +101,7 @@ static int create_backend(Backend **out, const Config *cfg, const Comm *comm, ch
         char cache[sizeof cfg->run_dir + 16];
         snprintf(cache, sizeof cache, "%s/kernels.tsv", cfg->run_dir);
         if (backend_cuda_set_tuning(*out, cache, cfg->kernels, err, err_len) != 0) return 2;
+        if (comm->rank != 0) backend_cuda_tuning_read_only(*out); /* rank 0 writes the run directory */
     }
 #endif
     return 0;

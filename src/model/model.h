@@ -102,8 +102,11 @@ typedef struct {
  * share of the global batch's gradient (the gradient all-reduce is then a plain sum). */
 typedef struct {
     void (*sum_f32)(void *ctx, float *buf /* backend memory */, size_t n); /* in-place all-reduce */
-    void (*sum_f64)(void *ctx, double *buf /* host */, size_t n);
     void *ctx;
+    /* Samples in the global batch (all ranks; every rank has the same crop): the global pixel
+     * counts the CE weights need follow from it, with no host collective inside the step (a
+     * blocking host collective would only notice a dead peer at the transport's timeout). */
+    int global_batch;
 } LossReduce;
 
 /* image: (B, H, W, Cin) NHWC fp32 backend memory, read again by model_backward (so it must stay

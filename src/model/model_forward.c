@@ -186,8 +186,9 @@ void model_loss_queue(const Model *m, Backend *be, ModelActs *a, const int32_t *
                             W_DICE, W_CE);
         n_all[k] = (double)n;
     }
-    /* global CE = Σ_ranks CE_local·n_local / Σ n_local: the pixel counts are known on the host */
-    if (reduce) reduce->sum_f64(reduce->ctx, n_all, (size_t)a->n_outputs);
+    /* global CE = Σ_ranks CE_local·n_local / Σ n_local: Σ n_local is the global batch's pixels */
+    if (reduce)
+        for (int k = 0; k < a->n_outputs; k++) n_all[k] = (double)reduce->global_batch * (H >> k) * (W >> k);
     for (int k = 0; k < a->n_outputs; k++) {
         size_t n = (size_t)B * (H >> k) * (W >> k);
         a->ce_weight[k] = (float)(W_CE * (double)n / n_all[k]);

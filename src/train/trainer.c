@@ -85,10 +85,6 @@ static void sum_f32(void *ctx, float *buf, size_t n) {
     q->comm->allreduce_start(q->comm, &buf, &n, 1, q->queue);
     q->comm->allreduce_wait(q->comm, q->queue);
 }
-static void sum_f64(void *ctx, double *buf, size_t n) {
-    QueuedSum *q = (QueuedSum *)ctx;
-    q->comm->allreduce_sum_f64(q->comm, buf, n);
-}
 
 static int any_rank(Comm *c, int flag) {
     double v = flag ? 1.0 : 0.0;
@@ -368,7 +364,7 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
     PassOptions opt = {.training = 1, .seed = t->st.seed, .step = t->st.step,
                        .sample_offset = train_feed_sample_offset(t->feed)};
     QueuedSum qs = {t->comm, t->be->queue};
-    LossReduce reduce = {sum_f32, sum_f64, &qs};
+    LossReduce reduce = {sum_f32, &qs, t->cfg.batch_size};
     float *outs[3];
     t->be->zero(t->be, t->grads, t->model.params.total * sizeof(float));
     model_forward(&t->model, t->be, t->acts, t->params, t->image, &opt, outs);
