@@ -37,11 +37,3 @@ void cpu_gelu_backward(Backend *be, Act *din_act /* (n) */, const Act *dout_act 
         din[i] += dout[i] * (cdf + x * pdf);
     }
 }
-
-/* din overwritten: zero, then the accumulating op (0 + x, as the caller's zero + op did). */
-void cpu_gelu_backward_first(Backend *be, Act *din /* (n) */, const Act *dout /* (n) */, const Act *in /* (n) */,
-                             size_t n) {
-    if (!din) return;
-    memset(din, 0, n * sizeof(float));
-    cpu_gelu_backward(be, din, dout, in, n);
-}

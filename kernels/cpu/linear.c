@@ -95,6 +95,7 @@ void cpu_linear_gelu_forward(Backend *be, Act *out /* (N, Co) */, Act *pre /* (N
 
 void cpu_gelu_backward_bias_first(Backend *be, Act *din /* (N, C) */, float *db /* (C) */, const Act *dout /* (N, C) */,
                                   const Act *pre /* (N, C) */, size_t N, int C) {
-    cpu_gelu_backward_first(be, din, dout, pre, N * (size_t)C);
+    memset(din, 0, N * (size_t)C * sizeof(float)); /* din overwritten: the zero + accumulate sequence */
+    cpu_gelu_backward(be, din, dout, pre, N * (size_t)C);
     if (N && db) colsum_acc(db, (const float *)din, N, C);
 }

@@ -23,17 +23,6 @@ __global__ void k_gelu_bwd(T *din, const T *dout, const T *in, size_t n) {
     }
 }
 
-// gelu_backward_first: din = dout · GELU'(in), overwritten (no read of din, no memset before).
-template <typename T>
-__global__ void k_gelu_bwd_first(T *din, const T *dout, const T *in, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float x = act_load(in + i);
-        float cdf = 0.5f * (1.0f + erff(x * INV_SQRT2));
-        float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
-        act_store(din + i, act_load(dout + i) * (cdf + x * pdf));
-    }
-}
-
 extern "C" void cu_gelu_forward(Backend *be, Act *out, const Act *in, size_t n) {
     if (!n) return;
     cudaStream_t s = cuda_state(be)->stream;
@@ -45,14 +34,6 @@ extern "C" void cu_gelu_backward(Backend *be, Act *din, const Act *dout, const A
     if (!n || !din) return;
     cudaStream_t s = cuda_state(be)->stream;
     CUDA_ACT_DISPATCH(be, T, k_gelu_bwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)din, (const T *)dout, (const T *)in, n));
-    CUDA_CHECK_LAUNCH();
-}
-
-extern "C" void cu_gelu_backward_first(Backend *be, Act *din, const Act *dout, const Act *in, size_t n) {
-    if (!n || !din) return;
-    cudaStream_t s = cuda_state(be)->stream;
-    CUDA_ACT_DISPATCH(be, T,
-                      k_gelu_bwd_first<T><<<cuda_grid(n), 256, 0, s>>>((T *)din, (const T *)dout, (const T *)in, n));
     CUDA_CHECK_LAUNCH();
 }
 

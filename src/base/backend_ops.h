@@ -256,15 +256,12 @@
        const Act *dout /* (N, Co) */, const Act *in /* (N, Ci) */, const float *w /* (Co, Ci) */, size_t N, int Ci,   \
        int Co),                                                                                                       \
       (be, din, dw, db, dout, in, w, N, Ci, Co))                                                                      \
-    X(gelu_backward_first,                                                                                            \
-      (Backend *be, Act *din /* (n) */, const Act *dout /* (n) */, const Act *in /* (n) */, size_t n),                \
-      (be, din, dout, in, n))                                                                                         \
     /* ---- fused MLP ops (the PI block's fc1 → GELU) ----                                                            \
      * linear_gelu_forward: pre = in · wᵀ + b (saved for backward), out = GELU(pre): linear_forward                    \
      * then gelu_forward (the CPU backend does exactly those two); the CUDA backend runs the GEMM                     \
      * without the bias prefill and one kernel adds the bias, stores pre and applies GELU.                            \
      * gelu_backward_bias_first: din = dout · GELU'(pre) OVERWRITTEN and db += Σ_rows din (the                        \
-     * bias gradient linear_backward would take from din): gelu_backward_first, then the column                       \
+     * bias gradient linear_backward would take from din): zero + gelu_backward, then the column                      \
      * sum, in one pass; the linear's backward then runs with db = NULL. */                                           \
     X(linear_gelu_forward,                                                                                            \
       (Backend *be, Act *out /* (N, Co) */, Act *pre /* (N, Co) */, const Act *in /* (N, Ci) */,                      \

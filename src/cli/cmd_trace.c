@@ -172,7 +172,7 @@ int cmd_trace(int argc, char **argv) {
     char err[1024];
     StFile batch;
     TraceBatch tb = {0};
-    if (weights_read_st(&batch, batch_path, err, sizeof err) != 0) return session_close(&s), error(err);
+    if (st_read(&batch, batch_path, err, sizeof err) != 0) return session_close(&s), error(err);
     if (check_batch(&tb, m, &batch, batch_path, err, sizeof err) != 0) { /* released: the ASan build checks */
         st_free(&batch);
         session_close(&s);

@@ -252,10 +252,6 @@ void opcost_linear_backward_first(Backend *be, Act *din, float *dw, float *db, c
     (void)dw, (void)db, (void)dout, (void)in, (void)w;
     set(4.0 * N * Ci * Co, A * (double)N * (Co + Ci * 2) + F * ((double)Co * Ci * 3 + 2.0 * Co), 1);
 }
-void opcost_gelu_backward_first(Backend *be, Act *din, const Act *dout, const Act *in, size_t n) {
-    (void)din, (void)dout, (void)in;
-    set(25.0 * n, 3 * A * n, 0); /* din written, not read */
-}
 void opcost_linear_gelu_forward(Backend *be, Act *out, Act *pre, const Act *in, const float *w, const float *b,
                                 size_t N, int Ci, int Co) {
     (void)out, (void)pre, (void)in, (void)w, (void)b;

@@ -45,7 +45,7 @@ static int load_config(Session *s, const SessionOptions *o, const StFile *wf, ch
 /* A checkpoint is verified whole (its checksums) before its tensors are trusted; its Adam
  * moments are skipped by weights_load_st. */
 static int open_weights(StFile *f, const char *wpath, char *err, size_t err_len) {
-    if (weights_read_st(f, wpath, err, err_len) != 0) return -1;
+    if (st_read(f, wpath, err, err_len) != 0) return -1;
     if (st_meta_get(f, "unet2022_checkpoint") && checkpoint_verify(wpath, err, err_len) != 0) {
         st_free(f);
         return -1;

@@ -130,7 +130,7 @@ static int meta_metric(const StFile *f, const char *key, double *out, char *err,
  * files predate meta_crc32: their metadata is not covered, and the resume's own checks of the
  * position (trainer.c) are all that guards it. From version 2 on it is required. */
 static int open_verified(StFile *f, const char *path, char *err, size_t err_len) {
-    if (weights_read_st(f, path, err, err_len) != 0) return -1; /* regular files only: a FIFO blocks */
+    if (st_read(f, path, err, err_len) != 0) return -1; /* regular files only: a FIFO blocks */
     const char *crc = st_meta_get(f, "crc32"), *mcrc = st_meta_get(f, "meta_crc32");
     const char *version = st_meta_get(f, "format_version");
     if (!st_meta_get(f, "unet2022_checkpoint") || !crc) {

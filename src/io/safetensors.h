@@ -46,7 +46,9 @@ size_t st_dtype_size(StDtype dt);
 const char *st_dtype_name(StDtype dt);
 
 /* Reader: loads the whole file, validates the header (dtypes, shapes against offsets,
- * offsets within the file, no overlaps). */
+ * offsets within the file, no overlaps). Regular files only (src/base/file_check.h): a FIFO or
+ * a directory is refused naming the path. Every reader of weights, checkpoints and batches
+ * opens through it. */
 int st_read(StFile *out, const char *path, char *err, size_t err_len);
 const StTensor *st_find(const StFile *f, const char *name); /* NULL if absent */
 const char *st_meta_get(const StFile *f, const char *key);  /* NULL if absent */

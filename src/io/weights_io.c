@@ -91,14 +91,9 @@ int weights_load_st(const Model *m, float *params, const StFile *f, char *err, s
     return rc;
 }
 
-int weights_read_st(StFile *f, const char *path, char *err, size_t err_len) {
-    /* st_read opens regular files only (src/base/file_check.h): a FIFO would block forever. */
-    return st_read(f, path, err, err_len);
-}
-
 int weights_load(const Model *m, float *params, const char *path, char *err, size_t err_len) {
     StFile f;
-    if (weights_read_st(&f, path, err, err_len) != 0) return -1;
+    if (st_read(&f, path, err, err_len) != 0) return -1; /* regular files only: a FIFO blocks */
     int rc = weights_load_st(m, params, &f, err, err_len);
     st_free(&f);
     return rc;

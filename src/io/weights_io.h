@@ -17,9 +17,6 @@
  * (checkpoint.h) and are skipped, so a checkpoint loads wherever a weights file does. */
 #define WEIGHTS_RESERVED_PREFIX "adam."
 
-/* st_read for regular files only: anything else (a FIFO would block forever, a directory) is
- * refused naming the path. Every reader of weights, checkpoints and batches opens through it. */
-int weights_read_st(StFile *f, const char *path, char *err, size_t err_len);
 
 /* params: host, m->params.total floats. Returns 0, or -1 with a message in err. */
 int weights_load(const Model *m, float *params, const char *path, char *err, size_t err_len);
