@@ -24,12 +24,24 @@ static void quiet_handler(const char *module, const char *fmt, va_list ap) {
     (void)module, (void)fmt, (void)ap;
 }
 
+/* The bytes the current page's strips (or tiles) occupy, each counted at most up to the file's
+ * size: what its pixels must be decoded from. */
+static uint64_t page_stored_bytes(TIFF *t, int64_t fsize) {
+    int tiled = TIFFIsTiled(t);
+    uint32_t n = tiled ? TIFFNumberOfTiles(t) : TIFFNumberOfStrips(t);
+    uint64_t *counts = NULL, sum = 0;
+    if (!TIFFGetField(t, tiled ? TIFFTAG_TILEBYTECOUNTS : TIFFTAG_STRIPBYTECOUNTS, &counts) || !counts) return 0;
+    for (uint32_t i = 0; i < n && sum < (uint64_t)fsize; i++) sum += counts[i] < (uint64_t)fsize ? counts[i] : (uint64_t)fsize;
+    return sum < (uint64_t)fsize ? sum : (uint64_t)fsize;
+}
+
 /* All pages of a grey TIFF stack as float (pages, h, w) (importers.h). */
 int em_read_tiff_stack(const char *path, float **out, int *pages, int *h, int *w, char *err, size_t err_len) {
     TIFFSetErrorHandler(quiet_handler);
     TIFFSetWarningHandler(quiet_handler);
     /* libtiff opens by name: a FIFO would block it */
-    if (fc_check_regular(path, "TIFF stack", NULL, err, err_len)) return -1;
+    int64_t fsize;
+    if (fc_check_regular(path, "TIFF stack", &fsize, err, err_len)) return -1;
     TIFF *t = TIFFOpen(path, "r");
     if (!t) return error_at(err, err_len, "%s: cannot open as TIFF (missing, truncated or not a TIFF)", path);
     int n = 0, rc = -1;
@@ -53,6 +65,18 @@ int em_read_tiff_stack(const char *path, float **out, int *pages, int *h, int *w
         if (unet_volume_ok(n + 1, 1, h2, w2)) {
             error_at(err, err_len, "%s: page %d: %u x %u pixels (page %d) exceed the limits (slice side %d, %d pages, volume %lld)",
                      path, n, w2, h2, n + 1, UNET_MAX_SLICE_SIDE, UNET_MAX_DEPTH, (long long)UNET_MAX_VOLUME_VOXELS);
+            goto out;
+        }
+        /* ... and against the file: a page cannot hold more pixels than its strips can decode to */
+        uint16_t codec = COMPRESSION_NONE;
+        TIFFGetFieldDefaulted(t, TIFFTAG_COMPRESSION, &codec);
+        uint64_t stored = page_stored_bytes(t, fsize), raw = (uint64_t)w2 * h2 * (bps / 8);
+        uint64_t room = codec == COMPRESSION_NONE ? stored : stored * UNET_MAX_TIFF_RATIO;
+        if (raw > room) {
+            error_at(err, err_len,
+                     "%s: page %d: %u x %u pixels need %llu bytes but its strips hold %llu stored bytes (%s): the file is "
+                     "truncated or corrupt", path, n, w2, h2, (unsigned long long)raw, (unsigned long long)stored,
+                     codec == COMPRESSION_NONE ? "uncompressed" : "compressed");
             goto out;
         }
         if (n == 0) {

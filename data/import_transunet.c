@@ -4,14 +4,10 @@
  * test_vol_h5/caseXXXX.npy.h5 (datasets image, label: (D, H, W)). Labels are the 9-class form
  * (0..8). The intensities are kept as provided; no geometry survives that preprocessing, so
  * spacing is 1 and the affine the identity (manifest attribute "geometry": "unknown"). */
-#include <errno.h>
 #include <hdf5.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "check.h"
 #include "file_check.h"
@@ -19,6 +15,7 @@
 #include "fsutil.h"
 #include "import_common.h"
 #include "importers.h"
+#include "isolate.h"
 #include "npz.h"
 #include "store_format.h"
 
@@ -331,107 +328,51 @@ static int read_case_here(const char *path, int64_t fsize, float **img, float **
     return 0;
 }
 
-int transunet_h5_isolate = 1;
+/* A case file given to `prepare` is untrusted and libhdf5 crashes on some corrupt ones
+ * (isolate.h), so it is read in a child process that sends back the image, the label and their
+ * shape (3 x int32), in that order. */
+typedef struct {
+    const char *path;
+    int64_t fsize;
+} CaseFile;
 
-static int read_full(int fd, void *buf, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, (char *)buf + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        got += (size_t)r;
-    }
-    return 0;
+static int read_case_step(void *ctx, IsolateOut *out, char *err, size_t err_len) {
+    const CaseFile *f = ctx;
+    float *im = NULL, *lb = NULL;
+    int32_t d[3];
+    int dims[3] = {0, 0, 0};
+    if (read_case_here(f->path, f->fsize, &im, &lb, dims, err, err_len)) return -1;
+    size_t n = (size_t)dims[0] * dims[1] * dims[2] * sizeof(float);
+    d[0] = dims[0], d[1] = dims[1], d[2] = dims[2];
+    int rc = isolate_put(out, im, n) || isolate_put(out, lb, n) || isolate_put(out, d, sizeof d) ? -1 : 0;
+    free(im);
+    free(lb);
+    return rc ? error_at(err, err_len, "%s: the reader could not send its results", f->path) : 0;
 }
 
-static int write_full(int fd, const void *buf, size_t n) {
-    size_t put = 0;
-    while (put < n) {
-        ssize_t r = write(fd, (const char *)buf + put, n - put);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        put += (size_t)r;
-    }
-    return 0;
-}
-
-/* libhdf5 (Debian's 1.10) crashes on some corrupt files inside H5Fopen/H5Dopen2 (a corrupt
- * local heap: NULL read in H5F__accum_read; found by fuzz_transunet_h5, inputs in
- * tests/fuzz/known/), before any check of ours can run. A case file given to `prepare` is
- * untrusted, so it is read in a child process: the child sends {rc, dims, message} and the
- * voxels through a pipe, and a child killed by a signal becomes an error naming the file, with
- * the store's temporary directory removed by the normal failure path. Cost: one fork and one
- * copy of the volume per case file. */
 static int read_case_isolated(const char *path, int64_t fsize, float **img, float **lab, int dims[3], char *err,
                               size_t err_len) {
-    int fds[2];
-    if (pipe(fds) != 0) return error_at(err, err_len, "%s: pipe: %s", path, strerror(errno));
-    fflush(NULL); /* the child must not flush our buffered output a second time */
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fds[0]), close(fds[1]);
-        return error_at(err, err_len, "%s: fork: %s", path, strerror(errno));
+    CaseFile f = {path, fsize};
+    void *res;
+    size_t len;
+    size_t max = 2 * (size_t)UNET_MAX_VOLUME_VOXELS * sizeof(float) + 3 * sizeof(int32_t);
+    if (isolate_run(read_case_step, &f, path, "HDF5", max, &res, &len, err, err_len)) return -1;
+    int32_t d[3] = {0, 0, 0};
+    if (len >= sizeof d) memcpy(d, (uint8_t *)res + len - sizeof d, sizeof d);
+    size_t n = unet_volume_ok(d[0], 1, d[1], d[2]) ? 0 : (size_t)d[0] * d[1] * d[2] * sizeof(float);
+    if (!n || len != 2 * n + sizeof d) {
+        free(res);
+        return error_at(err, err_len, "%s: the reader returned an impossible shape", path);
     }
-    if (pid == 0) {
-        close(fds[0]);
-        signal(SIGPIPE, SIG_IGN);
-        float *im = NULL, *lb = NULL;
-        int d[3] = {0, 0, 0};
-        char msg[1024] = "";
-        int32_t head[5];
-        head[0] = read_case_here(path, fsize, &im, &lb, d, msg, sizeof msg);
-        head[1] = d[0], head[2] = d[1], head[3] = d[2];
-        head[4] = (int32_t)strlen(msg);
-        int ok = write_full(fds[1], head, sizeof head) == 0 && write_full(fds[1], msg, (size_t)head[4]) == 0;
-        size_t n = (size_t)d[0] * d[1] * d[2] * sizeof(float);
-        if (ok && head[0] == 0) ok = write_full(fds[1], im, n) == 0 && write_full(fds[1], lb, n) == 0;
-        /* _exit: no atexit handlers (HDF5's would close the parent's open shard from here) */
-        _exit(ok ? 0 : 1);
+    float *lb = malloc(n);
+    if (!lb) {
+        free(res);
+        return error_at(err, err_len, "%s: out of memory for %zu bytes", path, n);
     }
-    close(fds[1]);
-    int32_t head[5];
-    int rc = -1;
-    float *im = NULL, *lb = NULL;
-    char msg[1024];
-    int reported = 0; /* the child's report arrived: it did not die inside the library */
-    if (read_full(fds[0], head, sizeof head) == 0 && head[4] >= 0 && head[4] < (int32_t)sizeof msg &&
-        read_full(fds[0], msg, (size_t)head[4]) == 0) {
-        reported = 1;
-        msg[head[4]] = 0;
-        if (head[0] != 0) rc = error_at(err, err_len, "%s", msg);
-        else if (unet_volume_ok(head[1], 1, head[2], head[3]))
-            rc = error_at(err, err_len, "%s: reader returned an impossible shape", path);
-        else {
-            size_t n = (size_t)head[1] * head[2] * head[3];
-            im = malloc(n * sizeof(float) + 1), lb = malloc(n * sizeof(float) + 1);
-            if (!im || !lb) rc = error_at(err, err_len, "%s: out of memory for %zu values", path, n);
-            else if (read_full(fds[0], im, n * sizeof(float)) == 0 && read_full(fds[0], lb, n * sizeof(float)) == 0)
-                rc = 0;
-        }
-    }
-    close(fds[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (WIFSIGNALED(status)) {
-        rc = error_at(err, err_len,
-                      "%s: the HDF5 library crashed reading this file (signal %d): its HDF5 structure is corrupt", path,
-                      WTERMSIG(status));
-    } else if (!reported) { /* died without a report, e.g. a sanitizer turned the crash into an exit */
-        rc = error_at(err, err_len,
-                      "%s: the HDF5 library crashed reading this file (the reader ended without a report, exit "
-                      "status %d): its HDF5 structure is corrupt", path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-    } else if (rc == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-        rc = error_at(err, err_len, "%s: the reader process failed", path);
-    else if (rc != 0 && !err[0])
-        rc = error_at(err, err_len, "%s: the reader process failed", path);
-    if (rc) {
-        free(im);
-        free(lb);
-        return -1;
-    }
-    dims[0] = head[1], dims[1] = head[2], dims[2] = head[3];
-    *img = im, *lab = lb;
+    memcpy(lb, (uint8_t *)res + n, n);
+    float *im = realloc(res, n); /* the image leads the results: keep it, drop the rest */
+    *img = im ? im : res, *lab = lb;
+    for (int k = 0; k < 3; k++) dims[k] = d[k];
     return 0;
 }
 
@@ -441,8 +382,7 @@ int transunet_read_h5_case(const char *path, float **img, float **lab, int dims[
     int64_t fsize;
     /* HDF5 opens by name: a FIFO would block it */
     if (fc_check_regular(path, "HDF5 case file", &fsize, err, err_len)) return -1;
-    return transunet_h5_isolate ? read_case_isolated(path, fsize, img, lab, dims, err, err_len)
-                                : read_case_here(path, fsize, img, lab, dims, err, err_len);
+    return read_case_isolated(path, fsize, img, lab, dims, err, err_len);
 }
 
 static int import_test(const PrepareOptions *o, StoreWriter *w, char *err, size_t err_len) {

@@ -21,9 +21,5 @@ int import_ph2(const PrepareOptions *o, char *err, size_t err_len);
  * image and label (D, H, W) as float. *out / *img / *lab are malloc'ed and set only on success. */
 int em_read_tiff_stack(const char *path, float **out, int *pages, int *h, int *w, char *err, size_t err_len);
 int transunet_read_h5_case(const char *path, float **img, float **lab, int dims[3], char *err, size_t err_len);
-/* 1 (default): transunet_read_h5_case reads in a child process, so that a crash of libhdf5 on a
- * corrupt file is an error naming it. The fuzz target sets 0 (libFuzzer needs the coverage of
- * this process). */
-extern int transunet_h5_isolate;
 
 #endif

@@ -2,7 +2,8 @@
  *
  * HDF5 serialises every call behind one global lock, even in thread-safe builds, so a loader
  * whose threads all call H5Dread would decompress one slice at a time. Instead HDF5 is used
- * only at store_open(): it validates each dataset (shape, type, filter pipeline) and reports
+ * only at store_open(), in a child process per shard (a corrupt shard can crash libhdf5:
+ * isolate.h): it validates each dataset (shape, type, filter pipeline) and reports
  * the file offset and size of every chunk (H5Dget_chunk_info_by_coord), and then the files
  * are closed. store_read_slice() reads a slice's chunk with pread() on a plain descriptor and
  * undoes the filters itself — Fletcher-32 check, inflate (zlib), unshuffle — so any number of
@@ -24,6 +25,7 @@
 
 #include "check.h"
 #include "file_check.h"
+#include "isolate.h"
 #include "resource_limits.h"
 #include "store_format.h"
 
@@ -328,24 +330,65 @@ static int check_addressing(hid_t file, int fd, const StoreCase *c, const ChunkL
     return ok ? 0 : error_at(err, err_len, "%s: chunk addresses do not match file offsets (user block?)", shard);
 }
 
-static int index_shard(Store *s, int sh, const char *shard_path, char *err, size_t err_len) {
-    hid_t file = H5Fopen(shard_path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) return error_at(err, err_len, "%s: cannot open as HDF5", shard_path);
-    int rc = 0, first = -1;
+/* One shard's cases, read with libhdf5: runs in a child process (isolate.h), since a corrupt
+ * shard can crash the library and the store is opened by every rank of a training job. Sends,
+ * for each case of the shard in manifest order, its image chunks then its label chunks. */
+typedef struct {
+    const Store *s;
+    int sh;
+    const char *path;
+} ShardJob;
+
+static int index_shard_step(void *ctx, IsolateOut *out, char *err, size_t err_len) {
+    const ShardJob *j = ctx;
+    const Store *s = j->s;
+    hid_t file = H5Fopen(j->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return error_at(err, err_len, "%s: cannot open as HDF5", j->path);
+    int rc = 0, first = 1;
     for (int i = 0; i < s->ncases && rc == 0; i++) {
-        StoreCase *c = &s->cases[i];
-        if (c->shard != sh) continue;
-        s->image_chunks[i] = xmalloc((size_t)c->depth * sizeof(ChunkLoc));
-        s->label_chunks[i] = xmalloc((size_t)c->depth * sizeof(ChunkLoc));
-        rc = index_dataset(s, file, c, shard_path, "image", s->image_chunks[i], err, err_len);
-        if (rc == 0) rc = index_dataset(s, file, c, shard_path, "label", s->label_chunks[i], err, err_len);
-        if (rc == 0) rc = check_geometry(file, c, shard_path, err, err_len);
-        if (first < 0) first = i;
+        const StoreCase *c = &s->cases[i];
+        if (c->shard != j->sh) continue;
+        ChunkLoc *img = xmalloc((size_t)c->depth * sizeof(ChunkLoc)), *lab = xmalloc((size_t)c->depth * sizeof(ChunkLoc));
+        rc = index_dataset(s, file, c, j->path, "image", img, err, err_len);
+        if (rc == 0) rc = index_dataset(s, file, c, j->path, "label", lab, err, err_len);
+        if (rc == 0) rc = check_geometry(file, c, j->path, err, err_len);
+        if (rc == 0 && first) rc = check_addressing(file, s->fds[j->sh], c, &lab[0], j->path, err, err_len);
+        first = 0;
+        if (rc == 0 && (isolate_put(out, img, (size_t)c->depth * sizeof(ChunkLoc)) ||
+                        isolate_put(out, lab, (size_t)c->depth * sizeof(ChunkLoc))))
+            rc = error_at(err, err_len, "%s: the reader could not send its results", j->path);
+        free(img);
+        free(lab);
     }
-    if (rc == 0 && first >= 0)
-        rc = check_addressing(file, s->fds[sh], &s->cases[first], &s->label_chunks[first][0], shard_path, err, err_len);
     H5Fclose(file);
     return rc;
+}
+
+static int index_shard(Store *s, int sh, const char *shard_path, char *err, size_t err_len) {
+    size_t want = 0;
+    for (int i = 0; i < s->ncases; i++)
+        if (s->cases[i].shard == sh) want += 2 * (size_t)s->cases[i].depth * sizeof(ChunkLoc);
+    ShardJob job = {s, sh, shard_path};
+    void *res;
+    size_t len;
+    if (isolate_run(index_shard_step, &job, shard_path, "HDF5", want, &res, &len, err, err_len)) return -1;
+    if (len != want) {
+        free(res);
+        return error_at(err, err_len, "%s: the reader returned %zu bytes of chunk index, expected %zu", shard_path, len,
+                        want);
+    }
+    const ChunkLoc *p = res;
+    for (int i = 0; i < s->ncases; i++) {
+        const StoreCase *c = &s->cases[i];
+        if (c->shard != sh) continue;
+        size_t n = (size_t)c->depth * sizeof(ChunkLoc);
+        s->image_chunks[i] = xmalloc(n);
+        s->label_chunks[i] = xmalloc(n);
+        memcpy(s->image_chunks[i], p, n), p += c->depth;
+        memcpy(s->label_chunks[i], p, n), p += c->depth;
+    }
+    free(res);
+    return 0;
 }
 
 int store_open(Store **out, const char *dir, char *err, size_t err_len) {

@@ -31,6 +31,10 @@
  * member that declares more uncompressed bytes than this times its stored size is truncated or
  * lying, whatever it says. */
 #define UNET_MAX_DEFLATE_RATIO 1032
+/* Any TIFF codec (LZW, PackBits, deflate, JPEG, LZMA, ZSTD...) expands its stored bytes at most
+ * this much; the loosest, ZSTD's run-length blocks, is about 2^15:1. A page that declares more
+ * pixel bytes than this times the bytes its strips occupy cannot be decoded from the file. */
+#define UNET_MAX_TIFF_RATIO 32768
 
 /* d0 x d1 x ... within limit, without overflow: 0 when every factor is >= 0 and the product is
  * <= limit, else -1. The product is stored in *out when it fits. */

@@ -281,6 +281,21 @@ class StoreOnDisk(Base):
             with self.assertRaises(OSError):
                 f["cases/img0001/image"][3]
 
+    def test_shard_that_crashes_hdf5(self):
+        # a shard that crashes libhdf5 itself (SIGSEGV in H5Dopen2, a fuzzer-found file): the store
+        # is opened with the library in a child process, so every command that opens it (check-store,
+        # train on every rank, predict) reports the shard instead of crashing
+        self.make()
+        src = os.environ.get("UNET2022_SOURCE", os.path.join(os.path.dirname(__file__), "..", ".."))
+        known = glob.glob(os.path.join(src, "tests", "fuzz", "known", "transunet_h5", "*"))
+        self.assertTrue(known, "tests/fuzz/known/transunet_h5/ is empty")
+        for k in known:
+            shutil.copy(k, self.p("st", "shard-00000.h5"))
+            r = run("check-store", self.p("st"))
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            for w in ("shard-00000.h5", "HDF5 library crashed", "corrupt"):
+                self.assertIn(w, r.stderr)
+
 
 class TransUNet(Base):
     def test_npz_and_h5(self):
@@ -533,6 +548,31 @@ class EM(Base):
             v = vol[zs].astype(np.float64)
             np.testing.assert_allclose(img[:, 0], (v - v.mean()) / v.std(), rtol=1e-5, atol=1e-5)
             np.testing.assert_array_equal(lb, lab[zs] // 255)
+
+    def test_page_larger_than_file(self):
+        # a TIFF whose page declares 16384 x 16384 pixels (256 MiB) in a file of a few hundred bytes:
+        # refused from the strips' stored bytes before anything is allocated, uncompressed or not
+        os.makedirs(self.p("src"))
+        lab = np.zeros((30, 8, 8), np.uint8)
+        Image.fromarray(lab[0]).save(self.p("src", "train-labels.tif"), save_all=True,
+                                     append_images=[Image.fromarray(p) for p in lab[1:]])
+        for compression in ("raw", "tiff_adobe_deflate"):
+            name = self.p("src", "train-volume.tif")
+            Image.fromarray(np.zeros((8, 8), np.uint8)).save(name, compression=compression)
+            with open(name, "r+b") as f:  # little-endian (PIL's default): patch ImageWidth, ImageLength
+                b = bytearray(f.read())
+                self.assertEqual(b[:2], b"II")
+                ifd = struct.unpack_from("<I", b, 4)[0]
+                for i in range(struct.unpack_from("<H", b, ifd)[0]):
+                    e = ifd + 2 + 12 * i
+                    tag, typ = struct.unpack_from("<HH", b, e)
+                    if tag in (256, 257):
+                        struct.pack_into("<H" if typ == 3 else "<I", b, e + 8, 16384)
+                f.seek(0)
+                f.write(b)
+            r = run("prepare", "em", "--src", self.p("src"), "--out", self.p("st"), "--quiet")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assert_fails(r, self.p("st"), "train-volume.tif", "page 0", "16384 x 16384", "truncated or corrupt")
 
     def test_bad_label_value(self):
         os.makedirs(self.p("src"))

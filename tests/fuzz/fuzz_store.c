@@ -5,12 +5,14 @@
 #include <sys/stat.h>
 
 #include "fuzz_common.h"
+#include "isolate.h"
 #include "store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 4) return 0;
     size_t mlen = (size_t)data[0] | (size_t)data[1] << 8 | (size_t)data[2] << 16 | (size_t)data[3] << 24;
     if (mlen > size - 4) return 0;
+    isolate_in_process = 1; /* libFuzzer sees no coverage in a child (isolate.h) */
     static char dir[512];
     const char *tmp = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/unet-fuzz-%ld-store", tmp && *tmp ? tmp : "/tmp", (long)getpid());

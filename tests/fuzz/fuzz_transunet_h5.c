@@ -1,10 +1,11 @@
 /* fuzz_transunet_h5.c — a TransUNet test_vol_h5 case file (HDF5: datasets image and label). */
 #include "fuzz_common.h"
 #include "importers.h"
+#include "isolate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* in-process: libFuzzer sees no coverage in a child (what `prepare` does: importers.h) */
-    transunet_h5_isolate = 0;
+    /* in-process: libFuzzer sees no coverage in a child (what `prepare` does: isolate.h) */
+    isolate_in_process = 1;
     const char *p = fuzz_temp_file("case", ".npy.h5", data, size);
     float *img, *lab;
     int d[3];
