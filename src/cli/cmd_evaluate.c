@@ -98,15 +98,18 @@ static void store_classes(Classes *cl, const Store *s) {
 }
 
 /* Case c of the ground truth against its prediction into row, its largest labels into
- * gmax/pmax; returns the case's class count or -1 after printing the error. */
-static int evaluate_case(EvalCell *row, int kmax, VolumeSource *gt, VolumeSource *pr, int c, EvalCaseOptions *o,
+ * gmax/pmax; returns the case's class count, EVAL_DEFERRED (the prediction holds a label above
+ * o->label_limit and this case's own ground truth: nothing scored, nothing printed) or -1 after
+ * printing the error. */
+static int evaluate_case(EvalCell *row, int kmax, VolumeSource *gt, VolumeSource *pr, int c, const EvalCaseOptions *o,
                          int *gmax, int *pmax) {
     char err[2048];
     VolumeCase gc, pc;
     int32_t *gl = NULL;
     int kc = -1;
+    EvalCaseOptions oc = *o;
+    oc.pred_max = pmax;
     *gmax = *pmax = 0;
-    o->pred_max = pmax;
     if (volume_source_case(gt, c, &gc, err, sizeof err) != 0) return fprintf(stderr, "unet2022: error: %s\n", err), -1;
     int pi = volume_source_find(pr, gc.name);
     double t0 = monotonic_seconds(), sp[3] = {gc.geom.spacing[2], gc.geom.spacing[1], gc.geom.spacing[0]};
@@ -114,17 +117,45 @@ static int evaluate_case(EvalCell *row, int kmax, VolumeSource *gt, VolumeSource
         const int n[3] = {gc.nz, gc.ny, gc.nx};
         if (volume_case_same_grid(gt, &gc, &pc.geom, err, sizeof err) == 0 &&
             volume_case_read(gt, &gc, NULL, &gl, err, sizeof err) == 0 &&
-            eval_label_max(gl, n, volume_source_path(gt, c), gmax, err, sizeof err) == 0)
-            kc = eval_case(row, kmax, &pc.geom, gl, sp, o, err, sizeof err);
+            eval_label_max(gl, n, volume_source_path(gt, c), gmax, err, sizeof err) == 0) {
+            if (oc.label_limit >= 0 && *gmax > oc.label_limit) oc.label_limit = *gmax; /* its own labels count */
+            kc = eval_case(row, kmax, &pc.geom, gl, sp, &oc, err, sizeof err);
+        }
         volume_case_close(&pc);
     }
-    if (kc < 0) fprintf(stderr, "unet2022: error: case %s: %s\n", gc.name, err);
-    else
+    if (kc == EVAL_DEFERRED) {
+        /* the caller's to judge, once it knows every ground truth's labels */
+    } else if (kc < 0) {
+        fprintf(stderr, "unet2022: error: case %s: %s\n", gc.name, err);
+    } else {
         fprintf(stderr, "evaluate: %s (%dx%dx%d, spacing %.4g %.4g %.4g mm): metrics %.3f s\n", gc.name, gc.nx, gc.ny,
                 gc.nz, sp[2], sp[1], sp[0], monotonic_seconds() - t0);
+    }
     free(gl);
     volume_case_close(&gc);
     return kc;
+}
+
+/* Raises *gt_max to the largest ground-truth label of cases from.. on, reading their ground
+ * truth alone (no prediction, no metrics); 0, or -1 after printing the error. */
+static int gt_max_from(VolumeSource *gt, int from, int *gt_max) {
+    char err[2048];
+    for (int c = from; c < volume_source_count(gt); c++) {
+        VolumeCase gc;
+        int32_t *gl = NULL;
+        int m = 0;
+        if (volume_source_case(gt, c, &gc, err, sizeof err) != 0)
+            return fprintf(stderr, "unet2022: error: %s\n", err), -1;
+        const int n[3] = {gc.nz, gc.ny, gc.nx};
+        int bad = volume_case_read(gt, &gc, NULL, &gl, err, sizeof err) != 0 ||
+                  eval_label_max(gl, n, volume_source_path(gt, c), &m, err, sizeof err) != 0;
+        if (bad) fprintf(stderr, "unet2022: error: case %s: %s\n", gc.name, err);
+        if (m > *gt_max) *gt_max = m;
+        free(gl);
+        volume_case_close(&gc);
+        if (bad) return -1;
+    }
+    return 0;
 }
 
 /* Compacts the rows to K columns, applies the convention and writes the tables. */
@@ -150,69 +181,84 @@ static int report(const EvalArgs *a, Classes *cl, const VolumeSource *gt, const 
     return rc ? 2 : 0;
 }
 
-/* "1, 2, 3 (and 5 more)": the class list's labels for messages. */
-static void label_list(char *out, size_t n, const Classes *cl) {
+/* "1, 2, 3 (and 5 more)": the class list's labels for messages; from the data (K < 0, every
+ * ground truth read): 1..gt_max, the list the report would have. */
+static void label_list(char *out, size_t n, const Classes *cl, int gt_max) {
+    int K = cl->K < 0 ? gt_max : cl->K;
     size_t k = 0;
     out[0] = '\0';
-    for (int i = 0; i < cl->K && k + 32 < n; i++) {
+    for (int i = 0; i < K && k + 32 < n; i++) {
         if (i == 24) {
-            snprintf(out + k, n - k, " (and %d more)", cl->K - i);
+            snprintf(out + k, n - k, " (and %d more)", K - i);
             return;
         }
-        k += (size_t)snprintf(out + k, n - k, "%s%d", i ? ", " : "", cl->labels[i]);
+        k += (size_t)snprintf(out + k, n - k, "%s%d", i ? ", " : "", cl->K < 0 ? i + 1 : cl->labels[i]);
     }
 }
 
 /* Every label a prediction holds must lie within the class list (or the ground truth's labels,
  * which --classes may leave out on purpose, e.g. the synapse preset on raw BTCV labels): a
  * single stray voxel of label 200 used to add 200 classes when they came from the data, and
- * the headline mean fell from 57.5% to 1.5%. gt_max: the largest ground-truth label of all
- * cases; given: whether the classes were named (--classes or the store) rather than found. */
-static int check_label_range(const EvalArgs *a, const Classes *cl, const VolumeSource *gt, const VolumeSource *pr,
-                             const int *pmax, int gt_max, int given) {
-    int top = gt_max;
-    for (int k = 0; k < cl->K; k++) top = cl->labels[k] > top ? cl->labels[k] : top;
-    for (int c = 0; c < volume_source_count(gt); c++) {
-        if (pmax[c] <= top) continue;
-        char list[512];
-        label_list(list, sizeof list, cl);
-        const char *name = volume_source_name(gt, c);
-        fprintf(stderr, "unet2022: error: %s: label %d is outside the class list [%s] (%s; the ground truth's largest "
-                        "label is %d): fix the prediction, or name the classes with --classes\n",
-                volume_source_path(pr, volume_source_find(pr, name)), pmax[c], cl->K > 0 ? list : "none",
-                given ? (a->classes ? "from --classes" : "the store's classes") : "labels 1.. of the ground truth in --gt",
-                gt_max);
-        return 2;
-    }
-    return 0;
+ * the headline mean fell from 57.5% to 1.5%. The error for case c's prediction holding `label`;
+ * gt_max: the largest ground-truth label of all cases; given: whether the classes were named
+ * (--classes or the store) rather than found. Returns -1. */
+static int label_out_of_range(const EvalArgs *a, const Classes *cl, const VolumeSource *gt, const VolumeSource *pr,
+                              int c, int label, int gt_max, int given) {
+    char list[512];
+    label_list(list, sizeof list, cl, gt_max);
+    const char *name = volume_source_name(gt, c);
+    fprintf(stderr, "unet2022: error: %s: label %d is outside the class list [%s] (%s; the ground truth's largest "
+                    "label is %d): fix the prediction, or name the classes with --classes\n",
+            volume_source_path(pr, volume_source_find(pr, name)), label, list[0] ? list : "none",
+            given ? (a->classes ? "from --classes" : "the store's classes") : "labels 1.. of the ground truth in --gt",
+            gt_max);
+    return -1;
 }
 
-/* Every case, then the class list when it comes from the data (the largest ground-truth label). */
+static int max_int(int x, int y) { return x > y ? x : y; }
+
+/* Every case, then the class list when it comes from the data (the largest ground-truth label).
+ * A prediction may hold labels up to top, the largest of the class list's labels and of the
+ * ground truth's over ALL cases (label_out_of_range), and that is checked before a case is
+ * scored (surface distances take seconds to minutes a case), not after every case: a case's
+ * limit is top over the ground truth read so far, its own included. A prediction above it is
+ * deferred: the remaining cases' ground truth alone is read to make top final, then the case is
+ * refused at once or, rarely (its label is held by a later case's ground truth only), scored;
+ * after that no case can be deferred, only refused. Every scored case thus lies within the
+ * final top, so the former check over all cases once scored could no longer fire: it is gone. */
 static int evaluate_all(const EvalArgs *a, Classes *cl, VolumeSource *gt, VolumeSource *pr) {
     int n = volume_source_count(gt), kmax = cl->K > 0 ? cl->K : EVAL_MAX_CLASSES, rc = 0, gt_max = 0, found = 0;
-    int given = cl->K > 0;
+    int given = cl->K > 0, list_top = 0, gt_all = 0; /* gt_all: gt_max covers every case */
+    for (int k = 0; k < cl->K; k++) list_top = max_int(list_top, cl->labels[k]);
     EvalCell *cells = xcalloc((size_t)n * kmax, sizeof(EvalCell));
-    int *gmax = xcalloc((size_t)n + 1, sizeof(int)), *pmax = xcalloc((size_t)n + 1, sizeof(int));
-    EvalCaseOptions o = {a->prob, !a->no_hd, cl->K > 0 ? cl->labels : NULL, cl->K, NULL};
+    EvalCaseOptions o = {a->prob, !a->no_hd, cl->K > 0 ? cl->labels : NULL, cl->K, NULL, -1};
     for (int c = 0; c < n && rc == 0; c++) {
-        int kc = evaluate_case(cells + (size_t)c * kmax, kmax, gt, pr, c, &o, &gmax[c], &pmax[c]);
+        EvalCell *row = cells + (size_t)c * kmax;
+        int gmax, pmax;
+        o.label_limit = a->prob ? -1 : max_int(list_top, gt_max); /* probability maps hold no labels */
+        int kc = evaluate_case(row, kmax, gt, pr, c, &o, &gmax, &pmax);
+        gt_max = max_int(gt_max, gmax);
+        if (kc == EVAL_DEFERRED) {
+            int ok = gt_all || gt_max_from(gt, c + 1, &gt_max) == 0;
+            gt_all = 1;
+            o.label_limit = max_int(list_top, gt_max); /* final */
+            if (!ok) kc = -1;
+            else if (pmax > o.label_limit) kc = label_out_of_range(a, cl, gt, pr, c, pmax, gt_max, given);
+            else kc = evaluate_case(row, kmax, gt, pr, c, &o, &gmax, &pmax); /* within the final limit now */
+        }
         if (kc < 0) rc = 2;
         found = kc > found ? kc : found;
-        gt_max = gmax[c] > gt_max ? gmax[c] : gt_max;
     }
     if (rc == 0 && cl->K < 0) { /* label maps: the ground truth's labels 1..max; probabilities: the channels */
         cl->K = a->prob ? found : gt_max;
         for (int k = 0; k < cl->K; k++) cl->labels[k] = k + 1, snprintf(cl->names[k], 64, "class %d", k + 1);
     }
-    if (rc == 0 && !a->prob) rc = check_label_range(a, cl, gt, pr, pmax, gt_max, given);
     if (rc == 0 && cl->K == 0)
         fprintf(stderr, "unet2022: error: no foreground label in any %s; name the classes with --classes\n",
                 a->prob ? "prediction" : "ground truth"),
             rc = 2;
     if (rc == 0) rc = report(a, cl, gt, cells, kmax);
     free(cells);
-    free(gmax);
-    free(pmax);
     return rc;
 }
 

@@ -142,6 +142,12 @@ int eval_case(EvalCell *row, int kmax, const NiftiVolume *pred, const int32_t *g
         return -1;
     }
     if (o->pred_max) *o->pred_max = pmax;
+    /* before any scoring: with the classes taken from the data a stray label 200 would be scored
+     * as 200 classes, surface distances included, only to be refused afterwards */
+    if (!o->prob && o->label_limit >= 0 && pmax > o->label_limit) {
+        free(pl);
+        return EVAL_DEFERRED;
+    }
     int *lab = xmalloc(EVAL_MAX_CLASSES * sizeof(int));
     int kc = case_classes(lab, o, pred, pl, gt, vox, err, err_len);
     int hd = o->want_hd ? METRICS_HD_MM | METRICS_HD_VOX : 0;

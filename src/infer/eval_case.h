@@ -21,14 +21,19 @@ typedef struct {
     int want_hd;       /* surface distances too */
     const int *labels; /* the classes; NULL: every label 1..max found (prob: channels 1..nt-1) */
     int K;
-    int *pred_max;     /* out, optional (label maps): the largest label in the prediction, checked
-                        * by the caller against the class list once every case is read */
+    int *pred_max;     /* out, optional (label maps): the largest label in the prediction */
+    int label_limit;   /* label maps: a prediction holding a larger label is not scored but
+                        * EVAL_DEFERRED (the caller decides whether it is an error); <0: none */
 } EvalCaseOptions;
+
+/* eval_case()'s answer for a prediction above o->label_limit: nothing scored, no message. */
+#define EVAL_DEFERRED (-2)
 
 /* Reads the prediction `pred` (on the ground truth's grid, checked by the caller) and fills
  * row[0..kmax): the case's classes, then NaN distances for the classes it lacks (both masks
- * empty). spacing: mm along z, y, x. Returns the case's class count, or -1 with a message; a
- * negative label in the prediction is an error naming the file and the voxel. */
+ * empty). spacing: mm along z, y, x. Returns the case's class count, EVAL_DEFERRED (above),
+ * or -1 with a message; a negative label in the prediction is an error naming the file and
+ * the voxel. */
 int eval_case(EvalCell *row, int kmax, const NiftiVolume *pred, const int32_t *gt, const double spacing[3],
               const EvalCaseOptions *o, char *err, size_t err_len);
 

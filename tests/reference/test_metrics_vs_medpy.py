@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -342,6 +343,90 @@ class BadInputs(unittest.TestCase):
         with open(os.path.join(self.d, "o", "summary.json")) as f:
             s = json.load(f)
         self.assertEqual([c["label"] for c in s["classes"]], [1, 2])
+
+    @staticmethod
+    def scored(stderr):
+        """The cases evaluate scored, in order, from its per-case log lines."""
+        return re.findall(r"^evaluate: (\S+) \(.*\): metrics ", stderr, re.M)
+
+    def test_stray_label_is_refused_before_scoring(self):
+        # the range is known before a case is scored (HD95 takes seconds to minutes a case): a
+        # stray label in the first of four cases used to cost the whole evaluation, with 200
+        # classes when they came from the data, before the error
+        vols = self.two_cases() * 2
+        out = os.path.join(self.d, "o")
+        os.makedirs(out)
+        with open(os.path.join(out, "summary.json"), "wb") as f:
+            f.write(b"an earlier report\n")
+        for stray in (0, 2):
+            for i, v in enumerate(vols):
+                write(os.path.join(self.gt, f"c{i}.nii.gz"), v, (1, 1, 1))
+                p = v.copy()
+                if i == stray:
+                    p[0, 0, 0] = 200
+                write(os.path.join(self.pred, f"c{i}.nii.gz"), p, (1, 1, 1))
+            for classes in ([], ["--classes", "1=a,2=b"]):
+                r = run("evaluate", "--pred", self.pred, "--gt", self.gt, "--out", out, *classes)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(os.path.join(self.pred, f"c{stray}.nii.gz") + ": label 200 is outside the class list "
+                              "[1, 2] (" + ("from --classes" if classes else "labels 1.. of the ground truth"), r.stderr)
+                # the cases before it were scored, it and those after it not
+                self.assertEqual(self.scored(r.stderr), [f"c{i}" for i in range(stray)], r.stderr)
+                self.assertEqual(read_all(out), {"summary.json": b"an earlier report\n"}, "outputs left untouched")
+
+    def test_label_only_a_later_ground_truth_holds_is_accepted(self):
+        # c0's prediction holds label 3, which only c1's ground truth holds (--classes leaves it
+        # out): within the range (the largest label of the list and of every ground truth), so c0
+        # is scored once c1's ground truth is read, with the values it always had
+        rng = np.random.default_rng(2022)
+        spacing = (0.8, 1.0, 2.0)
+        preds, gts = [], []
+        for i in range(3):
+            pred, gt = make_case(rng, (14, 12, 9), "blobs")
+            gt[gt >= (4 if i == 1 else 3)] = 0
+            pred[pred >= (3 if i == 2 else 4)] = 0
+            preds.append(pred)
+            gts.append(gt)
+            write(os.path.join(self.gt, f"c{i}.nii.gz"), gt, spacing)
+            write(os.path.join(self.pred, f"c{i}.nii.gz"), pred, spacing)
+        self.assertTrue((preds[0] == 3).any() and (gts[1] == 3).any() and (gts[0] < 3).all() and (gts[2] < 3).all())
+        sp = tuple(float(z) for z in nib.load(os.path.join(self.gt, "c0.nii.gz")).header.get_zooms())
+        out = os.path.join(self.d, "o")
+        for classes, labels in ((["--classes", "1,2"], [1, 2]), ([], [1, 2, 3])):
+            r = run("evaluate", "--pred", self.pred, "--gt", self.gt, "--out", out, *classes)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(self.scored(r.stderr), ["c0", "c1", "c2"], r.stderr)
+            with open(os.path.join(out, "per_case.csv")) as f:
+                rows = {(row["case"], int(row["label"])): row for row in csv.DictReader(f)}
+            with open(os.path.join(out, "summary.json")) as f:
+                s = json.load(f)
+            self.assertEqual([c["label"] for c in s["classes"]], labels)
+            for k, lab in enumerate(labels):
+                dsc = []
+                for i in range(3):
+                    p, g = preds[i] == lab, gts[i] == lab
+                    row = rows[(f"c{i}", lab)]
+                    self.assertEqual((int(row["n_pred"]), int(row["n_gt"]), int(row["n_inter"])),
+                                     (int(p.sum()), int(g.sum()), int((p & g).sum())), (i, lab))
+                    # medpy's dc: 1 when both masks are empty (c2, label 3), 0 when one is (c0, label 3)
+                    ref = 2 * (p & g).sum() / (p.sum() + g.sum()) if p.any() or g.any() else 1.0
+                    self.assertTrue(rel_close(float(row["dsc"]), ref), (i, lab, row["dsc"], ref))
+                    ref_hd = medpy_or_nan(medpy_binary.hd95, p, g, voxelspacing=sp)
+                    self.assertTrue(rel_close(float(row["hd95"]), ref_hd), (i, lab, row["hd95"], ref_hd))
+                    dsc.append(ref)
+                self.assertTrue(rel_close(s["classes"][k]["dsc"], float(np.mean(dsc))), (lab, s["classes"][k]))
+        # once every ground truth is read the range is final: a later stray label is refused at
+        # once, the cases after it never scored
+        p = preds[1].copy()
+        p[0, 0, 0] = 200
+        write(os.path.join(self.pred, "c1.nii.gz"), p, spacing)
+        r = run("evaluate", "--pred", self.pred, "--gt", self.gt, "--out", os.path.join(self.d, "o2"),
+                "--classes", "1,2")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(os.path.join(self.pred, "c1.nii.gz") + ": label 200 is outside the class list [1, 2] (from "
+                      "--classes; the ground truth's largest label is 3)", r.stderr)
+        self.assertEqual(self.scored(r.stderr), ["c0"], r.stderr)
+        self.assertEqual(os.listdir(os.path.join(self.d, "o2")), [])
 
     def test_negative_label_is_refused(self):
         for where in ("pred", "gt"):
