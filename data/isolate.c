@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -84,10 +85,30 @@ static int run_here(IsolatedStep step, void *ctx, const char *path, size_t max_b
     return 0;
 }
 
+/* Bounds the child's address space to what it has now plus `allowance`: a corrupt size field
+ * makes libhdf5 malloc whatever it says (fuzz_store: 4 GiB for an object header of an 18 KB
+ * shard), and the bound turns that into a failed allocation, which the library reports, instead
+ * of memory the node's other ranks need. Relative to the current size, so that a parent with a
+ * huge address space (CUDA, AddressSanitizer) is no problem. */
+static void limit_address_space(size_t allowance) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    int ok = f && fscanf(f, "%llu", &pages) == 1;
+    if (f) fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    if (!ok || page <= 0) return; /* no /proc: unbounded, as before */
+    struct rlimit r;
+    r.rlim_cur = r.rlim_max = (rlim_t)(pages * (unsigned long long)page + allowance);
+    setrlimit(RLIMIT_AS, &r);
+}
+
 /* The child: run the step, send the end frame, leave without atexit handlers (the libraries'
  * would close the parent's open files from here) and without flushing the parent's stdio. */
-static void child(IsolatedStep step, void *ctx, int fd) {
+static void child(IsolatedStep step, void *ctx, int fd, size_t max_bytes) {
     signal(SIGPIPE, SIG_IGN);
+    /* room for the results twice over (the step's own copy and its working buffers) and for the
+     * library's metadata */
+    limit_address_space(max_bytes > SIZE_MAX / 4 ? SIZE_MAX / 2 : 2 * max_bytes + ((size_t)512 << 20));
     IsolateOut o = {.fd = fd};
     char msg[ISOLATE_MSG_MAX] = "";
     int32_t rc = step(ctx, &o, msg, sizeof msg);
@@ -141,7 +162,7 @@ int isolate_run(IsolatedStep step, void *ctx, const char *path, const char *libr
     }
     if (pid == 0) {
         close(fds[0]);
-        child(step, ctx, fds[1]);
+        child(step, ctx, fds[1], max_bytes);
     }
     close(fds[1]);
     uint8_t *buf = NULL;

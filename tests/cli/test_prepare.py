@@ -11,11 +11,13 @@ import gzip
 import hashlib
 import json
 import os
+import resource
 import shutil
 import socket
 import struct
 import subprocess
 import tempfile
+import time
 import unittest
 
 import h5py
@@ -295,6 +297,31 @@ class StoreOnDisk(Base):
             self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
             for w in ("shard-00000.h5", "HDF5 library crashed", "corrupt"):
                 self.assertIn(w, r.stderr)
+
+    def test_shard_whose_header_makes_hdf5_allocate_gigabytes(self):
+        # fuzz_store input (tests/fuzz/known/store/: u32 manifest length, manifest, shard): a corrupt
+        # object header size makes libhdf5 malloc 4 GiB inside H5Dopen2 for an 18 KB file. The
+        # child that indexes the shard has a bounded address space, so this is a quick error naming
+        # the shard, with no memory to speak of
+        src = os.environ.get("UNET2022_SOURCE", os.path.join(os.path.dirname(__file__), "..", ".."))
+        known = glob.glob(os.path.join(src, "tests", "fuzz", "known", "store", "*"))
+        self.assertTrue(known, "tests/fuzz/known/store/ is empty")
+        for k in known:
+            with open(k, "rb") as f:
+                data = f.read()
+            n = struct.unpack_from("<I", data)[0]
+            os.makedirs(self.p("bad"), exist_ok=True)
+            with open(self.p("bad", "manifest.json"), "wb") as f:
+                f.write(data[4:4 + n])
+            with open(self.p("bad", "shard-00000.h5"), "wb") as f:
+                f.write(data[4 + n:])
+            t0 = time.monotonic()
+            r = run("check-store", self.p("bad"))
+            self.assertLess(time.monotonic() - t0, 10)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn("shard-00000.h5", r.stderr)
+            self.assertNotIn("AddressSanitizer", r.stderr)
+            self.assertLess(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, 1 << 20, "KB: over 1 GiB resident")
 
 
 class TransUNet(Base):
