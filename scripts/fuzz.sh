@@ -6,6 +6,7 @@
 # tests/fuzz/crashes/TARGET/ as regression inputs: commit them with the fix. Every input already
 # there is replayed first, so a fixed bug that comes back fails this script.
 #   scripts/fuzz.sh [SECONDS|MINUTESm] [TARGET...]     e.g. scripts/fuzz.sh 60 npy nifti; scripts/fuzz.sh 20m
+# FUZZ_FLAGS='...': extra libFuzzer flags for every target (tests/fuzz/README.md).
 # FUZZ_RUNS=N (the CI step of scripts/test.sh): instead of SECONDS, exactly N inputs per target from
 # the committed seeds only, with a fixed seed, so that the step gives the same answer every time.
 # Exit status: 0 when no target crashed.
@@ -93,7 +94,10 @@ for t in "${TARGETS[@]}"; do
   # targets therefore allow large untouched allocations; the RSS limit still catches real use.
   extra=()
   [[ $t != store && $t != transunet_h5 ]] || extra=(-malloc_limit_mb=16384)
-  nice -n 19 "$bin" "$work" "tests/fuzz/corpus/$t" "${limit[@]}" "${extra[@]}" -rss_limit_mb=2048 \
+  # FUZZ_FLAGS: more libFuzzer flags, e.g. '-fork=1 -ignore_crashes=1' to go on past libhdf5's own
+  # bugs in a long run of store/transunet_h5 (every input that fails is still kept for triage)
+  read -r -a more <<<"${FUZZ_FLAGS:-}"
+  nice -n 19 "$bin" "$work" "tests/fuzz/corpus/$t" "${limit[@]}" "${extra[@]}" "${more[@]}" -rss_limit_mb=2048 \
     -timeout=10 -max_len=65536 -artifact_prefix="$crashes/" -print_final_stats=1 >"$log" 2>&1 || rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   if ((rc)); then
