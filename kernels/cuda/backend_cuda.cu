@@ -18,6 +18,7 @@
 void *cuda_workspace(Backend *be, size_t bytes) {
     CudaState *st = cuda_state(be);
     if (bytes > st->workspace_bytes) {
+        cuda_not_capturing(st, "the workspace grows");
         // Earlier kernels may still read the old buffer: wait for them before freeing it.
         CUDA_SYNC(cudaStreamSynchronize(st->stream));
         cuda_label_report(st);
@@ -52,6 +53,7 @@ static AllocTable *alloc_table(Backend *be) { return (AllocTable *)((char *)be->
 
 static void *cu_alloc(Backend *be, size_t bytes) {
     CudaState *st = cuda_state(be);
+    cuda_not_capturing(st, "a device allocation");
     void *p = NULL;
     size_t sz = bytes ? bytes : 256;
     cudaError_t e = cudaMalloc(&p, sz);
@@ -79,6 +81,7 @@ static void *cu_alloc(Backend *be, size_t bytes) {
 static void cu_release(Backend *be, void *ptr) {
     if (!ptr) return;
     CudaState *st = cuda_state(be);
+    cuda_not_capturing(st, "a device release");
     if (ptr == (void *)st->wsrc) st->wsrc = NULL; // its weights_prepare copy goes with it
     // Kernels queued on the stream may still use it.
     CUDA_SYNC(cudaStreamSynchronize(st->stream));

@@ -108,6 +108,14 @@ static inline const char *cuda_precision_name(CudaPrecision p) {
     return p == CUDA_PREC_BF16 ? "bf16" : p == CUDA_PREC_TF32 ? "tf32" : "fp32";
 }
 
+/* Dies with a message naming `what` when called inside a step capture (graph.cu): allocating,
+ * freeing or waiting there is illegal on a GPU, and this says which backend call did it (the
+ * warm-up step before the capture should have settled it). */
+static inline void cuda_not_capturing(const CudaState *st, const char *what) {
+    CHECK(!st->capturing, "CUDA backend: %s inside a captured training step (train.cuda_graph); the eager step "
+          "before the capture did not need it. train.cuda_graph=off runs without capture", what);
+}
+
 /* The step-capture entries of the Backend (graph.cu). */
 int cuda_capture_begin(Backend *be, char *why, size_t why_len);
 int cuda_capture_end(Backend *be, char *why, size_t why_len);

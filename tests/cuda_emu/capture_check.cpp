@@ -150,6 +150,9 @@ int main() {
            "the replay runs both streams' work in order: 0 + 4 + 1");
     expect(cudaStreamIsCapturing(s2, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone,
            "the joined stream left the capture with it");
+    expect(cudaStreamWaitEvent(s2, fork, 0) == cudaErrorCapturedEvent,
+           "waiting on an event recorded in a finished capture fails");
+    cudaGetLastError();
     cudaEventRecord(fork, s); // recorded again outside: queryable again
     expect(cudaEventQuery(fork) == cudaSuccess, "re-recorded outside the capture, the event can be queried");
     cudaGraphExecDestroy(exec);

@@ -596,6 +596,10 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
     if (!event) return set_error(cudaErrorInvalidValue);
     const bool ev_captured = cap.id && event->captured_in == cap.id;
     const bool s_captures = stream && stream->in_capture;
+    if (event->captured_in && !ev_captured) { // recorded in a capture that has ended: no point of any stream
+        fprintf(stderr, "cuda emulator: cudaStreamWaitEvent on an event last recorded in an earlier stream capture\n");
+        return set_error(cudaErrorCapturedEvent);
+    }
     if (!ev_captured && !s_captures) return cudaSuccess; // eager: the event is already complete here
     if (!ev_captured)
         return capture_violation(cudaErrorStreamCaptureIsolation,
