@@ -11,7 +11,7 @@
 typedef struct Comm Comm;
 
 struct Comm {
-    const char *transport; /* "mpi" or "single" */
+    const char *transport; /* "mpi", "nccl" or "single" */
     int rank, size;
     int local_rank;        /* rank within the node: picks the GPU */
     int local_size;        /* ranks on this node: share its cores */
@@ -31,6 +31,13 @@ struct Comm {
     /* Every started reduction is complete for `consumer` (the queue that reads the gradients
      * next; NULL: for the host, i.e. this call returns when they are done). */
     void (*allreduce_wait)(Comm *c, void *consumer);
+    /* Optional (NULL: nothing to do). A captured step (src/train/step_graph.h) is replayed: its
+     * collectives are queued by the replay, not by calls of this transport, which watches them as
+     * its own. watch_begin comes right before the replay (the watchdog's clock starts),
+     * watch_queued right after it, with the queue it was replayed on (a cudaStream_t: NCCL records
+     * the watchdog's event there, after the step's collectives). */
+    void (*watch_begin)(Comm *c);
+    void (*watch_queued)(Comm *c, void *queue);
     void (*broadcast)(Comm *c, void *buf, size_t bytes, int root);
     void (*barrier)(Comm *c);
     /* Ends every rank's process with this status (a failed rank must not leave the others

@@ -134,10 +134,20 @@ static void *wd_main(void *arg) {
     return NULL;
 }
 
+/* Whether the comm stream is part of a stream capture (a captured training step: the NCCL work
+ * is recorded, not started; src/train/step_graph.h). Its event must not be recorded then: an
+ * event recorded in a capture cannot be queried (cudaErrorCapturedEvent), so the watchdog would
+ * see the collectives as never done. The replay is watched instead (nccl_watch_begin, nccl_watch_queued). */
+static int wd_capturing(NcclState *st) {
+    enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(st->stream, &cs));
+    return cs != cudaStreamCaptureStatusNone;
+}
+
 /* Around every enqueue on the comm stream: before (the clock starts, unless older work is still
  * pending) and after (the event that says when all of it is done). */
 static void wd_begin(NcclState *st) {
-    if (!st->wd_started) return;
+    if (!st->wd_started || wd_capturing(st)) return;
     pthread_mutex_lock(&st->mu);
     if (st->pending_since == 0) st->pending_since = monotonic_seconds();
     st->wd_event_recorded = 0;
@@ -145,7 +155,7 @@ static void wd_begin(NcclState *st) {
 }
 
 static void wd_enqueued(NcclState *st) {
-    if (!st->wd_started) return;
+    if (!st->wd_started || wd_capturing(st)) return;
     pthread_mutex_lock(&st->mu);
     CUDA_CHECK(cudaEventRecord(st->wd_event, st->stream));
     st->wd_event_recorded = 1;
@@ -219,6 +229,22 @@ static void nccl_allreduce_start(Comm *c, float *const *runs, const size_t *coun
         if (counts[r]) NCCL_WORK(ncclAllReduce(runs[r], runs[r], counts[r], ncclFloat, ncclSum, st->nccl, st->stream));
     NCCL_CHECK(ncclGroupEnd());
     wd_enqueued(st);
+}
+
+/* A captured step is replayed (its collectives queued by cudaGraphLaunch, on the backend's
+ * stream, which the step ends on): the clock starts before the launch (a launch that itself
+ * waits, as the emulator's does, is then watched too), and the watchdog's event goes after the
+ * step's collectives there, as wd_enqueued puts it after our own. */
+static void nccl_watch_begin(Comm *c) { wd_begin(nccl_state(c)); }
+
+static void nccl_watch_queued(Comm *c, void *queue) {
+    NcclState *st = nccl_state(c);
+    wd_hold(); /* the watchdog gave up during the launch: its exit status, not a later error, ends the run */
+    if (!st->wd_started) return;
+    pthread_mutex_lock(&st->mu);
+    CUDA_CHECK(cudaEventRecord(st->wd_event, (cudaStream_t)queue));
+    st->wd_event_recorded = 1;
+    pthread_mutex_unlock(&st->mu);
 }
 
 static void nccl_progress(Comm *c) { (void)c; /* NCCL's kernels progress on their own */ }
@@ -311,6 +337,8 @@ Comm *comm_nccl_create_timeout(int *argc, char ***argv, double timeout_s) {
     c->progress = nccl_progress;
     c->allreduce_wait = nccl_allreduce_wait;
     c->broadcast = nccl_broadcast;
+    c->watch_begin = nccl_watch_begin;
+    c->watch_queued = nccl_watch_queued;
     c->barrier = nccl_barrier;
     c->abort_all = nccl_abort;
     c->destroy = nccl_destroy;

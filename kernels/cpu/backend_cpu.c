@@ -84,6 +84,9 @@ Backend *backend_cpu_create(int threads) {
     be->zero = cpu_zero;
     be->synchronize = cpu_synchronize;
     be->destroy = cpu_destroy;
+    be->host_alloc = cpu_alloc; /* host memory is backend memory here */
+    be->host_free = cpu_release;
+    /* capture_*: NULL, every step runs its ops as it calls them */
 
     /* every op of backend_ops.h: be->op = cpu_op */
 #define CPU_OP_ENTRY(name, params, args) be->name = cpu_##name;

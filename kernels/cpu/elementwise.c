@@ -123,7 +123,7 @@ static size_t res_rows_per_sample(size_t per, int C) {
 
 void cpu_residual_forward(Backend *be, Act *out_act /* (N, C) */, const Act *res_act /* (N, C) */,
                           const Act *y_act /* (N, C) */, const float *gamma /* (C) or NULL */,
-                          const float *scale_host /* (B) or NULL */, int B, size_t per, int C) {
+                          const float *scale /* (B) or NULL */, int B, size_t per, int C) {
     float *out = (float *)out_act;             /* (N, C) */
     const float *res = (const float *)res_act; /* (N, C) */
     const float *y = (const float *)y_act;     /* (N, C) */
@@ -131,12 +131,12 @@ void cpu_residual_forward(Backend *be, Act *out_act /* (N, C) */, const Act *res
     const size_t rps = res_rows_per_sample(per, C), N = rps * (size_t)B;
 #pragma omp parallel for schedule(static)
     for (ptrdiff_t r = 0; r < (ptrdiff_t)N; r++) {
-        const float s = scale_host ? scale_host[(size_t)r / rps] : 1.0f;
+        const float s = scale ? scale[(size_t)r / rps] : 1.0f;
         for (int c = 0; c < C; c++) {
             size_t i = (size_t)r * C + c;
             float t = y[i];
             if (gamma) t = gamma[c] * t; /* channel_scale_forward */
-            if (scale_host) t = t * s;   /* sample_scale_forward */
+            if (scale) t = t * s;   /* sample_scale_forward */
             out[i] = res[i] + t;         /* add */
         }
     }
@@ -144,17 +144,17 @@ void cpu_residual_forward(Backend *be, Act *out_act /* (N, C) */, const Act *res
 
 void cpu_residual_layernorm_forward(Backend *be, Act *out /* (N, C) */, Act *ln /* (N, C) */, float *mean /* (N) */,
                                     float *rstd /* (N) */, const Act *res /* (N, C) */, const Act *y /* (N, C) */,
-                                    const float *gamma /* (C) or NULL */, const float *scale_host /* (B) or NULL */,
+                                    const float *gamma /* (C) or NULL */, const float *scale /* (B) or NULL */,
                                     const float *g /* (C) */, const float *b /* (C) */, int B, size_t per, int C,
                                     float eps) {
-    cpu_residual_forward(be, out, res, y, gamma, scale_host, B, per, C);
+    cpu_residual_forward(be, out, res, y, gamma, scale, B, per, C);
     cpu_layernorm_forward(be, ln, mean, rstd, out, g, b, res_rows_per_sample(per, C) * (size_t)B, C, eps);
 }
 
 void cpu_residual_backward(Backend *be, Act *dres_act /* (N, C) or NULL */, Act *dy_act /* (N, C) */,
                            float *dgamma /* (C) or NULL */, const Act *dout_act /* (N, C) */,
                            const Act *y_act /* (N, C) or NULL */, const float *gamma /* (C) or NULL */,
-                           const float *scale_host /* (B) or NULL */, int B, size_t per, int C) {
+                           const float *scale /* (B) or NULL */, int B, size_t per, int C) {
     float *dres = (float *)dres_act;             /* (N, C) or NULL */
     float *dy = (float *)dy_act;                 /* (N, C) */
     const float *dout = (const float *)dout_act; /* (N, C) */
@@ -173,13 +173,13 @@ void cpu_residual_backward(Backend *be, Act *dres_act /* (N, C) or NULL */, Act 
         double *pg = partial ? partial + (size_t)k * C : NULL; /* (C) */
         if (pg) memset(pg, 0, (size_t)C * sizeof(double));
         for (size_t r = r0; r < r1; r++) {
-            const float s = scale_host ? scale_host[r / rps] : 1.0f;
+            const float s = scale ? scale[r / rps] : 1.0f;
             for (int c = 0; c < C; c++) {
                 size_t i = r * C + c;
                 if (dres) dres[i] += dout[i]; /* accumulate (the residual path) */
                 /* sample_scale_backward into a zeroed buffer: a dropped sample stays +0 */
                 float t = dout[i];
-                if (scale_host) t = s == 0.0f ? 0.0f : 0.0f + dout[i] * s;
+                if (scale) t = s == 0.0f ? 0.0f : 0.0f + dout[i] * s;
                 /* channel_scale_backward into a zeroed buffer */
                 dy[i] = gamma ? 0.0f + gamma[c] * t : t;
                 if (pg) pg[c] += (double)t * y[i];

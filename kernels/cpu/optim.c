@@ -60,16 +60,14 @@ void cpu_clip_by_norm(Backend *be, float *x /* (n) */, double *norm /* (1) */, c
  *   p.addcdiv_(m, denom, value=-step_size)            (p + (-step_size * m) / denom)
  * Every Python scalar is cast to fp32 when it meets an fp32 tensor, as below. */
 void cpu_adam_update(Backend *be, float *param /* (n) */, float *m /* (n) */, float *v /* (n) */,
-                     const float *grad /* (n) */, size_t n, double lr, double beta1, double beta2, double eps,
-                     int step) {
-    CHECK(step >= 1, "adam_update: step %d, steps count from 1", step);
-    const double b1 = beta1, b2 = beta2, lrd = lr;
-    const double bc1 = 1.0 - pow(b1, (double)step);
-    const double bc2 = 1.0 - pow(b2, (double)step);
+                     const float *grad /* (n) */, size_t n, double beta1, double beta2, double eps,
+                     const float *coef /* (2): adam_coefs() */) {
+    (void)be;
+    const double b1 = beta1, b2 = beta2;
     const float f_b1 = (float)b1, f_omb1 = (float)(1.0 - b1);
     const float f_b2 = (float)b2, f_omb2 = (float)(1.0 - b2);
-    const float f_neg_step = (float)(-(lrd / bc1));
-    const float f_bc2_sqrt = (float)sqrt(bc2);
+    const float f_neg_step = coef[0]; /* (float)(-(lr / bc1)) */
+    const float f_bc2_sqrt = coef[1]; /* (float)sqrt(bc2) */
     const float f_eps = (float)eps;
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {

@@ -18,10 +18,12 @@
 void *cuda_workspace(Backend *be, size_t bytes) {
     CudaState *st = cuda_state(be);
     if (bytes > st->workspace_bytes) {
+        cuda_not_capturing(st, "the workspace grows");
         // Earlier kernels may still read the old buffer: wait for them before freeing it.
         CUDA_SYNC(cudaStreamSynchronize(st->stream));
         cuda_label_report(st);
         if (st->workspace) CUDA_CHECK(cudaFree(st->workspace));
+        st->mem_gen++; // a recorded step that used the old buffer may not replay (graph.cu)
         st->live_bytes -= st->workspace_bytes;
         st->workspace = NULL, st->workspace_bytes = 0;
         size_t grown = bytes + bytes / 4; // headroom: avoid regrowing by a few bytes each call
@@ -51,6 +53,7 @@ static AllocTable *alloc_table(Backend *be) { return (AllocTable *)((char *)be->
 
 static void *cu_alloc(Backend *be, size_t bytes) {
     CudaState *st = cuda_state(be);
+    cuda_not_capturing(st, "a device allocation");
     void *p = NULL;
     size_t sz = bytes ? bytes : 256;
     cudaError_t e = cudaMalloc(&p, sz);
@@ -78,11 +81,13 @@ static void *cu_alloc(Backend *be, size_t bytes) {
 static void cu_release(Backend *be, void *ptr) {
     if (!ptr) return;
     CudaState *st = cuda_state(be);
+    cuda_not_capturing(st, "a device release");
     if (ptr == (void *)st->wsrc) st->wsrc = NULL; // its weights_prepare copy goes with it
     // Kernels queued on the stream may still use it.
     CUDA_SYNC(cudaStreamSynchronize(st->stream));
     cuda_label_report(st);
     CUDA_CHECK(cudaFree(ptr));
+    st->mem_gen++; // a recorded step may refer to it (graph.cu)
     AllocTable *t = alloc_table(be);
     for (size_t i = 0; i < t->n; i++)
         if (t->v[i].p == ptr) {
@@ -140,9 +145,27 @@ static void cu_synchronize(Backend *be) {
     cuda_label_report(cuda_state(be));
 }
 
+// Pinned: a queued copy from it is a DMA, and a recorded copy may read it at every replay.
+static void *cu_host_alloc(Backend *be, size_t bytes) {
+    (void)be;
+    void *p = NULL;
+    CUDA_CHECK(cudaMallocHost(&p, bytes ? bytes : 64));
+    memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+static void cu_host_free(Backend *be, void *ptr) {
+    if (!ptr) return;
+    CUDA_SYNC(cudaStreamSynchronize(cuda_state(be)->stream)); // queued copies may still read it
+    cuda_label_report(cuda_state(be));
+    CUDA_CHECK(cudaFreeHost(ptr));
+    cuda_state(be)->mem_gen++;
+}
+
 static void cu_destroy(Backend *be) {
     CudaState *st = cuda_state(be);
     CUDA_SYNC(cudaStreamSynchronize(st->stream));
+    cuda_capture_drop(be);
     if (st->workspace) CUDA_CHECK(cudaFree(st->workspace));
     if (st->wshadow) CUDA_CHECK(cudaFree(st->wshadow));
     CUDA_CHECK(cudaFreeHost(st->host_scalar));
@@ -180,12 +203,14 @@ extern "C" void cuda_pinned_free(void *ctx, void *ptr) {
 
 extern "C" size_t backend_cuda_peak_bytes(Backend *be) { return cuda_state(be)->peak_bytes; }
 
-extern "C" int backend_cuda_runtime_counts(unsigned long long *launches, unsigned long long *syncs) {
+extern "C" int backend_cuda_runtime_counts(unsigned long long *launches, unsigned long long *syncs,
+                                           unsigned long long *graph_launches) {
 #ifdef UNET_CUDA_EMULATOR
     emu_work_counters(launches, syncs);
+    emu_graph_counters(graph_launches);
     return 1;
 #else
-    *launches = *syncs = 0;
+    *launches = *syncs = *graph_launches = 0;
     return 0;
 #endif
 }
@@ -232,6 +257,12 @@ extern "C" Backend *backend_cuda_create(int device, const char *precision) {
     be->copy = cu_copy;
     be->synchronize = cu_synchronize;
     be->destroy = cu_destroy;
+    be->host_alloc = cu_host_alloc;
+    be->host_free = cu_host_free;
+    be->capture_begin = cuda_capture_begin;
+    be->capture_end = cuda_capture_end;
+    be->replay = cuda_replay;
+    be->capture_drop = cuda_capture_drop;
 
     // every op of backend_ops.h: be->op = cu_op
 #define CUDA_OP_ENTRY(name, params, args) be->name = cu_##name;

@@ -53,10 +53,12 @@ int backend_cuda_kernel_available(Backend *be, const char *op, int i);
 /* Peak device memory this process has held since start (bytes), from the backend's counter. */
 size_t backend_cuda_peak_bytes(Backend *be);
 
-/* Work queued and host syncs since start as the CUDA runtime itself counted them: the emulator's
- * exact count (tests/cuda_emu), for bench to compare with the project's own count
- * (src/base/work_count.h). Returns 0 on a real GPU, where the runtime keeps no such count. */
-int backend_cuda_runtime_counts(unsigned long long *launches, unsigned long long *syncs);
+/* Work executed (eagerly or by graph replays), host syncs and cudaGraphLaunch calls since start as
+ * the CUDA runtime itself counted them: the emulator's exact count (tests/cuda_emu), for bench to
+ * compare with the project's own count (src/base/work_count.h). Returns 0 on a real GPU, where the
+ * runtime keeps no such count. */
+int backend_cuda_runtime_counts(unsigned long long *launches, unsigned long long *syncs,
+                                unsigned long long *graph_launches);
 
 #ifdef __cplusplus
 }

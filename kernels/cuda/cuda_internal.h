@@ -80,6 +80,21 @@ typedef struct {
     void *wshadow;
     const float *wsrc;
     size_t wn, wcap;
+    /* Bumped whenever device memory is freed or moved (workspace growth, release, a new bf16
+     * weight copy): a recorded step refers to addresses, so it is replayed only while this is
+     * what it was at capture (graph.cu). */
+    unsigned long mem_gen;
+    /* The recorded step (graph.cu): NULL when there is none */
+    cudaGraphExec_t graph;
+    unsigned long graph_gen;           /* mem_gen at its capture */
+    unsigned long long graph_launches; /* work items it replays, as the check macros counted them */
+    unsigned long long capture_from;   /* unet_work_count.launches when the capture began */
+    int capturing;
+    /* dice_ce_forward's label checks the recorded step makes (their slots were taken at capture):
+     * restored at each replay so that the next host sync reports a bad label as eagerly */
+    int graph_n_labels;
+    const int32_t *graph_label_ptr[CUDA_LABEL_CHECKS];
+    int graph_label_K[CUDA_LABEL_CHECKS];
 } CudaState;
 
 /* After every host sync of the backend: dies with dice_ce_forward's message when a label it
@@ -92,6 +107,20 @@ static inline CudaState *cuda_state(Backend *be) { return (CudaState *)be->impl;
 static inline const char *cuda_precision_name(CudaPrecision p) {
     return p == CUDA_PREC_BF16 ? "bf16" : p == CUDA_PREC_TF32 ? "tf32" : "fp32";
 }
+
+/* Dies with a message naming `what` when called inside a step capture (graph.cu): allocating,
+ * freeing or waiting there is illegal on a GPU, and this says which backend call did it (the
+ * warm-up step before the capture should have settled it). */
+static inline void cuda_not_capturing(const CudaState *st, const char *what) {
+    CHECK(!st->capturing, "CUDA backend: %s inside a captured training step (train.cuda_graph); the eager step "
+          "before the capture did not need it. train.cuda_graph=off runs without capture", what);
+}
+
+/* The step-capture entries of the Backend (graph.cu). */
+int cuda_capture_begin(Backend *be, char *why, size_t why_len);
+int cuda_capture_end(Backend *be, char *why, size_t why_len);
+int cuda_replay(Backend *be);
+void cuda_capture_drop(Backend *be);
 
 /* At least `bytes` of device scratch (grown by free + malloc after a stream sync). */
 void *cuda_workspace(Backend *be, size_t bytes);

@@ -75,10 +75,13 @@ extern "C" void cu_weights_prepare(Backend *be, const float *params, size_t n) {
     st->wsrc = NULL;
     if (!cuda_act_is_bf16(be) || !params || !n) return;
     if (n > st->wcap) {
+        cuda_not_capturing(st, "the bf16 weight copy grows");
         if (st->wshadow) {
-            CUDA_CHECK(cudaStreamSynchronize(st->stream)); // queued GEMMs may still read the old copy
+            CUDA_SYNC(cudaStreamSynchronize(st->stream)); // queued GEMMs may still read the old copy
+            cuda_label_report(st);
             CUDA_CHECK(cudaFree(st->wshadow));
             st->wshadow = NULL;
+            st->mem_gen++; // a recorded step read the old copy (graph.cu)
         }
         CUDA_CHECK(cudaMalloc(&st->wshadow, n * sizeof(bf16)));
         st->wcap = n;

@@ -71,8 +71,11 @@ extern "C" void cu_scale(Backend *be, float *x, float s, size_t n) {
     CUDA_CHECK_LAUNCH();
 }
 
+// coef (2) in device memory: -(lr / bc1) and sqrt(bc2) of this step (adam_coefs.h), uploaded by a
+// queued copy before the launch, so that a captured step reads each replay's own values.
 __global__ void k_adam(float *param, float *m, float *v, const float *grad, size_t n, float b1, float omb1, float b2,
-                       float omb2, float neg_step, float bc2_sqrt, float eps) {
+                       float omb2, const float *coef, float eps) {
+    const float neg_step = coef[0], bc2_sqrt = coef[1];
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float g = grad[i];
         // __fmul_rn/__fadd_rn: no FMA contraction, so each step rounds as PyTorch's kernels do.
@@ -85,13 +88,11 @@ __global__ void k_adam(float *param, float *m, float *v, const float *grad, size
     }
 }
 
-extern "C" void cu_adam_update(Backend *be, float *param, float *m, float *v, const float *grad, size_t n, double lr,
-                               double beta1, double beta2, double eps, int step) {
-    CHECK(step >= 1, "adam_update: step %d, steps count from 1", step);
+extern "C" void cu_adam_update(Backend *be, float *param, float *m, float *v, const float *grad, size_t n,
+                               double beta1, double beta2, double eps, const float *coef) {
     if (!n) return;
-    const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
-    k_adam<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>(
-        param, m, v, grad, n, (float)beta1, (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2),
-        (float)(-(lr / bc1)), (float)sqrt(bc2), (float)eps);
+    k_adam<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>(param, m, v, grad, n, (float)beta1,
+                                                              (float)(1.0 - beta1), (float)beta2,
+                                                              (float)(1.0 - beta2), coef, (float)eps);
     CUDA_CHECK_LAUNCH();
 }

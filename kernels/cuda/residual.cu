@@ -12,31 +12,28 @@
 // in the same order (__fmul_rn/__fadd_rn keep nvcc from contracting them into an fma, so the fp32
 // mode computes exactly the CPU reference's values); the reductions (LayerNorm statistics, dgamma,
 // dg, db) use fixed row chunks and sum in a fixed order, no atomics. Per-sample drop-path scales
-// travel by value in the kernel arguments (no upload, no host sync).
+// are read from device memory (the model uploads each step's draw with one queued copy), so a
+// captured step reads the scales of the step being replayed, not those of the captured one.
 #include <string.h>
 
 #include "act.cuh"
 #include "check.h"
 
-#define RES_MAX_B 64
-
-// Drop-path scales of one call: on = 0 when the branch has none.
+// Drop-path scales of one call: s NULL when the branch has none, else (B) in device memory.
 typedef struct {
-    float s[RES_MAX_B];
+    const float *s;
     size_t rows_per_sample;
     int on;
 } SampleScales;
 
-static SampleScales sample_scales(const float *scale_host, int B, size_t per, int C) {
+static SampleScales sample_scales(const float *scale, int B, size_t per, int C) {
     SampleScales sc;
     memset(&sc, 0, sizeof sc);
     CHECK(C > 0 && per % (size_t)C == 0, "residual op: per-sample size %zu is not a multiple of C = %d", per, C);
+    CHECK(B >= 1, "residual op: %d samples", B);
     sc.rows_per_sample = per / (size_t)C;
-    if (scale_host) {
-        CHECK(B >= 1 && B <= RES_MAX_B, "residual op: drop path for %d samples (at most %d)", B, RES_MAX_B);
-        sc.on = 1;
-        for (int b = 0; b < B; b++) sc.s[b] = scale_host[b];
-    }
+    sc.s = scale;
+    sc.on = scale != NULL;
     return sc;
 }
 
@@ -201,8 +198,8 @@ __global__ void k_ln_res_param_partial(double *part /* (nchunk, 2C) */, const T 
 }
 
 extern "C" void cu_residual_forward(Backend *be, Act *out, const Act *res, const Act *y, const float *gamma,
-                                    const float *scale_host, int B, size_t per, int C) {
-    const SampleScales sc = sample_scales(scale_host, B, per, C);
+                                    const float *scale, int B, size_t per, int C) {
+    const SampleScales sc = sample_scales(scale, B, per, C);
     const size_t N = sc.rows_per_sample * (size_t)B;
     if (!N) return;
     cudaStream_t s = cuda_state(be)->stream;
@@ -214,9 +211,9 @@ extern "C" void cu_residual_forward(Backend *be, Act *out, const Act *res, const
 
 extern "C" void cu_residual_layernorm_forward(Backend *be, Act *out, Act *ln, float *mean, float *rstd,
                                               const Act *res, const Act *y, const float *gamma,
-                                              const float *scale_host, const float *g, const float *b, int B,
+                                              const float *scale, const float *g, const float *b, int B,
                                               size_t per, int C, float eps) {
-    const SampleScales sc = sample_scales(scale_host, B, per, C);
+    const SampleScales sc = sample_scales(scale, B, per, C);
     const size_t N = sc.rows_per_sample * (size_t)B;
     if (!N) return;
     const unsigned grid = (unsigned)((N * 32 + 255) / 256);
@@ -228,8 +225,8 @@ extern "C" void cu_residual_layernorm_forward(Backend *be, Act *out, Act *ln, fl
 }
 
 extern "C" void cu_residual_backward(Backend *be, Act *dres, Act *dy, float *dgamma, const Act *dout, const Act *y,
-                                     const float *gamma, const float *scale_host, int B, size_t per, int C) {
-    const SampleScales sc = sample_scales(scale_host, B, per, C);
+                                     const float *gamma, const float *scale, int B, size_t per, int C) {
+    const SampleScales sc = sample_scales(scale, B, per, C);
     const size_t N = sc.rows_per_sample * (size_t)B;
     if (!N) return;
     if (!gamma) dgamma = NULL;

@@ -71,6 +71,23 @@ struct Backend {
     void (*copy)(Backend *be, void *dst, const void *src, size_t bytes);
     void (*synchronize)(Backend *be);
     void (*destroy)(Backend *be);
+    /* Host memory that queued copies (upload_async, download) may use at a fixed address for the
+     * backend's whole life: pinned (page-locked) for CUDA, plain for the CPU. The staging of every
+     * per-step value a captured step reads (batch, labels, drop-path scales, Adam's terms). */
+    void *(*host_alloc)(Backend *be, size_t bytes); /* zero-filled */
+    void (*host_free)(Backend *be, void *ptr);
+
+    /* ---- step capture (CUDA graphs: src/train/step_graph.h); NULL where there is none (CPU) ----
+     * capture_begin: the work queued from now on is recorded, not run (0), or -1 and why.
+     * capture_end: ends the recording; 0 when the recorded step is ready to replay (nothing of it
+     *   has run yet), else -1 and why (nothing ran either: the caller queues the step eagerly).
+     * replay: queues the recorded step once more; -1 (nothing queued) when memory it refers to
+     *   was freed or moved since (a workspace grew, a buffer was released): capture again.
+     * capture_drop: forgets the recorded step. */
+    int (*capture_begin)(Backend *be, char *why, size_t why_len);
+    int (*capture_end)(Backend *be, char *why, size_t why_len);
+    int (*replay)(Backend *be);
+    void (*capture_drop)(Backend *be);
 
     /* ---- the ops: a function pointer per entry of backend_ops.h, which documents each ---- */
 #define UNET_BACKEND_OP_MEMBER(name, params, args) void (*name) params;

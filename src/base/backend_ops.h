@@ -216,20 +216,21 @@
       (be, din, dout, scale, B, per))                                                                                 \
     /* ---- fused residual branch (layer scale, drop path, residual add [, the next LayerNorm]) ----                  \
      * N = B*per/C rows, sample b owns rows [b*per/C, (b+1)*per/C). gamma NULL: no layer scale;                      \
-     * scale_host NULL: no drop path (else 0 or 1/keep per sample, host memory, B <= 64).                            \
+     * scale NULL: no drop path (else 0 or 1/keep per sample, BACKEND memory, so that a captured                      \
+     * step reads each step's draw: model_draw_step writes it, a queued copy uploads it).                             \
      * out = res + s_b * (gamma_c * y): the float operations of channel_scale_forward,                               \
      * sample_scale_forward and add in that order, so the CPU result is theirs bit for bit. */                       \
     X(residual_forward,                                                                                               \
       (Backend *be, Act *out /* (N, C) */, const Act *res /* (N, C) */, const Act *y /* (N, C) */,                    \
-       const float *gamma /* (C) or NULL */, const float *scale_host /* (B) or NULL */, int B, size_t per, int C),    \
-      (be, out, res, y, gamma, scale_host, B, per, C))                                                                \
+       const float *gamma /* (C) or NULL */, const float *scale /* (B) or NULL */, int B, size_t per, int C),         \
+      (be, out, res, y, gamma, scale, B, per, C))                                                                     \
     /* residual_forward, then layernorm_forward(ln, mean, rstd, out, g, b, N, C, eps) */                              \
     X(residual_layernorm_forward,                                                                                     \
       (Backend *be, Act *out /* (N, C) */, Act *ln /* (N, C) */, float *mean /* (N) */, float *rstd /* (N) */,        \
        const Act *res /* (N, C) */, const Act *y /* (N, C) */, const float *gamma /* (C) or NULL */,                  \
-       const float *scale_host /* (B) or NULL */, const float *g /* (C) */, const float *b /* (C) */, int B,          \
+       const float *scale /* (B) or NULL */, const float *g /* (C) */, const float *b /* (C) */, int B,               \
        size_t per, int C, float eps),                                                                                 \
-      (be, out, ln, mean, rstd, res, y, gamma, scale_host, g, b, B, per, C, eps))                                     \
+      (be, out, ln, mean, rstd, res, y, gamma, scale, g, b, B, per, C, eps))                                          \
     /* The branch's backward. dres += dout (dres NULL: skipped); dy = gamma_c * (s_b * dout), OVERWRITTEN            \
      * (= the zero + sample_scale_backward + zero + channel_scale_backward sequence: a dropped                        \
      * sample's dy is +0; gamma NULL: dy = s_b * dout); dgamma += sum_n (s_b * dout) * y                              \
@@ -237,8 +238,8 @@
     X(residual_backward,                                                                                              \
       (Backend *be, Act *dres /* (N, C) or NULL */, Act *dy /* (N, C) */, float *dgamma /* (C) or NULL */,            \
        const Act *dout /* (N, C) */, const Act *y /* (N, C) or NULL */, const float *gamma /* (C) or NULL */,         \
-       const float *scale_host /* (B) or NULL */, int B, size_t per, int C),                                          \
-      (be, dres, dy, dgamma, dout, y, gamma, scale_host, B, per, C))                                                  \
+       const float *scale /* (B) or NULL */, int B, size_t per, int C),                                               \
+      (be, dres, dy, dgamma, dout, y, gamma, scale, B, per, C))                                                       \
     /* layernorm_backward whose input gradient starts from dres instead of accumulating:                             \
      * din = dres + (layernorm_backward's din term), OVERWRITTEN (din may be dres; dres NULL: 0 +                    \
      * the term, i.e. the zero + layernorm_backward sequence); dg, db += */                                          \
@@ -335,10 +336,12 @@
     /* PyTorch Adam (no weight decay, no amsgrad), step counts from 1. Hyper-parameters are                           \
      * doubles because PyTorch computes 1 - beta and the bias corrections from Python floats:                         \
      * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²;                                                                     \
-     * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */                                                 \
+     * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)                                                    \
+     * The step's terms come from BACKEND memory (coef (2): adam_coefs() of adam_coefs.h, uploaded                    \
+     * by a queued copy), so that a captured step reads each step's own t. */                                         \
     X(adam_update,                                                                                                    \
       (Backend *be, float *param /* (n) */, float *m /* (n) */, float *v /* (n) */, const float *grad /* (n) */,      \
-       size_t n, double lr, double beta1, double beta2, double eps, int step),                                        \
-      (be, param, m, v, grad, n, lr, beta1, beta2, eps, step))
+       size_t n, double beta1, double beta2, double eps, const float *coef /* (2) */),                                \
+      (be, param, m, v, grad, n, beta1, beta2, eps, coef))
 
 #endif

@@ -52,6 +52,16 @@ extern "C" {
         CUDA_CHECK(call);                                                                          \
     } while (0)
 
+/* A replay of a captured step (cudaGraphLaunch) that runs `items` work items (each counted by
+ * one of the macros here when it was captured): one graph launch, `items` launches executed. */
+#define CUDA_GRAPH_LAUNCH(exec, stream, items)                                                     \
+    do {                                                                                           \
+        unet_work_count.graph_launches++;                                                          \
+        unet_work_count.launches += (items);                                                       \
+        unet_work_count.replayed += (items);                                                       \
+        CUDA_CHECK(cudaGraphLaunch((exec), (stream)));                                             \
+    } while (0)
+
 #define CUBLAS_CHECK(call)                                                                         \
     do {                                                                                           \
         int s_ = (int)(call);                                                                      \

@@ -9,6 +9,10 @@
  *           copies (CUDA_WORK, CUBLAS_WORK, CUDNN_WORK, NCCL_WORK).
  * syncs:    every wait of the host for the device: stream, event and device synchronisation and
  *           synchronous copies (CUDA_SYNC). A pinned-scalar read is counted by the sync it needs.
+ * graph_launches: replays of a captured step (cudaGraphLaunch, CUDA_GRAPH_LAUNCH); the work
+ *           items a replay runs are added to launches (as eagerly: launches counts work executed)
+ *           and to replayed, so the calls the host itself made are launches - replayed +
+ *           graph_launches. Work recorded by a capture is not counted until it is replayed.
  * Plain counters, no atomics: the backend is driven from one host thread. */
 #ifndef UNET_WORK_COUNT_H
 #define UNET_WORK_COUNT_H
@@ -18,7 +22,7 @@ extern "C" {
 #endif
 
 typedef struct {
-    unsigned long long launches, syncs;
+    unsigned long long launches, syncs, graph_launches, replayed;
 } WorkCount;
 
 extern WorkCount unet_work_count;

@@ -21,7 +21,14 @@
  * (every wait of the host for the device), as the backend's check macros count them
  * (src/base/work_count.h), in the text and in the JSON line. Neither depends on the batch size.
  * On the emulator its runtime counts the same things independently, and bench fails when the two
- * counts differ (a launch or sync that bypassed the macros). */
+ * counts differ (a launch or sync that bypassed the macros).
+ *
+ * --cuda-graph auto|on|off (default auto on cuda): the step is captured once as a CUDA graph and
+ * replayed (src/train/step_graph.h), as `train.cuda_graph` does in training. The timed runs are
+ * then replays (after an eager warm-up and the capturing run), and the counted step is a replay:
+ * launches_per_step is still the work executed, graph_launches_per_step the cudaGraphLaunch calls
+ * and cpu_launch_calls_per_step what the host called (launches, copies, library calls, graph
+ * launches); the eager step's counts are printed before it. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -39,6 +46,7 @@
 #include "optimizer.h"
 #include "rng.h"
 #include "session.h"
+#include "step_graph.h"
 #include "work_count.h"
 #ifdef UNET_HAVE_CUDA
 #include "backend_cuda.h"
@@ -184,20 +192,32 @@ static void bench_step_run(BenchStep *b, Backend *be, float *loss_dev) {
     model_backward(b->m, be, b->acts, b->params, b->grads, NULL);
 }
 
-/* t[r] = seconds of run r, after one warm-up run (first-touch page faults, workspace growth). */
-static void bench_time_runs(BenchStep *b, double *t, int runs) {
-    for (int r = -1; r < runs; r++) {
+static void bench_queue_fwd_bwd(void *ctx) {
+    BenchStep *b = ctx;
+    bench_step_run(b, b->be, b->loss_dev);
+}
+
+/* t[r] = seconds of run r, after one warm-up run (first-touch page faults, workspace growth);
+ * with a graph (graph_mode not "off" on cuda), after a second one that captures the step, so the
+ * timed runs are replays. */
+static void bench_time_runs(BenchStep *b, double *t, int runs, const char *graph_mode) {
+    StepGraph g;
+    char err[256];
+    if (step_graph_init(&g, b->be, NULL, graph_mode, err, sizeof err) != 0) die("bench: %s", err);
+    int warm = g.enabled ? 2 : 1;
+    for (int r = -warm; r < runs; r++) {
         double t0 = monotonic_seconds();
-        bench_step_run(b, b->be, b->loss_dev);
+        step_graph_run(&g, bench_queue_fwd_bwd, b);
         b->be->synchronize(b->be);
         double dt = monotonic_seconds() - t0;
         float loss;
         b->be->download(b->be, &loss, b->loss_dev, sizeof loss);
         if (r >= 0) {
             t[r] = dt;
-            printf("run %d: %.1f ms (loss %.4f)\n", r + 1, dt * 1e3, loss);
+            printf("run %d: %.1f ms (loss %.4f)%s\n", r + 1, dt * 1e3, loss, g.ready ? " (graph replay)" : "");
         }
     }
+    step_graph_destroy(&g);
 }
 
 /* --profile: one more step, every op waited for and timed on its own. */
@@ -212,45 +232,91 @@ static void bench_profile(BenchStep *b, const char *name, double median_s) {
 }
 
 #ifdef UNET_HAVE_CUDA
-/* One counted step with clip and Adam, ended by the read of its scalars: launches and host syncs
- * as the check macros count them; on the emulator also as its runtime counts them, which must
- * agree (a launch or sync that bypassed the macros would not be counted on a GPU). */
-static void bench_count_step(BenchStep *b, unsigned long long *launches, unsigned long long *syncs) {
-    Backend *be = b->be;
-    Adam adam;
-    adam_create(&adam, be, b->m->params.total, 1e-4);
+/* What one step costs the host and the device (src/base/work_count.h): launches = work items
+ * executed (kernels, queued copies and memsets, library calls), eagerly or by a replay;
+ * graph_launches = cudaGraphLaunch calls; cpu_calls = what the host itself called. */
+typedef struct {
+    unsigned long long launches, syncs, graph_launches, cpu_calls;
+} StepCounts;
+
+typedef struct {
+    BenchStep *b;
+    Adam *adam;
+} BenchTrain;
+
+static void bench_queue_train(void *ctx) {
+    BenchTrain *q = ctx;
+    bench_step_run(q->b, q->b->be, adam_loss_slot(q->adam));
+    adam_queue_step(q->adam, q->b->be, q->b->params, q->b->grads);
+}
+
+/* One training step (forward, loss, backward, clip, Adam) through g, ended by the read of its
+ * scalars, counted by the check macros; on the emulator also by its runtime, which must agree (a
+ * launch or sync that bypassed the macros would not be counted on a GPU). */
+static StepCounts bench_counted_step(StepGraph *g, BenchTrain *q) {
+    Backend *be = q->b->be;
     be->synchronize(be);
     WorkCount c0 = unet_work_count;
-    unsigned long long rl0 = 0, rs0 = 0, rl1 = 0, rs1 = 0;
-    int exact = backend_cuda_runtime_counts(&rl0, &rs0);
-    bench_step_run(b, be, adam_loss_slot(&adam));
-    adam_clip_and_step(&adam, be, b->params, b->grads);
-    (void)adam_step_scalars(&adam, be, NULL); /* the step's end: its scalars in one read, as the trainer */
-    *launches = unet_work_count.launches - c0.launches;
-    *syncs = unet_work_count.syncs - c0.syncs;
+    unsigned long long rl0 = 0, rs0 = 0, rg0 = 0, rl1 = 0, rs1 = 0, rg1 = 0;
+    int exact = backend_cuda_runtime_counts(&rl0, &rs0, &rg0);
+    adam_next_step(q->adam);
+    step_graph_run(g, bench_queue_train, q);
+    (void)adam_step_scalars(q->adam, be, NULL); /* the step's end: its scalars in one read, as the trainer */
+    StepCounts n = {unet_work_count.launches - c0.launches, unet_work_count.syncs - c0.syncs,
+                    unet_work_count.graph_launches - c0.graph_launches, 0};
+    n.cpu_calls = n.launches - (unet_work_count.replayed - c0.replayed) + n.graph_launches;
     if (exact) {
-        backend_cuda_runtime_counts(&rl1, &rs1);
-        printf("emulator runtime count: %llu launches, %llu host syncs per step\n", rl1 - rl0, rs1 - rs0);
-        if (rl1 - rl0 != *launches || rs1 - rs0 != *syncs)
-            die("bench: the backend counted %llu launches and %llu host syncs, the emulator's runtime %llu and "
-                "%llu: a launch or sync bypassed the counting macros (src/base/cuda_check.h)",
-                *launches, *syncs, rl1 - rl0, rs1 - rs0);
+        backend_cuda_runtime_counts(&rl1, &rs1, &rg1);
+        if (rl1 - rl0 != n.launches || rs1 - rs0 != n.syncs || rg1 - rg0 != n.graph_launches)
+            die("bench: the backend counted %llu launches, %llu host syncs and %llu graph launches, the emulator's "
+                "runtime %llu, %llu and %llu: a launch or sync bypassed the counting macros (src/base/cuda_check.h)",
+                n.launches, n.syncs, n.graph_launches, rl1 - rl0, rs1 - rs0, rg1 - rg0);
     }
-    adam_destroy(&adam, be);
-    printf("launches_per_step %llu\nhost_syncs_per_step %llu\n", *launches, *syncs);
+    return n;
+}
+
+/* The counts of an eager step; with a graph also those of a replayed one (the step after the one
+ * that captures it), which are what the JSON line reports then. */
+static StepCounts bench_count_step(BenchStep *b, const char *graph_mode) {
+    Adam adam;
+    adam_create(&adam, b->be, b->m->params.total, 1e-4);
+    BenchTrain q = {b, &adam};
+    StepGraph g;
+    char err[256];
+    if (step_graph_init(&g, b->be, NULL, graph_mode, err, sizeof err) != 0) die("bench: %s", err);
+    StepCounts eager = bench_counted_step(&g, &q), n = eager;
+    int exact = backend_cuda_runtime_counts(&(unsigned long long){0}, &(unsigned long long){0},
+                                            &(unsigned long long){0});
+    printf("eager step: launches_per_step %llu, host_syncs_per_step %llu%s\n", eager.launches, eager.syncs,
+           exact ? " (equal to the emulator runtime's count)" : "");
+    if (g.enabled) {
+        (void)bench_counted_step(&g, &q); /* captures the step, then replays it */
+        n = bench_counted_step(&g, &q);
+        CHECK(g.ready && n.graph_launches == 1, "bench: the step was not replayed as a graph");
+        printf("graph step (replay): launches_per_step %llu, host_syncs_per_step %llu, graph_launches_per_step %llu, "
+               "cpu_launch_calls_per_step %llu%s\n",
+               n.launches, n.syncs, n.graph_launches, n.cpu_calls, exact ? " (equal to the emulator runtime's count)" : "");
+    }
+    step_graph_destroy(&g);
+    adam_destroy(&adam, b->be);
+    printf("launches_per_step %llu\nhost_syncs_per_step %llu\ngraph_launches_per_step %llu\ncpu_launch_calls_per_step "
+           "%llu\n", n.launches, n.syncs, n.graph_launches, n.cpu_calls);
+    return n;
 }
 
 /* images/s, TFLOP/s and peak device memory; the JSON line tests/gpu/check.sh reads. */
 static void bench_report_cuda(const BenchStep *b, const char *name, int device, const double *t, int runs,
-                              double med, double flops, unsigned long long launches, unsigned long long syncs) {
+                              double med, double flops, StepCounts n) {
     double peak_mib = (double)backend_cuda_peak_bytes(b->be) / (1 << 20);
     const char *prec = backend_cuda_precision(b->be);
     printf("%s batch %d, cuda device %d, %s: median %.2f ms, %.1f images/s, %.1f TFLOP/s, peak %.0f MiB\n", name,
            b->batch, device, prec, med * 1e3, b->batch / med, flops / med / 1e12, peak_mib);
     printf("{\"impl\":\"c-cuda\",\"precision\":\"%s\",\"config\":\"%s\",\"batch\":%d,\"median_ms\":%.3f,"
            "\"images_per_s\":%.2f,\"peak_mib\":%.0f,\"gflop_per_step\":%.3f,\"launches_per_step\":%llu,"
-           "\"host_syncs_per_step\":%llu,\"runs_ms\":[",
-           prec, name, b->batch, med * 1e3, b->batch / med, peak_mib, flops / 1e9, launches, syncs);
+           "\"host_syncs_per_step\":%llu,\"graph_launches_per_step\":%llu,\"cpu_launch_calls_per_step\":%llu,"
+           "\"runs_ms\":[",
+           prec, name, b->batch, med * 1e3, b->batch / med, peak_mib, flops / 1e9, n.launches, n.syncs,
+           n.graph_launches, n.cpu_calls);
     for (int r = 0; r < runs; r++) printf("%s%.3f", r ? "," : "", t[r] * 1e3);
     printf("]}\n");
 }
@@ -279,7 +345,7 @@ static const char *SUMMARY =
 int cmd_bench(int argc, char **argv) {
     const char *cfg_path = NULL, *overrides[ARGS_MAX_OVERRIDES];
     const char *backend = "cpu", *precision = NULL; /* NULL: the backend's default */
-    const char *plan = NULL;
+    const char *plan = NULL, *graph = NULL; /* NULL: auto on cuda, off on the CPU */
     int batch = 1, runs = 5, threads = 0, device = 0, profile = 0, n_overrides = 0;
     const ArgPos pos[] = {{"CONFIG", &cfg_path, 1}};
     const ArgOpt opts[] = {
@@ -291,6 +357,8 @@ int cmd_bench(int argc, char **argv) {
         OPT_INT("--device", &device, "D", "the CUDA device (default 0)", 0, 1024),
         OPT_FLAG("--profile", &profile, "one more step with every op timed on its own"),
         OPT_CHOICE("--plan", &plan, "fp32|bf16", "no run: one step's ops counted and costed against the roofline"),
+        OPT_CHOICE("--cuda-graph", &graph, "auto|on|off",
+                   "cuda: time and count the step captured once and replayed (train.cuda_graph; default auto = on)"),
     };
     const ArgSpec spec = {"bench", SUMMARY, pos, ARGS_N(pos), opts, ARGS_N(opts), overrides, &n_overrides, NULL};
     int st = args_parse(&spec, argc, argv);
@@ -309,10 +377,11 @@ int cmd_bench(int argc, char **argv) {
         session_close(&s);
         return st;
     }
+    if (!graph) graph = strcmp(backend, "cuda") ? "off" : "auto";
     BenchStep b;
     bench_step_create(&b, m, s.be, batch, H, W);
     double *t = xcalloc((size_t)runs, sizeof(double));
-    bench_time_runs(&b, t, runs);
+    bench_time_runs(&b, t, runs, graph);
     double *sorted = xmalloc((size_t)runs * sizeof(double)); /* t stays in run order for the JSON */
     memcpy(sorted, t, (size_t)runs * sizeof(double));
     double med = median(sorted, runs), flops = 3.0 * model_forward_flops(m, batch, H, W);
@@ -320,9 +389,8 @@ int cmd_bench(int argc, char **argv) {
     if (profile) bench_profile(&b, cfg->name, med);
 #ifdef UNET_HAVE_CUDA
     if (!strcmp(backend, "cuda")) {
-        unsigned long long launches = 0, syncs = 0; /* the CPU backend queues nothing: cuda only */
-        bench_count_step(&b, &launches, &syncs);
-        bench_report_cuda(&b, cfg->name, device, t, runs, med, flops, launches, syncs);
+        StepCounts n = bench_count_step(&b, graph); /* the CPU backend queues nothing: cuda only */
+        bench_report_cuda(&b, cfg->name, device, t, runs, med, flops, n);
     } else
 #endif
         bench_report_cpu(&b, cfg->name, threads, t, runs, med, flops);

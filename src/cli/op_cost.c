@@ -214,29 +214,29 @@ void opcost_clip_by_norm(Backend *be, float *x, double *norm, const double *sums
     (void)be, (void)x, (void)norm, (void)sumsq, (void)max_norm;
     set((double)n, 2 * F * n, 0); /* the scaling pass, when it clips */
 }
-void opcost_adam_update(Backend *be, float *param, float *m, float *v, const float *grad, size_t n, double lr,
-                        double beta1, double beta2, double eps, int step) {
-    (void)be, (void)param, (void)m, (void)v, (void)grad, (void)lr, (void)beta1, (void)beta2, (void)eps, (void)step;
+void opcost_adam_update(Backend *be, float *param, float *m, float *v, const float *grad, size_t n, double beta1,
+                        double beta2, double eps, const float *coef) {
+    (void)be, (void)param, (void)m, (void)v, (void)grad, (void)beta1, (void)beta2, (void)eps, (void)coef;
     set(12.0 * n, 7 * F * n, 0); /* param, m, v read and written; grad read */
 }
 
 /* ---- the fused residual ops and the first-writer variants (kernels/cuda/residual.cu) ---- */
 void opcost_residual_forward(Backend *be, Act *out, const Act *res, const Act *y, const float *gamma,
-                             const float *scale_host, int B, size_t per, int C) {
-    (void)out, (void)res, (void)y, (void)scale_host, (void)B;
+                             const float *scale, int B, size_t per, int C) {
+    (void)out, (void)res, (void)y, (void)scale, (void)B;
     double n = (double)B * per;
     set(3 * n, 3 * A * n + (gamma ? F * C : 0), 0);
 }
 void opcost_residual_layernorm_forward(Backend *be, Act *out, Act *ln, float *mean, float *rstd, const Act *res,
-                                       const Act *y, const float *gamma, const float *scale_host, const float *g,
+                                       const Act *y, const float *gamma, const float *scale, const float *g,
                                        const float *b, int B, size_t per, int C, float eps) {
-    (void)out, (void)ln, (void)mean, (void)rstd, (void)res, (void)y, (void)scale_host, (void)g, (void)b, (void)eps;
+    (void)out, (void)ln, (void)mean, (void)rstd, (void)res, (void)y, (void)scale, (void)g, (void)b, (void)eps;
     double n = (double)B * per, N = n / C;
     set(11 * n, 4 * A * n + 2 * F * N + 3 * F * C, 0); /* res, y in; out, ln out */
 }
 void opcost_residual_backward(Backend *be, Act *dres, Act *dy, float *dgamma, const Act *dout, const Act *y,
-                              const float *gamma, const float *scale_host, int B, size_t per, int C) {
-    (void)dy, (void)dgamma, (void)dout, (void)scale_host, (void)B;
+                              const float *gamma, const float *scale, int B, size_t per, int C) {
+    (void)dy, (void)dgamma, (void)dout, (void)scale, (void)B;
     double n = (double)B * per;
     set((gamma ? 4 : 1) * n, A * n * (2 + (dres ? 2 : 0) + (y ? 1 : 0)) + (gamma ? 3 * F * C : 0), 0);
 }

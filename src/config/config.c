@@ -92,6 +92,8 @@ static const Field FIELDS[] = {
     /* the NCCL watchdog: how long a collective may stay incomplete (0: no watchdog) */
     {"train", "comm_timeout_s", F_FLOAT, OFF(comm_timeout_s), 0, 0, 86400, NULL, "300", FREE, PLAIN},
     {"train", "kernels", F_STRING, OFF(kernels), CAP(kernels), 0, 0, NULL, "auto", FREE, PLAIN},
+    /* how the step is launched, never what it computes (a replay is bit-identical to eager) */
+    {"train", "cuda_graph", F_STRING, OFF(cuda_graph), CAP(cuda_graph), 0, 0, "auto|on|off", "auto", FREE, PLAIN},
     /* FREE: a resumed run starts from its checkpoint and ignores these (the trainer says so) */
     {"train", "init_weights", F_STRING, OFF(init_weights), CAP(init_weights), 0, 0, NULL, "", FREE, QUOTED},
     {"train", "init_key_map", F_STRING, OFF(init_key_map), CAP(init_key_map), 0, 0, "none|released_pretrain", "none",

@@ -41,6 +41,7 @@ typedef struct {
     double grad_bucket_mb; /* gradient all-reduce bucket, MiB (0: one bucket after backward): grad_sync.h */
     double comm_timeout_s; /* NCCL watchdog: seconds a collective may stay incomplete (0: off): comm_nccl.h */
     char kernels[256];     /* cuda: "auto" (timed on the card, kernels/cuda/tune.h) or "op=impl,..." forced */
+    char cuda_graph[8];    /* cuda: auto | on | off: the step captured once and replayed (src/train/step_graph.h) */
     char init_weights[512]; /* warm start: a safetensors file loaded by tensor name before step 0 ("": none) */
     char init_key_map[32];  /* how init_weights names tensors: none | released_pretrain (src/io/weights_warm.h) */
 

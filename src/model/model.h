@@ -117,6 +117,13 @@ typedef struct {
 int model_forward(const Model *m, Backend *be, ModelActs *a, const float *params,
                   const float *image /* (B, H, W, Cin) */, const PassOptions *opt, float **outputs);
 
+/* The host side of a forward pass's per-pass values: draws the drop-path scales of every block
+ * for opt (seed, step, sample offset) into the acts' staging, which model_forward then uploads
+ * with one queued copy (it calls this itself). A replayed captured step (src/train/step_graph.h)
+ * runs no model code, so the trainer calls this before each replay: the recorded upload then
+ * carries this step's draw. Returns 1 when any block drops paths in this pass. */
+int model_draw_step(const Model *m, ModelActs *a, const PassOptions *opt);
+
 /* Deep-supervision loss on the outputs of the last forward; labels (B, H, W) backend memory.
  * Returns the weighted total over the global batch; parts_host (optional, 3 floats): total,
  * dice term and CE term of the full-resolution output. */

@@ -52,6 +52,14 @@ static NormBuf normbuf(ModelActs *a, size_t rows, int c) {
     return n;
 }
 
+/* Block k's two (B) slices of the drop-path scales, in backend memory and in the staging. */
+static void dp_slices(BlockActs *ba, ModelActs *a, int k, int B) {
+    ba->dp_scale1 = a->dp_dev + (size_t)(2 * k) * B;
+    ba->dp_scale2 = a->dp_dev + (size_t)(2 * k + 1) * B;
+    ba->dp_host1 = a->dp_host + (size_t)(2 * k) * B;
+    ba->dp_host2 = a->dp_host + (size_t)(2 * k + 1) * B;
+}
+
 static int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 static void plan_block(ModelActs *a, BlockActs *ba, const BlockDesc *bd, int B, int H, int W) {
@@ -86,10 +94,6 @@ static void plan_block(ModelActs *a, BlockActs *ba, const BlockDesc *bd, int B, 
     ba->proj = fwd(a, npd);
     if (!ident) ba->o = fwd(a, nd);
     ba->out = buf(a, nd);
-    if (!a->count_only) {
-        ba->dp_scale1 = xcalloc((size_t)B, sizeof(float));
-        ba->dp_scale2 = xcalloc((size_t)B, sizeof(float));
-    }
     BlockScratch *s = &a->scratch;
     if (nd > s->max_nd) s->max_nd = nd;
     if (npd > s->max_npd) s->max_npd = npd;
@@ -193,24 +197,27 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
         a->loss_terms[k] = stats + (size_t)a->n_outputs * 3 * (size_t)m->K + 3 * (size_t)k;
         if (k > 0) a->labels[k] = take(a, out_rows * sizeof(int32_t), 0);
     }
+    /* drop-path scales of every block, both branches: one upload per pass (model_forward) */
+    a->dp_bytes = (size_t)(4 * 3 + 3 * 3) * 2 * (size_t)B * sizeof(float);
+    a->dp_dev = fwd_f32(a, a->dp_bytes / sizeof(float));
+    if (!a->count_only) {
+        a->dp_host = be->host_alloc(be, a->dp_bytes);
+        int k = 0;
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 3; j++, k++) dp_slices(&a->enc[i][j], a, k, B);
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++, k++) dp_slices(&a->dec[i][j], a, k, B);
+    }
     plan_scratch(a);
     CHECK(!a->grad_arena || a->grad_used == need, "model_acts_create: the gradient arena (%zu bytes) is not what the walk carved (%zu)",
           need, a->grad_used);
     return a;
 }
 
-static void free_block_host(BlockActs *ba) {
-    free(ba->dp_scale1);
-    free(ba->dp_scale2);
-}
-
 void model_acts_free(ModelActs *a) {
     if (!a) return;
+    if (a->dp_host) a->be->host_free(a->be, a->dp_host);
     for (int i = 0; i < a->n_ptrs; i++) a->be->release(a->be, a->ptrs[i]);
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 3; j++) free_block_host(&a->enc[i][j]);
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) free_block_host(&a->dec[i][j]);
     free(a->ptrs);
     free(a->grads);
     free(a->grad_numel);

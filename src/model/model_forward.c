@@ -78,11 +78,29 @@ static void stage_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, Bloc
     }
 }
 
+int model_draw_step(const Model *m, ModelActs *a, const PassOptions *opt) {
+    CHECK(!a->count_only, "model_draw_step on a planning-only ModelActs");
+    int any = 0;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 3; j++) {
+            pi_block_draw(&m->enc[i][j], &a->enc[i][j], a->B, opt);
+            any |= a->enc[i][j].dp_active;
+        }
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            pi_block_draw(&m->dec[i][j], &a->dec[i][j], a->B, opt);
+            any |= a->dec[i][j].dp_active;
+        }
+    return any;
+}
+
 int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, const float *image,
                   const PassOptions *opt, float **outputs) {
     CHECK(!a->count_only, "model_forward on a planning-only ModelActs");
     int B = a->B, H = a->H, W = a->W;
     a->opt = *opt;
+    /* this pass's drop-path scales: drawn on the host, one queued upload from the staging */
+    if (model_draw_step(m, a, opt)) be->upload_async(be, a->dp_dev, a->dp_host, a->dp_bytes);
     /* this pass's weights (and backward's, which uses the same P) in the GEMMs' operand type */
     be->weights_prepare(be, P, m->params.total);
     /* Every op takes Acts, and the stem's backward reads the input again. fp32 Acts are floats,

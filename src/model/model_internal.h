@@ -39,7 +39,11 @@ typedef struct {
     Act *proj;        /* (Np, d) */
     Act *o;           /* (N, d)  rolled back + cropped; NULL when that is proj itself */
     Buf out;          /* (N, d)  block output and its gradient */
-    float *dp_scale1, *dp_scale2; /* host (B): per-sample drop-path scales of this pass (kernel arguments of the residual ops) */
+    /* Per-sample drop-path scales of this pass, (B) each: backend memory (what the residual ops
+     * read), and the host staging the draw writes (model_draw_step), uploaded in one queued copy
+     * for all blocks; both are slices of ModelActs.dp_dev / dp_host. */
+    float *dp_scale1, *dp_scale2;
+    float *dp_host1, *dp_host2;
     int dp_active;
 } BlockActs;
 
@@ -83,6 +87,10 @@ struct ModelActs {
 
     ConvPairActs stem[3];
     NormBuf stem_norm;
+    /* every block's drop-path scales, (21 blocks, 2 branches, B) floats: backend memory and its
+     * staging (Backend.host_alloc: pinned on CUDA, so a captured step's upload reads it) */
+    float *dp_dev, *dp_host;
+    size_t dp_bytes;
     BlockActs enc[4][3];
     NormBuf skip[4];
     struct {
@@ -123,6 +131,9 @@ typedef struct {
 void grads_final(const GradReport *r, size_t first, size_t last);
 
 /* pi_block.c */
+/* Draws the block's drop-path scales of this pass into its staging (dp_host1/2) and sets
+ * dp_active; touches no backend memory. */
+void pi_block_draw(const BlockDesc *bd, BlockActs *ba, int B, const PassOptions *opt);
 void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const float *params,
                       const Act *x /* (B, H, W, d) */, int B, const PassOptions *opt);
 void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScratch *s, const float *params,

@@ -33,8 +33,15 @@ static int window_is_identity(const BlockDesc *bd, const BlockActs *ba) {
     return bd->shift == 0 && ba->Hp == ba->H && ba->Wp == ba->W;
 }
 
+void pi_block_draw(const BlockDesc *bd, BlockActs *ba, int B, const PassOptions *opt) {
+    ba->dp_active = draw_drop_path(ba->dp_host1, B, bd->drop_rate, opt, bd->id, 0);
+    draw_drop_path(ba->dp_host2, B, bd->drop_rate, opt, bd->id, 1);
+}
+
+/* The drop-path scales were drawn and uploaded by model_forward (model_draw_step) */
 void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const float *params, const Act *x, int B,
                       const PassOptions *opt) {
+    (void)opt;
     const float *P = params;
     int d = bd->dim, H = ba->H, W = ba->W, Hp = ba->Hp, Wp = ba->Wp;
     size_t N = ba->N, Np = ba->Np;
@@ -45,7 +52,6 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
     be->linear_gelu_forward(be, ba->ge, ba->fc1, ba->ln1, P + bd->fc1_w, P + bd->fc1_b, N, d, 4 * d);
     be->linear_forward(be, ba->fc2, ba->ge, P + bd->fc2_w, P + bd->fc2_b, N, 4 * d, d);
     /* x1 = x + dp(γ·fc2) and the attention part's u = LN(x1): one fused op */
-    ba->dp_active = draw_drop_path(ba->dp_scale1, B, bd->drop_rate, opt, bd->id, 0);
     const size_t per = (size_t)H * W * d;
     be->residual_layernorm_forward(be, ba->x1, ba->u, ba->mean2, ba->rstd2, x, ba->fc2, P + bd->gamma,
                                    ba->dp_active ? ba->dp_scale1 : NULL, P + bd->n1_w, P + bd->n1_b, B, per, d,
@@ -64,8 +70,7 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
     const Act *o = ident ? ba->proj : ba->o;
     if (!ident) be->roll_crop_forward(be, ba->o, ba->proj, B, H, W, d, Hp, Wp, bd->shift);
     /* out = x1 + dp(o): one fused op */
-    const int dp2 = draw_drop_path(ba->dp_scale2, B, bd->drop_rate, opt, bd->id, 1);
-    be->residual_forward(be, ba->out.v, ba->x1, o, NULL, dp2 ? ba->dp_scale2 : NULL, B, per, d);
+    be->residual_forward(be, ba->out.v, ba->x1, o, NULL, ba->dp_active ? ba->dp_scale2 : NULL, B, per, d);
 }
 
 void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScratch *s, const float *params,

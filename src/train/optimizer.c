@@ -3,12 +3,15 @@
 
 #include <string.h>
 
+#include "adam_coefs.h"
 
 void adam_create(Adam *opt, Backend *be, size_t n, double lr) {
     opt->n = n;
     opt->m = be->alloc(be, n * sizeof(float));
     opt->v = be->alloc(be, n * sizeof(float));
     opt->norm2 = be->alloc(be, 4 * sizeof(double));
+    opt->coef = be->alloc(be, 2 * sizeof(float));
+    opt->coef_host = be->host_alloc(be, 2 * sizeof(float));
     opt->step = 0;
     opt->lr = lr;
     opt->beta1 = 0.9;
@@ -21,16 +24,29 @@ void adam_destroy(Adam *opt, Backend *be) {
     be->release(be, opt->m);
     be->release(be, opt->v);
     be->release(be, opt->norm2);
+    be->release(be, opt->coef);
+    be->host_free(be, opt->coef_host);
     opt->m = opt->v = NULL;
     opt->norm2 = NULL;
+    opt->coef = opt->coef_host = NULL;
 }
 
-void adam_clip_and_step(Adam *opt, Backend *be, float *params, float *grads) {
+void adam_next_step(Adam *opt) {
+    opt->step++;
+    adam_coefs(opt->lr, opt->beta1, opt->beta2, opt->step, opt->coef_host);
+}
+
+void adam_queue_step(Adam *opt, Backend *be, float *params, float *grads) {
+    be->upload_async(be, opt->coef, opt->coef_host, 2 * sizeof(float));
     /* PyTorch: coef = max_norm / (norm + 1e-6), applied when below 1 (clip_by_norm) */
     be->sum_squares(be, &opt->norm2[0], grads, opt->n);
     be->clip_by_norm(be, grads, &opt->norm2[1], &opt->norm2[0], opt->clip_norm, opt->n);
-    opt->step++;
-    be->adam_update(be, params, opt->m, opt->v, grads, opt->n, opt->lr, opt->beta1, opt->beta2, opt->eps, opt->step);
+    be->adam_update(be, params, opt->m, opt->v, grads, opt->n, opt->beta1, opt->beta2, opt->eps, opt->coef);
+}
+
+void adam_clip_and_step(Adam *opt, Backend *be, float *params, float *grads) {
+    adam_next_step(opt);
+    adam_queue_step(opt, be, params, grads);
 }
 
 double adam_last_norm(const Adam *opt, Backend *be) {

@@ -24,6 +24,7 @@
 #include "optimizer.h"
 #include "progress_plot.h"
 #include "run_log.h"
+#include "step_graph.h"
 #include "stop_signal.h"
 #include "store.h"
 #include "train_feed.h"
@@ -46,6 +47,15 @@ struct Trainer {
     Adam adam;
     GradSync *gsync; /* several ranks: the gradient all-reduce, bucketed and overlapped */
     int gsync_said;
+    StepGraph graph; /* train.cuda_graph: the step captured once and replayed */
+    /* With a graph, the batch is copied into fixed staging (Backend.host_alloc: pinned) that the
+     * captured upload reads at every replay; the loader's slots change from step to step. */
+    float *image_stage;
+    int32_t *labels_stage;
+    /* the step being queued (queue_step's inputs) */
+    const float *step_img;
+    const int32_t *step_lab;
+    PassOptions pass;
     TrainState st;
     RunLog log;
     ProgressPlot plot; /* rank 0: RUN_DIR/progress.png after each validation */
@@ -322,12 +332,22 @@ static int setup(Trainer *t, char *err, size_t err_len) {
         t->gsync = grad_sync_create(t->comm, t->be, &t->model.params, t->grads, (size_t)(c->grad_bucket_mb * (1 << 20)));
     t->st = (TrainState){.seed = (uint64_t)c->seed, .best_metric = -1, .ema_metric = -1};
     if (start_weights(t, t->opt.resume, err, err_len) != 0 || start_feed(t, err, err_len) != 0) return -1;
+    if (step_graph_init(&t->graph, t->be, t->comm, c->cuda_graph, err, err_len) != 0) return -1;
+    if (t->graph.enabled) {
+        size_t pix = (size_t)t->b_local * c->net.crop[0] * c->net.crop[1];
+        t->image_stage = t->be->host_alloc(t->be, pix * c->net.in_channels * sizeof(float));
+        t->labels_stage = t->be->host_alloc(t->be, pix * sizeof(int32_t));
+        say(t, "cuda graph: the step is captured after the first one and replayed\n");
+    }
     if (t->comm->rank == 0 && run_log_open(&t->log, c->run_dir, err, err_len) != 0) return -1;
     progress_plot_init(&t->plot, c->run_dir);
     return 0;
 }
 
 static void teardown(Trainer *t) {
+    step_graph_destroy(&t->graph);
+    if (t->image_stage) t->be->host_free(t->be, t->image_stage);
+    if (t->labels_stage) t->be->host_free(t->be, t->labels_stage);
     grad_sync_destroy(t->gsync);
     if (t->feed) train_feed_destroy(t->feed);
     if (t->acts) model_acts_free(t->acts);
@@ -351,23 +371,22 @@ static void teardown(Trainer *t) {
 
 /* ---- the loop ---- */
 
-static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, size_t err_len) {
-    const float *img;
-    const int32_t *lab;
+/* Queues one step's work (step_graph_run: eagerly or recorded): every per-step value it reads
+ * is in memory that train_step filled first (t->step_img/step_lab, the drop-path and Adam
+ * staging), so a replay of the recording computes what this would. */
+static void queue_step(void *ctx) {
+    Trainer *t = ctx;
     const Config *c = &t->cfg;
-    if (train_feed_next(t->feed, &img, &lab, err, err_len) != 0) return -1;
     size_t pix = (size_t)t->b_local * c->net.crop[0] * c->net.crop[1];
-    /* Queued copies: the batch slot is not touched again before the next train_feed_next, and
-     * the loss read-back below waits for the queue long before that. */
-    t->be->upload_async(t->be, t->image, img, pix * c->net.in_channels * sizeof(float));
-    t->be->upload_async(t->be, t->labels, lab, pix * sizeof(int32_t));
-    PassOptions opt = {.training = 1, .seed = t->st.seed, .step = t->st.step,
-                       .sample_offset = train_feed_sample_offset(t->feed)};
+    /* Queued copies: the batch slot (or staging) is not touched again before the next
+     * train_feed_next, and the loss read-back waits for the queue long before that. */
+    t->be->upload_async(t->be, t->image, t->step_img, pix * c->net.in_channels * sizeof(float));
+    t->be->upload_async(t->be, t->labels, t->step_lab, pix * sizeof(int32_t));
     QueuedSum qs = {t->comm, t->be->queue};
     LossReduce reduce = {sum_f32, &qs, t->cfg.batch_size};
     float *outs[3];
     t->be->zero(t->be, t->grads, t->model.params.total * sizeof(float));
-    model_forward(&t->model, t->be, t->acts, t->params, t->image, &opt, outs);
+    model_forward(&t->model, t->be, t->acts, t->params, t->image, &t->pass, outs);
     /* the loss is queued, never read here: its scalars come back with the norm at the step's end */
     model_loss_queue(&t->model, t->be, t->acts, t->labels, adam_loss_slot(&t->adam), t->comm->size > 1 ? &reduce : NULL);
     if (t->gsync) { /* buckets are all-reduced as soon as backward has finished them */
@@ -375,15 +394,37 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
         GradsReady ready = {grad_sync_ready, t->gsync};
         model_backward(&t->model, t->be, t->acts, t->params, t->grads, &ready);
         grad_sync_end(t->gsync);
-        if (!t->gsync_said) { /* the first pass planned the buckets */
-            say(t, "gradient all-reduce: %d bucket(s) of <= %g MiB, started during backward from the next step on\n",
-                grad_sync_bucket_count(t->gsync), c->grad_bucket_mb);
-            t->gsync_said = 1;
-        }
     } else {
         model_backward(&t->model, t->be, t->acts, t->params, t->grads, NULL);
     }
-    adam_clip_and_step(&t->adam, t->be, t->params, t->grads);
+    adam_queue_step(&t->adam, t->be, t->params, t->grads);
+}
+
+static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, size_t err_len) {
+    const float *img;
+    const int32_t *lab;
+    const Config *c = &t->cfg;
+    if (train_feed_next(t->feed, &img, &lab, err, err_len) != 0) return -1;
+    size_t pix = (size_t)t->b_local * c->net.crop[0] * c->net.crop[1];
+    if (t->image_stage) { /* the previous step has ended (its scalars were read): the staging is free */
+        memcpy(t->image_stage, img, pix * c->net.in_channels * sizeof(float));
+        memcpy(t->labels_stage, lab, pix * sizeof(int32_t));
+        img = t->image_stage;
+        lab = t->labels_stage;
+    }
+    t->step_img = img;
+    t->step_lab = lab;
+    t->pass = (PassOptions){.training = 1, .seed = t->st.seed, .step = t->st.step,
+                            .sample_offset = train_feed_sample_offset(t->feed)};
+    /* the step's host-side values into their staging (a replay runs no model or optimiser code) */
+    model_draw_step(&t->model, t->acts, &t->pass);
+    adam_next_step(&t->adam);
+    step_graph_run(&t->graph, queue_step, t);
+    if (t->gsync && !t->gsync_said) { /* the first pass planned the buckets */
+        say(t, "gradient all-reduce: %d bucket(s) of <= %g MiB, started during backward from the next step on\n",
+            grad_sync_bucket_count(t->gsync), c->grad_bucket_mb);
+        t->gsync_said = 1;
+    }
     float loss3[3];
     *norm_out = adam_step_scalars(&t->adam, t->be, loss3); /* the step's one host sync */
     *loss_out = loss3[0];
@@ -459,6 +500,14 @@ static void log_epoch(Trainer *t, double mean_loss, double images_per_s, double 
     run_log_json(&t->log, json);
 }
 
+/* How this process launched its steps (train.cuda_graph), for the log and the tests. */
+static void say_graph(const Trainer *t) {
+    const StepGraph *g = &t->graph;
+    if (g->captures || g->replays)
+        say(t, "cuda graph: %ld step(s) replayed, %ld capture(s), %ld step(s) eager\n", g->replays, g->captures,
+            g->eager_steps);
+}
+
 static int run(Trainer *t, char *err, size_t err_len) {
     const Config *c = &t->cfg;
     long spe = train_feed_steps_per_epoch(t->feed);
@@ -509,12 +558,14 @@ static int run(Trainer *t, char *err, size_t err_len) {
             t_epoch = monotonic_seconds();
         }
         if (stop_sig) {
+            say_graph(t);
             say(t, "stopped by signal at step %" PRIu64 "; checkpoint written; exit %d (requeue)\n", t->st.step,
                 UNET_EXIT_REQUEUE);
             return TRAINER_STOPPED;
         }
         if (at_limit) break;
     }
+    say_graph(t);
     say(t, "done: step %" PRIu64 ", epoch %" PRIu64 "; checkpoints in %s, metrics in %s/metrics.jsonl\n", t->st.step,
         t->st.epoch, t->ckpt_dir, c->run_dir);
     return 0;

@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "backend.h"
+#include "adam_coefs.h"
 #include "backend_cuda.h"
 #include "check.h"
 #include "clock.h"
@@ -608,18 +609,19 @@ static void case_residual(Ctx *x, int B, size_t per, int C, int with_gamma, int 
     size_t N = (size_t)B * per / C, n = N * C;
     float scale_host[64];
     for (int i = 0; i < B && i < 64; i++) scale_host[i] = i % 3 == 1 ? 0.0f : 1.25f; /* 0 or 1/keep */
-    const float *sh = with_drop ? scale_host : NULL;
+    Pair scale = pair_from(x, scale_host, (size_t)B); /* backend memory, as the model uploads it */
+    const float *sh = with_drop ? scale.c : NULL, *shg = with_drop ? scale.g : NULL;
     ActPair res = act_rand(x, n, 1, 3), y = act_rand(x, n, -1, 1), out = act_out(x, n), out2 = act_out(x, n),
             ln = act_out(x, n);
     Pair gamma = pair_rand(x, C, -1, 1), g = pair_rand(x, C, 0.5f, 1.5f), b = pair_rand(x, C, -0.5f, 0.5f);
     Pair mean = pair_out(x, N), rstd = pair_out(x, N);
     const float *gc = with_gamma ? gamma.c : NULL, *gg = with_gamma ? gamma.g : NULL;
     x->cpu->residual_forward(x->cpu, out.c, res.c, y.c, gc, sh, B, per, C);
-    x->gpu->residual_forward(x->gpu, out.g, res.g, y.g, gg, sh, B, per, C);
+    x->gpu->residual_forward(x->gpu, out.g, res.g, y.g, gg, shg, B, per, C);
     compare_act(x, op, "out", out, 0);
     x->cpu->residual_layernorm_forward(x->cpu, out2.c, ln.c, mean.c, rstd.c, res.c, y.c, gc, sh, g.c, b.c, B, per,
                                        C, 1e-5f);
-    x->gpu->residual_layernorm_forward(x->gpu, out2.g, ln.g, mean.g, rstd.g, res.g, y.g, gg, sh, g.g, b.g, B, per,
+    x->gpu->residual_layernorm_forward(x->gpu, out2.g, ln.g, mean.g, rstd.g, res.g, y.g, gg, shg, g.g, b.g, B, per,
                                        C, 1e-5f);
     compare_act(x, op, "ln.out", out2, 0);
     float *h = xmalloc(n * sizeof(float)); /* (n) the GPU's stored residual sum */
@@ -634,7 +636,7 @@ static void case_residual(Ctx *x, int B, size_t per, int C, int with_gamma, int 
     ActPair dout = act_rand(x, n, -1, 1), dres = act_rand(x, n, -1, 1), dy = act_out(x, n);
     Pair dgamma = pair_rand(x, C, -1, 1);
     x->cpu->residual_backward(x->cpu, dres.c, dy.c, dgamma.c, dout.c, y.c, gc, sh, B, per, C);
-    x->gpu->residual_backward(x->gpu, dres.g, dy.g, dgamma.g, dout.g, y.g, gg, sh, B, per, C);
+    x->gpu->residual_backward(x->gpu, dres.g, dy.g, dgamma.g, dout.g, y.g, gg, shg, B, per, C);
     compare_act(x, op, "dres", dres, 0);
     compare_act(x, op, "dy", dy, 0);
     if (with_gamma) compare(x, op, "dgamma", dgamma, TOL_FP32);
@@ -649,7 +651,7 @@ static void case_residual(Ctx *x, int B, size_t per, int C, int with_gamma, int 
     compare(x, op, "ln.db", db, TOL_FP32);
     ActPair *acts[] = {&res, &y, &out, &out2, &ln, &dout, &dres, &dy, &din, &dres2};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
-    Pair *all[] = {&gamma, &g, &b, &mean, &rstd, &dgamma, &dg, &db};
+    Pair *all[] = {&gamma, &g, &b, &mean, &rstd, &dgamma, &dg, &db, &scale};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
@@ -758,8 +760,12 @@ static void case_optim(Ctx *x, size_t n) {
     x->cpu->release(x->cpu, dc);
     x->gpu->release(x->gpu, dg);
     Pair p = pair_rand(x, n, -1, 1), m = pair_rand(x, n, -0.1f, 0.1f), v = pair_rand(x, n, 0, 0.01f);
-    x->cpu->adam_update(x->cpu, p.c, m.c, v.c, g.c, n, 1e-3, 0.9, 0.999, 1e-8, 3);
-    x->gpu->adam_update(x->gpu, p.g, m.g, v.g, g.g, n, 1e-3, 0.9, 0.999, 1e-8, 3);
+    float coef_host[2];
+    adam_coefs(1e-3, 0.9, 0.999, 3, coef_host);
+    Pair coef = pair_from(x, coef_host, 2);
+    x->cpu->adam_update(x->cpu, p.c, m.c, v.c, g.c, n, 0.9, 0.999, 1e-8, coef.c);
+    x->gpu->adam_update(x->gpu, p.g, m.g, v.g, g.g, n, 0.9, 0.999, 1e-8, coef.g);
+    pair_free(x, &coef);
     compare(x, "adam_update", "param", p, 1e-6);
     compare(x, "adam_update", "m", m, 1e-6);
     compare(x, "adam_update", "v", v, 1e-6);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adam_coefs.h"
 #include "check.h"
 #include "optest.h"
 
@@ -72,7 +73,11 @@ static void run_adam(Backend *be, const StFile *in, StFile *out) {
     double lr = ot_float(in, "lr"), b1 = ot_float(in, "beta1"), b2 = ot_float(in, "beta2");
     double eps = ot_float(in, "eps");
     int first = (int)ot_int(in, "first_step");
-    for (int s = 0; s < S; s++) be->adam_update(be, p, m, v, grads + (size_t)s * n, n, lr, b1, b2, eps, first + s);
+    for (int s = 0; s < S; s++) {
+        float coef[2]; /* the CPU backend's memory is host memory */
+        adam_coefs(lr, b1, b2, first + s, coef);
+        be->adam_update(be, p, m, v, grads + (size_t)s * n, n, b1, b2, eps, coef);
+    }
 }
 
 /* sum_squares: x (any shape, F32). Out: sum (1) F32, and sum_bits (1) I64 holding the

@@ -17,6 +17,7 @@
 
 #include "cublas_v2.h"
 #include "cuda_bf16.h"
+#include "cuda_runtime.h" // emu::capturing, emu::record (stubs below)
 
 // The bits of a bf16 (the type keeps them private, as the real header does).
 static __nv_bfloat16 from_bits(uint32_t bits) {
@@ -140,6 +141,11 @@ static int status() {
 // emu_libs.cpp counts the work its shims queue into the runtime's counters (emu_runtime.cpp);
 // this program links the shims alone.
 extern "C" void emu_count_work(void) {}
+// ... and asks it whether a stream captures (never, here).
+namespace emu {
+bool capturing(cudaStream_t) { return false; }
+cudaError_t record(cudaStream_t, std::function<cudaError_t()>) { return cudaErrorInvalidValue; }
+} // namespace emu
 
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "convert")) return convert();

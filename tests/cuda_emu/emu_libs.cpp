@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "cublas_v2.h"
+#include "cuda_runtime.h" // emu::capturing, emu::record (stream capture)
 #include "cuda_bf16.h"
 #include "cudnn.h"
 #include "nccl.h"
@@ -294,9 +295,21 @@ const char *cublasGetStatusString(cublasStatus_t status) {
     return "unknown cuBLAS status";
 }
 
+// Inside a stream capture each shim records a call to itself with every argument copied (the
+// handle and descriptors by value, the host scalars alpha/beta by value, as a graph node holds
+// them) and runs it at each replay, when its stream no longer captures.
 cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
                               int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
                               const float *beta, float *C, int ldc) {
+    if (handle && alpha && beta && emu::capturing(handle->stream)) {
+        cublasContext h = *handle;
+        const float a = *alpha, b = *beta;
+        cudaError_t e = emu::record(handle->stream, [=]() mutable {
+            return cublasSgemm_v2(&h, transa, transb, m, n, k, &a, A, lda, B, ldb, &b, C, ldc) == CUBLAS_STATUS_SUCCESS
+                       ? cudaSuccess : cudaErrorLaunchFailure;
+        });
+        return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+    }
     emu_count_work();
     return gemm_f32(handle, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, handle_rounding(handle));
 }
@@ -305,6 +318,15 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
                             int k, const void *alpha, const void *A, cudaDataType Atype, int lda, const void *B,
                             cudaDataType Btype, int ldb, const void *beta, void *C, cudaDataType Ctype, int ldc,
                             cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
+    if (handle && alpha && beta && emu::capturing(handle->stream)) {
+        cublasContext h = *handle;
+        const float a = *(const float *)alpha, b = *(const float *)beta; // fp32 compute types only
+        cudaError_t e = emu::record(handle->stream, [=]() mutable {
+            return cublasGemmEx(&h, transa, transb, m, n, k, &a, A, Atype, lda, B, Btype, ldb, &b, C, Ctype, ldc,
+                                computeType, algo) == CUBLAS_STATUS_SUCCESS ? cudaSuccess : cudaErrorLaunchFailure;
+        });
+        return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+    }
     emu_count_work();
     (void)algo; // every algorithm computes the same product here
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
@@ -334,6 +356,16 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
                                           long long int strideC, int batchCount, cublasComputeType_t computeType,
                                           cublasGemmAlgo_t algo) {
     if (batchCount < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (handle && alpha && beta && emu::capturing(handle->stream)) { // one recorded call, as eagerly
+        cublasContext h = *handle;
+        const float a = *(const float *)alpha, b = *(const float *)beta;
+        cudaError_t e = emu::record(handle->stream, [=]() mutable {
+            return cublasGemmStridedBatchedEx(&h, transa, transb, m, n, k, &a, A, Atype, lda, strideA, B, Btype, ldb,
+                                              strideB, &b, C, Ctype, ldc, strideC, batchCount, computeType,
+                                              algo) == CUBLAS_STATUS_SUCCESS ? cudaSuccess : cudaErrorLaunchFailure;
+        });
+        return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+    }
     auto size = [](cudaDataType t) -> size_t { return t == CUDA_R_16BF ? 2 : 4; };
     for (int i = 0; i < batchCount; i++) {
         cublasStatus_t st = cublasGemmEx(handle, transa, transb, m, n, k, alpha,
@@ -912,6 +944,18 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha, c
                                       const cudnnConvolutionDescriptor_t convDesc, cudnnConvolutionFwdAlgo_t algo,
                                       void *workSpace, size_t workSpaceSizeInBytes, const void *beta,
                                       const cudnnTensorDescriptor_t yDesc, void *y) {
+    if (handle && alpha && beta && xDesc && wDesc && convDesc && yDesc && emu::capturing(handle->stream)) {
+        cudnnContext h = *handle;
+        cudnnTensorStruct xd = *xDesc, yd = *yDesc;
+        cudnnFilterStruct wd = *wDesc;
+        cudnnConvolutionStruct cd = *convDesc;
+        const float a = *(const float *)alpha, b = *(const float *)beta;
+        cudaError_t e = emu::record(handle->stream, [=]() mutable {
+            return cudnnConvolutionForward(&h, &a, &xd, x, &wd, w, &cd, algo, workSpace, workSpaceSizeInBytes, &b, &yd,
+                                           y) == CUDNN_STATUS_SUCCESS ? cudaSuccess : cudaErrorLaunchFailure;
+        });
+        return e == cudaSuccess ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+    }
     emu_count_work();
     (void)workSpace, (void)workSpaceSizeInBytes;
     if (!handle || !alpha || !beta || !x || !w || !y || (int)algo < 0 || algo >= CUDNN_CONVOLUTION_FWD_ALGO_COUNT)
@@ -935,6 +979,19 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
                                            cudnnConvolutionBwdDataAlgo_t algo, void *workSpace,
                                            size_t workSpaceSizeInBytes, const void *beta,
                                            const cudnnTensorDescriptor_t dxDesc, void *dx) {
+    if (handle && alpha && beta && wDesc && dyDesc && convDesc && dxDesc && emu::capturing(handle->stream)) {
+        cudnnContext h = *handle;
+        cudnnTensorStruct dyd = *dyDesc, dxd = *dxDesc;
+        cudnnFilterStruct wd = *wDesc;
+        cudnnConvolutionStruct cd = *convDesc;
+        const float a = *(const float *)alpha, b = *(const float *)beta;
+        cudaError_t e = emu::record(handle->stream, [=]() mutable {
+            return cudnnConvolutionBackwardData(&h, &a, &wd, w, &dyd, dy, &cd, algo, workSpace, workSpaceSizeInBytes,
+                                                &b, &dxd, dx) == CUDNN_STATUS_SUCCESS ? cudaSuccess
+                                                                                      : cudaErrorLaunchFailure;
+        });
+        return e == cudaSuccess ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+    }
     emu_count_work();
     (void)workSpace, (void)workSpaceSizeInBytes;
     if (!handle || !alpha || !beta || !w || !dy || !dx || (int)algo < 0 ||
@@ -959,6 +1016,19 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
                                              cudnnConvolutionBwdFilterAlgo_t algo, void *workSpace,
                                              size_t workSpaceSizeInBytes, const void *beta,
                                              const cudnnFilterDescriptor_t dwDesc, void *dw) {
+    if (handle && alpha && beta && xDesc && dyDesc && convDesc && dwDesc && emu::capturing(handle->stream)) {
+        cudnnContext h = *handle;
+        cudnnTensorStruct xd = *xDesc, dyd = *dyDesc;
+        cudnnFilterStruct dwd = *dwDesc;
+        cudnnConvolutionStruct cd = *convDesc;
+        const float a = *(const float *)alpha, b = *(const float *)beta;
+        cudaError_t e = emu::record(handle->stream, [=]() mutable {
+            return cudnnConvolutionBackwardFilter(&h, &a, &xd, x, &dyd, dy, &cd, algo, workSpace,
+                                                  workSpaceSizeInBytes, &b, &dwd, dw) == CUDNN_STATUS_SUCCESS
+                       ? cudaSuccess : cudaErrorLaunchFailure;
+        });
+        return e == cudaSuccess ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+    }
     emu_count_work();
     (void)workSpace, (void)workSpaceSizeInBytes;
     if (!handle || !alpha || !beta || !x || !dy || !dw || (int)algo < 0 ||
@@ -1057,6 +1127,19 @@ ncclResult_t nccl_wait(ncclComm *c, MPI_Request *req) {
 namespace {
 
 thread_local int nccl_group_depth = 0; // NCCL groups are per thread
+
+// A collective a graph replays: on a GPU its kernel just ends when the communicator is aborted or
+// a peer is lost (the graph launch does not fail; ncclCommGetAsyncError and the transport's
+// watchdog report it). The same here: only a call the recording got wrong fails the launch.
+cudaError_t replayed_collective(ncclResult_t r) {
+    if (r == ncclSuccess) return cudaSuccess;
+    if (r == ncclRemoteError || r == ncclSystemError) {
+        std::fprintf(stderr, "unet2022: CUDA emulator: a replayed NCCL collective ended early (%s)\n",
+                     ncclGetErrorString(r));
+        return cudaSuccess;
+    }
+    return cudaErrorLaunchFailure;
+}
 
 // Bytes per element of an NCCL data type; 0 for an invalid one.
 size_t nccl_type_size(ncclDataType_t t) {
@@ -1218,8 +1301,13 @@ static MPI_Op mpi_op_of(ncclRedOp_t op) {
 
 ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype,
                            ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
+    if (emu::capturing(stream)) { // NCCL >= 2.9 records collectives into a graph
+        cudaError_t e = emu::record(stream, [=]() {
+            return replayed_collective(ncclAllReduce(sendbuff, recvbuff, count, datatype, op, comm, stream));
+        });
+        return e == cudaSuccess ? ncclSuccess : ncclInvalidUsage;
+    }
     emu_count_work();
-    (void)stream;
     if ((int)op < 0 || op >= ncclNumOps) return ncclInvalidArgument; // no custom (ncclRedOpCreate*) ops here
     if (!comm || comm->nranks == 1) return nccl_identity(sendbuff, recvbuff, count, datatype, comm);
 #ifdef UNET_HAVE_MPI
@@ -1243,8 +1331,13 @@ ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, n
 
 ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, ncclDataType_t datatype, int root,
                            ncclComm_t comm, cudaStream_t stream) {
+    if (emu::capturing(stream)) {
+        cudaError_t e = emu::record(stream, [=]() {
+            return replayed_collective(ncclBroadcast(sendbuff, recvbuff, count, datatype, root, comm, stream));
+        });
+        return e == cudaSuccess ? ncclSuccess : ncclInvalidUsage;
+    }
     emu_count_work();
-    (void)stream;
     if (comm && (root < 0 || root >= comm->nranks)) return ncclInvalidArgument;
     if (!comm || comm->nranks == 1) return nccl_identity(sendbuff, recvbuff, count, datatype, comm);
 #ifdef UNET_HAVE_MPI

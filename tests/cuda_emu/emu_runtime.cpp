@@ -19,9 +19,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <ucontext.h>
 
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -247,16 +252,24 @@ uint64_t shuffle(uint64_t value, int src) {
 
 void *dynamic_shared() { return R.shared.data(); }
 
+cudaError_t check_launch(const void *kernel, dim3 grid, dim3 block, size_t smem) {
+    size_t threads = (size_t)block.x * block.y * block.z;
+    if (!grid.x || !grid.y || !grid.z || !threads || block.x > 1024 || block.y > 1024 || block.z > 64 ||
+        threads > 1024 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
+        return cudaErrorInvalidConfiguration;
+    auto lim = dyn_smem_limit.find(kernel);
+    if (smem > (size_t)(lim == dyn_smem_limit.end() ? DEFAULT_DYN_SMEM : lim->second))
+        return cudaErrorInvalidConfiguration;
+    return cudaSuccess;
+}
+
+void launch_error(cudaError_t e) { set_error(e); }
+
 cudaError_t run_kernel(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx) {
     launches++;
     work_launches++;
     size_t threads = (size_t)block.x * block.y * block.z;
-    if (!grid.x || !grid.y || !grid.z || !threads || block.x > 1024 || block.y > 1024 || block.z > 64 ||
-        threads > 1024 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
-        return set_error(cudaErrorInvalidConfiguration);
-    auto lim = dyn_smem_limit.find(kernel);
-    if (smem > (size_t)(lim == dyn_smem_limit.end() ? DEFAULT_DYN_SMEM : lim->second))
-        return set_error(cudaErrorInvalidConfiguration);
+    if (cudaError_t e = check_launch(kernel, grid, block, smem); e != cudaSuccess) return set_error(e);
     R.body = body;
     R.ctx = ctx;
     R.synced = false;
@@ -288,14 +301,116 @@ cudaError_t run_kernel(const void *kernel, dim3 grid, dim3 block, size_t smem, v
 
 } // namespace emu
 
-// ---- the runtime API ----------------------------------------------------------------------
+// ---- stream capture -----------------------------------------------------------------------
+//
+// One capture at a time (the project captures one training step). A stream belongs to it from
+// cudaStreamBeginCapture (the origin) or from waiting on an event recorded in it (a joined stream:
+// NCCL's stream in the gradient buckets); work queued on its streams is appended to one list in
+// call order, which is the order eager emulation would have run it in, and a graph replays that
+// list. A joined stream must be joined back (the origin waits on an event recorded on it after its
+// last work) before cudaStreamEndCapture, as on a GPU.
+
+using Work = std::function<cudaError_t()>;
 
 struct CUstream_st {
-    int unused;
+    bool in_capture = false; // a stream of the active capture
+    bool rejoined = true;    // joined stream: no work since the origin last waited on it
+    cudaEvent_t last_event = nullptr;
 };
 struct CUevent_st {
-    int unused;
+    unsigned long captured_in = 0; // id of the capture the event was last recorded in (0: none)
+    cudaStream_t stream = nullptr; // where it was last recorded
 };
+struct CUgraph_st {
+    std::vector<Work> items;
+};
+struct CUgraphExec_st {
+    std::vector<Work> items;
+};
+
+namespace {
+
+struct Capture {
+    unsigned long id = 0; // 0: no capture active
+    cudaStream_t origin = nullptr;
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
+    pthread_t thread;
+    cudaError_t error = cudaSuccess; // set once invalidated
+    std::vector<Work> items;
+    std::set<cudaStream_t> streams;
+} cap;
+unsigned long next_capture_id = 1;
+unsigned long long graph_launches = 0;
+bool replaying = false; // inside cudaGraphLaunch
+std::mutex pinned_mu; // cudaMallocHost may run on the loader's threads
+std::map<const char *, size_t> pinned;
+
+// Is this thread barred from unsafe calls (syncs, cudaMalloc, ...) by the active capture?
+bool restricted_here() {
+    if (!cap.id || cap.mode == cudaStreamCaptureModeRelaxed) return false;
+    return cap.mode == cudaStreamCaptureModeGlobal || pthread_equal(cap.thread, pthread_self());
+}
+
+// An illegal call inside a capture: said loudly (the caller's check macro then dies with the
+// error), and the capture is invalidated as the real runtime does.
+cudaError_t capture_violation(cudaError_t e, const char *what) {
+    fflush(stdout);
+    fprintf(stderr, "cuda emulator: %s during a stream capture (%s): the capture is invalidated\n", what,
+            cudaGetErrorString(e));
+    if (cap.id && cap.error == cudaSuccess) cap.error = cudaErrorStreamCaptureInvalidated;
+    return set_error(e);
+}
+
+// A host sync, synchronous copy, allocation or free: refused while this thread captures.
+cudaError_t unsafe_call(const char *what) {
+    if (restricted_here()) return capture_violation(cudaErrorStreamCaptureUnsupported, what);
+    return cudaSuccess;
+}
+
+bool is_pinned(const void *p, size_t n) {
+    std::lock_guard<std::mutex> lock(pinned_mu);
+    auto it = pinned.upper_bound((const char *)p);
+    if (it == pinned.begin()) return false;
+    --it;
+    return (const char *)p + n <= it->first + it->second;
+}
+
+void leave_capture() {
+    for (cudaStream_t s : cap.streams) {
+        s->in_capture = false;
+        s->rejoined = true;
+        s->last_event = nullptr;
+    }
+    cap.streams.clear();
+    cap.items.clear();
+    cap.id = 0;
+    cap.origin = nullptr;
+    cap.error = cudaSuccess;
+}
+
+} // namespace
+
+namespace emu {
+
+bool capturing(cudaStream_t s) {
+    if (replaying) return false; // a graph's items run now, whatever their stream does since
+    if (s) return s->in_capture;
+    if (cap.id && restricted_here())
+        capture_violation(cudaErrorStreamCaptureImplicit, "work queued on the legacy default stream (NULL)");
+    return false;
+}
+
+cudaError_t record(cudaStream_t s, Work work) {
+    if (!s || !s->in_capture) return cudaErrorInvalidValue;
+    if (cap.error != cudaSuccess) return cap.error;
+    s->rejoined = s == cap.origin;
+    cap.items.push_back(std::move(work));
+    return cudaSuccess;
+}
+
+} // namespace emu
+
+// ---- the runtime API ----------------------------------------------------------------------
 
 extern "C" {
 
@@ -307,6 +422,18 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument (emulator: launch limits)";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorIllegalState: return "operation not permitted in the current state (emulator: capture)";
+    case cudaErrorLaunchFailure: return "unspecified launch failure (emulator: a recorded work item failed)";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureMerge: return "operation would result in a merge of separate capture sequences";
+    case cudaErrorStreamCaptureUnmatched: return "capture was not ended in the same stream as it began";
+    case cudaErrorStreamCaptureUnjoined: return "capturing stream has unjoined work";
+    case cudaErrorStreamCaptureIsolation: return "dependency created on uncaptured work in another stream";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorCapturedEvent: return "operation not permitted on an event last recorded in a capturing stream";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
+    default: break;
     }
     return "unknown error";
 }
@@ -354,6 +481,7 @@ cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, 
 }
 
 cudaError_t cudaDeviceSynchronize(void) {
+    if (cudaError_t e = unsafe_call("cudaDeviceSynchronize (a host sync)")) return e;
     host_syncs++;
     return cudaSuccess;
 }
@@ -366,6 +494,7 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
 
 // Fresh device memory is NaN bytes, not zeros: code that reads what it never wrote fails.
 cudaError_t cudaMalloc(void **ptr, size_t size) {
+    if (cudaError_t e = unsafe_call("cudaMalloc")) return e;
     size_t bytes = (size ? size : 1) + 255;
     bytes -= bytes % 256;
     void *p = aligned_alloc(256, bytes);
@@ -375,32 +504,66 @@ cudaError_t cudaMalloc(void **ptr, size_t size) {
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *ptr) {
+    if (cudaError_t e = unsafe_call("cudaFree")) return e;
     free(ptr);
     return cudaSuccess;
 }
-cudaError_t cudaMallocHost(void **ptr, size_t size) { return cudaMalloc(ptr, size); }
-cudaError_t cudaFreeHost(void *ptr) { return cudaFree(ptr); }
+// Pinned allocations are remembered: a captured copy from or to pageable host memory is refused.
+cudaError_t cudaMallocHost(void **ptr, size_t size) {
+    cudaError_t e = cudaMalloc(ptr, size);
+    if (e == cudaSuccess) {
+        std::lock_guard<std::mutex> lock(pinned_mu);
+        pinned[(const char *)*ptr] = size ? size : 1;
+    }
+    return e;
+}
+cudaError_t cudaFreeHost(void *ptr) {
+    if (cudaError_t e = unsafe_call("cudaFreeHost")) return e;
+    {
+        std::lock_guard<std::mutex> lock(pinned_mu);
+        pinned.erase((const char *)ptr);
+    }
+    return cudaFree(ptr);
+}
 
 // The synchronous forms are host syncs (the host waits for the copy); the Async forms queue work.
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind) {
     (void)kind;
+    if (cudaError_t e = unsafe_call("cudaMemcpy (synchronous: a host sync)")) return e;
     host_syncs++;
     if (count) memmove(dst, src, count);
     return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind, cudaStream_t stream) {
-    (void)stream, (void)kind;
+    if (emu::capturing(stream)) {
+        // A graph's copy node reads and writes the host buffer at each replay: it must be pinned.
+        if ((kind == cudaMemcpyHostToDevice && !is_pinned(src, count)) ||
+            (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, count)))
+            return capture_violation(cudaErrorStreamCaptureUnsupported,
+                                     "cudaMemcpyAsync from or to pageable host memory");
+        return set_error(emu::record(stream, [=]() {
+            work_launches++;
+            if (count) memmove(dst, src, count);
+            return cudaSuccess;
+        }));
+    }
     work_launches++;
     if (count) memmove(dst, src, count);
     return cudaSuccess;
 }
 cudaError_t cudaMemset(void *dst, int value, size_t count) {
+    if (cudaError_t e = unsafe_call("cudaMemset (synchronous)")) return e;
     host_syncs++;
     if (count) memset(dst, value, count);
     return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t count, cudaStream_t stream) {
-    (void)stream;
+    if (emu::capturing(stream))
+        return set_error(emu::record(stream, [=]() {
+            work_launches++;
+            if (count) memset(dst, value, count);
+            return cudaSuccess;
+        }));
     work_launches++;
     if (count) memset(dst, value, count);
     return cudaSuccess;
@@ -415,17 +578,44 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags) 
     return cudaStreamCreate(stream);
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+    if (stream && stream->in_capture) return capture_violation(cudaErrorStreamCaptureUnsupported, "cudaStreamDestroy of a capturing stream");
     delete stream;
     return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-    (void)stream;
+    if (stream && stream->in_capture)
+        return capture_violation(cudaErrorStreamCaptureUnsupported, "cudaStreamSynchronize of a capturing stream");
+    if (cudaError_t e = unsafe_call("cudaStreamSynchronize (a host sync)")) return e;
     host_syncs++;
     return cudaSuccess;
 }
+// Inside a capture this is how a second stream joins it (an event recorded in the capture), and
+// how the origin joins it back; a wait on an event recorded outside the capture is refused.
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
-    (void)stream, (void)flags;
-    return set_error(event ? cudaSuccess : cudaErrorInvalidValue);
+    (void)flags;
+    if (!event) return set_error(cudaErrorInvalidValue);
+    const bool ev_captured = cap.id && event->captured_in == cap.id;
+    const bool s_captures = stream && stream->in_capture;
+    if (event->captured_in && !ev_captured) { // recorded in a capture that has ended: no point of any stream
+        fprintf(stderr, "cuda emulator: cudaStreamWaitEvent on an event last recorded in an earlier stream capture\n");
+        return set_error(cudaErrorCapturedEvent);
+    }
+    if (!ev_captured && !s_captures) return cudaSuccess; // eager: the event is already complete here
+    if (!ev_captured)
+        return capture_violation(cudaErrorStreamCaptureIsolation,
+                                 "a capturing stream waits on an event recorded outside the capture");
+    if (!stream) return capture_violation(cudaErrorStreamCaptureImplicit, "the legacy stream waits on a captured event");
+    if (cap.error != cudaSuccess) return set_error(cap.error);
+    if (!s_captures) { // joins the capture
+        stream->in_capture = true;
+        stream->rejoined = false;
+        stream->last_event = nullptr;
+        cap.streams.insert(stream);
+        return cudaSuccess;
+    }
+    cudaStream_t from = event->stream;
+    if (from != stream && from && from->last_event == event) from->rejoined = true;
+    return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t *event) {
     *event = new CUevent_st();
@@ -440,11 +630,134 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
     return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
-    (void)stream;
-    return set_error(event ? cudaSuccess : cudaErrorInvalidValue);
+    if (!event) return set_error(cudaErrorInvalidValue);
+    if (emu::capturing(stream)) {
+        if (cap.error != cudaSuccess) return set_error(cap.error);
+        event->captured_in = cap.id;
+        event->stream = stream;
+        stream->last_event = event;
+        return cudaSuccess;
+    }
+    event->captured_in = 0;
+    event->stream = stream;
+    return cudaSuccess;
 }
+// An event last recorded inside a capture is no point of any stream: querying or waiting for it
+// fails (cudaErrorCapturedEvent) until it is recorded again outside a capture.
 cudaError_t cudaEventQuery(cudaEvent_t event) {
-    return set_error(event ? cudaSuccess : cudaErrorInvalidValue);
+    if (!event) return set_error(cudaErrorInvalidValue);
+    if (event->captured_in) {
+        fprintf(stderr, "cuda emulator: cudaEventQuery of an event last recorded in a stream capture\n");
+        return set_error(cudaErrorCapturedEvent);
+    }
+    return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+    if (!event) return set_error(cudaErrorInvalidValue);
+    if (event->captured_in) return capture_violation(cudaErrorCapturedEvent, "cudaEventSynchronize of a captured event");
+    if (cudaError_t e = unsafe_call("cudaEventSynchronize (a host sync)")) return e;
+    host_syncs++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode) {
+    if (!stream) return set_error(cudaErrorStreamCaptureUnsupported); // the legacy stream cannot capture
+    if (cap.id) {
+        fprintf(stderr, "cuda emulator: cudaStreamBeginCapture while a capture is active (one at a time here)\n");
+        return set_error(stream->in_capture ? cudaErrorIllegalState : cudaErrorStreamCaptureUnsupported);
+    }
+    cap.id = next_capture_id++;
+    cap.origin = stream;
+    cap.mode = mode;
+    cap.thread = pthread_self();
+    cap.error = cudaSuccess;
+    cap.items.clear();
+    cap.streams = {stream};
+    stream->in_capture = true;
+    stream->rejoined = true;
+    stream->last_event = nullptr;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph) {
+    if (!pGraph) return set_error(cudaErrorInvalidValue);
+    *pGraph = nullptr;
+    if (!cap.id || !stream || !stream->in_capture) return set_error(cudaErrorIllegalState);
+    if (stream != cap.origin) {
+        fprintf(stderr, "cuda emulator: cudaStreamEndCapture on a stream that joined the capture, not its origin\n");
+        leave_capture();
+        return set_error(cudaErrorStreamCaptureUnmatched);
+    }
+    if (cap.mode != cudaStreamCaptureModeRelaxed && !pthread_equal(cap.thread, pthread_self())) {
+        leave_capture();
+        return set_error(cudaErrorStreamCaptureWrongThread);
+    }
+    cudaError_t e = cap.error;
+    if (e == cudaSuccess)
+        for (cudaStream_t s : cap.streams)
+            if (s != cap.origin && !s->rejoined) {
+                fprintf(stderr, "cuda emulator: cudaStreamEndCapture: a stream joined the capture and was not joined "
+                                "back (record an event on it after its last work and make the origin wait on it)\n");
+                e = cudaErrorStreamCaptureUnjoined;
+            }
+    if (e == cudaSuccess) {
+        *pGraph = new CUgraph_st();
+        (*pGraph)->items = std::move(cap.items);
+    }
+    leave_capture();
+    return set_error(e);
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus *pCaptureStatus) {
+    if (!pCaptureStatus) return set_error(cudaErrorInvalidValue);
+    if (!stream) { // the legacy stream: asking it while another stream captures is an implicit sync
+        *pCaptureStatus = cudaStreamCaptureStatusNone;
+        return cap.id && restricted_here() ? set_error(cudaErrorStreamCaptureImplicit) : cudaSuccess;
+    }
+    *pCaptureStatus = !stream->in_capture ? cudaStreamCaptureStatusNone
+                      : cap.error != cudaSuccess ? cudaStreamCaptureStatusInvalidated
+                                                 : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *pGraphExec, cudaGraph_t graph, unsigned long long flags) {
+    if (!pGraphExec || !graph || flags) return set_error(cudaErrorInvalidValue);
+    *pGraphExec = new CUgraphExec_st();
+    (*pGraphExec)->items = graph->items;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *pGraphExec, cudaGraph_t graph, unsigned long long flags) {
+    return cudaGraphInstantiateWithFlags(pGraphExec, graph, flags);
+}
+
+// Runs the recording in order; each item counts itself (a kernel, copy or library call), the
+// launch is counted apart (emu_graph_counters).
+cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
+    if (!graphExec) return set_error(cudaErrorInvalidValue);
+    if (emu::capturing(stream))
+        return capture_violation(cudaErrorStreamCaptureUnsupported, "cudaGraphLaunch into a capturing stream (not emulated)");
+    graph_launches++;
+    size_t i = 0;
+    for (Work &w : graphExec->items) {
+        replaying = true;
+        cudaError_t e = w();
+        replaying = false;
+        if (e != cudaSuccess) {
+            fprintf(stderr, "cuda emulator: cudaGraphLaunch: recorded work item %zu of %zu failed (%s)\n", i,
+                    graphExec->items.size(), cudaGetErrorString(e));
+            return set_error(e);
+        }
+        i++;
+    }
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec) {
+    delete graphExec;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    delete graph;
+    return cudaSuccess;
 }
 
 void emu_counters(unsigned long long *n_launches, unsigned long long *n_blocks) {
@@ -453,6 +766,8 @@ void emu_counters(unsigned long long *n_launches, unsigned long long *n_blocks) 
 }
 
 void emu_count_work(void) { work_launches++; }
+
+void emu_graph_counters(unsigned long long *n_graph_launches) { *n_graph_launches = graph_launches; }
 
 void emu_work_counters(unsigned long long *n_work, unsigned long long *n_syncs) {
     *n_work = work_launches;

@@ -40,3 +40,17 @@ target_include_directories(emu_bf16_check BEFORE PRIVATE ${EMU_DIR}/include)
 target_link_libraries(emu_bf16_check PRIVATE ${BLAS_LIBRARIES})
 set_target_properties(emu_bf16_check PROPERTIES OUTPUT_NAME bf16_check RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/cuda_emu)
 add_dependencies(unet_cuda emu_bf16_check)
+
+# capture_check: the emulator's stream capture and graph replay against the real runtime's rules
+# (the ctest emu_capture_rules, tests/CMakeLists.txt). Built from the runtime alone.
+add_custom_command(OUTPUT ${CMAKE_BINARY_DIR}/cuda_emu/capture_check.cpp
+  COMMAND ${CMAKE_COMMAND} -DIN=${EMU_DIR}/capture_check.cpp -DOUT=${CMAKE_BINARY_DIR}/cuda_emu/capture_check.cpp
+          -P ${EMU_DIR}/rewrite.cmake
+  DEPENDS ${EMU_DIR}/capture_check.cpp ${EMU_DIR}/rewrite.cmake VERBATIM)
+add_executable(emu_capture_check ${CMAKE_BINARY_DIR}/cuda_emu/capture_check.cpp ${EMU_DIR}/emu_runtime.cpp)
+target_compile_features(emu_capture_check PRIVATE cxx_std_20)
+target_compile_options(emu_capture_check PRIVATE -O1)
+target_include_directories(emu_capture_check BEFORE PRIVATE ${EMU_DIR}/include)
+set_target_properties(emu_capture_check PROPERTIES OUTPUT_NAME capture_check
+                      RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/cuda_emu)
+add_dependencies(unet_cuda emu_capture_check)

@@ -145,6 +145,7 @@ static void test_resume_diff(void) {
                                "train.checkpoint_every=5", "train.val_every=2", "train.val_max_slices=8",
                                "train.val_at_start=true", "train.log_every=1", "train.run_dir=elsewhere",
                                "train.backend=cuda", "train.precision=bf16", "train.grad_bucket_mb=1", "train.comm_timeout_s=9",
+                               "train.cuda_graph=off",
                                "loader.workers=9", "loader.prefetch=1", "predict.step=0.3"};
     for (size_t i = 0; i < sizeof free_keys / sizeof free_keys[0]; i++)
         TEST_CHECK(config_override(&b, free_keys[i], err, sizeof err) == 0, "override %s (%s)", free_keys[i], err);

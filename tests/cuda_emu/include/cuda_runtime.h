@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <functional>
 #include <tuple>
 
 #define __global__
@@ -47,26 +48,52 @@ uint64_t shuffle(uint64_t value, int src);
 int lane();
 /* Runs body(ctx) as every thread of every block; returns the launch status. */
 cudaError_t run_kernel(const void *kernel, dim3 grid, dim3 block, size_t smem, void (*body)(void *), void *ctx);
+/* The launch limits run_kernel checks, without running anything (a captured launch is checked
+ * when it is recorded, as the real runtime does). */
+cudaError_t check_launch(const void *kernel, dim3 grid, dim3 block, size_t smem);
+
+/* Stream capture (emu_runtime.cpp). capturing(s): work queued on s now must be recorded (s is in
+ * the active capture); it also reports, and fails the capture for, work on the legacy default
+ * stream (NULL) while this thread captures. record(s, work): appends work to the capture's graph
+ * (it runs, in order, at each cudaGraphLaunch; a status other than cudaSuccess fails the launch)
+ * and returns cudaSuccess, or the capture's error once it is invalidated. The library shims
+ * (emu_libs.cpp) record a call to themselves with every argument copied. */
+bool capturing(cudaStream_t s);
+cudaError_t record(cudaStream_t s, std::function<cudaError_t()> work);
+/* Records (or reports) a launch error the way the launch path does: sets the sticky error. */
+void launch_error(cudaError_t e);
 
 template <class... P>
 struct Launcher {
     void (*kernel)(P...);
     dim3 grid, block;
     size_t smem;
+    cudaStream_t stream;
     template <class... A>
     void operator()(A... args) const {
         static_assert(sizeof...(A) == sizeof...(P), "kernel launched with the wrong number of arguments");
         std::tuple<P...> params((P)(args)...); /* converted as the launch would (NULL included) */
         auto k = kernel;
-        auto call = [&]() { std::apply(k, params); }; /* k takes its own copies, per thread */
-        run_kernel((const void *)kernel, grid, block, smem, [](void *c) { (*static_cast<decltype(call) *>(c))(); },
-                   &call);
+        const dim3 g = grid, b = block;
+        const size_t sm = smem;
+        /* k takes its own copies of ps, per thread */
+        auto go = [k, g, b, sm](std::tuple<P...> &ps) {
+            auto call = [&]() { std::apply(k, ps); };
+            return run_kernel((const void *)k, g, b, sm, [](void *c) { (*static_cast<decltype(call) *>(c))(); },
+                              &call);
+        };
+        if (capturing(stream)) { /* the arguments are recorded by value, as a graph's kernel node holds them */
+            cudaError_t e = check_launch((const void *)k, g, b, sm);
+            if (e == cudaSuccess) e = record(stream, [go, params]() mutable { return go(params); });
+            launch_error(e);
+            return;
+        }
+        go(params);
     }
 };
 template <class... P>
 Launcher<P...> launcher(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0, cudaStream_t stream = nullptr) {
-    (void)stream;
-    return Launcher<P...>{kernel, grid, block, smem};
+    return Launcher<P...>{kernel, grid, block, smem, stream};
 }
 } // namespace emu
 

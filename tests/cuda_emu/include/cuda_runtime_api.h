@@ -22,10 +22,35 @@ typedef enum cudaError {
     cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidDevice = 101,
     cudaErrorNoDevice = 100,
+    cudaErrorIllegalState = 401,
+    cudaErrorLaunchFailure = 719,
+    /* stream capture (the real values, driver_types.h) */
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureMerge = 902,
+    cudaErrorStreamCaptureUnmatched = 903,
+    cudaErrorStreamCaptureUnjoined = 904,
+    cudaErrorStreamCaptureIsolation = 905,
+    cudaErrorStreamCaptureImplicit = 906,
+    cudaErrorCapturedEvent = 907,
+    cudaErrorStreamCaptureWrongThread = 908,
 } cudaError_t;
 
 typedef struct CUstream_st *cudaStream_t;
 typedef struct CUevent_st *cudaEvent_t;
+typedef struct CUgraph_st *cudaGraph_t;
+typedef struct CUgraphExec_st *cudaGraphExec_t;
+
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2,
+};
 
 enum cudaMemcpyKind {
     cudaMemcpyHostToHost = 0,
@@ -91,6 +116,22 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
 /* cudaSuccess: the work before the event is done (always, here: every call completes at once). */
 cudaError_t cudaEventQuery(cudaEvent_t event);
 
+/* Stream capture and graphs. While a stream captures (and every stream joined into the capture by
+ * waiting on an event recorded in it), work queued on it is recorded, not run; cudaGraphLaunch runs
+ * the recording in order. What the real runtime refuses inside a capture fails here too, with a
+ * message on stderr (emu_runtime.cpp): host syncs, synchronous copies and memsets, cudaMalloc and
+ * cudaFree, the legacy default stream, copies from or to pageable host memory, waits on events
+ * recorded outside the capture, and queries of events recorded inside one. One capture at a time. */
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *pGraph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus *pCaptureStatus);
+cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t *pGraphExec, cudaGraph_t graph, unsigned long long flags);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *pGraphExec, cudaGraph_t graph, unsigned long long flags);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+
 /* Emulator bookkeeping (not CUDA): kernels launched and blocks run since start. */
 void emu_counters(unsigned long long *launches, unsigned long long *blocks);
 /* Work queued (kernel launches, Async memsets and copies, GEMMs, convolutions, collectives: the
@@ -99,6 +140,8 @@ void emu_counters(unsigned long long *launches, unsigned long long *blocks);
  * equal; bench --backend cuda compares the two. */
 void emu_count_work(void);
 void emu_work_counters(unsigned long long *work, unsigned long long *syncs);
+/* cudaGraphLaunch calls since start (the work they replay is in emu_work_counters' work). */
+void emu_graph_counters(unsigned long long *graph_launches);
 
 #ifdef __cplusplus
 }
