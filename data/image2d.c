@@ -123,7 +123,9 @@ static int read_bmp(const char *path, FILE *fp, Image2D *out, char *err, size_t 
     int32_t W = (int32_t)le32(f + 18), Hs = (int32_t)le32(f + 22);
     uint16_t planes = le16(f + 26), bpp = le16(f + 28);
     uint32_t comp = hsz >= 40 ? le32(f + 30) : 0, ncol = hsz >= 40 ? le32(f + 46) : 0;
-    int H = Hs < 0 ? -Hs : Hs, top_down = Hs < 0;
+    /* negated in 64 bits: a height of INT32_MIN has no int32 negation (fuzz_png_jpeg found it) */
+    int64_t Habs = Hs < 0 ? -(int64_t)Hs : (int64_t)Hs;
+    int H = Habs > UNET_MAX_SLICE_SIDE ? 0 : (int)Habs, top_down = Hs < 0;
     if (hsz < 40 || hsz > 124 || planes != 1 || W <= 0 || H <= 0 || unet_slice_ok(H, W)) {
         error_at(err, err_len, "%s: unsupported BMP header (size %u, %d x %d; sides up to %d)", path, hsz, W, Hs,
                  UNET_MAX_SLICE_SIDE);
