@@ -170,6 +170,7 @@ static void cu_destroy(Backend *be) {
     if (st->wshadow) CUDA_CHECK(cudaFree(st->wshadow));
     CUDA_CHECK(cudaFreeHost(st->host_scalar));
     CUDA_CHECK(cudaFreeHost(st->label_bad));
+    CUDA_CHECK(cudaFree(st->arrivals));
     CUBLAS_CHECK(cublasDestroy(st->cublas));
     CUDNN_CHECK(cudnnDestroy(st->cudnn));
     CUDA_CHECK(cudaStreamDestroy(st->stream));
@@ -244,6 +245,8 @@ extern "C" Backend *backend_cuda_create(int device, const char *precision) {
     CUDNN_CHECK(cudnnSetStream(st->cudnn, st->stream));
     CUDA_CHECK(cudaMallocHost((void **)&st->host_scalar, 4 * sizeof(double)));
     CUDA_CHECK(cudaMallocHost((void **)&st->label_bad, CUDA_LABEL_CHECKS * sizeof(int)));
+    CUDA_CHECK(cudaMalloc((void **)&st->arrivals, sizeof(unsigned)));
+    CUDA_CHECK(cudaMemset(st->arrivals, 0, sizeof(unsigned))); // once, before any step: not a step's work
 
     be->name = "cuda";
     be->queue = st->stream; // transports order their work against it (comm/comm_nccl.c)

@@ -66,6 +66,8 @@ typedef struct {
     void *workspace;
     size_t workspace_bytes;
     double *host_scalar; /* (4) pinned: reductions read back to the host */
+    /* device counter of the one-launch reductions (last_block.cuh): 0 between kernels */
+    unsigned *arrivals;
     ConvAlgo *algos;
     int n_algos, cap_algos;
     size_t live_bytes, peak_bytes;

@@ -7,6 +7,7 @@
 #include "check.h"
 #include "clock.h"
 #include "op_cost.h"
+#include "work_count.h"
 
 /* What is timed: every op of backend_ops.h, and the memory functions that move data (written by
  * hand in backend.h, so listed here in the same form); alloc, release, synchronize and destroy
@@ -48,6 +49,9 @@ struct OpProfile {
     ProfiledBackend profiled;
     long calls[N_OPS];
     double seconds[N_OPS];
+    /* work items the op queued (kernel launches, library calls, queued copies and memsets;
+     * src/base/work_count.h): where the step's launches come from, on the emulator as on a GPU */
+    unsigned long long launches[N_OPS];
     /* the roofline estimate, summed over calls (op_cost.h): FLOPs, minimum bytes, and the time
      * the faster of the op's compute and memory limits allows (max of the two per call) */
     int costed[N_OPS];
@@ -61,12 +65,14 @@ static OpProfile *owner(Backend *be) { return ((ProfiledBackend *)be)->p; }
 
 /* Waiting for the queue on both sides charges each op its own device time (asynchronous
  * backends would otherwise charge it to whichever later op waits). */
-static double op_begin(OpProfile *p) {
+static double op_begin(OpProfile *p, unsigned long long *launches0) {
     p->inner->synchronize(p->inner);
+    *launches0 = unet_work_count.launches;
     return monotonic_seconds();
 }
 
-static void op_end(OpProfile *p, int op, double t0) {
+static void op_end(OpProfile *p, int op, double t0, unsigned long long launches0) {
+    p->launches[op] += unet_work_count.launches - launches0; /* before the wait: a sync queues nothing */
     p->inner->synchronize(p->inner);
     p->seconds[op] += monotonic_seconds() - t0;
     p->calls[op]++;
@@ -93,10 +99,11 @@ static void op_cost_add(OpProfile *p, int op) {
         if (p->dry) {                                                                              \
             p->calls[OP_##op]++;                                                                   \
         } else {                                                                                   \
-            double t0 = op_begin(p);                                                               \
+            unsigned long long l0;                                                                 \
+            double t0 = op_begin(p, &l0);                                                          \
             be = p->inner; /* `args` passes every parameter on, be among them */                  \
             be->op args;                                                                           \
-            op_end(p, OP_##op, t0);                                                                \
+            op_end(p, OP_##op, t0, l0);                                                            \
         }                                                                                          \
         be = &p->cost_be;                                                                          \
         if (opcost_##op) {                                                                         \
@@ -142,6 +149,7 @@ Backend *op_profile_backend(OpProfile *p) { return &p->profiled.be; }
 void op_profile_reset(OpProfile *p) {
     memset(p->calls, 0, sizeof p->calls);
     memset(p->seconds, 0, sizeof p->seconds);
+    memset(p->launches, 0, sizeof p->launches);
     memset(p->costed, 0, sizeof p->costed);
     memset(p->flops, 0, sizeof p->flops);
     memset(p->bytes, 0, sizeof p->bytes);
@@ -194,11 +202,13 @@ void op_profile_print(const OpProfile *p, FILE *out) {
                 roof_total * 1e6);
         return;
     }
-    fprintf(out, "%-28s %7s %11s %7s %11s %10s %10s %6s %11s %8s\n", "op", "calls", "total ms", "share", "mean us",
-            "GFLOP", "min MB", "bound", "roof us", "of roof");
+    fprintf(out, "%-28s %7s %8s %11s %7s %11s %10s %10s %6s %11s %8s\n", "op", "calls", "launches", "total ms", "share",
+            "mean us", "GFLOP", "min MB", "bound", "roof us", "of roof");
+    unsigned long long launch_total = 0;
     for (int k = 0; k < n; k++) {
         int i = order[k];
-        fprintf(out, "%-28s %7ld %11.3f %6.1f%% %11.1f", OP_NAMES[i], p->calls[i], p->seconds[i] * 1e3,
+        launch_total += p->launches[i];
+        fprintf(out, "%-28s %7ld %8llu %11.3f %6.1f%% %11.1f", OP_NAMES[i], p->calls[i], p->launches[i], p->seconds[i] * 1e3,
                 total > 0 ? 100 * p->seconds[i] / total : 0.0, p->seconds[i] / p->calls[i] * 1e6);
         if (p->costed[i]) {
             /* bound: which limit the summed estimate hits first; of roof: roofline time / measured */
@@ -212,7 +222,8 @@ void op_profile_print(const OpProfile *p, FILE *out) {
             fprintf(out, " %10s %10s %6s %11s %8s\n", "-", "-", "-", "-", "-");
         }
     }
-    fprintf(out, "%-28s %7s %11.3f %6.1f%% %11s %10.3f %10.1f %6s %11.1f %7.1f%%\n", "sum", "", total * 1e3, 100.0, "",
+    fprintf(out, "%-28s %7s %8llu %11.3f %6.1f%% %11s %10.3f %10.1f %6s %11.1f %7.1f%%\n", "sum", "", launch_total,
+            total * 1e3, 100.0, "",
             gflop_total, mb_total, "", roof_total * 1e6, total > 0 ? 100 * roof_total / total : 0.0);
 }
 

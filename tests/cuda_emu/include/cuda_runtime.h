@@ -134,6 +134,15 @@ inline int atomicMax(int *p, int v) {
     if (v > old) *p = v;
     return old;
 }
+inline unsigned atomicAdd(unsigned *p, unsigned v) {
+    unsigned old = *p;
+    *p = old + v;
+    return old;
+}
+/* Blocks run one after another and memory is host memory: a fence orders nothing further, and a
+ * load through L2 is a load. */
+inline void __threadfence() {}
+template <typename T> inline T __ldcg(const T *p) { return *p; }
 #endif /* __cplusplus */
 
 #endif
