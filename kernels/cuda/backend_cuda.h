@@ -43,6 +43,14 @@ void cuda_pinned_free(void *ctx, void *ptr);
 int backend_cuda_set_tuning(Backend *be, const char *cache_path, const char *force, char *err, size_t err_len);
 /* The cache file is only read by this process, never written: every rank but 0 (one writer). */
 void backend_cuda_tuning_read_only(Backend *be);
+/* Data-parallel ranks must run the same implementations (else a resumed run, which reads rank 0's
+ * cache, would not repeat what rank 1 computed). With ranks > 1 the tuner times the candidates on
+ * every rank during a training step (Backend.lockstep) and then calls `agree(ctx, &impl)`, which
+ * must make every rank's impl rank 0's (a broadcast from rank 0; every rank calls it at the same
+ * point, since a training step runs the same ops and shapes in the same order everywhere). A shape
+ * first met outside a training step in a run of several ranks is not timed: it runs implementation
+ * 0 (said once), so that no rank waits in a collective the others never reach. */
+void backend_cuda_tuning_agree(Backend *be, int rank, int ranks, void (*agree)(void *ctx, int *impl), void *ctx);
 
 /* The name of implementation i of the tuned op `op` (tune.h), or NULL past the last one or for an
  * op without a table: gpu-check-ops forces each in turn. */

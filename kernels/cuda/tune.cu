@@ -32,6 +32,10 @@ typedef struct {
     char force[512];       // "op=impl,op=impl" ("" or "auto": nothing forced)
     char cache_path[1024]; // "" = choices live in memory only
     int read_only;         // the cache file is read, never written (ranks other than 0)
+    // Several data-parallel ranks choose alike (backend_cuda_tuning_agree): rank 0's timings decide.
+    int rank, ranks;
+    void (*agree)(void *ctx, int *impl);
+    void *agree_ctx;
     TuneEntry *e;
     int n, cap;
 } TuneState;
@@ -177,6 +181,32 @@ static float tune_time(Backend *be, TuneRun run, void *ctx, int impl, int reps) 
 
 extern "C" void backend_cuda_tuning_read_only(Backend *be) { tune_state(be)->read_only = 1; }
 
+extern "C" void backend_cuda_tuning_agree(Backend *be, int rank, int ranks, void (*agree)(void *ctx, int *impl),
+                                          void *ctx) {
+    TuneState *ts = tune_state(be);
+    CHECK(ranks <= 1 || agree, "backend_cuda_tuning_agree: %d ranks need an agreement function", ranks);
+    ts->rank = rank;
+    ts->ranks = ranks;
+    ts->agree = agree;
+    ts->agree_ctx = ctx;
+}
+
+#ifdef UNET_CUDA_EMULATOR
+// The emulator's timings mean nothing, so it never times: implementation 0 runs. For the test of
+// the ranks' agreement (tests/cuda_emu/test_tune_agree.py) UNET_EMU_TUNE_FAKE=SEED stands in
+// made-up times that differ from rank to rank: a hash of (seed, rank, op, shape, impl), 1-2 ms.
+static int tune_fake_ms(const TuneState *ts, const TuneOp *op, const char *shape, int impl, float *ms) {
+    const char *seed = getenv("UNET_EMU_TUNE_FAKE");
+    if (!seed || !*seed) return 0;
+    unsigned long long h = 1469598103934665603ull; // FNV-1a
+    char key[256];
+    snprintf(key, sizeof key, "%s|%d|%s|%s|%d", seed, ts->rank, op->op, shape, impl);
+    for (const char *c = key; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    *ms = 1.0f + (float)(h % 1000) / 1000.0f;
+    return 1;
+}
+#endif
+
 extern "C" int cuda_tune_pick(Backend *be, const TuneOp *op, const char *shape, TuneRun run, void *ctx) {
     return cuda_tune_pick_avail(be, op, shape, ~0u, "", run, ctx);
 }
@@ -207,21 +237,40 @@ extern "C" int cuda_tune_pick_avail(Backend *be, const TuneOp *op, const char *s
     if (e) return e->impl;
     int best = 0;
     char report[512] = "";
-#ifndef UNET_CUDA_EMULATOR
-    if (run && op->n > 1) {
+    if (ts->ranks > 1 && !be->lockstep) {
+        // Outside a training step ranks may run different work: a collective here could wait for
+        // a rank that never comes. The reference runs the shape, the same on every rank.
+        if (op->n > 1)
+            snprintf(report, sizeof report, "not timed: first met outside a training step, in a run of %d ranks "
+                     "that must choose alike", ts->ranks);
+    } else {
         float best_ms = 1e30f;
         size_t len = 0;
-        for (int i = 0; i < op->n; i++) {
+        for (int i = 0; i < op->n && op->n > 1; i++) {
             if (!(avail >> i & 1u)) continue;
-            float ms = tune_time(be, run, ctx, i, 3);
+            float ms;
+#ifndef UNET_CUDA_EMULATOR
+            if (!run) break;
+            ms = tune_time(be, run, ctx, i, 3);
+#else
+            (void)run, (void)ctx;
+            if (!tune_fake_ms(ts, op, shape, i, &ms)) break;
+#endif
             len += (size_t)snprintf(report + len, len < sizeof report ? sizeof report - len : 0, "%s%s %.3f ms",
-                                    i ? ", " : "", op->names[i], ms);
+                                    len ? ", " : "", op->names[i], ms);
             if (ms < best_ms) best_ms = ms, best = i;
         }
+        if (ts->ranks > 1 && op->n > 1) { // every rank reaches this for the same (op, shape) in a step
+            if (report[0]) {
+                char mine[512];
+                snprintf(mine, sizeof mine, "%s", report);
+                snprintf(report, sizeof report, "timed on rank %d: %s; rank 0's timings decide", ts->rank, mine);
+            }
+            ts->agree(ts->agree_ctx, &best);
+            CHECK(best >= 0 && best < op->n && (avail >> best & 1u),
+                  "kernels: %s [%s]: rank 0 chose implementation %d, which this rank cannot run", op->op, shape, best);
+        }
     }
-#else
-    (void)run, (void)ctx;
-#endif
     tune_add(ts, op->op, shape, op->names[best], best);
     if (report[0]) printf("kernels: %s [%s] -> %s (%s)\n", op->op, shape, op->names[best], report);
     tune_save(ts);

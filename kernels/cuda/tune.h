@@ -16,6 +16,11 @@
  *      touching the real gradients), the fastest is kept, printed and appended to the cache; on
  *      the CPU emulator, whose timings mean nothing, implementation 0.
  *
+ * Data-parallel ranks run the same implementations: in a run of several ranks the candidates are
+ * timed on every rank during the first training step (Backend.lockstep), and rank 0's fastest
+ * is broadcast to all (backend_cuda_tuning_agree); rank 0 alone writes the cache file. A shape
+ * first met outside a training step there is not timed (implementation 0, said once).
+ *
  * A forward op and its backward choose together (one table entry, one name): the saved state
  * they share (e.g. the attention's softmax or its row log-sum-exp) is the implementation's.
  * Everything runs on the backend's one stream; choices are per backend (per process). */

@@ -57,6 +57,11 @@ struct Backend {
     void *queue;
     /* Bytes of one Act element: 4 (fp32 storage) or 2 (bf16 storage). Fixed at creation. */
     size_t act_bytes;
+    /* 1 while the trainer queues a training step, which every rank runs with the same ops and
+     * shapes in the same order: the only time a backend may take a decision together with the
+     * other ranks (the CUDA tuner's kernel choices, kernels/cuda/tune.h). 0 otherwise
+     * (validation, predict, checks, benchmarks), where ranks may run different work. */
+    int lockstep;
 
     /* ---- memory ---- */
     void *(*alloc)(Backend *be, size_t bytes); /* zero-filled; aborts with a clear message on OOM */

@@ -90,8 +90,16 @@ static int rank_threads(const Config *cfg, const Comm *comm) {
     return threads < 1 ? 1 : threads;
 }
 
+#ifdef UNET_HAVE_CUDA
+/* The ranks' kernel choices are rank 0's (backend_cuda_tuning_agree): a host broadcast. */
+static void tune_agree(void *ctx, int *impl) {
+    Comm *comm = ctx;
+    comm->broadcast(comm, impl, sizeof *impl, 0);
+}
+#endif
+
 /* This rank's backend on its device, with its share of the node's cores; 2 with err if none. */
-static int create_backend(Backend **out, const Config *cfg, const Comm *comm, char *err, size_t err_len) {
+static int create_backend(Backend **out, const Config *cfg, Comm *comm, char *err, size_t err_len) {
     *out = backend_select(cfg->backend, config_precision(cfg), backend_local_device(comm->local_rank),
                           rank_threads(cfg, comm), err, err_len);
     if (!*out) return 2;
@@ -102,6 +110,7 @@ static int create_backend(Backend **out, const Config *cfg, const Comm *comm, ch
         snprintf(cache, sizeof cache, "%s/kernels.tsv", cfg->run_dir);
         if (backend_cuda_set_tuning(*out, cache, cfg->kernels, err, err_len) != 0) return 2;
         if (comm->rank != 0) backend_cuda_tuning_read_only(*out); /* rank 0 writes the run directory */
+        backend_cuda_tuning_agree(*out, comm->rank, comm->size, tune_agree, comm);
     }
 #endif
     return 0;

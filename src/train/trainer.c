@@ -380,6 +380,7 @@ static void queue_step(void *ctx) {
     size_t pix = (size_t)t->b_local * c->net.crop[0] * c->net.crop[1];
     /* Queued copies: the batch slot (or staging) is not touched again before the next
      * train_feed_next, and the loss read-back waits for the queue long before that. */
+    t->be->lockstep = 1; /* every rank queues these same ops now (Backend.lockstep) */
     t->be->upload_async(t->be, t->image, t->step_img, pix * c->net.in_channels * sizeof(float));
     t->be->upload_async(t->be, t->labels, t->step_lab, pix * sizeof(int32_t));
     QueuedSum qs = {t->comm, t->be->queue};
@@ -398,6 +399,7 @@ static void queue_step(void *ctx) {
         model_backward(&t->model, t->be, t->acts, t->params, t->grads, NULL);
     }
     adam_queue_step(&t->adam, t->be, t->params, t->grads);
+    t->be->lockstep = 0;
 }
 
 static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, size_t err_len) {
