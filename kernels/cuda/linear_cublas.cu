@@ -175,35 +175,21 @@ extern "C" void cu_linear_backward_first(Backend *be, Act *din, float *dw, float
 }
 
 // ---- transposed convolution, kernel == stride == k ------------------------------------------
-// wp[ci][t*Co + co] = w[ci][co][t]; G (M, k*k*Co) = in · wp; out block rows are runs of G.
-// Forward: wp in the Act type (the GEMM operand: bf16-rounded in BF16), G fp32, and out =
-// round(G + b) once in the scatter. Backward: G (dout gathered, exact) and wp in the Act type
-// are GEMM operands; the weight gradient dwp is fp32.
+// PyTorch's weight w (Ci, Co, k, k) read as a row-major (Ci, Co*kk) matrix is already the GEMM
+// operand: G (M, Co*kk) = in · w, column co*kk + t holding tap t of output channel co, and the out
+// block rows are gathered from G's runs. No permuted copy of w in either direction: in BF16 the
+// operand is w's bf16 rounding (gemm_weight: the weights_prepare copy), the weight gradient
+// dw += inᵀ · G accumulates straight into the fp32 gradient (beta = 1), and din += G · wᵀ.
+// Forward: G fp32, out = round(G + b) once in the scatter. Backward: G is dout gathered (exact).
 
-template <typename T> __global__ void k_convT_permute(T *wp, const float *w, int Ci, int Co, int kk) {
-    size_t n = (size_t)Ci * Co * kk;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int t = (int)(i % kk), co = (int)(i / kk % Co), ci = (int)(i / ((size_t)kk * Co));
-        act_store(wp + ((size_t)ci * kk + t) * Co + co, w[i]);
-    }
-}
-
-__global__ void k_convT_unpermute_acc(float *dw, const float *dwp, int Ci, int Co, int kk) {
-    size_t n = (size_t)Ci * Co * kk;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int t = (int)(i % kk), co = (int)(i / kk % Co), ci = (int)(i / ((size_t)kk * Co));
-        dw[i] += dwp[((size_t)ci * kk + t) * Co + co];
-    }
-}
-
-// Index in G (M, k*k*Co) of out element i (B, H*k, W*k, Co).
+// Index in G (M, Co*kk) of out element i (B, H*k, W*k, Co).
 __device__ __forceinline__ size_t convT_g_index(size_t i, int H, int W, int Co, int k) {
     int Hk = H * k, Wk = W * k;
     int co = (int)(i % Co);
     size_t p = i / Co;
     int X = (int)(p % Wk), Y = (int)(p / Wk % Hk), bi = (int)(p / ((size_t)Wk * Hk));
     size_t m = ((size_t)bi * H + Y / k) * W + X / k;
-    return m * (size_t)k * k * Co + ((size_t)(Y % k) * k + X % k) * Co + co;
+    return m * (size_t)k * k * Co + (size_t)co * k * k + (size_t)(Y % k) * k + X % k;
 }
 
 // scatter G → out, + bias. One thread per out element.
@@ -227,13 +213,11 @@ extern "C" void cu_convT_forward(Backend *be, Act *out, const Act *in, const flo
     if (!M) return;
     CHECK(M <= (size_t)INT_MAX && N2 <= (size_t)INT_MAX, "convT: %zu pixels x %zu outputs exceed the BLAS int range", M, N2);
     cudaStream_t s = cuda_state(be)->stream;
-    size_t wp_bytes = align256((size_t)Ci * N2 * be->act_bytes);
-    char *ws = (char *)cuda_workspace(be, wp_bytes + M * N2 * sizeof(float));
-    void *wp = ws;
-    float *G = (float *)(ws + wp_bytes);
-    CUDA_ACT_DISPATCH(be, T, k_convT_permute<T><<<cuda_grid((size_t)Ci * N2), 256, 0, s>>>((T *)wp, w, Ci, Co, k * k));
-    CUDA_CHECK_LAUNCH();
-    gemm_rm(be, 0, 0, (int)M, (int)N2, Ci, 1.0f, in, Ci, wp, (int)N2, 0.0f, G, 0, (int)N2);
+    size_t nw = (size_t)Ci * N2, wb_bytes = gemm_weight_bytes(be, w, nw);
+    char *ws = (char *)cuda_workspace(be, wb_bytes + M * N2 * sizeof(float));
+    const void *wg = gemm_weight(be, ws, w, nw);
+    float *G = (float *)(ws + wb_bytes);
+    gemm_rm(be, 0, 0, (int)M, (int)N2, Ci, 1.0f, in, Ci, wg, (int)N2, 0.0f, G, 0, (int)N2);
     CUDA_ACT_DISPATCH(be, T, k_convT_scatter<T><<<cuda_grid(M * N2), 256, 0, s>>>((T *)out, G, b, B, H, W, Co, k));
     CUDA_CHECK_LAUNCH();
 }
@@ -245,20 +229,15 @@ extern "C" void cu_convT_backward(Backend *be, Act *din, float *dw, float *db, c
     if (!M) return;
     CHECK(M <= (size_t)INT_MAX && N2 <= (size_t)INT_MAX, "convT: %zu pixels x %zu outputs exceed the BLAS int range", M, N2);
     cudaStream_t s = cuda_state(be)->stream;
-    int kk = k * k;
-    cuda_colsum_acc(be, db, dout, M * kk, Co); // before the workspace is carved below
-    size_t wp_bytes = align256((size_t)Ci * N2 * be->act_bytes), dwp_bytes = align256((size_t)Ci * N2 * sizeof(float));
-    char *ws = (char *)cuda_workspace(be, wp_bytes + dwp_bytes + M * N2 * be->act_bytes);
-    void *wp = ws, *G = ws + wp_bytes + dwp_bytes;
-    float *dwp = (float *)(ws + wp_bytes);
+    cuda_colsum_acc(be, db, dout, M * k * k, Co); // before the workspace is carved below
+    size_t nw = (size_t)Ci * N2, wb_bytes = din ? gemm_weight_bytes(be, w, nw) : 0;
+    char *ws = (char *)cuda_workspace(be, wb_bytes + M * N2 * be->act_bytes);
+    void *G = ws + wb_bytes;
     CUDA_ACT_DISPATCH(be, T, k_convT_gather<T><<<cuda_grid(M * N2), 256, 0, s>>>((T *)G, (const T *)dout, B, H, W, Co, k));
     CUDA_CHECK_LAUNCH();
-    gemm_rm(be, 1, 0, Ci, (int)N2, (int)M, 1.0f, in, Ci, G, (int)N2, 0.0f, dwp, 0, (int)N2); // dwp = inᵀ G (fp32)
-    k_convT_unpermute_acc<<<cuda_grid((size_t)Ci * N2), 256, 0, s>>>(dw, dwp, Ci, Co, kk);
-    CUDA_CHECK_LAUNCH();
+    gemm_rm(be, 1, 0, Ci, (int)N2, (int)M, 1.0f, in, Ci, G, (int)N2, 1.0f, dw, 0, (int)N2); // dw += inᵀ G (fp32)
     if (din) {
-        CUDA_ACT_DISPATCH(be, T, k_convT_permute<T><<<cuda_grid((size_t)Ci * N2), 256, 0, s>>>((T *)wp, w, Ci, Co, kk));
-        CUDA_CHECK_LAUNCH();
-        gemm_rm(be, 0, 1, (int)M, Ci, (int)N2, 1.0f, G, (int)N2, wp, (int)N2, 1.0f, din, 1, Ci); // din += G wpᵀ
+        const void *wg = gemm_weight(be, ws, w, nw);
+        gemm_rm(be, 0, 1, (int)M, Ci, (int)N2, 1.0f, G, (int)N2, wg, (int)N2, 1.0f, din, 1, Ci); // din += G wᵀ
     }
 }
