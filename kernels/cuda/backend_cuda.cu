@@ -98,10 +98,16 @@ static void cu_release(Backend *be, void *ptr) {
 }
 
 // A write into the weights_prepare range makes its copy stale: forget it (the next
-// weights_prepare makes a new one; until then the linears round per call, as without one).
+// weights_prepare makes a new one; until then the linears round per call, as without one). A
+// recorded step may rely on the copy being rewritten by Adam alone (its weights_prepare converted
+// nothing at capture): it must not be replayed after such a write, so the generation moves on.
 static void weights_touch(CudaState *st, const void *dst, size_t bytes) {
     const char *a = (const char *)st->wsrc, *d = (const char *)dst;
-    if (a && bytes && d < a + st->wn * sizeof(float) && a < d + bytes) st->wsrc = NULL;
+    if (a && bytes && d < a + st->wn * sizeof(float) && a < d + bytes) {
+        st->wsrc = NULL;
+        st->wfresh = 0;
+        st->mem_gen++;
+    }
 }
 
 static void cu_upload(Backend *be, void *dst, const void *src_host, size_t bytes) {

@@ -78,10 +78,13 @@ typedef struct {
     const int32_t *label_ptr[CUDA_LABEL_CHECKS];
     int label_K[CUDA_LABEL_CHECKS], n_label_checks;
     /* weights_prepare (linear_cublas.cu): bf16 copy of the float params [wsrc, wsrc + wn),
-     * wsrc NULL when there is none current; wcap elements allocated */
+     * wsrc NULL when there is none current; wcap elements allocated. wfresh: the copy is what
+     * the params will be when the stream reaches the next weights_prepare (adam_update rewrites
+     * it with the params, optim.cu), so that call converts nothing. */
     void *wshadow;
     const float *wsrc;
     size_t wn, wcap;
+    int wfresh;
     /* Bumped whenever device memory is freed or moved (workspace growth, release, a new bf16
      * weight copy): a recorded step refers to addresses, so it is replayed only while this is
      * what it was at capture (graph.cu). */

@@ -70,9 +70,13 @@ static size_t gemm_weight_bytes(Backend *be, const float *w, size_t n) {
 
 // weights_prepare: in BF16 one rounding pass over the whole flat buffer, which every linear of
 // the following passes then reads (instead of a conversion launch per call); nothing otherwise.
+// Nothing either when the copy is fresh: the last adam_update rewrote it with the params
+// (optim.cu), and nothing else wrote them since (weights_touch, backend_cuda.cu).
 extern "C" void cu_weights_prepare(Backend *be, const float *params, size_t n) {
     CudaState *st = cuda_state(be);
+    if (cuda_act_is_bf16(be) && params && n && st->wsrc == params && st->wn == n && st->wfresh) return;
     st->wsrc = NULL;
+    st->wfresh = 0;
     if (!cuda_act_is_bf16(be) || !params || !n) return;
     if (n > st->wcap) {
         cuda_not_capturing(st, "the bf16 weight copy grows");
@@ -89,6 +93,7 @@ extern "C" void cu_weights_prepare(Backend *be, const float *params, size_t n) {
     cu_act_from_f32(be, (Act *)st->wshadow, params, n);
     st->wsrc = params;
     st->wn = n;
+    st->wfresh = 1;
 }
 
 template <typename T> __global__ void k_fill_rows(T *out, const float *b, size_t N, int C) {

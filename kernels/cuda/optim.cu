@@ -2,13 +2,15 @@
 // in PyTorch's operation order (see kernels/cpu/optim.c for the derivation of the constants).
 #include <math.h>
 
+#include "act.cuh"
 #include "cuda_internal.h"
+#include "last_block.cuh"
 
 #define SUMSQ_CHUNK 65536
 
-// One block per fixed chunk: per-thread double sums, then a shared-memory tree in a fixed order
-// (deterministic for a given n).
-__global__ void k_sumsq_partial(double *part, const float *x, size_t n) {
+// One block per fixed chunk: per-thread double sums, then a shared-memory tree in a fixed order;
+// the last block adds the chunks' sums in chunk order (last_block.cuh). Deterministic for a given n.
+__global__ void k_sumsq(double *out, double *part, unsigned *arrivals, const float *x, size_t n) {
     __shared__ double sh[256];
     size_t i0 = (size_t)blockIdx.x * SUMSQ_CHUNK, i1 = i0 + SUMSQ_CHUNK < n ? i0 + SUMSQ_CHUNK : n;
     double s = 0;
@@ -20,24 +22,20 @@ __global__ void k_sumsq_partial(double *part, const float *x, size_t n) {
         __syncthreads();
     }
     if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
-}
-
-__global__ void k_sum_ordered(double *out, const double *part, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += part[i];
-    *out = s;
+    if (!cuda_last_block(arrivals)) return;
+    if (threadIdx.x == 0) {
+        double t = 0;
+        for (unsigned k = 0; k < gridDim.x; k++) t += cuda_load_cg(part + k);
+        *out = n ? t : 0.0; // n = 0: one block summed nothing
+    }
 }
 
 // The sum stays on the device: clip_by_norm reads it there, so the step never waits for it.
 extern "C" void cu_sum_squares(Backend *be, double *out, const float *x, size_t n) {
     CudaState *st = cuda_state(be);
-    size_t nb = n ? (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK : 0;
-    double *part = (double *)cuda_workspace(be, (nb + 1) * sizeof(double));
-    if (nb) {
-        k_sumsq_partial<<<(unsigned)nb, 256, 0, st->stream>>>(part, x, n);
-        CUDA_CHECK_LAUNCH();
-    }
-    k_sum_ordered<<<1, 1, 0, st->stream>>>(out, part, nb); // nb = 0: writes 0
+    size_t nb = n ? (n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK : 1;
+    double *part = (double *)cuda_workspace(be, nb * sizeof(double));
+    k_sumsq<<<(unsigned)nb, 256, 0, st->stream>>>(out, part, st->arrivals, x, n);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -73,8 +71,10 @@ extern "C" void cu_scale(Backend *be, float *x, float s, size_t n) {
 
 // coef (2) in device memory: -(lr / bc1) and sqrt(bc2) of this step (adam_coefs.h), uploaded by a
 // queued copy before the launch, so that a captured step reads each replay's own values.
-__global__ void k_adam(float *param, float *m, float *v, const float *grad, size_t n, float b1, float omb1, float b2,
-                       float omb2, const float *coef, float eps) {
+// shadow (BF16, or NULL): the weights_prepare copy of param, rewritten with the new values, so the
+// next pass's weights_prepare converts nothing (the same rounding: the bits are those it would make).
+__global__ void k_adam(float *param, bf16 *shadow, float *m, float *v, const float *grad, size_t n, float b1,
+                       float omb1, float b2, float omb2, const float *coef, float eps) {
     const float neg_step = coef[0], bc2_sqrt = coef[1];
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         float g = grad[i];
@@ -84,15 +84,27 @@ __global__ void k_adam(float *param, float *m, float *v, const float *grad, size
         float denom = __fadd_rn(__fdiv_rn(sqrtf(vi), bc2_sqrt), eps);
         m[i] = mi;
         v[i] = vi;
-        param[i] = __fadd_rn(param[i], __fdiv_rn(__fmul_rn(neg_step, mi), denom));
+        float p = __fadd_rn(param[i], __fdiv_rn(__fmul_rn(neg_step, mi), denom));
+        param[i] = p;
+        if (shadow) act_store(shadow + i, p);
     }
 }
 
 extern "C" void cu_adam_update(Backend *be, float *param, float *m, float *v, const float *grad, size_t n,
                                double beta1, double beta2, double eps, const float *coef) {
     if (!n) return;
-    k_adam<<<cuda_grid(n), 256, 0, cuda_state(be)->stream>>>(param, m, v, grad, n, (float)beta1,
-                                                              (float)(1.0 - beta1), (float)beta2,
-                                                              (float)(1.0 - beta2), coef, (float)eps);
+    CudaState *st = cuda_state(be);
+    // The bf16 weight copy covers exactly these params: rewrite it here (fresh for the next
+    // weights_prepare). Covering part of them only: it is stale after this update.
+    bf16 *shadow = NULL;
+    const float *a = st->wsrc;
+    if (a && param == a && n == st->wn) {
+        shadow = (bf16 *)st->wshadow;
+        st->wfresh = 1;
+    } else if (a && param < a + st->wn && a < param + n) {
+        st->wfresh = 0;
+    }
+    k_adam<<<cuda_grid(n), 256, 0, st->stream>>>(param, shadow, m, v, grad, n, (float)beta1, (float)(1.0 - beta1),
+                                                 (float)beta2, (float)(1.0 - beta2), coef, (float)eps);
     CUDA_CHECK_LAUNCH();
 }

@@ -217,7 +217,9 @@ void opcost_clip_by_norm(Backend *be, float *x, double *norm, const double *sums
 void opcost_adam_update(Backend *be, float *param, float *m, float *v, const float *grad, size_t n, double beta1,
                         double beta2, double eps, const float *coef) {
     (void)be, (void)param, (void)m, (void)v, (void)grad, (void)beta1, (void)beta2, (void)eps, (void)coef;
-    set(12.0 * n, 7 * F * n, 0); /* param, m, v read and written; grad read */
+    /* param, m, v read and written; grad read; with bf16 Acts the params' bf16 copy written too
+     * (the copy weights_prepare would otherwise make, kernels/cuda/optim.cu) */
+    set(12.0 * n, 7 * F * n + (A < F ? A * (double)n : 0), 0);
 }
 
 /* ---- the fused residual ops and the first-writer variants (kernels/cuda/residual.cu) ---- */
@@ -265,5 +267,9 @@ void opcost_gelu_backward_bias_first(Backend *be, Act *din, float *db, const Act
 }
 void opcost_weights_prepare(Backend *be, const float *params, size_t n) {
     (void)params;
-    set((double)n, (F + A) * n, 0); /* fp32 read, one Act-typed copy written (nothing on the CPU) */
+    /* In a training step nothing: the last adam_update wrote the bf16 copy already (optim.cu); the
+     * first pass and any pass after the params were written otherwise convert: fp32 read, one
+     * Act-typed copy written (and never anything on the CPU or with fp32 Acts). */
+    (void)be, (void)n;
+    set(0, 0, 0);
 }
