@@ -4,9 +4,10 @@
  * gradient buckets, clip, Adam). Launched op by op it costs ~1,400 CPU-side launch calls; captured
  * once (Backend.capture_begin/capture_end) it is one cudaGraphLaunch per step. What makes the
  * replay compute the same as an eager step: every per-step value the step reads is in memory at a
- * fixed address, rewritten on the host before each step and uploaded by a copy the step itself
- * queues (batch and labels from fixed pinned staging, drop-path scales: model_draw_step, Adam's
- * terms: adam_next_step); nothing per step travels as a kernel argument. A replay is therefore
+ * fixed address: rewritten on the host before each step and uploaded by a copy the step itself
+ * queues (drop-path scales: model_draw_step, Adam's terms: adam_next_step), or in device memory
+ * written before the step by copies queued outside the recording (the batch and labels, straight
+ * from the loader's pinned slot: trainer.c); nothing per step travels as a kernel argument. A replay is therefore
  * bit-identical to the eager step (tests: emu_train_graph_*).
  *
  * The life of one StepGraph:

@@ -48,13 +48,6 @@ struct Trainer {
     GradSync *gsync; /* several ranks: the gradient all-reduce, bucketed and overlapped */
     int gsync_said;
     StepGraph graph; /* train.cuda_graph: the step captured once and replayed */
-    /* With a graph, the batch is copied into fixed staging (Backend.host_alloc: pinned) that the
-     * captured upload reads at every replay; the loader's slots change from step to step. */
-    float *image_stage;
-    int32_t *labels_stage;
-    /* the step being queued (queue_step's inputs) */
-    const float *step_img;
-    const int32_t *step_lab;
     PassOptions pass;
     TrainState st;
     RunLog log;
@@ -333,12 +326,7 @@ static int setup(Trainer *t, char *err, size_t err_len) {
     t->st = (TrainState){.seed = (uint64_t)c->seed, .best_metric = -1, .ema_metric = -1};
     if (start_weights(t, t->opt.resume, err, err_len) != 0 || start_feed(t, err, err_len) != 0) return -1;
     if (step_graph_init(&t->graph, t->be, t->comm, c->cuda_graph, err, err_len) != 0) return -1;
-    if (t->graph.enabled) {
-        size_t pix = (size_t)t->b_local * c->net.crop[0] * c->net.crop[1];
-        t->image_stage = t->be->host_alloc(t->be, pix * c->net.in_channels * sizeof(float));
-        t->labels_stage = t->be->host_alloc(t->be, pix * sizeof(int32_t));
-        say(t, "cuda graph: the step is captured after the first one and replayed\n");
-    }
+    if (t->graph.enabled) say(t, "cuda graph: the step is captured after the first one and replayed\n");
     if (t->comm->rank == 0 && run_log_open(&t->log, c->run_dir, err, err_len) != 0) return -1;
     progress_plot_init(&t->plot, c->run_dir);
     return 0;
@@ -346,8 +334,6 @@ static int setup(Trainer *t, char *err, size_t err_len) {
 
 static void teardown(Trainer *t) {
     step_graph_destroy(&t->graph);
-    if (t->image_stage) t->be->host_free(t->be, t->image_stage);
-    if (t->labels_stage) t->be->host_free(t->be, t->labels_stage);
     grad_sync_destroy(t->gsync);
     if (t->feed) train_feed_destroy(t->feed);
     if (t->acts) model_acts_free(t->acts);
@@ -372,17 +358,11 @@ static void teardown(Trainer *t) {
 /* ---- the loop ---- */
 
 /* Queues one step's work (step_graph_run: eagerly or recorded): every per-step value it reads
- * is in memory that train_step filled first (t->step_img/step_lab, the drop-path and Adam
- * staging), so a replay of the recording computes what this would. */
+ * is in memory that train_step filled first (the batch and labels, uploaded by train_step itself;
+ * the drop-path and Adam staging), so a replay of the recording computes what this would. */
 static void queue_step(void *ctx) {
     Trainer *t = ctx;
-    const Config *c = &t->cfg;
-    size_t pix = (size_t)t->b_local * c->net.crop[0] * c->net.crop[1];
-    /* Queued copies: the batch slot (or staging) is not touched again before the next
-     * train_feed_next, and the loss read-back waits for the queue long before that. */
     t->be->lockstep = 1; /* every rank queues these same ops now (Backend.lockstep) */
-    t->be->upload_async(t->be, t->image, t->step_img, pix * c->net.in_channels * sizeof(float));
-    t->be->upload_async(t->be, t->labels, t->step_lab, pix * sizeof(int32_t));
     QueuedSum qs = {t->comm, t->be->queue};
     LossReduce reduce = {sum_f32, &qs, t->cfg.batch_size};
     float *outs[3];
@@ -408,14 +388,12 @@ static int train_step(Trainer *t, float *loss_out, double *norm_out, char *err, 
     const Config *c = &t->cfg;
     if (train_feed_next(t->feed, &img, &lab, err, err_len) != 0) return -1;
     size_t pix = (size_t)t->b_local * c->net.crop[0] * c->net.crop[1];
-    if (t->image_stage) { /* the previous step has ended (its scalars were read): the staging is free */
-        memcpy(t->image_stage, img, pix * c->net.in_channels * sizeof(float));
-        memcpy(t->labels_stage, lab, pix * sizeof(int32_t));
-        img = t->image_stage;
-        lab = t->labels_stage;
-    }
-    t->step_img = img;
-    t->step_lab = lab;
+    /* The batch goes up by copies queued before the step, outside any recording: they read the
+     * loader's (pinned) slot where it lies, valid until the next train_feed_next, which comes
+     * after this step's scalars were read. A recorded step would fix the copy's source address,
+     * and the slots change from step to step. */
+    t->be->upload_async(t->be, t->image, img, pix * c->net.in_channels * sizeof(float));
+    t->be->upload_async(t->be, t->labels, lab, pix * sizeof(int32_t));
     t->pass = (PassOptions){.training = 1, .seed = t->st.seed, .step = t->st.step,
                             .sample_offset = train_feed_sample_offset(t->feed)};
     /* the step's host-side values into their staging (a replay runs no model or optimiser code) */
