@@ -115,11 +115,10 @@ static int bench_plan(const Model *m, Backend *real, const char *name, int batch
     int32_t *labels = pb->alloc(pb, (size_t)batch * H * W * sizeof(int32_t));
     ModelActs *acts = model_acts_create(m, &pbk, batch, H, W, 0);
     PassOptions opt = {.training = 1, .seed = 1, .step = 0};
-    float *outs[3];
     Adam adam;
     adam_create(&adam, pb, m->params.total, 1e-4);
     pb->zero(pb, grads, m->params.total * sizeof(float));
-    model_forward(m, pb, acts, params, image, &opt, outs);
+    model_forward(m, pb, acts, params, image, &opt, NULL); /* as a training step */
     model_loss(m, pb, acts, labels, NULL, NULL);
     model_backward(m, pb, acts, params, grads, NULL);
     adam_clip_and_step(&adam, pb, params, grads);
@@ -185,9 +184,8 @@ static void bench_step_free(BenchStep *b) {
 /* Forward, loss and backward on `be` (the step's own backend or a wrapper of it), queued: the
  * loss's (total, dice, CE) go to loss_dev (backend memory), read by the caller when it waits. */
 static void bench_step_run(BenchStep *b, Backend *be, float *loss_dev) {
-    float *outs[3];
     be->zero(be, b->grads, b->m->params.total * sizeof(float));
-    model_forward(b->m, be, b->acts, b->params, b->image, &b->opt, outs);
+    model_forward(b->m, be, b->acts, b->params, b->image, &b->opt, NULL); /* as a training step */
     model_loss_queue(b->m, be, b->acts, b->labels, loss_dev, NULL);
     model_backward(b->m, be, b->acts, b->params, b->grads, NULL);
 }

@@ -113,7 +113,8 @@ typedef struct {
  * unchanged until then) unless the backend's Acts are bf16, when it is converted once.
  * Returns the number of outputs (3 with deep supervision, else 1); outputs[k] are
  * (B, H/2^k, W/2^k, K) fp32 logits in backend memory inside the acts, valid until the next
- * forward. */
+ * forward. outputs NULL: the caller reads none (a training step, whose loss reads the logits
+ * where they lie), so bf16 Acts are not converted. */
 int model_forward(const Model *m, Backend *be, ModelActs *a, const float *params,
                   const float *image /* (B, H, W, Cin) */, const PassOptions *opt, float **outputs);
 

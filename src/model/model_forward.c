@@ -174,7 +174,9 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
         }
         be->convT_forward(be, a->head[k].logits.v, hx, P + hd->up_w, P + hd->up_b, B, hk, wk, hd->mid, m->K, 4);
         /* callers see fp32 logits whatever the Act storage (the loss reads the Acts themselves):
-         * the logits themselves when Acts are floats, else one conversion */
+         * the logits themselves when Acts are floats, else one conversion; none for a caller that
+         * asked for no outputs (a training step: only the loss reads them) */
+        if (!outputs) continue;
         outputs[k] = (float *)a->head[k].logits.v;
         if (a->outputs[k]) {
             be->act_to_f32(be, a->outputs[k], a->head[k].logits.v, (size_t)B * (H >> k) * (W >> k) * m->K);

@@ -365,9 +365,8 @@ static void queue_step(void *ctx) {
     t->be->lockstep = 1; /* every rank queues these same ops now (Backend.lockstep) */
     QueuedSum qs = {t->comm, t->be->queue};
     LossReduce reduce = {sum_f32, &qs, t->cfg.batch_size};
-    float *outs[3];
     t->be->zero(t->be, t->grads, t->model.params.total * sizeof(float));
-    model_forward(&t->model, t->be, t->acts, t->params, t->image, &t->pass, outs);
+    model_forward(&t->model, t->be, t->acts, t->params, t->image, &t->pass, NULL); /* no fp32 logits: the loss reads the Acts */
     /* the loss is queued, never read here: its scalars come back with the norm at the step's end */
     model_loss_queue(&t->model, t->be, t->acts, t->labels, adam_loss_slot(&t->adam), t->comm->size > 1 ? &reduce : NULL);
     if (t->gsync) { /* buckets are all-reduced as soon as backward has finished them */
