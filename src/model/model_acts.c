@@ -172,7 +172,7 @@ ModelActs *model_acts_create(const Model *m, Backend *be, int B, int H, int W, i
         int hi = h0 >> i, wi = w0 >> i, d = m->C << i;
         size_t rows = b * hi * wi;
         a->up[i].n = normbuf(a, rows / 4, 2 * d);
-        a->up[i].t = buf(a, rows * d);
+        a->up[i].t = (Buf){fwd(a, rows * d), NULL}; /* no gradient twin: backward reads sum's (model_forward.c) */
         a->up[i].sum = buf(a, rows * d);
         for (int j = 0; j < 3; j++) plan_block(a, &a->dec[i][j], &m->dec[i][j], B, hi, wi);
     }

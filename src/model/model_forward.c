@@ -272,10 +272,11 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
         int d = m->C << i, hi = h >> i, wi = w >> i;
         size_t rows_in = (size_t)B * (hi / 2) * (wi / 2), rows = (size_t)B * hi * wi;
         stage_backward(m->dec[i], be, a->dec[i], &a->scratch, P, G, a->up[i].sum.v, a->up[i].sum.g, B, report);
-        be->accumulate(be, a->up[i].t.g, a->up[i].sum.g, rows * d);
+        /* sum = t + skip: skip's gradient gains sum's; t (read by nothing else) has exactly sum's,
+         * so the transposed conv's backward reads sum's gradient itself */
         be->accumulate(be, a->skip[i].y.g, a->up[i].sum.g, rows * d);
         NormBuf *n = &a->up[i].n;
-        be->convT_backward(be, n->y.g, G + m->up_w[i], G + m->up_b[i], a->up[i].t.g, n->y.v, P + m->up_w[i], B,
+        be->convT_backward(be, n->y.g, G + m->up_w[i], G + m->up_b[i], a->up[i].sum.g, n->y.v, P + m->up_w[i], B,
                            hi / 2, wi / 2, 2 * d, d, 2);
         grads_final(report, m->up_w[i], m->up_b[i]);
         const Act *y_in = i == 2 ? a->skip[3].y.v : a->dec[i + 1][2].out.v;
