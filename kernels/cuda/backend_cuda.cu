@@ -1,7 +1,7 @@
 // backend_cuda.cu — the CUDA backend: device memory, one stream, library handles, one growable
 // workspace, and the op table. The ops live in the other .cu files of kernels/cuda/, one per
 // family (see cuda_internal.h). The precision mode chosen at creation (fp32 | tf32 | bf16,
-// CudaPrecision) decides how cuBLAS and cuDNN multiply and how activations are stored: fp32 and
+// CudaPrecision) decides how cuBLAS(Lt) and cuDNN multiply and how activations are stored: fp32 and
 // tf32 store Acts as float (fp32 tells the libraries not to use TF32, so the backend can be
 // compared with the CPU reference at fp32 tolerances; tf32 lets them); bf16 stores Acts as bf16
 // (be->act_bytes = 2, act.cuh), multiplies bf16 operands with fp32 accumulation in cuBLAS and
@@ -178,6 +178,9 @@ static void cu_destroy(Backend *be) {
     CUDA_CHECK(cudaFreeHost(st->label_bad));
     CUDA_CHECK(cudaFree(st->arrivals));
     CUBLAS_CHECK(cublasDestroy(st->cublas));
+    cuda_lt_free(st);
+    if (st->cublaslt) CUBLAS_CHECK(cublasLtDestroy(st->cublaslt));
+    if (st->lt_workspace) CUDA_CHECK(cudaFree(st->lt_workspace));
     CUDNN_CHECK(cudnnDestroy(st->cudnn));
     CUDA_CHECK(cudaStreamDestroy(st->stream));
     free(st->algos);
@@ -247,6 +250,14 @@ extern "C" Backend *backend_cuda_create(int device, const char *precision) {
     // mode. tf32/bf16: the default math mode, so that nothing at the handle level second-guesses
     // the compute type each cublasGemmEx call names (linear_cublas.cu).
     CUBLAS_CHECK(cublasSetMathMode(st->cublas, prec == CUDA_PREC_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH));
+    // tf32/bf16: the linears run as cuBLASLt matmuls with the bias in their epilogue
+    // (linear_cublas.cu); its workspace is allocated here, once, so that no step allocates for it.
+    // fp32 keeps cublasSgemm under the pedantic math mode above (the exact-comparison path).
+    if (prec != CUDA_PREC_FP32) {
+        CUBLAS_CHECK(cublasLtCreate(&st->cublaslt));
+        CUDA_CHECK(cudaMalloc(&st->lt_workspace, CUDA_LT_WORKSPACE));
+        st->live_bytes = st->peak_bytes = CUDA_LT_WORKSPACE;
+    }
     CUDNN_CHECK(cudnnCreate(&st->cudnn));
     CUDNN_CHECK(cudnnSetStream(st->cudnn, st->stream));
     CUDA_CHECK(cudaMallocHost((void **)&st->host_scalar, 4 * sizeof(double)));

@@ -3,6 +3,7 @@
 #ifndef UNET_CUDA_INTERNAL_H
 #define UNET_CUDA_INTERNAL_H
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -53,6 +54,25 @@ typedef struct {
     cudnnMathType_t fwd_math, bwd_data_math, bwd_filter_math;
 } ConvAlgo;
 
+/* One cached cuBLASLt choice for a linear GEMM with a fused epilogue (linear_cublas.cu): the GEMM
+ * as cuBLASLt sees it (column-major, after gemm_rm's operand swap), the epilogue and the operand
+ * alignments the heuristic was told, with the descriptors built for it. Chosen once per key, so
+ * a shape runs the same algorithm every time. No precision key: it is fixed per backend. */
+typedef struct {
+    unsigned epilogue;          /* cublasLtEpilogue_t */
+    int transa, transb, m, n, k, lda, ldb, ldd;
+    int d_act;                  /* D is an Act array (bf16 in BF16), else fp32 */
+    unsigned align[4];          /* bytes: A, B, D (== C), bias */
+    int ok;                     /* 0: no algorithm offered: the caller runs its unfused path (said once) */
+    cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, d;
+} LtAlgo;
+
+/* The fixed cuBLASLt workspace (allocated at creation outside FP32 mode, so a captured step
+ * never allocates for it): the most any cached algorithm may use. */
+#define CUDA_LT_WORKSPACE ((size_t)4 << 20)
+
 #define CUDA_LABEL_CHECKS 8 /* dice_ce_forward calls between two host syncs before one is forced */
 
 typedef struct {
@@ -60,6 +80,10 @@ typedef struct {
     CudaPrecision precision; /* fixed at creation (backend_cuda_create) */
     cudaStream_t stream;
     cublasHandle_t cublas;
+    cublasLtHandle_t cublaslt; /* the linears' fused-epilogue GEMMs (linear_cublas.cu); NULL in FP32 */
+    void *lt_workspace;        /* CUDA_LT_WORKSPACE bytes, with cublaslt */
+    LtAlgo *lt_algos;
+    int n_lt_algos, cap_lt_algos;
     cudnnHandle_t cudnn;
     /* One growable workspace shared by every op (cuDNN workspaces, permuted weights,
      * partial sums); valid until the next op, since everything runs on one stream. */
@@ -147,6 +171,9 @@ int cuda_colsum_chunks(size_t M, int max_chunks, size_t *rows);
 void cuda_colsum_ordered(cudaStream_t s, float *acc /* (C) or NULL */, double *tot /* (C) or NULL */,
                          double *part /* (nchunk, C) */, const float *x /* (M, C) */, size_t M, int C, size_t rows,
                          int nchunk);
+
+/* Frees the cuBLASLt descriptors of the cached LtAlgo choices (linear_cublas.cu). */
+void cuda_lt_free(CudaState *st);
 
 /* dwconv7's "cudnn" implementation (conv_cudnn.cu): cuDNN grouped convolution (groups = C, 7x7,
  * pad 3, NHWC, fp32 data with FMA math in every mode: bf16 Acts through fp32 copies), with the

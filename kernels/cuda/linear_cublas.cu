@@ -7,15 +7,20 @@
 //   FP32  cublasSgemm under the handle's CUBLAS_PEDANTIC_MATH (no tensor cores; the
 //         exact-comparison path), everything fp32.
 //   TF32  cublasGemmEx on fp32 A/B/C with CUBLAS_COMPUTE_32F_FAST_TF32: cuBLAS rounds the
-//         inputs to TF32 for the tensor cores and accumulates in fp32.
+//         inputs to TF32 for the tensor cores and accumulates in fp32. The linear forward with a
+//         bias is one cuBLASLt matmul of the same types with the bias in its epilogue (below).
 //   BF16  Acts are bf16 (act.cuh). cublasGemmEx with A and B CUDA_R_16BF and
 //         CUBLAS_COMPUTE_32F: bf16 products accumulated in fp32, alpha/beta fp32. The weights
 //         are fp32 master copies; each call rounds the one it needs to bf16 in the workspace
 //         (a few MB at most, cheap next to the GEMM). C is CUDA_R_16BF where it is an Act (the
 //         forward output, din += with beta = 1: one rounding of the fp32 result) and CUDA_R_32F
 //         where it is fp32 (the weight gradient, accumulated with beta = 1 straight into the fp32
-//         gradient; convT's fp32 scratch).
+//         gradient; convT's fp32 scratch). The linear forward with a bias is one cuBLASLt matmul
+//         of the same types with the fp32 bias added in its epilogue, before D's one rounding.
 #include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "act.cuh"
 
@@ -43,6 +48,144 @@ static void gemm_rm(Backend *be, int ta, int tb, int M, int N, int K, float alph
     }
     CUBLAS_WORK(cublasGemmEx(st->cublas, opb, opa, N, M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
                               c_act ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// ---- cuBLASLt: a GEMM with its epilogue fused (TF32 and BF16 modes) -------------------------
+// linear_forward adds the bias in the GEMM's epilogue (CUBLASLT_EPILOGUE_BIAS, an fp32 bias
+// vector: in BF16 out = round(in·wᵀ + b) with b added in fp32, then one rounding) instead of a
+// prefill kernel and beta = 1. The algorithm is chosen once per key (lt_algo) with split-K
+// excluded (deterministic: one dot-product sequence per element) and a workspace of at most
+// CUDA_LT_WORKSPACE, the fixed one allocated at creation. When cuBLASLt offers nothing for a key
+// (a type combination, an alignment), that shape keeps the unfused path, said once on stderr.
+
+// Largest power of two (at most 256) that divides the address: what the heuristic is told.
+static unsigned ptr_align(const void *p) {
+    unsigned a = 256;
+    while (a > 1 && (uintptr_t)p % a) a /= 2;
+    return a;
+}
+
+static const char *lt_epilogue_name(unsigned e) { return e == CUBLASLT_EPILOGUE_BIAS ? "BIAS" : "?"; }
+
+// The first heuristic result without split-K (SPLITK_NUM 1, reduction scheme NONE), into e->algo.
+static int lt_pick(CudaState *st, LtAlgo *e, cublasLtMatrixLayout_t c) {
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = CUDA_LT_WORKSPACE;
+    uint32_t red = CUBLASLT_REDUCTION_SCHEME_NONE; // mask out every split-K reduction scheme
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &red, sizeof red));
+    const cublasLtMatmulPreferenceAttributes_t align_attr[3] = {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                                CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                                CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 3; i++) {
+        uint32_t al = e->align[i];
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &al, sizeof al));
+    }
+    uint32_t al_c = e->align[2]; // C is D
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
+    cublasLtMatmulHeuristicResult_t res[8];
+    int n = 0, found = 0;
+    // NOT_SUPPORTED (no heuristic for the combination) is an answer here, not an error
+    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(st->cublaslt, e->op, e->a, e->b, c, e->d, pref, 8, res, &n);
+    for (int i = 0; s == CUBLAS_STATUS_SUCCESS && i < n && !found; i++) {
+        int32_t splitk = 1;
+        uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+        if (res[i].state != CUBLAS_STATUS_SUCCESS || res[i].workspaceSize > CUDA_LT_WORKSPACE) continue;
+        if (cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitk, sizeof splitk,
+                                                 NULL) != CUBLAS_STATUS_SUCCESS ||
+            cublasLtMatmulAlgoConfigGetAttribute(&res[i].algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme,
+                                                 sizeof scheme, NULL) != CUBLAS_STATUS_SUCCESS)
+            continue;
+        if (splitk > 1 || scheme != CUBLASLT_REDUCTION_SCHEME_NONE) continue;
+        e->algo = res[i].algo;
+        found = 1;
+    }
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    return found;
+}
+
+// The cached choice for this GEMM (column-major, as cuBLASLt sees it), made on first use. The
+// bias pointer is part of the descriptor the heuristic reads (for its alignment); lt_gemm sets
+// the actual one at each call.
+static const LtAlgo *lt_algo(Backend *be, unsigned epilogue, int transa, int transb, int m, int n, int k, int lda,
+                             int ldb, int ldd, int d_act, const unsigned align[4], void *bias) {
+    CudaState *st = cuda_state(be);
+    for (int i = 0; i < st->n_lt_algos; i++) {
+        const LtAlgo *e = &st->lt_algos[i];
+        if (e->epilogue == epilogue && e->transa == transa && e->transb == transb && e->m == m && e->n == n &&
+            e->k == k && e->lda == lda && e->ldb == ldb && e->ldd == ldd && e->d_act == d_act &&
+            !memcmp(e->align, align, sizeof e->align))
+            return e;
+    }
+    if (st->n_lt_algos == st->cap_lt_algos) {
+        st->cap_lt_algos = st->cap_lt_algos ? 2 * st->cap_lt_algos : 32;
+        st->lt_algos = (LtAlgo *)realloc(st->lt_algos, (size_t)st->cap_lt_algos * sizeof(LtAlgo));
+        if (!st->lt_algos) die("out of host memory");
+    }
+    LtAlgo *e = &st->lt_algos[st->n_lt_algos];
+    memset(e, 0, sizeof *e);
+    e->epilogue = epilogue, e->transa = transa, e->transb = transb, e->m = m, e->n = n, e->k = k;
+    e->lda = lda, e->ldb = ldb, e->ldd = ldd, e->d_act = d_act;
+    memcpy(e->align, align, sizeof e->align);
+    const int bf = st->precision == CUDA_PREC_BF16;
+    const cudaDataType_t ab_type = bf ? CUDA_R_16BF : CUDA_R_32F, d_type = bf && d_act ? CUDA_R_16BF : CUDA_R_32F;
+    // TF32: fp32 operands rounded to TF32 by the tensor cores; BF16: bf16 products, fp32 sums
+    const cublasComputeType_t compute = bf ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&e->op, compute, CUDA_R_32F));
+    int32_t ta = transa, tb = transb, bias_type = CUDA_R_32F; // the fp32 parameter itself
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    uint32_t ep = epilogue;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    // A is m x k as op(A) reads it, so stored k x m when transposed; likewise B (k x n)
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->a, ab_type, transa == CUBLAS_OP_N ? m : k, transa == CUBLAS_OP_N ? k : m, lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->b, ab_type, transb == CUBLAS_OP_N ? k : n, transb == CUBLAS_OP_N ? n : k, ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->d, d_type, m, n, ldd));
+    e->ok = lt_pick(st, e, e->d);
+    if (!e->ok)
+        fprintf(stderr,
+                "CUDA backend (%s): cuBLASLt offers no split-K-free algorithm for the %s epilogue on a %dx%dx%d GEMM "
+                "(op %c%c, alignments A %u B %u D %u bias %u bytes); this shape runs the unfused path (an extra "
+                "launch)\n",
+                cuda_precision_name(st->precision), lt_epilogue_name(epilogue), m, n, k, transa == CUBLAS_OP_N ? 'N' : 'T',
+                transb == CUBLAS_OP_N ? 'N' : 'T', align[0], align[1], align[2], align[3]);
+    st->n_lt_algos++;
+    return e;
+}
+
+void cuda_lt_free(CudaState *st) {
+    for (int i = 0; i < st->n_lt_algos; i++) {
+        LtAlgo *e = &st->lt_algos[i];
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->a));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->b));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->d));
+        CUBLAS_CHECK(cublasLtMatmulDescDestroy(e->op));
+    }
+    free(st->lt_algos);
+    st->lt_algos = NULL;
+    st->n_lt_algos = st->cap_lt_algos = 0;
+}
+
+// gemm_rm's product (same arguments, same operand swap) as one cuBLASLt matmul with `epilogue`
+// on `bias` (a per-column vector of the row-major C: fp32, N elements for CUBLASLT_EPILOGUE_BIAS).
+// 1: queued; 0: nothing queued (FP32 mode, or no algorithm for this key): the caller runs its
+// unfused path.
+static int lt_gemm_rm(Backend *be, unsigned epilogue, int ta, int tb, int M, int N, int K, const void *A, int lda,
+                      const void *B, int ldb, float beta, void *C, int c_act, int ldc, void *bias) {
+    CudaState *st = cuda_state(be);
+    if (!st->cublaslt) return 0;
+    const int opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N; // swapped, as gemm_rm
+    const unsigned align[4] = {ptr_align(B), ptr_align(A), ptr_align(C), ptr_align(bias)};
+    const LtAlgo *e = lt_algo(be, epilogue, opa, opb, N, M, K, ldb, lda, ldc, c_act, align, bias);
+    if (!e->ok) return 0;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    const float alpha = 1.0f;
+    CUBLAS_WORK(cublasLtMatmul(st->cublaslt, e->op, &alpha, B, e->a, A, e->b, &beta, C, e->d, C, e->d, &e->algo,
+                               st->lt_workspace, CUDA_LT_WORKSPACE, st->stream));
+    return 1;
 }
 
 // The weights_prepare copy of w (n elements) when w lies in the prepared range, else NULL.
@@ -101,8 +244,10 @@ template <typename T> __global__ void k_fill_rows(T *out, const float *b, size_t
         act_store(out + i, b[i % C]);
 }
 
-// out = in · wᵀ + b. The bias is prefilled into out and the GEMM adds onto it (beta = 1); in BF16
-// that rounds b to bf16 like w, and out = round(in·wᵀ + b) is rounded once, in the GEMM.
+// out = in · wᵀ + b. TF32/BF16: one cuBLASLt matmul, the fp32 bias added in its epilogue (in BF16
+// out = round(in·wᵀ + b), b not rounded to bf16). FP32, or a shape cuBLASLt has no algorithm for:
+// the bias is prefilled into out and the GEMM adds onto it (beta = 1); in BF16 that rounds b to
+// bf16 like w, and out is still rounded once, in the GEMM.
 extern "C" void cu_linear_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, size_t N,
                                   int Ci, int Co) {
     if (!N) return;
@@ -112,6 +257,9 @@ extern "C" void cu_linear_forward(Backend *be, Act *out, const Act *in, const fl
     size_t wb_bytes = gemm_weight_bytes(be, w, nw);
     void *slot = wb_bytes ? cuda_workspace(be, wb_bytes) : NULL;
     const void *wg = gemm_weight(be, slot, w, nw);
+    if (b && Co > 0 && lt_gemm_rm(be, CUBLASLT_EPILOGUE_BIAS, 0, 1, (int)N, Co, Ci, in, Ci, wg, Ci, 0.0f, out, 1, Co,
+                                  (void *)b))
+        return;
     if (b) {
         CUDA_ACT_DISPATCH(be, T, k_fill_rows<T><<<cuda_grid(N * Co), 256, 0, s>>>((T *)out, b, N, Co));
         CUDA_CHECK_LAUNCH();

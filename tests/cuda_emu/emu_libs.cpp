@@ -1,6 +1,6 @@
-// emu_libs.cpp — the CPU emulator's cuBLAS, cuDNN and NCCL (tests/cuda_emu/README.md).
+// emu_libs.cpp — the CPU emulator's cuBLAS, cuBLASLt, cuDNN and NCCL (tests/cuda_emu/README.md).
 //
-// Implements what tests/cuda_emu/include/{cublas_v2,cudnn,nccl}.h declare. "Device" memory is
+// Implements what tests/cuda_emu/include/{cublas_v2,cublasLt,cudnn,nccl}.h declare. "Device" memory is
 // host memory and every call is synchronous: when a call returns, its result is in memory.
 //
 //   cuBLAS  SGEMM / GemmEx through OpenBLAS's cblas_sgemm (column-major, as cuBLAS). The fast
@@ -8,6 +8,8 @@
 //           and op(B) read) to TF32 or bf16 before an fp32 SGEMM. GemmEx on bf16 operands
 //           (A and B CUDA_R_16BF, C CUDA_R_16BF or CUDA_R_32F) widens A and B exactly, runs the
 //           same fp32 SGEMM, and rounds a bf16 C to nearest even (cuda_bf16.h) once, at the end.
+//   cuBLASLt cublasLtMatmul on the same GEMMs (column-major, C == D), the BIAS epilogue added in
+//           fp32 before a bf16 D's one rounding; the heuristic offers one split-K-free algorithm.
 //   cuDNN   4-D float tensors (NCHW or NHWC), 4-D filters (KCRS or KRSC), 2-D cross-correlation
 //           with pad, stride and dilation. Direct loops over packed copies of the operands, each
 //           output element accumulated in double and stored as float. Tensor-op math rounds the
@@ -32,6 +34,7 @@
 #include <vector>
 
 #include "cublas_v2.h"
+#include "cublasLt.h"
 #include "cuda_runtime.h" // emu::capturing, emu::record (stream capture)
 #include "cuda_bf16.h"
 #include "cudnn.h"
@@ -374,6 +377,318 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
                                          (char *)C + (size_t)i * strideC * size(Ctype), Ctype, ldc, computeType, algo);
         if (st != CUBLAS_STATUS_SUCCESS) return st;
     }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+} // extern "C"
+
+// =============================================================================================
+// cuBLASLt (include/cublasLt.h): cublasLtMatmul on the GEMMs above, plus the BIAS epilogue
+// =============================================================================================
+
+struct cublasLtContext {
+    int unused = 0;
+};
+
+namespace {
+
+// The descriptors live inside the real library's semi-opaque structs, so that a recorded call
+// (stream capture) copies them by value, as a graph node holds what the call saw.
+struct LtDesc {
+    int32_t compute, scale, transa, transb;
+    uint32_t epilogue;
+    int32_t bias_type; // -1: D's type
+    const void *bias;
+};
+struct LtLayout {
+    int32_t type, order;
+    uint64_t rows, cols;
+    int64_t ld;
+    int32_t batch;
+};
+struct LtPref {
+    uint64_t max_ws;
+    uint32_t reduction_mask;
+};
+static_assert(sizeof(LtDesc) <= sizeof(cublasLtMatmulDescOpaque_t), "LtDesc fits the opaque struct");
+static_assert(sizeof(LtLayout) <= sizeof(cublasLtMatrixLayoutOpaque_t), "LtLayout fits the opaque struct");
+static_assert(sizeof(LtPref) <= sizeof(cublasLtMatmulPreferenceOpaque_t), "LtPref fits the opaque struct");
+
+template <typename T, typename O> T lt_get(const O *o) {
+    T v;
+    std::memcpy(&v, o->data, sizeof v);
+    return v;
+}
+template <typename T, typename O> void lt_put(O *o, const T &v) { std::memcpy(o->data, &v, sizeof v); }
+
+// An attribute value of exactly `size` bytes, as the library checks sizeInBytes.
+template <typename T> bool lt_attr(T *dst, const void *buf, size_t size) {
+    if (!buf || size != sizeof(T)) return false;
+    std::memcpy(dst, buf, sizeof(T));
+    return true;
+}
+
+// What cublasLtMatmul with these descriptors would run, or why not. m, n, k: op(A) is m x k,
+// op(B) k x n, D m x n.
+struct LtPlan {
+    int m, n, k;
+    bool bf16_ab, bf16_d, bias_bf16;
+    Rounding r;
+};
+
+cublasStatus_t lt_plan(const LtDesc &d, const LtLayout &a, const LtLayout &b, const LtLayout &c, const LtLayout &dd,
+                       LtPlan *p) {
+    for (const LtLayout *l : {&a, &b, &c, &dd})
+        if (l->order != CUBLASLT_ORDER_COL || l->batch != 1) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (c.type != dd.type || c.rows != dd.rows || c.cols != dd.cols || c.ld != dd.ld)
+        return CUBLAS_STATUS_NOT_SUPPORTED; // C and D the same matrix, the one form used here
+    if (d.scale != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    auto op_ok = [](int32_t op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T; };
+    if (!op_ok(d.transa) || !op_ok(d.transb)) return CUBLAS_STATUS_INVALID_VALUE;
+    const bool ta = d.transa == CUBLAS_OP_T, tb = d.transb == CUBLAS_OP_T;
+    const uint64_t m = dd.rows, n = dd.cols, k = ta ? a.rows : a.cols;
+    if ((ta ? a.cols : a.rows) != m || (tb ? b.cols : b.rows) != k || (tb ? b.rows : b.cols) != n)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX) return CUBLAS_STATUS_NOT_SUPPORTED;
+    for (const LtLayout *l : {&a, &b, &dd})
+        if (l->ld < (int64_t)std::max<uint64_t>(1, l->rows) || l->ld > INT32_MAX) return CUBLAS_STATUS_INVALID_VALUE;
+    p->m = (int)m, p->n = (int)n, p->k = (int)k;
+    const bool f32 = a.type == CUDA_R_32F && b.type == CUDA_R_32F && dd.type == CUDA_R_32F;
+    const bool bf16 = a.type == CUDA_R_16BF && b.type == CUDA_R_16BF && (dd.type == CUDA_R_16BF || dd.type == CUDA_R_32F);
+    if (!f32 && !bf16) return CUBLAS_STATUS_NOT_SUPPORTED;
+    p->bf16_ab = bf16, p->bf16_d = dd.type == CUDA_R_16BF;
+    switch (d.compute) {
+    case CUBLAS_COMPUTE_32F:
+    case CUBLAS_COMPUTE_32F_PEDANTIC: p->r = Rounding::none; break;
+    case CUBLAS_COMPUTE_32F_FAST_TF32: p->r = bf16 ? Rounding::none : Rounding::tf32; break;
+    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    const int32_t bias_type = d.bias_type == -1 ? dd.type : d.bias_type;
+    p->bias_bf16 = bias_type == CUDA_R_16BF;
+    switch (d.epilogue) {
+    case CUBLASLT_EPILOGUE_DEFAULT: break;
+    case CUBLASLT_EPILOGUE_BIAS:
+        if (bias_type != CUDA_R_32F && !(bias_type == CUDA_R_16BF && p->bf16_d)) return CUBLAS_STATUS_NOT_SUPPORTED;
+        break;
+    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+} // namespace
+
+extern "C" {
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *lightHandle) {
+    if (!lightHandle) return CUBLAS_STATUS_INVALID_VALUE;
+    *lightHandle = new (std::nothrow) cublasLtContext();
+    return *lightHandle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+}
+
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t lightHandle) {
+    if (!lightHandle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    delete lightHandle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *matLayout, cudaDataType type, uint64_t rows,
+                                          uint64_t cols, int64_t ld) {
+    if (!matLayout) return CUBLAS_STATUS_INVALID_VALUE;
+    *matLayout = new (std::nothrow) cublasLtMatrixLayoutOpaque_t();
+    if (!*matLayout) return CUBLAS_STATUS_ALLOC_FAILED;
+    lt_put(*matLayout, LtLayout{(int32_t)type, CUBLASLT_ORDER_COL, rows, cols, ld, 1});
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t matLayout) {
+    delete matLayout;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *matmulDesc, cublasComputeType_t computeType,
+                                        cudaDataType_t scaleType) {
+    if (!matmulDesc) return CUBLAS_STATUS_INVALID_VALUE;
+    *matmulDesc = new (std::nothrow) cublasLtMatmulDescOpaque_t();
+    if (!*matmulDesc) return CUBLAS_STATUS_ALLOC_FAILED;
+    lt_put(*matmulDesc, LtDesc{(int32_t)computeType, (int32_t)scaleType, CUBLAS_OP_N, CUBLAS_OP_N,
+                               CUBLASLT_EPILOGUE_DEFAULT, -1, nullptr});
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t matmulDesc) {
+    delete matmulDesc;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t matmulDesc, cublasLtMatmulDescAttributes_t attr,
+                                              const void *buf, size_t sizeInBytes) {
+    if (!matmulDesc) return CUBLAS_STATUS_INVALID_VALUE;
+    LtDesc d = lt_get<LtDesc>(matmulDesc);
+    bool ok;
+    switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA: ok = lt_attr(&d.transa, buf, sizeInBytes); break;
+    case CUBLASLT_MATMUL_DESC_TRANSB: ok = lt_attr(&d.transb, buf, sizeInBytes); break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: ok = lt_attr(&d.epilogue, buf, sizeInBytes); break;
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: ok = lt_attr(&d.bias, buf, sizeInBytes); break;
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: ok = lt_attr(&d.bias_type, buf, sizeInBytes); break;
+    default: return CUBLAS_STATUS_NOT_SUPPORTED; // not emulated
+    }
+    if (!ok) return CUBLAS_STATUS_INVALID_VALUE;
+    lt_put(matmulDesc, d);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *pref) {
+    if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
+    *pref = new (std::nothrow) cublasLtMatmulPreferenceOpaque_t();
+    if (!*pref) return CUBLAS_STATUS_ALLOC_FAILED;
+    lt_put(*pref, LtPref{0, CUBLASLT_REDUCTION_SCHEME_MASK});
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
+    delete pref;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
+                                                    cublasLtMatmulPreferenceAttributes_t attr, const void *buf,
+                                                    size_t sizeInBytes) {
+    if (!pref) return CUBLAS_STATUS_INVALID_VALUE;
+    LtPref p = lt_get<LtPref>(pref);
+    uint32_t align;
+    bool ok;
+    switch (attr) {
+    case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES: ok = lt_attr(&p.max_ws, buf, sizeInBytes); break;
+    case CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK: ok = lt_attr(&p.reduction_mask, buf, sizeInBytes); break;
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES:
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES:
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES:
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: ok = lt_attr(&align, buf, sizeInBytes); break; // any works here
+    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+    if (!ok) return CUBLAS_STATUS_INVALID_VALUE;
+    lt_put(pref, p);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// One algorithm for everything cublasLtMatmul runs: no split-K (SPLITK_NUM 1, reduction scheme
+// NONE, which no reduction-scheme mask can exclude), no workspace.
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t operationDesc,
+                                              cublasLtMatrixLayout_t Adesc, cublasLtMatrixLayout_t Bdesc,
+                                              cublasLtMatrixLayout_t Cdesc, cublasLtMatrixLayout_t Ddesc,
+                                              cublasLtMatmulPreference_t preference, int requestedAlgoCount,
+                                              cublasLtMatmulHeuristicResult_t heuristicResultsArray[],
+                                              int *returnAlgoCount) {
+    if (!lightHandle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (requestedAlgoCount <= 0 || !heuristicResultsArray || !returnAlgoCount || !operationDesc || !Adesc || !Bdesc ||
+        !Cdesc || !Ddesc || !preference)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    *returnAlgoCount = 0;
+    LtPlan p;
+    const cublasStatus_t st = lt_plan(lt_get<LtDesc>(operationDesc), lt_get<LtLayout>(Adesc), lt_get<LtLayout>(Bdesc),
+                                      lt_get<LtLayout>(Cdesc), lt_get<LtLayout>(Ddesc), &p);
+    if (st != CUBLAS_STATUS_SUCCESS) return CUBLAS_STATUS_NOT_SUPPORTED;
+    cublasLtMatmulHeuristicResult_t r;
+    std::memset(&r, 0, sizeof r);
+    r.workspaceSize = 0;
+    r.state = CUBLAS_STATUS_SUCCESS;
+    r.wavesCount = 1.0f;
+    heuristicResultsArray[0] = r;
+    *returnAlgoCount = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulAlgoConfigGetAttribute(const cublasLtMatmulAlgo_t *algo,
+                                                    cublasLtMatmulAlgoConfigAttributes_t attr, void *buf,
+                                                    size_t sizeInBytes, size_t *sizeWritten) {
+    if (!algo) return CUBLAS_STATUS_INVALID_VALUE;
+    auto put = [&](auto v) {
+        if (sizeInBytes == 0) {
+            if (!sizeWritten) return CUBLAS_STATUS_INVALID_VALUE;
+            *sizeWritten = sizeof v;
+            return CUBLAS_STATUS_SUCCESS;
+        }
+        if (!buf || sizeInBytes != sizeof v) return CUBLAS_STATUS_INVALID_VALUE;
+        std::memcpy(buf, &v, sizeof v);
+        if (sizeWritten) *sizeWritten = sizeof v;
+        return CUBLAS_STATUS_SUCCESS;
+    };
+    switch (attr) {
+    case CUBLASLT_ALGO_CONFIG_SPLITK_NUM: return put((int32_t)1);
+    case CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME: return put((uint32_t)CUBLASLT_REDUCTION_SCHEME_NONE);
+    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+}
+
+// D = alpha · op(A) · op(B) + beta · C (+ bias per row of D), accumulated in fp32 into a float
+// copy of D, the epilogue added in fp32, then D written once (a bf16 D rounded to nearest even).
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t computeDesc, const void *alpha,
+                              const void *A, cublasLtMatrixLayout_t Adesc, const void *B, cublasLtMatrixLayout_t Bdesc,
+                              const void *beta, const void *C, cublasLtMatrixLayout_t Cdesc, void *D,
+                              cublasLtMatrixLayout_t Ddesc, const cublasLtMatmulAlgo_t *algo, void *workspace,
+                              size_t workspaceSizeInBytes, cudaStream_t stream) {
+    if (!lightHandle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!computeDesc || !Adesc || !Bdesc || !Cdesc || !Ddesc || !alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
+    if (emu::capturing(stream)) { // descriptors, scalars and algorithm copied, as a graph node holds them
+        cublasLtMatmulDescOpaque_t dc = *computeDesc;
+        cublasLtMatrixLayoutOpaque_t ac = *Adesc, bc = *Bdesc, cc = *Cdesc, ddc = *Ddesc;
+        const float a = *(const float *)alpha, b = *(const float *)beta; // scale type CUDA_R_32F only
+        cublasLtMatmulAlgo_t al{};
+        const bool has_algo = algo != nullptr;
+        if (has_algo) al = *algo;
+        cudaError_t e = emu::record(stream, [=]() mutable {
+            return cublasLtMatmul(lightHandle, &dc, &a, A, &ac, B, &bc, &b, C, &cc, D, &ddc, has_algo ? &al : nullptr,
+                                  workspace, workspaceSizeInBytes, stream) == CUBLAS_STATUS_SUCCESS
+                       ? cudaSuccess : cudaErrorLaunchFailure;
+        });
+        return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
+    }
+    emu_count_work();
+    const LtDesc d = lt_get<LtDesc>(computeDesc);
+    const LtLayout la = lt_get<LtLayout>(Adesc), lb = lt_get<LtLayout>(Bdesc), ld = lt_get<LtLayout>(Ddesc);
+    LtPlan p;
+    cublasStatus_t st = lt_plan(d, la, lb, lt_get<LtLayout>(Cdesc), ld, &p);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    if (C != D) return CUBLAS_STATUS_NOT_SUPPORTED; // in place only (lt_plan)
+    if (p.m == 0 || p.n == 0) return CUBLAS_STATUS_SUCCESS;
+    if (!D) return CUBLAS_STATUS_INVALID_VALUE;
+    const bool bias = d.epilogue == CUBLASLT_EPILOGUE_BIAS;
+    if (bias && !d.bias) return CUBLAS_STATUS_INVALID_VALUE;
+    const float bta = *(const float *)beta;
+    const int m = p.m, n = p.n, ldd = (int)ld.ld;
+    const cublasOperation_t ta = (cublasOperation_t)d.transa, tb = (cublasOperation_t)d.transb;
+    cublasContext plain; // default math: the compute type alone decides the rounding
+    try {
+        std::vector<float> acc((size_t)m * n, 0.0f); // D as fp32, leading dimension m
+        if (bta != 0.0f) // C (== D) is read only when beta != 0, as cuBLAS reads it
+            for (int j = 0; j < n; j++)
+                for (int i = 0; i < m; i++) {
+                    const size_t at = (size_t)j * ldd + i;
+                    acc[(size_t)j * m + i] =
+                        p.bf16_d ? __bfloat162float(((const __nv_bfloat16 *)D)[at]) : ((const float *)D)[at];
+                }
+        st = p.bf16_ab ? gemm_bf16(&plain, ta, tb, m, n, p.k, (const float *)alpha, (const __nv_bfloat16 *)A,
+                                   (int)la.ld, (const __nv_bfloat16 *)B, (int)lb.ld, &bta, acc.data(), false, m)
+                       : gemm_f32(&plain, ta, tb, m, n, p.k, (const float *)alpha, (const float *)A, (int)la.ld,
+                                  (const float *)B, (int)lb.ld, &bta, acc.data(), m, p.r);
+        if (st != CUBLAS_STATUS_SUCCESS) return st;
+        if (bias)
+            for (int j = 0; j < n; j++)
+                for (int i = 0; i < m; i++)
+                    acc[(size_t)j * m + i] += p.bias_bf16 ? __bfloat162float(((const __nv_bfloat16 *)d.bias)[i])
+                                                          : ((const float *)d.bias)[i];
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                const size_t at = (size_t)j * ldd + i;
+                const float v = acc[(size_t)j * m + i];
+                if (p.bf16_d) ((__nv_bfloat16 *)D)[at] = __float2bfloat16(v);
+                else ((float *)D)[at] = v;
+            }
+    } catch (const std::bad_alloc &) {
+        return CUBLAS_STATUS_ALLOC_FAILED;
+    }
+    (void)workspace; // the algorithm needs none
     return CUBLAS_STATUS_SUCCESS;
 }
 
