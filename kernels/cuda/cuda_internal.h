@@ -139,9 +139,10 @@ static inline unsigned cuda_grid(size_t n) {
 void cuda_colsum_acc(Backend *be, float *db /* (C) */, const Act *x /* (M, C) */, size_t M, int C);
 void cuda_colsum_acc_f32(Backend *be, float *db /* (C) */, const float *x /* (M, C) */, size_t M, int C);
 /* The deterministic column sum underneath: rows cut into at most max_chunks fixed chunks (a
- * function of M only), double partials, summed in chunk order into acc (+=) or tot (=). */
+ * function of M only), double partials, summed in chunk order into acc (+=) or tot (=), in one
+ * launch (the last block finishes, last_block.cuh). */
 int cuda_colsum_chunks(size_t M, int max_chunks, size_t *rows);
-void cuda_colsum_ordered(cudaStream_t s, float *acc /* (C) or NULL */, double *tot /* (C) or NULL */,
+void cuda_colsum_ordered(Backend *be, float *acc /* (C) or NULL */, double *tot /* (C) or NULL */,
                          double *part /* (nchunk, C) */, const float *x /* (M, C) */, size_t M, int C, size_t rows,
                          int nchunk);
 

@@ -112,7 +112,7 @@ extern "C" void cu_dice_ce_forward(Backend *be, float *loss, float *probs, float
                       k_softmax_terms<T><<<cuda_grid(N), 256, 0, s>>>(probs, terms, bad, (const T *)logits, labels, N,
                                                                      K));
     CUDA_CHECK_LAUNCH();
-    cuda_colsum_ordered(st->stream, NULL, tot, part, terms, N, C, rows, nchunk);
+    cuda_colsum_ordered(be, NULL, tot, part, terms, N, C, rows, nchunk);
     k_dice_stats<<<1, LOSS_MAX_K, 0, s>>>(stats, tot, K);
     CUDA_CHECK_LAUNCH();
     k_dice_loss<<<1, 1, 0, s>>>(loss, tot, N, K, w_dice, w_ce);
