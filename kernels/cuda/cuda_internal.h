@@ -138,13 +138,9 @@ static inline unsigned cuda_grid(size_t n) {
  * backend's Act storage) or of fp32 scratch. */
 void cuda_colsum_acc(Backend *be, float *db /* (C) */, const Act *x /* (M, C) */, size_t M, int C);
 void cuda_colsum_acc_f32(Backend *be, float *db /* (C) */, const float *x /* (M, C) */, size_t M, int C);
-/* The deterministic column sum underneath: rows cut into at most max_chunks fixed chunks (a
- * function of M only), double partials, summed in chunk order into acc (+=) or tot (=), in one
- * launch (the last block finishes, last_block.cuh). */
+/* The deterministic column sum's partition: rows cut into at most max_chunks fixed chunks (a
+ * function of M only); returns their count. */
 int cuda_colsum_chunks(size_t M, int max_chunks, size_t *rows);
-void cuda_colsum_ordered(Backend *be, float *acc /* (C) or NULL */, double *tot /* (C) or NULL */,
-                         double *part /* (nchunk, C) */, const float *x /* (M, C) */, size_t M, int C, size_t rows,
-                         int nchunk);
 
 /* dwconv7's "cudnn" implementation (conv_cudnn.cu): cuDNN grouped convolution (groups = C, 7x7,
  * pad 3, NHWC, fp32 data with FMA math in every mode: bf16 Acts through fp32 copies), with the

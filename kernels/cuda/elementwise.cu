@@ -42,11 +42,11 @@ template <typename T> __global__ void k_mul(float *out, const T *a, const T *b, 
 
 // Column sums in one launch: block (chunk, g) sums rows [chunk*rows, ...) for channels
 // g*256 + threadIdx.x, in double, in row order, into its partial row; the block that arrives last
-// (last_block.cuh) sums the partials in chunk order into acc (+=, float) or tot (=, double). T: the
-// element type of x (an Act type or float scratch); each element is widened exactly.
+// (last_block.cuh) sums the partials in chunk order into acc (+=, float). T: the element type of x
+// (an Act type or float scratch); each element is widened exactly.
 template <typename T>
-__global__ void k_colsum(float *acc /* (C) or NULL */, double *tot /* (C) or NULL */, double *part /* (nchunk, C) */,
-                         unsigned *arrivals, const T *x /* (M, C) */, size_t M, int C, size_t rows) {
+__global__ void k_colsum(float *acc /* (C) */, double *part /* (nchunk, C) */, unsigned *arrivals,
+                         const T *x /* (M, C) */, size_t M, int C, size_t rows) {
     int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c < C) {
         size_t r0 = blockIdx.x * rows, r1 = r0 + rows < M ? r0 + rows : M;
@@ -58,8 +58,7 @@ __global__ void k_colsum(float *acc /* (C) or NULL */, double *tot /* (C) or NUL
     for (c = threadIdx.x; c < C; c += blockDim.x) {
         double s = 0;
         for (int k = 0; k < (int)gridDim.x; k++) s += cuda_load_cg(part + (size_t)k * C + c);
-        if (acc) acc[c] += (float)s;
-        else tot[c] = s;
+        acc[c] += (float)s;
     }
 }
 
@@ -69,28 +68,17 @@ int cuda_colsum_chunks(size_t M, int max_chunks, size_t *rows) {
     return (int)((M + *rows - 1) / *rows);
 }
 
-template <typename T>
-static void colsum_ordered(Backend *be, float *acc, double *tot, double *part, const T *x, size_t M, int C,
-                           size_t rows, int nchunk) {
-    CudaState *st = cuda_state(be);
-    dim3 grid(nchunk, (C + 255) / 256);
-    k_colsum<T><<<grid, 256, 0, st->stream>>>(acc, tot, part, st->arrivals, x, M, C, rows);
-    CUDA_CHECK_LAUNCH();
-}
-
-void cuda_colsum_ordered(Backend *be, float *acc, double *tot, double *part, const float *x, size_t M, int C,
-                         size_t rows, int nchunk) {
-    colsum_ordered<float>(be, acc, tot, part, x, M, C, rows, nchunk);
-}
-
 // db[c] += Σ_m x[m, c]: a fixed partition of the rows (depends on M only), partials summed in
 // order, so the result is deterministic. Uses the start of the workspace (nchunk*C doubles).
 template <typename T> static void colsum_acc(Backend *be, float *db, const T *x, size_t M, int C) {
     if (M == 0 || C <= 0 || !db) return;
+    CudaState *st = cuda_state(be);
     size_t rows;
     int nchunk = cuda_colsum_chunks(M, 512, &rows);
     double *part = (double *)cuda_workspace(be, (size_t)nchunk * C * sizeof(double));
-    colsum_ordered<T>(be, db, NULL, part, x, M, C, rows, nchunk);
+    dim3 grid(nchunk, (C + 255) / 256);
+    k_colsum<T><<<grid, 256, 0, st->stream>>>(db, part, st->arrivals, x, M, C, rows);
+    CUDA_CHECK_LAUNCH();
 }
 
 void cuda_colsum_acc(Backend *be, float *db, const Act *x, size_t M, int C) {
