@@ -32,15 +32,22 @@
 // descriptors, the algorithm cache and its deterministic-backward preference unchanged, at the
 // cost of the conversions' memory traffic and fp32 scratch on the few 3x3 convs of this network
 // (stem and downsampling layers).
+// Launches, every mode: the filter permutation, the widening copies and the bias broadcast go
+// in one kernel before the cuDNN calls (k_conv_prep; the forward's cuDNN call adds into the
+// broadcast bias, beta = 1: on the GPU the same single fp32 addition to the fp32 accumulator as a
+// separate bias add; the emulator adds it to its double accumulator before rounding), the filter
+// gradient's un-permutation and the din rounding in one kernel after them (k_conv_bwd_finish),
+// the bias gradient is the one-launch column sum.
 //
 // Implementations (tune.h, TuneOp "conv3x3"; forward and backward choose together):
 //   "tf32copy" the path above in every mode (plain fp32 FMA in fp32 mode, TF32 in tf32 mode,
 //              TF32 on fp32 copies in bf16 mode): the reference;
 //   "bf16"     bf16 mode only: native bf16 cuDNN (x, w, y CUDNN_DATA_BFLOAT16, fp32 compute,
 //              tensor-op math), NHWC activations used in place (no widening copies); the fp32
-//              weight converted once per call to a bf16 (KRSC or KCRS) copy; out = round(round(
-//              conv) + b) (bias added after cuDNN's own rounding: two roundings, within the bf16
-//              tolerances); din accumulated by cuDNN (beta = 1, one rounding); the filter
+//              weight converted once per call to a bf16 (KRSC or KCRS) copy; out = round(conv +
+//              bf16(b)) (cuDNN adds into out, which the filter conversion's launch filled with the
+//              bias in bf16, beta = 1: one rounding; autocast's bf16 bias); din accumulated by cuDNN
+//              (beta = 1, one rounding); the filter
 //              gradient comes back in bf16 (as under PyTorch autocast) and is added into the fp32
 //              dw. Unavailable in fp32/tf32 modes (the table says so, the tuner skips it); a shape
 //              cuDNN has no deterministic bf16 algorithms for runs "tf32copy".
@@ -226,34 +233,52 @@ static const ConvAlgo *conv_algo(Backend *be, int B, int H, int W, int Ci, int C
     return a;
 }
 
-// wp[co][t*Ci + ci] = w[co][ci][t]  (t = kh*3 + kw)
-__global__ void k_conv_permute(float *wp, const float *w, int Ci, int Co) {
-    size_t n = (size_t)Co * Ci * 9;
+// Everything a tf32copy direction needs before its cuDNN calls, in one launch (grid-stride over
+// the four jobs in turn; a job with n = 0 is skipped): wp = the KRSC copy of w (t = kh*3 + kw,
+// wp[co][t*Ci + ci] = w[co][ci][t]); x32 and y32 = the Acts x and y widened to fp32 (exact; BF16
+// only); yb = the bias broadcast over the (nb / C, C) output, into which cuDNN then adds the
+// convolution (beta = 1: alpha·acc + 1·b, the one fp32 addition the separate bias add made).
+template <typename T>
+__global__ void k_conv_prep(float *wp /* (Co, 9, Ci) */, const float *w /* (Co, Ci, 3, 3) */, int Ci, int Co,
+                            size_t nw, float *x32, const T *x, size_t nx, float *y32, const T *y, size_t ny,
+                            float *yb /* (nb / C, C) */, const float *b /* (C) */, size_t nb, int C) {
+    const size_t n = nw + nx + ny + nb;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int t = (int)(i % 9), ci = (int)(i / 9 % Ci), co = (int)(i / ((size_t)9 * Ci));
-        wp[((size_t)co * 9 + t) * Ci + ci] = w[i];
+        size_t j = i;
+        if (j < nw) {
+            int t = (int)(j % 9), ci = (int)(j / 9 % Ci), co = (int)(j / ((size_t)9 * Ci));
+            wp[((size_t)co * 9 + t) * Ci + ci] = w[j];
+            continue;
+        }
+        j -= nw;
+        if (j < nx) {
+            x32[j] = act_load(x + j);
+            continue;
+        }
+        j -= nx;
+        if (j < ny) {
+            y32[j] = act_load(y + j);
+            continue;
+        }
+        j -= ny;
+        yb[j] = b[j % C];
     }
 }
 
-__global__ void k_conv_unpermute_acc(float *dw, const float *dwp, int Ci, int Co) {
-    size_t n = (size_t)Co * Ci * 9;
+// After the backward's cuDNN calls, in one launch: dw += the KRSC gradient dwp un-permuted (nw
+// elements, 0: none) and, in BF16, din = round(din + dx) with dx cuDNN's fp32 data gradient (nin
+// elements, 0: none; one rounding).
+__global__ void k_conv_bwd_finish(float *dw /* (Co, Ci, 3, 3) */, const float *dwp /* (Co, 9, Ci) */, int Ci,
+                                  size_t nw, bf16 *din, const float *dx, size_t nin) {
+    const size_t n = nw + nin;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int t = (int)(i % 9), ci = (int)(i / 9 % Ci), co = (int)(i / ((size_t)9 * Ci));
-        dw[i] += dwp[((size_t)co * 9 + t) * Ci + ci];
+        if (i < nw) {
+            int t = (int)(i % 9), ci = (int)(i / 9 % Ci), co = (int)(i / ((size_t)9 * Ci));
+            dw[i] += dwp[((size_t)co * 9 + t) * Ci + ci];
+        } else {
+            act_store(din + (i - nw), act_load(din + (i - nw)) + dx[i - nw]);
+        }
     }
-}
-
-// out = y + bias, rounded once to the Act type. In FP32/TF32, y is out itself (cuDNN wrote
-// there), so this is the in-place out += b; in BF16, y is cuDNN's fp32 scratch.
-template <typename T> __global__ void k_bias_store(T *out, const float *y, const float *b, size_t n, int C) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        act_store(out + i, y[i] + (b ? b[i % C] : 0.0f)); // b NULL: a bias-free depthwise conv
-}
-
-// BF16: din += dx, dx the fp32 data gradient from cuDNN; one rounding.
-__global__ void k_acc_f32(bf16 *din, const float *dx, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        act_store(din + i, act_load(din + i) + dx[i]);
 }
 
 static size_t align256(size_t b) { return (b + 255) / 256 * 256; }
@@ -280,26 +305,23 @@ static void conv_tf32copy_forward(Backend *be, Act *out, const Act *in, const fl
     size_t wp_bytes = align256((size_t)nw * sizeof(float));
     size_t x_bytes = bf ? align256(nin * sizeof(float)) : 0, y_bytes = bf ? align256(nout * sizeof(float)) : 0;
     char *ws = (char *)cuda_workspace(be, wp_bytes + x_bytes + y_bytes + ws_bytes + 256);
-    const float *x = (const float *)in;
-    float *y = (float *)out;
-    if (bf) {
-        float *x32 = (float *)(ws + wp_bytes);
-        cu_act_to_f32(be, x32, in, nin);
-        x = x32;
-        y = (float *)(ws + wp_bytes + x_bytes);
-    }
+    float *x32 = bf ? (float *)(ws + wp_bytes) : NULL;
+    float *y = bf ? (float *)(ws + wp_bytes + x_bytes) : (float *)out; // cuDNN's fp32 output
     void *lib = ws + wp_bytes + x_bytes + y_bytes;
-    const float *filt = w;
-    if (permute) {
-        k_conv_permute<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>((float *)ws, w, Ci, Co);
+    // one launch: the permuted filter, the fp32 copy of in, y = the bias (cuDNN adds into it)
+    const size_t pw = permute ? (size_t)Co * Ci * 9 : 0, px = bf ? nin : 0, pb = b ? nout : 0;
+    if (pw + px + pb) {
+        CUDA_ACT_DISPATCH(be, T,
+                          k_conv_prep<T><<<cuda_grid(pw + px + pb), 256, 0, st->stream>>>(
+                              (float *)ws, w, Ci, Co, pw, x32, (const T *)in, px, NULL, (const T *)NULL, 0, y, b,
+                              pb, Co));
         CUDA_CHECK_LAUNCH();
-        filt = (const float *)ws;
     }
+    const float *x = bf ? x32 : (const float *)in, *filt = permute ? (const float *)ws : w;
     const float one = 1.0f, zero = 0.0f;
-    CUDNN_WORK(cudnnConvolutionForward(st->cudnn, &one, d.x, x, d.w, filt, d.conv, a->fwd, lib, ws_bytes, &zero, d.y,
-                                        y));
-    CUDA_ACT_DISPATCH(be, T, k_bias_store<T><<<cuda_grid(nout), 256, 0, st->stream>>>((T *)out, y, b, nout, Co));
-    CUDA_CHECK_LAUNCH();
+    CUDNN_WORK(cudnnConvolutionForward(st->cudnn, &one, d.x, x, d.w, filt, d.conv, a->fwd, lib, ws_bytes,
+                                        b ? &one : &zero, d.y, y));
+    if (bf) cu_act_from_f32(be, out, y, nout); // the one rounding of conv + b to bf16
     conv_desc_destroy(&d);
 }
 
@@ -331,44 +353,39 @@ static void conv_tf32copy_backward(Backend *be, Act *din, float *dw, float *db, 
     size_t lib_bytes = wsd > wsf ? wsd : wsf;
     char *ws = (char *)cuda_workspace(be, 2 * wp_bytes + x_bytes + y_bytes + lib_bytes + 256);
     float *wp = (float *)ws, *dwp = (float *)(ws + wp_bytes);
-    const float *x = (const float *)in, *dy = (const float *)dout;
-    float *x32 = NULL;
-    if (bf) {
-        float *dy32 = (float *)(ws + 2 * wp_bytes + x_bytes);
-        x32 = (float *)(ws + 2 * wp_bytes);
-        cu_act_to_f32(be, x32, in, nin);
-        cu_act_to_f32(be, dy32, dout, M * Co);
-        x = x32, dy = dy32;
-    }
+    float *x32 = bf ? (float *)(ws + 2 * wp_bytes) : NULL, *dy32 = bf ? (float *)(ws + 2 * wp_bytes + x_bytes) : NULL;
     void *lib = ws + 2 * wp_bytes + x_bytes + y_bytes;
-    const float one = 1.0f, zero = 0.0f;
-    // (the descriptor holds bwd_filter_math from the workspace query above)
-    if (!permute) { // PyTorch's layout (or the depthwise filter): cuDNN adds into dw directly
-        CUDNN_WORK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, x, d.y, dy, d.conv, a->bwd_filter, lib, wsf,
-                                                   &one, d.w, dw));
-    } else { // dwp = weight gradient in the KRSC layout (overwritten), then added into dw un-permuted
-        CUDNN_WORK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, x, d.y, dy, d.conv, a->bwd_filter, lib, wsf,
-                                                   &zero, d.w, dwp));
-        k_conv_unpermute_acc<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>(dw, dwp, Ci, Co);
+    // one launch: the permuted filter (for the data gradient), the fp32 copies of in and dout
+    const size_t pw = din && permute ? (size_t)Co * Ci * 9 : 0, px = bf ? nin : 0, py = bf ? M * Co : 0;
+    if (pw + px + py) {
+        CUDA_ACT_DISPATCH(be, T,
+                          k_conv_prep<T><<<cuda_grid(pw + px + py), 256, 0, st->stream>>>(
+                              wp, w, Ci, Co, pw, x32, (const T *)in, px, dy32, (const T *)dout, py, NULL, NULL, 0,
+                              Co));
         CUDA_CHECK_LAUNCH();
     }
+    const float *x = bf ? x32 : (const float *)in, *dy = bf ? dy32 : (const float *)dout;
+    const float one = 1.0f, zero = 0.0f;
+    // (the descriptor holds bwd_filter_math from the workspace query above). PyTorch's layout (or
+    // the depthwise filter): cuDNN adds into dw directly; else dwp = the weight gradient in the
+    // KRSC layout (overwritten), added into dw un-permuted by the finish below.
+    CUDNN_WORK(cudnnConvolutionBackwardFilter(st->cudnn, &one, d.x, x, d.y, dy, d.conv, a->bwd_filter, lib, wsf,
+                                               permute ? &zero : &one, d.w, permute ? dwp : dw));
     if (din) {
-        const float *filt = w;
-        if (permute) {
-            k_conv_permute<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>(wp, w, Ci, Co);
-            CUDA_CHECK_LAUNCH();
-            filt = wp;
-        }
         conv_use_math(a, &d, a->bwd_data_math);
         if (!bf) { // beta = 1: cuDNN adds into din, as the backend contract asks.
-            CUDNN_WORK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, filt, d.y, dy, d.conv, a->bwd_data, lib, wsd,
-                                                     &one, d.x, (float *)din));
+            CUDNN_WORK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, permute ? wp : w, d.y, dy, d.conv,
+                                                     a->bwd_data, lib, wsd, &one, d.x, (float *)din));
         } else { // the fp32 data gradient overwrites in's copy (the filter gradient, queued before, is done with it)
-            CUDNN_WORK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, filt, d.y, dy, d.conv, a->bwd_data, lib, wsd,
-                                                     &zero, d.x, x32));
-            k_acc_f32<<<cuda_grid(nin), 256, 0, st->stream>>>((bf16 *)din, x32, nin);
-            CUDA_CHECK_LAUNCH();
+            CUDNN_WORK(cudnnConvolutionBackwardData(st->cudnn, &one, d.w, permute ? wp : w, d.y, dy, d.conv,
+                                                     a->bwd_data, lib, wsd, &zero, d.x, x32));
         }
+    }
+    // one launch: dw += dwp un-permuted; BF16: din = round(din + dx)
+    const size_t fw = permute ? (size_t)Co * Ci * 9 : 0, fx = bf && din ? nin : 0;
+    if (fw + fx) {
+        k_conv_bwd_finish<<<cuda_grid(fw + fx), 256, 0, st->stream>>>(dw, dwp, Ci, fw, (bf16 *)din, x32, fx);
+        CUDA_CHECK_LAUNCH();
     }
     conv_desc_destroy(&d);
 }
@@ -376,10 +393,16 @@ static void conv_tf32copy_backward(Backend *be, Act *din, float *dw, float *db, 
 // ---- "bf16": native bf16 cuDNN ---------------------------------------------------------------
 
 // wb = bf16(w) in the filter layout cuDNN was given: KRSC (wb[co][t][ci], permute) or PyTorch's
-// KCRS as it is. t = kh*3 + kw.
-__global__ void k_conv_filter_bf16(bf16 *wb, const float *w, int Ci, int Co, int permute) {
-    size_t n = (size_t)Co * Ci * 9;
+// KCRS as it is. t = kh*3 + kw. Forward: also yb = bf16(b) broadcast over the (nb / C, C) output
+// (nb = 0: none), into which cuDNN adds the convolution (beta = 1), as autocast's bf16 bias.
+__global__ void k_conv_filter_bf16(bf16 *wb, const float *w, int Ci, int Co, int permute, bf16 *yb, const float *b,
+                                   size_t nb, int C) {
+    const size_t nw = (size_t)Co * Ci * 9, n = nw + nb;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        if (i >= nw) {
+            yb[i - nw] = __float2bfloat16(b[(i - nw) % C]);
+            continue;
+        }
         int t = (int)(i % 9), ci = (int)(i / 9 % Ci), co = (int)(i / ((size_t)9 * Ci));
         wb[permute ? ((size_t)co * 9 + t) * Ci + ci : i] = __float2bfloat16(w[i]);
     }
@@ -392,12 +415,6 @@ __global__ void k_conv_dw_acc_bf16(float *dw, const bf16 *dwb, int Ci, int Co, i
         int t = (int)(i % 9), ci = (int)(i / 9 % Ci), co = (int)(i / ((size_t)9 * Ci));
         dw[i] += __bfloat162float(dwb[permute ? ((size_t)co * 9 + t) * Ci + ci : i]);
     }
-}
-
-// out = round(out + b): cuDNN wrote the bf16 convolution into out.
-__global__ void k_bias_add_bf16(bf16 *out, const float *b, size_t n, int C) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        act_store(out + i, act_load(out + i) + b[i % C]);
 }
 
 static void conv_bf16_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
@@ -418,13 +435,15 @@ static void conv_bf16_forward(Backend *be, Act *out, const Act *in, const float 
     // workspace: [bf16 filter][cuDNN's]
     size_t wb_bytes = align256((size_t)Co * Ci * 9 * sizeof(bf16));
     char *ws = (char *)cuda_workspace(be, wb_bytes + ws_bytes + 256);
-    k_conv_filter_bf16<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>((bf16 *)ws, w, Ci, Co, !a->filter_nchw);
+    // one launch: the bf16 filter and out = bf16(b); cuDNN adds the convolution into out (beta = 1)
+    const size_t nb = b ? nout : 0;
+    k_conv_filter_bf16<<<cuda_grid((size_t)Co * Ci * 9 + nb), 256, 0, st->stream>>>((bf16 *)ws, w, Ci, Co,
+                                                                                    !a->filter_nchw, (bf16 *)out, b,
+                                                                                    nb, Co);
     CUDA_CHECK_LAUNCH();
     const float one = 1.0f, zero = 0.0f;
     CUDNN_WORK(cudnnConvolutionForward(st->cudnn, &one, d.x, in, d.w, ws, d.conv, a->fwd, ws + wb_bytes, ws_bytes,
-                                        &zero, d.y, out));
-    k_bias_add_bf16<<<cuda_grid(nout), 256, 0, st->stream>>>((bf16 *)out, b, nout, Co);
-    CUDA_CHECK_LAUNCH();
+                                        b ? &one : &zero, d.y, out));
     conv_desc_destroy(&d);
 }
 
@@ -461,7 +480,8 @@ static void conv_bf16_backward(Backend *be, Act *din, float *dw, float *db, cons
     k_conv_dw_acc_bf16<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>(dw, dwb, Ci, Co, !a->filter_nchw);
     CUDA_CHECK_LAUNCH();
     if (din) {
-        k_conv_filter_bf16<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>(wb, w, Ci, Co, !a->filter_nchw);
+        k_conv_filter_bf16<<<cuda_grid((size_t)Co * Ci * 9), 256, 0, st->stream>>>(wb, w, Ci, Co, !a->filter_nchw,
+                                                                                   NULL, NULL, 0, Co);
         CUDA_CHECK_LAUNCH();
         conv_use_math(a, &d, a->bwd_data_math);
         // beta = 1: cuDNN adds into din (fp32 blend, one rounding), as the backend contract asks

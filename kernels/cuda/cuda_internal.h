@@ -165,12 +165,9 @@ static inline unsigned cuda_grid(size_t n) {
  * backend's Act storage) or of fp32 scratch. */
 void cuda_colsum_acc(Backend *be, float *db /* (C) */, const Act *x /* (M, C) */, size_t M, int C);
 void cuda_colsum_acc_f32(Backend *be, float *db /* (C) */, const float *x /* (M, C) */, size_t M, int C);
-/* The deterministic column sum underneath: rows cut into at most max_chunks fixed chunks (a
- * function of M only), double partials, summed in chunk order into acc (+=) or tot (=). */
+/* The deterministic column sum's partition: rows cut into at most max_chunks fixed chunks (a
+ * function of M only); returns their count. */
 int cuda_colsum_chunks(size_t M, int max_chunks, size_t *rows);
-void cuda_colsum_ordered(cudaStream_t s, float *acc /* (C) or NULL */, double *tot /* (C) or NULL */,
-                         double *part /* (nchunk, C) */, const float *x /* (M, C) */, size_t M, int C, size_t rows,
-                         int nchunk);
 
 /* Frees the cuBLASLt descriptors of the cached LtAlgo choices (linear_cublas.cu). */
 void cuda_lt_free(CudaState *st);

@@ -6,6 +6,7 @@
 // accumulating ops (accumulate, the backward din's) load the current value, add in fp32 and
 // store, so in bf16 mode dst = round(dst + x) with one rounding per call.
 #include "act.cuh"
+#include "last_block.cuh"
 
 #define GRID_STRIDE(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
@@ -39,27 +40,26 @@ template <typename T> __global__ void k_mul(float *out, const T *a, const T *b, 
     GRID_STRIDE(i, n) out[i] = act_load(a + i) * act_load(b + i);
 }
 
-// Partial column sums: block (chunk) sums rows [chunk*rows, ...) for channels
-// blockIdx.y*256 + threadIdx.x, in double, in row order. T: the element type of x (an Act type
-// or float scratch); each element is widened exactly.
+// Column sums in one launch: block (chunk, g) sums rows [chunk*rows, ...) for channels
+// g*256 + threadIdx.x, in double, in row order, into its partial row; the block that arrives last
+// (last_block.cuh) sums the partials in chunk order into acc (+=, float). T: the element type of x
+// (an Act type or float scratch); each element is widened exactly.
 template <typename T>
-__global__ void k_colsum_partial(double *part /* (nchunk, C) */, const T *x /* (M, C) */, size_t M, int C,
-                                 size_t rows) {
+__global__ void k_colsum(float *acc /* (C) */, double *part /* (nchunk, C) */, unsigned *arrivals,
+                         const T *x /* (M, C) */, size_t M, int C, size_t rows) {
     int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    size_t r0 = blockIdx.x * rows, r1 = r0 + rows < M ? r0 + rows : M;
-    double s = 0;
-    for (size_t r = r0; r < r1; r++) s += (double)act_load(x + r * C + c);
-    part[(size_t)blockIdx.x * C + c] = s;
-}
-// Sums the chunk partials in chunk order into acc (+=, float) or tot (=, double).
-__global__ void k_colsum_finish(float *acc, double *tot, const double *part, int nchunk, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    double s = 0;
-    for (int k = 0; k < nchunk; k++) s += part[(size_t)k * C + c];
-    if (acc) acc[c] += (float)s;
-    else tot[c] = s;
+    if (c < C) {
+        size_t r0 = blockIdx.x * rows, r1 = r0 + rows < M ? r0 + rows : M;
+        double s = 0;
+        for (size_t r = r0; r < r1; r++) s += (double)act_load(x + r * C + c);
+        part[(size_t)blockIdx.x * C + c] = s;
+    }
+    if (!cuda_last_block(arrivals)) return;
+    for (c = threadIdx.x; c < C; c += blockDim.x) {
+        double s = 0;
+        for (int k = 0; k < (int)gridDim.x; k++) s += cuda_load_cg(part + (size_t)k * C + c);
+        acc[c] += (float)s;
+    }
 }
 
 int cuda_colsum_chunks(size_t M, int max_chunks, size_t *rows) {
@@ -68,29 +68,17 @@ int cuda_colsum_chunks(size_t M, int max_chunks, size_t *rows) {
     return (int)((M + *rows - 1) / *rows);
 }
 
-template <typename T>
-static void colsum_ordered(cudaStream_t s, float *acc, double *tot, double *part, const T *x, size_t M, int C,
-                           size_t rows, int nchunk) {
-    dim3 grid(nchunk, (C + 255) / 256);
-    k_colsum_partial<T><<<grid, 256, 0, s>>>(part, x, M, C, rows);
-    CUDA_CHECK_LAUNCH();
-    k_colsum_finish<<<(C + 255) / 256, 256, 0, s>>>(acc, tot, part, nchunk, C);
-    CUDA_CHECK_LAUNCH();
-}
-
-void cuda_colsum_ordered(cudaStream_t s, float *acc, double *tot, double *part, const float *x, size_t M, int C,
-                         size_t rows, int nchunk) {
-    colsum_ordered<float>(s, acc, tot, part, x, M, C, rows, nchunk);
-}
-
 // db[c] += Σ_m x[m, c]: a fixed partition of the rows (depends on M only), partials summed in
 // order, so the result is deterministic. Uses the start of the workspace (nchunk*C doubles).
 template <typename T> static void colsum_acc(Backend *be, float *db, const T *x, size_t M, int C) {
     if (M == 0 || C <= 0 || !db) return;
+    CudaState *st = cuda_state(be);
     size_t rows;
     int nchunk = cuda_colsum_chunks(M, 512, &rows);
     double *part = (double *)cuda_workspace(be, (size_t)nchunk * C * sizeof(double));
-    colsum_ordered<T>(cuda_state(be)->stream, db, NULL, part, x, M, C, rows, nchunk);
+    dim3 grid(nchunk, (C + 255) / 256);
+    k_colsum<T><<<grid, 256, 0, st->stream>>>(db, part, st->arrivals, x, M, C, rows);
+    CUDA_CHECK_LAUNCH();
 }
 
 void cuda_colsum_acc(Backend *be, float *db, const Act *x, size_t M, int C) {
