@@ -12,8 +12,8 @@
 //          The backward reads the row and dout once, writes din, and accumulates dg/db per lane
 //          over a fixed set of rows; per-block partials (in double, warps and row groups summed in
 //          order), summed in block order by the last block: deterministic, no atomics, and
-//          one pass (one launch) for din, dg and db. Needs C·sizeof(Act) a multiple of 16 and at most 4 vectors per lane;
-//          other shapes run "warp".
+//          one pass (one launch) for din, dg and db. Needs C·sizeof(Act) a multiple of 16 and at
+//          most 4 vectors per lane; other shapes run "warp".
 #include <stdio.h>
 
 #include "act.cuh"
@@ -53,9 +53,18 @@ __global__ void k_ln_fwd(T *out, float *mean, float *rstd, const T *in, const fl
 #define LN_WARP_BLOCK 256     // "warp" backward threads per block (8 warps)
 #define LN_PARAM_MAX_BLOCKS 512 // "warp" backward blocks (row chunks): a function of N only
 
+// A call rather than inlined: inlined into the vec backward, its live values made the bf16 NV = 3
+// instance spill (ptxas -v, sm_90); the CPU emulator (no __CUDACC__) has no __noinline__.
+#ifdef __CUDACC__
+#define LN_NOINLINE __noinline__
+#else
+#define LN_NOINLINE
+#endif
+
 // dg[c] += Σ_k part[k][c], db[c] += Σ_k part[k][C + c], k in order (either may be NULL): the
 // finish of both backwards, run by the block that arrived last (last_block.cuh).
-__device__ void ln_param_finish(float *dg, float *db, const double *part /* (nblk, 2C) */, int nblk, int C) {
+__device__ LN_NOINLINE void ln_param_finish(float *dg, float *db, const double *part /* (nblk, 2C) */, int nblk,
+                                             int C) {
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         double sg = 0, sb = 0;
         for (int k = 0; k < nblk; k++) {
