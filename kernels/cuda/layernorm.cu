@@ -1,6 +1,7 @@
 // layernorm.cu — LayerNorm over the channel dim (biased variance, as torch.nn.LayerNorm). One
 // warp per row; statistics in double with two passes, as the CPU reference. The parameter
-// gradients are column reductions over fixed row chunks (partials in double, summed in order).
+// gradients are column reductions over fixed row chunks (partials in double, summed in order by
+// the block that finishes last, last_block.cuh): the backward is one launch in both implementations.
 // in/out/dout/din are Acts (templates on the storage type T, act.cuh); mean/rstd, g/b, dg/db float.
 //
 // Implementations (tune.h, TuneOp "layernorm"; forward and backward choose together):
@@ -10,12 +11,13 @@
 //          (two-pass, lane sums in fp32, across lanes in double, in a fixed butterfly order).
 //          The backward reads the row and dout once, writes din, and accumulates dg/db per lane
 //          over a fixed set of rows; per-block partials (in double, warps and row groups summed in
-//          order) and a finish kernel summing blocks in order: deterministic, no atomics, and
-//          one pass for din, dg and db. Needs C·sizeof(Act) a multiple of 16 and at most 4 vectors per lane;
-//          other shapes run "warp".
+//          order), summed in block order by the last block: deterministic, no atomics, and
+//          one pass (one launch) for din, dg and db. Needs C·sizeof(Act) a multiple of 16 and at
+//          most 4 vectors per lane; other shapes run "warp".
 #include <stdio.h>
 
 #include "act.cuh"
+#include "last_block.cuh"
 #include "tune.h"
 
 __device__ __forceinline__ double warp_sum(double v) {
@@ -48,56 +50,74 @@ __global__ void k_ln_fwd(T *out, float *mean, float *rstd, const T *in, const fl
     for (int c = lane; c < C; c += 32) act_store(y + c, (act_load(x + c) - muf) * rsf * g[c] + b[c]);
 }
 
-template <typename T>
-__global__ void k_ln_bwd_din(T *din, const T *dout, const T *in, const float *mean, const float *rstd, const float *g,
-                             size_t N, int C) {
-    size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
-    int lane = threadIdx.x & 31;
-    if (r >= N) return;
-    const T *x = in + r * C, *dy = dout + r * C;
-    const float mu = mean[r], rs = rstd[r];
-    double a = 0, bs = 0;
-    for (int c = lane; c < C; c += 32) {
-        float xh = (act_load(x + c) - mu) * rs, dxh = act_load(dy + c) * g[c];
-        a += dxh;
-        bs += (double)dxh * xh;
-    }
-    const float ma = (float)(warp_sum(a) / C), mb = (float)(warp_sum(bs) / C);
-    T *dx = din + r * C;
-    for (int c = lane; c < C; c += 32) {
-        float xh = (act_load(x + c) - mu) * rs;
-        act_store(dx + c, act_load(dx + c) + rs * (act_load(dy + c) * g[c] - ma - xh * mb));
+#define LN_WARP_BLOCK 256     // "warp" backward threads per block (8 warps)
+#define LN_PARAM_MAX_BLOCKS 512 // "warp" backward blocks (row chunks): a function of N only
+
+// A call rather than inlined: inlined into the vec backward, its live values made the bf16 NV = 3
+// instance spill (ptxas -v, sm_90); the CPU emulator (no __CUDACC__) has no __noinline__.
+#ifdef __CUDACC__
+#define LN_NOINLINE __noinline__
+#else
+#define LN_NOINLINE
+#endif
+
+// dg[c] += Σ_k part[k][c], db[c] += Σ_k part[k][C + c], k in order (either may be NULL): the
+// finish of both backwards, run by the block that arrived last (last_block.cuh).
+__device__ LN_NOINLINE void ln_param_finish(float *dg, float *db, const double *part /* (nblk, 2C) */, int nblk,
+                                             int C) {
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        double sg = 0, sb = 0;
+        for (int k = 0; k < nblk; k++) {
+            sg += cuda_load_cg(part + (size_t)k * 2 * C + c);
+            sb += cuda_load_cg(part + (size_t)k * 2 * C + C + c);
+        }
+        if (dg) dg[c] += (float)sg;
+        if (db) db[c] += (float)sb;
     }
 }
 
-// part[k][0..C) = Σ dout·xh, part[k][C..2C) = Σ dout over rows of chunk k.
+// Block k takes the rows [k·rows, (k+1)·rows) of a fixed chunking. din (+)= the LayerNorm backward
+// of each row (one warp per row); with part (dg or db wanted): then one thread per column sums
+// part[k][0..C) = Σ dout·xh, part[k][C..2C) = Σ dout over the chunk's rows in row order (double),
+// and the last block to arrive adds the chunks into dg/db in order. One launch for din, dg and db.
 template <typename T>
-__global__ void k_ln_param_partial(double *part, const T *dout, const T *in, const float *mean, const float *rstd,
-                                   size_t N, int C, size_t rows) {
-    int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    size_t r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
-    double sg = 0, sb = 0;
-    for (size_t r = r0; r < r1; r++) {
-        float dy = act_load(dout + r * C + c);
-        float xh = (act_load(in + r * C + c) - mean[r]) * rstd[r];
-        sg += (double)dy * xh;
-        sb += dy;
+__global__ void __launch_bounds__(LN_WARP_BLOCK) k_ln_bwd(T *din, float *dg, float *db, double *part,
+                                                          unsigned *arrivals, const T *dout, const T *in,
+                                                          const float *mean, const float *rstd, const float *g,
+                                                          size_t N, int C, size_t rows) {
+    const int lane = threadIdx.x & 31;
+    const size_t r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
+    // the warp's rows: no thread returns early (the last-block barriers need them all)
+    for (size_t r = r0 + threadIdx.x / 32; din && r < r1; r += LN_WARP_BLOCK / 32) {
+        const T *x = in + r * C, *dy = dout + r * C;
+        const float mu = mean[r], rs = rstd[r];
+        double a = 0, bs = 0;
+        for (int c = lane; c < C; c += 32) {
+            float xh = (act_load(x + c) - mu) * rs, dxh = act_load(dy + c) * g[c];
+            a += dxh;
+            bs += (double)dxh * xh;
+        }
+        const float ma = (float)(warp_sum(a) / C), mb = (float)(warp_sum(bs) / C);
+        T *dx = din + r * C;
+        for (int c = lane; c < C; c += 32) {
+            float xh = (act_load(x + c) - mu) * rs;
+            act_store(dx + c, act_load(dx + c) + rs * (act_load(dy + c) * g[c] - ma - xh * mb));
+        }
     }
-    part[(size_t)blockIdx.x * 2 * C + c] = sg;
-    part[(size_t)blockIdx.x * 2 * C + C + c] = sb;
-}
-
-__global__ void k_ln_param_finish(float *dg, float *db, const double *part, int nchunk, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    double sg = 0, sb = 0;
-    for (int k = 0; k < nchunk; k++) {
-        sg += part[(size_t)k * 2 * C + c];
-        sb += part[(size_t)k * 2 * C + C + c];
+    if (!part) return;
+    for (int c = threadIdx.x; c < C; c += LN_WARP_BLOCK) {
+        double sg = 0, sb = 0;
+        for (size_t r = r0; r < r1; r++) {
+            float dy = act_load(dout + r * C + c);
+            float xh = (act_load(in + r * C + c) - mean[r]) * rstd[r];
+            sg += (double)dy * xh;
+            sb += dy;
+        }
+        part[(size_t)blockIdx.x * 2 * C + c] = sg;
+        part[(size_t)blockIdx.x * 2 * C + C + c] = sb;
     }
-    if (dg) dg[c] += (float)sg;
-    if (db) db[c] += (float)sb;
+    if (!cuda_last_block(arrivals)) return;
+    ln_param_finish(dg, db, part, (int)gridDim.x, C);
 }
 
 // ---- "vec" --------------------------------------------------------------------------------
@@ -165,10 +185,12 @@ __global__ void __launch_bounds__(LN_VEC_BLOCK) k_ln_vec_fwd(T *out, float *mean
 }
 
 // din (+)= LayerNorm backward of each row; part[block][0..C) = Σ dout·xh, [C..2C) = Σ dout over
-// the block's rows. Group j of the grid (row group = blockIdx.x·(BLOCK/G) + threadIdx.x/G) takes
-// rows j, j + ngroups, ... (ngroups = gridDim.x·BLOCK/G).
+// the block's rows, and with dg or db the last block to arrive adds the blocks' partials in order.
+// Group j of the grid (row group = blockIdx.x·(BLOCK/G) + threadIdx.x/G) takes rows j,
+// j + ngroups, ... (ngroups = gridDim.x·BLOCK/G).
 template <typename T, int G, int NV>
-__global__ void __launch_bounds__(LN_VEC_BLOCK) k_ln_vec_bwd(T *din, double *part, const T *dout, const T *in,
+__global__ void __launch_bounds__(LN_VEC_BLOCK) k_ln_vec_bwd(T *din, float *dg, float *db, double *part,
+                                                             unsigned *arrivals, const T *dout, const T *in,
                                                              const float *mean, const float *rstd, const float *g,
                                                              size_t N, int C) {
     constexpr int VW = 16 / sizeof(T);
@@ -244,6 +266,9 @@ __global__ void __launch_bounds__(LN_VEC_BLOCK) k_ln_vec_bwd(T *din, double *par
                 pt[C + v * VW + e] = tb;
             }
         }
+    if (!dg && !db) return;
+    if (!cuda_last_block(arrivals)) return;
+    ln_param_finish(dg, db, part, (int)gridDim.x, C);
 }
 
 enum { LN_WARP, LN_VEC };
@@ -299,15 +324,13 @@ static void ln_vec_backward(Backend *be, Act *din, float *dg, float *db, const A
     size_t nblk = (N + per_block - 1) / per_block;
     if (nblk > LN_VEC_MAX_BLOCKS) nblk = LN_VEC_MAX_BLOCKS;
     double *part = (double *)cuda_workspace(be, nblk * 2 * C * sizeof(double));
+    unsigned *arrivals = cuda_state(be)->arrivals;
     CUDA_ACT_DISPATCH(be, T,
                       LN_VEC_SWITCH(G, NV,
                                     (k_ln_vec_bwd<T, g_, nv_><<<(unsigned)nblk, LN_VEC_BLOCK, 0, s>>>(
-                                        (T *)din, part, (const T *)dout, (const T *)in, mean, rstd, g, N, C))));
+                                        (T *)din, dg, db, part, arrivals, (const T *)dout, (const T *)in, mean, rstd,
+                                        g, N, C))));
     CUDA_CHECK_LAUNCH();
-    if (dg || db) {
-        k_ln_param_finish<<<(C + 255) / 256, 256, 0, s>>>(dg, db, part, (int)nblk, C);
-        CUDA_CHECK_LAUNCH();
-    }
 }
 
 static void ln_warp_forward(Backend *be, Act *out, float *mean, float *rstd, const Act *in, const float *g,
@@ -363,26 +386,14 @@ extern "C" void cu_layernorm_backward(Backend *be, Act *din, float *dg, float *d
         ln_vec_backward(be, din, dg, db, dout, in, mean, rstd, g, N, C, t.G, t.NV);
         return;
     }
+    if (!din && !dg && !db) return;
     cudaStream_t s = cuda_state(be)->stream;
-    if (din) {
-        size_t threads = N * 32;
-        const unsigned grid = (unsigned)((threads + 255) / 256);
-        CUDA_ACT_DISPATCH(be, T,
-                          k_ln_bwd_din<T><<<grid, 256, 0, s>>>((T *)din, (const T *)dout, (const T *)in, mean, rstd,
-                                                               g, N, C));
-        CUDA_CHECK_LAUNCH();
-    }
-    if (dg || db) {
-        int nchunk = (int)(N < 512 ? N : 512);
-        size_t rows = (N + nchunk - 1) / nchunk;
-        nchunk = (int)((N + rows - 1) / rows);
-        double *part = (double *)cuda_workspace(be, (size_t)nchunk * 2 * C * sizeof(double));
-        const dim3 grid(nchunk, (C + 255) / 256);
-        CUDA_ACT_DISPATCH(be, T,
-                          k_ln_param_partial<T><<<grid, 256, 0, s>>>(part, (const T *)dout, (const T *)in, mean, rstd,
-                                                                     N, C, rows));
-        CUDA_CHECK_LAUNCH();
-        k_ln_param_finish<<<(C + 255) / 256, 256, 0, s>>>(dg, db, part, nchunk, C);
-        CUDA_CHECK_LAUNCH();
-    }
+    size_t rows;
+    const int nblk = cuda_colsum_chunks(N, LN_PARAM_MAX_BLOCKS, &rows);
+    double *part = dg || db ? (double *)cuda_workspace(be, (size_t)nblk * 2 * C * sizeof(double)) : NULL;
+    CUDA_ACT_DISPATCH(be, T,
+                      k_ln_bwd<T><<<nblk, LN_WARP_BLOCK, 0, s>>>((T *)din, dg, db, part, cuda_state(be)->arrivals,
+                                                                 (const T *)dout, (const T *)in, mean, rstd, g, N, C,
+                                                                 rows));
+    CUDA_CHECK_LAUNCH();
 }

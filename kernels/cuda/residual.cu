@@ -4,9 +4,10 @@
 // Unfused, a branch end was channel_scale → sample_scale (one launch per sample) → add → LayerNorm
 // forward, and accumulate + memset + sample_scale (per sample) + memset + channel_scale (din, a
 // product into scratch, two column-sum kernels) backward, with every intermediate stored and
-// re-read. Here the forward is one kernel, the backward one elementwise kernel plus the
-// deterministic two-kernel column sum for dgamma, and the LayerNorm backward starts from the
-// residual gradient instead of a copy of it.
+// re-read. Here the forward is one kernel, the backward one kernel that also sums dgamma (its
+// block's column partial, added in block order by the block that finishes last, last_block.cuh),
+// and the LayerNorm backward starts from the residual gradient instead of a copy of it, in one
+// launch with its dg/db the same way.
 //
 // Determinism and exactness: every element follows the float operations of the unfused sequence
 // in the same order (__fmul_rn/__fadd_rn keep nvcc from contracting them into an fma, so the fp32
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "act.cuh"
+#include "last_block.cuh"
 #include "check.h"
 
 // Drop-path scales of one call: s NULL when the branch has none, else (B) in device memory.
@@ -117,84 +119,91 @@ __global__ void k_residual_bwd(T *dres /* (N, C) or NULL */, T *dy /* (N, C) */,
     }
 }
 
-// part[k][c] = Σ over the rows of chunk k of (s_b·dout)·y in double, in row order.
+#define RES_MAX_BLOCKS 512 // row chunks of the dgamma / dg, db sums: a function of N only
+
+// residual_backward with dgamma in one launch: block k takes the rows of chunk k (rows each),
+// one thread per column: each element as k_residual_bwd, and part[k][c] = Σ over the chunk's rows
+// of (s_b·dout)·y in double, in row order; the last block to arrive adds Σ_k part[k][c], k in
+// order, into dgamma. Each element's inputs are read before its outputs are written.
 template <typename T>
-__global__ void k_residual_dgamma_partial(double *part /* (nchunk, C) */, const T *dout /* (N, C) */,
-                                          const T *y /* (N, C) */, SampleScales sc, size_t N, int C, size_t rows) {
-    const int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+__global__ void k_residual_bwd_dgamma(T *dres /* (N, C) or NULL */, T *dy /* (N, C) */, float *dgamma /* (C) */,
+                                      double *part /* (nchunk, C) */, unsigned *arrivals, const T *dout /* (N, C) */,
+                                      const T *y /* (N, C) */, const float *gamma /* (C) */, SampleScales sc, size_t N,
+                                      int C, size_t rows) {
     const size_t r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
-    double s = 0;
-    for (size_t r = r0; r < r1; r++) s += (double)branch_grad(act_load(dout + r * C + c), sc, r) * act_load(y + r * C + c);
-    part[(size_t)blockIdx.x * C + c] = s;
-}
-
-// acc[c] += Σ_k part[k][c], k in order.
-__global__ void k_residual_colsum_finish(float *acc /* (C) */, const double *part /* (nchunk, C) */, int nchunk,
-                                         int C) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    double s = 0;
-    for (int k = 0; k < nchunk; k++) s += part[(size_t)k * C + c];
-    acc[c] += (float)s;
-}
-
-// dg[c] += Σ_k part[k][c], db[c] += Σ_k part[k][C + c], k in order (either may be NULL).
-__global__ void k_ln_res_param_finish(float *dg /* (C) */, float *db /* (C) */, const double *part /* (nchunk, 2C) */,
-                                      int nchunk, int C) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    double sg = 0, sb = 0;
-    for (int k = 0; k < nchunk; k++) {
-        sg += part[(size_t)k * 2 * C + c];
-        sb += part[(size_t)k * 2 * C + C + c];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        double s = 0;
+        for (size_t r = r0; r < r1; r++) {
+            const size_t i = r * C + c;
+            const float d = act_load(dout + i), yv = act_load(y + i), t = branch_grad(d, sc, r);
+            s += (double)t * yv;
+            if (dres) act_store(dres + i, __fadd_rn(act_load(dres + i), d));
+            act_store(dy + i, __fadd_rn(0.0f, __fmul_rn(gamma[c], t)));
+        }
+        part[(size_t)blockIdx.x * C + c] = s;
     }
-    if (dg) dg[c] += (float)sg;
-    if (db) db[c] += (float)sb;
+    if (!cuda_last_block(arrivals)) return;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        double s = 0;
+        for (int k = 0; k < (int)gridDim.x; k++) s += cuda_load_cg(part + (size_t)k * C + c);
+        dgamma[c] += (float)s;
+    }
 }
 
-// The input-gradient half of layernorm_backward, starting from dres rather than din's old value
-// (din may be dres: each lane reads its element before writing it; dres NULL: from 0).
+#define LN_RES_BLOCK 256 // threads per block of k_ln_bwd_residual (8 warps)
+
+// layernorm_backward from dres rather than din's old value (din may be dres: each lane reads its
+// element before writing it; dres NULL: from 0), in one launch. Block k takes the rows of chunk k
+// (rows each), one warp per row for din; with part (dg or db wanted): then one thread per column
+// sums part[k][0..C) = Σ dout·xh, part[k][C..2C) = Σ dout over the chunk's rows in row order
+// (double, as layernorm.cu), and the last block to arrive adds the chunks into dg/db in order.
 template <typename T>
-__global__ void k_ln_bwd_residual(T *din /* (N, C) */, const T *dres /* (N, C) or NULL */, const T *dout /* (N, C) */,
-                                  const T *in /* (N, C) */, const float *mean /* (N) */, const float *rstd /* (N) */,
-                                  const float *g /* (C) */, size_t N, int C) {
-    const size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
+__global__ void __launch_bounds__(LN_RES_BLOCK)
+    k_ln_bwd_residual(T *din /* (N, C) */, float *dg /* (C) or NULL */, float *db /* (C) or NULL */,
+                      double *part /* (nchunk, 2C) or NULL */, unsigned *arrivals, const T *dres /* (N, C) or NULL */,
+                      const T *dout /* (N, C) */, const T *in /* (N, C) */, const float *mean /* (N) */,
+                      const float *rstd /* (N) */, const float *g /* (C) */, size_t N, int C, size_t rows) {
     const int lane = threadIdx.x & 31;
-    if (r >= N) return;
-    const T *x = in + r * C, *dyr = dout + r * C, *d0 = dres ? dres + r * C : NULL;
-    const float mu = mean[r], rs = rstd[r];
-    double a = 0, bs = 0;
-    for (int c = lane; c < C; c += 32) {
-        const float xh = (act_load(x + c) - mu) * rs, dxh = act_load(dyr + c) * g[c];
-        a += dxh;
-        bs += (double)dxh * xh;
-    }
-    const float ma = (float)(res_warp_sum(a) / C), mb = (float)(res_warp_sum(bs) / C);
-    T *dx = din + r * C;
-    for (int c = lane; c < C; c += 32) {
-        const float xh = (act_load(x + c) - mu) * rs;
-        act_store(dx + c, (dres ? act_load(d0 + c) : 0.0f) + rs * (act_load(dyr + c) * g[c] - ma - xh * mb));
-    }
-}
-
-// part[k][0..C) = Σ dout·xh, part[k][C..2C) = Σ dout over the rows of chunk k (as layernorm.cu).
-template <typename T>
-__global__ void k_ln_res_param_partial(double *part /* (nchunk, 2C) */, const T *dout /* (N, C) */,
-                                       const T *in /* (N, C) */, const float *mean /* (N) */,
-                                       const float *rstd /* (N) */, size_t N, int C, size_t rows) {
-    const int c = blockIdx.y * blockDim.x + threadIdx.x;
-    if (c >= C) return;
     const size_t r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
-    double sg = 0, sb = 0;
-    for (size_t r = r0; r < r1; r++) {
-        const float dy = act_load(dout + r * C + c);
-        const float xh = (act_load(in + r * C + c) - mean[r]) * rstd[r];
-        sg += (double)dy * xh;
-        sb += dy;
+    // the warp's rows: no thread returns early (the last-block barriers need them all)
+    for (size_t r = r0 + threadIdx.x / 32; r < r1; r += LN_RES_BLOCK / 32) {
+        const T *x = in + r * C, *dyr = dout + r * C, *d0 = dres ? dres + r * C : NULL;
+        const float mu = mean[r], rs = rstd[r];
+        double a = 0, bs = 0;
+        for (int c = lane; c < C; c += 32) {
+            const float xh = (act_load(x + c) - mu) * rs, dxh = act_load(dyr + c) * g[c];
+            a += dxh;
+            bs += (double)dxh * xh;
+        }
+        const float ma = (float)(res_warp_sum(a) / C), mb = (float)(res_warp_sum(bs) / C);
+        T *dx = din + r * C;
+        for (int c = lane; c < C; c += 32) {
+            const float xh = (act_load(x + c) - mu) * rs;
+            act_store(dx + c, (dres ? act_load(d0 + c) : 0.0f) + rs * (act_load(dyr + c) * g[c] - ma - xh * mb));
+        }
     }
-    part[(size_t)blockIdx.x * 2 * C + c] = sg;
-    part[(size_t)blockIdx.x * 2 * C + C + c] = sb;
+    if (!part) return;
+    for (int c = threadIdx.x; c < C; c += LN_RES_BLOCK) {
+        double sg = 0, sb = 0;
+        for (size_t r = r0; r < r1; r++) {
+            const float dy = act_load(dout + r * C + c);
+            const float xh = (act_load(in + r * C + c) - mean[r]) * rstd[r];
+            sg += (double)dy * xh;
+            sb += dy;
+        }
+        part[(size_t)blockIdx.x * 2 * C + c] = sg;
+        part[(size_t)blockIdx.x * 2 * C + C + c] = sb;
+    }
+    if (!cuda_last_block(arrivals)) return;
+    for (int c = threadIdx.x; c < C; c += LN_RES_BLOCK) {
+        double sg = 0, sb = 0;
+        for (int k = 0; k < (int)gridDim.x; k++) {
+            sg += cuda_load_cg(part + (size_t)k * 2 * C + c);
+            sb += cuda_load_cg(part + (size_t)k * 2 * C + C + c);
+        }
+        if (dg) dg[c] += (float)sg;
+        if (db) db[c] += (float)sb;
+    }
 }
 
 extern "C" void cu_residual_forward(Backend *be, Act *out, const Act *res, const Act *y, const float *gamma,
@@ -232,22 +241,22 @@ extern "C" void cu_residual_backward(Backend *be, Act *dres, Act *dy, float *dga
     if (!gamma) dgamma = NULL;
     CHECK(!dgamma || y, "residual_backward: dgamma needs y");
     cudaStream_t s = cuda_state(be)->stream;
-    CUDA_ACT_DISPATCH(be, T,
-                      k_residual_bwd<T><<<cuda_grid(N * C), 256, 0, s>>>((T *)dres, (T *)dy, (const T *)dout, gamma,
-                                                                         sc, N, C));
-    CUDA_CHECK_LAUNCH();
-    if (dgamma) {
-        size_t rows;
-        const int nchunk = cuda_colsum_chunks(N, 512, &rows);
-        double *part = (double *)cuda_workspace(be, (size_t)nchunk * C * sizeof(double));
-        const dim3 grid(nchunk, (C + 255) / 256);
+    if (!dgamma) {
         CUDA_ACT_DISPATCH(be, T,
-                          k_residual_dgamma_partial<T><<<grid, 256, 0, s>>>(part, (const T *)dout, (const T *)y, sc, N,
-                                                                            C, rows));
+                          k_residual_bwd<T><<<cuda_grid(N * C), 256, 0, s>>>((T *)dres, (T *)dy, (const T *)dout,
+                                                                             gamma, sc, N, C));
         CUDA_CHECK_LAUNCH();
-        k_residual_colsum_finish<<<(C + 255) / 256, 256, 0, s>>>(dgamma, part, nchunk, C);
-        CUDA_CHECK_LAUNCH();
+        return;
     }
+    size_t rows;
+    const int nchunk = cuda_colsum_chunks(N, RES_MAX_BLOCKS, &rows);
+    double *part = (double *)cuda_workspace(be, (size_t)nchunk * C * sizeof(double));
+    const int threads = C < 256 ? (C + 31) / 32 * 32 : 256; // one thread per column up to 256
+    CUDA_ACT_DISPATCH(be, T,
+                      k_residual_bwd_dgamma<T><<<nchunk, threads, 0, s>>>((T *)dres, (T *)dy, dgamma, part,
+                                                                          cuda_state(be)->arrivals, (const T *)dout,
+                                                                          (const T *)y, gamma, sc, N, C, rows));
+    CUDA_CHECK_LAUNCH();
 }
 
 extern "C" void cu_layernorm_backward_residual(Backend *be, Act *din, float *dg, float *db, const Act *dres,
@@ -255,21 +264,13 @@ extern "C" void cu_layernorm_backward_residual(Backend *be, Act *din, float *dg,
                                                const float *g, size_t N, int C) {
     if (!N || C <= 0) return;
     cudaStream_t s = cuda_state(be)->stream;
-    const unsigned grid = (unsigned)((N * 32 + 255) / 256);
+    size_t rows;
+    const int nchunk = cuda_colsum_chunks(N, RES_MAX_BLOCKS, &rows);
+    double *part = dg || db ? (double *)cuda_workspace(be, (size_t)nchunk * 2 * C * sizeof(double)) : NULL;
     CUDA_ACT_DISPATCH(be, T,
-                      k_ln_bwd_residual<T><<<grid, 256, 0, s>>>((T *)din, (const T *)dres, (const T *)dout,
-                                                                (const T *)in, mean, rstd, g, N, C));
+                      k_ln_bwd_residual<T><<<nchunk, LN_RES_BLOCK, 0, s>>>((T *)din, dg, db, part,
+                                                                          cuda_state(be)->arrivals, (const T *)dres,
+                                                                          (const T *)dout, (const T *)in, mean, rstd,
+                                                                          g, N, C, rows));
     CUDA_CHECK_LAUNCH();
-    if (dg || db) {
-        size_t rows;
-        const int nchunk = cuda_colsum_chunks(N, 512, &rows);
-        double *part = (double *)cuda_workspace(be, (size_t)nchunk * 2 * C * sizeof(double));
-        const dim3 pgrid(nchunk, (C + 255) / 256);
-        CUDA_ACT_DISPATCH(be, T,
-                          k_ln_res_param_partial<T><<<pgrid, 256, 0, s>>>(part, (const T *)dout, (const T *)in, mean,
-                                                                          rstd, N, C, rows));
-        CUDA_CHECK_LAUNCH();
-        k_ln_res_param_finish<<<(C + 255) / 256, 256, 0, s>>>(dg, db, part, nchunk, C);
-        CUDA_CHECK_LAUNCH();
-    }
 }
