@@ -227,3 +227,12 @@ void cpu_dwconv7_backward(Backend *be,
         }
     }
 }
+
+/* din overwritten: zero, then the accumulating op (0 + x, as the caller's zero + op did). */
+void cpu_dwconv7_backward_first(Backend *be, Act *din /* (B, H, W, C) */, float *dw /* (C, 1, 7, 7) */,
+                                float *db /* (C) */, const Act *dout /* (B, H, W, C) */,
+                                const Act *in /* (B, H, W, C) */, const float *w /* (C, 1, 7, 7) */, int B, int H,
+                                int W, int C) {
+    if (din) memset(din, 0, (size_t)B * H * W * C * sizeof(float));
+    cpu_dwconv7_backward(be, din, dw, db, dout, in, w, B, H, W, C);
+}

@@ -319,8 +319,8 @@ typedef struct {
     float *dw; // scratch (C*49 + C): dw then db
 } DwTune;
 
-static void dw_backward_impl(Backend *be, int impl, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                             const float *w, int B, int H, int W, int C);
+static void dw_backward_impl(Backend *be, int impl, Act *din, int din_acc, float *dw, float *db, const Act *dout,
+                             const Act *in, const float *w, int B, int H, int W, int C);
 
 static void dw_tune_run(void *ctx, int impl) {
     DwTune *t = (DwTune *)ctx;
@@ -332,7 +332,7 @@ static void dw_tune_run(void *ctx, int impl) {
     if (impl == DW_TILED) dw_tiled_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C, 0, 0);
     else if (impl != DW_CUDNN || !cuda_dwconv7_cudnn_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C))
         dw_direct_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C);
-    dw_backward_impl(t->be, impl, t->din, t->dw, t->dw + (size_t)t->C * 49, t->in, t->in, t->w, t->B, t->H, t->W, t->C);
+    dw_backward_impl(t->be, impl, t->din, 1, t->dw, t->dw + (size_t)t->C * 49, t->in, t->in, t->w, t->B, t->H, t->W, t->C);
 }
 
 // The implementation for this shape (the backward asks with out = NULL: by then the forward
@@ -359,19 +359,27 @@ extern "C" void cu_dwconv7_forward(Backend *be, Act *out, const Act *in, const f
         dw_direct_forward(be, out, in, w, b, B, H, W, C);
 }
 
-static void dw_backward_impl(Backend *be, int impl, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                             const float *w, int B, int H, int W, int C) {
-    if (impl == DW_CUDNN && cuda_dwconv7_cudnn_backward(be, din, dw, db, dout, in, w, B, H, W, C)) return;
+// din_acc 1: din += (dwconv7_backward); 0: din = (dwconv7_backward_first: the kernels store
+// instead of load + add; cuDNN's backward accumulates, so its din is zeroed first).
+static void dw_backward_impl(Backend *be, int impl, Act *din, int din_acc, float *dw, float *db, const Act *dout,
+                             const Act *in, const float *w, int B, int H, int W, int C) {
+    size_t n = (size_t)B * H * W * C;
+    cudaStream_t s = cuda_state(be)->stream;
+    if (impl == DW_CUDNN) {
+        if (din && !din_acc) CUDA_WORK(cudaMemsetAsync(din, 0, n * be->act_bytes, s));
+        if (cuda_dwconv7_cudnn_backward(be, din, dw, db, dout, in, w, B, H, W, C)) return;
+        impl = DW_DIRECT; /* din zeroed above: accumulating onto it is overwriting */
+        din_acc = 1;
+    }
     if (impl == DW_TILED) {
-        if (din) dw_tiled_forward(be, din, dout, w, NULL, B, H, W, C, 1, 1);
+        if (din) dw_tiled_forward(be, din, dout, w, NULL, B, H, W, C, 1, din_acc);
         dw_tiled_params(be, dw, db, dout, in, B, H, W, C);
         return;
     }
-    size_t n = (size_t)B * H * W * C;
-    cudaStream_t s = cuda_state(be)->stream;
     if (din) {
         CUDA_ACT_DISPATCH(be, T,
-                          k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)din, (const T *)dout, w, NULL, B, H, W, C, 1, 1));
+                          k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)din, (const T *)dout, w, NULL, B, H, W, C, 1,
+                                                                   din_acc));
         CUDA_CHECK_LAUNCH();
     }
     int nchunk;
@@ -384,5 +392,12 @@ extern "C" void cu_dwconv7_backward(Backend *be, Act *din, float *dw, float *db,
                                     const float *w, int B, int H, int W, int C) {
     size_t n = (size_t)B * H * W * C;
     if (!n) return;
-    dw_backward_impl(be, dw_pick(be, NULL, NULL, w, NULL, B, H, W, C), din, dw, db, dout, in, w, B, H, W, C);
+    dw_backward_impl(be, dw_pick(be, NULL, NULL, w, NULL, B, H, W, C), din, 1, dw, db, dout, in, w, B, H, W, C);
+}
+
+extern "C" void cu_dwconv7_backward_first(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                          const float *w, int B, int H, int W, int C) {
+    size_t n = (size_t)B * H * W * C;
+    if (!n) return;
+    dw_backward_impl(be, dw_pick(be, NULL, NULL, w, NULL, B, H, W, C), din, 0, dw, db, dout, in, w, B, H, W, C);
 }
