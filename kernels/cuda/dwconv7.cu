@@ -323,10 +323,12 @@ static const char *const DW_NAMES[] = {"direct", "tiled", "cudnn"};
 extern "C" const TuneOp TUNE_DWCONV7 = {"dwconv7", 3, DW_NAMES};
 
 static void dw_direct_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
-                              int W, int C) {
+                              int W, int C, int accumulate) {
     size_t n = (size_t)B * H * W * C;
     cudaStream_t s = cuda_state(be)->stream;
-    CUDA_ACT_DISPATCH(be, T, k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)out, (const T *)in, w, b, B, H, W, C, 0, 0));
+    CUDA_ACT_DISPATCH(be, T,
+                      k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)out, (const T *)in, w, b, B, H, W, C, 0,
+                                                               accumulate));
     CUDA_CHECK_LAUNCH();
 }
 
@@ -349,13 +351,12 @@ static void dw_direct_backward(Backend *be, Act *din, int din_acc, float *dw, fl
     CUDA_CHECK_LAUNCH();
 }
 
-// Timing: implementation i's forward into the real output (which the forward overwrites
-// afterwards anyway) and its whole backward on scratch gradients (din, dw, db allocated on the
-// first, untimed warm-up run and freed after the choice; in stands in for dout), so the choice
-// weighs the weight-gradient pass, the costliest part.
+// Timing: implementation i's forward and its whole backward on scratch outputs (the forward into
+// din's scratch: the real output stays untouched, which dwconv7_forward_add needs; din, dw, db
+// allocated on the first, untimed warm-up run and freed after the choice; in stands in for
+// dout), so the choice weighs the weight-gradient pass, the costliest part.
 typedef struct {
     Backend *be;
-    Act *out;
     const Act *in;
     const float *w, *b;
     int B, H, W, C;
@@ -373,19 +374,19 @@ static void dw_tune_run(void *ctx, int impl) {
         CUDA_CHECK(cudaMalloc((void **)&t->dw, (size_t)t->C * 50 * sizeof(float)));
     }
     if (impl == DW_TILED && t->C % 2) impl = DW_DIRECT;
-    if (impl == DW_TILED) dw_tiled_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C, 0, 0);
-    else if (impl != DW_CUDNN || !cuda_dwconv7_cudnn_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C))
-        dw_direct_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C);
+    if (impl == DW_TILED) dw_tiled_forward(t->be, t->din, t->in, t->w, t->b, t->B, t->H, t->W, t->C, 0, 0);
+    else if (impl != DW_CUDNN || !cuda_dwconv7_cudnn_forward(t->be, t->din, t->in, t->w, t->b, t->B, t->H, t->W, t->C))
+        dw_direct_forward(t->be, t->din, t->in, t->w, t->b, t->B, t->H, t->W, t->C, 0);
     dw_backward_impl(t->be, impl, t->din, 1, t->dw, t->dw + (size_t)t->C * 49, t->in, t->in, t->w, t->B, t->H, t->W, t->C);
 }
 
-// The implementation for this shape (the backward asks with out = NULL: by then the forward
-// has chosen, so it is never timed from there). "tiled" at odd C runs "direct".
-static int dw_pick(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H, int W, int C) {
+// The implementation for this shape (the backward asks with in = NULL: by then a forward has
+// chosen, so it is never timed from there). "tiled" at odd C runs "direct".
+static int dw_pick(Backend *be, const Act *in, const float *w, const float *b, int B, int H, int W, int C) {
     char key[64];
     snprintf(key, sizeof key, "B%d H%d W%d C%d", B, H, W, C);
-    DwTune t = {be, out, in, w, b, B, H, W, C, NULL, NULL};
-    int impl = cuda_tune_pick(be, &TUNE_DWCONV7, key, out ? dw_tune_run : NULL, &t);
+    DwTune t = {be, in, w, b, B, H, W, C, NULL, NULL};
+    int impl = cuda_tune_pick(be, &TUNE_DWCONV7, key, in ? dw_tune_run : NULL, &t);
     if (t.dw) { // timed: the scratch gradients go (cudaFree waits for the timing runs)
         CUDA_CHECK(cudaFree(t.din));
         CUDA_CHECK(cudaFree(t.dw));
@@ -397,10 +398,23 @@ extern "C" void cu_dwconv7_forward(Backend *be, Act *out, const Act *in, const f
                                    int W, int C) {
     size_t n = (size_t)B * H * W * C;
     if (!n) return;
-    const int impl = dw_pick(be, out, in, w, b, B, H, W, C);
+    const int impl = dw_pick(be, in, w, b, B, H, W, C);
     if (impl == DW_TILED) dw_tiled_forward(be, out, in, w, b, B, H, W, C, 0, 0);
     else if (impl != DW_CUDNN || !cuda_dwconv7_cudnn_forward(be, out, in, w, b, B, H, W, C))
-        dw_direct_forward(be, out, in, w, b, B, H, W, C);
+        dw_direct_forward(be, out, in, w, b, B, H, W, C, 0);
+}
+
+// out += conv(in) + b: the kernels' accumulate mode, (b + Σ taps) + out in fp32, one rounding.
+// cuDNN's forward overwrites (and uses the workspace for its copies, so there is no room for a
+// temporary here): where "cudnn" was chosen, "tiled" (or "direct" at odd C) runs this one.
+extern "C" void cu_dwconv7_forward_add(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B,
+                                       int H, int W, int C) {
+    size_t n = (size_t)B * H * W * C;
+    if (!n) return;
+    int impl = dw_pick(be, in, w, b, B, H, W, C);
+    if (impl == DW_CUDNN) impl = C % 2 ? DW_DIRECT : DW_TILED;
+    if (impl == DW_TILED) dw_tiled_forward(be, out, in, w, b, B, H, W, C, 0, 1);
+    else dw_direct_forward(be, out, in, w, b, B, H, W, C, 1);
 }
 
 // din_acc 1: din += (dwconv7_backward); 0: din = (dwconv7_backward_first: the kernels store
@@ -423,12 +437,12 @@ extern "C" void cu_dwconv7_backward(Backend *be, Act *din, float *dw, float *db,
                                     const float *w, int B, int H, int W, int C) {
     size_t n = (size_t)B * H * W * C;
     if (!n) return;
-    dw_backward_impl(be, dw_pick(be, NULL, NULL, w, NULL, B, H, W, C), din, 1, dw, db, dout, in, w, B, H, W, C);
+    dw_backward_impl(be, dw_pick(be, NULL, w, NULL, B, H, W, C), din, 1, dw, db, dout, in, w, B, H, W, C);
 }
 
 extern "C" void cu_dwconv7_backward_first(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                                           const float *w, int B, int H, int W, int C) {
     size_t n = (size_t)B * H * W * C;
     if (!n) return;
-    dw_backward_impl(be, dw_pick(be, NULL, NULL, w, NULL, B, H, W, C), din, 0, dw, db, dout, in, w, B, H, W, C);
+    dw_backward_impl(be, dw_pick(be, NULL, w, NULL, B, H, W, C), din, 0, dw, db, dout, in, w, B, H, W, C);
 }

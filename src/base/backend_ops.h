@@ -55,6 +55,18 @@
        const float *b,  /* (C) */                                                                                     \
        int B, int H, int W, int C),                                                                                   \
       (be, out, in, w, b, B, H, W, C))                                                                                \
+    /* out += the same convolution (bias included): dwconv7_forward into a temporary, then                            \
+     * add(out, out, tmp) — what the CPU backend does, so its results are that sequence's bit for                     \
+     * bit; the CUDA backend adds the fp32 conv to out before its one rounding (in fp32 mode the                      \
+     * same bits as the sequence, in bf16 one rounding fewer) */                                                      \
+    X(dwconv7_forward_add,                                                                                            \
+      (Backend *be,                                                                                                   \
+       Act *out,        /* (B, H, W, C) read and written */                                                           \
+       const Act *in,   /* (B, H, W, C) */                                                                            \
+       const float *w,  /* (C, 1, 7, 7) */                                                                            \
+       const float *b,  /* (C) */                                                                                     \
+       int B, int H, int W, int C),                                                                                   \
+      (be, out, in, w, b, B, H, W, C))                                                                                \
     X(dwconv7_backward,                                                                                               \
       (Backend *be,                                                                                                   \
        Act *din,        /* (B, H, W, C) or NULL */                                                                    \

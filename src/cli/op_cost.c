@@ -73,6 +73,12 @@ void opcost_dwconv7_forward(Backend *be, Act *out, const Act *in, const float *w
     double n = (double)B * H * W * C;
     set(2.0 * 49 * n, 2 * A * n + F * 50.0 * C, 0);
 }
+void opcost_dwconv7_forward_add(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
+                                int W, int C) {
+    (void)out, (void)in, (void)w, (void)b;
+    double n = (double)B * H * W * C;
+    set(2.0 * 49 * n + n, 3 * A * n + F * 50.0 * C, 0); /* out read and written */
+}
 void opcost_dwconv7_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                              const float *w, int B, int H, int W, int C) {
     (void)dw, (void)db, (void)dout, (void)in, (void)w;

@@ -64,8 +64,8 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
     be->linear_forward(be, ba->qkv, r, P + bd->qkv_w, P + bd->qkv_b, Np, d, 3 * d);
     be->window_attention_forward(be, ba->att, ba->probs, ba->qkv, P + bd->table, B, Hp, Wp, d, bd->heads,
                                  bd->window, bd->shift);
-    be->dwconv7_forward(be, ba->dw2, r, P + bd->dw2_w, P + bd->dw2_b, B, Hp, Wp, d);
-    be->add(be, ba->att, ba->att, ba->dw2, Np * d); /* att now holds proj's input */
+    /* att += dwconv7(r): att now holds proj's input */
+    be->dwconv7_forward_add(be, ba->att, r, P + bd->dw2_w, P + bd->dw2_b, B, Hp, Wp, d);
     be->linear_forward(be, ba->proj, ba->att, P + bd->proj_w, P + bd->proj_b, Np, d, d);
     const Act *o = ident ? ba->proj : ba->o;
     if (!ident) be->roll_crop_forward(be, ba->o, ba->proj, B, H, W, d, Hp, Wp, bd->shift);

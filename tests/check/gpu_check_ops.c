@@ -333,6 +333,14 @@ static void case_dwconv7(Ctx *x, int B, int H, int W, int C) {
     x->cpu->dwconv7_forward(x->cpu, out.c, in.c, w.c, b.c, B, H, W, C);
     x->gpu->dwconv7_forward(x->gpu, out.g, in.g, w.g, b.g, B, H, W, C);
     compare_act(x, op, "out", out, TOL_FP32);
+    /* dwconv7_forward_add: acc += conv(in) */
+    char op0[80];
+    snprintf(op0, sizeof op0, "%s add", op);
+    ActPair acc = act_rand(x, in.n, -1, 1);
+    x->cpu->dwconv7_forward_add(x->cpu, acc.c, in.c, w.c, b.c, B, H, W, C);
+    x->gpu->dwconv7_forward_add(x->gpu, acc.g, in.g, w.g, b.g, B, H, W, C);
+    compare_act(x, op0, "out", acc, TOL_FP32);
+    act_free(x, &acc);
     x->cpu->dwconv7_backward(x->cpu, din.c, dw.c, db.c, dout.c, in.c, w.c, B, H, W, C);
     x->gpu->dwconv7_backward(x->gpu, din.g, dw.g, db.g, dout.g, in.g, w.g, B, H, W, C);
     compare_act(x, op, "din", din, TOL_FP32);
