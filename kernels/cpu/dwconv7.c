@@ -14,6 +14,7 @@
  * per chunk, summed in chunk order afterwards: deterministic and independent of the thread
  * count.
  */
+#include <omp.h>
 #include <string.h>
 
 #include "check.h"
@@ -166,6 +167,36 @@ void cpu_dwconv7_forward(Backend *be,
     }
 }
 
+/* out += conv(in): each thread's output row of the conv into its own row of the workspace, then
+ * added (out + conv, the add op's float sum of the dwconv7_forward + add sequence). */
+void cpu_dwconv7_forward_add(Backend *be,
+                             Act *out_act,      /* (B, H, W, C) */
+                             const Act *in_act, /* (B, H, W, C) */
+                             const float *w,    /* (C, 1, 7, 7) */
+                             const float *b,    /* (C) */
+                             int B, int H, int W, int C) {
+    float *out = (float *)out_act;           /* (B, H, W, C) */
+    const float *in = (const float *)in_act; /* (B, H, W, C) */
+    const int nt = omp_get_max_threads();
+    size_t wt_n = align16((size_t)49 * C), row_n = align16((size_t)W * C);
+    float *ws = cpu_workspace(be, (wt_n + (size_t)nt * row_n) * sizeof(float));
+    float *wt = ws; /* (49, C) */
+    transpose_weight(wt, w, C, 0);
+    size_t img = (size_t)H * W * C;
+#pragma omp parallel num_threads(nt)
+    {
+        float *tmp = ws + wt_n + (size_t)omp_get_thread_num() * row_n; /* (W, C) this thread's conv row */
+#pragma omp for schedule(static)
+        for (long r = 0; r < (long)B * H; r++) {
+            int bi = (int)(r / H), y = (int)(r % H);
+            float *dst = out + (size_t)r * W * C; /* (W, C) */
+            for (int x = 0; x < W; x++) memcpy(tmp + (size_t)x * C, b, (size_t)C * sizeof(float));
+            row_correlate(tmp, in + bi * img, wt, y, H, W, C);
+            for (size_t i = 0; i < (size_t)W * C; i++) dst[i] = dst[i] + tmp[i];
+        }
+    }
+}
+
 void cpu_dwconv7_backward(Backend *be,
                           Act *din_act,        /* (B, H, W, C) or NULL */
                           float *dw,           /* (C, 1, 7, 7) */
@@ -226,4 +257,13 @@ void cpu_dwconv7_backward(Backend *be,
             else db[c] += s;
         }
     }
+}
+
+/* din overwritten: zero, then the accumulating op (0 + x, as the caller's zero + op did). */
+void cpu_dwconv7_backward_first(Backend *be, Act *din /* (B, H, W, C) */, float *dw /* (C, 1, 7, 7) */,
+                                float *db /* (C) */, const Act *dout /* (B, H, W, C) */,
+                                const Act *in /* (B, H, W, C) */, const float *w /* (C, 1, 7, 7) */, int B, int H,
+                                int W, int C) {
+    if (din) memset(din, 0, (size_t)B * H * W * C * sizeof(float));
+    cpu_dwconv7_backward(be, din, dw, db, dout, in, w, B, H, W, C);
 }

@@ -93,3 +93,17 @@ void cpu_roll_crop_backward(Backend *be, Act *din_act, /* (B, Hp, Wp, C) */ cons
             }
         }
 }
+
+/* The first writers (backend_ops.h): zero, then the accumulating op (0 + x, as the caller's
+ * zero + op did: a -0 gradient still arrives as +0). */
+void cpu_pad_roll_backward_first(Backend *be, Act *din /* (B, H, W, C) */, const Act *dout /* (B, Hp, Wp, C) */,
+                                 int B, int H, int W, int C, int Hp, int Wp, int shift) {
+    if (din) memset(din, 0, (size_t)B * H * W * C * sizeof(float));
+    cpu_pad_roll_backward(be, din, dout, B, H, W, C, Hp, Wp, shift);
+}
+
+void cpu_roll_crop_backward_first(Backend *be, Act *din /* (B, Hp, Wp, C) */, const Act *dout /* (B, H, W, C) */,
+                                  int B, int H, int W, int C, int Hp, int Wp, int shift) {
+    if (din) memset(din, 0, (size_t)B * Hp * Wp * C * sizeof(float));
+    cpu_roll_crop_backward(be, din, dout, B, H, W, C, Hp, Wp, shift);
+}

@@ -440,3 +440,13 @@ void cpu_window_attention_backward(Backend *be, Act *dqkv_act, /* (B, Hp, Wp, 3C
             dtable[(size_t)r * heads + h] += (float)s;
         }
 }
+
+/* dqkv overwritten: zero, then the accumulating op (0 + x, as the caller's zero + op did). */
+void cpu_window_attention_backward_first(Backend *be, Act *dqkv /* (B, Hp, Wp, 3C) */,
+                                         float *dtable /* ((2w-1)^2, heads) */, const Act *dout /* (B, Hp, Wp, C) */,
+                                         const Act *qkv /* (B, Hp, Wp, 3C) */,
+                                         const Act *probs /* (B, nWin, heads, w*w, w*w) */, int B, int Hp, int Wp,
+                                         int C, int heads, int window, int shift) {
+    if (dqkv) memset(dqkv, 0, (size_t)B * Hp * Wp * 3 * C * sizeof(float));
+    cpu_window_attention_backward(be, dqkv, dtable, dout, qkv, probs, B, Hp, Wp, C, heads, window, shift);
+}

@@ -1,17 +1,19 @@
 // dwconv7.cu — depthwise 7x7 convolution, zero pad 3, stride 1, bias (NHWC; weight (C,1,7,7)).
 // Straightforward first version: one thread per output element for the forward and for din
 // (the 180°-flipped correlation of dout); dw/db as fixed-chunk partials over image rows in
-// double, summed in order (deterministic). Consecutive threads take consecutive channels, so
-// every load is coalesced. Activations and their gradients are Acts (templates on the storage type
-// T, act.cuh); w, b, dw, db float.
+// double, summed in order (deterministic) by the block that finishes last (last_block.cuh).
+// The backward of "direct" and "tiled" is ONE launch each: din and the parameter partials are independent
+// jobs, so the first blocks of the grid take din and the rest the partials (horizontal fusion).
+// Consecutive threads take consecutive channels, so every load is coalesced. Activations and
+// their gradients are Acts (templates on the storage type T, act.cuh); w, b, dw, db float.
 //
 // Implementations (tune.h, TuneOp "dwconv7"; forward and backward choose together):
 //   "direct" the kernels above: simple, the reference;
 //   "tiled"  a tile of 8x16 pixels plus its 3-pixel halo for 32 channels staged once in shared
 //            memory (2-channel vector loads), the block's 32x49 weights (a contiguous slice of
 //            w[C][49], so read coalesced, no transpose) in registers, 8 output rows per thread;
-//            din is the same kernel with the flipped taps; dw and db in ONE pass over (in, dout)
-//            per tile, per-tile partials summed in tile order (deterministic, no atomics).
+//            din is the same tile code with the flipped taps; dw and db in ONE pass over (in,
+//            dout) per tile, per-tile partials summed in tile order (deterministic, no atomics).
 //            Needs C even (the 2-channel loads); odd C runs "direct";
 //   "cudnn"  cuDNN grouped convolution (groups = C, NHWC, pad 3) on fp32 data with FMA math in
 //            every mode (bf16 Acts through fp32 copies: dwconv7 stays fp32-exact), deterministic
@@ -19,13 +21,15 @@
 #include <stdio.h>
 
 #include "act.cuh"
+#include "last_block.cuh"
 #include "tune.h"
 
+// Elements i0, i0 + stride, ... of out (+)= in ⋆ w (+ b); flip: taps 48-t.
 template <typename T>
-__global__ void k_dw_fwd(T *out, const T *in, const float *w, const float *b, int B, int H, int W, int C, int flip,
-                         int accumulate) {
+__device__ void dw_direct_elems(T *out, const T *in, const float *w, const float *b, int B, int H, int W, int C,
+                                int flip, int accumulate, size_t i0, size_t stride) {
     size_t n = (size_t)B * H * W * C;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i = i0; i < n; i += stride) {
         int c = (int)(i % C);
         size_t p = i / C;
         int x = (int)(p % W), y = (int)(p / W % H);
@@ -46,13 +50,18 @@ __global__ void k_dw_fwd(T *out, const T *in, const float *w, const float *b, in
     }
 }
 
+template <typename T>
+__global__ void k_dw_fwd(T *out, const T *in, const float *w, const float *b, int B, int H, int W, int C, int flip,
+                         int accumulate) {
+    dw_direct_elems(out, in, w, b, B, H, W, C, flip, accumulate, blockIdx.x * (size_t)blockDim.x + threadIdx.x,
+                    (size_t)gridDim.x * blockDim.x);
+}
+
 // part[k][t][c] (t < 49: dw taps, t = 49: db) over image rows [k*rows, ...) of the B*H rows.
 template <typename T>
-__global__ void k_dw_param_partial(double *part, const T *dout, const T *in, int B, int H, int W, int C, long rows) {
-    int c = blockIdx.y * blockDim.x + threadIdx.x;
-    int t = blockIdx.z; // 0..49
-    if (c >= C) return;
-    long R = (long)B * H, r0 = blockIdx.x * rows, r1 = r0 + rows < R ? r0 + rows : R;
+__device__ void dw_direct_partial(double *part, const T *dout, const T *in, int B, int H, int W, int C, long rows,
+                                  int k, int t, int c) {
+    long R = (long)B * H, r0 = k * rows, r1 = r0 + rows < R ? r0 + rows : R;
     int ki = t / 7, kj = t % 7;
     double s = 0;
     for (long r = r0; r < r1; r++) {
@@ -73,17 +82,41 @@ __global__ void k_dw_param_partial(double *part, const T *dout, const T *in, int
         }
         s += acc;
     }
-    part[((size_t)blockIdx.x * 50 + t) * C + c] = s;
+    part[((size_t)k * 50 + t) * C + c] = s;
 }
 
-__global__ void k_dw_param_finish(float *dw, float *db, const double *part, int nchunk, int C) {
-    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (i >= (size_t)50 * C) return;
-    int t = (int)(i / C), c = (int)(i % C);
-    double s = 0;
-    for (int k = 0; k < nchunk; k++) s += part[((size_t)k * 50 + t) * C + c];
-    if (t < 49) dw[(size_t)c * 49 + t] += (float)s;
-    else if (db) db[c] += (float)s;
+// dw[c][t] += Σ_k part[k][t][c] (t = 49: db[c]), rows k in order, in double: by the block that
+// arrived last (last_block.cuh), all its threads, once every block's partial row is written.
+template <typename P>
+__device__ void dw_param_finish_block(float *dw, float *db, const P *part, int nrow, int C) {
+    for (int i = threadIdx.x; i < 50 * C; i += blockDim.x) {
+        int t = i / C, c = i % C;
+        double s = 0;
+        for (int k = 0; k < nrow; k++) s += cuda_load_cg(part + ((size_t)k * 50 + t) * C + c);
+        if (t < 49) dw[(size_t)c * 49 + t] += (float)s;
+        else if (db) db[c] += (float)s;
+    }
+}
+
+// The whole direct backward in one launch (horizontal fusion: the two jobs are independent).
+// Blocks [0, nx): din (+)= dout ⋆ flipped w, grid-stride over its elements (nx = 0: no din);
+// blocks [nx, nx + nchunk·ncg·50): the parameter partial of one (row chunk k, group of 256
+// channels, tap t) each; the last block of all to finish sums the partials.
+template <typename T>
+__global__ void __launch_bounds__(256)
+    k_dw_direct_bwd(T *din, int din_acc, double *part, float *dw, float *db, const T *dout, const T *in,
+                    const float *w, int B, int H, int W, int C, long rows, int nx, int nchunk, int ncg,
+                    unsigned *arrivals) {
+    if ((int)blockIdx.x < nx) {
+        dw_direct_elems(din, dout, w, (const float *)NULL, B, H, W, C, 1, din_acc,
+                        blockIdx.x * (size_t)blockDim.x + threadIdx.x, (size_t)nx * blockDim.x);
+    } else {
+        int q = (int)blockIdx.x - nx, k = q % nchunk, t = q / nchunk / ncg;
+        int c = q / nchunk % ncg * (int)blockDim.x + threadIdx.x;
+        if (c < C) dw_direct_partial(part, dout, in, B, H, W, C, rows, k, t, c);
+    }
+    if (!cuda_last_block(arrivals)) return;
+    dw_param_finish_block(dw, db, part, nchunk, C);
 }
 
 // ---- "tiled" ------------------------------------------------------------------------------
@@ -129,14 +162,14 @@ __device__ __forceinline__ void dw_stage(float *s, const T *in, int bimg, int y0
 // out (B,H,W,C) (+)= in ⋆ w (+ b). Block: 256 threads = 16 channel pairs × 16 columns, each
 // thread 8 output rows of one column and pair; grid (tiles, channel groups). flip: taps 48-t
 // (din = dout correlated with the rotated kernel).
+// (One tile and channel group of it, all 256 threads of the block: s and sw its shared memory.)
 template <typename T>
-__global__ void __launch_bounds__(256) k_dw_tiled_fwd(T *out, const T *in, const float *w, const float *b, int B,
-                                                     int H, int W, int C, int flip, int accumulate) {
-    __shared__ float s[DW_SH * DW_SW * DW_CG]; // 39,424 bytes
-    __shared__ float sw[DW_CG * 49];
+__device__ __forceinline__ void dw_tiled_fwd_tile(T *out, const T *in, const float *w, const float *b, int B, int H,
+                                                  int W, int C, int flip, int accumulate, float *s, float *sw,
+                                                  int tile, int cg) {
     const int tx = (W + DW_TW - 1) / DW_TW, ty = (H + DW_TH - 1) / DW_TH;
-    int tile = blockIdx.x, bimg = tile / (tx * ty), x0 = tile % tx * DW_TW, y0 = tile / tx % ty * DW_TH;
-    int c0 = blockIdx.y * DW_CG, nc = C - c0 < DW_CG ? C - c0 : DW_CG;
+    int bimg = tile / (tx * ty), x0 = tile % tx * DW_TW, y0 = tile / tx % ty * DW_TH;
+    int c0 = cg * DW_CG, nc = C - c0 < DW_CG ? C - c0 : DW_CG;
     for (int i = threadIdx.x; i < DW_CG * 49; i += blockDim.x) sw[i] = i < nc * 49 ? w[(size_t)c0 * 49 + i] : 0.0f;
     dw_stage(s, in, bimg, y0, x0, c0, H, W, C);
     __syncthreads();
@@ -183,20 +216,28 @@ __global__ void __launch_bounds__(256) k_dw_tiled_fwd(T *out, const T *in, const
     }
 }
 
-// part[tile][t][c] (t < 49: dw taps, t = 49: db) over one tile of dout, in one pass: the tile's
-// input plus halo staged once. Block: 16 channel pairs × 7 tap rows ki (112 threads); each thread
-// 7 taps × 2 channels, sliding along each dout row (one input and one dout load per pixel).
 template <typename T>
-__global__ void __launch_bounds__(112) k_dw_tiled_param(float *part, const T *dout, const T *in, int B, int H, int W,
-                                                       int C) {
-    __shared__ float s[DW_SH * DW_SW * DW_CG];
+__global__ void __launch_bounds__(256) k_dw_tiled_fwd(T *out, const T *in, const float *w, const float *b, int B,
+                                                     int H, int W, int C, int flip, int accumulate) {
+    __shared__ float s[DW_SH * DW_SW * DW_CG]; // 39,424 bytes
+    __shared__ float sw[DW_CG * 49];
+    dw_tiled_fwd_tile(out, in, w, b, B, H, W, C, flip, accumulate, s, sw, blockIdx.x, blockIdx.y);
+}
+
+// part[tile][t][c] (t < 49: dw taps, t = 49: db) over one tile of dout, in one pass: the tile's
+// input plus halo staged once (by every thread of the block). Then 16 channel pairs × 7 tap rows
+// ki (the first 112 threads; the rest idle); each thread 7 taps × 2 channels, sliding along each
+// dout row (one input and one dout load per pixel).
+template <typename T>
+__device__ __forceinline__ void dw_tiled_param_tile(float *part, const T *dout, const T *in, int B, int H, int W,
+                                                    int C, float *s, int tile, int cg) {
     const int tx = (W + DW_TW - 1) / DW_TW, ty = (H + DW_TH - 1) / DW_TH;
-    int tile = blockIdx.x, bimg = tile / (tx * ty), x0 = tile % tx * DW_TW, y0 = tile / tx % ty * DW_TH;
-    int c0 = blockIdx.y * DW_CG;
+    int bimg = tile / (tx * ty), x0 = tile % tx * DW_TW, y0 = tile / tx % ty * DW_TH;
+    int c0 = cg * DW_CG;
     dw_stage(s, in, bimg, y0, x0, c0, H, W, C);
     __syncthreads();
     const int p = threadIdx.x % (DW_CG / 2), ki = threadIdx.x / (DW_CG / 2), c = c0 + 2 * p;
-    if (c >= C) return;
+    if (ki >= 7 || c >= C) return;
     float ga[7] = {0, 0, 0, 0, 0, 0, 0}, gb[7] = {0, 0, 0, 0, 0, 0, 0}, sa = 0, sb = 0;
     const int nh = H - y0 < DW_TH ? H - y0 : DW_TH, nw = W - x0 < DW_TW ? W - x0 : DW_TW;
     for (int y = 0; y < nh; y++) {
@@ -229,15 +270,21 @@ __global__ void __launch_bounds__(112) k_dw_tiled_param(float *part, const T *do
     }
 }
 
-// dw[c][t] += Σ_tile part[tile][t][c] (t = 49: db[c]), tiles in order, in double.
-__global__ void k_dw_tiled_finish(float *dw, float *db, const float *part, int ntile, int C) {
-    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (i >= (size_t)50 * C) return;
-    int t = (int)(i / C), c = (int)(i % C);
-    double s = 0;
-    for (int k = 0; k < ntile; k++) s += part[((size_t)k * 50 + t) * C + c];
-    if (t < 49) dw[(size_t)c * 49 + t] += (float)s;
-    else if (db) db[c] += (float)s;
+// The whole tiled backward in one launch (horizontal fusion), grid (nx + ntile, channel groups):
+// blocks x < nx take din's tile x (din (+)= dout ⋆ flipped w; nx = 0: no din), the others the
+// parameter partials of tile x - nx; the last block of all to finish sums the partials, tiles in
+// order, in double.
+template <typename T>
+__global__ void __launch_bounds__(256)
+    k_dw_tiled_bwd(T *din, int din_acc, float *part, float *dw, float *db, const T *dout, const T *in,
+                   const float *w, int B, int H, int W, int C, int nx, int ntile, unsigned *arrivals) {
+    __shared__ float s[DW_SH * DW_SW * DW_CG];
+    __shared__ float sw[DW_CG * 49];
+    if ((int)blockIdx.x < nx)
+        dw_tiled_fwd_tile(din, dout, w, (const float *)NULL, B, H, W, C, 1, din_acc, s, sw, blockIdx.x, blockIdx.y);
+    else dw_tiled_param_tile(part, dout, in, B, H, W, C, s, (int)blockIdx.x - nx, blockIdx.y);
+    if (!cuda_last_block(arrivals)) return;
+    dw_param_finish_block(dw, db, part, ntile, C);
 }
 
 static dim3 dw_tiled_grid(int B, int H, int W, int C) {
@@ -254,23 +301,18 @@ static void dw_tiled_forward(Backend *be, Act *out, const Act *in, const float *
     CUDA_CHECK_LAUNCH();
 }
 
-// The per-tile partials into the workspace; returns it (grid.x tiles of 50×C).
-static float *dw_tiled_partials(Backend *be, const Act *dout, const Act *in, int B, int H, int W, int C) {
-    cudaStream_t s = cuda_state(be)->stream;
-    const dim3 grid = dw_tiled_grid(B, H, W, C);
-    float *part = (float *)cuda_workspace(be, (size_t)grid.x * 50 * C * sizeof(float));
+// The tiled backward: one launch, the per-tile partials (ntile × 50×C floats) in the workspace.
+static void dw_tiled_backward(Backend *be, Act *din, int din_acc, float *dw, float *db, const Act *dout,
+                              const Act *in, const float *w, int B, int H, int W, int C) {
+    CudaState *st = cuda_state(be);
+    const dim3 tiles = dw_tiled_grid(B, H, W, C);
+    const int ntile = (int)tiles.x, nx = din ? ntile : 0;
+    float *part = (float *)cuda_workspace(be, (size_t)ntile * 50 * C * sizeof(float));
+    const dim3 grid((unsigned)(nx + ntile), tiles.y);
     CUDA_ACT_DISPATCH(be, T,
-                      k_dw_tiled_param<T><<<grid, 112, 0, s>>>(part, (const T *)dout, (const T *)in, B, H, W, C));
-    CUDA_CHECK_LAUNCH();
-    return part;
-}
-
-static void dw_tiled_params(Backend *be, float *dw, float *db, const Act *dout, const Act *in, int B, int H, int W,
-                            int C) {
-    cudaStream_t s = cuda_state(be)->stream;
-    const dim3 grid = dw_tiled_grid(B, H, W, C);
-    float *part = dw_tiled_partials(be, dout, in, B, H, W, C);
-    k_dw_tiled_finish<<<(unsigned)((50 * (size_t)C + 255) / 256), 256, 0, s>>>(dw, db, part, (int)grid.x, C);
+                      k_dw_tiled_bwd<T><<<grid, 256, 0, st->stream>>>((T *)din, din_acc, part, dw, db,
+                                                                      (const T *)dout, (const T *)in, w, B, H, W, C,
+                                                                      nx, ntile, st->arrivals));
     CUDA_CHECK_LAUNCH();
 }
 
@@ -281,37 +323,40 @@ static const char *const DW_NAMES[] = {"direct", "tiled", "cudnn"};
 extern "C" const TuneOp TUNE_DWCONV7 = {"dwconv7", 3, DW_NAMES};
 
 static void dw_direct_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
-                              int W, int C) {
+                              int W, int C, int accumulate) {
     size_t n = (size_t)B * H * W * C;
     cudaStream_t s = cuda_state(be)->stream;
-    CUDA_ACT_DISPATCH(be, T, k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)out, (const T *)in, w, b, B, H, W, C, 0, 0));
+    CUDA_ACT_DISPATCH(be, T,
+                      k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)out, (const T *)in, w, b, B, H, W, C, 0,
+                                                               accumulate));
     CUDA_CHECK_LAUNCH();
 }
 
-// The direct implementation's dw/db partials into the workspace: returns it and its chunking.
-static double *dw_direct_partials(Backend *be, const Act *dout, const Act *in, int B, int H, int W, int C,
-                                  int *nchunk_out) {
-    cudaStream_t s = cuda_state(be)->stream;
+// The direct backward: one launch, the dw/db partials (nchunk row chunks × 50×C doubles) in the
+// workspace.
+static void dw_direct_backward(Backend *be, Act *din, int din_acc, float *dw, float *db, const Act *dout,
+                               const Act *in, const float *w, int B, int H, int W, int C) {
+    CudaState *st = cuda_state(be);
     long R = (long)B * H;
     int nchunk = (int)(R < 64 ? R : 64);
     long rows = (R + nchunk - 1) / nchunk;
     nchunk = (int)((R + rows - 1) / rows);
     double *part = (double *)cuda_workspace(be, (size_t)nchunk * 50 * C * sizeof(double));
-    const dim3 grid(nchunk, (C + 127) / 128, 50);
+    const int nx = din ? (int)cuda_grid((size_t)B * H * W * C) : 0, ncg = (C + 255) / 256;
+    const unsigned grid = (unsigned)(nx + (size_t)nchunk * ncg * 50);
     CUDA_ACT_DISPATCH(be, T,
-                      k_dw_param_partial<T><<<grid, 128, 0, s>>>(part, (const T *)dout, (const T *)in, B, H, W, C, rows));
+                      k_dw_direct_bwd<T><<<grid, 256, 0, st->stream>>>((T *)din, din_acc, part, dw, db,
+                                                                       (const T *)dout, (const T *)in, w, B, H, W, C,
+                                                                       rows, nx, nchunk, ncg, st->arrivals));
     CUDA_CHECK_LAUNCH();
-    *nchunk_out = nchunk;
-    return part;
 }
 
-// Timing: implementation i's forward into the real output (which the forward overwrites
-// afterwards anyway) and its whole backward on scratch gradients (din, dw, db allocated on the
-// first, untimed warm-up run and freed after the choice; in stands in for dout), so the choice
-// weighs the weight-gradient pass, the costliest part.
+// Timing: implementation i's forward and its whole backward on scratch outputs (the forward into
+// din's scratch: the real output stays untouched, which dwconv7_forward_add needs; din, dw, db
+// allocated on the first, untimed warm-up run and freed after the choice; in stands in for
+// dout), so the choice weighs the weight-gradient pass, the costliest part.
 typedef struct {
     Backend *be;
-    Act *out;
     const Act *in;
     const float *w, *b;
     int B, H, W, C;
@@ -319,8 +364,8 @@ typedef struct {
     float *dw; // scratch (C*49 + C): dw then db
 } DwTune;
 
-static void dw_backward_impl(Backend *be, int impl, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                             const float *w, int B, int H, int W, int C);
+static void dw_backward_impl(Backend *be, int impl, Act *din, int din_acc, float *dw, float *db, const Act *dout,
+                             const Act *in, const float *w, int B, int H, int W, int C);
 
 static void dw_tune_run(void *ctx, int impl) {
     DwTune *t = (DwTune *)ctx;
@@ -329,19 +374,19 @@ static void dw_tune_run(void *ctx, int impl) {
         CUDA_CHECK(cudaMalloc((void **)&t->dw, (size_t)t->C * 50 * sizeof(float)));
     }
     if (impl == DW_TILED && t->C % 2) impl = DW_DIRECT;
-    if (impl == DW_TILED) dw_tiled_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C, 0, 0);
-    else if (impl != DW_CUDNN || !cuda_dwconv7_cudnn_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C))
-        dw_direct_forward(t->be, t->out, t->in, t->w, t->b, t->B, t->H, t->W, t->C);
-    dw_backward_impl(t->be, impl, t->din, t->dw, t->dw + (size_t)t->C * 49, t->in, t->in, t->w, t->B, t->H, t->W, t->C);
+    if (impl == DW_TILED) dw_tiled_forward(t->be, t->din, t->in, t->w, t->b, t->B, t->H, t->W, t->C, 0, 0);
+    else if (impl != DW_CUDNN || !cuda_dwconv7_cudnn_forward(t->be, t->din, t->in, t->w, t->b, t->B, t->H, t->W, t->C))
+        dw_direct_forward(t->be, t->din, t->in, t->w, t->b, t->B, t->H, t->W, t->C, 0);
+    dw_backward_impl(t->be, impl, t->din, 1, t->dw, t->dw + (size_t)t->C * 49, t->in, t->in, t->w, t->B, t->H, t->W, t->C);
 }
 
-// The implementation for this shape (the backward asks with out = NULL: by then the forward
-// has chosen, so it is never timed from there). "tiled" at odd C runs "direct".
-static int dw_pick(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H, int W, int C) {
+// The implementation for this shape (the backward asks with in = NULL: by then a forward has
+// chosen, so it is never timed from there). "tiled" at odd C runs "direct".
+static int dw_pick(Backend *be, const Act *in, const float *w, const float *b, int B, int H, int W, int C) {
     char key[64];
     snprintf(key, sizeof key, "B%d H%d W%d C%d", B, H, W, C);
-    DwTune t = {be, out, in, w, b, B, H, W, C, NULL, NULL};
-    int impl = cuda_tune_pick(be, &TUNE_DWCONV7, key, out ? dw_tune_run : NULL, &t);
+    DwTune t = {be, in, w, b, B, H, W, C, NULL, NULL};
+    int impl = cuda_tune_pick(be, &TUNE_DWCONV7, key, in ? dw_tune_run : NULL, &t);
     if (t.dw) { // timed: the scratch gradients go (cudaFree waits for the timing runs)
         CUDA_CHECK(cudaFree(t.din));
         CUDA_CHECK(cudaFree(t.dw));
@@ -353,36 +398,51 @@ extern "C" void cu_dwconv7_forward(Backend *be, Act *out, const Act *in, const f
                                    int W, int C) {
     size_t n = (size_t)B * H * W * C;
     if (!n) return;
-    const int impl = dw_pick(be, out, in, w, b, B, H, W, C);
+    const int impl = dw_pick(be, in, w, b, B, H, W, C);
     if (impl == DW_TILED) dw_tiled_forward(be, out, in, w, b, B, H, W, C, 0, 0);
     else if (impl != DW_CUDNN || !cuda_dwconv7_cudnn_forward(be, out, in, w, b, B, H, W, C))
-        dw_direct_forward(be, out, in, w, b, B, H, W, C);
+        dw_direct_forward(be, out, in, w, b, B, H, W, C, 0);
 }
 
-static void dw_backward_impl(Backend *be, int impl, Act *din, float *dw, float *db, const Act *dout, const Act *in,
-                             const float *w, int B, int H, int W, int C) {
-    if (impl == DW_CUDNN && cuda_dwconv7_cudnn_backward(be, din, dw, db, dout, in, w, B, H, W, C)) return;
-    if (impl == DW_TILED) {
-        if (din) dw_tiled_forward(be, din, dout, w, NULL, B, H, W, C, 1, 1);
-        dw_tiled_params(be, dw, db, dout, in, B, H, W, C);
-        return;
-    }
+// out += conv(in) + b: the kernels' accumulate mode, (b + Σ taps) + out in fp32, one rounding.
+// cuDNN's forward overwrites (and uses the workspace for its copies, so there is no room for a
+// temporary here): where "cudnn" was chosen, "tiled" (or "direct" at odd C) runs this one.
+extern "C" void cu_dwconv7_forward_add(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B,
+                                       int H, int W, int C) {
+    size_t n = (size_t)B * H * W * C;
+    if (!n) return;
+    int impl = dw_pick(be, in, w, b, B, H, W, C);
+    if (impl == DW_CUDNN) impl = C % 2 ? DW_DIRECT : DW_TILED;
+    if (impl == DW_TILED) dw_tiled_forward(be, out, in, w, b, B, H, W, C, 0, 1);
+    else dw_direct_forward(be, out, in, w, b, B, H, W, C, 1);
+}
+
+// din_acc 1: din += (dwconv7_backward); 0: din = (dwconv7_backward_first: the kernels store
+// instead of load + add; cuDNN's backward accumulates, so its din is zeroed first).
+static void dw_backward_impl(Backend *be, int impl, Act *din, int din_acc, float *dw, float *db, const Act *dout,
+                             const Act *in, const float *w, int B, int H, int W, int C) {
     size_t n = (size_t)B * H * W * C;
     cudaStream_t s = cuda_state(be)->stream;
-    if (din) {
-        CUDA_ACT_DISPATCH(be, T,
-                          k_dw_fwd<T><<<cuda_grid(n), 256, 0, s>>>((T *)din, (const T *)dout, w, NULL, B, H, W, C, 1, 1));
-        CUDA_CHECK_LAUNCH();
+    if (impl == DW_CUDNN) {
+        if (din && !din_acc) CUDA_WORK(cudaMemsetAsync(din, 0, n * be->act_bytes, s));
+        if (cuda_dwconv7_cudnn_backward(be, din, dw, db, dout, in, w, B, H, W, C)) return;
+        impl = DW_DIRECT; /* din zeroed above: accumulating onto it is overwriting */
+        din_acc = 1;
     }
-    int nchunk;
-    double *part = dw_direct_partials(be, dout, in, B, H, W, C, &nchunk);
-    k_dw_param_finish<<<(unsigned)((50 * (size_t)C + 255) / 256), 256, 0, s>>>(dw, db, part, nchunk, C);
-    CUDA_CHECK_LAUNCH();
+    if (impl == DW_TILED) dw_tiled_backward(be, din, din_acc, dw, db, dout, in, w, B, H, W, C);
+    else dw_direct_backward(be, din, din_acc, dw, db, dout, in, w, B, H, W, C);
 }
 
 extern "C" void cu_dwconv7_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                                     const float *w, int B, int H, int W, int C) {
     size_t n = (size_t)B * H * W * C;
     if (!n) return;
-    dw_backward_impl(be, dw_pick(be, NULL, NULL, w, NULL, B, H, W, C), din, dw, db, dout, in, w, B, H, W, C);
+    dw_backward_impl(be, dw_pick(be, NULL, w, NULL, B, H, W, C), din, 1, dw, db, dout, in, w, B, H, W, C);
+}
+
+extern "C" void cu_dwconv7_backward_first(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                          const float *w, int B, int H, int W, int C) {
+    size_t n = (size_t)B * H * W * C;
+    if (!n) return;
+    dw_backward_impl(be, dw_pick(be, NULL, w, NULL, B, H, W, C), din, 0, dw, db, dout, in, w, B, H, W, C);
 }

@@ -1,7 +1,8 @@
 // window.cu — Swin's pad + roll and its inverse (see kernels/cpu/window.c for the maps). One
 // thread per (pixel, channel) element; backward scatter-adds through the same bijection, so no
 // two threads write the same element and no atomics are needed. Templates on the Act storage type T
-// (act.cuh): a pure move in the forward direction, load + fp32 add + rounded store in the backward.
+// (act.cuh): a pure move in the forward direction, load + fp32 add + rounded store in the backward
+// (the *_first variants at the end overwrite: a pure move too).
 #include "act.cuh"
 
 __device__ __forceinline__ int wrap(int v, int n) {
@@ -90,4 +91,18 @@ extern "C" void cu_roll_crop_backward(Backend *be, Act *din, const Act *dout, in
     CUDA_ACT_DISPATCH(be, T,
                       k_roll_crop<T><<<cuda_grid(n), 256, 0, st>>>((T *)dout, (T *)din, B, H, W, C, Hp, Wp, shift, 1));
     CUDA_CHECK_LAUNCH();
+}
+
+// The first writers (backend_ops.h): the two maps are each other's transpose and bijective on
+// the valid pixels, so overwriting backward is the other direction's forward, a pure move —
+// pad_roll_backward_first is roll_crop's gather, roll_crop_backward_first is pad_roll's (which
+// writes the padding positions' +0). No zeroing launch before them.
+extern "C" void cu_pad_roll_backward_first(Backend *be, Act *din, const Act *dout, int B, int H, int W, int C, int Hp,
+                                           int Wp, int shift) {
+    if (din) cu_roll_crop_forward(be, din, dout, B, H, W, C, Hp, Wp, shift);
+}
+
+extern "C" void cu_roll_crop_backward_first(Backend *be, Act *din, const Act *dout, int B, int H, int W, int C,
+                                            int Hp, int Wp, int shift) {
+    if (din) cu_pad_roll_forward(be, din, dout, B, H, W, C, Hp, Wp, shift);
 }

@@ -13,9 +13,11 @@
 // block sums dS over the (i, j) pairs of its relative offsets, in a fixed order, into the block's
 // row of a partial table; pass 2 (warp per key row j) reloads Q·scale and dO into the same shared
 // memory and forms dK = dSᵀ·(Q·scale), dV = Pᵀ·dO. Every (token, channel) of dqkv belongs to one
-// block, so dqkv needs no atomics; k_wa_dtable_finish adds the blocks' partial tables into
-// dtable in window order. No atomics anywhere: the backward pass is bit-for-bit reproducible,
-// which is what makes a resumed GPU run identical to an uninterrupted one.
+// block, so dqkv needs no atomics (and window_attention_backward_first can store instead of add);
+// the block that finishes last (last_block.cuh) adds the blocks' partial tables into dtable in
+// window order, so the backward is one launch. No atomics on values anywhere: the backward pass
+// is bit-for-bit reproducible, which is what makes a resumed GPU run identical to an
+// uninterrupted one.
 //
 // qkv, out, the saved softmax probs, dout and dqkv are Acts (kernels templated on the storage type
 // T, act.cuh): widened to float on load, every shared-memory tile and every sum in fp32, rounded
@@ -27,6 +29,7 @@
 #include <stdio.h>
 
 #include "act.cuh"
+#include "last_block.cuh"
 #include "tune.h"
 
 #define WA_WARPS 8
@@ -75,6 +78,17 @@ __device__ void wa_dtable_part_block(float *part /* (T) */, const float *dS /* (
             for (int x = dx > 0 ? dx : 0; x < (dx < 0 ? g.w + dx : g.w); x++)
                 s += dS[(size_t)(y * g.w + x) * n + (size_t)((y - dy) * g.w + (x - dx))];
         part[e] = s;
+    }
+}
+
+// dtable[e, h] += Σ_gw part[gw, h, e], windows in order, in double: by the block that arrived
+// last (last_block.cuh), all its threads, once every block's partial table is written.
+__device__ void wa_dtable_finish_block(float *dtable, const float *part, size_t G, int heads, int T) {
+    for (int k = threadIdx.x; k < heads * T; k += blockDim.x) {
+        const int h = k / T, e = k % T;
+        double s = 0;
+        for (size_t gw = 0; gw < G; gw++) s += cuda_load_cg(part + (gw * heads + h) * (size_t)T + e);
+        dtable[(size_t)e * heads + h] += (float)s;
     }
 }
 
@@ -131,11 +145,12 @@ __global__ void k_wa_fwd(T *out, T *probs, const T *qkv, const float *table, WaG
     }
 }
 
-// part: (G, heads, T) the per-block bias-table gradients, NULL when dtable is not wanted.
-// TS: the Act storage type (T is the table size here).
+// part: (G, heads, T) the per-block bias-table gradients, NULL when dtable is not wanted (else
+// the last block adds them into dtable). TS: the Act storage type (T is the table size here).
+// acc: dqkv += (else overwritten).
 template <typename TS>
-__global__ void k_wa_bwd(TS *dqkv, float *part, float *dS_all, const TS *dout, const TS *qkv, const TS *probs,
-                         WaGeom g) {
+__global__ void k_wa_bwd(TS *dqkv, float *part, float *dtable, float *dS_all, const TS *dout, const TS *qkv,
+                         const TS *probs, WaGeom g, int acc, unsigned *arrivals) {
     extern __shared__ float sm[];
     const int n = g.n, hd = g.hd, ld = hd + 1, C3 = 3 * g.C, h = blockIdx.y;
     const int T = (2 * g.w - 1) * (2 * g.w - 1);
@@ -178,22 +193,23 @@ __global__ void k_wa_bwd(TS *dqkv, float *part, float *dS_all, const TS *dout, c
                 float s = 0;
                 for (int j = 0; j < n; j++) s = fmaf(row[j], A[j * ld + c], s);
                 TS *d = dqkv + pi * C3 + h * hd + c;
-                act_store(d, act_load(d) + g.scale * s);
+                act_store(d, acc ? act_load(d) + g.scale * s : g.scale * s);
             }
         __syncwarp();
     }
     __syncthreads(); // dS of the whole block is written (global writes are visible after the barrier)
     if (part) wa_dtable_part_block(part + (gw * g.heads + h) * (size_t)T, dS, g);
-    if (!dqkv) return;
-    // pass 2: key rows
-    for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
-        int t = e / hd, j = e % hd;
-        size_t pt = wa_pix(g, b, wy, wx, t);
-        A[t * ld + j] = act_load(qkv + pt * C3 + h * hd + j) * g.scale;
-        Bm[t * ld + j] = act_load(dout + pt * g.C + h * hd + j);
+    // pass 2: key rows (dqkv NULL: only dtable wanted)
+    if (dqkv) {
+        for (int e = threadIdx.x; e < n * hd; e += blockDim.x) {
+            int t = e / hd, j = e % hd;
+            size_t pt = wa_pix(g, b, wy, wx, t);
+            A[t * ld + j] = act_load(qkv + pt * C3 + h * hd + j) * g.scale;
+            Bm[t * ld + j] = act_load(dout + pt * g.C + h * hd + j);
+        }
+        __syncthreads();
     }
-    __syncthreads();
-    for (int j = warp; j < n; j += WA_WARPS) {
+    for (int j = warp; dqkv && j < n; j += WA_WARPS) {
         const size_t pj = wa_pix(g, b, wy, wx, j);
         for (int c = lane; c < hd; c += 32) {
             float dk = 0, dv = 0;
@@ -202,21 +218,12 @@ __global__ void k_wa_bwd(TS *dqkv, float *part, float *dS_all, const TS *dout, c
                 dv = fmaf(act_load(P + (size_t)i * n + j), Bm[i * ld + c], dv);
             }
             TS *dk_p = dqkv + pj * C3 + g.C + h * hd + c, *dv_p = dqkv + pj * C3 + 2 * g.C + h * hd + c;
-            act_store(dk_p, act_load(dk_p) + dk);
-            act_store(dv_p, act_load(dv_p) + dv);
+            act_store(dk_p, acc ? act_load(dk_p) + dk : dk);
+            act_store(dv_p, acc ? act_load(dv_p) + dv : dv);
         }
     }
-}
-
-// dtable[e, h] += Σ_gw part[gw, h, e], windows in order (one thread per table entry).
-__global__ void k_wa_dtable_finish(float *dtable, const float *part, size_t G, int heads, int T) {
-    for (size_t k = blockIdx.x * (size_t)blockDim.x + threadIdx.x; k < (size_t)heads * T;
-         k += (size_t)gridDim.x * blockDim.x) {
-        const int h = (int)(k / T), e = (int)(k % T);
-        double s = 0;
-        for (size_t gw = 0; gw < G; gw++) s += part[(gw * heads + h) * (size_t)T + e];
-        dtable[(size_t)e * heads + h] += (float)s;
-    }
+    if (!part || !cuda_last_block(arrivals)) return; // part: the same for every block
+    wa_dtable_finish_block(dtable, part, gridDim.x, g.heads, T);
 }
 
 static WaGeom wa_geom(int Hp, int Wp, int C, int heads, int w, int shift) {
@@ -255,30 +262,28 @@ static void wa_forward(Backend *be, const WaGeom &g, size_t G, T *out, T *probs,
 }
 
 template <typename T>
-static void wa_backward(Backend *be, const WaGeom &g, size_t G, T *dqkv, float *part, float *dS, const T *dout,
-                        const T *qkv, const T *probs) {
+static void wa_backward(Backend *be, const WaGeom &g, size_t G, T *dqkv, float *part, float *dtable, float *dS,
+                        const T *dout, const T *qkv, const T *probs, int acc) {
     size_t smem = wa_smem(be, g, (const void *)k_wa_bwd<T>);
     const dim3 grid((unsigned)G, g.heads);
-    k_wa_bwd<T><<<grid, 32 * WA_WARPS, smem, cuda_state(be)->stream>>>(dqkv, part, dS, dout, qkv, probs, g);
+    CudaState *st = cuda_state(be);
+    k_wa_bwd<T><<<grid, 32 * WA_WARPS, smem, st->stream>>>(dqkv, part, dtable, dS, dout, qkv, probs, g, acc,
+                                                           st->arrivals);
     CUDA_CHECK_LAUNCH();
 }
 
 
-// The "smem" backward: its dS scratch and partial tables, then the ordered dtable sum.
+// The "smem" backward, one launch: its dS scratch and partial tables, the ordered dtable sum
+// by the kernel's last block.
 template <typename T>
 static void wa_backward_smem(Backend *be, const WaGeom &g, size_t G, T *dqkv, float *dtable, const T *dout,
-                             const T *qkv, const T *probs) {
+                             const T *qkv, const T *probs, int acc) {
     const int Tn = (2 * g.w - 1) * (2 * g.w - 1);
     size_t dS_n = (G * g.heads * (size_t)g.n * g.n + 63) / 64 * 64, part_n = dtable ? G * g.heads * (size_t)Tn : 0;
     /* dS (fp32, shaped like probs), then the partial tables */
     float *dS = (float *)cuda_workspace(be, (dS_n + part_n) * sizeof(float));
     float *part = dtable ? dS + dS_n : NULL;
-    wa_backward<T>(be, g, G, dqkv, part, dS, dout, qkv, probs);
-    if (dtable) {
-        k_wa_dtable_finish<<<cuda_grid((size_t)g.heads * Tn), 256, 0, cuda_state(be)->stream>>>(dtable, part, G,
-                                                                                                 g.heads, Tn);
-        CUDA_CHECK_LAUNCH();
-    }
+    wa_backward<T>(be, g, G, dqkv, part, dtable, dS, dout, qkv, probs, acc);
 }
 
 // =============================================================================================
@@ -392,11 +397,14 @@ __global__ void k_wa_softmax_bwd(float *dS, bf16 *hi, bf16 *lo, const T *probs, 
     }
 }
 
-// part (G, heads, T) from dS (G, heads, n, n): one block per (window, head).
-__global__ void k_wa_dtable_part(float *part, const float *dS, WaGeom g) {
+// dtable += the bias-table gradient of dS (G, heads, n, n), one launch: one block per (window,
+// head) writes its partial table into part (G, heads, T), the last block sums them in order.
+__global__ void k_wa_dtable(float *dtable, float *part, const float *dS, WaGeom g, unsigned *arrivals) {
     const size_t gw = blockIdx.x;
     const int h = blockIdx.y, T = (2 * g.w - 1) * (2 * g.w - 1);
     wa_dtable_part_block(part + (gw * g.heads + h) * (size_t)T, dS + (gw * g.heads + h) * (size_t)g.n * g.n, g);
+    if (!cuda_last_block(arrivals)) return;
+    wa_dtable_finish_block(dtable, part, gridDim.x, g.heads, T);
 }
 
 // Row-major, batched: C (M×N, ldc, fp32) = alpha·op(A)·op(B) + beta·C with op(A) (M×K), op(B) (K×N);
@@ -452,7 +460,7 @@ static void wa_forward_gemm(Backend *be, const WaGeom &g, size_t G, T *out, T *p
 
 template <typename T>
 static void wa_backward_gemm(Backend *be, const WaGeom &g, size_t G, T *dqkv, float *dtable, const T *dout,
-                             const T *qkv, const T *probs) {
+                             const T *qkv, const T *probs, int acc) {
     const int bf = sizeof(T) == 2, n = g.n, hd = g.hd, batch = wa_batch(g, G), Tn = (2 * g.w - 1) * (2 * g.w - 1);
     const size_t nt = G * g.heads * (size_t)n * hd, np = G * g.heads * (size_t)n * n, rows = G * g.heads * (size_t)n;
     const long long sq = (long long)n * hd, sp = (long long)n * n;
@@ -474,9 +482,7 @@ static void wa_backward_gemm(Backend *be, const WaGeom &g, size_t G, T *dqkv, fl
     k_wa_softmax_bwd<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(dS, hi, lo, probs, rows, n);
     CUDA_CHECK_LAUNCH();
     if (dtable) {
-        k_wa_dtable_part<<<dim3((unsigned)G, g.heads), 256, 0, s>>>(part, dS, g);
-        CUDA_CHECK_LAUNCH();
-        k_wa_dtable_finish<<<cuda_grid((size_t)g.heads * Tn), 256, 0, s>>>(dtable, part, G, g.heads, Tn);
+        k_wa_dtable<<<dim3((unsigned)G, g.heads), 256, 0, s>>>(dtable, part, dS, g, cuda_state(be)->arrivals);
         CUDA_CHECK_LAUNCH();
     }
     if (!dqkv) return;
@@ -487,7 +493,7 @@ static void wa_backward_gemm(Backend *be, const WaGeom &g, size_t G, T *dqkv, fl
     wa_gemm(be, bf, 1, 0, n, hd, n, g.scale, ds_a, n, sp, qg, hd, sq, 0.0f, dg + nt, hd, sq, batch);
     if (bf) wa_gemm(be, bf, 1, 0, n, hd, n, g.scale, lo, n, sp, qg, hd, sq, 1.0f, dg + nt, hd, sq, batch);
     wa_gemm(be, bf, 1, 0, n, hd, n, 1.0f, probs, n, sp, dog, hd, sq, 0.0f, dg + 2 * nt, hd, sq, batch);
-    k_wa_scatter<T><<<cuda_grid(3 * nt), 256, 0, s>>>(dqkv, dg, 3 * g.C, 3, 1, g, G);
+    k_wa_scatter<T><<<cuda_grid(3 * nt), 256, 0, s>>>(dqkv, dg, 3 * g.C, 3, acc, g, G);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -511,7 +517,7 @@ static void wa_backward_gemm(Backend *be, const WaGeom &g, size_t G, T *dqkv, fl
 // warp per query tile: D_i = Σ_j P_ij dP_ij (dP = dO·Vᵀ), then dQ = scale·dS·K with
 // dS = P∘(dP − D); phase 2, warp per key tile, every query tile in order: dV = Pᵀ·dO,
 // dK = scale·dSᵀ·Q, and dS in fp32 to scratch for the bias-table gradient (the same ordered
-// per-block partials as "smem", then k_wa_dtable_finish). Every (token, channel) of dqkv is
+// per-block partials as "smem", summed by k_wa_dtable's last block). Every (token, channel) of dqkv is
 // owned by one warp of one block, and every sum runs in a fixed order: no atomics, bit-for-bit
 // reproducible. Padded query/key rows are zero in Q, K, V, dO and get P = 0, so they add nothing.
 // =============================================================================================
@@ -695,7 +701,8 @@ __global__ void __launch_bounds__(32 * FL_WARPS)
 // lse_all: the forward's saved state, (G, heads, n) row log-sum-exps then the (heads, T) bias.
 template <int HD>
 __global__ void __launch_bounds__(32 * FL_WARPS)
-    k_wa_flash_bwd(bf16 *dqkv, float *dS_all, const bf16 *dout, const bf16 *qkv, const float *lse_all, WaGeom g) {
+    k_wa_flash_bwd(bf16 *dqkv, float *dS_all, const bf16 *dout, const bf16 *qkv, const float *lse_all, WaGeom g,
+                   int acc) {
     using namespace nvcuda;
     typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> Acc;
     extern __shared__ double fl_sm[]; // no static shared memory: the dynamic block starts the (aligned) window
@@ -778,7 +785,8 @@ __global__ void __launch_bounds__(32 * FL_WARPS)
         __syncwarp();
         if (dqkv && i < n) { // dqkv NULL: only dtable wanted
             bf16 *d = dqkv + wa_pix(g, b, wy, wx, i) * C3 + h * g.hd;
-            for (int c = half; c < g.hd; c += 2) act_store(d + c, act_load(d + c) + g.scale * Ob[r * ldo + c]);
+            for (int c = half; c < g.hd; c += 2)
+                act_store(d + c, (acc ? act_load(d + c) : 0.0f) + g.scale * Ob[r * ldo + c]);
         }
         __syncwarp();
     }
@@ -820,14 +828,15 @@ __global__ void __launch_bounds__(32 * FL_WARPS)
         __syncwarp();
         if (dqkv && j < n) {
             bf16 *d = dqkv + wa_pix(g, b, wy, wx, j) * C3 + g.C + h * g.hd;
-            for (int c = half; c < g.hd; c += 2) act_store(d + c, act_load(d + c) + g.scale * Ob[r * ldo + c]);
+            for (int c = half; c < g.hd; c += 2)
+                act_store(d + c, (acc ? act_load(d + c) : 0.0f) + g.scale * Ob[r * ldo + c]);
         }
         __syncwarp();
         for (int ct = 0; ct < HD / 16; ct++) wmma::store_matrix_sync(Ob + ct * 16, dv[ct], ldo, wmma::mem_row_major);
         __syncwarp();
         if (dqkv && j < n) {
             bf16 *d = dqkv + wa_pix(g, b, wy, wx, j) * C3 + 2 * g.C + h * g.hd;
-            for (int c = half; c < g.hd; c += 2) act_store(d + c, act_load(d + c) + Ob[r * ldo + c]);
+            for (int c = half; c < g.hd; c += 2) act_store(d + c, (acc ? act_load(d + c) : 0.0f) + Ob[r * ldo + c]);
         }
         __syncwarp();
     }
@@ -869,18 +878,18 @@ static void wa_flash_fwd_launch(Backend *be, const WaGeom &g, size_t G, bf16 *ou
 
 template <int HD>
 static void wa_flash_bwd_launch(Backend *be, const WaGeom &g, size_t G, bf16 *dqkv, float *dS, const bf16 *dout,
-                                const bf16 *qkv, const float *lse) {
+                                const bf16 *qkv, const float *lse, int acc) {
     const size_t smem = fl_layout(g.n, g.w, HD, 1).total;
     CUDA_CHECK(cudaFuncSetAttribute((const void *)k_wa_flash_bwd<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)smem));
     k_wa_flash_bwd<HD><<<dim3((unsigned)G, g.heads), 32 * FL_WARPS, smem, cuda_state(be)->stream>>>(
-        dqkv, dS, dout, qkv, lse, g);
+        dqkv, dS, dout, qkv, lse, g, acc);
     CUDA_CHECK_LAUNCH();
 }
 
 // lse: the forward's saved state in probs (k_wa_flash_bwd).
 static void wa_backward_flash(Backend *be, const WaGeom &g, size_t G, bf16 *dqkv, float *dtable, const bf16 *dout,
-                              const bf16 *qkv, const float *lse) {
+                              const bf16 *qkv, const float *lse, int acc) {
     const int Tn = (2 * g.w - 1) * (2 * g.w - 1);
     float *dS = NULL, *part = NULL;
     if (dtable) {
@@ -889,12 +898,10 @@ static void wa_backward_flash(Backend *be, const WaGeom &g, size_t G, bf16 *dqkv
         dS = (float *)wa_carve(&w, np * 4);                                 /* (G, heads, n, n) */
         part = (float *)wa_carve(&w, G * g.heads * (size_t)Tn * 4);         /* (G, heads, T) */
     }
-    FL_HD_DISPATCH(fl_hd_pad(g.hd), HD, wa_flash_bwd_launch<HD>(be, g, G, dqkv, dS, dout, qkv, lse));
+    FL_HD_DISPATCH(fl_hd_pad(g.hd), HD, wa_flash_bwd_launch<HD>(be, g, G, dqkv, dS, dout, qkv, lse, acc));
     if (dtable) {
-        cudaStream_t s = cuda_state(be)->stream;
-        k_wa_dtable_part<<<dim3((unsigned)G, g.heads), 256, 0, s>>>(part, dS, g);
-        CUDA_CHECK_LAUNCH();
-        k_wa_dtable_finish<<<cuda_grid((size_t)g.heads * Tn), 256, 0, s>>>(dtable, part, G, g.heads, Tn);
+        CudaState *st = cuda_state(be);
+        k_wa_dtable<<<dim3((unsigned)G, g.heads), 256, 0, st->stream>>>(dtable, part, dS, g, st->arrivals);
         CUDA_CHECK_LAUNCH();
     }
 }
@@ -934,18 +941,20 @@ static void wa_run_forward(Backend *be, int impl, const WaGeom &g, size_t G, Act
                       else wa_forward<T>(be, g, G, (T *)out, (T *)probs, (const T *)qkv, table));
 }
 
+// acc 1: dqkv += (window_attention_backward); 0: dqkv = (window_attention_backward_first: every
+// implementation writes each (token, channel) of dqkv exactly once, so it stores instead).
 static void wa_run_backward(Backend *be, int impl, const WaGeom &g, size_t G, Act *dqkv, float *dtable,
-                            const Act *dout, const Act *qkv, const Act *probs) {
+                            const Act *dout, const Act *qkv, const Act *probs, int acc) {
     if (impl == WA_FLASH) {
         wa_backward_flash(be, g, G, (bf16 *)dqkv, dtable, (const bf16 *)dout, (const bf16 *)qkv,
-                          (const float *)probs);
+                          (const float *)probs, acc);
         return;
     }
     CUDA_ACT_DISPATCH(be, T,
                       if (impl == WA_GEMM) wa_backward_gemm<T>(be, g, G, (T *)dqkv, dtable, (const T *)dout,
-                                                               (const T *)qkv, (const T *)probs);
+                                                               (const T *)qkv, (const T *)probs, acc);
                       else wa_backward_smem<T>(be, g, G, (T *)dqkv, dtable, (const T *)dout, (const T *)qkv,
-                                               (const T *)probs));
+                                               (const T *)probs, acc));
 }
 
 // Timing (tune.h): forward then backward of implementation i on scratch outputs of this shape
@@ -974,7 +983,7 @@ static void wa_tune_run(void *ctx, int impl) {
     }
     wa_run_forward(t->be, impl, t->g, t->G, (Act *)t->out, (Act *)t->probs, t->qkv, t->table);
     wa_run_backward(t->be, impl, t->g, t->G, (Act *)t->dqkv, t->dtable, (const Act *)t->out, t->qkv,
-                    (const Act *)t->probs);
+                    (const Act *)t->probs, 1);
 }
 
 static int wa_pick(Backend *be, const WaGeom &g, int B, size_t G, const Act *qkv, const float *table) {
@@ -1008,5 +1017,14 @@ extern "C" void cu_window_attention_backward(Backend *be, Act *dqkv, float *dtab
     WaGeom g = wa_geom(Hp, Wp, C, heads, window, shift);
     size_t G = (size_t)B * g.nWin;
     if (!G || (!dqkv && !dtable)) return;
-    wa_run_backward(be, wa_pick(be, g, B, G, NULL, NULL), g, G, dqkv, dtable, dout, qkv, probs);
+    wa_run_backward(be, wa_pick(be, g, B, G, NULL, NULL), g, G, dqkv, dtable, dout, qkv, probs, 1);
+}
+
+extern "C" void cu_window_attention_backward_first(Backend *be, Act *dqkv, float *dtable, const Act *dout,
+                                                   const Act *qkv, const Act *probs, int B, int Hp, int Wp, int C,
+                                                   int heads, int window, int shift) {
+    WaGeom g = wa_geom(Hp, Wp, C, heads, window, shift);
+    size_t G = (size_t)B * g.nWin;
+    if (!G || (!dqkv && !dtable)) return;
+    wa_run_backward(be, wa_pick(be, g, B, G, NULL, NULL), g, G, dqkv, dtable, dout, qkv, probs, 0);
 }

@@ -55,6 +55,18 @@
        const float *b,  /* (C) */                                                                                     \
        int B, int H, int W, int C),                                                                                   \
       (be, out, in, w, b, B, H, W, C))                                                                                \
+    /* out += the same convolution (bias included): dwconv7_forward into a temporary, then                            \
+     * add(out, out, tmp) — what the CPU backend does, so its results are that sequence's bit for                     \
+     * bit; the CUDA backend adds the fp32 conv to out before its one rounding (in fp32 mode the                      \
+     * same bits as the sequence, in bf16 one rounding fewer) */                                                      \
+    X(dwconv7_forward_add,                                                                                            \
+      (Backend *be,                                                                                                   \
+       Act *out,        /* (B, H, W, C) read and written */                                                           \
+       const Act *in,   /* (B, H, W, C) */                                                                            \
+       const float *w,  /* (C, 1, 7, 7) */                                                                            \
+       const float *b,  /* (C) */                                                                                     \
+       int B, int H, int W, int C),                                                                                   \
+      (be, out, in, w, b, B, H, W, C))                                                                                \
     X(dwconv7_backward,                                                                                               \
       (Backend *be,                                                                                                   \
        Act *din,        /* (B, H, W, C) or NULL */                                                                    \
@@ -257,6 +269,28 @@
        const Act *dout /* (N, Co) */, const Act *in /* (N, Ci) */, const float *w /* (Co, Ci) */, size_t N, int Ci,   \
        int Co),                                                                                                       \
       (be, din, dw, db, dout, in, w, N, Ci, Co))                                                                      \
+    X(dwconv7_backward_first,                                                                                         \
+      (Backend *be, Act *din /* (B, H, W, C) */, float *dw /* (C, 1, 7, 7) */, float *db /* (C) */,                   \
+       const Act *dout /* (B, H, W, C) */, const Act *in /* (B, H, W, C) */, const float *w /* (C, 1, 7, 7) */,       \
+       int B, int H, int W, int C),                                                                                   \
+      (be, din, dw, db, dout, in, w, B, H, W, C))                                                                     \
+    /* dqkv overwritten: every (token, channel) of it, since q, k and v each get a gradient */                        \
+    X(window_attention_backward_first,                                                                                \
+      (Backend *be, Act *dqkv /* (B, Hp, Wp, 3C) */, float *dtable /* ((2w-1)^2, heads) */,                           \
+       const Act *dout /* (B, Hp, Wp, C) */, const Act *qkv /* (B, Hp, Wp, 3C) */,                                    \
+       const Act *probs /* (B, nWin, heads, w*w, w*w) */, int B, int Hp, int Wp, int C, int heads, int window,        \
+       int shift),                                                                                                    \
+      (be, dqkv, dtable, dout, qkv, probs, B, Hp, Wp, C, heads, window, shift))                                       \
+    /* din overwritten everywhere: roll_crop_backward_first's padding positions (cropped away in the                  \
+     * forward) get +0 */                                                                                             \
+    X(pad_roll_backward_first,                                                                                        \
+      (Backend *be, Act *din /* (B, H, W, C) */, const Act *dout /* (B, Hp, Wp, C) */, int B, int H, int W, int C,    \
+       int Hp, int Wp, int shift),                                                                                    \
+      (be, din, dout, B, H, W, C, Hp, Wp, shift))                                                                     \
+    X(roll_crop_backward_first,                                                                                       \
+      (Backend *be, Act *din /* (B, Hp, Wp, C) */, const Act *dout /* (B, H, W, C) */, int B, int H, int W, int C,    \
+       int Hp, int Wp, int shift),                                                                                    \
+      (be, din, dout, B, H, W, C, Hp, Wp, shift))                                                                     \
     /* ---- fused MLP ops (the PI block's fc1 → GELU) ----                                                            \
      * linear_gelu_forward: pre = in · wᵀ + b (saved for backward), out = GELU(pre): linear_forward                    \
      * then gelu_forward (the CPU backend does exactly those two); the CUDA backend runs the GEMM                     \

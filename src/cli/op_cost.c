@@ -73,6 +73,12 @@ void opcost_dwconv7_forward(Backend *be, Act *out, const Act *in, const float *w
     double n = (double)B * H * W * C;
     set(2.0 * 49 * n, 2 * A * n + F * 50.0 * C, 0);
 }
+void opcost_dwconv7_forward_add(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B, int H,
+                                int W, int C) {
+    (void)out, (void)in, (void)w, (void)b;
+    double n = (double)B * H * W * C;
+    set(2.0 * 49 * n + n, 3 * A * n + F * 50.0 * C, 0); /* out read and written */
+}
 void opcost_dwconv7_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                              const float *w, int B, int H, int W, int C) {
     (void)dw, (void)db, (void)dout, (void)in, (void)w;
@@ -253,6 +259,29 @@ void opcost_linear_backward_first(Backend *be, Act *din, float *dw, float *db, c
                                   const float *w, size_t N, int Ci, int Co) {
     (void)dw, (void)db, (void)dout, (void)in, (void)w;
     set(4.0 * N * Ci * Co, A * (double)N * (Co + Ci * 2) + F * ((double)Co * Ci * 3 + 2.0 * Co), 1);
+}
+void opcost_dwconv7_backward_first(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
+                                   const float *w, int B, int H, int W, int C) {
+    (void)dw, (void)db, (void)dout, (void)in, (void)w;
+    double n = (double)B * H * W * C;
+    set(2.0 * 49 * n * (din ? 2 : 1), A * n * (din ? 3 : 2) + F * 50.0 * C * 3, 0); /* din written, not read */
+}
+void opcost_window_attention_backward_first(Backend *be, Act *dqkv, float *dtable, const Act *dout, const Act *qkv,
+                                            const Act *probs, int B, int Hp, int Wp, int C, int heads, int window,
+                                            int shift) {
+    (void)dqkv, (void)dtable, (void)dout, (void)qkv, (void)probs, (void)shift;
+    double tok = (double)B * Hp * Wp, T = (double)window * window;
+    set(8.0 * tok * T * C + 8.0 * tok * T * heads, A * tok * (C + 3.0 * C + 3.0 * C + heads * T), 1); /* dqkv written */
+}
+void opcost_pad_roll_backward_first(Backend *be, Act *din, const Act *dout, int B, int H, int W, int C, int Hp, int Wp,
+                                    int shift) {
+    (void)din, (void)dout, (void)Hp, (void)Wp, (void)shift;
+    set(0, A * C * (2.0 * B * H * W), 0); /* din written, the valid part of dout read */
+}
+void opcost_roll_crop_backward_first(Backend *be, Act *din, const Act *dout, int B, int H, int W, int C, int Hp,
+                                     int Wp, int shift) {
+    (void)din, (void)dout, (void)shift;
+    set(0, A * C * ((double)B * H * W + (double)B * Hp * Wp), 0); /* din written (padding too), dout read */
 }
 void opcost_linear_gelu_forward(Backend *be, Act *out, Act *pre, const Act *in, const float *w, const float *b,
                                 size_t N, int Ci, int Co) {

@@ -90,7 +90,6 @@ static void plan_block(ModelActs *a, BlockActs *ba, const BlockDesc *bd, int B, 
     ba->qkv = fwd(a, 3 * npd);
     ba->probs = fwd(a, (size_t)B * n_win * bd->heads * w * w * w * w);
     ba->att = fwd(a, npd);
-    ba->dw2 = fwd(a, npd);
     ba->proj = fwd(a, npd);
     if (!ident) ba->o = fwd(a, nd);
     ba->out = buf(a, nd);

@@ -34,8 +34,7 @@ typedef struct {
     Act *r;           /* (Np, d) padded + rolled u; NULL when that is u itself (shift 0, no pad) */
     Act *qkv;         /* (Np, 3d) */
     Act *probs;       /* (B, nWin, heads, w², w²) */
-    Act *att;         /* (Np, d) attention output, then + dw2 in place (proj input) */
-    Act *dw2;         /* (Np, d) depthwise conv of r */
+    Act *att;         /* (Np, d) attention output, then + the depthwise conv of r in place (proj input) */
     Act *proj;        /* (Np, d) */
     Act *o;           /* (N, d)  rolled back + cropped; NULL when that is proj itself */
     Buf out;          /* (N, d)  block output and its gradient */

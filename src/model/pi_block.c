@@ -27,8 +27,8 @@ static int draw_drop_path(float *scale_host, int B, float rate, const PassOption
 }
 
 /* Shift 0 and a map that is a whole number of windows: pad and roll, and their inverse, are the
- * identity, so the attention works on u itself and the copies (and, backward, their zeroing and
- * accumulation) are skipped. */
+ * identity, so the attention works on u itself and the copies (forward and backward) are
+ * skipped. */
 static int window_is_identity(const BlockDesc *bd, const BlockActs *ba) {
     return bd->shift == 0 && ba->Hp == ba->H && ba->Wp == ba->W;
 }
@@ -64,8 +64,8 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
     be->linear_forward(be, ba->qkv, r, P + bd->qkv_w, P + bd->qkv_b, Np, d, 3 * d);
     be->window_attention_forward(be, ba->att, ba->probs, ba->qkv, P + bd->table, B, Hp, Wp, d, bd->heads,
                                  bd->window, bd->shift);
-    be->dwconv7_forward(be, ba->dw2, r, P + bd->dw2_w, P + bd->dw2_b, B, Hp, Wp, d);
-    be->add(be, ba->att, ba->att, ba->dw2, Np * d); /* att now holds proj's input */
+    /* att += dwconv7(r): att now holds proj's input */
+    be->dwconv7_forward_add(be, ba->att, r, P + bd->dw2_w, P + bd->dw2_b, B, Hp, Wp, d);
     be->linear_forward(be, ba->proj, ba->att, P + bd->proj_w, P + bd->proj_b, Np, d, d);
     const Act *o = ident ? ba->proj : ba->o;
     if (!ident) be->roll_crop_forward(be, ba->o, ba->proj, B, H, W, d, Hp, Wp, bd->shift);
@@ -78,13 +78,12 @@ void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScr
     const float *P = params;
     float *G = grads;
     int d = bd->dim, H = ba->H, W = ba->W, Hp = ba->Hp, Wp = ba->Wp;
-    size_t N = ba->N, Np = ba->Np, nd = N * d, npd = Np * d;
+    size_t N = ba->N, Np = ba->Np;
     const Act *dout = ba->out.g; /* (N, d) */
     size_t per = (size_t)H * W * d;
 
     /* attention part: out = x1 + dp(o); the residual path's gradient (dout into d_x1) joins in
      * layernorm_backward_residual below */
-    const size_t ab = be->act_bytes; /* the sizes below count Act elements */
     const int ident = window_is_identity(bd, ba);
     const Act *r = ident ? ba->u : ba->r;
     const Act *d_o = dout;
@@ -94,26 +93,23 @@ void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScr
     }
     const Act *d_proj = d_o;
     if (!ident) {
-        be->zero(be, s->d_proj, npd * ab);
-        be->roll_crop_backward(be, s->d_proj, d_o, B, H, W, d, Hp, Wp, bd->shift);
+        be->roll_crop_backward_first(be, s->d_proj, d_o, B, H, W, d, Hp, Wp, bd->shift); /* padding gets 0 */
         d_proj = s->d_proj;
     }
     be->linear_backward_first(be, s->d_sum, G + bd->proj_w, G + bd->proj_b, d_proj, ba->att, P + bd->proj_w, Np, d, d);
     grads_final(report, bd->proj_w, bd->proj_b);
-    /* d_sum flows to both the attention output and the depthwise branch */
-    be->zero(be, s->d_r, npd * ab);
-    be->dwconv7_backward(be, s->d_r, G + bd->dw2_w, G + bd->dw2_b, s->d_sum, r, P + bd->dw2_w, B, Hp, Wp, d);
+    /* d_sum flows to both the attention output and the depthwise branch; d_r's first writer
+     * overwrites it, qkv's backward below adds to it */
+    be->dwconv7_backward_first(be, s->d_r, G + bd->dw2_w, G + bd->dw2_b, s->d_sum, r, P + bd->dw2_w, B, Hp, Wp, d);
     grads_final(report, bd->dw2_w, bd->dw2_b);
-    be->zero(be, s->d_qkv, 3 * npd * ab);
-    be->window_attention_backward(be, s->d_qkv, G + bd->table, s->d_sum, ba->qkv, ba->probs, B, Hp, Wp, d, bd->heads,
-                                  bd->window, bd->shift);
+    be->window_attention_backward_first(be, s->d_qkv, G + bd->table, s->d_sum, ba->qkv, ba->probs, B, Hp, Wp, d,
+                                        bd->heads, bd->window, bd->shift);
     grads_final(report, bd->table, bd->table);
     be->linear_backward(be, s->d_r, G + bd->qkv_w, G + bd->qkv_b, s->d_qkv, r, P + bd->qkv_w, Np, d, 3 * d);
     grads_final(report, bd->qkv_w, bd->qkv_b);
     const Act *d_u = s->d_r;
     if (!ident) {
-        be->zero(be, s->d_u, nd * ab);
-        be->pad_roll_backward(be, s->d_u, s->d_r, B, H, W, d, Hp, Wp, bd->shift);
+        be->pad_roll_backward_first(be, s->d_u, s->d_r, B, H, W, d, Hp, Wp, bd->shift);
         d_u = s->d_u;
     }
     /* d_x1 = dout (the residual path) + LayerNorm's input gradient */

@@ -333,11 +333,29 @@ static void case_dwconv7(Ctx *x, int B, int H, int W, int C) {
     x->cpu->dwconv7_forward(x->cpu, out.c, in.c, w.c, b.c, B, H, W, C);
     x->gpu->dwconv7_forward(x->gpu, out.g, in.g, w.g, b.g, B, H, W, C);
     compare_act(x, op, "out", out, TOL_FP32);
+    /* dwconv7_forward_add: acc += conv(in) */
+    char op0[80];
+    snprintf(op0, sizeof op0, "%s add", op);
+    ActPair acc = act_rand(x, in.n, -1, 1);
+    x->cpu->dwconv7_forward_add(x->cpu, acc.c, in.c, w.c, b.c, B, H, W, C);
+    x->gpu->dwconv7_forward_add(x->gpu, acc.g, in.g, w.g, b.g, B, H, W, C);
+    compare_act(x, op0, "out", acc, TOL_FP32);
+    act_free(x, &acc);
     x->cpu->dwconv7_backward(x->cpu, din.c, dw.c, db.c, dout.c, in.c, w.c, B, H, W, C);
     x->gpu->dwconv7_backward(x->gpu, din.g, dw.g, db.g, dout.g, in.g, w.g, B, H, W, C);
     compare_act(x, op, "din", din, TOL_FP32);
     compare(x, op, "dw", dw, TOL_FP32);
     compare(x, op, "db", db, TOL_FP32);
+    /* dwconv7_backward_first: din overwritten (NaN on the GPU until written), dw and db accumulate */
+    char op1[80];
+    snprintf(op1, sizeof op1, "%s first", op);
+    ActPair din1 = act_out(x, in.n);
+    x->cpu->dwconv7_backward_first(x->cpu, din1.c, dw.c, db.c, dout.c, in.c, w.c, B, H, W, C);
+    x->gpu->dwconv7_backward_first(x->gpu, din1.g, dw.g, db.g, dout.g, in.g, w.g, B, H, W, C);
+    compare_act(x, op1, "din", din1, TOL_FP32);
+    compare(x, op1, "dw", dw, TOL_FP32);
+    compare(x, op1, "db", db, TOL_FP32);
+    act_free(x, &din1);
     ActPair *acts[] = {&in, &out, &dout, &din};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
     Pair *all[] = {&w, &b, &dw, &db};
@@ -499,7 +517,15 @@ static void case_window(Ctx *x, int B, int H, int W, int C, int Hp, int Wp, int 
     x->cpu->roll_crop_backward(x->cpu, gbig.c, dsmall.c, B, H, W, C, Hp, Wp, s);
     x->gpu->roll_crop_backward(x->gpu, gbig.g, dsmall.g, B, H, W, C, Hp, Wp, s);
     compare_act(x, op, "d_crop", gbig, TOL_FP32);
-    ActPair *acts[] = {&in, &big, &back, &dbig, &dsmall, &gsmall, &gbig};
+    /* the first writers: every element overwritten (NaN on the GPU until written), the padding too */
+    ActPair fsmall = act_out(x, ns), fbig = act_out(x, nb);
+    x->cpu->pad_roll_backward_first(x->cpu, fsmall.c, dbig.c, B, H, W, C, Hp, Wp, s);
+    x->gpu->pad_roll_backward_first(x->gpu, fsmall.g, dbig.g, B, H, W, C, Hp, Wp, s);
+    compare_act_exact(x, op, "d_pad first", fsmall);
+    x->cpu->roll_crop_backward_first(x->cpu, fbig.c, dsmall.c, B, H, W, C, Hp, Wp, s);
+    x->gpu->roll_crop_backward_first(x->gpu, fbig.g, dsmall.g, B, H, W, C, Hp, Wp, s);
+    compare_act_exact(x, op, "d_crop first", fbig);
+    ActPair *acts[] = {&in, &big, &back, &dbig, &dsmall, &gsmall, &gbig, &fsmall, &fbig};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
 }
 
@@ -543,7 +569,18 @@ static void case_attention_impl(Ctx *x, int B, int Hp, int Wp, int C, int heads,
     x->gpu->window_attention_backward(x->gpu, dqkv.g, dtable.g, dout.g, qkv.g, probs.g, B, Hp, Wp, C, heads, w, s);
     compare_act(x, op, "dqkv", dqkv, TOL_FP32);
     compare(x, op, "dtable", dtable, TOL_FP32);
-    ActPair *acts[] = {&qkv, &out, &probs, &dout, &dqkv};
+    /* window_attention_backward_first: dqkv overwritten (NaN on the GPU until written), dtable
+     * accumulates */
+    char op1[80];
+    snprintf(op1, sizeof op1, "%s first", op);
+    ActPair dqkv1 = act_out(x, nq);
+    x->cpu->window_attention_backward_first(x->cpu, dqkv1.c, dtable.c, dout.c, qkv.c, probs.c, B, Hp, Wp, C, heads, w,
+                                            s);
+    x->gpu->window_attention_backward_first(x->gpu, dqkv1.g, dtable.g, dout.g, qkv.g, probs.g, B, Hp, Wp, C, heads, w,
+                                            s);
+    compare_act(x, op1, "dqkv", dqkv1, TOL_FP32);
+    compare(x, op1, "dtable", dtable, TOL_FP32);
+    ActPair *acts[] = {&qkv, &out, &probs, &dout, &dqkv, &dqkv1};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
     Pair *all[] = {&table, &dtable};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
