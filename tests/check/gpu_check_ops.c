@@ -834,6 +834,9 @@ static int check_ops(Ctx *x) {
         case_layernorm(x, 2 * 9 * 7, 40, 1e-5f);
         case_layernorm(x, 1 * 17 * 19, 64, 1e-6f);
         case_layernorm(x, 131, 12, 1e-5f);
+        /* more rows than the backward's 512 chunks: several rows per chunk, then the last block's sum */
+        case_layernorm(x, 9001, 96, 1e-5f);
+        case_layernorm(x, 4999, 40, 1e-6f);
     });
     case_gelu(x, 10000);
     case_mlp(x, 300, 48, 192);
@@ -852,6 +855,8 @@ static int check_ops(Ctx *x) {
     case_residual(x, 4, 250 * 24, 24, 1, 1);
     case_residual(x, 3, 37 * 96, 96, 1, 0);
     case_residual(x, 2, 61 * 40, 40, 0, 1);
+    case_residual(x, 4, 1300 * 40, 40, 1, 1); /* 5,200 rows: several per dgamma chunk */
+    case_residual(x, 2, 2550 * 264, 264, 1, 0);
     case_loss(x, 2, 32, 48, 14);
     case_optim(x, 1000003);
     /* cuDNN last: if it offers no algorithm for a shape, CHECK ends the process, and every
