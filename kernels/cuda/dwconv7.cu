@@ -1,9 +1,11 @@
 // dwconv7.cu — depthwise 7x7 convolution, zero pad 3, stride 1, bias (NHWC; weight (C,1,7,7)).
 // Straightforward first version: one thread per output element for the forward and for din
 // (the 180°-flipped correlation of dout); dw/db as fixed-chunk partials over image rows in
-// double, summed in order (deterministic) by the block that finishes last (last_block.cuh).
-// The backward of "direct" and "tiled" is ONE launch each: din and the parameter partials are independent
-// jobs, so the first blocks of the grid take din and the rest the partials (horizontal fusion).
+// double, summed in order (deterministic) by a finish kernel, one thread per (tap, channel).
+// The backward of "direct" and "tiled" is two launches: din and the parameter partials are
+// independent jobs, so the first blocks of one grid take din and the rest the partials
+// (horizontal fusion); then the finish. (Not the partials' last block, last_block.cuh: 50·C
+// columns on one block would serialise what this grid spreads over 50·C/256 blocks.)
 // Consecutive threads take consecutive channels, so every load is coalesced. Activations and
 // their gradients are Acts (templates on the storage type T, act.cuh); w, b, dw, db float.
 //
@@ -85,11 +87,12 @@ __device__ void dw_direct_partial(double *part, const T *dout, const T *in, int 
     part[((size_t)k * 50 + t) * C + c] = s;
 }
 
-// dw[c][t] += Σ_k part[k][t][c] (t = 49: db[c]), rows k in order, in double: by the block that
-// arrived last (last_block.cuh), all its threads, once every block's partial row is written.
-template <typename P>
-__device__ void dw_param_finish_block(float *dw, float *db, const P *part, int nrow, int C) {
-    for (int i = threadIdx.x; i < 50 * C; i += blockDim.x) {
+// dw[c][t] += Σ_k part[k][t][c] (t = 49: db[c]), rows k in order, in double: one thread per
+// (t, c), over as many blocks as 50·C needs. A separate launch after the partials, not the last
+// block of the partials' kernel (last_block.cuh): one block summing 50·C columns would take
+// ~50·C/256 times as long as this grid (at C = 96 and 400 tiles, ~1.9 M loads on one SM).
+template <typename P> __global__ void k_dw_param_finish(float *dw, float *db, const P *part, int nrow, int C) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < 50 * C; i += gridDim.x * blockDim.x) {
         int t = i / C, c = i % C;
         double s = 0;
         for (int k = 0; k < nrow; k++) s += cuda_load_cg(part + ((size_t)k * 50 + t) * C + c);
@@ -98,15 +101,14 @@ __device__ void dw_param_finish_block(float *dw, float *db, const P *part, int n
     }
 }
 
-// The whole direct backward in one launch (horizontal fusion: the two jobs are independent).
-// Blocks [0, nx): din (+)= dout ⋆ flipped w, grid-stride over its elements (nx = 0: no din);
-// blocks [nx, nx + nchunk·ncg·50): the parameter partial of one (row chunk k, group of 256
-// channels, tap t) each; the last block of all to finish sums the partials.
+// The direct backward's two independent jobs in one launch (horizontal fusion), then
+// k_dw_param_finish. Blocks [0, nx): din (+)= dout ⋆ flipped w, grid-stride over its elements
+// (nx = 0: no din); blocks [nx, nx + nchunk·ncg·50): the parameter partial of one (row chunk k,
+// group of 256 channels, tap t) each.
 template <typename T>
 __global__ void __launch_bounds__(256)
     k_dw_direct_bwd(T *din, int din_acc, double *part, float *dw, float *db, const T *dout, const T *in,
-                    const float *w, int B, int H, int W, int C, long rows, int nx, int nchunk, int ncg,
-                    unsigned *arrivals) {
+                    const float *w, int B, int H, int W, int C, long rows, int nx, int nchunk, int ncg) {
     if ((int)blockIdx.x < nx) {
         dw_direct_elems(din, dout, w, (const float *)NULL, B, H, W, C, 1, din_acc,
                         blockIdx.x * (size_t)blockDim.x + threadIdx.x, (size_t)nx * blockDim.x);
@@ -115,8 +117,6 @@ __global__ void __launch_bounds__(256)
         int c = q / nchunk % ncg * (int)blockDim.x + threadIdx.x;
         if (c < C) dw_direct_partial(part, dout, in, B, H, W, C, rows, k, t, c);
     }
-    if (!cuda_last_block(arrivals)) return;
-    dw_param_finish_block(dw, db, part, nchunk, C);
 }
 
 // ---- "tiled" ------------------------------------------------------------------------------
@@ -270,21 +270,18 @@ __device__ __forceinline__ void dw_tiled_param_tile(float *part, const T *dout, 
     }
 }
 
-// The whole tiled backward in one launch (horizontal fusion), grid (nx + ntile, channel groups):
-// blocks x < nx take din's tile x (din (+)= dout ⋆ flipped w; nx = 0: no din), the others the
-// parameter partials of tile x - nx; the last block of all to finish sums the partials, tiles in
-// order, in double.
+// The tiled backward's two jobs in one launch (horizontal fusion), grid (nx + ntile, channel
+// groups): blocks x < nx take din's tile x (din (+)= dout ⋆ flipped w; nx = 0: no din), the others
+// the parameter partials of tile x - nx; k_dw_param_finish then sums them, tiles in order, in double.
 template <typename T>
 __global__ void __launch_bounds__(256)
     k_dw_tiled_bwd(T *din, int din_acc, float *part, float *dw, float *db, const T *dout, const T *in,
-                   const float *w, int B, int H, int W, int C, int nx, int ntile, unsigned *arrivals) {
+                   const float *w, int B, int H, int W, int C, int nx, int ntile) {
     __shared__ float s[DW_SH * DW_SW * DW_CG];
     __shared__ float sw[DW_CG * 49];
     if ((int)blockIdx.x < nx)
         dw_tiled_fwd_tile(din, dout, w, (const float *)NULL, B, H, W, C, 1, din_acc, s, sw, blockIdx.x, blockIdx.y);
     else dw_tiled_param_tile(part, dout, in, B, H, W, C, s, (int)blockIdx.x - nx, blockIdx.y);
-    if (!cuda_last_block(arrivals)) return;
-    dw_param_finish_block(dw, db, part, ntile, C);
 }
 
 static dim3 dw_tiled_grid(int B, int H, int W, int C) {
@@ -301,7 +298,7 @@ static void dw_tiled_forward(Backend *be, Act *out, const Act *in, const float *
     CUDA_CHECK_LAUNCH();
 }
 
-// The tiled backward: one launch, the per-tile partials (ntile × 50×C floats) in the workspace.
+// The tiled backward: two launches, the per-tile partials (ntile × 50×C floats) in the workspace.
 static void dw_tiled_backward(Backend *be, Act *din, int din_acc, float *dw, float *db, const Act *dout,
                               const Act *in, const float *w, int B, int H, int W, int C) {
     CudaState *st = cuda_state(be);
@@ -312,7 +309,9 @@ static void dw_tiled_backward(Backend *be, Act *din, int din_acc, float *dw, flo
     CUDA_ACT_DISPATCH(be, T,
                       k_dw_tiled_bwd<T><<<grid, 256, 0, st->stream>>>((T *)din, din_acc, part, dw, db,
                                                                       (const T *)dout, (const T *)in, w, B, H, W, C,
-                                                                      nx, ntile, st->arrivals));
+                                                                      nx, ntile));
+    CUDA_CHECK_LAUNCH();
+    k_dw_param_finish<float><<<(unsigned)((50 * (size_t)C + 255) / 256), 256, 0, st->stream>>>(dw, db, part, ntile, C);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -332,7 +331,7 @@ static void dw_direct_forward(Backend *be, Act *out, const Act *in, const float 
     CUDA_CHECK_LAUNCH();
 }
 
-// The direct backward: one launch, the dw/db partials (nchunk row chunks × 50×C doubles) in the
+// The direct backward: two launches, the dw/db partials (nchunk row chunks × 50×C doubles) in the
 // workspace.
 static void dw_direct_backward(Backend *be, Act *din, int din_acc, float *dw, float *db, const Act *dout,
                                const Act *in, const float *w, int B, int H, int W, int C) {
@@ -347,7 +346,9 @@ static void dw_direct_backward(Backend *be, Act *din, int din_acc, float *dw, fl
     CUDA_ACT_DISPATCH(be, T,
                       k_dw_direct_bwd<T><<<grid, 256, 0, st->stream>>>((T *)din, din_acc, part, dw, db,
                                                                        (const T *)dout, (const T *)in, w, B, H, W, C,
-                                                                       rows, nx, nchunk, ncg, st->arrivals));
+                                                                       rows, nx, nchunk, ncg));
+    CUDA_CHECK_LAUNCH();
+    k_dw_param_finish<double><<<(unsigned)((50 * (size_t)C + 255) / 256), 256, 0, st->stream>>>(dw, db, part, nchunk, C);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -18,6 +18,12 @@
  *         out[c] += (float)s;
  *     }
  *
+ * The price: the finish runs on ONE block. That costs nothing where the finish has no more
+ * columns than the block has threads (a separate finish kernel would be one block too), a few
+ * times the old finish where it has a few blocks' worth (bias and LayerNorm gradients of C > 256
+ * channels: ceil(C/256)), and far too much where it is wide: the depthwise conv's 50·C taps and a
+ * wide attention bias table keep a finish kernel of their own (dwconv7.cu, window_attention.cu).
+ *
  * Every thread of the block must call it (it has barriers), and threads must not return before.
  * Partials are read back with cuda_load_cg (through L2, past this SM's L1, where another block's
  * write may not be visible). The pattern is CUDA's threadFenceReduction sample. */

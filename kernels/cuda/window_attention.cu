@@ -14,8 +14,9 @@
 // row of a partial table; pass 2 (warp per key row j) reloads Q·scale and dO into the same shared
 // memory and forms dK = dSᵀ·(Q·scale), dV = Pᵀ·dO. Every (token, channel) of dqkv belongs to one
 // block, so dqkv needs no atomics (and window_attention_backward_first can store instead of add);
-// the block that finishes last (last_block.cuh) adds the blocks' partial tables into dtable in
-// window order, so the backward is one launch. No atomics on values anywhere: the backward pass
+// the blocks' partial tables are added into dtable in window order: by the block that finishes
+// last (last_block.cuh) when the table fits its threads (heads·T ≤ blockDim.x: the backward is one
+// launch), else by k_wa_dtable_finish, one thread per entry (one block would serialise them). No atomics on values anywhere: the backward pass
 // is bit-for-bit reproducible, which is what makes a resumed GPU run identical to an
 // uninterrupted one.
 //
@@ -81,10 +82,13 @@ __device__ void wa_dtable_part_block(float *part /* (T) */, const float *dS /* (
     }
 }
 
-// dtable[e, h] += Σ_gw part[gw, h, e], windows in order, in double: by the block that arrived
-// last (last_block.cuh), all its threads, once every block's partial table is written.
-__device__ void wa_dtable_finish_block(float *dtable, const float *part, size_t G, int heads, int T) {
-    for (int k = threadIdx.x; k < heads * T; k += blockDim.x) {
+// dtable[e, h] += Σ_gw part[gw, h, e], windows in order, in double, once every block's partial
+// table is written.
+// first/stride: the columns this thread sums (the last block of a kernel: threadIdx.x and
+// blockDim.x; a grid of its own, k_wa_dtable_finish: its global index and size).
+__device__ void wa_dtable_finish_cols(float *dtable, const float *part, size_t G, int heads, int T, int first,
+                                      int stride) {
+    for (int k = first; k < heads * T; k += stride) {
         const int h = k / T, e = k % T;
         double s = 0;
         for (size_t gw = 0; gw < G; gw++) s += cuda_load_cg(part + (gw * heads + h) * (size_t)T + e);
@@ -146,7 +150,7 @@ __global__ void k_wa_fwd(T *out, T *probs, const T *qkv, const float *table, WaG
 }
 
 // part: (G, heads, T) the per-block bias-table gradients, NULL when dtable is not wanted (else
-// the last block adds them into dtable). TS: the Act storage type (T is the table size here).
+// the last block adds them into dtable when they fit its threads; wa_dtable_finish otherwise). TS: the Act storage type (T is the table size here).
 // acc: dqkv += (else overwritten).
 template <typename TS>
 __global__ void k_wa_bwd(TS *dqkv, float *part, float *dtable, float *dS_all, const TS *dout, const TS *qkv,
@@ -222,8 +226,25 @@ __global__ void k_wa_bwd(TS *dqkv, float *part, float *dtable, float *dS_all, co
             act_store(dv_p, acc ? act_load(dv_p) + dv : dv);
         }
     }
-    if (!part || !cuda_last_block(arrivals)) return; // part: the same for every block
-    wa_dtable_finish_block(dtable, part, gridDim.x, g.heads, T);
+    // part: the same for every block. The last block finishes only a table that fits its threads
+    // (heads·T ≤ blockDim.x): wider ones would serialise on one block, and go to k_wa_dtable_finish.
+    if (!part || !cuda_last_block(arrivals) || g.heads * T > (int)blockDim.x) return;
+    wa_dtable_finish_cols(dtable, part, gridDim.x, g.heads, T, threadIdx.x, blockDim.x);
+}
+
+// dtable += Σ over windows of the partial tables, in window order, one thread per (head, entry):
+// the finish of a table too wide for one block.
+__global__ void k_wa_dtable_finish(float *dtable, const float *part, size_t G, int heads, int T) {
+    wa_dtable_finish_cols(dtable, part, G, heads, T, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
+}
+
+// The launch of k_wa_dtable_finish where the partials' kernel (threads per block) left it.
+static void wa_dtable_finish(Backend *be, float *dtable, const float *part, size_t G, const WaGeom &g, int threads) {
+    const int T = (2 * g.w - 1) * (2 * g.w - 1);
+    if (g.heads * T <= threads) return; // its last block did it
+    k_wa_dtable_finish<<<(unsigned)((g.heads * T + 255) / 256), 256, 0, cuda_state(be)->stream>>>(dtable, part, G,
+                                                                                                   g.heads, T);
+    CUDA_CHECK_LAUNCH();
 }
 
 static WaGeom wa_geom(int Hp, int Wp, int C, int heads, int w, int shift) {
@@ -270,6 +291,7 @@ static void wa_backward(Backend *be, const WaGeom &g, size_t G, T *dqkv, float *
     k_wa_bwd<T><<<grid, 32 * WA_WARPS, smem, st->stream>>>(dqkv, part, dtable, dS, dout, qkv, probs, g, acc,
                                                            st->arrivals);
     CUDA_CHECK_LAUNCH();
+    if (part) wa_dtable_finish(be, dtable, part, G, g, 32 * WA_WARPS);
 }
 
 
@@ -403,8 +425,9 @@ __global__ void k_wa_dtable(float *dtable, float *part, const float *dS, WaGeom 
     const size_t gw = blockIdx.x;
     const int h = blockIdx.y, T = (2 * g.w - 1) * (2 * g.w - 1);
     wa_dtable_part_block(part + (gw * g.heads + h) * (size_t)T, dS + (gw * g.heads + h) * (size_t)g.n * g.n, g);
-    if (!cuda_last_block(arrivals)) return;
-    wa_dtable_finish_block(dtable, part, gridDim.x, g.heads, T);
+    // every block counts itself in (one code path for every shape); a wide table: wa_dtable_finish
+    if (!cuda_last_block(arrivals) || g.heads * T > (int)blockDim.x) return;
+    wa_dtable_finish_cols(dtable, part, gridDim.x, g.heads, T, threadIdx.x, blockDim.x);
 }
 
 // Row-major, batched: C (M×N, ldc, fp32) = alpha·op(A)·op(B) + beta·C with op(A) (M×K), op(B) (K×N);
@@ -484,6 +507,7 @@ static void wa_backward_gemm(Backend *be, const WaGeom &g, size_t G, T *dqkv, fl
     if (dtable) {
         k_wa_dtable<<<dim3((unsigned)G, g.heads), 256, 0, s>>>(dtable, part, dS, g, cuda_state(be)->arrivals);
         CUDA_CHECK_LAUNCH();
+        wa_dtable_finish(be, dtable, part, G, g, 256);
     }
     if (!dqkv) return;
     const void *ds_a = bf ? (const void *)hi : (const void *)dS;
@@ -903,6 +927,7 @@ static void wa_backward_flash(Backend *be, const WaGeom &g, size_t G, bf16 *dqkv
         CudaState *st = cuda_state(be);
         k_wa_dtable<<<dim3((unsigned)G, g.heads), 256, 0, st->stream>>>(dtable, part, dS, g, st->arrivals);
         CUDA_CHECK_LAUNCH();
+        wa_dtable_finish(be, dtable, part, G, g, 256);
     }
 }
 
