@@ -21,16 +21,10 @@ import tempfile
 import time
 
 BIN = os.path.abspath(os.environ.get("UNET2022_BIN", "build-emu/unet2022"))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
-from test_train import CONFIG, MPI_ENV  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from emu_train_common import MPI_ENV, tiny_config  # noqa: E402
 
 EXIT_COMM_LOST = 76
-
-
-def run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}\n{r.stderr[-2000:]}")
 
 
 def steps_logged(run_dir):
@@ -111,12 +105,7 @@ def scenario(tmp, cfg, name, sig, timeout_s, graph="on"):
 def main():
     tmp = tempfile.mkdtemp(prefix="unet-emu-wd-")
     try:
-        raw, store, cfg = os.path.join(tmp, "raw"), os.path.join(tmp, "store"), os.path.join(tmp, "tiny.yaml")
-        run([BIN, "synth", "--out", raw, "--seed", "3", "--cases", "4", "--size", "32..40", "--depth", "6..8"])
-        run([BIN, "prepare", "synapse", "--src", raw, "--split", os.path.join(raw, "split.txt"), "--out", store,
-             "--quiet"])
-        with open(cfg, "w") as f:
-            f.write(CONFIG.format(store=store))
+        cfg = tiny_config(tmp)
         failures, results = [], {}
         # a dead peer: noticed as an asynchronous error, long before the (generous) timeout
         code, err, waited = scenario(tmp, cfg, "kill9", signal.SIGKILL, 60)

@@ -11,29 +11,16 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 from safetensors.numpy import load_file
 
-BIN = os.environ.get("UNET2022_BIN", "build-emu/unet2022")
-# the tiny network, store recipe and mpirun environment of the CPU training tests
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cli"))
-from test_train import CONFIG, MPI_ENV  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from emu_train_common import BIN, run, tiny_config  # noqa: E402
 
 STEPS = 4
-
-
-def run(cmd, ranks=0):
-    if ranks:
-        cmd = [shutil.which("mpirun") or "mpirun", "-np", str(ranks), "--oversubscribe"] + cmd
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
-                       env=dict(os.environ, OMP_NUM_THREADS="1", **MPI_ENV))
-    if r.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(cmd)} exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return r.stdout
 
 
 def losses(run_dir):
@@ -45,12 +32,7 @@ def losses(run_dir):
 def main():
     tmp = tempfile.mkdtemp(prefix="unet-emu-nccl-")
     try:
-        raw, store, cfg = os.path.join(tmp, "raw"), os.path.join(tmp, "store"), os.path.join(tmp, "tiny.yaml")
-        run([BIN, "synth", "--out", raw, "--seed", "3", "--cases", "4", "--size", "32..40", "--depth", "6..8"])
-        run([BIN, "prepare", "synapse", "--src", raw, "--split", os.path.join(raw, "split.txt"), "--out", store,
-             "--quiet"])
-        with open(cfg, "w") as f:
-            f.write(CONFIG.format(store=store))
+        cfg = tiny_config(tmp)
 
         def train(name, ranks, *extra):
             d = os.path.join(tmp, name)

@@ -18,7 +18,7 @@ import tempfile
 import shutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_train_nccl import BIN, CONFIG, run  # noqa: E402
+from emu_train_common import BIN, run, tiny_config  # noqa: E402
 
 SEED = "11"  # made-up times under which the two ranks' fastest differ somewhere (asserted below)
 LINE = re.compile(r"^kernels: (\S+) \[([^\]]*)\] -> (\S+) \((.*)\)$")
@@ -48,12 +48,7 @@ def main():
     os.environ["UNET_EMU_TUNE_FAKE"] = SEED
     failures = []
     try:
-        raw, store, cfg = os.path.join(tmp, "raw"), os.path.join(tmp, "store"), os.path.join(tmp, "tiny.yaml")
-        run([BIN, "synth", "--out", raw, "--seed", "3", "--cases", "4", "--size", "32..40", "--depth", "6..8"])
-        run([BIN, "prepare", "synapse", "--src", raw, "--split", os.path.join(raw, "split.txt"), "--out", store,
-             "--quiet"])
-        with open(cfg, "w") as f:
-            f.write(CONFIG.format(store=store))
+        cfg = tiny_config(tmp)
         common = ["train.backend=cuda", "train.precision=bf16", "train.val_every=0"]
 
         two = os.path.join(tmp, "two")
