@@ -147,6 +147,12 @@ static void dw_row(float *restrict pw,                                   /* (49,
     }
 }
 
+/* dst (W, C) = row y of image img's conv: the bias, then the 49 taps (wt: transpose_weight's). */
+static void conv_row(float *dst, const float *img, const float *wt, const float *b, int y, int H, int W, int C) {
+    for (int x = 0; x < W; x++) memcpy(dst + (size_t)x * C, b, (size_t)C * sizeof(float));
+    row_correlate(dst, img, wt, y, H, W, C);
+}
+
 void cpu_dwconv7_forward(Backend *be,
                          Act *out_act,      /* (B, H, W, C) */
                          const Act *in_act, /* (B, H, W, C) */
@@ -161,9 +167,7 @@ void cpu_dwconv7_forward(Backend *be,
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < (long)B * H; r++) {
         int bi = (int)(r / H), y = (int)(r % H);
-        float *dst = out + (size_t)r * W * C; /* (W, C) */
-        for (int x = 0; x < W; x++) memcpy(dst + (size_t)x * C, b, (size_t)C * sizeof(float));
-        row_correlate(dst, in + bi * img, wt, y, H, W, C);
+        conv_row(out + (size_t)r * W * C, in + bi * img, wt, b, y, H, W, C);
     }
 }
 
@@ -190,8 +194,7 @@ void cpu_dwconv7_forward_add(Backend *be,
         for (long r = 0; r < (long)B * H; r++) {
             int bi = (int)(r / H), y = (int)(r % H);
             float *dst = out + (size_t)r * W * C; /* (W, C) */
-            for (int x = 0; x < W; x++) memcpy(tmp + (size_t)x * C, b, (size_t)C * sizeof(float));
-            row_correlate(tmp, in + bi * img, wt, y, H, W, C);
+            conv_row(tmp, in + bi * img, wt, b, y, H, W, C);
             for (size_t i = 0; i < (size_t)W * C; i++) dst[i] = dst[i] + tmp[i];
         }
     }
