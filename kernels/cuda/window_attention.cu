@@ -40,6 +40,12 @@ struct WaGeom {
     float scale;
 };
 
+// Whether the bias-table gradient's finish (heads · (2w-1)² columns) fits a block of `threads`: then
+// the partials' kernel finishes it in its last block, else k_wa_dtable_finish does (wa_dtable_finish).
+__host__ __device__ __forceinline__ bool wa_dtable_fits(const WaGeom &g, int threads) {
+    return g.heads * (2 * g.w - 1) * (2 * g.w - 1) <= threads;
+}
+
 __device__ __forceinline__ size_t wa_pix(const WaGeom &g, int b, int wy, int wx, int t) {
     return ((size_t)b * g.Hp + (size_t)wy * g.w + t / g.w) * g.Wp + (size_t)wx * g.w + t % g.w;
 }
@@ -228,7 +234,7 @@ __global__ void k_wa_bwd(TS *dqkv, float *part, float *dtable, float *dS_all, co
     }
     // part: the same for every block. The last block finishes only a table that fits its threads
     // (heads·T ≤ blockDim.x): wider ones would serialise on one block, and go to k_wa_dtable_finish.
-    if (!part || !cuda_last_block(arrivals) || g.heads * T > (int)blockDim.x) return;
+    if (!part || !cuda_last_block(arrivals) || !wa_dtable_fits(g, blockDim.x)) return;
     wa_dtable_finish_cols(dtable, part, gridDim.x, g.heads, T, threadIdx.x, blockDim.x);
 }
 
@@ -241,7 +247,7 @@ __global__ void k_wa_dtable_finish(float *dtable, const float *part, size_t G, i
 // The launch of k_wa_dtable_finish where the partials' kernel (threads per block) left it.
 static void wa_dtable_finish(Backend *be, float *dtable, const float *part, size_t G, const WaGeom &g, int threads) {
     const int T = (2 * g.w - 1) * (2 * g.w - 1);
-    if (g.heads * T <= threads) return; // its last block did it
+    if (wa_dtable_fits(g, threads)) return; // its last block did it
     k_wa_dtable_finish<<<(unsigned)((g.heads * T + 255) / 256), 256, 0, cuda_state(be)->stream>>>(dtable, part, G,
                                                                                                    g.heads, T);
     CUDA_CHECK_LAUNCH();
@@ -426,7 +432,7 @@ __global__ void k_wa_dtable(float *dtable, float *part, const float *dS, WaGeom 
     const int h = blockIdx.y, T = (2 * g.w - 1) * (2 * g.w - 1);
     wa_dtable_part_block(part + (gw * g.heads + h) * (size_t)T, dS + (gw * g.heads + h) * (size_t)g.n * g.n, g);
     // every block counts itself in (one code path for every shape); a wide table: wa_dtable_finish
-    if (!cuda_last_block(arrivals) || g.heads * T > (int)blockDim.x) return;
+    if (!cuda_last_block(arrivals) || !wa_dtable_fits(g, blockDim.x)) return;
     wa_dtable_finish_cols(dtable, part, gridDim.x, g.heads, T, threadIdx.x, blockDim.x);
 }
 
