@@ -151,6 +151,18 @@ int cuda_capture_end(Backend *be, char *why, size_t why_len);
 int cuda_replay(Backend *be);
 void cuda_capture_drop(Backend *be);
 
+/* Lets `kernel` launch with `bytes` of dynamic shared memory per block: raises the function's
+ * limit when it is lower, never lowers it. The limit belongs to the function, not to a launch:
+ * lowering it for a smaller shape would make the larger shape's launches that a captured step
+ * already recorded fail when the graph is replayed (graph.cu), as at synapse_320, where the
+ * window-20 stage's attention needs more than the window-10 stages'. */
+static inline void cuda_dyn_smem_optin(const void *kernel, size_t bytes) {
+    struct cudaFuncAttributes fa;
+    CUDA_CHECK(cudaFuncGetAttributes(&fa, kernel));
+    if (bytes > (size_t)fa.maxDynamicSharedSizeBytes)
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
 /* At least `bytes` of device scratch (grown by free + malloc after a stream sync). */
 void *cuda_workspace(Backend *be, size_t bytes);
 

@@ -276,7 +276,7 @@ static size_t wa_smem(Backend *be, const WaGeom &g, const void *kernel) {
           "window_attention: window %d (%d tokens) with head dim %d needs %zu bytes of shared memory per block; "
           "this device allows %d",
           g.w, g.n, g.hd, bytes, limit);
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    cuda_dyn_smem_optin(kernel, bytes);
     return bytes;
 }
 
@@ -899,8 +899,7 @@ template <int HD>
 static void wa_flash_fwd_launch(Backend *be, const WaGeom &g, size_t G, bf16 *out, float *lse, const bf16 *qkv,
                                 const float *table) {
     const size_t smem = fl_layout(g.n, g.w, HD, 0).total;
-    CUDA_CHECK(cudaFuncSetAttribute((const void *)k_wa_flash_fwd<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)smem));
+    cuda_dyn_smem_optin((const void *)k_wa_flash_fwd<HD>, smem);
     k_wa_flash_fwd<HD><<<dim3((unsigned)G, g.heads), 32 * FL_WARPS, smem, cuda_state(be)->stream>>>(out, lse, qkv,
                                                                                                   table, g);
     CUDA_CHECK_LAUNCH();
@@ -910,8 +909,7 @@ template <int HD>
 static void wa_flash_bwd_launch(Backend *be, const WaGeom &g, size_t G, bf16 *dqkv, float *dS, const bf16 *dout,
                                 const bf16 *qkv, const float *lse, int acc) {
     const size_t smem = fl_layout(g.n, g.w, HD, 1).total;
-    CUDA_CHECK(cudaFuncSetAttribute((const void *)k_wa_flash_bwd<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)smem));
+    cuda_dyn_smem_optin((const void *)k_wa_flash_bwd<HD>, smem);
     k_wa_flash_bwd<HD><<<dim3((unsigned)G, g.heads), 32 * FL_WARPS, smem, cuda_state(be)->stream>>>(
         dqkv, dS, dout, qkv, lse, g, acc);
     CUDA_CHECK_LAUNCH();

@@ -598,6 +598,74 @@ static void case_attention(Ctx *x, int B, int Hp, int Wp, int C, int heads, int 
     }
 }
 
+/* One attention shape of case_attention_replay: inputs, NaN-filled GPU outputs, and the CPU's
+ * forward (the reference). */
+typedef struct {
+    int B, Hp, Wp, C, heads, w, s;
+    ActPair qkv, out, probs;
+    Pair table;
+} AttShape;
+
+static void att_shape_init(Ctx *x, AttShape *a) {
+    int n = a->w * a->w, nWin = (a->Hp / a->w) * (a->Wp / a->w), T = (2 * a->w - 1) * (2 * a->w - 1);
+    size_t no = (size_t)a->B * a->Hp * a->Wp * a->C;
+    a->qkv = act_rand(x, 3 * no, -1.5f, 1.5f);
+    a->out = act_out(x, no);
+    a->probs = act_out(x, (size_t)a->B * nWin * a->heads * n * n);
+    a->table = pair_rand(x, (size_t)T * a->heads, -1, 1);
+    x->cpu->window_attention_forward(x->cpu, a->out.c, a->probs.c, a->qkv.c, a->table.c, a->B, a->Hp, a->Wp, a->C,
+                                     a->heads, a->w, a->s);
+}
+
+static void att_shape_gpu(Ctx *x, AttShape *a, ActPair *out, ActPair *probs) {
+    x->gpu->window_attention_forward(x->gpu, out->g, probs->g, a->qkv.g, a->table.g, a->B, a->Hp, a->Wp, a->C,
+                                     a->heads, a->w, a->s);
+}
+
+/* A captured step replays every launch it recorded: a kernel's dynamic shared memory limit is
+ * the function's, so a later, smaller shape must not lower it below what an earlier, larger
+ * shape's recorded launch needs (synapse_320: the window-20 stage, then window-10 ones). Both
+ * shapes run eagerly once (workspace settled), then are captured in that order into fresh
+ * NaN-filled outputs, replayed, and compared with the CPU. Same head dim, so the flash kernel is
+ * one function for both. */
+static void case_attention_replay(Ctx *x, const char *impl) {
+    if (!x->gpu->capture_begin) return;
+    force_kernel(x, "window_attention", impl);
+    AttShape big = {.B = 1, .Hp = 20, .Wp = 20, .C = 64, .heads = 2, .w = 20, .s = 0}; /* n = 400, hd 32 */
+    AttShape small = {.B = 1, .Hp = 8, .Wp = 12, .C = 64, .heads = 2, .w = 4, .s = 2}; /* n = 16 */
+    AttShape *shapes[2] = {&big, &small};
+    ActPair out2[2], probs2[2];
+    for (int i = 0; i < 2; i++) {
+        att_shape_init(x, shapes[i]);
+        att_shape_gpu(x, shapes[i], &shapes[i]->out, &shapes[i]->probs); /* eager */
+        out2[i] = act_out(x, shapes[i]->out.n);
+        probs2[i] = act_out(x, shapes[i]->probs.n);
+    }
+    char why[256];
+    if (x->gpu->capture_begin(x->gpu, why, sizeof why) != 0) die("attention replay: capture_begin: %s", why);
+    for (int i = 0; i < 2; i++) att_shape_gpu(x, shapes[i], &out2[i], &probs2[i]);
+    if (x->gpu->capture_end(x->gpu, why, sizeof why) != 0) die("attention replay: capture_end: %s", why);
+    if (x->gpu->replay(x->gpu) != 0) die("attention replay: the recorded launches could not be replayed");
+    x->gpu->synchronize(x->gpu); /* a launch the replay refuses ends the process here, naming the call */
+    for (int i = 0; i < 2; i++) {
+        char op[64];
+        snprintf(op, sizeof op, "attention replay w%d %s", shapes[i]->w, impl);
+        ActPair o = {shapes[i]->out.n, shapes[i]->out.c, out2[i].g};
+        compare_act(x, op, "out", o, TOL_FP32);
+        if (strcmp(impl, "flash") != 0) { /* flash saves row log-sum-exps there, not the softmax */
+            ActPair p = {shapes[i]->probs.n, shapes[i]->probs.c, probs2[i].g};
+            compare_act(x, op, "probs", p, TOL_FP32);
+        }
+        act_free(x, &out2[i]);
+        act_free(x, &probs2[i]);
+        ActPair *acts[] = {&shapes[i]->qkv, &shapes[i]->out, &shapes[i]->probs};
+        for (size_t k = 0; k < sizeof acts / sizeof *acts; k++) act_free(x, acts[k]);
+        pair_free(x, &shapes[i]->table);
+    }
+    x->gpu->capture_drop(x->gpu);
+    force_kernel(x, "window_attention", "");
+}
+
 static void case_elementwise(Ctx *x, size_t N, int C, int B) {
     size_t n = N * C;
     ActPair a = act_rand(x, n, -1, 1), b = act_rand(x, n, -1, 1), out = act_out(x, n), acc = act_rand(x, n, -1, 1);
@@ -849,6 +917,9 @@ static int check_ops(Ctx *x) {
     case_attention(x, 1, 40, 40, 64, 2, 20, 10);
     case_attention(x, 1, 8, 12, 32, 2, 4, 2);   /* n = 16: no padding of the flash tiles, hd 16 */
     case_attention(x, 1, 20, 30, 48, 2, 10, 5); /* n = 100 padded to 112, hd = 24 (the demo's) to 32 */
+    case_attention_replay(x, "smem");
+    case_attention_replay(x, "gemm");
+    if (!strcmp(x->precision, "bf16")) case_attention_replay(x, "flash");
     if (strcmp(x->precision, "bf16") != 0)
         printf("(window_attention=flash: bf16 tensor cores, unavailable in %s mode: not checked)\n", x->precision);
     case_elementwise(x, 1000, 24, 4);

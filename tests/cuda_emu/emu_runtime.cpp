@@ -480,6 +480,13 @@ cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, 
     return cudaSuccess;
 }
 
+cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func) {
+    if (!attr || !func) return set_error(cudaErrorInvalidValue);
+    auto lim = dyn_smem_limit.find(func);
+    attr->maxDynamicSharedSizeBytes = lim == dyn_smem_limit.end() ? DEFAULT_DYN_SMEM : lim->second;
+    return cudaSuccess;
+}
+
 cudaError_t cudaDeviceSynchronize(void) {
     if (cudaError_t e = unsafe_call("cudaDeviceSynchronize (a host sync)")) return e;
     host_syncs++;

@@ -73,6 +73,11 @@ enum cudaFuncAttribute {
     cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
 };
 
+/* The subset of the real struct the backend reads. */
+struct cudaFuncAttributes {
+    int maxDynamicSharedSizeBytes;
+};
+
 typedef struct cudaDeviceProp {
     char name[256];
     size_t totalGlobalMem;
@@ -93,6 +98,8 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
 cudaError_t cudaDeviceSynchronize(void);
 /* The kernel's dynamic shared memory limit (launches above it fail as on a GPU). */
 cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value);
+/* maxDynamicSharedSizeBytes: the limit cudaFuncSetAttribute last set, else the default 48 KiB. */
+cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func);
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
 
 cudaError_t cudaMalloc(void **ptr, size_t size);
