@@ -1,7 +1,8 @@
 /* linear.c — fully connected layer over the last dim: out(N, Co) = in(N, Ci) · wᵀ + b,
  * weight (Co, Ci) as PyTorch's nn.Linear. All three products are single cblas_sgemm calls
  * on the row-major matrices as they are (no transposed copies); backward uses beta = 1
- * because gradients accumulate (backend.h). */
+ * because din and dw accumulate (backend.h); db is overwritten (backend_ops.h): zero + the
+ * column sum. */
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
@@ -58,6 +59,9 @@ void cpu_linear_backward(Backend *be,
     float *din = (float *)din_act;               /* (N, Ci) or NULL */
     const float *dout = (const float *)dout_act; /* (N, Co) */
     const float *in = (const float *)in_act;     /* (N, Ci) */
+    /* db overwritten (its one writer in a backward pass, backend_ops.h) as zero + the accumulating
+     * sum: where db held 0, as the model's zeroed gradients do, the bits are the accumulating op's */
+    if (db) memset(db, 0, (size_t)Co * sizeof(float));
     if (N == 0) return;
     CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
     /* din(N, Ci) += dout(N, Co) · w(Co, Ci) */

@@ -174,8 +174,10 @@ static inline unsigned cuda_grid(size_t n) {
 }
 
 /* db[c] += Σ_m x[m, c] for a row-major (M, C) matrix (elementwise.cu): of activations (in the
- * backend's Act storage) or of fp32 scratch. */
+ * backend's Act storage) or of fp32 scratch. cuda_colsum_set: db[c] = Σ_m x[m, c] (the same
+ * kernel and sums, db overwritten, never read: linear_backward's unfused bias gradient). */
 void cuda_colsum_acc(Backend *be, float *db /* (C) */, const Act *x /* (M, C) */, size_t M, int C);
+void cuda_colsum_set(Backend *be, float *db /* (C) */, const Act *x /* (M, C) */, size_t M, int C);
 void cuda_colsum_acc_f32(Backend *be, float *db /* (C) */, const float *x /* (M, C) */, size_t M, int C);
 /* The deterministic column sum's partition: rows cut into at most max_chunks fixed chunks (a
  * function of M only); returns their count. */

@@ -1,5 +1,6 @@
 // elementwise.cu — Act conversions, add, accumulate, layer scale (channel_scale), drop path
-// (sample_scale) and the deterministic column sum that every bias gradient uses.
+// (sample_scale) and the deterministic column sum that bias gradients use (accumulated, or
+// overwritten where the op owns its bias gradient: the linears' unfused path).
 //
 // Every kernel that touches activations is a template on the Act storage type T (act.cuh):
 // elements are widened to float on load, combined in fp32, and rounded once on store. The
@@ -42,11 +43,12 @@ template <typename T> __global__ void k_mul(float *out, const T *a, const T *b, 
 
 // Column sums in one launch: block (chunk, g) sums rows [chunk*rows, ...) for channels
 // g*256 + threadIdx.x, in double, in row order, into its partial row; the block that arrives last
-// (last_block.cuh) sums the partials in chunk order into acc (+=, float). T: the element type of x
-// (an Act type or float scratch); each element is widened exactly.
+// (last_block.cuh) sums the partials in chunk order into acc (+= float, or = float when
+// overwrite: acc is then never read). T: the element type of x (an Act type or float scratch);
+// each element is widened exactly.
 template <typename T>
 __global__ void k_colsum(float *acc /* (C) */, double *part /* (nchunk, C) */, unsigned *arrivals,
-                         const T *x /* (M, C) */, size_t M, int C, size_t rows) {
+                         const T *x /* (M, C) */, size_t M, int C, size_t rows, int overwrite) {
     int c = blockIdx.y * blockDim.x + threadIdx.x;
     if (c < C) {
         size_t r0 = blockIdx.x * rows, r1 = r0 + rows < M ? r0 + rows : M;
@@ -58,7 +60,7 @@ __global__ void k_colsum(float *acc /* (C) */, double *part /* (nchunk, C) */, u
     for (c = threadIdx.x; c < C; c += blockDim.x) {
         double s = 0;
         for (int k = 0; k < (int)gridDim.x; k++) s += cuda_load_cg(part + (size_t)k * C + c);
-        acc[c] += (float)s;
+        acc[c] = overwrite ? (float)s : acc[c] + (float)s;
     }
 }
 
@@ -68,25 +70,31 @@ int cuda_colsum_chunks(size_t M, int max_chunks, size_t *rows) {
     return (int)((M + *rows - 1) / *rows);
 }
 
-// db[c] += Σ_m x[m, c]: a fixed partition of the rows (depends on M only), partials summed in
-// order, so the result is deterministic. Uses the start of the workspace (nchunk*C doubles).
-template <typename T> static void colsum_acc(Backend *be, float *db, const T *x, size_t M, int C) {
+// db[c] += Σ_m x[m, c] (overwrite: db[c] = Σ_m x[m, c]): a fixed partition of the rows (depends
+// on M only), partials summed in order, so the result is deterministic. Uses the start of the
+// workspace (nchunk*C doubles). M == 0 writes nothing, also when overwriting (no caller gets there:
+// the linears return before, on N == 0).
+template <typename T> static void colsum(Backend *be, float *db, const T *x, size_t M, int C, int overwrite) {
     if (M == 0 || C <= 0 || !db) return;
     CudaState *st = cuda_state(be);
     size_t rows;
     int nchunk = cuda_colsum_chunks(M, 512, &rows);
     double *part = (double *)cuda_workspace(be, (size_t)nchunk * C * sizeof(double));
     dim3 grid(nchunk, (C + 255) / 256);
-    k_colsum<T><<<grid, 256, 0, st->stream>>>(db, part, st->arrivals, x, M, C, rows);
+    k_colsum<T><<<grid, 256, 0, st->stream>>>(db, part, st->arrivals, x, M, C, rows, overwrite);
     CUDA_CHECK_LAUNCH();
 }
 
 void cuda_colsum_acc(Backend *be, float *db, const Act *x, size_t M, int C) {
-    CUDA_ACT_DISPATCH(be, T, colsum_acc<T>(be, db, (const T *)x, M, C));
+    CUDA_ACT_DISPATCH(be, T, colsum<T>(be, db, (const T *)x, M, C, 0));
+}
+
+void cuda_colsum_set(Backend *be, float *db, const Act *x, size_t M, int C) {
+    CUDA_ACT_DISPATCH(be, T, colsum<T>(be, db, (const T *)x, M, C, 1));
 }
 
 void cuda_colsum_acc_f32(Backend *be, float *db, const float *x, size_t M, int C) {
-    colsum_acc<float>(be, db, x, M, C);
+    colsum<float>(be, db, x, M, C, 0);
 }
 
 // fp32 storage: the conversions are copies.

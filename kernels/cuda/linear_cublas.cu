@@ -16,7 +16,9 @@
 //         forward output, din += with beta = 1: one rounding of the fp32 result) and CUDA_R_32F
 //         where it is fp32 (the weight gradient, accumulated with beta = 1 straight into the fp32
 //         gradient; convT's fp32 scratch). The linear forward with a bias is one cuBLASLt matmul
-//         of the same types with the fp32 bias added in its epilogue, before D's one rounding.
+//         of the same types with the fp32 bias added in its epilogue, before D's one rounding;
+//         the linear backward's weight-gradient GEMM writes the bias gradient in its epilogue
+//         (BGRADB, fp32 sums of the bf16 dout).
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,7 +55,9 @@ static void gemm_rm(Backend *be, int ta, int tb, int M, int N, int K, float alph
 // ---- cuBLASLt: a GEMM with its epilogue fused (TF32 and BF16 modes) -------------------------
 // linear_forward adds the bias in the GEMM's epilogue (CUBLASLT_EPILOGUE_BIAS, an fp32 bias
 // vector: in BF16 out = round(in·wᵀ + b) with b added in fp32, then one rounding) instead of a
-// prefill kernel and beta = 1. The algorithm is chosen once per key (lt_algo) with split-K
+// prefill kernel and beta = 1. In BF16 linear_backward's dW GEMM writes the bias gradient
+// (CUBLASLT_EPILOGUE_BGRADB: the column sums of its B operand, dout) instead of a column-sum
+// kernel. The algorithm is chosen once per key (lt_algo) with split-K
 // excluded (deterministic: one dot-product sequence per element) and a workspace of at most
 // CUDA_LT_WORKSPACE, the fixed one allocated at creation. When cuBLASLt offers nothing for a key
 // (a type combination, an alignment), that shape keeps the unfused path, said once on stderr.
@@ -65,7 +69,9 @@ static unsigned ptr_align(const void *p) {
     return a;
 }
 
-static const char *lt_epilogue_name(unsigned e) { return e == CUBLASLT_EPILOGUE_BIAS ? "BIAS" : "?"; }
+static const char *lt_epilogue_name(unsigned e) {
+    return e == CUBLASLT_EPILOGUE_BIAS ? "BIAS" : e == CUBLASLT_EPILOGUE_BGRADB ? "BGRADB" : "?";
+}
 
 // The first heuristic result without split-K (SPLITK_NUM 1, reduction scheme NONE), into e->algo.
 static int lt_pick(CudaState *st, LtAlgo *e, cublasLtMatrixLayout_t c) {
@@ -138,7 +144,9 @@ static const LtAlgo *lt_algo(Backend *be, unsigned epilogue, int transa, int tra
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     uint32_t ep = epilogue;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof ep));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
+    // BGRADB's gradient has D's type (left at the default: fp32, the only D it runs with here)
+    if (epilogue == CUBLASLT_EPILOGUE_BIAS)
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof bias_type));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     // A is m x k as op(A) reads it, so stored k x m when transposed; likewise B (k x n)
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&e->a, ab_type, transa == CUBLAS_OP_N ? m : k, transa == CUBLAS_OP_N ? k : m, lda));
@@ -169,10 +177,12 @@ void cuda_lt_free(CudaState *st) {
     st->n_lt_algos = st->cap_lt_algos = 0;
 }
 
-// gemm_rm's product (same arguments, same operand swap) as one cuBLASLt matmul with `epilogue`
-// on `bias` (a per-column vector of the row-major C: fp32, N elements for CUBLASLT_EPILOGUE_BIAS).
-// 1: queued; 0: nothing queued (FP32 mode, or no algorithm for this key): the caller runs its
-// unfused path.
+// gemm_rm's product (same arguments, same operand swap, alpha 1) as one cuBLASLt matmul with
+// `epilogue` on `bias` (fp32): CUBLASLT_EPILOGUE_BIAS reads N elements, one per column of the
+// row-major C; CUBLASLT_EPILOGUE_BGRADB writes M elements, one per row of the row-major C (a column
+// of cuBLAS's D), each the sum over K of the row-major A read transposed (cuBLAS's B): with
+// ta = 1, Σ_k A[k][row]. 1: queued; 0: nothing queued (FP32 mode, or no algorithm for this key):
+// the caller runs its unfused path.
 static int lt_gemm_rm(Backend *be, unsigned epilogue, int ta, int tb, int M, int N, int K, const void *A, int lda,
                       const void *B, int ldb, float beta, void *C, int c_act, int ldc, void *bias) {
     CudaState *st = cuda_state(be);
@@ -300,10 +310,18 @@ extern "C" void cu_linear_gelu_forward(Backend *be, Act *out, Act *pre, const Ac
 }
 
 // din_beta 1: din += dout · w (linear_backward); 0: din = dout · w (linear_backward_first: the
-// GEMM overwrites, so the caller's memset goes).
+// GEMM overwrites, so the caller's memset goes). dw accumulates (beta 1); db is OVERWRITTEN
+// (backend_ops.h): in BF16 by the dW GEMM's BGRADB epilogue (db = Σ_rows dout, the bf16 dout
+// summed in fp32 by cuBLASLt: one launch less), else, and for a shape cuBLASLt refuses, by the
+// overwriting column sum (TF32 keeps it: an epilogue may sum TF32-rounded inputs; FP32 is the
+// exact-comparison path).
 static void linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                             const float *w, size_t N, int Ci, int Co, float din_beta) {
-    if (!N) return;
+    if (!N) { // the gradient of no rows: db = 0 (overwritten), din and dw unchanged
+        if (db && Co > 0)
+            CUDA_WORK(cudaMemsetAsync(db, 0, (size_t)Co * sizeof(float), cuda_state(be)->stream));
+        return;
+    }
     CHECK(N <= (size_t)INT_MAX, "linear: N = %zu exceeds the BLAS int range", N);
     if (din) { // din = dout · w + din_beta · din
         size_t nw = (size_t)Co * Ci;
@@ -312,9 +330,14 @@ static void linear_backward(Backend *be, Act *din, float *dw, float *db, const A
         const void *wg = gemm_weight(be, slot, w, nw);
         gemm_rm(be, 0, 0, (int)N, Ci, Co, 1.0f, dout, Co, wg, Ci, din_beta, din, 1, Ci);
     }
-    gemm_rm(be, 1, 0, Co, Ci, (int)N, 1.0f, dout, Co, in, Ci, 1.0f, dw, 0, Ci); // dw += doutᵀ · in (fp32)
+    // dw += doutᵀ · in (fp32); in BF16 with db also db = Σ_rows dout (cuBLAS's B is dout read
+    // transposed, k = N: BGRADB sums it over the tokens, one element per output channel)
+    if (db && Co > 0 && cuda_state(be)->precision == CUDA_PREC_BF16 &&
+        lt_gemm_rm(be, CUBLASLT_EPILOGUE_BGRADB, 1, 0, Co, Ci, (int)N, dout, Co, in, Ci, 1.0f, dw, 0, Ci, db))
+        return;
+    gemm_rm(be, 1, 0, Co, Ci, (int)N, 1.0f, dout, Co, in, Ci, 1.0f, dw, 0, Ci);
     // (cuda_workspace syncs the stream before it ever frees the buffer the din GEMM read)
-    if (db) cuda_colsum_acc(be, db, dout, N, Co);
+    if (db) cuda_colsum_set(be, db, dout, N, Co);
 }
 
 extern "C" void cu_linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,

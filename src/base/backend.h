@@ -28,8 +28,9 @@
  *    makes residual connections and shared inputs free of extra adds. The
  *    exceptions say so in backend_ops.h: the *_first variants and the fused
  *    residual ops OVERWRITE the input gradient they name, for a buffer they are
- *    the first to write (no memset before them on a GPU); on the CPU they are
- *    the zero + accumulate sequence, so CPU results do not change.
+ *    the first to write (no memset before them on a GPU), and the linears
+ *    OVERWRITE their bias gradient (its one writer); on the CPU they are the
+ *    zero + accumulate sequence, so CPU results do not change.
  *  - A NULL input-gradient pointer means "not needed" (e.g. the network input).
  *  - Pointers are backend memory (host memory for the CPU backend, device
  *    memory for CUDA) unless the name ends in _host.

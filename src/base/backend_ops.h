@@ -99,7 +99,11 @@
        int B, int H, int W, int Ci, int Co, int k),                                                                   \
       (be, din, dw, db, dout, in, w, B, H, W, Ci, Co, k))                                                             \
                                                                                                                       \
-    /* ---- linear: out = in · wᵀ + b (b may be NULL) ---- */                                                         \
+    /* ---- linear: out = in · wᵀ + b (b may be NULL) ----                                                            \
+     * linear_backward: din, dw += (as every backward op); db (when not NULL) is OVERWRITTEN,                         \
+     * db = Σ_rows dout: each linear's bias has exactly one writer per backward pass, so the                          \
+     * CUDA backend can take it from the dW GEMM's epilogue. The CPU backend writes zero + the                        \
+     * accumulating sum, the accumulating op's bits wherever db held 0. */                                            \
     X(linear_forward,                                                                                                 \
       (Backend *be,                                                                                                   \
        Act *out,        /* (N, Co) */                                                                                 \
@@ -261,9 +265,10 @@
        const float *rstd /* (N) */, const float *g /* (C) */, size_t N, int C),                                       \
       (be, din, dg, db, dres, dout, in, mean, rstd, g, N, C))                                                         \
     /* ---- first writers: the backward ops above, with din OVERWRITTEN instead of accumulated ----                   \
-     * (parameter gradients still accumulate). For a buffer the op writes first, instead of a                        \
-     * zero + the accumulating op; the CPU backend does exactly that zero + op, so its results                        \
-     * are the accumulating sequence's bit for bit. */                                                                \
+     * (parameter gradients still accumulate; linear_backward_first's db is overwritten, as                           \
+     * linear_backward's). For a buffer the op writes first, instead of a zero + the accumulating                     \
+     * op; the CPU backend does exactly that zero + op, so its results are the accumulating                           \
+     * sequence's bit for bit. */                                                                                     \
     X(linear_backward_first,                                                                                          \
       (Backend *be, Act *din /* (N, Ci) */, float *dw /* (Co, Ci) */, float *db /* (Co) or NULL */,                   \
        const Act *dout /* (N, Co) */, const Act *in /* (N, Ci) */, const float *w /* (Co, Ci) */, size_t N, int Ci,   \

@@ -106,8 +106,8 @@ void opcost_linear_forward(Backend *be, Act *out, const Act *in, const float *w,
 void opcost_linear_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                             const float *w, size_t N, int Ci, int Co) {
     (void)dw, (void)db, (void)dout, (void)in, (void)w;
-    set(2.0 * N * Ci * Co * (din ? 2 : 1), A * (double)N * (Co + Ci * (din ? 3 : 1)) + F * ((double)Co * Ci * 3 + 2.0 * Co),
-        1);
+    set(2.0 * N * Ci * Co * (din ? 2 : 1), A * (double)N * (Co + Ci * (din ? 3 : 1)) + F * ((double)Co * Ci * 3 + Co),
+        1); /* dw read and written, w read; db written only (overwritten) */
 }
 void opcost_layernorm_forward(Backend *be, Act *out, float *mean, float *rstd, const Act *in, const float *g,
                               const float *b, size_t N, int C, float eps) {
@@ -258,7 +258,7 @@ void opcost_layernorm_backward_residual(Backend *be, Act *din, float *dg, float 
 void opcost_linear_backward_first(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                                   const float *w, size_t N, int Ci, int Co) {
     (void)dw, (void)db, (void)dout, (void)in, (void)w;
-    set(4.0 * N * Ci * Co, A * (double)N * (Co + Ci * 2) + F * ((double)Co * Ci * 3 + 2.0 * Co), 1);
+    set(4.0 * N * Ci * Co, A * (double)N * (Co + Ci * 2) + F * ((double)Co * Ci * 3 + Co), 1); /* db written only */
 }
 void opcost_dwconv7_backward_first(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                                    const float *w, int B, int H, int W, int C) {

@@ -43,8 +43,10 @@
  * masquerade as a large relative error). */
 #define TOL_FP32 1e-4
 /* tf32/bf16 modes: only the products cuBLAS and cuDNN compute change (linear and convT out, din,
- * dw through cuBLAS; conv3x3 out, din, dw through cuDNN); their bias gradients are our own fp32
- * column sums and every other op is our own fp32 kernel, so those keep TOL_FP32 (and exact 0).
+ * dw through cuBLAS; conv3x3 out, din, dw through cuDNN); their bias gradients are fp32 sums of
+ * the stored dout (our own column sums; in bf16 the linear's comes from cuBLASLt's BGRADB epilogue,
+ * which sums the same bf16 values in fp32) and every other op is our own fp32 kernel, so those
+ * keep TOL_FP32 (and exact 0).
  * A GEMM whose inputs are rounded to p stored mantissa bits (relative error ≤ 2^-(p+1) each, so
  * up to ~2^-p per product) and summed in fp32 over K terms of random sign has an error that grows
  * like sqrt(K), as the result itself does: per element a relative error of a fraction of 2^-p,
@@ -390,23 +392,34 @@ static void case_linear(Ctx *x, size_t N, int Ci, int Co, int bias) {
     Pair w = pair_rand(x, (size_t)Co * Ci, -0.3f, 0.3f), b = pair_rand(x, Co, -0.5f, 0.5f);
     ActPair dout = act_rand(x, out.n, -1, 1), din = act_rand(x, in.n, -1, 1);
     Pair dw = pair_rand(x, w.n, -1, 1), db = pair_rand(x, Co, -1, 1);
+    /* db is OVERWRITTEN (backend_ops.h): before each backward it holds NaN on the GPU and 100 on
+     * the CPU, so a backend that reads or adds to it fails the db rows (dw still accumulates) */
+    float *db_nan = host_nan(Co), *db_junk = xmalloc(Co * sizeof(float)); /* (Co) each */
+    for (int c = 0; c < Co; c++) db_junk[c] = 100.0f;
     x->cpu->linear_forward(x->cpu, out.c, in.c, w.c, bias ? b.c : NULL, N, Ci, Co);
     x->gpu->linear_forward(x->gpu, out.g, in.g, w.g, bias ? b.g : NULL, N, Ci, Co);
     compare_act(x, op, "out", out, x->tol_blas);
+    x->cpu->upload(x->cpu, db.c, db_junk, Co * sizeof(float));
+    x->gpu->upload(x->gpu, db.g, db_nan, Co * sizeof(float));
     x->cpu->linear_backward(x->cpu, din.c, dw.c, bias ? db.c : NULL, dout.c, in.c, w.c, N, Ci, Co);
     x->gpu->linear_backward(x->gpu, din.g, dw.g, bias ? db.g : NULL, dout.g, in.g, w.g, N, Ci, Co);
     compare_act(x, op, "din", din, x->tol_blas);
     compare(x, op, "dw", dw, x->tol_blas);
-    if (bias) compare(x, op, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
-    /* linear_backward_first: din overwritten (NaN on the GPU until written), dw and db accumulate */
+    if (bias) compare(x, op, "db", db, TOL_FP32); /* fp32 sums of dout in every mode (bf16: the BGRADB epilogue) */
+    /* linear_backward_first: din overwritten (NaN on the GPU until written), db overwritten too,
+     * dw accumulates */
     char op1[80];
     snprintf(op1, sizeof op1, "%s first", op);
     ActPair din1 = act_out(x, in.n);
+    x->cpu->upload(x->cpu, db.c, db_junk, Co * sizeof(float));
+    x->gpu->upload(x->gpu, db.g, db_nan, Co * sizeof(float));
     x->cpu->linear_backward_first(x->cpu, din1.c, dw.c, bias ? db.c : NULL, dout.c, in.c, w.c, N, Ci, Co);
     x->gpu->linear_backward_first(x->gpu, din1.g, dw.g, bias ? db.g : NULL, dout.g, in.g, w.g, N, Ci, Co);
     compare_act(x, op1, "din", din1, x->tol_blas);
     compare(x, op1, "dw", dw, x->tol_blas);
     if (bias) compare(x, op1, "db", db, TOL_FP32);
+    free(db_nan);
+    free(db_junk);
     /* the same from a weights_prepare copy of a buffer that holds w at an offset (bf16 mode:
      * the bf16 shadow instead of a per-call rounding; elsewhere a no-op) */
     size_t off = 7;

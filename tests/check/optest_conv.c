@@ -4,7 +4,8 @@
  * Input tensors (F32, shapes as in backend.h, activations NHWC):
  *   in, w, b (b optional for linear only), dout
  *   din_init, dw_init, db_init (optional): starting values of the gradient buffers, so the
- *     test can verify that backward ACCUMULATES (result = init + gradient).
+ *     test can verify that backward ACCUMULATES (result = init + gradient), or for linear's db
+ *     that it OVERWRITES (result = gradient).
  * Attributes:
  *   conv3x3: B H W Ci Co stride      dwconv7: B H W C
  *   convT:   B H W Ci Co k           linear:  N Ci Co

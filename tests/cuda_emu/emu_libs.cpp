@@ -9,7 +9,8 @@
 //           (A and B CUDA_R_16BF, C CUDA_R_16BF or CUDA_R_32F) widens A and B exactly, runs the
 //           same fp32 SGEMM, and rounds a bf16 C to nearest even (cuda_bf16.h) once, at the end.
 //   cuBLASLt cublasLtMatmul on the same GEMMs (column-major, C == D), the BIAS epilogue added in
-//           fp32 before a bf16 D's one rounding; the heuristic offers one split-K-free algorithm.
+//           fp32 before a bf16 D's one rounding, the BGRADB epilogue's bias gradient (column sums
+//           of op(B)) written beside D; the heuristic offers one split-K-free algorithm.
 //   cuDNN   4-D float tensors (NCHW or NHWC), 4-D filters (KCRS or KRSC), 2-D cross-correlation
 //           with pad, stride and dilation. Direct loops over packed copies of the operands, each
 //           output element accumulated in double and stored as float. Tensor-op math rounds the
@@ -383,7 +384,8 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation
 } // extern "C"
 
 // =============================================================================================
-// cuBLASLt (include/cublasLt.h): cublasLtMatmul on the GEMMs above, plus the BIAS epilogue
+// cuBLASLt (include/cublasLt.h): cublasLtMatmul on the GEMMs above, plus the BIAS and BGRADB
+// epilogues
 // =============================================================================================
 
 struct cublasLtContext {
@@ -469,6 +471,9 @@ cublasStatus_t lt_plan(const LtDesc &d, const LtLayout &a, const LtLayout &b, co
     case CUBLASLT_EPILOGUE_DEFAULT: break;
     case CUBLASLT_EPILOGUE_BIAS:
         if (bias_type != CUDA_R_32F && !(bias_type == CUDA_R_16BF && p->bf16_d)) return CUBLAS_STATUS_NOT_SUPPORTED;
+        break;
+    case CUBLASLT_EPILOGUE_BGRADB: // the bias gradient has D's type (cublasLt.h, BIAS_POINTER)
+        if (bias_type != dd.type) return CUBLAS_STATUS_NOT_SUPPORTED;
         break;
     default: return CUBLAS_STATUS_NOT_SUPPORTED;
     }
@@ -623,6 +628,10 @@ cublasStatus_t cublasLtMatmulAlgoConfigGetAttribute(const cublasLtMatmulAlgo_t *
 
 // D = alpha · op(A) · op(B) + beta · C (+ bias per row of D), accumulated in fp32 into a float
 // copy of D, the epilogue added in fp32, then D written once (a bf16 D rounded to nearest even).
+// BGRADB: bias[j] = Σ_k op(B)[k, j] (B as stored, a bf16 B widened exactly, summed in k order in
+// double, rounded once to D's type), written whatever beta; D as without an epilogue. The docs do
+// not say whether alpha scales the bias gradient, so only alpha = 1 (all the project passes) is
+// taken with it.
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t computeDesc, const void *alpha,
                               const void *A, cublasLtMatrixLayout_t Adesc, const void *B, cublasLtMatrixLayout_t Bdesc,
                               const void *beta, const void *C, cublasLtMatrixLayout_t Cdesc, void *D,
@@ -651,13 +660,26 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t lightHandle, cublasLtMatmulDesc_t
     cublasStatus_t st = lt_plan(d, la, lb, lt_get<LtLayout>(Cdesc), ld, &p);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
     if (C != D) return CUBLAS_STATUS_NOT_SUPPORTED; // in place only (lt_plan)
+    const bool bias = d.epilogue == CUBLASLT_EPILOGUE_BIAS, bgradb = d.epilogue == CUBLASLT_EPILOGUE_BGRADB;
+    const cublasOperation_t ta = (cublasOperation_t)d.transa, tb = (cublasOperation_t)d.transb;
+    if (bgradb) { // first: it reads B only, and a D without rows still has its n column sums
+        if (p.n > 0 && !d.bias) return CUBLAS_STATUS_INVALID_VALUE;
+        if (*(const float *)alpha != 1.0f) return CUBLAS_STATUS_NOT_SUPPORTED;
+        for (int j = 0; j < p.n; j++) { // op(B)[kk, j] is B[j·ldb + kk] (N) or B[kk·ldb + j] (T), as stored
+            double s = 0;
+            for (int kk = 0; kk < p.k; kk++) {
+                const size_t at = tb == CUBLAS_OP_N ? (size_t)j * lb.ld + kk : (size_t)kk * lb.ld + j;
+                s += p.bf16_ab ? (double)__bfloat162float(((const __nv_bfloat16 *)B)[at]) : (double)((const float *)B)[at];
+            }
+            if (p.bias_bf16) ((__nv_bfloat16 *)d.bias)[j] = __float2bfloat16((float)s);
+            else ((float *)d.bias)[j] = (float)s;
+        }
+    }
     if (p.m == 0 || p.n == 0) return CUBLAS_STATUS_SUCCESS;
     if (!D) return CUBLAS_STATUS_INVALID_VALUE;
-    const bool bias = d.epilogue == CUBLASLT_EPILOGUE_BIAS;
     if (bias && !d.bias) return CUBLAS_STATUS_INVALID_VALUE;
     const float bta = *(const float *)beta;
     const int m = p.m, n = p.n, ldd = (int)ld.ld;
-    const cublasOperation_t ta = (cublasOperation_t)d.transa, tb = (cublasOperation_t)d.transb;
     cublasContext plain; // default math: the compute type alone decides the rounding
     try {
         std::vector<float> acc((size_t)m * n, 0.0f); // D as fp32, leading dimension m

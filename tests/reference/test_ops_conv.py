@@ -11,8 +11,10 @@ gradients (fp32 with reductions of up to ~10^5 terms).
 
 Accumulation: in about half of the cases the gradient buffers start from random
 `*_init` tensors; we then check (result - init) against the torch gradient, which fails if
-backward overwrites instead of adding. `no_din=1` cases check that din = NULL works (no
-"din" output, the other gradients unchanged).
+backward overwrites instead of adding. The exception is linear's db, which backward OVERWRITES
+(backend_ops.h): there the result itself is checked against the torch gradient, which fails if
+it adds to the init. `no_din=1` cases check that din = NULL works (no "din" output, the other
+gradients unchanged).
 """
 import os
 import subprocess
@@ -67,9 +69,10 @@ class ConvOpsTest(unittest.TestCase):
         return (self.rng.standard_normal(shape) * scale).astype(np.float32)
 
     # Shared driver: `ref` maps float64 torch leaves {in, w, b} to the torch output (in the
-    # C layout after `to_c`); grads of sum(out * dout) are the oracle.
+    # C layout after `to_c`); grads of sum(out * dout) are the oracle. `overwrites`: the
+    # gradients the op writes rather than accumulates (their init is given, never subtracted).
     def check(self, op, label, x, w, b, dout_shape, attrs, ref_fn, to_c, from_c,
-              use_init, no_din=False):
+              use_init, no_din=False, overwrites=()):
         dout = self.rand(*dout_shape)
         tensors = {"in": x, "w": w, "dout": dout}
         if b is not None:
@@ -99,11 +102,12 @@ class ConvOpsTest(unittest.TestCase):
         self.assertEqual(set(res.keys()), set(refs.keys()), f"{label}: output names")
         for name, (ref, tol) in refs.items():
             got = res[name].astype(np.float64)
-            if name in init:
+            accumulated = name in init and name not in overwrites
+            if accumulated:
                 got = got - init[name]
             e = rel_err(got, ref)
-            print(f"{op:8s} {label:40s} {name:4s} rel_err {e:.2e} (tol {tol:.0e})"
-                  f"{' [accumulated]' if name in init else ''}", flush=True)
+            tag = ' [accumulated]' if accumulated else ' [overwritten]' if name in init else ''
+            print(f"{op:8s} {label:40s} {name:4s} rel_err {e:.2e} (tol {tol:.0e}){tag}", flush=True)
             self.assertLessEqual(e, tol, f"{label} {name}")
 
     def test_conv3x3(self):
@@ -182,7 +186,7 @@ class ConvOpsTest(unittest.TestCase):
                            + (" no_din" if no_din else ""),
                            x, w, b, (N, Co), dict(N=N, Ci=Ci, Co=Co),
                            lambda tx, tw, tb: F.linear(tx, tw, tb),
-                           ident, leaf, use_init=(i % 2 == 1), no_din=no_din)
+                           ident, leaf, use_init=(i % 2 == 1), no_din=no_din, overwrites=("db",))
 
 
 if __name__ == "__main__":

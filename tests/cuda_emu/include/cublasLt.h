@@ -13,10 +13,14 @@
  *   rounded to TF32 first);
  *   A, B CUDA_R_16BF with D CUDA_R_16BF or CUDA_R_32F, CUBLAS_COMPUTE_32F: A, B widened exactly,
  *   fp32 accumulation, a bf16 D rounded to nearest even once, after the epilogue.
- * Epilogues: CUBLASLT_EPILOGUE_DEFAULT, and CUBLASLT_EPILOGUE_BIAS: bias[i] (a packed vector of
+ * Epilogues: CUBLASLT_EPILOGUE_DEFAULT; CUBLASLT_EPILOGUE_BIAS: bias[i] (a packed vector of
  * D's rows, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE CUDA_R_32F, or D's type when left at -1) added in
- * fp32 to every column of D before D's rounding. Anything else is CUBLAS_STATUS_NOT_SUPPORTED,
- * both from the heuristic (no algorithm) and from cublasLtMatmul.
+ * fp32 to every column of D before D's rounding; CUBLASLT_EPILOGUE_BGRADB: the bias gradient
+ * bias[j] = Σ_k op(B)[k, j] (a packed vector of D's columns, of D's type: BIAS_DATA_TYPE -1 or
+ * D's type), B read as stored (bf16 widened exactly), summed in double, rounded once, written
+ * (never read) whatever beta; D computed as without an epilogue; alpha must be 1 (the docs do not
+ * say whether it scales the gradient). Anything else is CUBLAS_STATUS_NOT_SUPPORTED, both from the
+ * heuristic (no algorithm) and from cublasLtMatmul.
  * cublasLtMatmulAlgoGetHeuristic returns one algorithm (no split-K: SPLITK_NUM 1, reduction scheme
  * NONE, which no reduction-scheme mask excludes; workspace 0) when the operation is one of the
  * above, else no result and CUBLAS_STATUS_NOT_SUPPORTED. Alignment preferences are accepted and
