@@ -164,6 +164,9 @@ __global__ void k_residual_bwd_dgamma(T *dres /* (N, C) or NULL */, T *dy /* (N,
 // input gradient in a register (d_x1, never stored), then residual_backward's outputs from it:
 // dx += d, dy = gamma·(s_b·d), and the third column sum Σ (s_b·d)·y for dgamma next to dg's and
 // db's. The last block to arrive adds the chunks into dg, db and dgamma in order.
+// One implementation, not layernorm.cu's tuned pair: the op it replaces (layernorm_backward_residual)
+// never had a "vec" form, and one would hold x̂, dout and three per-lane partials (5·NV·VW floats,
+// past the 4·NV·VW at which layernorm.cu's vec backward starts to spill) besides dres and y.
 template <typename T> struct LnBranchTail {
     T *dx, *dy;
     const T *dres, *y;
