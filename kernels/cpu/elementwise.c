@@ -163,6 +163,8 @@ void cpu_residual_backward(Backend *be, Act *dres_act /* (N, C) or NULL */, Act 
     if (N == 0) return;
     if (!gamma) dgamma = NULL;
     CHECK(!dgamma || y, "residual_backward: dgamma needs y");
+    /* dy may be dout (layernorm_backward_residual_branch): each element's dout is read before its
+     * dy is written */
     /* dgamma as channel_scale_backward: the same row chunks, partials in double, in chunk order */
     const size_t rows_per = cs_rows_per_chunk(N);
     const size_t nchunks = (N + rows_per - 1) / rows_per;

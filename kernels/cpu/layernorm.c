@@ -128,3 +128,21 @@ void cpu_layernorm_backward_residual(Backend *be, Act *din /* (N, C) */, float *
     else if (din != dres) memmove(din, dres, N * (size_t)C * sizeof(float));
     cpu_layernorm_backward(be, din, dg, db, dout, in, mean, rstd, g, N, C);
 }
+
+/* layernorm_backward_residual into dy as the temporary d (the op overwrites dy), then
+ * residual_backward reading d from there: each element's d is read before its dy is written, so dy
+ * may be residual_backward's dout. The float operations of the two ops, bit for bit. */
+void cpu_layernorm_backward_residual_branch(Backend *be, Act *dx /* (N, C) */, Act *dy /* (N, C) */, float *dg /* (C) */,
+                                            float *db /* (C) */, float *dgamma /* (C) or NULL */,
+                                            const Act *dres /* (N, C) */, const Act *dout /* (N, C) */,
+                                            const Act *in /* (N, C) */, const float *mean /* (N) */,
+                                            const float *rstd /* (N) */, const float *g /* (C) */,
+                                            const Act *y /* (N, C) or NULL */, const float *gamma /* (C) or NULL */,
+                                            const float *scale /* (B) or NULL */, int B, size_t per, int C) {
+    CHECK(C > 0 && per % (size_t)C == 0, "layernorm_backward_residual_branch: per %zu is not a multiple of C = %d", per,
+          C);
+    CHECK(dx && dres, "layernorm_backward_residual_branch: needs dx and dres");
+    const size_t N = per / (size_t)C * (size_t)B;
+    cpu_layernorm_backward_residual(be, dy, dg, db, dres, dout, in, mean, rstd, g, N, C);
+    cpu_residual_backward(be, dx, dy, dgamma, dy, y, gamma, scale, B, per, C);
+}

@@ -2,6 +2,7 @@
 // warp per row; statistics in double with two passes, as the CPU reference. The parameter
 // gradients are column reductions over fixed row chunks (partials in double, summed in order by
 // the block that finishes last, last_block.cuh): the backward is one launch in both implementations.
+// The "warp" backward's pieces are layernorm_bwd.cuh's, which residual.cu's LayerNorm backwards share.
 // in/out/dout/din are Acts (templates on the storage type T, act.cuh); mean/rstd, g/b, dg/db float.
 //
 // Implementations (tune.h, TuneOp "layernorm"; forward and backward choose together):
@@ -18,6 +19,7 @@
 
 #include "act.cuh"
 #include "last_block.cuh"
+#include "layernorm_bwd.cuh"
 #include "tune.h"
 
 __device__ __forceinline__ double warp_sum(double v) {
@@ -53,71 +55,47 @@ __global__ void k_ln_fwd(T *out, float *mean, float *rstd, const T *in, const fl
 #define LN_WARP_BLOCK 256     // "warp" backward threads per block (8 warps)
 #define LN_PARAM_MAX_BLOCKS 512 // "warp" backward blocks (row chunks): a function of N only
 
-// A call rather than inlined: inlined into the vec backward, its live values made the bf16 NV = 3
-// instance spill (ptxas -v, sm_90); the CPU emulator (no __CUDACC__) has no __noinline__.
-#ifdef __CUDACC__
-#define LN_NOINLINE __noinline__
-#else
-#define LN_NOINLINE
-#endif
-
-// dg[c] += Σ_k part[k][c], db[c] += Σ_k part[k][C + c], k in order (either may be NULL): the
-// finish of both backwards, run by the block that arrived last (last_block.cuh).
-__device__ LN_NOINLINE void ln_param_finish(float *dg, float *db, const double *part /* (nblk, 2C) */, int nblk,
-                                             int C) {
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        double sg = 0, sb = 0;
-        for (int k = 0; k < nblk; k++) {
-            sg += cuda_load_cg(part + (size_t)k * 2 * C + c);
-            sb += cuda_load_cg(part + (size_t)k * 2 * C + C + c);
-        }
-        if (dg) dg[c] += (float)sg;
-        if (db) db[c] += (float)sb;
-    }
-}
-
-// Block k takes the rows [k·rows, (k+1)·rows) of a fixed chunking. din (+)= the LayerNorm backward
-// of each row (one warp per row); with part (dg or db wanted): then one thread per column sums
-// part[k][0..C) = Σ dout·xh, part[k][C..2C) = Σ dout over the chunk's rows in row order (double),
-// and the last block to arrive adds the chunks into dg/db in order. One launch for din, dg and db.
+// Block k takes the rows [k·rows, (k+1)·rows) of a fixed chunking. din = base + the LayerNorm
+// backward of each row (one warp per row; base dres or 0, layernorm_bwd.cuh); with part (dg or db
+// wanted): then the chunk's column partials (ln_chunk_partials), and the last block to arrive adds
+// the chunks into dg/db in order. One launch for din, dg and db.
 template <typename T>
 __global__ void __launch_bounds__(LN_WARP_BLOCK) k_ln_bwd(T *din, float *dg, float *db, double *part,
-                                                          unsigned *arrivals, const T *dout, const T *in,
-                                                          const float *mean, const float *rstd, const float *g,
-                                                          size_t N, int C, size_t rows) {
+                                                          unsigned *arrivals, const T *dres, const T *dout,
+                                                          const T *in, const float *mean, const float *rstd,
+                                                          const float *g, size_t N, int C, size_t rows) {
     const int lane = threadIdx.x & 31;
     const size_t r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
     // the warp's rows: no thread returns early (the last-block barriers need them all)
     for (size_t r = r0 + threadIdx.x / 32; din && r < r1; r += LN_WARP_BLOCK / 32) {
-        const T *x = in + r * C, *dy = dout + r * C;
+        const T *x = in + r * C, *dy = dout + r * C, *d0 = dres ? dres + r * C : NULL;
         const float mu = mean[r], rs = rstd[r];
-        double a = 0, bs = 0;
-        for (int c = lane; c < C; c += 32) {
-            float xh = (act_load(x + c) - mu) * rs, dxh = act_load(dy + c) * g[c];
-            a += dxh;
-            bs += (double)dxh * xh;
-        }
-        const float ma = (float)(warp_sum(a) / C), mb = (float)(warp_sum(bs) / C);
+        float ma, mb;
+        ln_row_means(&ma, &mb, x, dy, g, mu, rs, C, lane);
         T *dx = din + r * C;
-        for (int c = lane; c < C; c += 32) {
-            float xh = (act_load(x + c) - mu) * rs;
-            act_store(dx + c, act_load(dx + c) + rs * (act_load(dy + c) * g[c] - ma - xh * mb));
+        for (int c = lane; c < C; c += 32) { // each lane reads its element of dres before writing din's
+            const float xh = (act_load(x + c) - mu) * rs;
+            act_store(dx + c, (d0 ? act_load(d0 + c) : 0.0f) + ln_din_term(act_load(dy + c), g[c], xh, rs, ma, mb));
         }
     }
     if (!part) return;
-    for (int c = threadIdx.x; c < C; c += LN_WARP_BLOCK) {
-        double sg = 0, sb = 0;
-        for (size_t r = r0; r < r1; r++) {
-            float dy = act_load(dout + r * C + c);
-            float xh = (act_load(in + r * C + c) - mean[r]) * rstd[r];
-            sg += (double)dy * xh;
-            sb += dy;
-        }
-        part[(size_t)blockIdx.x * 2 * C + c] = sg;
-        part[(size_t)blockIdx.x * 2 * C + C + c] = sb;
-    }
+    ln_chunk_partials(part + (size_t)blockIdx.x * 2 * C, LnNoTail(), dout, in, mean, rstd, r0, r1, C);
     if (!cuda_last_block(arrivals)) return;
-    ln_param_finish(dg, db, part, (int)gridDim.x, C);
+    ln_param_finish(dg, db, NULL, part, 2, (int)gridDim.x, C);
+}
+
+void ln_bwd_chunked(Backend *be, Act *din, float *dg, float *db, const Act *dres, const Act *dout, const Act *in,
+                    const float *mean, const float *rstd, const float *g, size_t N, int C) {
+    if (!din && !dg && !db) return;
+    cudaStream_t s = cuda_state(be)->stream;
+    size_t rows;
+    const int nblk = cuda_colsum_chunks(N, LN_PARAM_MAX_BLOCKS, &rows);
+    double *part = dg || db ? (double *)cuda_workspace(be, (size_t)nblk * 2 * C * sizeof(double)) : NULL;
+    CUDA_ACT_DISPATCH(be, T,
+                      k_ln_bwd<T><<<nblk, LN_WARP_BLOCK, 0, s>>>((T *)din, dg, db, part, cuda_state(be)->arrivals,
+                                                                 (const T *)dres, (const T *)dout, (const T *)in,
+                                                                 mean, rstd, g, N, C, rows));
+    CUDA_CHECK_LAUNCH();
 }
 
 // ---- "vec" --------------------------------------------------------------------------------
@@ -268,7 +246,7 @@ __global__ void __launch_bounds__(LN_VEC_BLOCK) k_ln_vec_bwd(T *din, float *dg, 
         }
     if (!dg && !db) return;
     if (!cuda_last_block(arrivals)) return;
-    ln_param_finish(dg, db, part, (int)gridDim.x, C);
+    ln_param_finish(dg, db, NULL, part, 2, (int)gridDim.x, C);
 }
 
 enum { LN_WARP, LN_VEC };
@@ -386,14 +364,5 @@ extern "C" void cu_layernorm_backward(Backend *be, Act *din, float *dg, float *d
         ln_vec_backward(be, din, dg, db, dout, in, mean, rstd, g, N, C, t.G, t.NV);
         return;
     }
-    if (!din && !dg && !db) return;
-    cudaStream_t s = cuda_state(be)->stream;
-    size_t rows;
-    const int nblk = cuda_colsum_chunks(N, LN_PARAM_MAX_BLOCKS, &rows);
-    double *part = dg || db ? (double *)cuda_workspace(be, (size_t)nblk * 2 * C * sizeof(double)) : NULL;
-    CUDA_ACT_DISPATCH(be, T,
-                      k_ln_bwd<T><<<nblk, LN_WARP_BLOCK, 0, s>>>((T *)din, dg, db, part, cuda_state(be)->arrivals,
-                                                                 (const T *)dout, (const T *)in, mean, rstd, g, N, C,
-                                                                 rows));
-    CUDA_CHECK_LAUNCH();
+    ln_bwd_chunked(be, din, dg, db, din, dout, in, mean, rstd, g, N, C); /* din += */
 }

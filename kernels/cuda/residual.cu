@@ -1,5 +1,6 @@
 // residual.cu — the fused residual branch of a PI block (backend_ops.h: residual_forward,
-// residual_layernorm_forward, residual_backward, layernorm_backward_residual).
+// residual_layernorm_forward, residual_backward, layernorm_backward_residual,
+// layernorm_backward_residual_branch).
 //
 // Unfused, a branch end was channel_scale → sample_scale (one launch per sample) → add → LayerNorm
 // forward, and accumulate + memset + sample_scale (per sample) + memset + channel_scale (din, a
@@ -7,7 +8,10 @@
 // re-read. Here the forward is one kernel, the backward one kernel that also sums dgamma (its
 // block's column partial, added in block order by the block that finishes last, last_block.cuh),
 // and the LayerNorm backward starts from the residual gradient instead of a copy of it, in one
-// launch with its dg/db the same way.
+// launch with its dg/db the same way (layernorm.cu's chunked kernel, layernorm_bwd.cuh). Where a
+// LayerNorm backward's input gradient only feeds a residual branch's backward (the PI block's
+// d_x1), layernorm_backward_residual_branch does both in one launch, d_x1 kept in a register: one
+// chunk pass gives the element outputs and the dg, db and dgamma partials, one last block sums them.
 //
 // Determinism and exactness: every element follows the float operations of the unfused sequence
 // in the same order (__fmul_rn/__fadd_rn keep nvcc from contracting them into an fma, so the fp32
@@ -19,6 +23,7 @@
 
 #include "act.cuh"
 #include "last_block.cuh"
+#include "layernorm_bwd.cuh"
 #include "check.h"
 
 // Drop-path scales of one call: s NULL when the branch has none, else (B) in device memory.
@@ -150,60 +155,54 @@ __global__ void k_residual_bwd_dgamma(T *dres /* (N, C) or NULL */, T *dy /* (N,
     }
 }
 
-#define LN_RES_BLOCK 256 // threads per block of k_ln_bwd_residual (8 warps)
+#define LN_RES_BLOCK 256 // threads per block of k_ln_bwd_residual_branch (8 warps)
 
-// layernorm_backward from dres rather than din's old value (din may be dres: each lane reads its
-// element before writing it; dres NULL: from 0), in one launch. Block k takes the rows of chunk k
-// (rows each), one warp per row for din; with part (dg or db wanted): then one thread per column
-// sums part[k][0..C) = Σ dout·xh, part[k][C..2C) = Σ dout over the chunk's rows in row order
-// (double, as layernorm.cu), and the last block to arrive adds the chunks into dg/db in order.
+// layernorm_backward_residual + residual_backward in one launch (the ConvNeXt half's residual
+// gradient, backend_ops.h): block k takes the rows of chunk k (rows each). First one warp per row
+// stores the row's two LayerNorm means (ma, mb) in rowm; after the barrier one thread per column
+// goes down the chunk's rows (ln_chunk_partials) and per element computes d = dres + LayerNorm's
+// input gradient in a register (d_x1, never stored), then residual_backward's outputs from it:
+// dx += d, dy = gamma·(s_b·d), and the third column sum Σ (s_b·d)·y for dgamma next to dg's and
+// db's. The last block to arrive adds the chunks into dg, db and dgamma in order.
+// One implementation, not layernorm.cu's tuned pair: the op it replaces (layernorm_backward_residual)
+// never had a "vec" form, and one would hold x̂, dout and three per-lane partials (5·NV·VW floats,
+// past the 4·NV·VW at which layernorm.cu's vec backward starts to spill) besides dres and y.
+template <typename T> struct LnBranchTail {
+    T *dx, *dy;
+    const T *dres, *y;
+    const float *gamma, *g, *rowm; // rowm (N, 2): ma, mb of each row
+    SampleScales sc;
+    int C;
+    static constexpr int parts = 3;
+    __device__ double operator()(size_t r, int c, float dout, float xh, float rs) const {
+        const size_t i = r * C + c;
+        const float d = act_load(dres + i) + ln_din_term(dout, g[c], xh, rs, rowm[2 * r], rowm[2 * r + 1]);
+        act_store(dx + i, __fadd_rn(act_load(dx + i), d));
+        const float t = branch_grad(d, sc, r);
+        act_store(dy + i, gamma ? __fadd_rn(0.0f, __fmul_rn(gamma[c], t)) : t);
+        return gamma ? (double)t * act_load(y + i) : 0.0;
+    }
+};
+
 template <typename T>
 __global__ void __launch_bounds__(LN_RES_BLOCK)
-    k_ln_bwd_residual(T *din /* (N, C) */, float *dg /* (C) or NULL */, float *db /* (C) or NULL */,
-                      double *part /* (nchunk, 2C) or NULL */, unsigned *arrivals, const T *dres /* (N, C) or NULL */,
-                      const T *dout /* (N, C) */, const T *in /* (N, C) */, const float *mean /* (N) */,
-                      const float *rstd /* (N) */, const float *g /* (C) */, size_t N, int C, size_t rows) {
+    k_ln_bwd_residual_branch(LnBranchTail<T> tail, float *dg /* (C) or NULL */, float *db /* (C) or NULL */,
+                             float *dgamma /* (C) or NULL */, double *part /* (nchunk, 3C) */,
+                             float *rowm /* (N, 2) */, unsigned *arrivals, const T *dout /* (N, C) */,
+                             const T *in /* (N, C) */, const float *mean /* (N) */, const float *rstd /* (N) */,
+                             const float *g /* (C) */, size_t N, int C, size_t rows) {
     const int lane = threadIdx.x & 31;
     const size_t r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
-    // the warp's rows: no thread returns early (the last-block barriers need them all)
     for (size_t r = r0 + threadIdx.x / 32; r < r1; r += LN_RES_BLOCK / 32) {
-        const T *x = in + r * C, *dyr = dout + r * C, *d0 = dres ? dres + r * C : NULL;
-        const float mu = mean[r], rs = rstd[r];
-        double a = 0, bs = 0;
-        for (int c = lane; c < C; c += 32) {
-            const float xh = (act_load(x + c) - mu) * rs, dxh = act_load(dyr + c) * g[c];
-            a += dxh;
-            bs += (double)dxh * xh;
-        }
-        const float ma = (float)(res_warp_sum(a) / C), mb = (float)(res_warp_sum(bs) / C);
-        T *dx = din + r * C;
-        for (int c = lane; c < C; c += 32) {
-            const float xh = (act_load(x + c) - mu) * rs;
-            act_store(dx + c, (dres ? act_load(d0 + c) : 0.0f) + rs * (act_load(dyr + c) * g[c] - ma - xh * mb));
-        }
+        float ma, mb;
+        ln_row_means(&ma, &mb, in + r * C, dout + r * C, g, mean[r], rstd[r], C, lane);
+        if (lane == 0) rowm[2 * r] = ma, rowm[2 * r + 1] = mb;
     }
-    if (!part) return;
-    for (int c = threadIdx.x; c < C; c += LN_RES_BLOCK) {
-        double sg = 0, sb = 0;
-        for (size_t r = r0; r < r1; r++) {
-            const float dy = act_load(dout + r * C + c);
-            const float xh = (act_load(in + r * C + c) - mean[r]) * rstd[r];
-            sg += (double)dy * xh;
-            sb += dy;
-        }
-        part[(size_t)blockIdx.x * 2 * C + c] = sg;
-        part[(size_t)blockIdx.x * 2 * C + C + c] = sb;
-    }
+    __syncthreads(); // the block's own rows' means, written above, are visible to all its threads
+    ln_chunk_partials(part + (size_t)blockIdx.x * 3 * C, tail, dout, in, mean, rstd, r0, r1, C);
+    if (!dg && !db && !dgamma) return;
     if (!cuda_last_block(arrivals)) return;
-    for (int c = threadIdx.x; c < C; c += LN_RES_BLOCK) {
-        double sg = 0, sb = 0;
-        for (int k = 0; k < (int)gridDim.x; k++) {
-            sg += cuda_load_cg(part + (size_t)k * 2 * C + c);
-            sb += cuda_load_cg(part + (size_t)k * 2 * C + C + c);
-        }
-        if (dg) dg[c] += (float)sg;
-        if (db) db[c] += (float)sb;
-    }
+    ln_param_finish(dg, db, dgamma, part, 3, (int)gridDim.x, C);
 }
 
 extern "C" void cu_residual_forward(Backend *be, Act *out, const Act *res, const Act *y, const float *gamma,
@@ -263,14 +262,33 @@ extern "C" void cu_layernorm_backward_residual(Backend *be, Act *din, float *dg,
                                                const Act *dout, const Act *in, const float *mean, const float *rstd,
                                                const float *g, size_t N, int C) {
     if (!N || C <= 0) return;
+    ln_bwd_chunked(be, din, dg, db, dres, dout, in, mean, rstd, g, N, C); /* layernorm.cu's chunked kernel */
+}
+
+extern "C" void cu_layernorm_backward_residual_branch(Backend *be, Act *dx, Act *dy, float *dg, float *db,
+                                                      float *dgamma, const Act *dres, const Act *dout, const Act *in,
+                                                      const float *mean, const float *rstd, const float *g,
+                                                      const Act *y, const float *gamma, const float *scale, int B,
+                                                      size_t per, int C) {
+    const SampleScales sc = sample_scales(scale, B, per, C);
+    const size_t N = sc.rows_per_sample * (size_t)B;
+    if (!N) return;
+    if (!gamma) dgamma = NULL;
+    CHECK(dx && dres, "layernorm_backward_residual_branch: needs dx and dres");
+    CHECK(!gamma || y, "layernorm_backward_residual_branch: gamma needs y");
     cudaStream_t s = cuda_state(be)->stream;
     size_t rows;
     const int nchunk = cuda_colsum_chunks(N, RES_MAX_BLOCKS, &rows);
-    double *part = dg || db ? (double *)cuda_workspace(be, (size_t)nchunk * 2 * C * sizeof(double)) : NULL;
-    CUDA_ACT_DISPATCH(be, T,
-                      k_ln_bwd_residual<T><<<nchunk, LN_RES_BLOCK, 0, s>>>((T *)din, dg, db, part,
-                                                                          cuda_state(be)->arrivals, (const T *)dres,
-                                                                          (const T *)dout, (const T *)in, mean, rstd,
-                                                                          g, N, C, rows));
+    // the chunks' partials, then the rows' two means
+    const size_t part_bytes = (size_t)nchunk * 3 * C * sizeof(double);
+    char *ws = (char *)cuda_workspace(be, part_bytes + N * 2 * sizeof(float));
+    double *part = (double *)ws;
+    float *rowm = (float *)(ws + part_bytes);
+    CUDA_ACT_DISPATCH(be, T, {
+        const LnBranchTail<T> tail = {(T *)dx, (T *)dy, (const T *)dres, (const T *)y, gamma, g, rowm, sc, C};
+        k_ln_bwd_residual_branch<T><<<nchunk, LN_RES_BLOCK, 0, s>>>(tail, dg, db, dgamma, part, rowm,
+                                                                    cuda_state(be)->arrivals, (const T *)dout,
+                                                                    (const T *)in, mean, rstd, g, N, C, rows);
+    });
     CUDA_CHECK_LAUNCH();
 }

@@ -264,6 +264,22 @@
        const Act *dout /* (N, C) */, const Act *in /* (N, C) */, const float *mean /* (N) */,                         \
        const float *rstd /* (N) */, const float *g /* (C) */, size_t N, int C),                                       \
       (be, din, dg, db, dres, dout, in, mean, rstd, g, N, C))                                                         \
+    /* layernorm_backward_residual whose din feeds only a residual_backward (the PI block's                           \
+     * x1 = res + s_b * (gamma * y), then LayerNorm): with d = dres + LayerNorm's input gradient                      \
+     * (of dout, in, mean, rstd, g): dx += d; dy = gamma_c * (s_b * d), OVERWRITTEN; dgamma +=                        \
+     * sum_n (s_b * d) * y; dg, db += as layernorm_backward_residual. That is                                         \
+     * layernorm_backward_residual(d, dg, db, dres, dout, in, mean, rstd, g, N, C) into a temporary                   \
+     * d, then residual_backward(dx, dy, dgamma, d, y, gamma, scale, B, per, C), N = B*per/C: the                     \
+     * CPU backend does exactly that (d in dy). dx and dres are required; gamma, scale, y, dgamma,                    \
+     * dg, db as in those ops. d is never stored, so in bf16 it is not rounded to bf16 (one                           \
+     * rounding fewer than the two ops). */                                                                           \
+    X(layernorm_backward_residual_branch,                                                                             \
+      (Backend *be, Act *dx /* (N, C) */, Act *dy /* (N, C) */, float *dg /* (C) */, float *db /* (C) */,             \
+       float *dgamma /* (C) or NULL */, const Act *dres /* (N, C) */, const Act *dout /* (N, C) */,                   \
+       const Act *in /* (N, C) */, const float *mean /* (N) */, const float *rstd /* (N) */,                          \
+       const float *g /* (C) */, const Act *y /* (N, C) or NULL */, const float *gamma /* (C) or NULL */,             \
+       const float *scale /* (B) or NULL */, int B, size_t per, int C),                                               \
+      (be, dx, dy, dg, db, dgamma, dres, dout, in, mean, rstd, g, y, gamma, scale, B, per, C))                        \
     /* ---- first writers: the backward ops above, with din OVERWRITTEN instead of accumulated ----                   \
      * (parameter gradients still accumulate; linear_backward_first's db is overwritten, as                           \
      * linear_backward's). For a buffer the op writes first, instead of a zero + the accumulating                     \

@@ -255,6 +255,17 @@ void opcost_layernorm_backward_residual(Backend *be, Act *din, float *dg, float 
     double n = (double)N * C;
     set(12 * n, A * n * (dres ? 4 : 3) + 2 * F * N + 5 * F * C, 0); /* din written, not read */
 }
+void opcost_layernorm_backward_residual_branch(Backend *be, Act *dx, Act *dy, float *dg, float *db, float *dgamma,
+                                               const Act *dres, const Act *dout, const Act *in, const float *mean,
+                                               const float *rstd, const float *g, const Act *y, const float *gamma,
+                                               const float *scale, int B, size_t per, int C) {
+    (void)dx, (void)dy, (void)dg, (void)db, (void)dgamma, (void)dres, (void)dout, (void)in, (void)mean, (void)rstd;
+    (void)g, (void)scale;
+    double n = (double)B * per, N = n / C;
+    /* the row means read in, dout; the chunk pass reads them again with dres, dx, y and writes dx, dy
+     * (d stays in a register); the rows' two means are stored and re-read */
+    set(16 * n, A * n * (2 + 2 + 1 + 2 + (y && gamma ? 1 : 0) + 1) + 6 * F * N + (gamma ? 8 : 5) * F * C, 0);
+}
 void opcost_linear_backward_first(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                                   const float *w, size_t N, int Ci, int Co) {
     (void)dw, (void)db, (void)dout, (void)in, (void)w;

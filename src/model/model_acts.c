@@ -101,7 +101,6 @@ static void plan_block(ModelActs *a, BlockActs *ba, const BlockDesc *bd, int B, 
 static void plan_scratch(ModelActs *a) {
     BlockScratch *s = &a->scratch;
     size_t nd = s->max_nd, npd = s->max_npd;
-    s->d_x1 = bwd(a, nd);
     s->d_o = bwd(a, nd);
     s->d_u = bwd(a, nd);
     s->d_fc2 = bwd(a, nd);

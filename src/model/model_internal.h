@@ -48,7 +48,7 @@ typedef struct {
 
 /* Gradient scratch for one block's backward, shared by all blocks (sized for the largest). */
 typedef struct {
-    Act *d_x1, *d_o, *d_proj, *d_sum, *d_qkv, *d_r, *d_u; /* (N|Np, d|3d) */
+    Act *d_o, *d_proj, *d_sum, *d_qkv, *d_r, *d_u; /* (N|Np, d|3d) */
     Act *d_fc2, *d_ge, *d_fc1, *d_ln1, *d_dw1;
     size_t max_nd, max_npd; /* elements of the (N, d) and (Np, d) sized buffers */
 } BlockScratch;

@@ -112,14 +112,13 @@ void pi_block_backward(const BlockDesc *bd, Backend *be, BlockActs *ba, BlockScr
         be->pad_roll_backward_first(be, s->d_u, s->d_r, B, H, W, d, Hp, Wp, bd->shift);
         d_u = s->d_u;
     }
-    /* d_x1 = dout (the residual path) + LayerNorm's input gradient */
-    be->layernorm_backward_residual(be, s->d_x1, G + bd->n1_w, G + bd->n1_b, dout, d_u, ba->x1, ba->mean2, ba->rstd2,
-                                    P + bd->n1_w, N, d);
+    /* d_x1 = dout (the residual path) + LayerNorm's input gradient, and straight on into the
+     * ConvNeXt part: x1 = x + dp(γ·fc2): dx += d_x1 (residual path), d_fc2 = γ·dp(d_x1), dγ; one
+     * op, d_x1 never stored */
+    be->layernorm_backward_residual_branch(be, dx, s->d_fc2, G + bd->n1_w, G + bd->n1_b, G + bd->gamma, dout, d_u,
+                                           ba->x1, ba->mean2, ba->rstd2, P + bd->n1_w, ba->fc2, P + bd->gamma,
+                                           ba->dp_active ? ba->dp_scale1 : NULL, B, per, d);
     grads_final(report, bd->n1_w, bd->n1_b);
-
-    /* ConvNeXt part: x1 = x + dp(γ·fc2): dx += d_x1 (residual path), d_fc2 = γ·dp(d_x1), dγ */
-    be->residual_backward(be, dx, s->d_fc2, G + bd->gamma, s->d_x1, ba->fc2, P + bd->gamma,
-                          ba->dp_active ? ba->dp_scale1 : NULL, B, per, d);
     grads_final(report, bd->gamma, bd->gamma);
     be->linear_backward_first(be, s->d_ge, G + bd->fc2_w, G + bd->fc2_b, s->d_fc2, ba->ge, P + bd->fc2_w, N, 4 * d, d);
     grads_final(report, bd->fc2_w, bd->fc2_b);

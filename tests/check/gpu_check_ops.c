@@ -715,7 +715,8 @@ static void case_elementwise(Ctx *x, size_t N, int C, int B) {
 }
 
 /* The fused residual branch (residual_forward, residual_layernorm_forward, residual_backward,
- * layernorm_backward_residual) with and without layer scale and drop path. The elementwise
+ * layernorm_backward_residual, layernorm_backward_residual_branch) with and without layer scale
+ * and drop path. The elementwise
  * values repeat the unfused ops' float operations, so they are held at 0 (exact in fp32 mode,
  * only the storage rounding in bf16 mode). The fused LayerNorm is compared with the CPU's
  * LayerNorm of the GPU's stored residual sum (as the LayerNorm check measures its own error on
@@ -767,9 +768,23 @@ static void case_residual(Ctx *x, int B, size_t per, int C, int with_gamma, int 
     compare_act(x, op, "ln.din", din, TOL_FP32);
     compare(x, op, "ln.dg", dg, TOL_FP32);
     compare(x, op, "ln.db", db, TOL_FP32);
-    ActPair *acts[] = {&res, &y, &out, &out2, &ln, &dout, &dres, &dy, &din, &dres2};
+    /* both in one op: d = dres2 + the LayerNorm term, then the branch backward of d (dx, dg, db,
+     * dgamma accumulate from random values, dy overwritten); d is no Act on the GPU (no bf16
+     * rounding), the CPU's is its temporary */
+    ActPair bdx = act_rand(x, n, -1, 1), bdy = act_out(x, n);
+    Pair bdg = pair_rand(x, C, -1, 1), bdb = pair_rand(x, C, -1, 1), bdgamma = pair_rand(x, C, -1, 1);
+    x->cpu->layernorm_backward_residual_branch(x->cpu, bdx.c, bdy.c, bdg.c, bdb.c, bdgamma.c, dres2.c, dout.c, out2.c,
+                                               mean.c, rstd.c, g.c, y.c, gc, sh, B, per, C);
+    x->gpu->layernorm_backward_residual_branch(x->gpu, bdx.g, bdy.g, bdg.g, bdb.g, bdgamma.g, dres2.g, dout.g, out2.g,
+                                               mean.g, rstd.g, g.g, y.g, gg, shg, B, per, C);
+    compare_act(x, op, "branch.dx", bdx, TOL_FP32);
+    compare_act(x, op, "branch.dy", bdy, TOL_FP32);
+    compare(x, op, "branch.dg", bdg, TOL_FP32);
+    compare(x, op, "branch.db", bdb, TOL_FP32);
+    if (with_gamma) compare(x, op, "branch.dgamma", bdgamma, TOL_FP32);
+    ActPair *acts[] = {&res, &y, &out, &out2, &ln, &dout, &dres, &dy, &din, &dres2, &bdx, &bdy};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
-    Pair *all[] = {&gamma, &g, &b, &mean, &rstd, &dgamma, &dg, &db, &scale};
+    Pair *all[] = {&gamma, &g, &b, &mean, &rstd, &dgamma, &dg, &db, &scale, &bdg, &bdb, &bdgamma};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
@@ -941,6 +956,7 @@ static int check_ops(Ctx *x) {
     case_residual(x, 2, 61 * 40, 40, 0, 1);
     case_residual(x, 4, 1300 * 40, 40, 1, 1); /* 5,200 rows: several per dgamma chunk */
     case_residual(x, 2, 2550 * 264, 264, 1, 0);
+    case_residual(x, 3, 3000 * 96, 96, 1, 1); /* 9,000 rows: several per chunk, a dropped sample */
     case_loss(x, 2, 32, 48, 14);
     case_optim(x, 1000003);
     /* cuDNN last: if it offers no algorithm for a shape, CHECK ends the process, and every

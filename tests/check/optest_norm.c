@@ -1,4 +1,5 @@
-/* optest_norm.c — optest handlers for the norm family: layernorm, gelu, pad_roll, roll_crop,
+/* optest_norm.c — optest handlers for the norm family: layernorm (and its residual-branch
+ * backward, layernorm_backward_residual_branch), gelu, pad_roll, roll_crop,
  * window_attention, channel_scale, sample_scale, add (with accumulate).
  *
  * Every handler runs the forward, then the backward with the upstream gradient "dout".
@@ -47,6 +48,36 @@ static void run_layernorm(Backend *be, const StFile *in, StFile *out) {
     float *db = grad_out(out, in, "db", 1, sC);
     cpu_layernorm_forward(be, (Act *)y, mean, rstd, (const Act *)x, g, b, (size_t)N, (int)C, eps);
     cpu_layernorm_backward(be, (Act *)dx, dg, db, (const Act *)dout, (const Act *)x, mean, rstd, g, (size_t)N, (int)C);
+}
+
+/* layernorm_residual_branch: the PI block's x1 = res + s_b·(gamma·y) feeding both the residual
+ * path (gradient dres) and a LayerNorm (gradient dout), through layernorm_backward_residual_branch.
+ * x1 (N, C) (the LayerNorm's input), g (C), b (C), dres (N, C), dout (N, C), y (N, C), optional
+ * gamma (C) and scale (B); attrs B, per, C, eps → out (the LayerNorm, for its statistics), dx, dy,
+ * dg, db, dgamma (dgamma only with gamma) */
+static void run_layernorm_residual_branch(Backend *be, const StFile *in, StFile *out) {
+    const long B = ot_int(in, "B"), per = ot_int(in, "per"), C = ot_int(in, "C"), N = B * per / C;
+    const float eps = (float)ot_float(in, "eps");
+    const float *x1 = ot_f32(in, "x1", (size_t)(N * C));
+    const float *g = ot_f32(in, "g", (size_t)C);
+    const float *b = ot_f32(in, "b", (size_t)C);
+    const float *dres = ot_f32(in, "dres", (size_t)(N * C));
+    const float *dout = ot_f32(in, "dout", (size_t)(N * C));
+    const float *y = ot_f32(in, "y", (size_t)(N * C));
+    const float *gamma = st_find(in, "gamma") ? ot_f32(in, "gamma", (size_t)C) : NULL;
+    const float *scale = st_find(in, "scale") ? ot_f32(in, "scale", (size_t)B) : NULL;
+    const int64_t sNC[2] = {N, C}, sC[1] = {C};
+    float *u = ot_out(out, "out", 2, sNC);
+    float *mean = ot_scratch((size_t)N), *rstd = ot_scratch((size_t)N);
+    float *dx = grad_out(out, in, "dx", 2, sNC);
+    float *dy = grad_out(out, in, "dy", 2, sNC); /* overwritten: a dy_init must not show */
+    float *dg = grad_out(out, in, "dg", 1, sC);
+    float *db = grad_out(out, in, "db", 1, sC);
+    float *dgamma = gamma ? grad_out(out, in, "dgamma", 1, sC) : NULL;
+    cpu_layernorm_forward(be, (Act *)u, mean, rstd, (const Act *)x1, g, b, (size_t)N, (int)C, eps);
+    cpu_layernorm_backward_residual_branch(be, (Act *)dx, (Act *)dy, dg, db, dgamma, (const Act *)dres,
+                                           (const Act *)dout, (const Act *)x1, mean, rstd, g, (const Act *)y, gamma,
+                                           scale, (int)B, (size_t)per, (int)C);
 }
 
 /* gelu: x (n), dout (n) → out, dx */
@@ -157,6 +188,7 @@ static void run_add(Backend *be, const StFile *in, StFile *out) {
 
 const OpTest optest_norm_ops[] = {
     {"layernorm", run_layernorm},
+    {"layernorm_residual_branch", run_layernorm_residual_branch},
     {"gelu", run_gelu},
     {"pad_roll", run_pad_roll},
     {"roll_crop", run_roll_crop},

@@ -1,5 +1,6 @@
-"""test_ops_norm.py — the norm op family (layernorm, gelu, pad_roll, roll_crop, window_attention,
-channel_scale, sample_scale, add/accumulate) against PyTorch autograd.
+"""test_ops_norm.py — the norm op family (layernorm, layernorm_backward_residual_branch, gelu,
+pad_roll, roll_crop, window_attention, channel_scale, sample_scale, add/accumulate) against
+PyTorch autograd.
 
 Each case writes inputs to a safetensors file, runs `$UNET2022_CHECK optest <op> in out`, and compares
 every output and gradient with torch (computed in float64 from the same float32 inputs, so the
@@ -92,6 +93,69 @@ class TestLayerNorm(Base):
     def test_many_chunks(self):
         # N well above the 64-row reduction chunk, odd row count
         self.run_case(5003, 32, 1e-5, 1.0, 3)
+
+
+class TestLayerNormResidualBranch(Base):
+    """layernorm_backward_residual_branch: x1 = res + s_b * (gamma * y) feeds the residual path
+    (gradient dres) and u = LayerNorm(x1) (gradient dout); the op gives res's gradient (dx, +=),
+    y's (dy, overwritten), gamma's and the LayerNorm's g, b gradients (+=)."""
+
+    def run_case(self, B, rows, C, with_gamma, scale, seed):
+        g = torch.Generator().manual_seed(seed)
+        N, per, eps = B * rows, rows * C, 1e-5
+        res = (torch.randn(N, C, generator=g) + 1).float()
+        y = torch.randn(N, C, generator=g).float()
+        gamma = (torch.randn(C, generator=g) * 0.5).float()
+        w = (torch.randn(C, generator=g) * 0.5 + 1).float()
+        b = torch.randn(C, generator=g).float()
+        dres = torch.randn(N, C, generator=g).float()
+        dout = torch.randn(N, C, generator=g).float()
+        inits = {k: torch.randn(*s, generator=g).float()
+                 for k, s in (("dx", (N, C)), ("dy", (N, C)), ("dg", (C,)), ("db", (C,)), ("dgamma", (C,)))}
+        s_row = (torch.ones(B) if scale is None else torch.tensor(scale)).double().repeat_interleave(rows)[:, None]
+        branch = lambda rd, yd, gd: rd + s_row * ((gd * yd) if with_gamma else yd)
+        x1 = branch(res.double(), y.double(), gamma.double()).float()  # the forward's stored x1
+        tensors = {"x1": x1.numpy(), "g": w.numpy(), "b": b.numpy(), "dres": dres.numpy(), "dout": dout.numpy(),
+                   "y": y.numpy(), **{k + "_init": v.numpy() for k, v in inits.items()}}
+        if with_gamma:
+            tensors["gamma"] = gamma.numpy()
+        if scale is not None:
+            tensors["scale"] = np.array(scale, dtype=np.float32)
+        out = run_op("layernorm_residual_branch", tensors, {"B": B, "per": per, "C": C, "eps": repr(eps)})
+        rd, yd, gd, wd, bd = (t.double().requires_grad_() for t in (res, y, gamma, w, b))
+        # x1's value is the stored float32 one; its gradient flows to res, y and gamma
+        bx = branch(rd, yd, gd)
+        x1d = x1.double() + bx - bx.detach()
+        u = F.layer_norm(x1d, (C,), wd, bd, eps)
+        ((x1d * dres.double()).sum() + (u * dout.double()).sum()).backward()
+        tag = f"ln_residual_branch B={B} rows={rows} C={C} gamma={with_gamma} scale={scale}"
+        self.check(tag + " out", out["out"], u.detach(), FWD_TOL)
+        self.check(tag + " dx", out["dx"], inits["dx"].double() + rd.grad, GRAD_TOL)
+        self.check(tag + " dx (no init)", out["dx"] - inits["dx"].numpy(), rd.grad, GRAD_TOL)
+        self.check(tag + " dy (overwritten)", out["dy"], yd.grad, GRAD_TOL)
+        self.check(tag + " dg", out["dg"], inits["dg"].double() + wd.grad, GRAD_TOL)
+        self.check(tag + " db", out["db"], inits["db"].double() + bd.grad, GRAD_TOL)
+        if with_gamma:
+            self.check(tag + " dgamma", out["dgamma"], inits["dgamma"].double() + gd.grad, GRAD_TOL)
+            self.check(tag + " dgamma (no init)", out["dgamma"] - inits["dgamma"].numpy(), gd.grad, GRAD_TOL)
+        if scale is not None:  # a dropped sample's dy is exactly 0
+            for k, sk in enumerate(scale):
+                if sk == 0.0:
+                    self.assertTrue(np.all(out["dy"][k * rows:(k + 1) * rows] == 0.0), "dropped sample's dy")
+
+    def test_gamma_drop(self):
+        # sample 0 dropped, 1 and 2 kept
+        self.run_case(3, 7 * 5, 48, True, [0.0, 1.25, 1.25], 50)
+
+    def test_gamma_no_drop(self):
+        self.run_case(2, 6 * 9, 96, True, None, 51)
+
+    def test_no_gamma_drop(self):
+        self.run_case(2, 4 * 4, 40, False, [1.25, 0.0], 52)
+
+    def test_many_chunks(self):
+        # N well above the 64-row reduction chunks, a dropped sample
+        self.run_case(3, 1701, 32, True, [1.25, 0.0, 1.25], 53)
 
 
 class TestGelu(Base):
