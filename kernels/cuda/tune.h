@@ -37,8 +37,9 @@ extern "C" {
 }
 #endif
 
-/* One hot op's implementations. names[0] is the reference implementation (the emulator's
- * choice when nothing is forced). Defined by the op's .cu file, listed in tune.cu's table. */
+/* One hot op's implementations. names[0] is the emulator's choice when nothing is forced: the
+ * reference implementation (dwconv7_layernorm's is its fused kernel, the one the launch counts
+ * assume). Defined by the op's .cu file, listed in tune.cu's table. */
 typedef struct {
     const char *op;            /* "window_attention", "dwconv7", "layernorm", "conv3x3", "dwconv7_layernorm" */
     int n;                     /* implementations */
