@@ -13,6 +13,8 @@
  * The dw/db reductions use a FIXED partition of the rows into DW_CHUNKS chunks, one partial
  * per chunk, summed in chunk order afterwards: deterministic and independent of the thread
  * count.
+ *
+ * dwconv7_layernorm_forward is dwconv7_forward, then layernorm_forward (layernorm.c).
  */
 #include <omp.h>
 #include <string.h>
@@ -198,6 +200,16 @@ void cpu_dwconv7_forward_add(Backend *be,
             for (size_t i = 0; i < (size_t)W * C; i++) dst[i] = dst[i] + tmp[i];
         }
     }
+}
+
+/* The two ops, exactly (the CUDA backend fuses them): the training is that sequence's bit for bit. */
+void cpu_dwconv7_layernorm_forward(Backend *be, Act *out /* (B, H, W, C) */, Act *ln /* (B, H, W, C) */,
+                                   float *mean /* (B*H*W) */, float *rstd /* (B*H*W) */,
+                                   const Act *in /* (B, H, W, C) */, const float *w /* (C, 1, 7, 7) */,
+                                   const float *b /* (C) */, const float *g /* (C) */, const float *beta /* (C) */,
+                                   int B, int H, int W, int C, float eps) {
+    cpu_dwconv7_forward(be, out, in, w, b, B, H, W, C);
+    cpu_layernorm_forward(be, ln, mean, rstd, out, g, beta, (size_t)B * H * W, C, eps);
 }
 
 void cpu_dwconv7_backward(Backend *be,

@@ -20,6 +20,9 @@
 //   "cudnn"  cuDNN grouped convolution (groups = C, NHWC, pad 3) on fp32 data with FMA math in
 //            every mode (bf16 Acts through fp32 copies: dwconv7 stays fp32-exact), deterministic
 //            backward algorithms only (conv_cudnn.cu); a shape cuDNN cannot run so runs "direct".
+//
+// dwconv7_layernorm_forward (the conv, then LayerNorm over its channels; TuneOp
+// "dwconv7_layernorm": "fused" in one kernel, or "split") is the last section.
 #include <stdio.h>
 
 #include "act.cuh"
@@ -446,4 +449,279 @@ extern "C" void cu_dwconv7_backward_first(Backend *be, Act *din, float *dw, floa
     size_t n = (size_t)B * H * W * C;
     if (!n) return;
     dw_backward_impl(be, dw_pick(be, NULL, w, NULL, B, H, W, C), din, 0, dw, db, dout, in, w, B, H, W, C);
+}
+
+// ---- dwconv7_layernorm_forward: the conv, then LayerNorm over its C channels ------------------
+//
+// Implementations (tune.h, TuneOp "dwconv7_layernorm"):
+//   "fused" ONE kernel. A block takes strips of DWLN_PX = 8 consecutive pixels of one image row
+//           with ALL their channels, so every pixel's LayerNorm statistics are complete inside the
+//           block: TS threads per strip (whole warps), thread t the channels t, t + TS, ... (K of
+//           them, K = ceil(C / 256) <= 4, so C <= 1024), consecutive threads consecutive channels
+//           (coalesced loads and stores); several strips per block where C needs fewer than 256
+//           threads. Per channel the 8 outputs accumulate in registers, the bias first and then the
+//           taps in the order of "direct" (ki, then kj), each input loaded once per strip and row
+//           (a sliding window: 7 rows x 14 columns for 8 pixels). The result is rounded to the Act
+//           type and stored (out, as dwconv7_forward rounds it), and the STORED value is what is
+//           normalised, as layernorm_forward reads out: statistics in double, two passes (mean,
+//           then the centred sum of squares) as the "warp" LayerNorm and the CPU reference, each
+//           pixel's sum over the block's lanes in a fixed tree (a warp reduce-scatter, then the
+//           strip's warps in order): deterministic, no atomics.
+//           The weights: w (C, 49) copied as it lies into shared memory (dynamic, 196·C bytes: 150 KB
+//           at C = 768, so few blocks per SM there; the blocks loop over the strips, so each block
+//           copies them once), not read through the cache: a thread reads its own channel's 49
+//           taps, consecutive threads 49 floats apart, which from global memory touches a separate
+//           sector per lane per tap, while in shared memory 49 is odd, so the 32 lanes hit 32 banks
+//           (conflict-free; a tap-major [49][C] copy would be too, but needs a transposing copy).
+//           Shapes beyond it (C > 1024, or weights over the shared-memory limit) run "split";
+//   "split" dwconv7_forward then layernorm_forward, each with its own tuned implementation
+//           (2 launches): where the fused kernel is slower on a card, the tuner picks this.
+// Both make the choices of dwconv7 and layernorm for the shape first (timed on a GPU): their
+// backward ops run what those choices say, whichever implementation ran the forward.
+
+#define DWLN_PX 8           // pixels per strip (dwln_warp_sum_scatter is written for 8)
+#define DWLN_THREADS 256    // at most per block
+#define DWLN_MAX_K 4        // channels per thread: C <= DWLN_MAX_K * DWLN_THREADS
+#define DWLN_MAX_BLOCKS 1024 // blocks loop over the strips beyond this (the weight copy is per block)
+
+// Lane l of the warp gets Σ over the warp's 32 lanes of v[(l >> 2) & 7]: a reduce-scatter in a
+// fixed tree (9 shuffles instead of 8 × 5 for eight butterflies), every lane of a group of 4 the
+// same bits. v is clobbered.
+__device__ __forceinline__ double dwln_warp_sum_scatter(double v[DWLN_PX]) {
+    const int lane = threadIdx.x & 31;
+    const bool h16 = lane & 16, h8 = lane & 8, h4 = lane & 4;
+#pragma unroll
+    for (int i = 0; i < 4; i++) { // lanes with bit 4 keep pixels 4..7, the others 0..3
+        const double send = h16 ? v[i] : v[i + 4], keep = h16 ? v[i + 4] : v[i];
+        v[i] = keep + __shfl_xor_sync(0xffffffffu, send, 16);
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const double send = h8 ? v[i] : v[i + 2], keep = h8 ? v[i + 2] : v[i];
+        v[i] = keep + __shfl_xor_sync(0xffffffffu, send, 8);
+    }
+    {
+        const double send = h4 ? v[0] : v[1], keep = h4 ? v[1] : v[0];
+        v[0] = keep + __shfl_xor_sync(0xffffffffu, send, 4);
+    }
+    v[0] += __shfl_xor_sync(0xffffffffu, v[0], 2);
+    v[0] += __shfl_xor_sync(0xffffffffu, v[0], 1);
+    return v[0];
+}
+
+// red[warp][p] = the warp's sum of v[p] (lanes l with l % 4 == 0 write pixel l / 4); after the
+// barrier, every thread of the strip adds its nw warps' rows in warp order.
+__device__ __forceinline__ void dwln_strip_sum(double sum[DWLN_PX], double v[DWLN_PX],
+                                               double (*red)[DWLN_PX] /* (DWLN_THREADS / 32, DWLN_PX) */, int w0,
+                                               int nw) {
+    const double r = dwln_warp_sum_scatter(v);
+    if ((threadIdx.x & 3) == 0) red[threadIdx.x / 32][(threadIdx.x >> 2) & 7] = r;
+    __syncthreads();
+#pragma unroll
+    for (int p = 0; p < DWLN_PX; p++) {
+        double a = 0;
+        for (int i = 0; i < nw; i++) a += red[w0 + i][p];
+        sum[p] = a;
+    }
+}
+
+// Block: SB strips of TS threads; unit u = strips [u·SB, (u+1)·SB), units blockIdx.x, + gridDim.x, ...
+// (every thread runs every unit: the barriers and shuffles need them all).
+template <typename T, int K>
+__global__ void __launch_bounds__(DWLN_THREADS)
+    k_dwln_fused(T *out, T *ln, float *mean, float *rstd, const T *in, const float *w, const float *b,
+                 const float *g, const float *beta, int H, int W, int C, float eps, int TS, int SB, size_t nstrips,
+                 size_t nunits) {
+    extern __shared__ float dwln_w[]; // (C, 49): w as it lies in memory
+    __shared__ double red_s[DWLN_THREADS / 32][DWLN_PX], red_q[DWLN_THREADS / 32][DWLN_PX];
+    for (int i = threadIdx.x; i < C * 49; i += blockDim.x) dwln_w[i] = w[i];
+    __syncthreads();
+    const int t = threadIdx.x % TS, s = threadIdx.x / TS;
+    const int w0 = s * TS / 32, nw = TS / 32; // the strip's warps
+    const int sx = (W + DWLN_PX - 1) / DWLN_PX; // strips per image row
+    for (size_t u = blockIdx.x; u < nunits; u += gridDim.x) {
+        const size_t strip = u * SB + s;
+        const int live = strip < nstrips;
+        const size_t row = live ? strip / sx : 0; // b·H + y
+        const int y = (int)(row % H), x0 = live ? (int)(strip % sx) * DWLN_PX : 0;
+        const int npx = !live ? 0 : W - x0 < DWLN_PX ? W - x0 : DWLN_PX; // pixels of the strip in the image
+        const size_t pix0 = row * W + x0;
+        const T *img = in + (row - y) * W * C; // the image's first pixel
+        float v[K][DWLN_PX];                   // the stored conv (0 where no channel or pixel)
+        double part[DWLN_PX], sum[DWLN_PX];
+#pragma unroll
+        for (int p = 0; p < DWLN_PX; p++) part[p] = 0;
+#pragma unroll
+        for (int k = 0; k < K; k++) {
+            const int c = t + k * TS;
+            const bool on = npx > 0 && c < C;
+            float acc[DWLN_PX];
+            const float bc = on ? b[c] : 0.0f;
+#pragma unroll
+            for (int p = 0; p < DWLN_PX; p++) acc[p] = bc;
+            for (int ki = 0; on && ki < 7; ki++) {
+                const int yy = y + ki - 3;
+                if (yy < 0 || yy >= H) continue;
+                float wr[7];
+#pragma unroll
+                for (int kj = 0; kj < 7; kj++) wr[kj] = dwln_w[c * 49 + ki * 7 + kj];
+                const T *src = img + (size_t)yy * W * C + c;
+                // input column x0 - 3 + j feeds output p = j - kj: taps in kj order per output
+#pragma unroll
+                for (int j = 0; j < DWLN_PX + 6; j++) {
+                    const int xx = x0 - 3 + j;
+                    if (xx < 0 || xx >= W) continue;
+                    const float val = act_load(src + (size_t)xx * C);
+#pragma unroll
+                    for (int kj = 0; kj < 7; kj++)
+                        if (j - kj >= 0 && j - kj < DWLN_PX) acc[j - kj] += val * wr[kj];
+                }
+            }
+#pragma unroll
+            for (int p = 0; p < DWLN_PX; p++) {
+                v[k][p] = 0;
+                if (!on || p >= npx) continue;
+                T q;
+                act_store(&q, acc[p]);
+                out[(pix0 + p) * C + c] = q;
+                v[k][p] = act_load(&q);
+                part[p] += v[k][p];
+            }
+        }
+        dwln_strip_sum(sum, part, red_s, w0, nw);
+        double mu[DWLN_PX];
+#pragma unroll
+        for (int p = 0; p < DWLN_PX; p++) mu[p] = sum[p] / C, part[p] = 0;
+#pragma unroll
+        for (int k = 0; k < K; k++) {
+            const bool on = npx > 0 && t + k * TS < C;
+#pragma unroll
+            for (int p = 0; p < DWLN_PX; p++)
+                if (on && p < npx) {
+                    const double d = v[k][p] - mu[p];
+                    part[p] += d * d;
+                }
+        }
+        dwln_strip_sum(sum, part, red_q, w0, nw);
+        float muf[DWLN_PX], rsf[DWLN_PX];
+#pragma unroll
+        for (int p = 0; p < DWLN_PX; p++) {
+            muf[p] = (float)mu[p];
+            rsf[p] = (float)(1.0 / sqrt(sum[p] / C + (double)eps));
+            if (t == 0 && p < npx) mean[pix0 + p] = muf[p], rstd[pix0 + p] = rsf[p];
+        }
+#pragma unroll
+        for (int k = 0; k < K; k++) {
+            const int c = t + k * TS;
+            if (npx == 0 || c >= C) continue;
+            const float gc = g[c], bc = beta[c];
+#pragma unroll
+            for (int p = 0; p < DWLN_PX; p++)
+                if (p < npx) act_store(ln + (pix0 + p) * C + c, (v[k][p] - muf[p]) * rsf[p] * gc + bc);
+        }
+        // red_s is next written after this unit's second barrier, red_q after the next unit's first:
+        // every thread has read them by then
+    }
+}
+
+typedef struct {
+    int K, TS, SB;          // channels per thread, threads per strip, strips per block
+    size_t nstrips, nunits; // units: SB strips, one block's work per iteration
+    unsigned grid;
+    size_t smem; // dynamic shared memory: the weights
+} DwlnGeom;
+
+// The fused kernel's geometry for the shape; 0 when it cannot run it ("split" runs it).
+static int dwln_geom(Backend *be, int B, int H, int W, int C, DwlnGeom *g) {
+    g->K = (C + DWLN_THREADS - 1) / DWLN_THREADS;
+    if (g->K > DWLN_MAX_K) return 0;
+    g->TS = ((C + g->K - 1) / g->K + 31) / 32 * 32;
+    g->SB = DWLN_THREADS / g->TS;
+    g->nstrips = (size_t)B * H * ((W + DWLN_PX - 1) / DWLN_PX);
+    g->nunits = (g->nstrips + g->SB - 1) / g->SB;
+    g->grid = (unsigned)(g->nunits < DWLN_MAX_BLOCKS ? g->nunits : DWLN_MAX_BLOCKS);
+    g->smem = (size_t)C * 49 * sizeof(float);
+    // dwln_launch allows the kernel the most its K needs (+ the static red_s, red_q): K = 4 on sm_90 fits
+    int limit = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, cuda_state(be)->device));
+    return (size_t)g->K * DWLN_THREADS * 49 * sizeof(float) + 2 * sizeof(double) * (DWLN_THREADS / 32) * DWLN_PX <=
+           (size_t)limit;
+}
+
+template <typename T, int K>
+static void dwln_launch(Backend *be, const DwlnGeom *g, Act *out, Act *ln, float *mean, float *rstd, const Act *in,
+                        const float *w, const float *b, const float *gm, const float *beta, int H, int W, int C,
+                        float eps) {
+    // the most any shape of this K needs, not this shape's: the attribute is the function's, read
+    // at every launch, also at a recorded step's replay (graph.cu), where a smaller C's call since
+    // the capture must not have lowered it below a larger C's launch
+    CUDA_CHECK(cudaFuncSetAttribute((const void *)k_dwln_fused<T, K>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    K * DWLN_THREADS * 49 * (int)sizeof(float)));
+    k_dwln_fused<T, K><<<g->grid, g->TS * g->SB, g->smem, cuda_state(be)->stream>>>(
+        (T *)out, (T *)ln, mean, rstd, (const T *)in, w, b, gm, beta, H, W, C, eps, g->TS, g->SB, g->nstrips,
+        g->nunits);
+    CUDA_CHECK_LAUNCH();
+}
+
+static void dwln_fused(Backend *be, const DwlnGeom *g, Act *out, Act *ln, float *mean, float *rstd, const Act *in,
+                       const float *w, const float *b, const float *gm, const float *beta, int H, int W, int C,
+                       float eps) {
+    CUDA_ACT_DISPATCH(be, T, switch (g->K) {
+        case 1: dwln_launch<T, 1>(be, g, out, ln, mean, rstd, in, w, b, gm, beta, H, W, C, eps); break;
+        case 2: dwln_launch<T, 2>(be, g, out, ln, mean, rstd, in, w, b, gm, beta, H, W, C, eps); break;
+        case 3: dwln_launch<T, 3>(be, g, out, ln, mean, rstd, in, w, b, gm, beta, H, W, C, eps); break;
+        default: dwln_launch<T, 4>(be, g, out, ln, mean, rstd, in, w, b, gm, beta, H, W, C, eps); break;
+    });
+}
+
+enum { DWLN_FUSED, DWLN_SPLIT };
+static const char *const DWLN_NAMES[] = {"fused", "split"};
+extern "C" const TuneOp TUNE_DWCONV7_LAYERNORM = {"dwconv7_layernorm", 2, DWLN_NAMES};
+
+// layernorm.cu: makes layernorm's choice for (N, C) without running its forward.
+extern "C" void cuda_layernorm_choose(Backend *be, Act *out, float *mean, float *rstd, const Act *in, const float *g,
+                                      const float *b, size_t N, int C, float eps);
+
+// The op's arguments and the fused geometry. Timing runs implementation i into the real outputs:
+// every one of them is overwritten afterwards by the chosen one (as layernorm.cu's timing does).
+typedef struct {
+    Backend *be;
+    Act *out, *ln;
+    float *mean, *rstd;
+    const Act *in;
+    const float *w, *b, *g, *beta;
+    int B, H, W, C;
+    float eps;
+    DwlnGeom geom;
+} DwlnArgs;
+
+static void dwln_run(void *ctx, int impl) {
+    const DwlnArgs *a = (const DwlnArgs *)ctx;
+    if (impl == DWLN_FUSED) {
+        dwln_fused(a->be, &a->geom, a->out, a->ln, a->mean, a->rstd, a->in, a->w, a->b, a->g, a->beta, a->H, a->W,
+                   a->C, a->eps);
+        return;
+    }
+    cu_dwconv7_forward(a->be, a->out, a->in, a->w, a->b, a->B, a->H, a->W, a->C);
+    cu_layernorm_forward(a->be, a->ln, a->mean, a->rstd, a->out, a->g, a->beta, (size_t)a->B * a->H * a->W, a->C,
+                         a->eps);
+}
+
+extern "C" void cu_dwconv7_layernorm_forward(Backend *be, Act *out, Act *ln, float *mean, float *rstd, const Act *in,
+                                             const float *w, const float *b, const float *g, const float *beta, int B,
+                                             int H, int W, int C, float eps) {
+    const size_t N = (size_t)B * H * W;
+    if (!N || C <= 0) return;
+    // the backward ops' choices (dwconv7_backward and layernorm_backward run what their forward
+    // chose, never timing from there): made here, before either implementation runs
+    dw_pick(be, in, w, b, B, H, W, C);
+    cuda_layernorm_choose(be, ln, mean, rstd, out, g, beta, N, C, eps);
+    DwlnArgs a = {be, out, ln, mean, rstd, in, w, b, g, beta, B, H, W, C, eps, {}};
+    int impl = DWLN_SPLIT;
+    if (dwln_geom(be, B, H, W, C, &a.geom)) {
+        char key[64];
+        snprintf(key, sizeof key, "B%d H%d W%d C%d", B, H, W, C);
+        impl = cuda_tune_pick(be, &TUNE_DWCONV7_LAYERNORM, key, dwln_run, &a);
+    }
+    dwln_run(&a, impl);
 }

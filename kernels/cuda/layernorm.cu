@@ -356,6 +356,17 @@ extern "C" void cu_layernorm_forward(Backend *be, Act *out, float *mean, float *
     else ln_warp_forward(be, out, mean, rstd, in, g, b, N, C, eps);
 }
 
+// The choice layernorm_backward reads for (N, C), made without running the forward (timed on a
+// GPU: the timing runs write out, mean and rstd, which the caller overwrites next). For
+// dwconv7_layernorm_forward (dwconv7.cu), whose "fused" kernel normalises in place of this
+// op's forward: the backward still runs this op's chosen implementation, timed, not just "warp".
+extern "C" void cuda_layernorm_choose(Backend *be, Act *out, float *mean, float *rstd, const Act *in, const float *g,
+                                      const float *b, size_t N, int C, float eps) {
+    if (!N || C <= 0) return;
+    LnTune t = {be, out, mean, rstd, in, g, b, N, C, 0, 0, eps};
+    ln_pick(be, &t);
+}
+
 extern "C" void cu_layernorm_backward(Backend *be, Act *din, float *dg, float *db, const Act *dout, const Act *in,
                                       const float *mean, const float *rstd, const float *g, size_t N, int C) {
     if (!N || C <= 0) return;

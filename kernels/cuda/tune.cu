@@ -13,11 +13,13 @@
 // first step.
 extern "C" const TuneOp TUNE_WINDOW_ATTENTION; // window_attention.cu
 extern "C" const TuneOp TUNE_DWCONV7, TUNE_LAYERNORM, TUNE_CONV3X3; // dwconv7.cu, layernorm.cu, conv_cudnn.cu
+extern "C" const TuneOp TUNE_DWCONV7_LAYERNORM;                     // dwconv7.cu
 static const TuneOp *const TUNE_OPS[] = {
     &TUNE_WINDOW_ATTENTION,
     &TUNE_DWCONV7,
     &TUNE_LAYERNORM,
     &TUNE_CONV3X3,
+    &TUNE_DWCONV7_LAYERNORM,
     NULL, // end
 };
 

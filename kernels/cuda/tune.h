@@ -2,9 +2,9 @@
  *
  * Speed has to be built without a GPU at hand, so no single kernel is trusted to be the fast
  * one: each hot op (window attention, the depthwise 7×7 convolution, LayerNorm, the 3×3
- * convolutions) keeps a table of implementations, every one of which passes the same checks
- * against the CPU backend on the emulator (`unet2022-check gpu-check-ops` runs each one, forced),
- * and the backend decides per shape which one runs:
+ * convolutions, the depthwise 7×7 + LayerNorm pair) keeps a table of implementations, every one
+ * of which passes the same checks against the CPU backend on the emulator (`unet2022-check
+ * gpu-check-ops` runs each one, forced), and the backend decides per shape which one runs:
  *
  *   1. a forced choice (backend_cuda_set_tuning's `force`, from the config key train.kernels,
  *      e.g. "window_attention=flash,dwconv7=tiled"), always;
@@ -37,10 +37,11 @@ extern "C" {
 }
 #endif
 
-/* One hot op's implementations. names[0] is the reference implementation (the emulator's
- * choice when nothing is forced). Defined by the op's .cu file, listed in tune.cu's table. */
+/* One hot op's implementations. names[0] is the emulator's choice when nothing is forced: the
+ * reference implementation (dwconv7_layernorm's is its fused kernel, the one the launch counts
+ * assume). Defined by the op's .cu file, listed in tune.cu's table. */
 typedef struct {
-    const char *op;            /* "window_attention", "dwconv7", "layernorm", "conv3x3" */
+    const char *op;            /* "window_attention", "dwconv7", "layernorm", "conv3x3", "dwconv7_layernorm" */
     int n;                     /* implementations */
     const char *const *names;  /* (n) */
     /* NULL: every implementation runs in every precision mode; else 0 for one that cannot run

@@ -77,6 +77,22 @@
        const float *w,  /* (C, 1, 7, 7) */                                                                            \
        int B, int H, int W, int C),                                                                                   \
       (be, din, dw, db, dout, in, w, B, H, W, C))                                                                     \
+    /* dwconv7_forward(out, in, w, b), then layernorm_forward(ln, mean, rstd, out, g, beta, B*H*W, C, eps):           \
+     * the ConvNeXt half's start; out (LayerNorm's input), ln, mean, rstd are all written, as the                     \
+     * two ops write them (the backward reads them). The CPU backend runs exactly those two ops. */                   \
+    X(dwconv7_layernorm_forward,                                                                                      \
+      (Backend *be,                                                                                                   \
+       Act *out,          /* (B, H, W, C) the convolution */                                                          \
+       Act *ln,           /* (B, H, W, C) LayerNorm of out */                                                         \
+       float *mean,       /* (B*H*W) saved for backward */                                                            \
+       float *rstd,       /* (B*H*W) saved for backward */                                                            \
+       const Act *in,     /* (B, H, W, C) */                                                                          \
+       const float *w,    /* (C, 1, 7, 7) */                                                                          \
+       const float *b,    /* (C) */                                                                                   \
+       const float *g,    /* (C) LayerNorm weight */                                                                  \
+       const float *beta, /* (C) LayerNorm bias */                                                                    \
+       int B, int H, int W, int C, float eps),                                                                        \
+      (be, out, ln, mean, rstd, in, w, b, g, beta, B, H, W, C, eps))                                                  \
                                                                                                                       \
     /* ---- transposed convolution with kernel == stride == k (2 or 4), bias ----                                     \
      * Non-overlapping: out[b, h*k+i, w*k+j, co] = b[co] + sum_ci in[b,h,w,ci] * w[ci,co,i,j] */                      \

@@ -47,8 +47,9 @@ void pi_block_forward(const BlockDesc *bd, Backend *be, BlockActs *ba, const flo
     size_t N = ba->N, Np = ba->Np;
 
     /* ConvNeXt part */
-    be->dwconv7_forward(be, ba->dw1, x, P + bd->dw_w, P + bd->dw_b, B, H, W, d);
-    be->layernorm_forward(be, ba->ln1, ba->mean1, ba->rstd1, ba->dw1, P + bd->norm_w, P + bd->norm_b, N, d, 1e-6f);
+    /* ln1 = LN(dw1), dw1 = dwconv7(x): one fused op (dw1 stays: LayerNorm's backward reads it) */
+    be->dwconv7_layernorm_forward(be, ba->dw1, ba->ln1, ba->mean1, ba->rstd1, x, P + bd->dw_w, P + bd->dw_b,
+                                  P + bd->norm_w, P + bd->norm_b, B, H, W, d, 1e-6f);
     be->linear_gelu_forward(be, ba->ge, ba->fc1, ba->ln1, P + bd->fc1_w, P + bd->fc1_b, N, d, 4 * d);
     be->linear_forward(be, ba->fc2, ba->ge, P + bd->fc2_w, P + bd->fc2_b, N, 4 * d, d);
     /* x1 = x + dp(γ·fc2) and the attention part's u = LN(x1): one fused op */

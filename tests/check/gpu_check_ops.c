@@ -364,6 +364,36 @@ static void case_dwconv7(Ctx *x, int B, int H, int W, int C) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
+/* dwconv7_layernorm_forward, every output NaN on the GPU until written: the conv against the CPU's
+ * dwconv7_forward, and the LayerNorm against the CPU's layernorm_forward of the GPU's STORED conv
+ * (so the check measures the normalisation alone, as case_residual does, and fails if the kernel
+ * normalised anything but what it stored: in bf16 mode its unrounded sums). */
+static void case_dwconv7_layernorm(Ctx *x, int B, int H, int W, int C) {
+    char op[96];
+    snprintf(op, sizeof op, "dwconv7_ln %dx%d C%d B%d%s", H, W, C, B, impl_tag(x));
+    const size_t N = (size_t)B * H * W;
+    ActPair in = act_rand(x, N * C, -1, 1), out = act_out(x, in.n), ln = act_out(x, in.n);
+    Pair w = pair_rand(x, (size_t)C * 49, -0.3f, 0.3f), b = pair_rand(x, C, -0.5f, 0.5f);
+    Pair g = pair_rand(x, C, 0.5f, 1.5f), beta = pair_rand(x, C, -0.5f, 0.5f);
+    Pair mean = pair_out(x, N), rstd = pair_out(x, N);
+    x->cpu->dwconv7_forward(x->cpu, out.c, in.c, w.c, b.c, B, H, W, C);
+    x->gpu->dwconv7_layernorm_forward(x->gpu, out.g, ln.g, mean.g, rstd.g, in.g, w.g, b.g, g.g, beta.g, B, H, W, C,
+                                      1e-6f);
+    compare_act(x, op, "out", out, TOL_FP32);
+    float *h = xmalloc(in.n * sizeof(float)); /* (N, C) the GPU's stored conv */
+    backend_download_act(x->gpu, h, out.g, in.n);
+    backend_upload_act(x->cpu, out.c, h, in.n);
+    free(h);
+    x->cpu->layernorm_forward(x->cpu, ln.c, mean.c, rstd.c, out.c, g.c, beta.c, N, C, 1e-6f);
+    compare_act(x, op, "ln", ln, TOL_FP32);
+    compare(x, op, "mean", mean, TOL_FP32);
+    compare(x, op, "rstd", rstd, TOL_FP32);
+    ActPair *acts[] = {&in, &out, &ln};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&w, &b, &g, &beta, &mean, &rstd};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
+}
+
 static void case_convT(Ctx *x, int B, int H, int W, int Ci, int Co, int k) {
     char op[64];
     snprintf(op, sizeof op, "convT k%d %dx%d %d>%d", k, H, W, Ci, Co);
@@ -918,6 +948,18 @@ static int check_ops(Ctx *x) {
         case_dwconv7(x, 3, 9, 17, 8);
         case_dwconv7(x, 1, 23, 7, 64);
         case_dwconv7(x, 1, 5, 6, 15);
+    });
+    /* the fused conv + LayerNorm: channels from one warp per strip (24: 8 strips per block) to
+     * 768 (3 channels per thread, 150 KB of weights in shared memory), odd maps (strips cut at
+     * the right edge, maps narrower than a strip); 2 x 33 x 127 at C 200 is 1056 strips of one
+     * block each: more than the grid's 1024 blocks, so blocks loop */
+    FOR_EACH_IMPL(x, "dwconv7_layernorm", {
+        case_dwconv7_layernorm(x, 2, 13, 11, 24);
+        case_dwconv7_layernorm(x, 1, 9, 17, 96);
+        case_dwconv7_layernorm(x, 1, 7, 5, 200);
+        case_dwconv7_layernorm(x, 2, 5, 3, 768);
+        case_dwconv7_layernorm(x, 1, 3, 9, 45);
+        case_dwconv7_layernorm(x, 2, 33, 127, 200);
     });
     case_convT(x, 2, 5, 6, 16, 8, 2);
     case_convT(x, 2, 5, 6, 8, 14, 4);

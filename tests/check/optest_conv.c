@@ -1,5 +1,5 @@
 /* optest_conv.c — optest handlers for the convolution / linear family:
- * "conv3x3", "dwconv7", "convT", "linear".
+ * "conv3x3", "dwconv7", "convT", "linear"; "dwconv7_layernorm" (forward only, below).
  *
  * Input tensors (F32, shapes as in backend.h, activations NHWC):
  *   in, w, b (b optional for linear only), dout
@@ -67,6 +67,27 @@ static void run_dwconv7(Backend *be, const StFile *in, StFile *out) {
     be->dwconv7_backward(be, (Act *)din, dw, db, (const Act *)dout, (const Act *)x, w, B, H, W, C);
 }
 
+/* dwconv7_layernorm (forward only: the op has no backward of its own): in (B, H, W, C), w (C, 1, 7,
+ * 7), b (C), g (C), beta (C); attrs B H W C eps → out (the conv), ln, mean, rstd */
+static void run_dwconv7_layernorm(Backend *be, const StFile *in, StFile *out) {
+    int B = (int)ot_int(in, "B"), H = (int)ot_int(in, "H"), W = (int)ot_int(in, "W");
+    int C = (int)ot_int(in, "C");
+    const float eps = (float)ot_float(in, "eps");
+    size_t N = (size_t)B * H * W;
+    const float *x = ot_f32(in, "in", N * C);         /* (B, H, W, C) */
+    const float *w = ot_f32(in, "w", (size_t)C * 49); /* (C, 1, 7, 7) */
+    const float *b = ot_f32(in, "b", (size_t)C);      /* (C) */
+    const float *g = ot_f32(in, "g", (size_t)C);      /* (C) */
+    const float *beta = ot_f32(in, "beta", (size_t)C); /* (C) */
+    int64_t sx[4] = {B, H, W, C}, sN[1] = {(int64_t)N};
+    float *y = ot_out(out, "out", 4, sx);
+    float *ln = ot_out(out, "ln", 4, sx);
+    float *mean = ot_out(out, "mean", 1, sN);
+    float *rstd = ot_out(out, "rstd", 1, sN);
+    be->dwconv7_layernorm_forward(be, (Act *)y, (Act *)ln, mean, rstd, (const Act *)x, w, b, g, beta, B, H, W, C,
+                                  eps);
+}
+
 static void run_convT(Backend *be, const StFile *in, StFile *out) {
     int B = (int)ot_int(in, "B"), H = (int)ot_int(in, "H"), W = (int)ot_int(in, "W");
     int Ci = (int)ot_int(in, "Ci"), Co = (int)ot_int(in, "Co"), k = (int)ot_int(in, "k");
@@ -103,6 +124,7 @@ static void run_linear(Backend *be, const StFile *in, StFile *out) {
 const OpTest optest_conv_ops[] = {
     {"conv3x3", run_conv3x3},
     {"dwconv7", run_dwconv7},
+    {"dwconv7_layernorm", run_dwconv7_layernorm},
     {"convT", run_convT},
     {"linear", run_linear},
     {NULL, NULL},

@@ -1,4 +1,5 @@
-"""Reference tests for the CPU conv / linear ops (conv3x3, dwconv7, convT, linear).
+"""Reference tests for the CPU conv / linear ops (conv3x3, dwconv7, convT, linear), and the
+fused dwconv7_layernorm forward (F.conv2d(groups=C, padding=3), then F.layer_norm over channels).
 
 Each case draws random inputs, parameters and an upstream gradient `dout`, runs
 `$UNET2022_CHECK optest <op>` (forward + backward of the C op) and compares the output and every
@@ -155,6 +156,32 @@ class ConvOpsTest(unittest.TestCase):
                            x, w, b, (B, H, W, C), dict(B=B, H=H, W=W, C=C),
                            lambda tx, tw, tb, C=C: F.conv2d(tx, tw, tb, padding=3, groups=C),
                            nhwc, nchw, use_init=(i % 2 == 1), no_din=no_din)
+
+    def test_dwconv7_layernorm(self):
+        # (B, H, W, C, eps): the ConvNeXt half's start (eps 1e-6 as the PI block), forward only
+        cases = [(1, 7, 9, 5, 1e-6), (2, 5, 4, 24, 1e-6), (1, 9, 11, 96, 1e-6), (2, 3, 3, 200, 1e-5),
+                 (1, 4, 5, 768, 1e-6)]
+        for B, H, W, C, eps in cases:
+            x = self.rand(B, H, W, C)
+            w = self.rand(C, 1, 7, 7, scale=1 / 7)
+            b = self.rand(C)
+            g = (1 + 0.5 * self.rand(C)).astype(np.float32)
+            beta = self.rand(C)
+            res = run_optest("dwconv7_layernorm", {"in": x, "w": w, "b": b, "g": g, "beta": beta},
+                             dict(B=B, H=H, W=W, C=C, eps=repr(eps)))
+            conv = F.conv2d(nchw(x), torch.from_numpy(w).double(), torch.from_numpy(b).double(), padding=3,
+                            groups=C).detach().permute(0, 2, 3, 1)
+            ln = F.layer_norm(conv, (C,), torch.from_numpy(g).double(), torch.from_numpy(beta).double(), eps)
+            mean = conv.mean(-1)
+            rstd = 1.0 / torch.sqrt(conv.var(-1, unbiased=False) + eps)
+            refs = {"out": conv.numpy(), "ln": ln.numpy(), "mean": mean.reshape(-1).numpy(),
+                    "rstd": rstd.reshape(-1).numpy()}
+            self.assertEqual(set(res.keys()), set(refs.keys()), "output names")
+            for name, ref in refs.items():
+                e = rel_err(res[name].astype(np.float64), ref)
+                print(f"dwconv7_layernorm B{B} {H}x{W} C{C} eps={eps:g} {name:4s} rel_err {e:.2e} "
+                      f"(tol {FWD_TOL:.0e})", flush=True)
+                self.assertLessEqual(e, FWD_TOL, f"B{B} {H}x{W} C{C} {name}")
 
     def test_convT(self):
         # (B, H, W, Ci, Co, k)
