@@ -88,6 +88,20 @@
        const float *b,  /* (Co) */                                                                                    \
        int B, int H, int W, int Ci, int Co, int k),                                                                   \
       (be, out, in, w, b, B, H, W, Ci, Co, k))                                                                        \
+    /* out = the same transposed convolution + skip (the decoder's upsampling plus its skip                           \
+     * connection; out must not alias skip): convT_forward into out, then add(out, out, skip) —                       \
+     * what the CPU backend does, so its results are the convT_forward + add sequence's bit for                       \
+     * bit; the CUDA backend adds skip in the scatter before its one rounding (in fp32 mode the                       \
+     * same bits as the sequence, in bf16 one rounding fewer) */                                                      \
+    X(convT_forward_add,                                                                                              \
+      (Backend *be,                                                                                                   \
+       Act *out,        /* (B, H*k, W*k, Co) */                                                                       \
+       const Act *in,   /* (B, H, W, Ci) */                                                                           \
+       const Act *skip, /* (B, H*k, W*k, Co) */                                                                       \
+       const float *w,  /* (Ci, Co, k, k) */                                                                          \
+       const float *b,  /* (Co) */                                                                                    \
+       int B, int H, int W, int Ci, int Co, int k),                                                                   \
+      (be, out, in, skip, w, b, B, H, W, Ci, Co, k))                                                                  \
     X(convT_backward,                                                                                                 \
       (Backend *be,                                                                                                   \
        Act *din,        /* (B, H, W, Ci) or NULL */                                                                   \

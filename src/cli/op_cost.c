@@ -91,6 +91,14 @@ void opcost_convT_forward(Backend *be, Act *out, const Act *in, const float *w, 
     double pix = (double)B * H * W;
     set(2.0 * pix * Ci * Co * k * k, A * (pix * Ci + pix * k * k * Co) + F * ((double)Ci * Co * k * k + Co), 1);
 }
+void opcost_convT_forward_add(Backend *be, Act *out, const Act *in, const Act *skip, const float *w, const float *b,
+                              int B, int H, int W, int Ci, int Co, int k) {
+    (void)out, (void)in, (void)skip, (void)w, (void)b;
+    double pix = (double)B * H * W;
+    /* convT_forward's, + the skip read and the add */
+    set(2.0 * pix * Ci * Co * k * k + pix * k * k * Co,
+        A * (pix * Ci + 2.0 * pix * k * k * Co) + F * ((double)Ci * Co * k * k + Co), 1);
+}
 void opcost_convT_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                            const float *w, int B, int H, int W, int Ci, int Co, int k) {
     (void)dw, (void)db, (void)dout, (void)in, (void)w;

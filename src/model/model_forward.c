@@ -3,7 +3,7 @@
  *
  *   stem → encoder stages 0..3 (skips = norm_i(stage output); downsample from the
  *   un-normalised output: GELU → LN → conv3x3/2) → decoder stages 2 → 1 → 0
- *   (LN → convT2x2/2, add the skip, 3 blocks) → a head per decoder stage.  */
+ *   (LN → convT2x2/2 + the skip, 3 blocks) → a head per decoder stage.  */
 #include <string.h>
 
 #include "check.h"
@@ -148,12 +148,12 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
     const Act *y = a->skip[3].y.v;
     for (int i = 2; i >= 0; i--) {
         int d = m->C << i, hi = h >> i, wi = w >> i;
-        size_t rows_in = (size_t)B * (hi / 2) * (wi / 2), rows = (size_t)B * hi * wi;
+        size_t rows_in = (size_t)B * (hi / 2) * (wi / 2);
         NormBuf *n = &a->up[i].n;
         be->layernorm_forward(be, n->y.v, n->mean, n->rstd, y, P + m->up_norm_w[i], P + m->up_norm_b[i], rows_in,
                               2 * d, EPS);
-        be->convT_forward(be, a->up[i].t.v, n->y.v, P + m->up_w[i], P + m->up_b[i], B, hi / 2, wi / 2, 2 * d, d, 2);
-        be->add(be, a->up[i].sum.v, a->up[i].t.v, a->skip[i].y.v, rows * d);
+        be->convT_forward_add(be, a->up[i].sum.v, n->y.v, a->skip[i].y.v, P + m->up_w[i], P + m->up_b[i], B, hi / 2,
+                              wi / 2, 2 * d, d, 2);
         y = stage_forward(m->dec[i], be, a->dec[i], P, a->up[i].sum.v, B, opt);
     }
 

@@ -377,7 +377,14 @@ static void case_convT(Ctx *x, int B, int H, int W, int Ci, int Co, int k) {
     compare_act(x, op, "din", din, x->tol_blas);
     compare(x, op, "dw", dw, x->tol_blas);
     compare(x, op, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
-    ActPair *acts[] = {&in, &out, &dout, &din};
+    /* convT_forward_add: out = convT(in) + skip, overwritten (NaN on the GPU until written) */
+    char op1[80];
+    snprintf(op1, sizeof op1, "%s add", op);
+    ActPair skip = act_rand(x, out.n, -1, 1), sum = act_out(x, out.n);
+    x->cpu->convT_forward_add(x->cpu, sum.c, in.c, skip.c, w.c, b.c, B, H, W, Ci, Co, k);
+    x->gpu->convT_forward_add(x->gpu, sum.g, in.g, skip.g, w.g, b.g, B, H, W, Ci, Co, k);
+    compare_act(x, op1, "out", sum, x->tol_blas);
+    ActPair *acts[] = {&in, &out, &dout, &din, &skip, &sum};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
     Pair *all[] = {&w, &b, &dw, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
