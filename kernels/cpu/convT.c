@@ -7,7 +7,7 @@
  * floats, tiny): with that column order, output row i of a pixel's block is one contiguous
  * run of k*Co floats both in G and in the NHWC output, so scatter and gather are plain copies.
  *
- *   forward : out[b, h*k+i, w*k+j, :] = G[m, (i*k+j)*Co : +Co] + bias
+ *   forward : out[b, h*k+i, w*k+j, :] = G[m, (i*k+j)*Co : +Co] + bias (convT_forward_add: then + skip)
  *   backward: G = gather(dout) (same layout)
  *             dwp += inᵀ · G  → dw += unpermute(dwp)
  *             din += G · wpᵀ
@@ -99,6 +99,15 @@ void cpu_convT_forward(Backend *be,
             }
         }
     }
+}
+
+/* out = convT(in) + skip: the convT_forward + add(out, out, skip) sequence (the add's float sum,
+ * commutative: the same bits as add(sum, t, skip)). */
+void cpu_convT_forward_add(Backend *be, Act *out /* (B, H*k, W*k, Co) */, const Act *in /* (B, H, W, Ci) */,
+                           const Act *skip /* (B, H*k, W*k, Co) */, const float *w /* (Ci, Co, k, k) */,
+                           const float *b /* (Co) */, int B, int H, int W, int Ci, int Co, int k) {
+    cpu_convT_forward(be, out, in, w, b, B, H, W, Ci, Co, k);
+    cpu_add(be, out, out, skip, (size_t)B * H * k * W * k * Co);
 }
 
 void cpu_convT_backward(Backend *be,

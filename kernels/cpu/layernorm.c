@@ -9,7 +9,10 @@
  * The parameter gradients dg, db are reductions over all N rows. To be thread-safe AND
  * bit-for-bit deterministic regardless of the thread count, rows are cut into a fixed
  * number of chunks that depends only on N; each chunk writes its own partial sums into
- * the workspace, and the partials are then added in chunk order. */
+ * the workspace, and the partials are then added in chunk order.
+ *
+ * Also the GELU → LayerNorm pair (gelu_layernorm_forward, layernorm_backward_gelu): the unfused
+ * op sequences, with gelu.c's GELU. */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -145,4 +148,31 @@ void cpu_layernorm_backward_residual_branch(Backend *be, Act *dx /* (N, C) */, A
     const size_t N = per / (size_t)C * (size_t)B;
     cpu_layernorm_backward_residual(be, dy, dg, db, dres, dout, in, mean, rstd, g, N, C);
     cpu_residual_backward(be, dx, dy, dgamma, dy, y, gamma, scale, B, per, C);
+}
+
+/* GELU, then the LayerNorm of its output: exactly the gelu_forward + layernorm_forward sequence. */
+void cpu_gelu_layernorm_forward(Backend *be, Act *out /* (N, C) */, Act *ge /* (N, C) */, float *mean /* (N) */,
+                                float *rstd /* (N) */, const Act *in /* (N, C) */, const float *g /* (C) */,
+                                const float *b /* (C) */, size_t N, int C, float eps) {
+    cpu_gelu_forward(be, ge, in, N * (size_t)C);
+    cpu_layernorm_forward(be, out, mean, rstd, ge, g, b, N, C, eps);
+}
+
+/* The layernorm_backward (into a zeroed temporary) + gelu_backward sequence, bit for bit. The
+ * temporary is the workspace, which the LayerNorm's parameter partials need too: its din pass runs
+ * first without them (din and the partials are independent per row, so the same values), the
+ * GELU backward consumes the temporary, and then a second pass without din takes dg, db. */
+void cpu_layernorm_backward_gelu(Backend *be, Act *din /* (N, C) or NULL */, float *dg /* (C) */,
+                                 float *db /* (C) */, const Act *dout /* (N, C) */, const Act *ge /* (N, C) */,
+                                 const Act *in /* (N, C) */, const float *mean /* (N) */,
+                                 const float *rstd /* (N) */, const float *g /* (C) */, size_t N, int C) {
+    if (N == 0 || C <= 0) return;
+    if (din) {
+        size_t n = N * (size_t)C;
+        float *tmp = cpu_workspace(be, n * sizeof(float)); /* (N, C) the LayerNorm's din */
+        memset(tmp, 0, n * sizeof(float));
+        cpu_layernorm_backward(be, (Act *)tmp, NULL, NULL, dout, ge, mean, rstd, g, N, C);
+        cpu_gelu_backward(be, din, (const Act *)tmp, in, n);
+    }
+    if (dg || db) cpu_layernorm_backward(be, NULL, dg, db, dout, ge, mean, rstd, g, N, C);
 }

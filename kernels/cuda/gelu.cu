@@ -1,26 +1,20 @@
 // gelu.cu — exact (erf) GELU, as torch.nn.functional.gelu(approximate='none'). Templates on the
 // Act storage type T (act.cuh): computed in fp32, rounded once on store.
 #include "act.cuh"
+#include "gelu.cuh"
 #include "last_block.cuh"
-
-#define INV_SQRT2 0.70710678118654752440f
-#define INV_SQRT_2PI 0.39894228040143267794f
 
 template <typename T>
 __global__ void k_gelu(T *out, const T *in, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float x = act_load(in + i);
-        act_store(out + i, 0.5f * x * (1.0f + erff(x * INV_SQRT2)));
+        act_store(out + i, gelu_value(act_load(in + i)));
     }
 }
 
 template <typename T>
 __global__ void k_gelu_bwd(T *din, const T *dout, const T *in, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float x = act_load(in + i);
-        float cdf = 0.5f * (1.0f + erff(x * INV_SQRT2));
-        float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
-        act_store(din + i, act_load(din + i) + act_load(dout + i) * (cdf + x * pdf));
+        act_store(din + i, act_load(din + i) + act_load(dout + i) * gelu_grad(act_load(in + i)));
     }
 }
 
@@ -52,10 +46,7 @@ __global__ void k_gelu_bwd_colsum(float *db /* (C) */, double *part /* (nchunk, 
         double acc = 0;
         for (size_t r = r0; r < r1; r++) {
             size_t i = r * C + c;
-            float x = act_load(in + i);
-            float cdf = 0.5f * (1.0f + erff(x * INV_SQRT2));
-            float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
-            float v = act_load(dout + i) * (cdf + x * pdf);
+            float v = act_load(dout + i) * gelu_grad(act_load(in + i));
             act_store(din + i, v);
             acc += (double)v; // the fp32 value, before din's rounding to the Act type (as the reference sums it)
         }

@@ -4,6 +4,7 @@
 // the block that finishes last, last_block.cuh): the backward is one launch in both implementations.
 // The "warp" backward's pieces are layernorm_bwd.cuh's, which residual.cu's LayerNorm backwards share.
 // in/out/dout/din are Acts (templates on the storage type T, act.cuh); mean/rstd, g/b, dg/db float.
+// At the end: GELU → LayerNorm fused (gelu_layernorm_forward, layernorm_backward_gelu), "warp" only.
 //
 // Implementations (tune.h, TuneOp "layernorm"; forward and backward choose together):
 //   "warp" the kernels above: scalar loads, three passes over the row in memory, the reference;
@@ -18,6 +19,7 @@
 #include <stdio.h>
 
 #include "act.cuh"
+#include "gelu.cuh"
 #include "last_block.cuh"
 #include "layernorm_bwd.cuh"
 #include "tune.h"
@@ -376,4 +378,109 @@ extern "C" void cu_layernorm_backward(Backend *be, Act *din, float *dg, float *d
         return;
     }
     ln_bwd_chunked(be, din, dg, db, din, dout, in, mean, rstd, g, N, C); /* din += */
+}
+
+// ---- GELU → LayerNorm (gelu_layernorm_forward, layernorm_backward_gelu) --------------------
+// The "warp" kernels above with the GELU folded in: one warp per row, one launch each (not tuned:
+// the pair runs 6 times per step, outside the PI blocks). The forward stores ge = GELU(in) and
+// reads it back for the statistics and the output, so they see ge as stored (bf16: rounded where
+// gelu_forward rounds it), as the unfused LayerNorm did. The backward is k_ln_bwd with din +=
+// term · GELU'(in) instead of din += term; its dg/db partials and finish are k_ln_bwd's.
+
+template <typename T>
+__global__ void k_gelu_ln_fwd(T *out, T *ge, float *mean, float *rstd, const T *in, const float *g, const float *b,
+                              size_t N, int C, float eps) {
+    size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x & 31;
+    if (r >= N) return;
+    const T *x = in + r * C;
+    T *e = ge + r * C, *y = out + r * C;
+    double s = 0;
+    for (int c = lane; c < C; c += 32) {
+        act_store(e + c, gelu_value(act_load(x + c)));
+        s += act_load(e + c); // this thread's own store, as stored
+    }
+    double mu = warp_sum(s) / C;
+    double ss = 0;
+    for (int c = lane; c < C; c += 32) {
+        double d = act_load(e + c) - mu;
+        ss += d * d;
+    }
+    double rs = 1.0 / sqrt(warp_sum(ss) / C + (double)eps);
+    float muf = (float)mu, rsf = (float)rs;
+    if (lane == 0) {
+        mean[r] = muf;
+        rstd[r] = rsf;
+    }
+    for (int c = lane; c < C; c += 32) act_store(y + c, (act_load(e + c) - muf) * rsf * g[c] + b[c]);
+}
+
+// k_ln_bwd on the LayerNorm input ge, with din (+)= term · GELU'(in): the term stays fp32 (the
+// unfused pair stored it in a zeroed Act buffer first).
+template <typename T>
+__global__ void __launch_bounds__(LN_WARP_BLOCK) k_ln_bwd_gelu(T *din, float *dg, float *db, double *part,
+                                                               unsigned *arrivals, const T *dout, const T *ge,
+                                                               const T *in, const float *mean, const float *rstd,
+                                                               const float *g, size_t N, int C, size_t rows) {
+    const int lane = threadIdx.x & 31;
+    const size_t r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
+    // the warp's rows: no thread returns early (the last-block barriers need them all)
+    for (size_t r = r0 + threadIdx.x / 32; din && r < r1; r += LN_WARP_BLOCK / 32) {
+        const T *x = ge + r * C, *dy = dout + r * C, *xg = in + r * C;
+        const float mu = mean[r], rs = rstd[r];
+        double a = 0, bs = 0;
+        for (int c = lane; c < C; c += 32) {
+            float xh = (act_load(x + c) - mu) * rs, dxh = act_load(dy + c) * g[c];
+            a += dxh;
+            bs += (double)dxh * xh;
+        }
+        const float ma = (float)(warp_sum(a) / C), mb = (float)(warp_sum(bs) / C);
+        T *dx = din + r * C;
+        for (int c = lane; c < C; c += 32) {
+            float xh = (act_load(x + c) - mu) * rs;
+            float term = rs * (act_load(dy + c) * g[c] - ma - xh * mb);
+            act_store(dx + c, act_load(dx + c) + term * gelu_grad(act_load(xg + c)));
+        }
+    }
+    if (!part) return;
+    for (int c = threadIdx.x; c < C; c += LN_WARP_BLOCK) {
+        double sg = 0, sb = 0;
+        for (size_t r = r0; r < r1; r++) {
+            float dy = act_load(dout + r * C + c);
+            float xh = (act_load(ge + r * C + c) - mean[r]) * rstd[r];
+            sg += (double)dy * xh;
+            sb += dy;
+        }
+        part[(size_t)blockIdx.x * 2 * C + c] = sg;
+        part[(size_t)blockIdx.x * 2 * C + C + c] = sb;
+    }
+    if (!cuda_last_block(arrivals)) return;
+    ln_param_finish(dg, db, part, (int)gridDim.x, C);
+}
+
+extern "C" void cu_gelu_layernorm_forward(Backend *be, Act *out, Act *ge, float *mean, float *rstd, const Act *in,
+                                          const float *g, const float *b, size_t N, int C, float eps) {
+    if (!N || C <= 0) return;
+    const unsigned grid = (unsigned)((N * 32 + 255) / 256);
+    cudaStream_t s = cuda_state(be)->stream;
+    CUDA_ACT_DISPATCH(be, T,
+                      k_gelu_ln_fwd<T><<<grid, 256, 0, s>>>((T *)out, (T *)ge, mean, rstd, (const T *)in, g, b, N, C,
+                                                            eps));
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cu_layernorm_backward_gelu(Backend *be, Act *din, float *dg, float *db, const Act *dout,
+                                           const Act *ge, const Act *in, const float *mean, const float *rstd,
+                                           const float *g, size_t N, int C) {
+    if (!N || C <= 0 || (!din && !dg && !db)) return;
+    cudaStream_t s = cuda_state(be)->stream;
+    size_t rows;
+    const int nblk = cuda_colsum_chunks(N, LN_PARAM_MAX_BLOCKS, &rows);
+    double *part = dg || db ? (double *)cuda_workspace(be, (size_t)nblk * 2 * C * sizeof(double)) : NULL;
+    CUDA_ACT_DISPATCH(be, T,
+                      k_ln_bwd_gelu<T><<<nblk, LN_WARP_BLOCK, 0, s>>>((T *)din, dg, db, part,
+                                                                      cuda_state(be)->arrivals, (const T *)dout,
+                                                                      (const T *)ge, (const T *)in, mean, rstd, g, N,
+                                                                      C, rows));
+    CUDA_CHECK_LAUNCH();
 }

@@ -356,7 +356,8 @@ extern "C" void cu_linear_backward_first(Backend *be, Act *din, float *dw, float
 // block rows are gathered from G's runs. No permuted copy of w in either direction: in BF16 the
 // operand is w's bf16 rounding (gemm_weight: the weights_prepare copy), the weight gradient
 // dw += inᵀ · G accumulates straight into the fp32 gradient (beta = 1), and din += G · wᵀ.
-// Forward: G fp32, out = round(G + b) once in the scatter. Backward: G is dout gathered (exact).
+// Forward: G fp32, out = round(G + b) once in the scatter (convT_forward_add: round(G + b + skip),
+// the decoder's skip added before that one rounding). Backward: G is dout gathered (exact).
 
 // Index in G (M, Co*kk) of out element i (B, H*k, W*k, Co).
 __device__ __forceinline__ size_t convT_g_index(size_t i, int H, int W, int Co, int k) {
@@ -368,11 +369,17 @@ __device__ __forceinline__ size_t convT_g_index(size_t i, int H, int W, int Co, 
     return m * (size_t)k * k * Co + (size_t)co * k * k + (size_t)(Y % k) * k + X % k;
 }
 
-// scatter G → out, + bias. One thread per out element.
-template <typename T> __global__ void k_convT_scatter(T *out, const float *G, const float *b, int B, int H, int W, int Co, int k) {
+// scatter G → out, + bias [+ skip: (G + b) + skip, the convT_forward + add sequence's float sums].
+// One thread per out element.
+template <typename T>
+__global__ void k_convT_scatter(T *out, const float *G, const float *b, const T *skip, int B, int H, int W, int Co,
+                                int k) {
     size_t n = (size_t)B * H * k * W * k * Co;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        act_store(out + i, G[convT_g_index(i, H, W, Co, k)] + b[i % Co]);
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float v = G[convT_g_index(i, H, W, Co, k)] + b[i % Co];
+        if (skip) v += act_load(skip + i);
+        act_store(out + i, v);
+    }
 }
 
 // gather dout → G (same element type: widening and re-rounding is an exact copy).
@@ -382,8 +389,9 @@ template <typename T> __global__ void k_convT_gather(T *G, const T *dout, int B,
         act_store(G + convT_g_index(i, H, W, Co, k), act_load(dout + i));
 }
 
-extern "C" void cu_convT_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B,
-                                 int H, int W, int Ci, int Co, int k) {
+// convT_forward (skip NULL) and convT_forward_add: the GEMM, then one scatter.
+static void convT_forward(Backend *be, Act *out, const Act *in, const Act *skip, const float *w, const float *b,
+                          int B, int H, int W, int Ci, int Co, int k) {
     CHECK(k >= 1, "convT: kernel %d", k);
     size_t M = (size_t)B * H * W, N2 = (size_t)k * k * Co;
     if (!M) return;
@@ -394,8 +402,20 @@ extern "C" void cu_convT_forward(Backend *be, Act *out, const Act *in, const flo
     const void *wg = gemm_weight(be, ws, w, nw);
     float *G = (float *)(ws + wb_bytes);
     gemm_rm(be, 0, 0, (int)M, (int)N2, Ci, 1.0f, in, Ci, wg, (int)N2, 0.0f, G, 0, (int)N2);
-    CUDA_ACT_DISPATCH(be, T, k_convT_scatter<T><<<cuda_grid(M * N2), 256, 0, s>>>((T *)out, G, b, B, H, W, Co, k));
+    CUDA_ACT_DISPATCH(be, T,
+                      k_convT_scatter<T><<<cuda_grid(M * N2), 256, 0, s>>>((T *)out, G, b, (const T *)skip, B, H, W,
+                                                                           Co, k));
     CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void cu_convT_forward(Backend *be, Act *out, const Act *in, const float *w, const float *b, int B,
+                                 int H, int W, int Ci, int Co, int k) {
+    convT_forward(be, out, in, NULL, w, b, B, H, W, Ci, Co, k);
+}
+
+extern "C" void cu_convT_forward_add(Backend *be, Act *out, const Act *in, const Act *skip, const float *w,
+                                     const float *b, int B, int H, int W, int Ci, int Co, int k) {
+    convT_forward(be, out, in, skip, w, b, B, H, W, Ci, Co, k);
 }
 
 extern "C" void cu_convT_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,

@@ -104,6 +104,20 @@
        const float *b,  /* (Co) */                                                                                    \
        int B, int H, int W, int Ci, int Co, int k),                                                                   \
       (be, out, in, w, b, B, H, W, Ci, Co, k))                                                                        \
+    /* out = the same transposed convolution + skip (the decoder's upsampling plus its skip                           \
+     * connection; out must not alias skip): convT_forward into out, then add(out, out, skip) —                       \
+     * what the CPU backend does, so its results are the convT_forward + add sequence's bit for                       \
+     * bit; the CUDA backend adds skip in the scatter before its one rounding (in fp32 mode the                       \
+     * same bits as the sequence, in bf16 one rounding fewer) */                                                      \
+    X(convT_forward_add,                                                                                              \
+      (Backend *be,                                                                                                   \
+       Act *out,        /* (B, H*k, W*k, Co) */                                                                       \
+       const Act *in,   /* (B, H, W, Ci) */                                                                           \
+       const Act *skip, /* (B, H*k, W*k, Co) */                                                                       \
+       const float *w,  /* (Ci, Co, k, k) */                                                                          \
+       const float *b,  /* (Co) */                                                                                    \
+       int B, int H, int W, int Ci, int Co, int k),                                                                   \
+      (be, out, in, skip, w, b, B, H, W, Ci, Co, k))                                                                  \
     X(convT_backward,                                                                                                 \
       (Backend *be,                                                                                                   \
        Act *din,        /* (B, H, W, Ci) or NULL */                                                                   \
@@ -167,6 +181,27 @@
     X(gelu_forward, (Backend *be, Act *out /* (n) */, const Act *in /* (n) */, size_t n), (be, out, in, n))           \
     X(gelu_backward, (Backend *be, Act *din /* (n) */, const Act *dout /* (n) */, const Act *in /* (n) */, size_t n), \
       (be, din, dout, in, n))                                                                                         \
+                                                                                                                      \
+    /* ---- GELU, then LayerNorm of its output (the stem and head conv pairs, the down path) ----                     \
+     * gelu_layernorm_forward: ge = GELU(in), stored (layernorm_backward_gelu reads it), then                         \
+     * out, mean, rstd = layernorm_forward of ge: gelu_forward then layernorm_forward, which the CPU                  \
+     * backend runs; the CUDA backend does both in one pass, the statistics read from ge as stored                    \
+     * (bf16: rounded, as the sequence's LayerNorm reads it).                                                         \
+     * layernorm_backward_gelu: din += (layernorm_backward's din term) · GELU'(in), dg, db += as                      \
+     * layernorm_backward (ge, mean, rstd, g: its in, mean, rstd, g): the sequence                                    \
+     * layernorm_backward into a zeroed temporary, then gelu_backward(din, temporary, in), which the                  \
+     * CPU backend runs, so its results are that sequence's bit for bit; the CUDA backend keeps the                   \
+     * LayerNorm term in fp32 (in fp32 mode the sequence's float operations, in bf16 one rounding                     \
+     * fewer). din NULL: only dg, db. */                                                                              \
+    X(gelu_layernorm_forward,                                                                                         \
+      (Backend *be, Act *out /* (N, C) */, Act *ge /* (N, C) */, float *mean /* (N) */, float *rstd /* (N) */,        \
+       const Act *in /* (N, C) */, const float *g /* (C) */, const float *b /* (C) */, size_t N, int C, float eps),   \
+      (be, out, ge, mean, rstd, in, g, b, N, C, eps))                                                                 \
+    X(layernorm_backward_gelu,                                                                                        \
+      (Backend *be, Act *din /* (N, C) or NULL */, float *dg /* (C) */, float *db /* (C) */,                          \
+       const Act *dout /* (N, C) */, const Act *ge /* (N, C) */, const Act *in /* (N, C) */,                          \
+       const float *mean /* (N) */, const float *rstd /* (N) */, const float *g /* (C) */, size_t N, int C),          \
+      (be, din, dg, db, dout, ge, in, mean, rstd, g, N, C))                                                           \
                                                                                                                       \
     /* ---- zero-pad to (Hp, Wp) at the bottom/right, then cyclic roll by (-s, -s) ----                               \
      * out[b, y, x, c] = padded[b, (y + s) % Hp, (x + s) % Wp, c], padded = 0 outside (H, W) */                       \

@@ -100,6 +100,14 @@ void opcost_convT_forward(Backend *be, Act *out, const Act *in, const float *w, 
     double pix = (double)B * H * W;
     set(2.0 * pix * Ci * Co * k * k, A * (pix * Ci + pix * k * k * Co) + F * ((double)Ci * Co * k * k + Co), 1);
 }
+void opcost_convT_forward_add(Backend *be, Act *out, const Act *in, const Act *skip, const float *w, const float *b,
+                              int B, int H, int W, int Ci, int Co, int k) {
+    (void)out, (void)in, (void)skip, (void)w, (void)b;
+    double pix = (double)B * H * W;
+    /* convT_forward's, + the skip read and the add */
+    set(2.0 * pix * Ci * Co * k * k + pix * k * k * Co,
+        A * (pix * Ci + 2.0 * pix * k * k * Co) + F * ((double)Ci * Co * k * k + Co), 1);
+}
 void opcost_convT_backward(Backend *be, Act *din, float *dw, float *db, const Act *dout, const Act *in,
                            const float *w, int B, int H, int W, int Ci, int Co, int k) {
     (void)dw, (void)db, (void)dout, (void)in, (void)w;
@@ -137,6 +145,20 @@ void opcost_gelu_forward(Backend *be, Act *out, const Act *in, size_t n) {
 void opcost_gelu_backward(Backend *be, Act *din, const Act *dout, const Act *in, size_t n) {
     (void)din, (void)dout, (void)in;
     set(25.0 * n, 4 * A * n, 0); /* din accumulated: read and written */
+}
+void opcost_gelu_layernorm_forward(Backend *be, Act *out, Act *ge, float *mean, float *rstd, const Act *in,
+                                   const float *g, const float *b, size_t N, int C, float eps) {
+    (void)out, (void)ge, (void)mean, (void)rstd, (void)in, (void)g, (void)b, (void)eps;
+    double n = (double)N * C;
+    set(28 * n, 3 * A * n + 2 * F * N + 2 * F * C, 0); /* in read; ge and out written */
+}
+void opcost_layernorm_backward_gelu(Backend *be, Act *din, float *dg, float *db, const Act *dout, const Act *ge,
+                                    const Act *in, const float *mean, const float *rstd, const float *g, size_t N,
+                                    int C) {
+    (void)dg, (void)db, (void)dout, (void)ge, (void)in, (void)mean, (void)rstd, (void)g;
+    double n = (double)N * C;
+    /* dout and ge read; with din also the GELU input, and din read and written */
+    set(12 * n + (din ? 25 * n : 0), A * n * (din ? 5 : 2) + 2 * F * N + 5 * F * C, 0);
 }
 void opcost_pad_roll_forward(Backend *be, Act *out, const Act *in, int B, int H, int W, int C, int Hp, int Wp,
                              int shift) {

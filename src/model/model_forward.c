@@ -3,7 +3,7 @@
  *
  *   stem → encoder stages 0..3 (skips = norm_i(stage output); downsample from the
  *   un-normalised output: GELU → LN → conv3x3/2) → decoder stages 2 → 1 → 0
- *   (LN → convT2x2/2, add the skip, 3 blocks) → a head per decoder stage.  */
+ *   (LN → convT2x2/2 + the skip, 3 blocks) → a head per decoder stage.  */
 #include <string.h>
 
 #include "check.h"
@@ -23,12 +23,12 @@ static void conv_pair_forward(Backend *be, ConvPairActs *c, const float *P, cons
     size_t rows = (size_t)B * Ho * Wo;
     if (first == FIRST_CONV_S2) be->conv3x3_forward(be, c->c1.v, x, P + w1, P + b1, B, H, W, cin, cout, 2);
     else be->convT_forward(be, c->c1.v, x, P + w1, P + b1, B, H, W, cin, cout, 2);
-    be->gelu_forward(be, c->g1.v, c->c1.v, rows * cout);
-    be->layernorm_forward(be, c->n1.y.v, c->n1.mean, c->n1.rstd, c->g1.v, P + n1w, P + n1b, rows, cout, EPS);
+    be->gelu_layernorm_forward(be, c->n1.y.v, c->g1.v, c->n1.mean, c->n1.rstd, c->c1.v, P + n1w, P + n1b, rows, cout,
+                               EPS);
     be->conv3x3_forward(be, c->c2.v, c->n1.y.v, P + w2, P + b2, B, Ho, Wo, cout, cout, 1);
     if (second_norm) {
-        be->gelu_forward(be, c->g2.v, c->c2.v, rows * cout);
-        be->layernorm_forward(be, c->n2.y.v, c->n2.mean, c->n2.rstd, c->g2.v, P + n2w, P + n2b, rows, cout, EPS);
+        be->gelu_layernorm_forward(be, c->n2.y.v, c->g2.v, c->n2.mean, c->n2.rstd, c->c2.v, P + n2w, P + n2b, rows,
+                                   cout, EPS);
     }
 }
 
@@ -40,17 +40,15 @@ static void conv_pair_backward(Backend *be, ConvPairActs *c, const float *P, flo
     int Ho = first == FIRST_CONV_S2 ? H / 2 : H * 2, Wo = first == FIRST_CONV_S2 ? W / 2 : W * 2;
     size_t rows = (size_t)B * Ho * Wo;
     if (second_norm) {
-        be->layernorm_backward(be, c->g2.g, G + n2w, G + n2b, c->n2.y.g, c->g2.v, c->n2.mean, c->n2.rstd, P + n2w,
-                               rows, cout);
+        be->layernorm_backward_gelu(be, c->c2.g, G + n2w, G + n2b, c->n2.y.g, c->g2.v, c->c2.v, c->n2.mean,
+                                    c->n2.rstd, P + n2w, rows, cout);
         grads_final(report, n2w, n2b);
-        be->gelu_backward(be, c->c2.g, c->g2.g, c->c2.v, rows * cout);
     }
     be->conv3x3_backward(be, c->n1.y.g, G + w2, G + b2, c->c2.g, c->n1.y.v, P + w2, B, Ho, Wo, cout, cout, 1);
     grads_final(report, w2, b2);
-    be->layernorm_backward(be, c->g1.g, G + n1w, G + n1b, c->n1.y.g, c->g1.v, c->n1.mean, c->n1.rstd, P + n1w, rows,
-                           cout);
+    be->layernorm_backward_gelu(be, c->c1.g, G + n1w, G + n1b, c->n1.y.g, c->g1.v, c->c1.v, c->n1.mean, c->n1.rstd,
+                                P + n1w, rows, cout);
     grads_final(report, n1w, n1b);
-    be->gelu_backward(be, c->c1.g, c->g1.g, c->c1.v, rows * cout);
     if (first == FIRST_CONV_S2) be->conv3x3_backward(be, dx, G + w1, G + b1, c->c1.g, x, P + w1, B, H, W, cin, cout, 2);
     else be->convT_backward(be, dx, G + w1, G + b1, c->c1.g, x, P + w1, B, H, W, cin, cout, 2);
     grads_final(report, w1, b1);
@@ -137,10 +135,9 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
         be->layernorm_forward(be, sk->y.v, sk->mean, sk->rstd, s_out, P + m->skip_norm_w[i], P + m->skip_norm_b[i],
                               rows, d, EPS);
         if (i < 3) {
-            be->gelu_forward(be, a->down[i].g.v, s_out, rows * d);
             NormBuf *n = &a->down[i].n;
-            be->layernorm_forward(be, n->y.v, n->mean, n->rstd, a->down[i].g.v, P + m->down_norm_w[i],
-                                  P + m->down_norm_b[i], rows, d, EPS);
+            be->gelu_layernorm_forward(be, n->y.v, a->down[i].g.v, n->mean, n->rstd, s_out, P + m->down_norm_w[i],
+                                       P + m->down_norm_b[i], rows, d, EPS);
             be->conv3x3_forward(be, a->down[i].conv.v, n->y.v, P + m->down_w[i], P + m->down_b[i], B, hi, wi, d,
                                 2 * d, 2);
             x = a->down[i].conv.v;
@@ -151,12 +148,12 @@ int model_forward(const Model *m, Backend *be, ModelActs *a, const float *P, con
     const Act *y = a->skip[3].y.v;
     for (int i = 2; i >= 0; i--) {
         int d = m->C << i, hi = h >> i, wi = w >> i;
-        size_t rows_in = (size_t)B * (hi / 2) * (wi / 2), rows = (size_t)B * hi * wi;
+        size_t rows_in = (size_t)B * (hi / 2) * (wi / 2);
         NormBuf *n = &a->up[i].n;
         be->layernorm_forward(be, n->y.v, n->mean, n->rstd, y, P + m->up_norm_w[i], P + m->up_norm_b[i], rows_in,
                               2 * d, EPS);
-        be->convT_forward(be, a->up[i].t.v, n->y.v, P + m->up_w[i], P + m->up_b[i], B, hi / 2, wi / 2, 2 * d, d, 2);
-        be->add(be, a->up[i].sum.v, a->up[i].t.v, a->skip[i].y.v, rows * d);
+        be->convT_forward_add(be, a->up[i].sum.v, n->y.v, a->skip[i].y.v, P + m->up_w[i], P + m->up_b[i], B, hi / 2,
+                              wi / 2, 2 * d, d, 2);
         y = stage_forward(m->dec[i], be, a->dec[i], P, a->up[i].sum.v, B, opt);
     }
 
@@ -296,10 +293,10 @@ void model_backward(const Model *m, Backend *be, ModelActs *a, const float *P, f
             be->conv3x3_backward(be, n->y.g, G + m->down_w[i], G + m->down_b[i], a->down[i].conv.g, n->y.v,
                                  P + m->down_w[i], B, hi, wi, d, 2 * d, 2);
             grads_final(report, m->down_w[i], m->down_b[i]);
-            be->layernorm_backward(be, a->down[i].g.g, G + m->down_norm_w[i], G + m->down_norm_b[i], n->y.g,
-                                   a->down[i].g.v, n->mean, n->rstd, P + m->down_norm_w[i], rows, d);
+            be->layernorm_backward_gelu(be, last->out.g, G + m->down_norm_w[i], G + m->down_norm_b[i], n->y.g,
+                                        a->down[i].g.v, last->out.v, n->mean, n->rstd, P + m->down_norm_w[i], rows,
+                                        d);
             grads_final(report, m->down_norm_w[i], m->down_norm_b[i]);
-            be->gelu_backward(be, last->out.g, a->down[i].g.g, last->out.v, rows * d);
         }
         NormBuf *sk = &a->skip[i];
         be->layernorm_backward(be, last->out.g, G + m->skip_norm_w[i], G + m->skip_norm_b[i], sk->y.g, last->out.v,

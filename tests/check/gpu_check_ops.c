@@ -409,7 +409,14 @@ static void case_convT(Ctx *x, int B, int H, int W, int Ci, int Co, int k) {
     compare_act(x, op, "din", din, x->tol_blas);
     compare(x, op, "dw", dw, x->tol_blas);
     compare(x, op, "db", db, TOL_FP32); /* our own column sum, fp32 in every mode */
-    ActPair *acts[] = {&in, &out, &dout, &din};
+    /* convT_forward_add: out = convT(in) + skip, overwritten (NaN on the GPU until written) */
+    char op1[80];
+    snprintf(op1, sizeof op1, "%s add", op);
+    ActPair skip = act_rand(x, out.n, -1, 1), sum = act_out(x, out.n);
+    x->cpu->convT_forward_add(x->cpu, sum.c, in.c, skip.c, w.c, b.c, B, H, W, Ci, Co, k);
+    x->gpu->convT_forward_add(x->gpu, sum.g, in.g, skip.g, w.g, b.g, B, H, W, Ci, Co, k);
+    compare_act(x, op1, "out", sum, x->tol_blas);
+    ActPair *acts[] = {&in, &out, &dout, &din, &skip, &sum};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
     Pair *all[] = {&w, &b, &dw, &db};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
@@ -514,6 +521,42 @@ static void case_gelu(Ctx *x, size_t n) {
     compare_act(x, "gelu", "din", din, TOL_FP32);
     ActPair *acts[] = {&in, &out, &dout, &din};
     for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+}
+
+/* The fused GELU → LayerNorm pair. Forward: ge (overwritten: NaN on the GPU until written) against
+ * gelu_forward's reference; out, mean and rstd against the CPU's LayerNorm of the GPU's stored ge
+ * (as case_residual: the LayerNorm's own error on inputs both sides share; in bf16 mode ge is
+ * rounded where gelu_forward rounds it). Backward on those shared inputs: din, dg and db
+ * accumulate (random start). */
+static void case_gelu_layernorm(Ctx *x, size_t N, int C, float eps) {
+    char op[64];
+    snprintf(op, sizeof op, "gelu_layernorm N%zu C%d", N, C);
+    size_t n = N * C;
+    ActPair in = act_rand(x, n, -3, 5), ge = act_out(x, n), out = act_out(x, n);
+    Pair g = pair_rand(x, C, 0.5f, 1.5f), b = pair_rand(x, C, -0.5f, 0.5f);
+    Pair mean = pair_out(x, N), rstd = pair_out(x, N);
+    x->cpu->gelu_layernorm_forward(x->cpu, out.c, ge.c, mean.c, rstd.c, in.c, g.c, b.c, N, C, eps);
+    x->gpu->gelu_layernorm_forward(x->gpu, out.g, ge.g, mean.g, rstd.g, in.g, g.g, b.g, N, C, eps);
+    compare_act(x, op, "ge", ge, TOL_FP32);
+    float *h = xmalloc(n * sizeof(float)); /* (n) the GPU's stored ge */
+    backend_download_act(x->gpu, h, ge.g, n);
+    backend_upload_act(x->cpu, ge.c, h, n);
+    free(h);
+    x->cpu->layernorm_forward(x->cpu, out.c, mean.c, rstd.c, ge.c, g.c, b.c, N, C, eps);
+    compare_act(x, op, "out", out, TOL_FP32);
+    compare(x, op, "mean", mean, TOL_FP32);
+    compare(x, op, "rstd", rstd, TOL_FP32);
+    ActPair dout = act_rand(x, n, -1, 1), din = act_rand(x, n, -1, 1);
+    Pair dg = pair_rand(x, C, -1, 1), db = pair_rand(x, C, -1, 1);
+    x->cpu->layernorm_backward_gelu(x->cpu, din.c, dg.c, db.c, dout.c, ge.c, in.c, mean.c, rstd.c, g.c, N, C);
+    x->gpu->layernorm_backward_gelu(x->gpu, din.g, dg.g, db.g, dout.g, ge.g, in.g, mean.g, rstd.g, g.g, N, C);
+    compare_act(x, op, "din", din, TOL_FP32);
+    compare(x, op, "dg", dg, TOL_FP32);
+    compare(x, op, "db", db, TOL_FP32);
+    ActPair *acts[] = {&in, &ge, &out, &dout, &din};
+    for (size_t i = 0; i < sizeof acts / sizeof *acts; i++) act_free(x, acts[i]);
+    Pair *all[] = {&g, &b, &mean, &rstd, &dg, &db};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) pair_free(x, all[i]);
 }
 
 /* The fused fc1 → GELU ops: forward against linear_forward + gelu_forward's reference, backward
@@ -977,6 +1020,13 @@ static int check_ops(Ctx *x) {
         case_layernorm(x, 4999, 40, 1e-6f);
     });
     case_gelu(x, 10000);
+    case_gelu_layernorm(x, 500, 96, 1e-5f);
+    case_gelu_layernorm(x, 333, 768, 1e-5f);
+    case_gelu_layernorm(x, 3 * 13 * 11, 8, 1e-5f);
+    case_gelu_layernorm(x, 131, 12, 1e-5f);
+    /* more rows than the backward's 512 chunks: several rows per chunk, then the last block's sum */
+    case_gelu_layernorm(x, 9001, 96, 1e-5f);
+    case_gelu_layernorm(x, 4999, 40, 1e-5f);
     case_mlp(x, 300, 48, 192);
     case_mlp(x, 1037, 40, 160);
     case_window(x, 2, 13, 11, 8, 14, 14, 3);

@@ -33,9 +33,10 @@ float *ot_out(StFile *out, const char *name, int ndim, const int64_t *shape);
 /* Allocate a zero-filled F32 buffer that is not written out (scratch, saved stats). */
 float *ot_scratch(size_t numel);
 
-extern const OpTest optest_conv_ops[];   /* optest_conv.c: conv3x3, dwconv7, convT, linear */
+extern const OpTest optest_conv_ops[];   /* optest_conv.c: conv3x3, dwconv7, dwconv7_layernorm, convT,
+                                            convT_add, linear */
 extern const OpTest optest_norm_ops[];   /* optest_norm.c: layernorm, layernorm_residual_branch,
-                                            gelu, pad_roll, roll_crop,
+                                            gelu, gelu_layernorm, pad_roll, roll_crop,
                                             window_attention, channel_scale, sample_scale, add */
 extern const OpTest optest_loss_ops[];   /* optest_loss.c: dice_ce, downsample_labels, adam,
                                             sum_squares */

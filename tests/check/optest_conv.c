@@ -1,5 +1,6 @@
 /* optest_conv.c — optest handlers for the convolution / linear family:
- * "conv3x3", "dwconv7", "convT", "linear"; "dwconv7_layernorm" (forward only, below).
+ * "conv3x3", "dwconv7", "convT", "convT_add" (convT_forward_add, forward only), "linear";
+ * "dwconv7_layernorm" (forward only, below).
  *
  * Input tensors (F32, shapes as in backend.h, activations NHWC):
  *   in, w, b (b optional for linear only), dout
@@ -105,6 +106,20 @@ static void run_convT(Backend *be, const StFile *in, StFile *out) {
     be->convT_backward(be, (Act *)din, dw, db, (const Act *)dout, (const Act *)x, w, B, H, W, Ci, Co, k);
 }
 
+/* convT_add: in, w, b, skip (B, Hk, Wk, Co); attrs as convT → out = convT_forward_add (forward only:
+ * its backward is convT's and the add's) */
+static void run_convT_add(Backend *be, const StFile *in, StFile *out) {
+    int B = (int)ot_int(in, "B"), H = (int)ot_int(in, "H"), W = (int)ot_int(in, "W");
+    int Ci = (int)ot_int(in, "Ci"), Co = (int)ot_int(in, "Co"), k = (int)ot_int(in, "k");
+    const float *x = ot_f32(in, "in", (size_t)B * H * W * Ci);                 /* (B, H, W, Ci) */
+    const float *w = ot_f32(in, "w", (size_t)Ci * Co * k * k);                 /* (Ci, Co, k, k) */
+    const float *b = ot_f32(in, "b", (size_t)Co);                              /* (Co) */
+    const float *skip = ot_f32(in, "skip", (size_t)B * H * k * W * k * Co);    /* (B, Hk, Wk, Co) */
+    int64_t so[4] = {B, (int64_t)H * k, (int64_t)W * k, Co};
+    float *y = ot_out(out, "out", 4, so);
+    be->convT_forward_add(be, (Act *)y, (const Act *)x, (const Act *)skip, w, b, B, H, W, Ci, Co, k);
+}
+
 static void run_linear(Backend *be, const StFile *in, StFile *out) {
     size_t N = (size_t)ot_int(in, "N");
     int Ci = (int)ot_int(in, "Ci"), Co = (int)ot_int(in, "Co");
@@ -126,6 +141,7 @@ const OpTest optest_conv_ops[] = {
     {"dwconv7", run_dwconv7},
     {"dwconv7_layernorm", run_dwconv7_layernorm},
     {"convT", run_convT},
+    {"convT_add", run_convT_add},
     {"linear", run_linear},
     {NULL, NULL},
 };

@@ -1,6 +1,6 @@
 /* optest_norm.c — optest handlers for the norm family: layernorm (and its residual-branch
- * backward, layernorm_backward_residual_branch), gelu, pad_roll, roll_crop,
- * window_attention, channel_scale, sample_scale, add (with accumulate).
+ * backward, layernorm_backward_residual_branch), gelu, gelu_layernorm (the fused pair), pad_roll,
+ * roll_crop, window_attention, channel_scale, sample_scale, add (with accumulate).
  *
  * Every handler runs the forward, then the backward with the upstream gradient "dout".
  * Gradient outputs start from the optional input tensor "<grad>_init" when present (else
@@ -90,6 +90,28 @@ static void run_gelu(Backend *be, const StFile *in, StFile *out) {
     float *dx = grad_out(out, in, "dx", 1, s);
     cpu_gelu_forward(be, (Act *)y, (const Act *)x, n);
     cpu_gelu_backward(be, (Act *)dx, (const Act *)dout, (const Act *)x, n);
+}
+
+/* gelu_layernorm: x (N, C), g (C), b (C), dout (N, C); attrs N, C, eps → ge = GELU(x), out, mean,
+ * rstd (LayerNorm of ge), dx, dg, db (layernorm_backward_gelu) */
+static void run_gelu_layernorm(Backend *be, const StFile *in, StFile *out) {
+    const long N = ot_int(in, "N"), C = ot_int(in, "C");
+    const float eps = (float)ot_float(in, "eps");
+    const float *x = ot_f32(in, "x", (size_t)(N * C));
+    const float *g = ot_f32(in, "g", (size_t)C);
+    const float *b = ot_f32(in, "b", (size_t)C);
+    const float *dout = ot_f32(in, "dout", (size_t)(N * C));
+    const int64_t sNC[2] = {N, C}, sN[1] = {N}, sC[1] = {C};
+    float *ge = ot_out(out, "ge", 2, sNC);
+    float *y = ot_out(out, "out", 2, sNC);
+    float *mean = ot_out(out, "mean", 1, sN);
+    float *rstd = ot_out(out, "rstd", 1, sN);
+    float *dx = grad_out(out, in, "dx", 2, sNC);
+    float *dg = grad_out(out, in, "dg", 1, sC);
+    float *db = grad_out(out, in, "db", 1, sC);
+    cpu_gelu_layernorm_forward(be, (Act *)y, (Act *)ge, mean, rstd, (const Act *)x, g, b, (size_t)N, (int)C, eps);
+    cpu_layernorm_backward_gelu(be, (Act *)dx, dg, db, (const Act *)dout, (const Act *)ge, (const Act *)x, mean,
+                                rstd, g, (size_t)N, (int)C);
 }
 
 /* pad_roll: x (B, H, W, C), dout (B, Hp, Wp, C); attrs B, H, W, C, Hp, Wp, shift → out, dx */
@@ -190,6 +212,7 @@ const OpTest optest_norm_ops[] = {
     {"layernorm", run_layernorm},
     {"layernorm_residual_branch", run_layernorm_residual_branch},
     {"gelu", run_gelu},
+    {"gelu_layernorm", run_gelu_layernorm},
     {"pad_roll", run_pad_roll},
     {"roll_crop", run_roll_crop},
     {"window_attention", run_window_attention},

@@ -1,5 +1,5 @@
-"""Reference tests for the CPU conv / linear ops (conv3x3, dwconv7, convT, linear), and the
-fused dwconv7_layernorm forward (F.conv2d(groups=C, padding=3), then F.layer_norm over channels).
+"""Reference tests for the CPU conv / linear ops (conv3x3, dwconv7, convT, convT_forward_add, linear),
+and the fused dwconv7_layernorm forward (F.conv2d(groups=C, padding=3), then F.layer_norm over channels).
 
 Each case draws random inputs, parameters and an upstream gradient `dout`, runs
 `$UNET2022_CHECK optest <op>` (forward + backward of the C op) and compares the output and every
@@ -197,6 +197,22 @@ class ConvOpsTest(unittest.TestCase):
                            dict(B=B, H=H, W=W, Ci=Ci, Co=Co, k=k),
                            lambda tx, tw, tb, k=k: F.conv_transpose2d(tx, tw, tb, stride=k),
                            nhwc, nchw, use_init=(i % 2 == 0), no_din=no_din)
+
+    def test_convT_add(self):
+        # convT_forward_add: out = conv_transpose2d(in) + skip (the decoder's upsampling and skip)
+        for B, H, W, Ci, Co, k in [(1, 3, 5, 4, 3, 2), (2, 5, 5, 16, 9, 2), (2, 4, 3, 8, 6, 4)]:
+            x = self.rand(B, H, W, Ci)
+            w = self.rand(Ci, Co, k, k, scale=Ci ** -0.5)
+            b = self.rand(Co)
+            skip = self.rand(B, H * k, W * k, Co)
+            res = run_optest("convT_add", {"in": x, "w": w, "b": b, "skip": skip},
+                             dict(B=B, H=H, W=W, Ci=Ci, Co=Co, k=k))
+            ref = F.conv_transpose2d(nchw(x), torch.from_numpy(w).double(), torch.from_numpy(b).double(),
+                                     stride=k) + nchw(skip)
+            e = rel_err(res["out"], nhwc(ref))
+            print(f"convT_add B{B} {H}x{W} {Ci}->{Co} k{k} out rel_err {e:.2e} (tol {FWD_TOL:.0e})", flush=True)
+            self.assertEqual(set(res.keys()), {"out"})
+            self.assertLessEqual(e, FWD_TOL)
 
     def test_linear(self):
         # (N, Ci, Co, bias)

@@ -1,6 +1,6 @@
 """test_ops_norm.py — the norm op family (layernorm, layernorm_backward_residual_branch, gelu,
-pad_roll, roll_crop, window_attention, channel_scale, sample_scale, add/accumulate) against
-PyTorch autograd.
+gelu_layernorm, pad_roll, roll_crop, window_attention, channel_scale, sample_scale, add/accumulate)
+against PyTorch autograd.
 
 Each case writes inputs to a safetensors file, runs `$UNET2022_CHECK optest <op> in out`, and compares
 every output and gradient with torch (computed in float64 from the same float32 inputs, so the
@@ -172,6 +172,43 @@ class TestGelu(Base):
         y.backward(dout.double())
         self.check("gelu out", res["out"], y.detach(), FWD_TOL)
         self.check("gelu dx", res["dx"], dx0.double() + xd.grad, GRAD_TOL)
+
+
+class TestGeluLayerNorm(Base):
+    """gelu_layernorm: GELU, then the LayerNorm of its output (the fused pair's forward and backward)."""
+
+    def run_case(self, N, C, eps, seed):
+        g = torch.Generator().manual_seed(seed)
+        x = (torch.randn(N, C, generator=g) * 2).float()
+        w = (torch.randn(C, generator=g) * 0.5 + 1).float()
+        b = torch.randn(C, generator=g).float()
+        dout = torch.randn(N, C, generator=g).float()
+        inits = {k: torch.randn(*s, generator=g).float() for k, s in (("dx", (N, C)), ("dg", (C,)), ("db", (C,)))}
+        res = run_op("gelu_layernorm", {"x": x.numpy(), "g": w.numpy(), "b": b.numpy(), "dout": dout.numpy(),
+                                        **{k + "_init": v.numpy() for k, v in inits.items()}},
+                     {"N": N, "C": C, "eps": repr(eps)})
+        xd, wd, bd = (t.double().requires_grad_() for t in (x, w, b))
+        ge = F.gelu(xd)
+        y = F.layer_norm(ge, (C,), wd, bd, eps)
+        y.backward(dout.double())
+        ged = ge.detach()
+        mean = ged.mean(-1)
+        rstd = 1.0 / torch.sqrt(ged.var(-1, unbiased=False) + eps)
+        tag = f"gelu_layernorm N={N} C={C} eps={eps:g}"
+        self.check(tag + " ge", res["ge"], ged, FWD_TOL)
+        self.check(tag + " out", res["out"], y.detach(), FWD_TOL)
+        self.check(tag + " mean", res["mean"], mean, FWD_TOL)
+        self.check(tag + " rstd", res["rstd"], rstd, FWD_TOL)
+        self.check(tag + " dx", res["dx"], inits["dx"].double() + xd.grad, GRAD_TOL)
+        self.check(tag + " dg", res["dg"], inits["dg"].double() + wd.grad, GRAD_TOL)
+        self.check(tag + " db", res["db"], inits["db"].double() + bd.grad, GRAD_TOL)
+
+    def test_small(self):
+        self.run_case(300, 96, 1e-5, 5)
+
+    def test_many_chunks(self):
+        # N well above the 64-row reduction chunk, odd row count
+        self.run_case(5003, 32, 1e-5, 6)
 
 
 class TestPadRoll(Base):
