@@ -428,34 +428,19 @@ __global__ void __launch_bounds__(LN_WARP_BLOCK) k_ln_bwd_gelu(T *din, float *dg
     for (size_t r = r0 + threadIdx.x / 32; din && r < r1; r += LN_WARP_BLOCK / 32) {
         const T *x = ge + r * C, *dy = dout + r * C, *xg = in + r * C;
         const float mu = mean[r], rs = rstd[r];
-        double a = 0, bs = 0;
-        for (int c = lane; c < C; c += 32) {
-            float xh = (act_load(x + c) - mu) * rs, dxh = act_load(dy + c) * g[c];
-            a += dxh;
-            bs += (double)dxh * xh;
-        }
-        const float ma = (float)(warp_sum(a) / C), mb = (float)(warp_sum(bs) / C);
+        float ma, mb;
+        ln_row_means(&ma, &mb, x, dy, g, mu, rs, C, lane);
         T *dx = din + r * C;
         for (int c = lane; c < C; c += 32) {
-            float xh = (act_load(x + c) - mu) * rs;
-            float term = rs * (act_load(dy + c) * g[c] - ma - xh * mb);
+            const float xh = (act_load(x + c) - mu) * rs;
+            const float term = ln_din_term(act_load(dy + c), g[c], xh, rs, ma, mb);
             act_store(dx + c, act_load(dx + c) + term * gelu_grad(act_load(xg + c)));
         }
     }
     if (!part) return;
-    for (int c = threadIdx.x; c < C; c += LN_WARP_BLOCK) {
-        double sg = 0, sb = 0;
-        for (size_t r = r0; r < r1; r++) {
-            float dy = act_load(dout + r * C + c);
-            float xh = (act_load(ge + r * C + c) - mean[r]) * rstd[r];
-            sg += (double)dy * xh;
-            sb += dy;
-        }
-        part[(size_t)blockIdx.x * 2 * C + c] = sg;
-        part[(size_t)blockIdx.x * 2 * C + C + c] = sb;
-    }
+    ln_chunk_partials(part + (size_t)blockIdx.x * 2 * C, LnNoTail(), dout, ge, mean, rstd, r0, r1, C);
     if (!cuda_last_block(arrivals)) return;
-    ln_param_finish(dg, db, part, (int)gridDim.x, C);
+    ln_param_finish(dg, db, NULL, part, 2, (int)gridDim.x, C);
 }
 
 extern "C" void cu_gelu_layernorm_forward(Backend *be, Act *out, Act *ge, float *mean, float *rstd, const Act *in,
