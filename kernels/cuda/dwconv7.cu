@@ -3,8 +3,8 @@
 // (the 180°-flipped correlation of dout); dw/db as fixed-chunk partials over image rows in
 // double, summed in a fixed order (deterministic) by the partials' own kernel: the two-level
 // last-block finish of last_block.cuh (groups of ~sqrt(rows) rows summed by their last block,
-// then the group rows by the last group finisher), one reduction per channel group (per (tap,
-// channel group) in "direct"), so the 50·C columns do not serialise on one SM.
+// then the group rows by the last group finisher), one reduction per channel group (per (tap
+// group, channel group) in "direct"), so the 50·C columns do not serialise on one SM.
 // The backward of "direct" and "tiled" is one launch: din and the parameter partials are
 // independent jobs, so the first blocks of one grid take din and the rest the partials
 // (horizontal fusion), and the partials' blocks finish dw/db.
@@ -120,22 +120,26 @@ __device__ void dw_param_tree(float *dw /* (C, 49) */, float *db /* (C) or NULL 
 
 // The direct backward's two independent jobs in one launch (horizontal fusion). Blocks [0, nx):
 // din (+)= dout ⋆ flipped w, grid-stride over its elements (nx = 0: no din); blocks [nx, nx +
-// nchunk·ncg·50): the parameter partial of one (row chunk k, group of 256 channels, tap t) each,
-// then the finish (dw_param_tree): one reduction per (tap, channel group), over the nchunk rows.
+// nchunk·ncg·ntg): the parameter partials of one (row chunk k, channel group of cw channels, tap
+// group of tg taps) each, one thread per (tap, channel), channel fastest (cw = min(C, 256),
+// tg = 256 / cw: a narrow C fills the block with taps instead of leaving threads idle), then the
+// finish (dw_param_tree): one reduction per (tap group, channel group), over the nchunk rows.
 template <typename T>
 __global__ void __launch_bounds__(256)
     k_dw_direct_bwd(T *din, int din_acc, double *part, double *grow, CudaTree tree, unsigned *arrivals, float *dw,
                     float *db, const T *dout, const T *in, const float *w, int B, int H, int W, int C, long rows,
-                    int nx, int nchunk, int ncg) {
+                    int nx, int nchunk, int ncg, int cw, int tg) {
     if ((int)blockIdx.x < nx) {
         dw_direct_elems(din, dout, w, (const float *)NULL, B, H, W, C, 1, din_acc,
                         blockIdx.x * (size_t)blockDim.x + threadIdx.x, (size_t)nx * blockDim.x);
         return;
     }
-    const int q = (int)blockIdx.x - nx, k = q % nchunk, set = q / nchunk, t = set / ncg;
-    const int c0 = set % ncg * (int)blockDim.x, c1 = c0 + (int)blockDim.x < C ? c0 + (int)blockDim.x : C;
-    if (c0 + (int)threadIdx.x < C) dw_direct_partial(part, dout, in, B, H, W, C, rows, k, t, c0 + (int)threadIdx.x);
-    dw_param_tree(dw, db, part, grow, tree, arrivals, set, k, t, t + 1, c0, c1, C);
+    const int q = (int)blockIdx.x - nx, k = q % nchunk, set = q / nchunk;
+    const int c0 = set % ncg * cw, c1 = c0 + cw < C ? c0 + cw : C;
+    const int t0 = set / ncg * tg, t1 = t0 + tg < 50 ? t0 + tg : 50;
+    const int t = t0 + (int)threadIdx.x / cw, c = c0 + (int)threadIdx.x % cw;
+    if (t < t1 && c < c1) dw_direct_partial(part, dout, in, B, H, W, C, rows, k, t, c);
+    dw_param_tree(dw, db, part, grow, tree, arrivals, set, k, t0, t1, c0, c1, C);
 }
 
 // ---- "tiled" ------------------------------------------------------------------------------
@@ -368,16 +372,18 @@ static void dw_direct_backward(Backend *be, Act *din, int din_acc, float *dw, fl
     int nchunk = (int)(R < 64 ? R : 64);
     long rows = (R + nchunk - 1) / nchunk;
     nchunk = (int)((R + rows - 1) / rows);
-    const int nx = din ? (int)cuda_grid((size_t)B * H * W * C) : 0, ncg = (C + 255) / 256;
-    const CudaTree tree = cuda_tree_plan(nchunk, 50 * ncg);
+    const int nx = din ? (int)cuda_grid((size_t)B * H * W * C) : 0;
+    const int cw = C < 256 ? C : 256, ncg = (C + cw - 1) / cw, tg = 256 / cw < 50 ? 256 / cw : 50;
+    const int ntg = (50 + tg - 1) / tg;
+    const CudaTree tree = cuda_tree_plan(nchunk, ncg * ntg);
     double *part = (double *)cuda_workspace(be, ((size_t)nchunk + tree.groups) * 50 * C * sizeof(double));
     double *grow = part + (size_t)nchunk * 50 * C;
-    const unsigned grid = (unsigned)(nx + (size_t)nchunk * ncg * 50);
+    const unsigned grid = (unsigned)(nx + (size_t)nchunk * ncg * ntg);
     CUDA_ACT_DISPATCH(be, T,
                       k_dw_direct_bwd<T><<<grid, 256, 0, st->stream>>>((T *)din, din_acc, part, grow, tree,
                                                                        st->arrivals, dw, db, (const T *)dout,
                                                                        (const T *)in, w, B, H, W, C, rows, nx, nchunk,
-                                                                       ncg));
+                                                                       ncg, cw, tg));
     CUDA_CHECK_LAUNCH();
 }
 
