@@ -262,8 +262,9 @@ extern "C" Backend *backend_cuda_create(int device, const char *precision) {
     CUDNN_CHECK(cudnnSetStream(st->cudnn, st->stream));
     CUDA_CHECK(cudaMallocHost((void **)&st->host_scalar, 4 * sizeof(double)));
     CUDA_CHECK(cudaMallocHost((void **)&st->label_bad, CUDA_LABEL_CHECKS * sizeof(int)));
-    CUDA_CHECK(cudaMalloc((void **)&st->arrivals, sizeof(unsigned)));
-    CUDA_CHECK(cudaMemset(st->arrivals, 0, sizeof(unsigned))); // once, before any step: not a step's work
+    CUDA_CHECK(cudaMalloc((void **)&st->arrivals, CUDA_ARRIVALS * sizeof(unsigned)));
+    // once, before any step: not a step's work (every finisher resets the counters it consumed)
+    CUDA_CHECK(cudaMemset(st->arrivals, 0, CUDA_ARRIVALS * sizeof(unsigned)));
 
     be->name = "cuda";
     be->queue = st->stream; // transports order their work against it (comm/comm_nccl.c)

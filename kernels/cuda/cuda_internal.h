@@ -73,6 +73,10 @@ typedef struct {
  * never allocates for it): the most any cached algorithm may use. */
 #define CUDA_LT_WORKSPACE ((size_t)4 << 20)
 
+/* CudaState.arrivals: one top counter + 4096 group counters, enough for a two-level finish of
+ * sqrt(4096)² = 16 M partial rows in one reduction (last_block.cuh, cuda_tree_plan) */
+#define CUDA_ARRIVALS (1 + 4096)
+
 #define CUDA_LABEL_CHECKS 8 /* dice_ce_forward calls between two host syncs before one is forced */
 
 typedef struct {
@@ -90,7 +94,8 @@ typedef struct {
     void *workspace;
     size_t workspace_bytes;
     double *host_scalar; /* (4) pinned: reductions read back to the host */
-    /* device counter of the one-launch reductions (last_block.cuh): 0 between kernels */
+    /* (CUDA_ARRIVALS) device counters of the one-launch reductions (last_block.cuh): [0] the
+     * one-level last block's, all of them for the two-level finishes; 0 between kernels */
     unsigned *arrivals;
     ConvAlgo *algos;
     int n_algos, cap_algos;

@@ -1,11 +1,13 @@
 // dwconv7.cu — depthwise 7x7 convolution, zero pad 3, stride 1, bias (NHWC; weight (C,1,7,7)).
 // Straightforward first version: one thread per output element for the forward and for din
 // (the 180°-flipped correlation of dout); dw/db as fixed-chunk partials over image rows in
-// double, summed in order (deterministic) by a finish kernel, one thread per (tap, channel).
-// The backward of "direct" and "tiled" is two launches: din and the parameter partials are
+// double, summed in a fixed order (deterministic) by the partials' own kernel: the two-level
+// last-block finish of last_block.cuh (groups of ~sqrt(rows) rows summed by their last block,
+// then the group rows by the last group finisher), one reduction per channel group (per (tap
+// group, channel group) in "direct"), so the 50·C columns do not serialise on one SM.
+// The backward of "direct" and "tiled" is one launch: din and the parameter partials are
 // independent jobs, so the first blocks of one grid take din and the rest the partials
-// (horizontal fusion); then the finish. (Not the partials' last block, last_block.cuh: 50·C
-// columns on one block would serialise what this grid spreads over 50·C/256 blocks.)
+// (horizontal fusion), and the partials' blocks finish dw/db.
 // Consecutive threads take consecutive channels, so every load is coalesced. Activations and
 // their gradients are Acts (templates on the storage type T, act.cuh); w, b, dw, db float.
 //
@@ -15,7 +17,8 @@
 //            memory (2-channel vector loads), the block's 32x49 weights (a contiguous slice of
 //            w[C][49], so read coalesced, no transpose) in registers, 8 output rows per thread;
 //            din is the same tile code with the flipped taps; dw and db in ONE pass over (in,
-//            dout) per tile, per-tile partials summed in tile order (deterministic, no atomics).
+//            dout) per tile, per-tile partials summed in fixed groups of consecutive tiles, tiles
+//            and then groups in order (deterministic, no atomics on values).
 //            Needs C even (the 2-channel loads); odd C runs "direct";
 //   "cudnn"  cuDNN grouped convolution (groups = C, NHWC, pad 3) on fp32 data with FMA math in
 //            every mode (bf16 Acts through fp32 copies: dwconv7 stays fp32-exact), deterministic
@@ -90,36 +93,56 @@ __device__ void dw_direct_partial(double *part, const T *dout, const T *in, int 
     part[((size_t)k * 50 + t) * C + c] = s;
 }
 
-// dw[c][t] += Σ_k part[k][t][c] (t = 49: db[c]), rows k in order, in double: one thread per
-// (t, c), over as many blocks as 50·C needs. A separate launch after the partials, not the last
-// block of the partials' kernel (last_block.cuh): one block summing 50·C columns would take
-// ~50·C/256 times as long as this grid (at C = 96 and 400 tiles, ~1.9 M loads on one SM).
-template <typename P> __global__ void k_dw_param_finish(float *dw, float *db, const P *part, int nrow, int C) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < 50 * C; i += gridDim.x * blockDim.x) {
-        int t = i / C, c = i % C;
-        double s = 0;
-        for (int k = 0; k < nrow; k++) s += cuda_load_cg(part + ((size_t)k * 50 + t) * C + c);
-        if (t < 49) dw[(size_t)c * 49 + t] += (float)s;
-        else if (db) db[c] += (float)s;
+// dw[c][t] += Σ_k part[k][t][c] (t = 49: db[c]) over the taps [t0, t1) × channels [c0, c1) of
+// reduction s (a block that wrote row k of it: every thread calls this, after the partials):
+// the two-level finish of last_block.cuh, in double. The last block of k's group sums its rows
+// in order into grow[grp][t][c] (tree.groups × 50 × C doubles), the last group finisher of s
+// the group rows in order into dw and db. Columns are taken channel-fastest (coalesced).
+template <typename P>
+__device__ void dw_param_tree(float *dw /* (C, 49) */, float *db /* (C) or NULL */, const P *part /* (rows, 50, C) */,
+                              double *grow, const CudaTree &tree, unsigned *arrivals, int s, int k, int t0, int t1,
+                              int c0, int c1, int C) {
+    if (!cuda_tree_group_last(arrivals, tree, s, k)) return;
+    const int nc = c1 - c0, ncol = (t1 - t0) * nc, grp = k / tree.group, r0 = grp * tree.group;
+    const int r1 = r0 + tree.group < tree.rows ? r0 + tree.group : tree.rows;
+    for (int j = threadIdx.x; j < ncol; j += blockDim.x) {
+        const size_t col = (size_t)(t0 + j / nc) * C + c0 + j % nc;
+        double v = 0;
+        for (int r = r0; r < r1; r++) v += cuda_load_cg(part + (size_t)r * 50 * C + col);
+        grow[(size_t)grp * 50 * C + col] = v;
+    }
+    if (!cuda_tree_top_last(arrivals, tree, s)) return;
+    for (int j = threadIdx.x; j < ncol; j += blockDim.x) {
+        const int t = t0 + j / nc, c = c0 + j % nc;
+        double v = 0;
+        for (int q = 0; q < tree.groups; q++) v += cuda_load_cg(grow + ((size_t)q * 50 + t) * C + c);
+        if (t < 49) dw[(size_t)c * 49 + t] += (float)v;
+        else if (db) db[c] += (float)v;
     }
 }
 
-// The direct backward's two independent jobs in one launch (horizontal fusion), then
-// k_dw_param_finish. Blocks [0, nx): din (+)= dout ⋆ flipped w, grid-stride over its elements
-// (nx = 0: no din); blocks [nx, nx + nchunk·ncg·50): the parameter partial of one (row chunk k,
-// group of 256 channels, tap t) each.
+// The direct backward's two independent jobs in one launch (horizontal fusion). Blocks [0, nx):
+// din (+)= dout ⋆ flipped w, grid-stride over its elements (nx = 0: no din); blocks [nx, nx +
+// nchunk·ncg·ntg): the parameter partials of one (row chunk k, channel group of cw channels, tap
+// group of tg taps) each, one thread per (tap, channel), channel fastest (cw = min(C, 256),
+// tg = 256 / cw: a narrow C fills the block with taps instead of leaving threads idle), then the
+// finish (dw_param_tree): one reduction per (tap group, channel group), over the nchunk rows.
 template <typename T>
 __global__ void __launch_bounds__(256)
-    k_dw_direct_bwd(T *din, int din_acc, double *part, float *dw, float *db, const T *dout, const T *in,
-                    const float *w, int B, int H, int W, int C, long rows, int nx, int nchunk, int ncg) {
+    k_dw_direct_bwd(T *din, int din_acc, double *part, double *grow, CudaTree tree, unsigned *arrivals, float *dw,
+                    float *db, const T *dout, const T *in, const float *w, int B, int H, int W, int C, long rows,
+                    int nx, int nchunk, int ncg, int cw, int tg) {
     if ((int)blockIdx.x < nx) {
         dw_direct_elems(din, dout, w, (const float *)NULL, B, H, W, C, 1, din_acc,
                         blockIdx.x * (size_t)blockDim.x + threadIdx.x, (size_t)nx * blockDim.x);
-    } else {
-        int q = (int)blockIdx.x - nx, k = q % nchunk, t = q / nchunk / ncg;
-        int c = q / nchunk % ncg * (int)blockDim.x + threadIdx.x;
-        if (c < C) dw_direct_partial(part, dout, in, B, H, W, C, rows, k, t, c);
+        return;
     }
+    const int q = (int)blockIdx.x - nx, k = q % nchunk, set = q / nchunk;
+    const int c0 = set % ncg * cw, c1 = c0 + cw < C ? c0 + cw : C;
+    const int t0 = set / ncg * tg, t1 = t0 + tg < 50 ? t0 + tg : 50;
+    const int t = t0 + (int)threadIdx.x / cw, c = c0 + (int)threadIdx.x % cw;
+    if (t < t1 && c < c1) dw_direct_partial(part, dout, in, B, H, W, C, rows, k, t, c);
+    dw_param_tree(dw, db, part, grow, tree, arrivals, set, k, t0, t1, c0, c1, C);
 }
 
 // ---- "tiled" ------------------------------------------------------------------------------
@@ -275,16 +298,22 @@ __device__ __forceinline__ void dw_tiled_param_tile(float *part, const T *dout, 
 
 // The tiled backward's two jobs in one launch (horizontal fusion), grid (nx + ntile, channel
 // groups): blocks x < nx take din's tile x (din (+)= dout ⋆ flipped w; nx = 0: no din), the others
-// the parameter partials of tile x - nx; k_dw_param_finish then sums them, tiles in order, in double.
+// the parameter partials of tile x - nx, then the finish (dw_param_tree): one reduction per
+// channel group (its 50 × 32 columns) over the ntile tiles, in tile order, in double.
 template <typename T>
 __global__ void __launch_bounds__(256)
-    k_dw_tiled_bwd(T *din, int din_acc, float *part, float *dw, float *db, const T *dout, const T *in,
-                   const float *w, int B, int H, int W, int C, int nx, int ntile) {
+    k_dw_tiled_bwd(T *din, int din_acc, float *part, double *grow, CudaTree tree, unsigned *arrivals, float *dw,
+                   float *db, const T *dout, const T *in, const float *w, int B, int H, int W, int C, int nx,
+                   int ntile) {
     __shared__ float s[DW_SH * DW_SW * DW_CG];
     __shared__ float sw[DW_CG * 49];
-    if ((int)blockIdx.x < nx)
+    if ((int)blockIdx.x < nx) {
         dw_tiled_fwd_tile(din, dout, w, (const float *)NULL, B, H, W, C, 1, din_acc, s, sw, blockIdx.x, blockIdx.y);
-    else dw_tiled_param_tile(part, dout, in, B, H, W, C, s, (int)blockIdx.x - nx, blockIdx.y);
+        return;
+    }
+    const int k = (int)blockIdx.x - nx, cg = (int)blockIdx.y, c0 = cg * DW_CG;
+    dw_tiled_param_tile(part, dout, in, B, H, W, C, s, k, cg);
+    dw_param_tree(dw, db, part, grow, tree, arrivals, cg, k, 0, 50, c0, C - c0 < DW_CG ? C : c0 + DW_CG, C);
 }
 
 static dim3 dw_tiled_grid(int B, int H, int W, int C) {
@@ -301,20 +330,23 @@ static void dw_tiled_forward(Backend *be, Act *out, const Act *in, const float *
     CUDA_CHECK_LAUNCH();
 }
 
-// The tiled backward: two launches, the per-tile partials (ntile × 50×C floats) in the workspace.
+// The tiled backward: one launch; in the workspace the per-tile partials (ntile × 50×C floats),
+// then the group rows (groups × 50×C doubles).
 static void dw_tiled_backward(Backend *be, Act *din, int din_acc, float *dw, float *db, const Act *dout,
                               const Act *in, const float *w, int B, int H, int W, int C) {
     CudaState *st = cuda_state(be);
     const dim3 tiles = dw_tiled_grid(B, H, W, C);
     const int ntile = (int)tiles.x, nx = din ? ntile : 0;
-    float *part = (float *)cuda_workspace(be, (size_t)ntile * 50 * C * sizeof(float));
+    const CudaTree tree = cuda_tree_plan(ntile, (int)tiles.y);
+    const size_t part_bytes = ((size_t)ntile * 50 * C * sizeof(float) + 255) / 256 * 256;
+    char *ws = (char *)cuda_workspace(be, part_bytes + (size_t)tree.groups * 50 * C * sizeof(double));
+    float *part = (float *)ws;
+    double *grow = (double *)(ws + part_bytes);
     const dim3 grid((unsigned)(nx + ntile), tiles.y);
     CUDA_ACT_DISPATCH(be, T,
-                      k_dw_tiled_bwd<T><<<grid, 256, 0, st->stream>>>((T *)din, din_acc, part, dw, db,
-                                                                      (const T *)dout, (const T *)in, w, B, H, W, C,
-                                                                      nx, ntile));
-    CUDA_CHECK_LAUNCH();
-    k_dw_param_finish<float><<<(unsigned)((50 * (size_t)C + 255) / 256), 256, 0, st->stream>>>(dw, db, part, ntile, C);
+                      k_dw_tiled_bwd<T><<<grid, 256, 0, st->stream>>>((T *)din, din_acc, part, grow, tree, st->arrivals,
+                                                                      dw, db, (const T *)dout, (const T *)in, w, B, H,
+                                                                      W, C, nx, ntile));
     CUDA_CHECK_LAUNCH();
 }
 
@@ -334,8 +366,8 @@ static void dw_direct_forward(Backend *be, Act *out, const Act *in, const float 
     CUDA_CHECK_LAUNCH();
 }
 
-// The direct backward: two launches, the dw/db partials (nchunk row chunks × 50×C doubles) in the
-// workspace.
+// The direct backward: one launch; in the workspace the dw/db partials (nchunk row chunks × 50×C
+// doubles), then the group rows (groups × 50×C doubles).
 static void dw_direct_backward(Backend *be, Act *din, int din_acc, float *dw, float *db, const Act *dout,
                                const Act *in, const float *w, int B, int H, int W, int C) {
     CudaState *st = cuda_state(be);
@@ -343,15 +375,18 @@ static void dw_direct_backward(Backend *be, Act *din, int din_acc, float *dw, fl
     int nchunk = (int)(R < 64 ? R : 64);
     long rows = (R + nchunk - 1) / nchunk;
     nchunk = (int)((R + rows - 1) / rows);
-    double *part = (double *)cuda_workspace(be, (size_t)nchunk * 50 * C * sizeof(double));
-    const int nx = din ? (int)cuda_grid((size_t)B * H * W * C) : 0, ncg = (C + 255) / 256;
-    const unsigned grid = (unsigned)(nx + (size_t)nchunk * ncg * 50);
+    const int nx = din ? (int)cuda_grid((size_t)B * H * W * C) : 0;
+    const int cw = C < 256 ? C : 256, ncg = (C + cw - 1) / cw, tg = 256 / cw < 50 ? 256 / cw : 50;
+    const int ntg = (50 + tg - 1) / tg;
+    const CudaTree tree = cuda_tree_plan(nchunk, ncg * ntg);
+    double *part = (double *)cuda_workspace(be, ((size_t)nchunk + tree.groups) * 50 * C * sizeof(double));
+    double *grow = part + (size_t)nchunk * 50 * C;
+    const unsigned grid = (unsigned)(nx + (size_t)nchunk * ncg * ntg);
     CUDA_ACT_DISPATCH(be, T,
-                      k_dw_direct_bwd<T><<<grid, 256, 0, st->stream>>>((T *)din, din_acc, part, dw, db,
-                                                                       (const T *)dout, (const T *)in, w, B, H, W, C,
-                                                                       rows, nx, nchunk, ncg));
-    CUDA_CHECK_LAUNCH();
-    k_dw_param_finish<double><<<(unsigned)((50 * (size_t)C + 255) / 256), 256, 0, st->stream>>>(dw, db, part, nchunk, C);
+                      k_dw_direct_bwd<T><<<grid, 256, 0, st->stream>>>((T *)din, din_acc, part, grow, tree,
+                                                                       st->arrivals, dw, db, (const T *)dout,
+                                                                       (const T *)in, w, B, H, W, C, rows, nx, nchunk,
+                                                                       ncg, cw, tg));
     CUDA_CHECK_LAUNCH();
 }
 

@@ -14,11 +14,13 @@
 // row of a partial table; pass 2 (warp per key row j) reloads Q·scale and dO into the same shared
 // memory and forms dK = dSᵀ·(Q·scale), dV = Pᵀ·dO. Every (token, channel) of dqkv belongs to one
 // block, so dqkv needs no atomics (and window_attention_backward_first can store instead of add);
-// the blocks' partial tables are added into dtable in window order: by the block that finishes
-// last (last_block.cuh) when the table fits its threads (heads·T ≤ blockDim.x: the backward is one
-// launch), else by k_wa_dtable_finish, one thread per entry (one block would serialise them). No atomics on values anywhere: the backward pass
-// is bit-for-bit reproducible, which is what makes a resumed GPU run identical to an
-// uninterrupted one.
+// the blocks' partial tables are added into dtable by the same kernel, in a fixed order: the
+// two-level last-block finish of last_block.cuh, one reduction per head over the windows (the
+// last block of each group of ~sqrt(G) consecutive windows sums the group's tables, the last
+// group finisher the group sums, in order), so a wide table (heads·(2w−1)² entries) does not
+// serialise on one block and the backward is one launch. No atomics on values anywhere: the
+// backward pass is bit-for-bit reproducible, which is what makes a resumed GPU run identical to
+// an uninterrupted one.
 //
 // qkv, out, the saved softmax probs, dout and dqkv are Acts (kernels templated on the storage type
 // T, act.cuh): widened to float on load, every shared-memory tile and every sum in fp32, rounded
@@ -39,12 +41,6 @@ struct WaGeom {
     int Hp, Wp, C, heads, w, shift, n, hd, nWx, nWin;
     float scale;
 };
-
-// Whether the bias-table gradient's finish (heads · (2w-1)² columns) fits a block of `threads`: then
-// the partials' kernel finishes it in its last block, else k_wa_dtable_finish does (wa_dtable_finish).
-__host__ __device__ __forceinline__ bool wa_dtable_fits(const WaGeom &g, int threads) {
-    return g.heads * (2 * g.w - 1) * (2 * g.w - 1) <= threads;
-}
 
 __device__ __forceinline__ size_t wa_pix(const WaGeom &g, int b, int wy, int wx, int t) {
     return ((size_t)b * g.Hp + (size_t)wy * g.w + t / g.w) * g.Wp + (size_t)wx * g.w + t % g.w;
@@ -88,19 +84,48 @@ __device__ void wa_dtable_part_block(float *part /* (T) */, const float *dS /* (
     }
 }
 
-// dtable[e, h] += Σ_gw part[gw, h, e], windows in order, in double, once every block's partial
-// table is written.
-// first/stride: the columns this thread sums (the last block of a kernel: threadIdx.x and
-// blockDim.x; a grid of its own, k_wa_dtable_finish: its global index and size).
-__device__ void wa_dtable_finish_cols(float *dtable, const float *part, size_t G, int heads, int T, int first,
-                                      int stride) {
-    for (int k = first; k < heads * T; k += stride) {
-        const int h = k / T, e = k % T;
+// dtable[e, h] += Σ_gw part[gw, h, e] for this (window gw = blockIdx.x, head h = blockIdx.y)
+// block, its partial table written: the two-level finish of last_block.cuh, one reduction per
+// head (tree: wa_dtable_plan) over the windows, in double. The last block of gw's group sums the
+// group's tables in window order into grow[h][grp] (grow: (heads, groups, T) doubles), the last
+// group finisher of head h the group rows in group order into dtable. Every thread calls it.
+__device__ void wa_dtable_tree(float *dtable /* (T, heads) */, const float *part /* (G, heads, T) */, double *grow,
+                               const CudaTree &tree, unsigned *arrivals, int heads, int T) {
+    const int gw = (int)blockIdx.x, h = (int)blockIdx.y;
+    if (!cuda_tree_group_last(arrivals, tree, h, gw)) return;
+    const int grp = gw / tree.group, r0 = grp * tree.group;
+    const int r1 = r0 + tree.group < tree.rows ? r0 + tree.group : tree.rows;
+    double *gh = grow + (size_t)h * tree.groups * T;
+    for (int e = threadIdx.x; e < T; e += blockDim.x) {
         double s = 0;
-        for (size_t gw = 0; gw < G; gw++) s += cuda_load_cg(part + (gw * heads + h) * (size_t)T + e);
+        for (int r = r0; r < r1; r++) s += cuda_load_cg(part + ((size_t)r * heads + h) * T + e);
+        gh[(size_t)grp * T + e] = s;
+    }
+    if (!cuda_tree_top_last(arrivals, tree, h)) return;
+    for (int e = threadIdx.x; e < T; e += blockDim.x) {
+        double s = 0;
+        for (int q = 0; q < tree.groups; q++) s += cuda_load_cg(gh + (size_t)q * T + e);
         dtable[(size_t)e * heads + h] += (float)s;
     }
 }
+
+// The bias-table finish's plan: one reduction per head over the G windows, and the bytes of its
+// group rows (grow of wa_dtable_tree).
+static CudaTree wa_dtable_plan(const WaGeom &g, size_t G) {
+    CHECK(G <= 0x7fffffff, "window_attention: %zu windows", G);
+    return cuda_tree_plan((int)G, g.heads);
+}
+static size_t wa_grow_bytes(const WaGeom &g, const CudaTree &t) {
+    return (size_t)t.sets * t.groups * (2 * g.w - 1) * (2 * g.w - 1) * sizeof(double);
+}
+
+// The next `bytes` of a workspace, 256-byte aligned.
+static void *wa_carve(char **p, size_t bytes) {
+    void *r = *p;
+    *p += (bytes + 255) / 256 * 256;
+    return r;
+}
+static size_t wa_al(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 template <typename T>
 __global__ void k_wa_fwd(T *out, T *probs, const T *qkv, const float *table, WaGeom g) {
@@ -156,11 +181,11 @@ __global__ void k_wa_fwd(T *out, T *probs, const T *qkv, const float *table, WaG
 }
 
 // part: (G, heads, T) the per-block bias-table gradients, NULL when dtable is not wanted (else
-// the last block adds them into dtable when they fit its threads; wa_dtable_finish otherwise). TS: the Act storage type (T is the table size here).
-// acc: dqkv += (else overwritten).
+// the blocks add them into dtable, wa_dtable_tree with grow and tree). TS: the Act storage type
+// (T is the table size here). acc: dqkv += (else overwritten).
 template <typename TS>
-__global__ void k_wa_bwd(TS *dqkv, float *part, float *dtable, float *dS_all, const TS *dout, const TS *qkv,
-                         const TS *probs, WaGeom g, int acc, unsigned *arrivals) {
+__global__ void k_wa_bwd(TS *dqkv, float *part, double *grow, CudaTree tree, float *dtable, float *dS_all,
+                         const TS *dout, const TS *qkv, const TS *probs, WaGeom g, int acc, unsigned *arrivals) {
     extern __shared__ float sm[];
     const int n = g.n, hd = g.hd, ld = hd + 1, C3 = 3 * g.C, h = blockIdx.y;
     const int T = (2 * g.w - 1) * (2 * g.w - 1);
@@ -232,25 +257,8 @@ __global__ void k_wa_bwd(TS *dqkv, float *part, float *dtable, float *dS_all, co
             act_store(dv_p, acc ? act_load(dv_p) + dv : dv);
         }
     }
-    // part: the same for every block. The last block finishes only a table that fits its threads
-    // (heads·T ≤ blockDim.x): wider ones would serialise on one block, and go to k_wa_dtable_finish.
-    if (!part || !cuda_last_block(arrivals) || !wa_dtable_fits(g, blockDim.x)) return;
-    wa_dtable_finish_cols(dtable, part, gridDim.x, g.heads, T, threadIdx.x, blockDim.x);
-}
-
-// dtable += Σ over windows of the partial tables, in window order, one thread per (head, entry):
-// the finish of a table too wide for one block.
-__global__ void k_wa_dtable_finish(float *dtable, const float *part, size_t G, int heads, int T) {
-    wa_dtable_finish_cols(dtable, part, G, heads, T, blockIdx.x * blockDim.x + threadIdx.x, gridDim.x * blockDim.x);
-}
-
-// The launch of k_wa_dtable_finish where the partials' kernel (threads per block) left it.
-static void wa_dtable_finish(Backend *be, float *dtable, const float *part, size_t G, const WaGeom &g, int threads) {
-    const int T = (2 * g.w - 1) * (2 * g.w - 1);
-    if (wa_dtable_fits(g, threads)) return; // its last block did it
-    k_wa_dtable_finish<<<(unsigned)((g.heads * T + 255) / 256), 256, 0, cuda_state(be)->stream>>>(dtable, part, G,
-                                                                                                   g.heads, T);
-    CUDA_CHECK_LAUNCH();
+    // part: the same for every block
+    if (part) wa_dtable_tree(dtable, part, grow, tree, arrivals, g.heads, T);
 }
 
 static WaGeom wa_geom(int Hp, int Wp, int C, int heads, int w, int shift) {
@@ -289,29 +297,32 @@ static void wa_forward(Backend *be, const WaGeom &g, size_t G, T *out, T *probs,
 }
 
 template <typename T>
-static void wa_backward(Backend *be, const WaGeom &g, size_t G, T *dqkv, float *part, float *dtable, float *dS,
-                        const T *dout, const T *qkv, const T *probs, int acc) {
+static void wa_backward(Backend *be, const WaGeom &g, size_t G, T *dqkv, float *part, double *grow,
+                        const CudaTree &tree, float *dtable, float *dS, const T *dout, const T *qkv, const T *probs,
+                        int acc) {
     size_t smem = wa_smem(be, g, (const void *)k_wa_bwd<T>);
     const dim3 grid((unsigned)G, g.heads);
     CudaState *st = cuda_state(be);
-    k_wa_bwd<T><<<grid, 32 * WA_WARPS, smem, st->stream>>>(dqkv, part, dtable, dS, dout, qkv, probs, g, acc,
-                                                           st->arrivals);
+    k_wa_bwd<T><<<grid, 32 * WA_WARPS, smem, st->stream>>>(dqkv, part, grow, tree, dtable, dS, dout, qkv, probs, g,
+                                                           acc, st->arrivals);
     CUDA_CHECK_LAUNCH();
-    if (part) wa_dtable_finish(be, dtable, part, G, g, 32 * WA_WARPS);
 }
 
 
-// The "smem" backward, one launch: its dS scratch and partial tables, the ordered dtable sum
-// by the kernel's last block.
+// The "smem" backward, one launch: its dS scratch, partial tables and group rows, the ordered
+// dtable sum by the kernel's blocks (wa_dtable_tree).
 template <typename T>
 static void wa_backward_smem(Backend *be, const WaGeom &g, size_t G, T *dqkv, float *dtable, const T *dout,
                              const T *qkv, const T *probs, int acc) {
     const int Tn = (2 * g.w - 1) * (2 * g.w - 1);
-    size_t dS_n = (G * g.heads * (size_t)g.n * g.n + 63) / 64 * 64, part_n = dtable ? G * g.heads * (size_t)Tn : 0;
-    /* dS (fp32, shaped like probs), then the partial tables */
-    float *dS = (float *)cuda_workspace(be, (dS_n + part_n) * sizeof(float));
-    float *part = dtable ? dS + dS_n : NULL;
-    wa_backward<T>(be, g, G, dqkv, part, dtable, dS, dout, qkv, probs, acc);
+    const CudaTree tree = wa_dtable_plan(g, G);
+    const size_t np = G * g.heads * (size_t)g.n * g.n, part_n = G * g.heads * (size_t)Tn;
+    char *w = (char *)cuda_workspace(be, wa_al(np * 4) + (dtable ? wa_al(part_n * 4) + wa_grow_bytes(g, tree) : 0));
+    /* dS (fp32, shaped like probs), then the partial tables and their group rows */
+    float *dS = (float *)wa_carve(&w, np * 4);
+    float *part = dtable ? (float *)wa_carve(&w, part_n * 4) : NULL;
+    double *grow = dtable ? (double *)wa_carve(&w, wa_grow_bytes(g, tree)) : NULL;
+    wa_backward<T>(be, g, G, dqkv, part, grow, tree, dtable, dS, dout, qkv, probs, acc);
 }
 
 // =============================================================================================
@@ -426,14 +437,14 @@ __global__ void k_wa_softmax_bwd(float *dS, bf16 *hi, bf16 *lo, const T *probs, 
 }
 
 // dtable += the bias-table gradient of dS (G, heads, n, n), one launch: one block per (window,
-// head) writes its partial table into part (G, heads, T), the last block sums them in order.
-__global__ void k_wa_dtable(float *dtable, float *part, const float *dS, WaGeom g, unsigned *arrivals) {
+// head) writes its partial table into part (G, heads, T), then the blocks sum them in a fixed
+// order (wa_dtable_tree: grow and tree).
+__global__ void k_wa_dtable(float *dtable, float *part, double *grow, CudaTree tree, const float *dS, WaGeom g,
+                            unsigned *arrivals) {
     const size_t gw = blockIdx.x;
     const int h = blockIdx.y, T = (2 * g.w - 1) * (2 * g.w - 1);
     wa_dtable_part_block(part + (gw * g.heads + h) * (size_t)T, dS + (gw * g.heads + h) * (size_t)g.n * g.n, g);
-    // every block counts itself in (one code path for every shape); a wide table: wa_dtable_finish
-    if (!cuda_last_block(arrivals) || !wa_dtable_fits(g, blockDim.x)) return;
-    wa_dtable_finish_cols(dtable, part, gridDim.x, g.heads, T, threadIdx.x, blockDim.x);
+    wa_dtable_tree(dtable, part, grow, tree, arrivals, g.heads, T);
 }
 
 // Row-major, batched: C (M×N, ldc, fp32) = alpha·op(A)·op(B) + beta·C with op(A) (M×K), op(B) (K×N);
@@ -449,14 +460,6 @@ static void wa_gemm(Backend *be, int bf, int ta, int tb, int M, int N, int K, fl
                                             bf ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_PEDANTIC,
                                             CUBLAS_GEMM_DEFAULT));
 }
-
-// The next `bytes` of a workspace, 256-byte aligned.
-static void *wa_carve(char **p, size_t bytes) {
-    void *r = *p;
-    *p += (bytes + 255) / 256 * 256;
-    return r;
-}
-static size_t wa_al(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 static int wa_batch(const WaGeom &g, size_t G) {
     CHECK(G * g.heads <= 0x7fffffff, "window_attention: %zu (window, head) pairs exceed cuBLAS's batch count", G * g.heads);
@@ -494,14 +497,17 @@ static void wa_backward_gemm(Backend *be, const WaGeom &g, size_t G, T *dqkv, fl
     const size_t nt = G * g.heads * (size_t)n * hd, np = G * g.heads * (size_t)n * n, rows = G * g.heads * (size_t)n;
     const long long sq = (long long)n * hd, sp = (long long)n * n;
     cudaStream_t s = cuda_state(be)->stream;
+    const CudaTree tree = wa_dtable_plan(g, G);
     char *w = (char *)cuda_workspace(be, wa_al(np * 4) + (bf ? 2 * wa_al(np * 2) : 0) + wa_al(4 * nt * sizeof(T)) +
-                                             wa_al(3 * nt * 4) + wa_al(G * g.heads * (size_t)Tn * 4));
+                                             wa_al(3 * nt * 4) + wa_al(G * g.heads * (size_t)Tn * 4) +
+                                             wa_grow_bytes(g, tree));
     float *dS = (float *)wa_carve(&w, np * 4);               /* (G, heads, n, n): dP, then dS */
     bf16 *hi = bf ? (bf16 *)wa_carve(&w, np * 2) : NULL;     /* (G, heads, n, n) bf16(dS) */
     bf16 *lo = bf ? (bf16 *)wa_carve(&w, np * 2) : NULL;     /* (G, heads, n, n) dS − hi */
     T *qg = (T *)wa_carve(&w, 4 * nt * sizeof(T));           /* (4, G, heads, n, hd) Q, K, V, dO */
     float *dg = (float *)wa_carve(&w, 3 * nt * 4);           /* (3, G, heads, n, hd) dQ, dK, dV */
     float *part = (float *)wa_carve(&w, G * g.heads * (size_t)Tn * 4); /* (G, heads, T) */
+    double *grow = (double *)wa_carve(&w, wa_grow_bytes(g, tree));    /* (heads, groups, T) */
     const T *kg = qg + nt, *vg = qg + 2 * nt, *dog = qg + 3 * nt;
     k_wa_gather<T><<<cuda_grid(3 * nt), 256, 0, s>>>(qg, qkv, 3 * g.C, 3, g, G);
     CUDA_CHECK_LAUNCH();
@@ -511,9 +517,9 @@ static void wa_backward_gemm(Backend *be, const WaGeom &g, size_t G, T *dqkv, fl
     k_wa_softmax_bwd<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(dS, hi, lo, probs, rows, n);
     CUDA_CHECK_LAUNCH();
     if (dtable) {
-        k_wa_dtable<<<dim3((unsigned)G, g.heads), 256, 0, s>>>(dtable, part, dS, g, cuda_state(be)->arrivals);
+        k_wa_dtable<<<dim3((unsigned)G, g.heads), 256, 0, s>>>(dtable, part, grow, tree, dS, g,
+                                                               cuda_state(be)->arrivals);
         CUDA_CHECK_LAUNCH();
-        wa_dtable_finish(be, dtable, part, G, g, 256);
     }
     if (!dqkv) return;
     const void *ds_a = bf ? (const void *)hi : (const void *)dS;
@@ -547,7 +553,7 @@ static void wa_backward_gemm(Backend *be, const WaGeom &g, size_t G, T *dqkv, fl
 // warp per query tile: D_i = Σ_j P_ij dP_ij (dP = dO·Vᵀ), then dQ = scale·dS·K with
 // dS = P∘(dP − D); phase 2, warp per key tile, every query tile in order: dV = Pᵀ·dO,
 // dK = scale·dSᵀ·Q, and dS in fp32 to scratch for the bias-table gradient (the same ordered
-// per-block partials as "smem", summed by k_wa_dtable's last block). Every (token, channel) of dqkv is
+// per-block partials as "smem", summed by k_wa_dtable's blocks, wa_dtable_tree). Every (token, channel) of dqkv is
 // owned by one warp of one block, and every sum runs in a fixed order: no atomics, bit-for-bit
 // reproducible. Padded query/key rows are zero in Q, K, V, dO and get P = 0, so they add nothing.
 // =============================================================================================
@@ -920,18 +926,22 @@ static void wa_backward_flash(Backend *be, const WaGeom &g, size_t G, bf16 *dqkv
                               const bf16 *qkv, const float *lse, int acc) {
     const int Tn = (2 * g.w - 1) * (2 * g.w - 1);
     float *dS = NULL, *part = NULL;
+    double *grow = NULL;
+    const CudaTree tree = wa_dtable_plan(g, G);
     if (dtable) {
         const size_t np = G * g.heads * (size_t)g.n * g.n;
-        char *w = (char *)cuda_workspace(be, wa_al(np * 4) + wa_al(G * g.heads * (size_t)Tn * 4));
+        char *w = (char *)cuda_workspace(be, wa_al(np * 4) + wa_al(G * g.heads * (size_t)Tn * 4) +
+                                                 wa_grow_bytes(g, tree));
         dS = (float *)wa_carve(&w, np * 4);                                 /* (G, heads, n, n) */
         part = (float *)wa_carve(&w, G * g.heads * (size_t)Tn * 4);         /* (G, heads, T) */
+        grow = (double *)wa_carve(&w, wa_grow_bytes(g, tree));              /* (heads, groups, T) */
     }
     FL_HD_DISPATCH(fl_hd_pad(g.hd), HD, wa_flash_bwd_launch<HD>(be, g, G, dqkv, dS, dout, qkv, lse, acc));
     if (dtable) {
         CudaState *st = cuda_state(be);
-        k_wa_dtable<<<dim3((unsigned)G, g.heads), 256, 0, st->stream>>>(dtable, part, dS, g, st->arrivals);
+        k_wa_dtable<<<dim3((unsigned)G, g.heads), 256, 0, st->stream>>>(dtable, part, grow, tree, dS, g,
+                                                                        st->arrivals);
         CUDA_CHECK_LAUNCH();
-        wa_dtable_finish(be, dtable, part, G, g, 256);
     }
 }
 

@@ -991,6 +991,11 @@ static int check_ops(Ctx *x) {
         case_dwconv7(x, 3, 9, 17, 8);
         case_dwconv7(x, 1, 23, 7, 64);
         case_dwconv7(x, 1, 5, 6, 15);
+        /* the dw/db finish's groups (last_block.cuh, ~sqrt(rows) rows each): one group of two rows
+         * ("tiled": 2 tiles, "direct": 2 image rows), one row ("tiled": 1 tile); the shapes above
+         * have several groups, the last one shorter (e.g. 23 rows: 4 × 5 + 3) */
+        case_dwconv7(x, 2, 1, 7, 6);
+        case_dwconv7(x, 1, 5, 6, 16);
     });
     /* the fused conv + LayerNorm: channels from one warp per strip (24: 8 strips per block) to
      * 768 (3 channels per thread, 150 KB of weights in shared memory), odd maps (strips cut at
@@ -1037,6 +1042,9 @@ static int check_ops(Ctx *x) {
     case_attention(x, 1, 40, 40, 64, 2, 20, 10);
     case_attention(x, 1, 8, 12, 32, 2, 4, 2);   /* n = 16: no padding of the flash tiles, hd 16 */
     case_attention(x, 1, 20, 30, 48, 2, 10, 5); /* n = 100 padded to 112, hd = 24 (the demo's) to 32 */
+    /* the bias-table finish's groups (last_block.cuh): 2 windows, one group; above 8 windows in
+     * groups of 3, 3, 2 (14x14 map, w 7, B 2) */
+    case_attention(x, 1, 10, 20, 48, 2, 10, 5);
     case_attention_replay(x, "smem");
     case_attention_replay(x, "gemm");
     if (!strcmp(x->precision, "bf16")) case_attention_replay(x, "flash");
