@@ -687,11 +687,7 @@ template <typename T, int K>
 static void dwln_launch(Backend *be, const DwlnGeom *g, Act *out, Act *ln, float *mean, float *rstd, const Act *in,
                         const float *w, const float *b, const float *gm, const float *beta, int H, int W, int C,
                         float eps) {
-    // the most any shape of this K needs, not this shape's: the attribute is the function's, read
-    // at every launch, also at a recorded step's replay (graph.cu), where a smaller C's call since
-    // the capture must not have lowered it below a larger C's launch
-    CUDA_CHECK(cudaFuncSetAttribute((const void *)k_dwln_fused<T, K>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    K * DWLN_THREADS * 49 * (int)sizeof(float)));
+    cuda_dyn_smem_optin((const void *)k_dwln_fused<T, K>, g->smem); // only ever raised: see cuda_internal.h
     k_dwln_fused<T, K><<<g->grid, g->TS * g->SB, g->smem, cuda_state(be)->stream>>>(
         (T *)out, (T *)ln, mean, rstd, (const T *)in, w, b, gm, beta, H, W, C, eps, g->TS, g->SB, g->nstrips,
         g->nunits);
