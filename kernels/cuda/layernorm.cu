@@ -24,34 +24,34 @@
 #include "layernorm_bwd.cuh"
 #include "tune.h"
 
-__device__ __forceinline__ double warp_sum(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
+// One row's LayerNorm by one warp: two-pass statistics in double across the lanes (fixed
+// butterfly order), y = (x − mean)·rstd·g + b; lane 0 saves mean and rstd.
+template <typename T>
+__device__ __forceinline__ void ln_row_forward(T *y /* (C) */, float *mean, float *rstd, const T *x /* (C) */,
+                                               const float *g, const float *b, int C, float eps, int lane) {
+    double s = 0;
+    for (int c = lane; c < C; c += 32) s += act_load(x + c);
+    double mu = ln_warp_sum(s) / C;
+    double ss = 0;
+    for (int c = lane; c < C; c += 32) {
+        double d = act_load(x + c) - mu;
+        ss += d * d;
+    }
+    double rs = 1.0 / sqrt(ln_warp_sum(ss) / C + (double)eps);
+    float muf = (float)mu, rsf = (float)rs;
+    if (lane == 0) {
+        *mean = muf;
+        *rstd = rsf;
+    }
+    for (int c = lane; c < C; c += 32) act_store(y + c, (act_load(x + c) - muf) * rsf * g[c] + b[c]);
 }
 
 template <typename T>
 __global__ void k_ln_fwd(T *out, float *mean, float *rstd, const T *in, const float *g, const float *b, size_t N,
                          int C, float eps) {
     size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
-    int lane = threadIdx.x & 31;
     if (r >= N) return;
-    const T *x = in + r * C;
-    T *y = out + r * C;
-    double s = 0;
-    for (int c = lane; c < C; c += 32) s += act_load(x + c);
-    double mu = warp_sum(s) / C;
-    double ss = 0;
-    for (int c = lane; c < C; c += 32) {
-        double d = act_load(x + c) - mu;
-        ss += d * d;
-    }
-    double rs = 1.0 / sqrt(warp_sum(ss) / C + (double)eps);
-    float muf = (float)mu, rsf = (float)rs;
-    if (lane == 0) {
-        mean[r] = muf;
-        rstd[r] = rsf;
-    }
-    for (int c = lane; c < C; c += 32) act_store(y + c, (act_load(x + c) - muf) * rsf * g[c] + b[c]);
+    ln_row_forward(out + r * C, mean + r, rstd + r, in + r * C, g, b, C, eps, threadIdx.x & 31);
 }
 
 #define LN_WARP_BLOCK 256     // "warp" backward threads per block (8 warps)
@@ -394,25 +394,10 @@ __global__ void k_gelu_ln_fwd(T *out, T *ge, float *mean, float *rstd, const T *
     int lane = threadIdx.x & 31;
     if (r >= N) return;
     const T *x = in + r * C;
-    T *e = ge + r * C, *y = out + r * C;
-    double s = 0;
-    for (int c = lane; c < C; c += 32) {
-        act_store(e + c, gelu_value(act_load(x + c)));
-        s += act_load(e + c); // this thread's own store, as stored
-    }
-    double mu = warp_sum(s) / C;
-    double ss = 0;
-    for (int c = lane; c < C; c += 32) {
-        double d = act_load(e + c) - mu;
-        ss += d * d;
-    }
-    double rs = 1.0 / sqrt(warp_sum(ss) / C + (double)eps);
-    float muf = (float)mu, rsf = (float)rs;
-    if (lane == 0) {
-        mean[r] = muf;
-        rstd[r] = rsf;
-    }
-    for (int c = lane; c < C; c += 32) act_store(y + c, (act_load(e + c) - muf) * rsf * g[c] + b[c]);
+    T *e = ge + r * C;
+    // each lane stores its elements of ge, then reads back its own stores: the row as stored
+    for (int c = lane; c < C; c += 32) act_store(e + c, gelu_value(act_load(x + c)));
+    ln_row_forward(out + r * C, mean + r, rstd + r, (const T *)e, g, b, C, eps, lane);
 }
 
 // k_ln_bwd on the LayerNorm input ge, with din (+)= term · GELU'(in): the term stays fp32 (the
