@@ -57,27 +57,35 @@ __global__ void k_ln_fwd(T *out, float *mean, float *rstd, const T *in, const fl
 #define LN_WARP_BLOCK 256     // "warp" backward threads per block (8 warps)
 #define LN_PARAM_MAX_BLOCKS 512 // "warp" backward blocks (row chunks): a function of N only
 
-// Block k takes the rows [k·rows, (k+1)·rows) of a fixed chunking. din = base + the LayerNorm
-// backward of each row (one warp per row; base dres or 0, layernorm_bwd.cuh); with part (dg or db
-// wanted): then the chunk's column partials (ln_chunk_partials), and the last block to arrive adds
-// the chunks into dg/db in order. One launch for din, dg and db.
-template <typename T>
+// What a row's LayerNorm input gradient term is added to (k_ln_bwd's KIND): LN_DIN_BASE: din =
+// aux + term (aux = dres, din may be dres; NULL: 0 + term); LN_DIN_GELU: din += term · GELU'(aux),
+// aux = the GELU's input (layernorm_backward_gelu: the LayerNorm's input is the GELU's output; the
+// term stays fp32, where the unfused pair stored it in a zeroed Act buffer first).
+enum { LN_DIN_BASE, LN_DIN_GELU };
+
+// Block k takes the rows [k·rows, (k+1)·rows) of a fixed chunking. din from each row's LayerNorm
+// backward as KIND says (one warp per row, layernorm_bwd.cuh); with part (dg or db wanted): then
+// the chunk's column partials (ln_chunk_partials), and the last block to arrive adds the chunks
+// into dg/db in order. One launch for din, dg and db.
+template <typename T, int KIND>
 __global__ void __launch_bounds__(LN_WARP_BLOCK) k_ln_bwd(T *din, float *dg, float *db, double *part,
-                                                          unsigned *arrivals, const T *dres, const T *dout,
+                                                          unsigned *arrivals, const T *aux, const T *dout,
                                                           const T *in, const float *mean, const float *rstd,
                                                           const float *g, size_t N, int C, size_t rows) {
     const int lane = threadIdx.x & 31;
     const size_t r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
     // the warp's rows: no thread returns early (the last-block barriers need them all)
     for (size_t r = r0 + threadIdx.x / 32; din && r < r1; r += LN_WARP_BLOCK / 32) {
-        const T *x = in + r * C, *dy = dout + r * C, *d0 = dres ? dres + r * C : NULL;
+        const T *x = in + r * C, *dy = dout + r * C, *a = aux ? aux + r * C : NULL;
         const float mu = mean[r], rs = rstd[r];
         float ma, mb;
         ln_row_means(&ma, &mb, x, dy, g, mu, rs, C, lane);
         T *dx = din + r * C;
-        for (int c = lane; c < C; c += 32) { // each lane reads its element of dres before writing din's
+        for (int c = lane; c < C; c += 32) { // each lane reads its element of aux before writing din's
             const float xh = (act_load(x + c) - mu) * rs;
-            act_store(dx + c, (d0 ? act_load(d0 + c) : 0.0f) + ln_din_term(act_load(dy + c), g[c], xh, rs, ma, mb));
+            const float term = ln_din_term(act_load(dy + c), g[c], xh, rs, ma, mb);
+            if (KIND == LN_DIN_GELU) act_store(dx + c, act_load(dx + c) + term * gelu_grad(act_load(a + c)));
+            else act_store(dx + c, (a ? act_load(a + c) : 0.0f) + term);
         }
     }
     if (!part) return;
@@ -86,18 +94,25 @@ __global__ void __launch_bounds__(LN_WARP_BLOCK) k_ln_bwd(T *din, float *dg, flo
     ln_param_finish(dg, db, NULL, part, 2, (int)gridDim.x, C);
 }
 
-void ln_bwd_chunked(Backend *be, Act *din, float *dg, float *db, const Act *dres, const Act *dout, const Act *in,
-                    const float *mean, const float *rstd, const float *g, size_t N, int C) {
+template <int KIND>
+static void ln_bwd_launch(Backend *be, Act *din, float *dg, float *db, const Act *aux, const Act *dout, const Act *in,
+                          const float *mean, const float *rstd, const float *g, size_t N, int C) {
     if (!din && !dg && !db) return;
     cudaStream_t s = cuda_state(be)->stream;
     size_t rows;
     const int nblk = cuda_colsum_chunks(N, LN_PARAM_MAX_BLOCKS, &rows);
     double *part = dg || db ? (double *)cuda_workspace(be, (size_t)nblk * 2 * C * sizeof(double)) : NULL;
     CUDA_ACT_DISPATCH(be, T,
-                      k_ln_bwd<T><<<nblk, LN_WARP_BLOCK, 0, s>>>((T *)din, dg, db, part, cuda_state(be)->arrivals,
-                                                                 (const T *)dres, (const T *)dout, (const T *)in,
-                                                                 mean, rstd, g, N, C, rows));
+                      k_ln_bwd<T, KIND><<<nblk, LN_WARP_BLOCK, 0, s>>>((T *)din, dg, db, part,
+                                                                       cuda_state(be)->arrivals, (const T *)aux,
+                                                                       (const T *)dout, (const T *)in, mean, rstd,
+                                                                       g, N, C, rows));
     CUDA_CHECK_LAUNCH();
+}
+
+void ln_bwd_chunked(Backend *be, Act *din, float *dg, float *db, const Act *dres, const Act *dout, const Act *in,
+                    const float *mean, const float *rstd, const float *g, size_t N, int C) {
+    ln_bwd_launch<LN_DIN_BASE>(be, din, dg, db, dres, dout, in, mean, rstd, g, N, C);
 }
 
 // ---- "vec" --------------------------------------------------------------------------------
@@ -400,34 +415,6 @@ __global__ void k_gelu_ln_fwd(T *out, T *ge, float *mean, float *rstd, const T *
     ln_row_forward(out + r * C, mean + r, rstd + r, (const T *)e, g, b, C, eps, lane);
 }
 
-// k_ln_bwd on the LayerNorm input ge, with din (+)= term · GELU'(in): the term stays fp32 (the
-// unfused pair stored it in a zeroed Act buffer first).
-template <typename T>
-__global__ void __launch_bounds__(LN_WARP_BLOCK) k_ln_bwd_gelu(T *din, float *dg, float *db, double *part,
-                                                               unsigned *arrivals, const T *dout, const T *ge,
-                                                               const T *in, const float *mean, const float *rstd,
-                                                               const float *g, size_t N, int C, size_t rows) {
-    const int lane = threadIdx.x & 31;
-    const size_t r0 = blockIdx.x * rows, r1 = r0 + rows < N ? r0 + rows : N;
-    // the warp's rows: no thread returns early (the last-block barriers need them all)
-    for (size_t r = r0 + threadIdx.x / 32; din && r < r1; r += LN_WARP_BLOCK / 32) {
-        const T *x = ge + r * C, *dy = dout + r * C, *xg = in + r * C;
-        const float mu = mean[r], rs = rstd[r];
-        float ma, mb;
-        ln_row_means(&ma, &mb, x, dy, g, mu, rs, C, lane);
-        T *dx = din + r * C;
-        for (int c = lane; c < C; c += 32) {
-            const float xh = (act_load(x + c) - mu) * rs;
-            const float term = ln_din_term(act_load(dy + c), g[c], xh, rs, ma, mb);
-            act_store(dx + c, act_load(dx + c) + term * gelu_grad(act_load(xg + c)));
-        }
-    }
-    if (!part) return;
-    ln_chunk_partials(part + (size_t)blockIdx.x * 2 * C, LnNoTail(), dout, ge, mean, rstd, r0, r1, C);
-    if (!cuda_last_block(arrivals)) return;
-    ln_param_finish(dg, db, NULL, part, 2, (int)gridDim.x, C);
-}
-
 extern "C" void cu_gelu_layernorm_forward(Backend *be, Act *out, Act *ge, float *mean, float *rstd, const Act *in,
                                           const float *g, const float *b, size_t N, int C, float eps) {
     if (!N || C <= 0) return;
@@ -442,15 +429,6 @@ extern "C" void cu_gelu_layernorm_forward(Backend *be, Act *out, Act *ge, float 
 extern "C" void cu_layernorm_backward_gelu(Backend *be, Act *din, float *dg, float *db, const Act *dout,
                                            const Act *ge, const Act *in, const float *mean, const float *rstd,
                                            const float *g, size_t N, int C) {
-    if (!N || C <= 0 || (!din && !dg && !db)) return;
-    cudaStream_t s = cuda_state(be)->stream;
-    size_t rows;
-    const int nblk = cuda_colsum_chunks(N, LN_PARAM_MAX_BLOCKS, &rows);
-    double *part = dg || db ? (double *)cuda_workspace(be, (size_t)nblk * 2 * C * sizeof(double)) : NULL;
-    CUDA_ACT_DISPATCH(be, T,
-                      k_ln_bwd_gelu<T><<<nblk, LN_WARP_BLOCK, 0, s>>>((T *)din, dg, db, part,
-                                                                      cuda_state(be)->arrivals, (const T *)dout,
-                                                                      (const T *)ge, (const T *)in, mean, rstd, g, N,
-                                                                      C, rows));
-    CUDA_CHECK_LAUNCH();
+    if (!N || C <= 0) return;
+    ln_bwd_launch<LN_DIN_GELU>(be, din, dg, db, in, dout, ge, mean, rstd, g, N, C);
 }
